@@ -1,0 +1,106 @@
+//! Binance access: the REST client with its weight limiter, and the session setup every job does
+//! first (clock offset, the exchange's weight rule, checking the symbols exist).
+
+pub mod limiter;
+pub mod rest;
+
+use std::sync::Arc;
+
+pub use exchange_sim::Interval;
+use serde::Deserialize;
+
+use crate::config::BinanceConfig;
+use crate::error::LoaderError;
+use limiter::WeightLimiter;
+use rest::{RestClient, RestError, RestStats, WeightRule};
+
+/// A ready connection to the exchange: clock synchronised, weight rule known, symbols checked.
+pub struct Exchange {
+    pub client: RestClient,
+    pub clock_offset_ms: i64,
+    pub weight_rule: WeightRule,
+}
+
+impl Exchange {
+    pub async fn connect(cfg: &BinanceConfig, symbols: &[String]) -> Result<Exchange, LoaderError> {
+        let stats = Arc::new(RestStats::default());
+        let default_rule = WeightRule::default();
+        let provisional = Arc::new(WeightLimiter::new(
+            default_rule.limit,
+            default_rule.window,
+            cfg.rate_limit_share,
+            0,
+            std::time::Duration::ZERO,
+        ));
+        let client = RestClient::new(cfg, provisional.clone(), stats.clone()).map_err(LoaderError::config)?;
+        let (offset, rtt) = rest::clock_offset(&client)
+            .await
+            .map_err(|e| LoaderError::Exchange(format!("cannot reach Binance at BINANCE_API_URL {}: {e}", cfg.api_url)))?;
+        let mut rule = None;
+        for symbol in symbols {
+            let body = client
+                .get("/api/v3/exchangeInfo", &[("symbol", symbol.clone())], 2)
+                .await
+                .map_err(|e| exchange_error(e, Some(symbol)))?;
+            check_symbol_status(&body, symbol);
+            if rule.is_none() {
+                rule = rest::weight_rule(&body);
+            }
+        }
+        let rule = rule.unwrap_or_default();
+        let limiter = Arc::new(WeightLimiter::new(rule.limit, rule.window, cfg.rate_limit_share, offset, rtt));
+        // Carry what the set-up calls already spent in this window.
+        let spent = provisional.used();
+        if spent > 0 {
+            let grant = limiter.acquire(spent.min(limiter.budget())).await;
+            let _ = grant;
+        }
+        let client = RestClient::new(cfg, limiter, stats).map_err(LoaderError::config)?;
+        tracing::info!(
+            clock_offset_ms = offset,
+            weight_limit = rule.limit,
+            window_s = rule.window.as_secs_f64(),
+            budget = client.limiter().budget(),
+            "connected to Binance"
+        );
+        Ok(Exchange { client, clock_offset_ms: offset, weight_rule: rule })
+    }
+
+    /// The exchange's current time in epoch ms.
+    pub fn server_now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.clock_offset_ms
+    }
+}
+
+fn check_symbol_status(body: &[u8], symbol: &str) {
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(default)]
+        symbols: Vec<Sym>,
+    }
+    #[derive(Deserialize)]
+    struct Sym {
+        symbol: String,
+        status: String,
+    }
+    if let Ok(info) = serde_json::from_slice::<Info>(body) {
+        if let Some(s) = info.symbols.iter().find(|s| s.symbol == symbol) {
+            if s.status != "TRADING" {
+                tracing::warn!(symbol, status = %s.status, "symbol is not trading now; loading the history that exists");
+            }
+        }
+    }
+}
+
+/// Turns a REST failure into the loader's error, naming SYMBOL when Binance says it is wrong.
+pub fn exchange_error(e: RestError, symbol: Option<&str>) -> LoaderError {
+    match (&e, symbol) {
+        (RestError::Binance { code: -1121, msg, .. }, Some(s)) => LoaderError::config(format!(
+            "SYMBOL {s} is not a Binance spot symbol (Binance: {msg:?}, code -1121); check the spelling, e.g. BTCUSDT"
+        )),
+        (RestError::Binance { code: -1100, msg, .. }, Some(s)) => {
+            LoaderError::config(format!("SYMBOL {s} was refused by Binance: {msg} (code -1100)"))
+        }
+        _ => LoaderError::Exchange(e.to_string()),
+    }
+}

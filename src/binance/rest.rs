@@ -1,0 +1,290 @@
+//! `RestClient`: every REST call to Binance goes through here, so that each one is weighed by the
+//! limiter, retried when retrying is safe (5xx, timeouts, dropped connections: market data is
+//! read-only), paused on 429/418 for the server's `Retry-After`, and turned into a clear error
+//! when Binance says the request itself is wrong.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use super::limiter::{Grant, WeightLimiter};
+use crate::config::BinanceConfig;
+
+/// Counters a job reports (telemetry, metrics, the final summary).
+#[derive(Debug, Default)]
+pub struct RestStats {
+    pub requests: AtomicU64,
+    pub weight: AtomicU64,
+    pub responses_429: AtomicU64,
+    pub responses_418: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl RestStats {
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a REST call failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("Binance rejected {path}: {msg} (code {code}, HTTP {status})")]
+    Binance { path: String, status: u16, code: i64, msg: String },
+    #[error("Binance answered HTTP {status} to {path} and asks to wait {retry_after:?}, longer than MAX_RETRY_AFTER ({max:?}){ban}")]
+    RetryAfterTooLong { path: String, status: u16, retry_after: Duration, max: Duration, ban: &'static str },
+    #[error("{path} failed {attempts} times (MAX_RETRIES={max_retries}); last error: {last}")]
+    RetriesExhausted { path: String, attempts: u32, max_retries: u32, last: String },
+    #[error("Binance refused {path} with HTTP 403 (web application firewall): the request pattern or IP is blocked")]
+    Forbidden { path: String },
+    #[error("unexpected answer from {path}: {detail}")]
+    Protocol { path: String, detail: String },
+}
+
+#[derive(Deserialize)]
+struct BinanceErrorBody {
+    code: i64,
+    msg: String,
+}
+
+/// The exchange's request-weight rule, from `exchangeInfo.rateLimits`.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightRule {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+impl Default for WeightRule {
+    fn default() -> Self {
+        WeightRule { limit: 6000, window: Duration::from_secs(60) }
+    }
+}
+
+pub struct RestClient {
+    http: reqwest::Client,
+    base: String,
+    limiter: Arc<WeightLimiter>,
+    max_retries: u32,
+    max_retry_after: Duration,
+    pub stats: Arc<RestStats>,
+}
+
+impl RestClient {
+    pub fn new(cfg: &BinanceConfig, limiter: Arc<WeightLimiter>, stats: Arc<RestStats>) -> Result<Self, String> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &cfg.api_key {
+            let mut v = reqwest::header::HeaderValue::from_str(key.expose())
+                .map_err(|_| "BINANCE_API_KEY contains characters that cannot be sent in an HTTP header".to_string())?;
+            v.set_sensitive(true);
+            headers.insert("X-MBX-APIKEY", v);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(cfg.concurrency * 2)
+            .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(RestClient {
+            http,
+            base: cfg.api_url.clone(),
+            limiter,
+            max_retries: cfg.max_retries,
+            max_retry_after: cfg.max_retry_after,
+            stats,
+        })
+    }
+
+    pub fn limiter(&self) -> &Arc<WeightLimiter> {
+        &self.limiter
+    }
+
+    /// GETs `path` with `query`, reserving `weight` first; retries what is safe to retry.
+    pub async fn get(&self, path: &str, query: &[(&str, String)], weight: u32) -> Result<Bytes, RestError> {
+        let url = format!("{}{}", self.base, path);
+        let mut failures = 0u32;
+        let mut rate_limited = 0u32;
+        loop {
+            let grant = self.limiter.acquire(weight).await;
+            RestStats::bump(&self.stats.requests);
+            self.stats.weight.fetch_add(weight as u64, Ordering::Relaxed);
+            let outcome = self.http.get(&url).query(query).send().await;
+            let last_error = match outcome {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    self.observe_weight(grant, resp.headers());
+                    match status {
+                        200..=299 => match resp.bytes().await {
+                            Ok(body) => return Ok(body),
+                            Err(e) => {
+                                RestStats::bump(&self.stats.transport_errors);
+                                format!("reading the response body: {e}")
+                            }
+                        },
+                        429 | 418 => {
+                            rate_limited += 1;
+                            let retry_after = retry_after(resp.headers())
+                                .unwrap_or(if status == 418 { Duration::from_secs(120) } else { Duration::from_secs(1) });
+                            if status == 418 {
+                                RestStats::bump(&self.stats.responses_418);
+                                tracing::error!(path, retry_after_s = retry_after.as_secs(), "Binance banned this IP (HTTP 418); waiting out the ban");
+                            } else {
+                                RestStats::bump(&self.stats.responses_429);
+                                tracing::warn!(path, retry_after_s = retry_after.as_secs(), "Binance rate limit hit (HTTP 429); pausing all requests");
+                            }
+                            if retry_after > self.max_retry_after || rate_limited > 100 {
+                                return Err(RestError::RetryAfterTooLong {
+                                    path: path.to_string(),
+                                    status,
+                                    retry_after,
+                                    max: self.max_retry_after,
+                                    ban: if status == 418 { " (the IP is banned)" } else { "" },
+                                });
+                            }
+                            self.limiter.pause(retry_after);
+                            RestStats::bump(&self.stats.retries);
+                            continue;
+                        }
+                        403 => return Err(RestError::Forbidden { path: path.to_string() }),
+                        500..=599 => {
+                            RestStats::bump(&self.stats.responses_5xx);
+                            format!("HTTP {status}")
+                        }
+                        _ => {
+                            let body = resp.bytes().await.unwrap_or_default();
+                            return Err(match serde_json::from_slice::<BinanceErrorBody>(&body) {
+                                Ok(b) => RestError::Binance { path: path.to_string(), status, code: b.code, msg: b.msg },
+                                Err(_) => RestError::Protocol {
+                                    path: path.to_string(),
+                                    detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
+                                },
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    RestStats::bump(&self.stats.transport_errors);
+                    let kind = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "connection failed"
+                    } else {
+                        "connection dropped"
+                    };
+                    format!("{kind}: {e}")
+                }
+            };
+            failures += 1;
+            if failures > self.max_retries {
+                return Err(RestError::RetriesExhausted {
+                    path: path.to_string(),
+                    attempts: failures,
+                    max_retries: self.max_retries,
+                    last: last_error,
+                });
+            }
+            RestStats::bump(&self.stats.retries);
+            let delay = backoff(failures);
+            tracing::warn!(path, attempt = failures, delay_ms = delay.as_millis() as u64, error = %last_error, "retrying request");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn observe_weight(&self, grant: Grant, headers: &HeaderMap) {
+        let used = headers
+            .iter()
+            .filter(|(name, _)| name.as_str().starts_with("x-mbx-used-weight-"))
+            .filter_map(|(_, v)| v.to_str().ok()?.trim().parse::<u32>().ok())
+            .max();
+        if let Some(used) = used {
+            self.limiter.observe_used(grant, used);
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: 100 ms, 200 ms, … capped at 10 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(v))
+}
+
+/// Server clock offset (server − local, ms) and round-trip time, from `/api/v3/time`.
+pub async fn clock_offset(client: &RestClient) -> Result<(i64, Duration), RestError> {
+    #[derive(Deserialize)]
+    struct ServerTime {
+        #[serde(rename = "serverTime")]
+        server_time: i64,
+    }
+    let t0 = chrono::Utc::now().timestamp_millis();
+    let started = Instant::now();
+    let body = client.get("/api/v3/time", &[], 1).await?;
+    let rtt = started.elapsed();
+    let t1 = chrono::Utc::now().timestamp_millis();
+    let st: ServerTime = serde_json::from_slice(&body)
+        .map_err(|e| RestError::Protocol { path: "/api/v3/time".into(), detail: e.to_string() })?;
+    Ok((st.server_time - (t0 + t1) / 2, rtt))
+}
+
+/// The REQUEST_WEIGHT rule from an `exchangeInfo` body, if it has one.
+pub fn weight_rule(exchange_info: &[u8]) -> Option<WeightRule> {
+    #[derive(Deserialize)]
+    struct Info {
+        #[serde(rename = "rateLimits", default)]
+        rate_limits: Vec<Limit>,
+    }
+    #[derive(Deserialize)]
+    struct Limit {
+        #[serde(rename = "rateLimitType")]
+        kind: String,
+        interval: String,
+        #[serde(rename = "intervalNum")]
+        num: u64,
+        limit: u32,
+    }
+    let info: Info = serde_json::from_slice(exchange_info).ok()?;
+    let l = info.rate_limits.into_iter().find(|l| l.kind == "REQUEST_WEIGHT")?;
+    let unit = match l.interval.as_str() {
+        "SECOND" => 1,
+        "MINUTE" => 60,
+        "HOUR" => 3600,
+        "DAY" => 86_400,
+        _ => return None,
+    };
+    Some(WeightRule { limit: l.limit, window: Duration::from_secs(unit * l.num.max(1)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert!(backoff(1) <= Duration::from_millis(200));
+        assert!(backoff(20) <= Duration::from_secs(10));
+        assert!(backoff(20) >= Duration::from_secs(5));
+    }
+
+    #[test]
+    fn reads_the_weight_rule() {
+        let body = br#"{"rateLimits":[{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":6000},{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":100}]}"#;
+        let r = weight_rule(body).unwrap();
+        assert_eq!((r.limit, r.window), (6000, Duration::from_secs(60)));
+        assert!(weight_rule(b"{}").is_none());
+    }
+}

@@ -1,0 +1,635 @@
+//! Command line and environment: every setting is an environment variable (how Kubernetes Jobs
+//! are configured) and also a flag. This module owns parsing, the platform's alias names and the
+//! validation that turns raw strings into a [`JobConfig`], with errors that name the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::binance::Interval;
+use crate::error::{LoaderError, Result};
+use crate::time_range::TimeRange;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the load finished (or was stopped on request)
+  1  any other failure: Binance, Kafka, delivery; a retry may help
+  2  configuration error: fix the variable named in the message
+
+Every option is also read from the environment variable shown beside it; a flag wins over the
+variable. Secrets (passwords, API keys) are never printed.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loader-producer",
+    version,
+    about = "Loads Binance market data for one symbol set and time range into a Kafka topic, exactly once per record.",
+    long_about = "Loads Binance market data (candles, aggregate trades) for one or more symbols and a time \
+range into a Kafka topic as one JSON object per message, exactly once per record, within Binance's \
+request-weight budget.\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the load job (the default when no subcommand is given).
+    Run(JobArgs),
+    /// Read a topic back and report records, duplicates, gaps and records outside the range.
+    Verify(VerifyArgs),
+    /// Run one real job offline: in-process exchange simulator and Kafka mock cluster.
+    Demo(DemoArgs),
+}
+
+/// The job's settings, exactly as given.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Queue this job belongs to; key of its telemetry events [default: loader-<symbol>-<type>]
+    #[arg(long, env = "QUEUE_ID", value_name = "ID")]
+    pub queue_id: Option<String>,
+
+    /// Symbol(s) to load, case-insensitive; a comma-separated list loads several, e.g. BTCUSDT,ETHUSDT
+    #[arg(long, env = "SYMBOL", value_name = "SYMBOLS")]
+    pub symbol: Option<String>,
+
+    /// Data type: api_candles_<interval> (e.g. api_candles_1m), api_candles with INTERVAL, or api_trades (aggregate trades)
+    #[arg(long = "type", env = "TYPE", value_name = "TYPE")]
+    pub data_type: Option<String>,
+
+    /// Half-open UTC range [start, end): YYYY-MM-DD, RFC 3339 or epoch ms on each side, e.g. 2024-01-01:2024-02-01 (equal dates = that day)
+    #[arg(long, env = "TIME_RANGE", value_name = "START:END")]
+    pub time_range: Option<String>,
+
+    /// Candle interval for TYPE=api_candles: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M
+    #[arg(long, env = "INTERVAL", value_name = "INTERVAL")]
+    pub interval: Option<String>,
+
+    /// Topic the records are published to [default: QUEUE_ID]
+    #[arg(long, env = "KAFKA_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+
+    /// Producer id reported in telemetry events [default: loader-producer__<QUEUE_ID>]
+    #[arg(long, env = "TELEMETRY_PRODUCER_ID", value_name = "ID")]
+    pub telemetry_producer_id: Option<String>,
+
+    /// Topic of control commands (alias env CONTROL_TOPIC)
+    #[arg(long, env = "QUEUE_CONTROL_TOPIC", value_name = "TOPIC")]
+    pub queue_control_topic: Option<String>,
+    #[arg(long, env = "CONTROL_TOPIC", hide = true)]
+    pub control_topic_alias: Option<String>,
+
+    /// Topic of telemetry events (alias env TELEMETRY_TOPIC)
+    #[arg(long, env = "QUEUE_EVENTS_TOPIC", value_name = "TOPIC")]
+    pub queue_events_topic: Option<String>,
+    #[arg(long, env = "TELEMETRY_TOPIC", hide = true)]
+    pub telemetry_topic_alias: Option<String>,
+
+    /// Seconds between `loading` telemetry events
+    #[arg(long, env = "TELEMETRY_INTERVAL", default_value_t = 5.0, value_name = "SECONDS")]
+    pub telemetry_interval: f64,
+
+    /// Binance REST base URL (the exchange simulator's URL in tests)
+    #[arg(long, env = "BINANCE_API_URL", default_value = "https://api.binance.com", value_name = "URL")]
+    pub binance_api_url: String,
+
+    /// Binance WebSocket base URL (live data types)
+    #[arg(long, env = "BINANCE_WS_URL", default_value = "wss://stream.binance.com:9443", value_name = "URL")]
+    pub binance_ws_url: String,
+
+    /// Binance API key, sent as X-MBX-APIKEY (market data needs none)
+    #[arg(long, env = "BINANCE_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub binance_api_key: Option<String>,
+
+    /// Binance API secret (accepted for compatibility; market data is unsigned)
+    #[arg(long, env = "BINANCE_API_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub binance_api_secret: Option<String>,
+
+    /// Share of the exchange's request-weight budget this job may use, 0 < share <= 1
+    #[arg(long, env = "RATE_LIMIT_SHARE", default_value_t = 0.5, value_name = "SHARE")]
+    pub rate_limit_share: f64,
+
+    /// REST requests in flight at once
+    #[arg(long, env = "FETCH_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    pub fetch_concurrency: usize,
+
+    /// Records per REST page, 1..=1000 (alias env LIMIT)
+    #[arg(long, env = "PAGE_LIMIT", value_name = "N")]
+    pub page_limit: Option<u32>,
+    #[arg(long = "limit", env = "LIMIT", hide = true)]
+    pub limit_alias: Option<u32>,
+
+    /// Retries of one request after 5xx, timeouts and dropped connections
+    #[arg(long, env = "MAX_RETRIES", default_value_t = 8, value_name = "N")]
+    pub max_retries: u32,
+
+    /// Longest Retry-After (429/418) the job waits out before failing, in seconds
+    #[arg(long, env = "MAX_RETRY_AFTER", default_value_t = 300, value_name = "SECONDS")]
+    pub max_retry_after: u64,
+
+    /// Timeout of one REST request, in seconds
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 10.0, value_name = "SECONDS")]
+    pub request_timeout: f64,
+
+    /// Kafka message key: symbol (order per symbol), record (the record's _key) or none
+    #[arg(long, env = "KAFKA_MESSAGE_KEY", default_value = "symbol", value_name = "KEY")]
+    pub kafka_message_key: String,
+
+    /// More log output
+    #[arg(long, env = "DEBUG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub debug: bool,
+
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// How to reach Kafka; shared by the job and `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, host:port[,host:port]
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", value_name = "SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+
+    /// SCRAM-SHA-512 user; with a password, the connection is SASL_SSL (alias env KAFKA_USER)
+    #[arg(long, env = "KAFKA_USER_PRODUCER", value_name = "USER")]
+    pub kafka_user_producer: Option<String>,
+    #[arg(long, env = "KAFKA_USER", hide = true)]
+    pub kafka_user_alias: Option<String>,
+
+    /// SCRAM-SHA-512 password (alias env KAFKA_PASSWORD)
+    #[arg(long, env = "KAFKA_PASSWORD_PRODUCER", hide_env_values = true, value_name = "PASSWORD")]
+    pub kafka_password_producer: Option<String>,
+    #[arg(long, env = "KAFKA_PASSWORD", hide = true, hide_env_values = true)]
+    pub kafka_password_alias: Option<String>,
+
+    /// PEM file of the CA that signed the brokers' certificates (alias env KAFKA_CA_PATH) [default with SASL: /usr/local/share/ca-certificates/ca.crt if present]
+    #[arg(long, env = "CA_PATH", value_name = "FILE")]
+    pub ca_path: Option<PathBuf>,
+    #[arg(long, env = "KAFKA_CA_PATH", hide = true)]
+    pub kafka_ca_path_alias: Option<PathBuf>,
+
+    /// Extra librdkafka properties, key=value[,key=value], e.g. linger.ms=50,compression.type=zstd
+    #[arg(long, env = "KAFKA_PRODUCER_CONFIG", hide_env_values = true, value_name = "PROPS")]
+    pub kafka_producer_config: Option<String>,
+
+    /// Seconds to wait for Kafka to answer before failing
+    #[arg(long, env = "KAFKA_CONNECT_TIMEOUT", default_value_t = 10.0, value_name = "SECONDS")]
+    pub kafka_connect_timeout: f64,
+
+    /// Partitions of the data topic when the loader creates it
+    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 1, value_name = "N")]
+    pub kafka_topic_partitions: i32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Topic to read back
+    #[arg(long, env = "KAFKA_TOPIC", value_name = "TOPIC")]
+    pub kafka_topic: Option<String>,
+    /// Range the topic should hold exactly; without it only duplicates and inner gaps are checked
+    #[arg(long, env = "TIME_RANGE", value_name = "START:END")]
+    pub time_range: Option<String>,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Symbols to load
+    #[arg(long, default_value = "BTCUSDT,ETHUSDT")]
+    pub symbol: String,
+    /// Data type
+    #[arg(long = "type", default_value = "api_candles_1m")]
+    pub data_type: String,
+    /// Days of history, ending at the last full UTC day
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+}
+
+/// A secret that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// What the job loads. Names follow `<source>_<kind>[_<interval>]` (`api_candles_1m`, `api_trades`),
+/// the grammar live (`ws_*`) and archive types share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataType {
+    Candles(Interval),
+    AggTrades,
+}
+
+pub const VALID_TYPES: &str = "api_candles_<interval> (e.g. api_candles_1m, api_candles_1h, api_candles_1M), \
+api_candles together with INTERVAL, or api_trades (aggregate trades); intervals: 1s 1m 3m 5m 15m 30m 1h 2h \
+4h 6h 8h 12h 1d 3d 1w 1M";
+
+impl DataType {
+    pub fn parse(type_value: &str, interval: Option<&str>) -> Result<DataType, String> {
+        let t = type_value.trim();
+        let parse_iv = |iv: &str, var: &str| {
+            iv.parse::<Interval>()
+                .map_err(|_| format!("{var} {iv:?} is not a Binance interval; expected one of: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"))
+        };
+        if t == "api_trades" || t == "api_aggtrades" {
+            return Ok(DataType::AggTrades);
+        }
+        if t == "api_candles" {
+            return match interval.map(str::trim).filter(|s| !s.is_empty()) {
+                Some(iv) => Ok(DataType::Candles(parse_iv(iv, "INTERVAL")?)),
+                None => Err("TYPE api_candles needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: api_candles_1m".into()),
+            };
+        }
+        if let Some(iv) = t.strip_prefix("api_candles_") {
+            let parsed = parse_iv(iv, "the interval in TYPE")?;
+            if let Some(other) = interval.map(str::trim).filter(|s| !s.is_empty()) {
+                if other.parse::<Interval>().ok() != Some(parsed) {
+                    return Err(format!(
+                        "TYPE {t:?} names interval {iv} but INTERVAL is {other:?}: give one or make them agree"
+                    ));
+                }
+            }
+            return Ok(DataType::Candles(parsed));
+        }
+        Err(format!("TYPE {t:?} is not a known data type; valid forms: {VALID_TYPES}"))
+    }
+
+    /// The canonical TYPE name.
+    pub fn name(&self) -> String {
+        match self {
+            DataType::Candles(iv) => format!("api_candles_{iv}"),
+            DataType::AggTrades => "api_trades".into(),
+        }
+    }
+}
+
+/// Which bytes become the Kafka message key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKey {
+    Symbol,
+    Record,
+    None,
+}
+
+/// SASL_SSL settings; absent means PLAINTEXT.
+#[derive(Debug, Clone)]
+pub struct KafkaSecurity {
+    pub user: String,
+    pub password: Secret,
+    pub ca_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    pub security: Option<KafkaSecurity>,
+    /// KAFKA_PRODUCER_CONFIG pairs; values are treated as secrets in logs.
+    pub overrides: Vec<(String, Secret)>,
+    pub connect_timeout: Duration,
+    pub topic_partitions: i32,
+}
+
+#[derive(Debug, Clone)]
+pub struct BinanceConfig {
+    pub api_url: String,
+    pub ws_url: String,
+    pub api_key: Option<Secret>,
+    pub rate_limit_share: f64,
+    pub concurrency: usize,
+    pub page_limit: u32,
+    pub max_retries: u32,
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A validated job.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub queue_id: String,
+    pub symbols: Vec<String>,
+    pub data_type: DataType,
+    pub range: TimeRange,
+    pub topic: String,
+    pub producer_id: String,
+    pub control_topic: String,
+    pub events_topic: String,
+    pub telemetry_interval: Duration,
+    pub message_key: MessageKey,
+    pub debug: bool,
+    pub binance: BinanceConfig,
+    pub kafka: KafkaConfig,
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn first_of(primary: &Option<String>, alias: &Option<String>) -> Option<String> {
+    non_empty(primary).or(non_empty(alias)).map(str::to_string)
+}
+
+fn seconds(var: &str, v: f64) -> Result<Duration> {
+    if v.is_finite() && v > 0.0 && v < 1e7 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(LoaderError::config(format!("{var} must be a positive number of seconds, got {v}")))
+    }
+}
+
+/// Parses `SYMBOL`: upper-cased, comma-separated, each 1-20 of A-Z 0-9 - _ . like Binance's rule.
+pub fn parse_symbols(value: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in value.split(',') {
+        let s = part.trim().to_ascii_uppercase();
+        if s.is_empty() {
+            continue;
+        }
+        let legal = s.len() <= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !legal {
+            return Err(format!(
+                "SYMBOL {part:?} is not a Binance symbol: expected 1-20 letters or digits such as BTCUSDT, \
+                 several separated by commas"
+            ));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        return Err("SYMBOL is empty: expected a symbol such as BTCUSDT, or several separated by commas".into());
+    }
+    Ok(out)
+}
+
+impl KafkaArgs {
+    pub fn resolve(&self) -> Result<KafkaConfig> {
+        let bootstrap = non_empty(&self.kafka_bootstrap_servers)
+            .ok_or_else(|| {
+                LoaderError::config(
+                    "KAFKA_BOOTSTRAP_SERVERS is not set: expected host:port[,host:port] of the Kafka cluster \
+                     (flag --kafka-bootstrap-servers)",
+                )
+            })?
+            .to_string();
+        let user = first_of(&self.kafka_user_producer, &self.kafka_user_alias);
+        let password = first_of(&self.kafka_password_producer, &self.kafka_password_alias);
+        let ca_path = self.ca_path.clone().or_else(|| self.kafka_ca_path_alias.clone());
+        let security = match (user, password) {
+            (Some(user), Some(password)) => {
+                let ca_path = match ca_path {
+                    Some(p) => Some(p),
+                    None => {
+                        let default = PathBuf::from("/usr/local/share/ca-certificates/ca.crt");
+                        default.exists().then_some(default)
+                    }
+                };
+                if let Some(p) = &ca_path {
+                    check_ca_file(p)?;
+                }
+                Some(KafkaSecurity { user, password: Secret::new(password), ca_path })
+            }
+            (Some(_), None) => {
+                return Err(LoaderError::config(
+                    "KAFKA_USER_PRODUCER is set but KAFKA_PASSWORD_PRODUCER is not: SCRAM-SHA-512 needs both \
+                     (aliases KAFKA_USER / KAFKA_PASSWORD)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(LoaderError::config(
+                    "KAFKA_PASSWORD_PRODUCER is set but KAFKA_USER_PRODUCER is not: SCRAM-SHA-512 needs both \
+                     (aliases KAFKA_USER / KAFKA_PASSWORD)",
+                ))
+            }
+            (None, None) => {
+                if let Some(p) = &ca_path {
+                    check_ca_file(p)?;
+                }
+                None
+            }
+        };
+        let overrides = match non_empty(&self.kafka_producer_config) {
+            None => Vec::new(),
+            Some(raw) => parse_properties(raw).map_err(LoaderError::config)?,
+        };
+        if self.kafka_topic_partitions < 1 {
+            return Err(LoaderError::config(format!(
+                "KAFKA_TOPIC_PARTITIONS must be at least 1, got {}",
+                self.kafka_topic_partitions
+            )));
+        }
+        Ok(KafkaConfig {
+            bootstrap,
+            security,
+            overrides,
+            connect_timeout: seconds("KAFKA_CONNECT_TIMEOUT", self.kafka_connect_timeout)?,
+            topic_partitions: self.kafka_topic_partitions,
+        })
+    }
+}
+
+fn check_ca_file(p: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(LoaderError::config(format!("CA_PATH {} is not a file: expected a PEM CA certificate", p.display()))),
+        Err(e) => Err(LoaderError::config(format!(
+            "CA_PATH {} cannot be read ({e}): expected the PEM file of the CA that signed the Kafka brokers' certificates",
+            p.display()
+        ))),
+    }
+}
+
+/// Parses `KAFKA_PRODUCER_CONFIG` (`key=value,key=value`).
+pub fn parse_properties(raw: &str) -> Result<Vec<(String, Secret)>, String> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "KAFKA_PRODUCER_CONFIG item {:?} has no '=': expected key=value[,key=value], e.g. linger.ms=50",
+                item.split('=').next().unwrap_or(item)
+            ));
+        };
+        let k = k.trim();
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+            return Err(format!("KAFKA_PRODUCER_CONFIG key {k:?} is not a librdkafka property name"));
+        }
+        out.push((k.to_string(), Secret::new(v.trim())));
+    }
+    Ok(out)
+}
+
+impl JobArgs {
+    /// Validates everything; the first problem found is reported, naming its variable.
+    pub fn resolve(&self) -> Result<JobConfig> {
+        let symbols = parse_symbols(non_empty(&self.symbol).ok_or_else(|| {
+            LoaderError::config("SYMBOL is not set: expected a symbol such as BTCUSDT (flag --symbol)")
+        })?)
+        .map_err(LoaderError::config)?;
+        let type_value = non_empty(&self.data_type).ok_or_else(|| {
+            LoaderError::config(format!("TYPE is not set (flag --type); valid forms: {VALID_TYPES}"))
+        })?;
+        let data_type = DataType::parse(type_value, self.interval.as_deref()).map_err(LoaderError::config)?;
+        let range = TimeRange::parse(non_empty(&self.time_range).ok_or_else(|| {
+            LoaderError::config(
+                "TIME_RANGE is not set: expected START:END, e.g. 2024-01-01:2024-02-01 (flag --time-range)",
+            )
+        })?)
+        .map_err(LoaderError::config)?;
+        let queue_id = non_empty(&self.queue_id).map(str::to_string).unwrap_or_else(|| {
+            format!("loader-{}-{}", symbols.join("-").to_ascii_lowercase(), data_type.name())
+        });
+        let topic = non_empty(&self.kafka_topic).unwrap_or(&queue_id).to_string();
+        check_topic_name("KAFKA_TOPIC", &topic)?;
+        let producer_id = non_empty(&self.telemetry_producer_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("loader-producer__{queue_id}"));
+        let control_topic = first_of(&self.queue_control_topic, &self.control_topic_alias)
+            .unwrap_or_else(|| "queue-control".into());
+        let events_topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
+            .unwrap_or_else(|| "queue-events".into());
+        check_topic_name("QUEUE_CONTROL_TOPIC", &control_topic)?;
+        check_topic_name("QUEUE_EVENTS_TOPIC", &events_topic)?;
+
+        let share = self.rate_limit_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(LoaderError::config(format!(
+                "RATE_LIMIT_SHARE must be greater than 0 and at most 1 (1 = Binance's whole weight budget), got {share}"
+            )));
+        }
+        if self.fetch_concurrency == 0 || self.fetch_concurrency > 64 {
+            return Err(LoaderError::config(format!(
+                "FETCH_CONCURRENCY must be between 1 and 64, got {}",
+                self.fetch_concurrency
+            )));
+        }
+        let page_limit = self.page_limit.or(self.limit_alias).unwrap_or(1000);
+        if !(1..=1000).contains(&page_limit) {
+            return Err(LoaderError::config(format!(
+                "PAGE_LIMIT (alias LIMIT) must be between 1 and 1000 (Binance's maximum page), got {page_limit}"
+            )));
+        }
+        let message_key = match self.kafka_message_key.trim().to_ascii_lowercase().as_str() {
+            "symbol" => MessageKey::Symbol,
+            "record" | "_key" => MessageKey::Record,
+            "none" => MessageKey::None,
+            other => {
+                return Err(LoaderError::config(format!(
+                    "KAFKA_MESSAGE_KEY {other:?} is not valid: expected symbol, record or none"
+                )))
+            }
+        };
+        let api_url = self.binance_api_url.trim().trim_end_matches('/').to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
+            )));
+        }
+        let kafka = self.kafka.resolve()?;
+        Ok(JobConfig {
+            queue_id,
+            symbols,
+            data_type,
+            range,
+            topic,
+            producer_id,
+            control_topic,
+            events_topic,
+            telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval)?,
+            message_key,
+            debug: self.debug,
+            binance: BinanceConfig {
+                api_url,
+                ws_url: self.binance_ws_url.clone(),
+                api_key: non_empty(&self.binance_api_key).map(Secret::new),
+                rate_limit_share: share,
+                concurrency: self.fetch_concurrency,
+                page_limit,
+                max_retries: self.max_retries,
+                max_retry_after: Duration::from_secs(self.max_retry_after),
+                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
+            },
+            kafka,
+        })
+    }
+}
+
+/// Kafka's own rule for topic names.
+pub fn check_topic_name(var: &str, topic: &str) -> Result<()> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LoaderError::config(format!(
+            "{var} {topic:?} is not a valid Kafka topic name: 1-249 characters of a-z A-Z 0-9 . _ -"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_and_intervals() {
+        assert_eq!(DataType::parse("api_candles_1m", None).unwrap().name(), "api_candles_1m");
+        assert_eq!(DataType::parse("api_candles_1M", None).unwrap().name(), "api_candles_1M");
+        assert_eq!(DataType::parse("api_candles", Some("4h")).unwrap().name(), "api_candles_4h");
+        assert_eq!(DataType::parse("api_trades", None).unwrap(), DataType::AggTrades);
+        let e = DataType::parse("api_candles", None).unwrap_err();
+        assert!(e.contains("INTERVAL"), "{e}");
+        let e = DataType::parse("api_candles_7m", None).unwrap_err();
+        assert!(e.contains("1s 1m"), "{e}");
+        let e = DataType::parse("candles", None).unwrap_err();
+        assert!(e.contains("TYPE") && e.contains("api_trades"), "{e}");
+        let e = DataType::parse("api_candles_1m", Some("1h")).unwrap_err();
+        assert!(e.contains("INTERVAL"), "{e}");
+    }
+
+    #[test]
+    fn symbols_are_normalised() {
+        assert_eq!(parse_symbols("btcusdt").unwrap(), vec!["BTCUSDT"]);
+        assert_eq!(parse_symbols(" btcusdt, ETHusdt ,btcusdt").unwrap(), vec!["BTCUSDT", "ETHUSDT"]);
+        assert!(parse_symbols(" , ").unwrap_err().contains("SYMBOL"));
+        assert!(parse_symbols("BTC/USDT").unwrap_err().contains("SYMBOL"));
+    }
+
+    #[test]
+    fn properties_parse() {
+        let p = parse_properties("linger.ms=50, compression.type=zstd").unwrap();
+        assert_eq!(p[0].0, "linger.ms");
+        assert_eq!(p[1].1.expose(), "zstd");
+        assert!(parse_properties("linger.ms").unwrap_err().contains("KAFKA_PRODUCER_CONFIG"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

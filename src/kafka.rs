@@ -1,0 +1,201 @@
+//! Kafka connection settings shared by the sink, `verify` and telemetry: security (PLAINTEXT or
+//! SASL_SSL with SCRAM-SHA-512 and a custom CA), pass-through properties, a connection check that
+//! fails fast with the broker's own reason, and creating the data topic.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::KafkaConfig;
+use crate::error::{LoaderError, Result};
+
+/// The properties every client of the loader uses: brokers and security.
+pub fn base_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.bootstrap)
+        .set("client.id", "loader-producer")
+        .set("socket.connection.setup.timeout.ms", &ms(k.connect_timeout).max(1000).to_string());
+    if let Some(sec) = &k.security {
+        c.set("security.protocol", "SASL_SSL")
+            .set("sasl.mechanisms", "SCRAM-SHA-512")
+            .set("sasl.username", &sec.user)
+            .set("sasl.password", sec.password.expose())
+            .set("ssl.endpoint.identification.algorithm", "https");
+        if let Some(ca) = &sec.ca_path {
+            c.set("ssl.ca.location", ca.to_string_lossy());
+        }
+    } else {
+        c.set("security.protocol", "PLAINTEXT");
+    }
+    c
+}
+
+/// Applies KAFKA_PRODUCER_CONFIG last, so the user's word wins.
+pub fn apply_overrides(c: &mut ClientConfig, k: &KafkaConfig) {
+    for (key, value) in &k.overrides {
+        c.set(key, value.expose());
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Remembers librdkafka's last global error so a failed connection can say why.
+#[derive(Default)]
+pub struct ErrorCapture {
+    last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ErrorCapture {
+    pub fn record(&self, error: &KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        *self.last.lock().unwrap() = Some((code, reason.to_string()));
+    }
+
+    pub fn last(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last.lock().unwrap().clone()
+    }
+
+    /// Errors no amount of waiting fixes: wrong credentials, an untrusted certificate.
+    pub fn fatal(&self) -> Option<String> {
+        let (code, reason) = self.last()?;
+        let lower = reason.to_ascii_lowercase();
+        let fatal = matches!(code, RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+            || lower.contains("authentication")
+            || lower.contains("certificate verify failed")
+            || lower.contains("ssl handshake failed");
+        fatal.then_some(reason)
+    }
+}
+
+/// Logs librdkafka's own lines through tracing and captures global errors.
+#[derive(Default)]
+pub struct CapturingContext {
+    pub errors: ErrorCapture,
+}
+
+impl ClientContext for CapturingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
+        tracing::debug!(%error, reason, "kafka client error");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for CapturingContext {}
+
+pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+        _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+    }
+}
+
+/// Waits until the cluster answers a metadata request, failing at once on authentication or TLS
+/// errors and after `connect_timeout` otherwise. Blocking: call from a blocking context.
+pub fn wait_for_cluster<C: ClientContext>(
+    client: &Client<C>,
+    errors: &ErrorCapture,
+    k: &KafkaConfig,
+) -> Result<()> {
+    let deadline = Instant::now() + k.connect_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.fetch_metadata(None, left.min(Duration::from_millis(500)).max(Duration::from_millis(50))) {
+            Ok(md) if !md.brokers().is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(reason) = errors.fatal() {
+                    return Err(LoaderError::kafka(describe_fatal(k, &reason)));
+                }
+                if Instant::now() >= deadline {
+                    let why = errors.last().map(|(_, r)| r).unwrap_or_else(|| e.to_string());
+                    return Err(LoaderError::kafka(format!(
+                        "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS {} within {:?} (KAFKA_CONNECT_TIMEOUT): {why}",
+                        k.bootstrap, k.connect_timeout
+                    )));
+                }
+            }
+        }
+        if let Some(reason) = errors.fatal() {
+            return Err(LoaderError::kafka(describe_fatal(k, &reason)));
+        }
+    }
+}
+
+fn describe_fatal(k: &KafkaConfig, reason: &str) -> String {
+    let lower = reason.to_ascii_lowercase();
+    let hint = if lower.contains("certificate") || lower.contains("ssl") {
+        " (check CA_PATH: it must be the CA that signed the brokers' certificates, and the broker host name must match them)"
+    } else if lower.contains("authentication") || lower.contains("sasl") {
+        " (check KAFKA_USER_PRODUCER and KAFKA_PASSWORD_PRODUCER)"
+    } else {
+        ""
+    };
+    format!("Kafka at {} refused the connection: {reason}{hint}", k.bootstrap)
+}
+
+/// Creates `topic` unless it exists, then waits until its partitions have leaders.
+pub fn ensure_topic<C: ClientContext + 'static>(
+    client: &Client<C>,
+    admin_config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<()> {
+    let exists = |client: &Client<C>| -> Result<bool> {
+        let md = client
+            .fetch_metadata(None, timeout)
+            .map_err(|e| LoaderError::kafka(format!("cannot list Kafka topics: {e}")))?;
+        Ok(md.topics().iter().any(|t| {
+            t.name() == topic && t.error().is_none() && !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0)
+        }))
+    };
+    if exists(client)? {
+        return Ok(());
+    }
+    let admin: AdminClient<CapturingContext> = admin_config
+        .create_with_context(CapturingContext::default())
+        .map_err(|e| LoaderError::kafka(format!("cannot create a Kafka admin client: {e}")))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| LoaderError::Other(e.to_string()))?;
+    let result = rt.block_on(admin.create_topics([&new_topic], &opts));
+    match result {
+        Ok(results) => {
+            for r in results {
+                if let Err((name, code)) = r {
+                    if code != RDKafkaErrorCode::TopicAlreadyExists {
+                        tracing::warn!(topic = %name, error = %code, "could not create the topic; relying on broker auto-creation");
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(topic, error = %e, "topic creation request failed; relying on broker auto-creation"),
+    }
+    // Wait for the topic to show up with leaders (auto-creation or the request above).
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Asking for this topic's metadata also triggers auto-creation where the broker allows it.
+        let _ = client.fetch_metadata(Some(topic), Duration::from_millis(500));
+        if exists(client)? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(LoaderError::kafka(format!(
+                "topic {topic} does not exist and could not be created within {timeout:?}: create it, or allow the loader's user to create topics"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,18 @@
+//! loader-producer: the StreamForge bulk loader. Loads Binance market data for a symbol set and a
+//! time range into Kafka, one JSON record per message, exactly once per record.
+//!
+//! Layout: `config` (environment and flags) → `job` wires a `source` per symbol (REST fetching
+//! through `binance`) to the `sink` (Kafka) through a bounded channel; `verify` reads a topic
+//! back; `demo` runs a job offline.
+
+pub mod binance;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod job;
+pub mod kafka;
+pub mod record;
+pub mod sink;
+pub mod source;
+pub mod time_range;
+pub mod verify;

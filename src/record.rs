@@ -1,0 +1,238 @@
+//! The records the loader publishes and their wire form: one JSON object per Kafka message.
+//!
+//! Decimals stay the strings Binance sent (lossless), times are integer epoch ms, and every record
+//! carries `symbol`, `timestamp` and a deterministic `_key` so downstream upserts make redelivery
+//! harmless. Records are serialised straight from the borrowed REST rows into one buffer per page:
+//! no intermediate trees, one allocation per page rather than per record.
+
+use std::sync::Arc;
+
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
+
+/// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct KlineRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    pub interval: &'a str,
+    pub timestamp: i64,
+    pub open_time: i64,
+    pub open: &'a str,
+    pub high: &'a str,
+    pub low: &'a str,
+    pub close: &'a str,
+    pub volume: &'a str,
+    pub close_time: i64,
+    pub quote_asset_volume: &'a str,
+    pub number_of_trades: u64,
+    pub taker_buy_base_asset_volume: &'a str,
+    pub taker_buy_quote_asset_volume: &'a str,
+}
+
+/// One aggregate trade as published (`_key` = `SYMBOL_agg_ID`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct AggTradeRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    pub trade_id: u64,
+    pub price: &'a str,
+    pub quantity: &'a str,
+    pub first_trade_id: u64,
+    pub last_trade_id: u64,
+    pub timestamp: i64,
+    pub is_buyer_maker: bool,
+    pub is_best_match: bool,
+}
+
+/// A REST kline row: `[openTime, open, high, low, close, volume, closeTime, quoteVolume, trades,
+/// takerBuyBase, takerBuyQuote, ignore]`.
+#[derive(Debug, Deserialize)]
+pub struct RawKline<'a>(
+    pub i64,
+    pub &'a str,
+    pub &'a str,
+    pub &'a str,
+    pub &'a str,
+    pub &'a str,
+    pub i64,
+    pub &'a str,
+    pub u64,
+    pub &'a str,
+    pub &'a str,
+    pub IgnoredAny,
+);
+
+/// A REST aggregate-trade row.
+#[derive(Debug, Deserialize)]
+pub struct RawAggTrade<'a> {
+    pub a: u64,
+    pub p: &'a str,
+    pub q: &'a str,
+    pub f: u64,
+    pub l: u64,
+    #[serde(rename = "T")]
+    pub time: i64,
+    pub m: bool,
+    #[serde(rename = "M", default)]
+    pub best_match: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    end: u32,
+    key_start: u32,
+    key_end: u32,
+}
+
+/// Serialised records of one symbol, in order, ready for the sink.
+#[derive(Debug)]
+pub struct RecordBatch {
+    pub symbol: Arc<str>,
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+    key_scratch: String,
+    /// Timestamps of the oldest and newest record (progress reporting).
+    pub first_timestamp: i64,
+    pub last_timestamp: i64,
+}
+
+const KEY_PREFIX: &[u8] = b"{\"_key\":\"";
+
+impl RecordBatch {
+    pub fn new(symbol: Arc<str>, capacity: usize) -> Self {
+        RecordBatch {
+            symbol,
+            buf: Vec::with_capacity(capacity * 320),
+            entries: Vec::with_capacity(capacity),
+            key_scratch: String::with_capacity(48),
+            first_timestamp: i64::MIN,
+            last_timestamp: i64::MIN,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// `(payload, record key)` of each record, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let mut start = 0usize;
+        self.entries.iter().map(move |e| {
+            let payload = &self.buf[start..e.end as usize];
+            start = e.end as usize;
+            (payload, &self.buf[e.key_start as usize..e.key_end as usize])
+        })
+    }
+
+    fn push_with<T: Serialize>(&mut self, timestamp: i64, key_len: usize, record: &T) {
+        let start = self.buf.len();
+        serde_json::to_writer(&mut self.buf, record).expect("records serialise into memory");
+        // `_key` is the first field and holds only [A-Za-z0-9_], so it sits right after the prefix.
+        debug_assert!(self.buf[start..].starts_with(KEY_PREFIX));
+        let key_start = start + KEY_PREFIX.len();
+        if self.entries.is_empty() {
+            self.first_timestamp = timestamp;
+        }
+        self.entries.push(Entry {
+            end: self.buf.len() as u32,
+            key_start: key_start as u32,
+            key_end: (key_start + key_len) as u32,
+        });
+        self.last_timestamp = timestamp;
+    }
+
+    pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) {
+        use std::fmt::Write;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key.clear();
+        let _ = write!(key, "{}_{}_{}", self.symbol, interval, k.0);
+        let symbol = self.symbol.clone();
+        let rec = KlineRecord {
+            _key: &key,
+            symbol: &symbol,
+            interval,
+            timestamp: k.0,
+            open_time: k.0,
+            open: k.1,
+            high: k.2,
+            low: k.3,
+            close: k.4,
+            volume: k.5,
+            close_time: k.6,
+            quote_asset_volume: k.7,
+            number_of_trades: k.8,
+            taker_buy_base_asset_volume: k.9,
+            taker_buy_quote_asset_volume: k.10,
+        };
+        self.push_with(k.0, key.len(), &rec);
+        self.key_scratch = key;
+    }
+
+    pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) {
+        use std::fmt::Write;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key.clear();
+        let _ = write!(key, "{}_agg_{}", self.symbol, t.a);
+        let symbol = self.symbol.clone();
+        let rec = AggTradeRecord {
+            _key: &key,
+            symbol: &symbol,
+            trade_id: t.a,
+            price: t.p,
+            quantity: t.q,
+            first_trade_id: t.f,
+            last_trade_id: t.l,
+            timestamp: t.time,
+            is_buyer_maker: t.m,
+            is_best_match: t.best_match,
+        };
+        self.push_with(t.time, key.len(), &rec);
+        self.key_scratch = key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kline_rows_become_lossless_json_with_keys() {
+        let body = br#"[[1672531200000,"16541.77000000","16545.70000000","16508.39000000","16529.67000000","4364.83570000",1672531259999,"72146210.91866570",5000,"2137.69070000","35333858.63540000","0"]]"#;
+        let rows: Vec<RawKline> = serde_json::from_slice(body).unwrap();
+        let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
+        batch.push_kline("1m", &rows[0]);
+        let (payload, key) = batch.iter().next().unwrap();
+        assert_eq!(key, b"BTCUSDT_1m_1672531200000");
+        let rec: KlineRecord = serde_json::from_slice(payload).unwrap();
+        assert_eq!(rec.open, "16541.77000000");
+        assert_eq!(rec.timestamp, 1672531200000);
+        assert_eq!(rec.close_time, 1672531259999);
+        assert_eq!(rec.number_of_trades, 5000);
+        assert_eq!(rec.symbol, "BTCUSDT");
+    }
+
+    #[test]
+    fn agg_trades_keep_ids_and_flags() {
+        let body = br#"[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true},{"a":26130,"p":"0.1","q":"1","f":27782,"l":27783,"T":1498793709154,"m":false,"M":true}]"#;
+        let rows: Vec<RawAggTrade> = serde_json::from_slice(body).unwrap();
+        let mut batch = RecordBatch::new("ETHBTC".into(), 2);
+        for r in &rows {
+            batch.push_agg_trade(r);
+        }
+        let all: Vec<_> = batch.iter().collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].1, b"ETHBTC_agg_26130");
+        let rec: AggTradeRecord = serde_json::from_slice(all[0].0).unwrap();
+        assert_eq!((rec.trade_id, rec.first_trade_id, rec.is_buyer_maker), (26129, 27781, true));
+        assert_eq!(batch.last_timestamp, 1498793709154);
+    }
+}

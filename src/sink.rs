@@ -1,0 +1,186 @@
+//! `KafkaSink`: publishes record batches to the data topic through one idempotent librdkafka
+//! producer, never waiting for one acknowledgement before the next send.
+//!
+//! librdkafka's queue is the in-flight window; when it is full the sink waits for deliveries to
+//! drain it (backpressure reaches the sources through the bounded batch channel). Acknowledgements
+//! and failures are counted in the delivery callback: a single failed delivery fails the job, and
+//! `records_written` only ever counts what the broker acknowledged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::config::{KafkaConfig, MessageKey};
+use crate::error::{LoaderError, Result};
+use crate::kafka::{self, ErrorCapture};
+use crate::record::RecordBatch;
+
+/// Delivery accounting shared with librdkafka's callback thread.
+#[derive(Default)]
+pub struct DeliveryContext {
+    pub acked: AtomicU64,
+    pub failed: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+    pub errors: ErrorCapture,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        kafka::log_librdkafka(level, fac, message);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.record(&error, reason);
+        tracing::debug!(%error, reason, "kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    *self.first_failure.lock().unwrap() = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// The data-topic publisher.
+pub struct KafkaSink {
+    producer: ThreadedProducer<DeliveryContext>,
+    topic: String,
+    key: MessageKey,
+    queued: u64,
+    bytes: u64,
+}
+
+impl KafkaSink {
+    /// Connects (failing fast on bad credentials or certificates) and makes sure the topic exists.
+    /// Blocking.
+    pub fn connect(k: &KafkaConfig, topic: &str, key: MessageKey) -> Result<KafkaSink> {
+        let base = kafka::base_config(k);
+        let mut cfg = base.clone();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "32768")
+            .set("message.timeout.ms", "120000");
+        kafka::apply_overrides(&mut cfg, k);
+        let producer: ThreadedProducer<DeliveryContext> = cfg
+            .create_with_context(DeliveryContext::default())
+            .map_err(|e| LoaderError::config(format!("invalid Kafka producer settings (check KAFKA_PRODUCER_CONFIG): {e}")))?;
+        kafka::wait_for_cluster(producer.client(), &producer.context().errors, k)?;
+        kafka::ensure_topic(producer.client(), &base, topic, k.topic_partitions, k.connect_timeout.max(Duration::from_secs(10)))?;
+        Ok(KafkaSink { producer, topic: topic.to_string(), key, queued: 0, bytes: 0 })
+    }
+
+    /// Records the broker has acknowledged.
+    pub fn acked(&self) -> u64 {
+        self.producer.context().acked.load(Ordering::Relaxed)
+    }
+
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// A shareable handle on the delivery counters (for progress reporting from other threads).
+    pub fn delivery_counters(&self) -> std::sync::Arc<DeliveryContext> {
+        self.producer.context().clone()
+    }
+
+    /// The first delivery failure, if any record could not be delivered.
+    pub fn failure(&self) -> Option<String> {
+        if self.producer.context().failed.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let first = self.producer.context().first_failure.lock().unwrap().clone();
+        Some(format!(
+            "{} record(s) could not be delivered to topic {}: {}",
+            self.producer.context().failed.load(Ordering::Relaxed),
+            self.topic,
+            first.unwrap_or_default()
+        ))
+    }
+
+    /// Hands every record of `batch` to librdkafka, waiting while its queue is full. Blocking.
+    pub fn publish(&mut self, batch: &RecordBatch) -> Result<()> {
+        for (payload, record_key) in batch.iter() {
+            let key: Option<&[u8]> = match self.key {
+                MessageKey::Symbol => Some(batch.symbol.as_bytes()),
+                MessageKey::Record => Some(record_key),
+                MessageKey::None => None,
+            };
+            let mut record = BaseRecord::to(&self.topic).payload(payload);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            let mut waited = Duration::ZERO;
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        if let Some(f) = self.failure() {
+                            return Err(LoaderError::kafka(f));
+                        }
+                        // Deliveries drain the queue; librdkafka's own thread polls for them.
+                        std::thread::sleep(Duration::from_millis(1));
+                        waited += Duration::from_millis(1);
+                        if waited > Duration::from_secs(300) {
+                            return Err(LoaderError::kafka(format!(
+                                "Kafka has accepted nothing for 5 minutes (topic {}): {}",
+                                self.topic,
+                                self.producer.context().errors.last().map(|(_, r)| r).unwrap_or_default()
+                            )));
+                        }
+                    }
+                    Err((e, _)) => {
+                        return Err(LoaderError::kafka(format!("cannot queue a record for topic {}: {e}", self.topic)))
+                    }
+                }
+            }
+            self.queued += 1;
+            self.bytes += payload.len() as u64;
+        }
+        if let Some(f) = self.failure() {
+            return Err(LoaderError::kafka(f));
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued record is acknowledged (or fails). Blocking.
+    pub fn flush(&self, timeout: Duration) -> Result<u64> {
+        let started = Instant::now();
+        let res = self.producer.flush(timeout);
+        if let Some(f) = self.failure() {
+            return Err(LoaderError::kafka(f));
+        }
+        if let Err(e) = res {
+            return Err(LoaderError::kafka(format!(
+                "{} of {} records were not acknowledged by Kafka within {:?}: {e}",
+                self.queued - self.acked(),
+                self.queued,
+                started.elapsed()
+            )));
+        }
+        Ok(self.acked())
+    }
+}
