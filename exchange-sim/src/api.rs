@@ -1,0 +1,609 @@
+//! The REST endpoints: which path is which endpoint and what it weighs, parameter validation
+//! with Binance's error codes and messages, and the JSON bodies written straight into a
+//! `String` (no intermediate value trees).
+
+use crate::data::{self, AggUnits, Data, KlineUnits, Market, TradeUnits};
+use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
+use crate::interval::Interval;
+use crate::limiter::WindowDesc;
+use crate::query::Query;
+use crate::symbols::{parse_symbol, SymbolError, LISTED_SYMBOLS};
+
+/// Times beyond this (about year 37,600) are clamped, so interval arithmetic cannot overflow.
+const TIME_MAX: i64 = 1 << 50;
+const MAX_AGG_RANGE_MS: i64 = 3_600_000;
+
+/// A REST endpoint of the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Ping,
+    Time,
+    ExchangeInfo,
+    Klines,
+    AggTrades,
+    HistoricalTrades,
+    Depth,
+    NotFound,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Endpoint {
+        match path {
+            "/api/v3/ping" => Endpoint::Ping,
+            "/api/v3/time" => Endpoint::Time,
+            "/api/v3/exchangeInfo" => Endpoint::ExchangeInfo,
+            "/api/v3/klines" => Endpoint::Klines,
+            "/api/v3/aggTrades" => Endpoint::AggTrades,
+            "/api/v3/historicalTrades" => Endpoint::HistoricalTrades,
+            "/api/v3/depth" => Endpoint::Depth,
+            _ => Endpoint::NotFound,
+        }
+    }
+
+    /// The key of [`crate::SimStats::per_endpoint`].
+    pub fn key(self) -> &'static str {
+        match self {
+            Endpoint::Ping => "/api/v3/ping",
+            Endpoint::Time => "/api/v3/time",
+            Endpoint::ExchangeInfo => "/api/v3/exchangeInfo",
+            Endpoint::Klines => "/api/v3/klines",
+            Endpoint::AggTrades => "/api/v3/aggTrades",
+            Endpoint::HistoricalTrades => "/api/v3/historicalTrades",
+            Endpoint::Depth => "/api/v3/depth",
+            Endpoint::NotFound => "other",
+        }
+    }
+
+    /// Request weight, as Binance charges it (also for requests that fail validation).
+    pub fn weight(self, q: &Query) -> u32 {
+        match self {
+            Endpoint::Ping | Endpoint::Time => 1,
+            Endpoint::ExchangeInfo => {
+                if q.get("symbol").is_some() || q.get("symbols").is_some() {
+                    2
+                } else {
+                    20
+                }
+            }
+            Endpoint::Klines => 2,
+            Endpoint::AggTrades => 4,
+            Endpoint::HistoricalTrades => 25,
+            Endpoint::Depth => {
+                let limit = q
+                    .get("limit")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(100);
+                match limit {
+                    ..=100 => 5,
+                    101..=500 => 25,
+                    501..=1000 => 50,
+                    _ => 250,
+                }
+            }
+            Endpoint::NotFound => 0,
+        }
+    }
+
+    /// Data endpoints are the ones 5xx and drop faults pick from.
+    pub fn is_data(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Klines | Endpoint::AggTrades | Endpoint::HistoricalTrades | Endpoint::Depth
+        )
+    }
+}
+
+/// An error answer: HTTP status and Binance's `{"code","msg"}` body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub code: i32,
+    pub msg: String,
+}
+
+impl ApiError {
+    fn bad(code: i32, msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 400,
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError {
+            status: 404,
+            code: -5000,
+            msg: "Path not found".into(),
+        }
+    }
+
+    pub fn body(&self) -> String {
+        error_body(self.code, &self.msg)
+    }
+}
+
+/// `{"code":code,"msg":"msg"}`
+pub(crate) fn error_body(code: i32, msg: &str) -> String {
+    let mut s = String::with_capacity(msg.len() + 24);
+    s.push_str("{\"code\":");
+    push_i64(&mut s, i64::from(code));
+    s.push_str(",\"msg\":");
+    push_json_str(&mut s, msg);
+    s.push('}');
+    s
+}
+
+fn mandatory(name: &str) -> ApiError {
+    ApiError::bad(
+        -1102,
+        format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
+    )
+}
+
+fn illegal(name: &str, range: &str) -> ApiError {
+    ApiError::bad(
+        -1100,
+        format!("Illegal characters found in parameter '{name}'; legal range is '{range}'."),
+    )
+}
+
+fn check_symbol(name: &str, symbol: &str) -> Result<(), ApiError> {
+    match parse_symbol(symbol) {
+        Ok(_) => Ok(()),
+        Err(SymbolError::IllegalCharacters) => Err(illegal(name, "^[A-Z0-9-_.]{1,20}$")),
+        Err(SymbolError::Invalid) => Err(ApiError::bad(-1121, "Invalid symbol.")),
+    }
+}
+
+fn symbol_param(q: &Query) -> Result<&str, ApiError> {
+    let s = q.get("symbol").ok_or_else(|| mandatory("symbol"))?;
+    check_symbol("symbol", s)?;
+    Ok(s)
+}
+
+fn digits(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
+    match q.get(name) {
+        None => Ok(None),
+        Some(v) if v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| illegal(name, "^[0-9]{1,20}$")),
+        Some(_) => Err(illegal(name, "^[0-9]{1,20}$")),
+    }
+}
+
+fn time_param(q: &Query, name: &str) -> Result<Option<i64>, ApiError> {
+    Ok(digits(q, name)?.map(|v| v.min(TIME_MAX as u64) as i64))
+}
+
+fn limit_param(q: &Query, default: u64, max: u64) -> Result<usize, ApiError> {
+    let invalid = || ApiError::bad(-1130, "Data sent for parameter 'limit' is not valid.");
+    let limit = match q.get("limit") {
+        None => default,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| invalid())?
+            .try_into()
+            .map_err(|_| invalid())?,
+    };
+    if limit < 1 || limit > max {
+        return Err(invalid());
+    }
+    Ok(limit as usize)
+}
+
+/// What a handler needs besides the query.
+pub(crate) struct Ctx<'a> {
+    pub data: &'a Data,
+    pub now: i64,
+    pub weight_limit: u32,
+    pub window: &'a WindowDesc,
+}
+
+/// Answers a request that the limiter and the faults let through.
+pub(crate) fn respond(ep: Endpoint, q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    match ep {
+        Endpoint::Ping => Ok("{}".to_string()),
+        Endpoint::Time => {
+            let mut s = String::with_capacity(32);
+            s.push_str("{\"serverTime\":");
+            push_i64(&mut s, ctx.now);
+            s.push('}');
+            Ok(s)
+        }
+        Endpoint::ExchangeInfo => exchange_info(q, ctx),
+        Endpoint::Klines => klines(q, ctx),
+        Endpoint::AggTrades => agg_trades(q, ctx),
+        Endpoint::HistoricalTrades => historical_trades(q, ctx),
+        Endpoint::Depth => depth(q, ctx),
+        Endpoint::NotFound => Err(ApiError::not_found()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// klines
+
+fn klines(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbol = symbol_param(q)?;
+    let interval: Interval = q
+        .get("interval")
+        .ok_or_else(|| mandatory("interval"))?
+        .parse()
+        .map_err(|_| ApiError::bad(-1120, "Invalid interval."))?;
+    let start = time_param(q, "startTime")?;
+    let end = time_param(q, "endTime")?;
+    let limit = limit_param(q, 500, 1000)?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(ApiError::bad(-1127, "startTime must be less than endTime"));
+        }
+    }
+    let open_times = kline_open_times(interval, ctx.data.listed_at, ctx.now, start, end, limit);
+    let market = Market::new(symbol);
+    let mut s = String::with_capacity(2 + open_times.len() * 200);
+    s.push('[');
+    for (i, &t) in open_times.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write_kline(&mut s, &data::kline_units(&market, interval, t, ctx.now));
+    }
+    s.push(']');
+    Ok(s)
+}
+
+/// The open times a klines request returns: never before the listing, never after `now`.
+pub(crate) fn kline_open_times(
+    interval: Interval,
+    listed_at: i64,
+    now: i64,
+    start: Option<i64>,
+    end: Option<i64>,
+    limit: usize,
+) -> Vec<i64> {
+    let first = interval.align_up(listed_at.min(TIME_MAX));
+    let last = interval.align_down(now.min(TIME_MAX));
+    let lo = start.map_or(first, |s| interval.align_up(s).max(first));
+    let hi = end.map_or(last, |e| interval.align_down(e).min(last));
+    let mut out = Vec::with_capacity(limit.min(1000));
+    if lo > hi {
+        return out;
+    }
+    if start.is_some() {
+        let mut t = lo;
+        while t <= hi && out.len() < limit {
+            out.push(t);
+            t = interval.next_open(t);
+        }
+    } else {
+        let mut t = hi;
+        while t >= lo && out.len() < limit {
+            out.push(t);
+            t = interval.prev_open(t);
+        }
+        out.reverse();
+    }
+    out
+}
+
+fn write_kline(s: &mut String, k: &KlineUnits) {
+    s.push('[');
+    push_i64(s, k.open_time);
+    s.push_str(",\"");
+    push_fixed8(s, k.open);
+    s.push_str("\",\"");
+    push_fixed8(s, k.high);
+    s.push_str("\",\"");
+    push_fixed8(s, k.low);
+    s.push_str("\",\"");
+    push_fixed8(s, k.close);
+    s.push_str("\",\"");
+    push_fixed8_wide(s, k.volume);
+    s.push_str("\",");
+    push_i64(s, k.close_time);
+    s.push_str(",\"");
+    push_fixed8_wide(s, k.quote_volume);
+    s.push_str("\",");
+    push_u64(s, k.trades);
+    s.push_str(",\"");
+    push_fixed8_wide(s, k.taker_buy_base);
+    s.push_str("\",\"");
+    push_fixed8_wide(s, k.taker_buy_quote);
+    s.push_str("\",\"0\"]");
+}
+
+// ---------------------------------------------------------------------------------------------
+// aggTrades and historicalTrades
+
+fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbol = symbol_param(q)?;
+    let from_id = digits(q, "fromId")?;
+    let start = time_param(q, "startTime")?;
+    let end = time_param(q, "endTime")?;
+    let limit = limit_param(q, 500, 1000)?;
+    if from_id.is_some() && (start.is_some() || end.is_some()) {
+        return Err(ApiError::bad(
+            -1128,
+            "Combination of optional parameters invalid.",
+        ));
+    }
+    if let (Some(s), Some(e)) = (start, end) {
+        if e - s >= MAX_AGG_RANGE_MS {
+            return Err(ApiError::bad(
+                -1127,
+                "More than 1 hours between startTime and endTime.",
+            ));
+        }
+    }
+    let m = Market::new(symbol);
+    let d = ctx.data;
+    let mut rows: Vec<AggUnits> = Vec::with_capacity(limit);
+    match (from_id, start, end) {
+        (Some(from), _, _) => d.agg_from_id(&m, from, ctx.now, limit, &mut rows),
+        (None, Some(s), e) => {
+            if let Some(first) = d.agg_ceil_existing(&m, s) {
+                let until = e.unwrap_or(ctx.now).min(ctx.now);
+                d.agg_from_id(&m, first, until, limit, &mut rows);
+            }
+        }
+        (None, None, e) => d.agg_newest(&m, e.unwrap_or(ctx.now).min(ctx.now), limit, &mut rows),
+    }
+    let mut s = String::with_capacity(2 + rows.len() * 110);
+    s.push('[');
+    for (i, a) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"a\":");
+        push_u64(&mut s, a.id);
+        s.push_str(",\"p\":\"");
+        push_fixed8(&mut s, a.price);
+        s.push_str("\",\"q\":\"");
+        push_fixed8(&mut s, a.qty);
+        s.push_str("\",\"f\":");
+        push_u64(&mut s, a.first);
+        s.push_str(",\"l\":");
+        push_u64(&mut s, a.last);
+        s.push_str(",\"T\":");
+        push_i64(&mut s, a.time);
+        s.push_str(if a.buyer_maker {
+            ",\"m\":true,\"M\":true}"
+        } else {
+            ",\"m\":false,\"M\":true}"
+        });
+    }
+    s.push(']');
+    Ok(s)
+}
+
+fn historical_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbol = symbol_param(q)?;
+    let limit = limit_param(q, 500, 1000)?;
+    let from_id = digits(q, "fromId")?;
+    let m = Market::new(symbol);
+    let mut rows: Vec<TradeUnits> = Vec::with_capacity(limit);
+    match from_id {
+        Some(from) => ctx.data.raw_from_id(&m, from, ctx.now, limit, &mut rows),
+        None => ctx.data.raw_newest(&m, ctx.now, limit, &mut rows),
+    }
+    let mut s = String::with_capacity(2 + rows.len() * 140);
+    s.push('[');
+    for (i, t) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"id\":");
+        push_u64(&mut s, t.id);
+        s.push_str(",\"price\":\"");
+        push_fixed8(&mut s, t.price);
+        s.push_str("\",\"qty\":\"");
+        push_fixed8(&mut s, t.qty);
+        s.push_str("\",\"quoteQty\":\"");
+        push_fixed8(&mut s, t.quote_qty);
+        s.push_str("\",\"time\":");
+        push_i64(&mut s, t.time);
+        s.push_str(if t.buyer_maker {
+            ",\"isBuyerMaker\":true,\"isBestMatch\":true}"
+        } else {
+            ",\"isBuyerMaker\":false,\"isBestMatch\":true}"
+        });
+    }
+    s.push(']');
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// depth
+
+fn depth(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbol = symbol_param(q)?;
+    let limit = limit_param(q, 100, 5000)? as u64;
+    let m = Market::new(symbol);
+    let mut s = String::with_capacity(64 + limit as usize * 80);
+    s.push_str("{\"lastUpdateId\":");
+    push_u64(
+        &mut s,
+        data::depth_update_id(&m, ctx.now, ctx.data.listed_at),
+    );
+    for (name, bid) in [(",\"bids\":[", true), ("],\"asks\":[", false)] {
+        s.push_str(name);
+        for i in 0..limit {
+            let Some((price, qty)) = data::depth_level(&m, ctx.now, bid, i) else {
+                break;
+            };
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("[\"");
+            push_fixed8(&mut s, price);
+            s.push_str("\",\"");
+            push_fixed8(&mut s, qty);
+            s.push_str("\"]");
+        }
+    }
+    s.push_str("]}");
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// exchangeInfo
+
+fn parse_symbols_list(raw: &str) -> Result<Vec<&str>, ApiError> {
+    let bad = || {
+        illegal(
+            "symbols",
+            r#"^\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\]$"#,
+        )
+    };
+    let inner = raw
+        .trim()
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(bad)?;
+    let mut out = Vec::new();
+    for item in inner.split(',') {
+        let sym = item
+            .trim()
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .ok_or_else(bad)?;
+        check_symbol("symbols", sym)?;
+        out.push(sym);
+    }
+    Ok(out)
+}
+
+fn exchange_info(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbols: Vec<&str> = if let Some(sym) = q.get("symbol") {
+        check_symbol("symbol", sym)?;
+        vec![sym]
+    } else if let Some(list) = q.get("symbols") {
+        parse_symbols_list(list)?
+    } else {
+        LISTED_SYMBOLS.to_vec()
+    };
+    let mut s = String::with_capacity(512 + symbols.len() * 1200);
+    s.push_str("{\"timezone\":\"UTC\",\"serverTime\":");
+    push_i64(&mut s, ctx.now);
+    s.push_str(",\"rateLimits\":[{\"rateLimitType\":\"REQUEST_WEIGHT\",\"interval\":\"");
+    s.push_str(ctx.window.unit);
+    s.push_str("\",\"intervalNum\":");
+    push_u64(&mut s, ctx.window.num);
+    s.push_str(",\"limit\":");
+    push_u64(&mut s, u64::from(ctx.weight_limit));
+    s.push_str(
+        "},{\"rateLimitType\":\"ORDERS\",\"interval\":\"SECOND\",\"intervalNum\":10,\"limit\":100},\
+         {\"rateLimitType\":\"ORDERS\",\"interval\":\"DAY\",\"intervalNum\":1,\"limit\":200000},\
+         {\"rateLimitType\":\"RAW_REQUESTS\",\"interval\":\"MINUTE\",\"intervalNum\":5,\"limit\":61000}],\
+         \"exchangeFilters\":[],\"symbols\":[",
+    );
+    for (i, sym) in symbols.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write_symbol_info(&mut s, sym);
+    }
+    s.push_str("]}");
+    Ok(s)
+}
+
+fn write_symbol_info(s: &mut String, symbol: &str) {
+    let (base, quote) = parse_symbol(symbol).unwrap_or((symbol, ""));
+    let m = Market::new(symbol);
+    s.push_str("{\"symbol\":");
+    push_json_str(s, symbol);
+    s.push_str(",\"status\":\"TRADING\",\"baseAsset\":");
+    push_json_str(s, base);
+    s.push_str(",\"baseAssetPrecision\":8,\"quoteAsset\":");
+    push_json_str(s, quote);
+    s.push_str(
+        ",\"quotePrecision\":8,\"quoteAssetPrecision\":8,\"baseCommissionPrecision\":8,\
+         \"quoteCommissionPrecision\":8,\"orderTypes\":[\"LIMIT\",\"LIMIT_MAKER\",\"MARKET\",\
+         \"STOP_LOSS_LIMIT\",\"TAKE_PROFIT_LIMIT\"],\"icebergAllowed\":true,\"ocoAllowed\":true,\
+         \"otoAllowed\":true,\"quoteOrderQtyMarketAllowed\":true,\"allowTrailingStop\":true,\
+         \"cancelReplaceAllowed\":true,\"isSpotTradingAllowed\":true,\"isMarginTradingAllowed\":false,\
+         \"filters\":[{\"filterType\":\"PRICE_FILTER\",\"minPrice\":\"",
+    );
+    push_fixed8(s, m.tick_units());
+    s.push_str("\",\"maxPrice\":\"1000000.00000000\",\"tickSize\":\"");
+    push_fixed8(s, m.tick_units());
+    s.push_str("\"},{\"filterType\":\"LOT_SIZE\",\"minQty\":\"");
+    push_fixed8(s, m.step_units());
+    s.push_str("\",\"maxQty\":\"9000000.00000000\",\"stepSize\":\"");
+    push_fixed8(s, m.step_units());
+    s.push_str(
+        "\"}],\"permissions\":[],\"permissionSets\":[[\"SPOT\"]],\
+         \"defaultSelfTradePreventionMode\":\"EXPIRE_MAKER\",\
+         \"allowedSelfTradePreventionModes\":[\"EXPIRE_TAKER\",\"EXPIRE_MAKER\",\"EXPIRE_BOTH\"]}",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: i64 = crate::data::DEFAULT_LISTED_AT_MS;
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn kline_pages() {
+        let now = L + 10 * MIN + 30_000;
+        let iv = Interval::M1;
+        // startTime mid-candle rounds up; endTime is inclusive.
+        let t = kline_open_times(iv, L, now, Some(L + 1), Some(L + 3 * MIN), 1000);
+        assert_eq!(t, vec![L + MIN, L + 2 * MIN, L + 3 * MIN]);
+        // Nothing before the listing, the current (unclosed) candle included.
+        let t = kline_open_times(iv, L, now, Some(0), None, 1000);
+        assert_eq!(t.len(), 11);
+        assert_eq!((t[0], t[10]), (L, L + 10 * MIN));
+        // Only endTime: the newest candles at or before it.
+        let t = kline_open_times(iv, L, now, None, Some(L + 5 * MIN + 1), 2);
+        assert_eq!(t, vec![L + 4 * MIN, L + 5 * MIN]);
+        // Neither: the newest.
+        let t = kline_open_times(iv, L, now, None, None, 3);
+        assert_eq!(t, vec![L + 8 * MIN, L + 9 * MIN, L + 10 * MIN]);
+        assert!(kline_open_times(iv, L, now, Some(now + MIN), None, 10).is_empty());
+        assert!(kline_open_times(iv, L, L - 1, None, None, 10).is_empty());
+        assert!(kline_open_times(iv, L, now, Some(i64::MAX >> 14), None, 10).is_empty());
+    }
+
+    #[test]
+    fn limits_and_params() {
+        let q = Query::parse(Some("limit=1001"));
+        assert_eq!(limit_param(&q, 500, 1000).unwrap_err().code, -1130);
+        let q = Query::parse(Some("limit=0"));
+        assert_eq!(limit_param(&q, 500, 1000).unwrap_err().code, -1130);
+        let q = Query::parse(Some("limit=-3"));
+        assert_eq!(limit_param(&q, 500, 1000).unwrap_err().code, -1130);
+        let q = Query::parse(Some("limit=abc"));
+        assert_eq!(limit_param(&q, 500, 1000).unwrap_err().code, -1130);
+        let q = Query::parse(Some("startTime=12a"));
+        assert_eq!(time_param(&q, "startTime").unwrap_err().code, -1100);
+        let q = Query::parse(Some("startTime=9999999999999999999"));
+        assert_eq!(time_param(&q, "startTime").unwrap(), Some(TIME_MAX));
+        assert_eq!(limit_param(&Query::default(), 500, 1000).unwrap(), 500);
+    }
+
+    #[test]
+    fn symbols_list() {
+        assert_eq!(
+            parse_symbols_list(r#"["BTCUSDT", "ETHBTC"]"#).unwrap(),
+            vec!["BTCUSDT", "ETHBTC"]
+        );
+        assert_eq!(parse_symbols_list(r#"["NOPE"]"#).unwrap_err().code, -1121);
+        assert_eq!(parse_symbols_list("BTCUSDT").unwrap_err().code, -1100);
+        assert_eq!(
+            parse_symbols_list(r#"["btcusdt"]"#).unwrap_err().code,
+            -1100
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_json() {
+        let e = ApiError::bad(-1121, "Invalid symbol.");
+        assert_eq!(e.body(), r#"{"code":-1121,"msg":"Invalid symbol."}"#);
+        let v: serde_json::Value = serde_json::from_str(&ApiError::not_found().body()).unwrap();
+        assert_eq!(v["code"], -5000);
+    }
+}

@@ -1,0 +1,969 @@
+//! Deterministic synthetic market data: the price path of every symbol, its klines, aggregate
+//! trades, raw trades and order-book snapshots. Everything is a pure function of the symbol, the
+//! time or id, and the [`Data`] settings, so tests can compute the records a loader should have
+//! fetched without going through HTTP.
+//!
+//! The model:
+//! - every symbol gets a base price (realistic for well-known assets, hashed otherwise), a tick
+//!   size and a lot step; its price wanders smoothly around the base price through slow
+//!   sinusoids (periods from ~47 minutes to ~173 days) plus a tiny per-millisecond noise;
+//! - kline `n` opens at the price of its open time and closes at the price of the next open time,
+//!   so the close of one candle equals the open of the next; high and low stretch beyond open and
+//!   close by a hashed amount that grows with the candle length;
+//! - aggregate trade `k` happens at `listed_at + k * spacing + jitter(k)` with
+//!   `0 <= jitter < spacing`, so times never decrease; agg trades `2j` and `2j+1` together cover
+//!   the raw trade ids `4j..=4j+3`, so raw ids are contiguous (except under missing agg ids);
+//! - ids listed in [`Data::missing`] do not exist, nor do their raw trades.
+//!
+//! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
+
+use crate::fmt::{fixed8, push_fixed8_wide, SCALE};
+use crate::interval::Interval;
+use crate::symbols::parse_symbol;
+
+/// Default first data time of every symbol: 2017-08-17T00:00:00Z.
+pub const DEFAULT_LISTED_AT_MS: i64 = 1_502_928_000_000;
+/// Default mean time between two aggregate trades.
+pub const DEFAULT_AGG_TRADE_SPACING_MS: i64 = 250;
+/// Kline trade counts assume this mean spacing between trades (klines do not depend on [`Data`]).
+const KLINE_TRADE_SPACING_MS: i64 = 250;
+
+/// One kline as Binance reports it; decimals are strings with 8 places.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kline {
+    pub open_time: i64,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub volume: String,
+    pub close_time: i64,
+    pub quote_volume: String,
+    pub trades: u64,
+    pub taker_buy_base: String,
+    pub taker_buy_quote: String,
+}
+
+/// One aggregate trade as Binance reports it (`a`, `p`, `q`, `f`, `l`, `T`, `m`, `M`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AggTrade {
+    pub id: u64,
+    pub price: String,
+    pub qty: String,
+    pub first_trade_id: u64,
+    pub last_trade_id: u64,
+    pub time: i64,
+    pub is_buyer_maker: bool,
+    pub is_best_match: bool,
+}
+
+/// One raw trade as `historicalTrades` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trade {
+    pub id: u64,
+    pub price: String,
+    pub qty: String,
+    pub quote_qty: String,
+    pub time: i64,
+    pub is_buyer_maker: bool,
+    pub is_best_match: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing
+
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[inline]
+fn hash(seed: u64, salt: u64, x: u64) -> u64 {
+    mix(seed ^ mix(x ^ salt.wrapping_mul(0xd6e8_feb8_6659_fd93)))
+}
+
+/// A uniform number in `[0, 1)` from a hash.
+#[inline]
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+fn symbol_seed(symbol: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in symbol.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+const SALT_PHASE: u64 = 1;
+const SALT_NOISE: u64 = 2;
+const SALT_KLINE: u64 = 3;
+const SALT_AGG: u64 = 4;
+const SALT_PAIR: u64 = 5;
+const SALT_BOOK: u64 = 6;
+const SALT_MARKET: u64 = 7;
+
+// ---------------------------------------------------------------------------------------------
+// Per-symbol market parameters and the price path
+
+/// Rough US-dollar values of assets the simulator prices realistically.
+fn known_usd(asset: &str) -> Option<f64> {
+    Some(match asset {
+        "BTC" => 30_000.0,
+        "ETH" => 2_000.0,
+        "BNB" => 300.0,
+        "SOL" => 100.0,
+        "LTC" => 80.0,
+        "AVAX" => 30.0,
+        "LINK" => 12.0,
+        "DOT" => 6.0,
+        "MATIC" => 0.8,
+        "XRP" => 0.5,
+        "ADA" => 0.4,
+        "TRX" => 0.1,
+        "DOGE" => 0.08,
+        "USDT" | "USDC" | "FDUSD" | "BUSD" => 1.0,
+        "EUR" => 1.08,
+        "TRY" => 0.033,
+        _ => return None,
+    })
+}
+
+fn pow10(exp: i32) -> i64 {
+    10i64.pow(exp as u32)
+}
+
+/// Angular speeds (radians per ms) of the four sinusoids of the price path.
+const OMEGA: [f64; 4] = [
+    std::f64::consts::TAU / (173.0 * 86_400_000.0),
+    std::f64::consts::TAU / (23.0 * 86_400_000.0),
+    std::f64::consts::TAU / (1.7 * 86_400_000.0),
+    std::f64::consts::TAU / (47.0 * 60_000.0),
+];
+const AMPLITUDE: [f64; 4] = [0.35, 0.12, 0.03, 0.004];
+const NOISE: f64 = 0.0004;
+
+/// The market parameters of one symbol: its price path, tick size and lot step.
+///
+/// Any string gives a market (unknown assets get hashed prices); the server only builds markets
+/// for symbols it accepts.
+#[derive(Clone, Debug)]
+pub struct Market {
+    seed: u64,
+    base_price: f64,
+    base_usd: f64,
+    tick: i64,
+    step: i64,
+    quote_per_ms: f64,
+    phase: [f64; 4],
+}
+
+impl Market {
+    /// The market of `symbol`.
+    pub fn new(symbol: &str) -> Market {
+        let seed = symbol_seed(symbol);
+        let (base, quote) = parse_symbol(symbol).unwrap_or((symbol, "USDT"));
+        let base_usd = known_usd(base)
+            .unwrap_or_else(|| 10f64.powf(-2.0 + 5.0 * unit(hash(seed, SALT_MARKET, 0))));
+        let quote_usd = known_usd(quote).unwrap_or(1.0);
+        let base_price = base_usd / quote_usd;
+        // About six significant digits of price, at most 8 decimals and at least 0.01.
+        let magnitude = base_price.log10().floor() as i32;
+        let tick = pow10((magnitude - 6).clamp(-8, -2) + 8);
+        // A lot step worth about 0.1 to 1 US dollar.
+        let step = pow10((-(base_usd.log10().floor() as i32) - 1).clamp(-8, 0) + 8);
+        let usd_per_day = 10f64.powf(6.0 + 3.0 * unit(hash(seed, SALT_MARKET, 1)));
+        let quote_per_ms = usd_per_day / quote_usd / 86_400_000.0;
+        let mut phase = [0.0; 4];
+        for (i, p) in phase.iter_mut().enumerate() {
+            *p = std::f64::consts::TAU * unit(hash(seed, SALT_PHASE, i as u64));
+        }
+        Market {
+            seed,
+            base_price,
+            base_usd,
+            tick,
+            step,
+            quote_per_ms,
+            phase,
+        }
+    }
+
+    /// The unrounded price (in quote asset) at time `t`.
+    #[inline]
+    pub fn price_at(&self, t: i64) -> f64 {
+        let x = t as f64;
+        let mut w = 0.0;
+        for i in 0..4 {
+            w += AMPLITUDE[i] * (x * OMEGA[i] + self.phase[i]).sin();
+        }
+        let noise = NOISE * (unit(hash(self.seed, SALT_NOISE, t as u64)) - 0.5);
+        self.base_price * w.exp() * (1.0 + noise)
+    }
+
+    /// The price at time `t` in 1e-8 units, rounded to the tick size (never below one tick).
+    #[inline]
+    pub fn price_units(&self, t: i64) -> i64 {
+        self.round_tick(self.price_at(t) * SCALE as f64)
+    }
+
+    #[inline]
+    fn round_tick(&self, units: f64) -> i64 {
+        let ticks = (units / self.tick as f64).round() as i64;
+        ticks.max(1) * self.tick
+    }
+
+    /// The tick size (price step) in 1e-8 units.
+    pub fn tick_units(&self) -> i64 {
+        self.tick
+    }
+
+    /// The lot step (quantity step) in 1e-8 units.
+    pub fn step_units(&self) -> i64 {
+        self.step
+    }
+
+    /// Rounds a base-asset amount in 1e-8 units down to the lot step, keeping at least `min_steps`.
+    #[inline]
+    fn to_steps(&self, units: f64, min_steps: i128) -> i128 {
+        let step = i128::from(self.step);
+        ((units.max(0.0) as i128) / step).max(min_steps) * step
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Klines
+
+/// A kline in fixed-point units, as the server renders it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KlineUnits {
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: i64,
+    pub high: i64,
+    pub low: i64,
+    pub close: i64,
+    pub volume: i128,
+    pub quote_volume: i128,
+    pub trades: u64,
+    pub taker_buy_base: i128,
+    pub taker_buy_quote: i128,
+}
+
+impl KlineUnits {
+    fn to_kline(self) -> Kline {
+        let wide = |v: i128| {
+            let mut s = String::with_capacity(24);
+            push_fixed8_wide(&mut s, v);
+            s
+        };
+        Kline {
+            open_time: self.open_time,
+            open: fixed8(self.open),
+            high: fixed8(self.high),
+            low: fixed8(self.low),
+            close: fixed8(self.close),
+            volume: wide(self.volume),
+            close_time: self.close_time,
+            quote_volume: wide(self.quote_volume),
+            trades: self.trades,
+            taker_buy_base: wide(self.taker_buy_base),
+            taker_buy_quote: wide(self.taker_buy_quote),
+        }
+    }
+}
+
+/// Computes the candle opened at `open_time`; when `now` falls inside it, the candle is the
+/// unclosed one Binance shows at `now` (close = price at `now`, volumes so far).
+pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i64) -> KlineUnits {
+    let close_time = interval.close_time(open_time);
+    let end = if now < close_time {
+        now.max(open_time)
+    } else {
+        close_time + 1
+    };
+    let elapsed = (end - open_time).max(1);
+    let open = m.price_units(open_time);
+    let close = m.price_units(end);
+    let h = hash(
+        m.seed,
+        SALT_KLINE,
+        (open_time as u64) ^ ((interval as u64) << 58),
+    );
+    let u = |i: u64| unit(mix(h ^ i));
+    let stretch = (0.0006 * (elapsed as f64 / 60_000.0).sqrt()).min(0.15);
+    let tick = m.tick;
+    let high_f = open.max(close) as f64 * (1.0 + stretch * u(1));
+    let high = ((high_f / tick as f64).ceil() as i64 * tick).max(open.max(close));
+    let low_f = open.min(close) as f64 * (1.0 - stretch * u(2));
+    let low = ((low_f / tick as f64).floor() as i64 * tick)
+        .min(open.min(close))
+        .max(tick);
+    let mean = i128::from(open + high + low + close) / 4;
+    let quote_amount = m.quote_per_ms * elapsed as f64 * (0.4 + 1.2 * u(3));
+    let volume = m.to_steps(
+        quote_amount / mean as f64 * (SCALE as f64 * SCALE as f64),
+        1,
+    );
+    let quote_volume = volume * mean / i128::from(SCALE);
+    let trades = ((elapsed as f64 / KLINE_TRADE_SPACING_MS as f64) * (0.5 + u(4))).max(1.0) as u64;
+    let taker_buy_base = m
+        .to_steps(volume as f64 * (0.3 + 0.4 * u(5)), 0)
+        .min(volume);
+    let taker_buy_quote = taker_buy_base * mean / i128::from(SCALE);
+    KlineUnits {
+        open_time,
+        close_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        quote_volume,
+        trades,
+        taker_buy_base,
+        taker_buy_quote,
+    }
+}
+
+/// The closed candle of `symbol` opened at `open_time` (which should be an open time of
+/// `interval`; see [`Interval::align_down`]). Pure: it ignores listing time and the clock, which
+/// decide only which candles the server shows.
+pub fn kline(symbol: &str, interval: Interval, open_time: i64) -> Kline {
+    kline_units(&Market::new(symbol), interval, open_time, i64::MAX).to_kline()
+}
+
+/// The open times `t` of `interval` with `start_ms <= t < end_ms_exclusive`, ascending.
+pub fn interval_open_times(interval: Interval, start_ms: i64, end_ms_exclusive: i64) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut t = interval.align_up(start_ms);
+    while t < end_ms_exclusive {
+        out.push(t);
+        t = interval.next_open(t);
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregate and raw trades
+
+/// Aggregate-trade settings shared by every symbol: mean spacing, listing time and the id
+/// ranges that do not exist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data {
+    /// Mean milliseconds between aggregate trades (values below 1 count as 1).
+    pub spacing: i64,
+    /// Time of aggregate trade 0, and of the first kline (the first open time `>= listed_at`).
+    pub listed_at: i64,
+    /// Inclusive ranges of aggregate trade ids that do not exist.
+    pub missing: Vec<(u64, u64)>,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Data {
+            spacing: DEFAULT_AGG_TRADE_SPACING_MS,
+            listed_at: DEFAULT_LISTED_AT_MS,
+            missing: Vec::new(),
+        }
+    }
+}
+
+/// An aggregate trade in fixed-point units, as the server renders it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AggUnits {
+    pub id: u64,
+    pub price: i64,
+    pub qty: i64,
+    pub first: u64,
+    pub last: u64,
+    pub time: i64,
+    pub buyer_maker: bool,
+}
+
+/// A raw trade in fixed-point units, as the server renders it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TradeUnits {
+    pub id: u64,
+    pub price: i64,
+    pub qty: i64,
+    pub quote_qty: i64,
+    pub time: i64,
+    pub buyer_maker: bool,
+}
+
+impl AggUnits {
+    fn to_agg_trade(self) -> AggTrade {
+        AggTrade {
+            id: self.id,
+            price: fixed8(self.price),
+            qty: fixed8(self.qty),
+            first_trade_id: self.first,
+            last_trade_id: self.last,
+            time: self.time,
+            is_buyer_maker: self.buyer_maker,
+            is_best_match: true,
+        }
+    }
+}
+
+impl TradeUnits {
+    fn to_trade(self) -> Trade {
+        Trade {
+            id: self.id,
+            price: fixed8(self.price),
+            qty: fixed8(self.qty),
+            quote_qty: fixed8(self.quote_qty),
+            time: self.time,
+            is_buyer_maker: self.buyer_maker,
+            is_best_match: true,
+        }
+    }
+}
+
+/// How many of the 4 raw trades of agg pair `j` belong to its even member, minus one (0..=2).
+#[inline]
+fn pair_split(m: &Market, j: u64) -> u64 {
+    hash(m.seed, SALT_PAIR, j) % 3
+}
+
+/// The raw trade ids `(first, last)` of agg trade `id` (whether or not it is missing).
+#[inline]
+fn raw_range(m: &Market, id: u64) -> (u64, u64) {
+    let j = id / 2;
+    let x = pair_split(m, j);
+    if id % 2 == 0 {
+        (4 * j, 4 * j + x)
+    } else {
+        (4 * j + x + 1, 4 * j + 3)
+    }
+}
+
+impl Data {
+    /// Settings with `missing` sorted and overlapping ranges merged.
+    pub fn new(spacing: i64, listed_at: i64, missing: Vec<(u64, u64)>) -> Data {
+        let mut ranges: Vec<(u64, u64)> = missing
+            .into_iter()
+            .map(|(a, b)| (a.min(b), a.max(b)))
+            .collect();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        Data {
+            spacing: spacing.max(1),
+            listed_at,
+            missing: merged,
+        }
+    }
+
+    #[inline]
+    fn spacing(&self) -> i64 {
+        self.spacing.max(1)
+    }
+
+    /// The largest id whose time can be computed without overflow.
+    fn max_id(&self) -> u64 {
+        ((i64::MAX / 4 - self.listed_at.max(0)) / self.spacing()).max(0) as u64
+    }
+
+    /// Whether aggregate trade `id` is in one of the missing ranges.
+    pub fn is_missing(&self, id: u64) -> bool {
+        self.missing.iter().any(|&(a, b)| a <= id && id <= b)
+    }
+
+    /// The smallest existing id `>= id` (ignoring time), if any.
+    pub fn next_existing(&self, mut id: u64) -> Option<u64> {
+        loop {
+            match self.missing.iter().find(|&&(a, b)| a <= id && id <= b) {
+                Some(&(_, b)) => id = b.checked_add(1)?,
+                None => return (id <= self.max_id()).then_some(id),
+            }
+        }
+    }
+
+    /// The largest existing id `<= id`, if any.
+    pub fn prev_existing(&self, mut id: u64) -> Option<u64> {
+        id = id.min(self.max_id());
+        loop {
+            match self.missing.iter().find(|&&(a, b)| a <= id && id <= b) {
+                Some(&(a, _)) => id = a.checked_sub(1)?,
+                None => return Some(id),
+            }
+        }
+    }
+
+    /// Time of aggregate trade `id` (missing or not); `id` must be at most `max_id()`.
+    #[inline]
+    fn time_of(&self, m: &Market, id: u64) -> i64 {
+        let s = self.spacing();
+        let jitter = (hash(m.seed, SALT_AGG, id) % s as u64) as i64;
+        self.listed_at + id as i64 * s + jitter
+    }
+
+    /// The smallest id (missing or not) with time `>= t`.
+    fn id_ceil(&self, m: &Market, t: i64) -> u64 {
+        if t <= self.listed_at {
+            return 0;
+        }
+        let k = ((t - self.listed_at) / self.spacing()) as u64;
+        let k = k.min(self.max_id());
+        if self.time_of(m, k) >= t {
+            k
+        } else {
+            k + 1
+        }
+    }
+
+    /// The largest id (missing or not) with time `<= t`.
+    fn id_floor(&self, m: &Market, t: i64) -> Option<u64> {
+        if t < self.listed_at {
+            return None;
+        }
+        let k = (((t - self.listed_at) / self.spacing()) as u64).min(self.max_id());
+        if self.time_of(m, k) <= t {
+            Some(k)
+        } else {
+            k.checked_sub(1)
+        }
+    }
+
+    /// Aggregate trade `id` whether or not it is listed as missing.
+    pub(crate) fn agg_units(&self, m: &Market, id: u64) -> AggUnits {
+        let time = self.time_of(m, id);
+        let h = hash(m.seed, SALT_AGG, !id);
+        let u = |i: u64| unit(mix(h ^ i));
+        let mid = m.price_at(time) * SCALE as f64;
+        let price = m.round_tick(mid * (1.0 + 0.0002 * (u(1) - 0.5)));
+        let notional_usd = 10f64.powf(1.0 + 3.0 * u(2));
+        let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 3);
+        let (first, last) = raw_range(m, id);
+        AggUnits {
+            id,
+            price,
+            qty: i64::try_from(qty).unwrap_or(i64::MAX),
+            first,
+            last,
+            time,
+            buyer_maker: h & 1 == 1,
+        }
+    }
+
+    /// Existing aggregate trades with id `>= from_id` and time `<= until`, ascending, at most
+    /// `limit`.
+    pub(crate) fn agg_from_id(
+        &self,
+        m: &Market,
+        from_id: u64,
+        until: i64,
+        limit: usize,
+        out: &mut Vec<AggUnits>,
+    ) {
+        let Some(last) = self.id_floor(m, until) else {
+            return;
+        };
+        let mut id = from_id;
+        while out.len() < limit {
+            let Some(next) = self.next_existing(id) else {
+                return;
+            };
+            if next > last {
+                return;
+            }
+            out.push(self.agg_units(m, next));
+            id = next + 1;
+        }
+    }
+
+    /// Existing aggregate trades with time `<= until`, the newest `limit` of them, ascending.
+    pub(crate) fn agg_newest(&self, m: &Market, until: i64, limit: usize, out: &mut Vec<AggUnits>) {
+        let Some(mut id) = self.id_floor(m, until) else {
+            return;
+        };
+        let start = out.len();
+        while out.len() - start < limit {
+            let Some(prev) = self.prev_existing(id) else {
+                break;
+            };
+            out.push(self.agg_units(m, prev));
+            match prev.checked_sub(1) {
+                Some(p) => id = p,
+                None => break,
+            }
+        }
+        out[start..].reverse();
+    }
+
+    /// The first existing agg id with time `>= t`.
+    pub(crate) fn agg_ceil_existing(&self, m: &Market, t: i64) -> Option<u64> {
+        self.next_existing(self.id_ceil(m, t))
+    }
+
+    /// Aggregate trade `id` of `symbol`, or `None` when the id is missing. Pure: the trade may
+    /// lie in the future; the server only shows trades with time `<=` now.
+    pub fn trade(&self, symbol: &str, id: u64) -> Option<AggTrade> {
+        if self.is_missing(id) || id > self.max_id() {
+            return None;
+        }
+        Some(self.agg_units(&Market::new(symbol), id).to_agg_trade())
+    }
+
+    /// The time of aggregate trade `id` (also for missing ids).
+    pub fn trade_time(&self, symbol: &str, id: u64) -> i64 {
+        self.time_of(&Market::new(symbol), id.min(self.max_id()))
+    }
+
+    /// The first existing aggregate trade id whose time is `>= t` (`u64::MAX` if none).
+    pub fn first_id_at_or_after(&self, symbol: &str, t: i64) -> u64 {
+        self.agg_ceil_existing(&Market::new(symbol), t)
+            .unwrap_or(u64::MAX)
+    }
+
+    /// The last existing aggregate trade id whose time is `<= t`, if any.
+    pub fn last_id_at_or_before(&self, symbol: &str, t: i64) -> Option<u64> {
+        let m = Market::new(symbol);
+        self.id_floor(&m, t).and_then(|id| self.prev_existing(id))
+    }
+
+    /// Every existing aggregate trade of `symbol` with `start_ms <= time <= end_ms_inclusive`,
+    /// ascending — what a loader should have after fetching that range.
+    pub fn trades_between(
+        &self,
+        symbol: &str,
+        start_ms: i64,
+        end_ms_inclusive: i64,
+    ) -> Vec<AggTrade> {
+        let m = Market::new(symbol);
+        let mut out = Vec::new();
+        if let Some(first) = self.agg_ceil_existing(&m, start_ms) {
+            self.agg_from_id(&m, first, end_ms_inclusive, usize::MAX, &mut out);
+        }
+        out.into_iter().map(AggUnits::to_agg_trade).collect()
+    }
+
+    /// Existing aggregate trades of `symbol` with id `>= from_id` and time `<= until_ms`,
+    /// ascending, at most `limit` — what `aggTrades?fromId=` returns when `until_ms` is now.
+    pub fn trades_from_id(
+        &self,
+        symbol: &str,
+        from_id: u64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Vec<AggTrade> {
+        let m = Market::new(symbol);
+        let mut out = Vec::new();
+        self.agg_from_id(&m, from_id, until_ms, limit, &mut out);
+        out.into_iter().map(AggUnits::to_agg_trade).collect()
+    }
+
+    /// The aggregate trade id that raw trade `raw_id` belongs to.
+    pub fn agg_id_of_raw(&self, symbol: &str, raw_id: u64) -> u64 {
+        agg_of_raw(&Market::new(symbol), raw_id)
+    }
+
+    /// Raw trade `raw_id` of `symbol`, or `None` when its aggregate trade is missing.
+    pub fn raw_trade(&self, symbol: &str, raw_id: u64) -> Option<Trade> {
+        let m = Market::new(symbol);
+        let agg = agg_of_raw(&m, raw_id);
+        if self.is_missing(agg) || agg > self.max_id() {
+            return None;
+        }
+        Some(self.trade_units(&m, raw_id).to_trade())
+    }
+
+    /// Raw trade `raw_id` whether or not its aggregate trade is missing.
+    pub(crate) fn trade_units(&self, m: &Market, raw_id: u64) -> TradeUnits {
+        let agg = self.agg_units(m, agg_of_raw(m, raw_id));
+        let n = agg.last - agg.first + 1;
+        let idx = raw_id - agg.first;
+        let steps = agg.qty / m.step;
+        let share = steps / n as i64;
+        let own = if idx + 1 == n {
+            steps - share * (n as i64 - 1)
+        } else {
+            share
+        };
+        let qty = own * m.step;
+        let quote_qty = i128::from(agg.price) * i128::from(qty) / i128::from(SCALE);
+        TradeUnits {
+            id: raw_id,
+            price: agg.price,
+            qty,
+            quote_qty: i64::try_from(quote_qty).unwrap_or(i64::MAX),
+            time: agg.time,
+            buyer_maker: agg.buyer_maker,
+        }
+    }
+
+    /// Existing raw trades with id `>= from_id` and time `<= until`, ascending, at most `limit`.
+    pub(crate) fn raw_from_id(
+        &self,
+        m: &Market,
+        from_id: u64,
+        until: i64,
+        limit: usize,
+        out: &mut Vec<TradeUnits>,
+    ) {
+        let Some(last_agg) = self.id_floor(m, until) else {
+            return;
+        };
+        let mut raw = from_id;
+        while out.len() < limit {
+            let agg = agg_of_raw(m, raw);
+            let Some(existing) = self.next_existing(agg) else {
+                return;
+            };
+            if existing > last_agg {
+                return;
+            }
+            if existing != agg {
+                raw = raw_range(m, existing).0;
+            }
+            out.push(self.trade_units(m, raw));
+            raw += 1;
+        }
+    }
+
+    /// Existing raw trades with time `<= until`, the newest `limit` of them, ascending.
+    pub(crate) fn raw_newest(
+        &self,
+        m: &Market,
+        until: i64,
+        limit: usize,
+        out: &mut Vec<TradeUnits>,
+    ) {
+        let Some(last_agg) = self
+            .id_floor(m, until)
+            .and_then(|id| self.prev_existing(id))
+        else {
+            return;
+        };
+        let start = out.len();
+        let mut raw = raw_range(m, last_agg).1;
+        while out.len() - start < limit {
+            let agg = agg_of_raw(m, raw);
+            let Some(existing) = self.prev_existing(agg) else {
+                break;
+            };
+            if existing != agg {
+                raw = raw_range(m, existing).1;
+            }
+            out.push(self.trade_units(m, raw));
+            match raw.checked_sub(1) {
+                Some(r) => raw = r,
+                None => break,
+            }
+        }
+        out[start..].reverse();
+    }
+}
+
+/// The agg trade id that raw trade `raw_id` belongs to.
+#[inline]
+fn agg_of_raw(m: &Market, raw_id: u64) -> u64 {
+    let j = raw_id / 4;
+    if raw_id % 4 <= pair_split(m, j) {
+        2 * j
+    } else {
+        2 * j + 1
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Order book
+
+/// Level `i` (0 = best) of the book side at `now`: `(price, qty)` in 1e-8 units, or `None` when
+/// the bid side would reach zero.
+pub(crate) fn depth_level(m: &Market, now: i64, bid: bool, i: u64) -> Option<(i64, i64)> {
+    let mid = m.price_units(now);
+    let tick = m.tick;
+    let price = if bid {
+        mid - (i as i64 + 1) * tick
+    } else {
+        mid + i as i64 * tick
+    };
+    if price <= 0 {
+        return None;
+    }
+    // The book reshuffles every 100 ms.
+    let h = hash(
+        m.seed,
+        SALT_BOOK,
+        ((now / 100) as u64) ^ (i << 1) ^ u64::from(bid),
+    );
+    let notional_usd = 10f64.powf(1.0 + 3.5 * unit(h));
+    let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 1);
+    Some((price, i64::try_from(qty).unwrap_or(i64::MAX)))
+}
+
+/// The `lastUpdateId` of the book at `now`: grows with time.
+pub(crate) fn depth_update_id(m: &Market, now: i64, listed_at: i64) -> u64 {
+    let since = (now - listed_at).max(0) as u64;
+    since * 3 + m.seed % 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn klines_are_plausible_and_deterministic() {
+        let start = DEFAULT_LISTED_AT_MS;
+        for symbol in ["BTCUSDT", "ETHBTC", "DOGEUSDT", "QQQUSDC", "USDTTRY"] {
+            for iv in Interval::ALL {
+                let times = interval_open_times(iv, start, start + 40 * iv.nominal_ms());
+                let mut prev_close: Option<String> = None;
+                for &t in &times {
+                    let k = kline(symbol, iv, t);
+                    assert_eq!(k, kline(symbol, iv, t));
+                    assert_eq!(k.close_time, iv.close_time(t));
+                    let p = |s: &str| s.parse::<f64>().unwrap();
+                    assert!(
+                        p(&k.high) >= p(&k.open).max(p(&k.close)),
+                        "{symbol} {iv} {k:?}"
+                    );
+                    assert!(
+                        p(&k.low) <= p(&k.open).min(p(&k.close)),
+                        "{symbol} {iv} {k:?}"
+                    );
+                    assert!(p(&k.low) > 0.0);
+                    assert!(p(&k.volume) > 0.0 && p(&k.quote_volume) > 0.0);
+                    assert!(p(&k.taker_buy_base) <= p(&k.volume));
+                    assert!(k.trades >= 1);
+                    for s in [&k.open, &k.high, &k.volume, &k.taker_buy_quote] {
+                        assert_eq!(s.len() - s.find('.').unwrap(), 9, "{s}");
+                    }
+                    if let Some(pc) = &prev_close {
+                        assert_eq!(pc, &k.open, "close of n is open of n+1");
+                    }
+                    prev_close = Some(k.close.clone());
+                }
+            }
+        }
+        let btc = kline("BTCUSDT", Interval::D1, start);
+        let open: f64 = btc.open.parse().unwrap();
+        assert!((10_000.0..100_000.0).contains(&open), "{btc:?}");
+        assert_ne!(kline("ETHUSDT", Interval::D1, start), btc);
+    }
+
+    #[test]
+    fn price_moves_smoothly() {
+        let m = Market::new("BTCUSDT");
+        let mut prev = m.price_at(DEFAULT_LISTED_AT_MS);
+        for i in 1..10_000 {
+            let p = m.price_at(DEFAULT_LISTED_AT_MS + i * 1000);
+            assert!((p / prev - 1.0).abs() < 0.002, "{prev} -> {p}");
+            prev = p;
+        }
+    }
+
+    #[test]
+    fn agg_trade_times_and_ids_are_consistent() {
+        let d = Data::new(
+            250,
+            DEFAULT_LISTED_AT_MS,
+            vec![(10, 12), (11, 20), (100, 100)],
+        );
+        assert_eq!(d.missing, vec![(10, 20), (100, 100)]);
+        let m = Market::new("BTCUSDT");
+        let mut prev: Option<AggUnits> = None;
+        for id in 0..2_000u64 {
+            let a = d.agg_units(&m, id);
+            assert!(a.time >= d.listed_at + id as i64 * 250);
+            assert!(a.time < d.listed_at + (id as i64 + 1) * 250);
+            assert!(a.first <= a.last && a.last - a.first <= 2);
+            if let Some(p) = prev {
+                assert!(a.time >= p.time);
+                assert_eq!(a.first, p.last + 1, "raw ids are contiguous");
+            }
+            assert!(a.qty >= 3 * m.step_units());
+            prev = Some(a);
+        }
+        assert!(d.trade("BTCUSDT", 15).is_none());
+        assert!(d.trade("BTCUSDT", 21).is_some());
+        let t = d.trade_time("BTCUSDT", 9);
+        assert_eq!(d.first_id_at_or_after("BTCUSDT", t + 1), 21);
+        assert_eq!(d.first_id_at_or_after("BTCUSDT", t), 9);
+        assert_eq!(d.first_id_at_or_after("BTCUSDT", 0), 0);
+        assert_eq!(d.last_id_at_or_before("BTCUSDT", t), Some(9));
+        let t21 = d.trade_time("BTCUSDT", 21);
+        assert_eq!(d.last_id_at_or_before("BTCUSDT", t21 - 1), Some(9));
+        assert_eq!(d.last_id_at_or_before("BTCUSDT", d.listed_at - 1), None);
+        let between = d.trades_between("BTCUSDT", d.listed_at, d.listed_at + 9_999);
+        assert!(between.iter().all(|a| !(10..=20).contains(&a.id)));
+        assert_eq!(between.len(), 40 - 11);
+    }
+
+    #[test]
+    fn raw_trades_split_their_agg_trade() {
+        let d = Data::new(100, DEFAULT_LISTED_AT_MS, vec![(5, 6)]);
+        let m = Market::new("ETHUSDT");
+        for id in 0..50u64 {
+            let a = d.agg_units(&m, id);
+            let mut total = 0;
+            for raw in a.first..=a.last {
+                assert_eq!(agg_of_raw(&m, raw), id);
+                let t = d.trade_units(&m, raw);
+                assert_eq!((t.price, t.time), (a.price, a.time));
+                assert!(t.qty > 0);
+                total += t.qty;
+            }
+            assert_eq!(total, a.qty);
+        }
+        let mut out = Vec::new();
+        let (first5, _) = raw_range(&m, 5);
+        d.raw_from_id(&m, first5, i64::MAX / 8, 3, &mut out);
+        assert_eq!(
+            out[0].id,
+            raw_range(&m, 7).0,
+            "raw trades of missing agg ids are skipped"
+        );
+        assert!(d.raw_trade("ETHUSDT", first5).is_none());
+        let mut newest = Vec::new();
+        let until = d.trade_time("ETHUSDT", 7) - 1;
+        d.raw_newest(&m, until, 3, &mut newest);
+        assert_eq!(newest.last().unwrap().id, raw_range(&m, 4).1);
+        assert!(newest.windows(2).all(|w| w[0].id + 1 == w[1].id));
+    }
+
+    #[test]
+    fn newest_agg_trades_respect_until_and_missing() {
+        let d = Data::new(1000, 0, vec![(3, 4)]);
+        let m = Market::new("BNBUSDT");
+        let mut out = Vec::new();
+        d.agg_newest(&m, 5 * 1000 + 999, 10, &mut out);
+        let ids: Vec<u64> = out.iter().map(|a| a.id).collect();
+        let last = if d.time_of(&m, 5) <= 5999 { 5 } else { 4 };
+        let mut expect: Vec<u64> = (0..=last).filter(|i| !(3..=4).contains(i)).collect();
+        expect.truncate(10);
+        assert_eq!(ids, expect);
+        assert!(d.trades_from_id("BNBUSDT", 0, 10 * DAY, 5).len() == 5);
+    }
+
+    #[test]
+    fn depth_levels_are_ordered() {
+        let m = Market::new("BTCUSDT");
+        let now = DEFAULT_LISTED_AT_MS + DAY;
+        let bids: Vec<_> = (0..100)
+            .filter_map(|i| depth_level(&m, now, true, i))
+            .collect();
+        let asks: Vec<_> = (0..100)
+            .filter_map(|i| depth_level(&m, now, false, i))
+            .collect();
+        assert!(bids.windows(2).all(|w| w[0].0 > w[1].0));
+        assert!(asks.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(bids[0].0 < asks[0].0);
+        assert!(depth_update_id(&m, now + 1, 0) > depth_update_id(&m, now, 0));
+    }
+}

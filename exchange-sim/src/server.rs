@@ -1,0 +1,500 @@
+//! The running simulator: the hyper 1 HTTP/1.1 server and accept loop, the per-request pipeline
+//! (storm → rate limiter → faults → endpoint), response headers, statistics and the `/sim/*`
+//! control endpoints.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::api::{self, ApiError, Ctx, Endpoint};
+use crate::data::Data;
+use crate::fmt::push_i64;
+use crate::limiter::{Limiter, Verdict, WindowDesc};
+use crate::query::Query;
+use crate::{Faults, SimConfig, SimStats, Storm};
+
+type Body = Full<Bytes>;
+
+/// The error a request future returns to make hyper close the connection without answering.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Mutable state behind one lock: every request touches it briefly.
+struct State {
+    limiter: Limiter,
+    faults: Faults,
+    data: Arc<Data>,
+    storm_left: u32,
+    data_requests: u64,
+    stats: SimStats,
+}
+
+struct Shared {
+    weight_limit: u32,
+    window: WindowDesc,
+    window_header: HeaderName,
+    spacing: i64,
+    listed_at: i64,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent counters; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_faults(&self, faults: Faults) {
+        let data = Arc::new(Data::new(
+            self.spacing,
+            self.listed_at,
+            faults.missing_agg_ids.clone(),
+        ));
+        let mut st = self.lock();
+        st.storm_left = faults.storm.as_ref().map_or(0, |s| s.count);
+        st.data_requests = 0;
+        st.data = data;
+        st.faults = faults;
+    }
+}
+
+/// A running simulated exchange. Dropping it stops the server too (without waiting).
+pub struct SimServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimServer {
+    /// Binds `addr` (port 0 picks a free port) and serves on the current tokio runtime.
+    pub async fn start(cfg: SimConfig, addr: SocketAddr) -> std::io::Result<SimServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let window = WindowDesc::new(cfg.weight_window);
+        let window_header = HeaderName::from_bytes(window.header_name().as_bytes())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let limiter = Limiter::new(
+            cfg.weight_limit,
+            &window,
+            cfg.strikes_before_ban,
+            cfg.ban_duration,
+        );
+        let shared = Arc::new(Shared {
+            weight_limit: cfg.weight_limit,
+            window,
+            window_header,
+            spacing: cfg.agg_trade_spacing_ms,
+            listed_at: cfg.listed_at_ms,
+            state: Mutex::new(State {
+                limiter,
+                faults: Faults::default(),
+                data: Arc::new(cfg.data()),
+                storm_left: 0,
+                data_requests: 0,
+                stats: SimStats::default(),
+            }),
+        });
+        shared.set_faults(cfg.faults);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        tracing::info!(%addr, "exchange simulator listening");
+        Ok(SimServer {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://IP:PORT` of the server.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the faults. A storm starts counting anew and the "every Nth data request"
+    /// counter restarts, so the Nth data request after this call is the first one hit.
+    pub fn set_faults(&self, f: Faults) {
+        self.shared.set_faults(f);
+    }
+
+    /// The aggregate-trade settings currently served (including the missing ids of the current
+    /// faults), for computing expected records with [`Data`]'s methods.
+    pub fn data(&self) -> Data {
+        Data::clone(&self.shared.lock().data)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        snapshot(&mut self.shared.lock())
+    }
+
+    /// Stops accepting, closes every connection and waits until the server task has ended.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn snapshot(st: &mut State) -> SimStats {
+    let mut stats = st.stats.clone();
+    stats.max_window_weight = u32::try_from(st.limiter.max_window_weight()).unwrap_or(u32::MAX);
+    stats
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Receiver<()>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = shared.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| handle(shared.clone(), req));
+                        if let Err(e) = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await
+                        {
+                            tracing::debug!(error = %e, "connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Typically EMFILE: give connections time to close.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// Response headers that depend on the request's outcome.
+struct Meta {
+    used: u64,
+    retry_after: Option<u64>,
+}
+
+fn respond(shared: &Shared, status: u16, body: String, meta: &Meta) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    let used = HeaderValue::from(meta.used);
+    h.insert(HeaderName::from_static("x-mbx-used-weight"), used.clone());
+    h.insert(shared.window_header.clone(), used);
+    if let Some(secs) = meta.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn too_many_body(shared: &Shared) -> String {
+    api::error_body(
+        -1003,
+        &format!(
+            "Too much request weight used; current limit is {} request weight per {} {}. \
+             Please use WebSocket Streams for live updates to avoid polling the API.",
+            shared.weight_limit, shared.window.num, shared.window.unit
+        ),
+    )
+}
+
+fn banned_body(until_ms: i64) -> String {
+    let mut until = String::new();
+    push_i64(&mut until, until_ms);
+    api::error_body(
+        -1003,
+        &format!(
+            "Way too much request weight used; IP banned until {until}. \
+             Please use WebSocket Streams for live updates to avoid bans."
+        ),
+    )
+}
+
+/// What the locked part of the pipeline decided.
+enum Plan {
+    Storm(Storm),
+    Reject { status: u16, body: String },
+    Fail5xx,
+    Drop,
+    Serve(Arc<Data>),
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, DropConnection> {
+    let path = req.uri().path();
+    if let Some(sim) = path.strip_prefix("/sim/") {
+        let sim = sim.to_string();
+        return Ok(sim_endpoint(&shared, &sim, req).await);
+    }
+    let ep = Endpoint::from_path(path);
+    let query = Query::parse(req.uri().query());
+    let weight = ep.weight(&query);
+    let now = now_ms();
+
+    let (plan, used, retry_after, latency) = {
+        let mut st = shared.lock();
+        st.stats.requests += 1;
+        match st.stats.per_endpoint.get_mut(ep.key()) {
+            Some(n) => *n += 1,
+            None => {
+                st.stats.per_endpoint.insert(ep.key().to_string(), 1);
+            }
+        }
+        let latency = st.faults.latency;
+        if st.storm_left > 0 {
+            st.storm_left -= 1;
+            let storm = st.faults.storm.clone().unwrap_or(Storm {
+                status: 429,
+                count: 0,
+                retry_after_secs: 1,
+            });
+            match storm.status {
+                418 => st.stats.responses_418 += 1,
+                429 => st.stats.responses_429 += 1,
+                500.. => st.stats.responses_5xx += 1,
+                _ => {}
+            }
+            let used = st.limiter.used(now);
+            let retry = storm.retry_after_secs;
+            (Plan::Storm(storm), used, Some(retry), latency)
+        } else {
+            let checked = st.limiter.check(now, weight);
+            st.stats.weight_total += u64::from(checked.charged);
+            match checked.verdict {
+                Verdict::TooMany { retry_after_secs } => {
+                    st.stats.responses_429 += 1;
+                    st.stats.budget_violations += 1;
+                    let body = too_many_body(&shared);
+                    let plan = Plan::Reject { status: 429, body };
+                    (plan, checked.used, Some(retry_after_secs), latency)
+                }
+                Verdict::Banned {
+                    until_ms,
+                    retry_after_secs,
+                } => {
+                    st.stats.responses_418 += 1;
+                    st.stats.budget_violations += 1;
+                    let plan = Plan::Reject {
+                        status: 418,
+                        body: banned_body(until_ms),
+                    };
+                    (plan, checked.used, Some(retry_after_secs), latency)
+                }
+                Verdict::Accept => {
+                    let mut plan = Plan::Serve(st.data.clone());
+                    if ep.is_data() {
+                        st.data_requests += 1;
+                        let n = st.data_requests;
+                        let every = |e: u32| e > 0 && n % u64::from(e) == 0;
+                        if every(st.faults.error_5xx_every) {
+                            st.stats.responses_5xx += 1;
+                            plan = Plan::Fail5xx;
+                        } else if every(st.faults.drop_every) {
+                            st.stats.dropped += 1;
+                            plan = Plan::Drop;
+                        }
+                    }
+                    (plan, checked.used, None, latency)
+                }
+            }
+        }
+    };
+
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let meta = Meta { used, retry_after };
+    let (status, body) = match plan {
+        Plan::Drop => return Err(DropConnection),
+        Plan::Storm(storm) => {
+            let body = if storm.status == 418 {
+                let until =
+                    now.saturating_add((storm.retry_after_secs as i64).saturating_mul(1000));
+                banned_body(until)
+            } else {
+                too_many_body(&shared)
+            };
+            (storm.status, body)
+        }
+        Plan::Reject { status, body } => (status, body),
+        Plan::Fail5xx => (
+            503,
+            api::error_body(
+                -1001,
+                "Internal error; unable to process your request. Please try your request again.",
+            ),
+        ),
+        Plan::Serve(data) => {
+            let ctx = Ctx {
+                data: &data,
+                now,
+                weight_limit: shared.weight_limit,
+                window: &shared.window,
+            };
+            match api::respond(ep, &query, &ctx) {
+                Ok(body) => (200, body),
+                Err(ApiError { status, code, msg }) => (status, api::error_body(code, &msg)),
+            }
+        }
+    };
+    Ok(respond(&shared, status, body, &meta))
+}
+
+/// `/sim/stats` and `/sim/faults`: no weight, no faults, no statistics.
+async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Response<Body> {
+    let meta = Meta {
+        used: shared.lock().limiter.used(now_ms()),
+        retry_after: None,
+    };
+    let (status, body) = match (name, req.method()) {
+        ("stats", _) => {
+            let stats = snapshot(&mut shared.lock());
+            (
+                200,
+                serde_json::to_string(&stats).unwrap_or_else(|_| "{}".into()),
+            )
+        }
+        ("faults", &Method::GET) => {
+            let faults = FaultsJson::from(&shared.lock().faults);
+            (
+                200,
+                serde_json::to_string(&faults).unwrap_or_else(|_| "{}".into()),
+            )
+        }
+        ("faults", &Method::POST) | ("faults", &Method::PUT) => match read_faults(req).await {
+            Ok(f) => {
+                let echo = FaultsJson::from(&f);
+                shared.set_faults(f);
+                (
+                    200,
+                    serde_json::to_string(&echo).unwrap_or_else(|_| "{}".into()),
+                )
+            }
+            Err(msg) => (400, api::error_body(-1102, &msg)),
+        },
+        _ => (404, ApiError::not_found().body()),
+    };
+    respond(shared, status, body, &meta)
+}
+
+async fn read_faults(req: Request<Incoming>) -> Result<Faults, String> {
+    let body = Limited::new(req.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| format!("could not read body: {e}"))?
+        .to_bytes();
+    let json: FaultsJson =
+        serde_json::from_slice(&body).map_err(|e| format!("invalid faults JSON: {e}"))?;
+    json.try_into()
+}
+
+/// The JSON form of [`Faults`] used by `/sim/faults`.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct FaultsJson {
+    latency_ms: u64,
+    error_5xx_every: u32,
+    drop_every: u32,
+    storm: Option<StormJson>,
+    missing_agg_ids: Vec<(u64, u64)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StormJson {
+    status: u16,
+    count: u32,
+    retry_after_secs: u64,
+}
+
+impl From<&Faults> for FaultsJson {
+    fn from(f: &Faults) -> Self {
+        FaultsJson {
+            latency_ms: f.latency.as_millis() as u64,
+            error_5xx_every: f.error_5xx_every,
+            drop_every: f.drop_every,
+            storm: f.storm.as_ref().map(|s| StormJson {
+                status: s.status,
+                count: s.count,
+                retry_after_secs: s.retry_after_secs,
+            }),
+            missing_agg_ids: f.missing_agg_ids.clone(),
+        }
+    }
+}
+
+impl TryFrom<FaultsJson> for Faults {
+    type Error = String;
+
+    fn try_from(j: FaultsJson) -> Result<Faults, String> {
+        if let Some(s) = &j.storm {
+            if s.status != 429 && s.status != 418 {
+                return Err(format!("storm status must be 429 or 418, not {}", s.status));
+            }
+        }
+        Ok(Faults {
+            latency: Duration::from_millis(j.latency_ms),
+            error_5xx_every: j.error_5xx_every,
+            drop_every: j.drop_every,
+            storm: j.storm.map(|s| Storm {
+                status: s.status,
+                count: s.count,
+                retry_after_secs: s.retry_after_secs,
+            }),
+            missing_agg_ids: j.missing_agg_ids,
+        })
+    }
+}
