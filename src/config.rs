@@ -42,9 +42,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the load job (the default when no subcommand is given).
-    Run(JobArgs),
+    Run(Box<JobArgs>),
     /// Read a topic back and report records, duplicates, gaps and records outside the range.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
     /// Run one real job offline: in-process exchange simulator and Kafka mock cluster.
     Demo(DemoArgs),
 }
@@ -93,27 +93,57 @@ pub struct JobArgs {
     pub telemetry_topic_alias: Option<String>,
 
     /// Seconds between `loading` telemetry events
-    #[arg(long, env = "TELEMETRY_INTERVAL", default_value_t = 5.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "TELEMETRY_INTERVAL",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
     pub telemetry_interval: f64,
 
     /// Binance REST base URL (the exchange simulator's URL in tests)
-    #[arg(long, env = "BINANCE_API_URL", default_value = "https://api.binance.com", value_name = "URL")]
+    #[arg(
+        long,
+        env = "BINANCE_API_URL",
+        default_value = "https://api.binance.com",
+        value_name = "URL"
+    )]
     pub binance_api_url: String,
 
     /// Binance WebSocket base URL (live data types)
-    #[arg(long, env = "BINANCE_WS_URL", default_value = "wss://stream.binance.com:9443", value_name = "URL")]
+    #[arg(
+        long,
+        env = "BINANCE_WS_URL",
+        default_value = "wss://stream.binance.com:9443",
+        value_name = "URL"
+    )]
     pub binance_ws_url: String,
 
     /// Binance API key, sent as X-MBX-APIKEY (market data needs none)
-    #[arg(long, env = "BINANCE_API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "BINANCE_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub binance_api_key: Option<String>,
 
     /// Binance API secret (accepted for compatibility; market data is unsigned)
-    #[arg(long, env = "BINANCE_API_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "BINANCE_API_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     pub binance_api_secret: Option<String>,
 
     /// Share of the exchange's request-weight budget this job may use, 0 < share <= 1
-    #[arg(long, env = "RATE_LIMIT_SHARE", default_value_t = 0.5, value_name = "SHARE")]
+    #[arg(
+        long,
+        env = "RATE_LIMIT_SHARE",
+        default_value_t = 0.5,
+        value_name = "SHARE"
+    )]
     pub rate_limit_share: f64,
 
     /// REST requests in flight at once
@@ -131,16 +161,53 @@ pub struct JobArgs {
     pub max_retries: u32,
 
     /// Longest Retry-After (429/418) the job waits out before failing, in seconds
-    #[arg(long, env = "MAX_RETRY_AFTER", default_value_t = 300, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "MAX_RETRY_AFTER",
+        default_value_t = 300,
+        value_name = "SECONDS"
+    )]
     pub max_retry_after: u64,
 
     /// Timeout of one REST request, in seconds
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
     pub request_timeout: f64,
 
     /// Kafka message key: symbol (order per symbol), record (the record's _key) or none
-    #[arg(long, env = "KAFKA_MESSAGE_KEY", default_value = "symbol", value_name = "KEY")]
+    #[arg(
+        long,
+        env = "KAFKA_MESSAGE_KEY",
+        default_value = "symbol",
+        value_name = "KEY"
+    )]
     pub kafka_message_key: String,
+
+    /// Port of the Prometheus /metrics and /healthz endpoint; 0 disables it
+    #[arg(
+        long,
+        env = "METRICS_PORT",
+        default_value_t = 8080,
+        value_name = "PORT"
+    )]
+    pub metrics_port: u16,
+
+    /// User for the control-topic listener [default: the producer's user]
+    #[arg(long, env = "KAFKA_USER_CONSUMER", value_name = "USER")]
+    pub kafka_user_consumer: Option<String>,
+
+    /// Password for the control-topic listener [default: the producer's password]
+    #[arg(
+        long,
+        env = "KAFKA_PASSWORD_CONSUMER",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub kafka_password_consumer: Option<String>,
 
     /// More log output
     #[arg(long, env = "DEBUG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
@@ -164,7 +231,12 @@ pub struct KafkaArgs {
     pub kafka_user_alias: Option<String>,
 
     /// SCRAM-SHA-512 password (alias env KAFKA_PASSWORD)
-    #[arg(long, env = "KAFKA_PASSWORD_PRODUCER", hide_env_values = true, value_name = "PASSWORD")]
+    #[arg(
+        long,
+        env = "KAFKA_PASSWORD_PRODUCER",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
     pub kafka_password_producer: Option<String>,
     #[arg(long, env = "KAFKA_PASSWORD", hide = true, hide_env_values = true)]
     pub kafka_password_alias: Option<String>,
@@ -176,15 +248,30 @@ pub struct KafkaArgs {
     pub kafka_ca_path_alias: Option<PathBuf>,
 
     /// Extra librdkafka properties, key=value[,key=value], e.g. linger.ms=50,compression.type=zstd
-    #[arg(long, env = "KAFKA_PRODUCER_CONFIG", hide_env_values = true, value_name = "PROPS")]
+    #[arg(
+        long,
+        env = "KAFKA_PRODUCER_CONFIG",
+        hide_env_values = true,
+        value_name = "PROPS"
+    )]
     pub kafka_producer_config: Option<String>,
 
     /// Seconds to wait for Kafka to answer before failing
-    #[arg(long, env = "KAFKA_CONNECT_TIMEOUT", default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "KAFKA_CONNECT_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
     pub kafka_connect_timeout: f64,
 
     /// Partitions of the data topic when the loader creates it
-    #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 1, value_name = "N")]
+    #[arg(
+        long,
+        env = "KAFKA_TOPIC_PARTITIONS",
+        default_value_t = 1,
+        value_name = "N"
+    )]
     pub kafka_topic_partitions: i32,
 }
 
@@ -211,8 +298,9 @@ pub struct DemoArgs {
     /// Data type
     #[arg(long = "type", default_value = "api_candles_1m")]
     pub data_type: String,
-    /// Days of history, ending at the last full UTC day
-    #[arg(long, default_value_t = 30)]
+    /// Days of history, ending at the last full UTC day (librdkafka's mock cluster keeps only about
+    /// 5 MB per partition, so the demo stays small)
+    #[arg(long, default_value_t = 7)]
     pub days: u32,
 }
 
@@ -274,7 +362,9 @@ impl DataType {
             }
             return Ok(DataType::Candles(parsed));
         }
-        Err(format!("TYPE {t:?} is not a known data type; valid forms: {VALID_TYPES}"))
+        Err(format!(
+            "TYPE {t:?} is not a known data type; valid forms: {VALID_TYPES}"
+        ))
     }
 
     /// The canonical TYPE name.
@@ -339,8 +429,11 @@ pub struct JobConfig {
     pub telemetry_interval: Duration,
     pub message_key: MessageKey,
     pub debug: bool,
+    pub metrics_port: u16,
     pub binance: BinanceConfig,
     pub kafka: KafkaConfig,
+    /// Connection of the control listener (consumer credentials when given).
+    pub control_kafka: KafkaConfig,
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -355,7 +448,9 @@ fn seconds(var: &str, v: f64) -> Result<Duration> {
     if v.is_finite() && v > 0.0 && v < 1e7 {
         Ok(Duration::from_secs_f64(v))
     } else {
-        Err(LoaderError::config(format!("{var} must be a positive number of seconds, got {v}")))
+        Err(LoaderError::config(format!(
+            "{var} must be a positive number of seconds, got {v}"
+        )))
     }
 }
 
@@ -367,7 +462,9 @@ pub fn parse_symbols(value: &str) -> Result<Vec<String>, String> {
         if s.is_empty() {
             continue;
         }
-        let legal = s.len() <= 20 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        let legal = s.len() <= 20
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
         if !legal {
             return Err(format!(
                 "SYMBOL {part:?} is not a Binance symbol: expected 1-20 letters or digits such as BTCUSDT, \
@@ -379,7 +476,10 @@ pub fn parse_symbols(value: &str) -> Result<Vec<String>, String> {
         }
     }
     if out.is_empty() {
-        return Err("SYMBOL is empty: expected a symbol such as BTCUSDT, or several separated by commas".into());
+        return Err(
+            "SYMBOL is empty: expected a symbol such as BTCUSDT, or several separated by commas"
+                .into(),
+        );
     }
     Ok(out)
 }
@@ -396,7 +496,10 @@ impl KafkaArgs {
             .to_string();
         let user = first_of(&self.kafka_user_producer, &self.kafka_user_alias);
         let password = first_of(&self.kafka_password_producer, &self.kafka_password_alias);
-        let ca_path = self.ca_path.clone().or_else(|| self.kafka_ca_path_alias.clone());
+        let ca_path = self
+            .ca_path
+            .clone()
+            .or_else(|| self.kafka_ca_path_alias.clone());
         let security = match (user, password) {
             (Some(user), Some(password)) => {
                 let ca_path = match ca_path {
@@ -472,8 +575,14 @@ pub fn parse_properties(raw: &str) -> Result<Vec<(String, Secret)>, String> {
             ));
         };
         let k = k.trim();
-        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-            return Err(format!("KAFKA_PRODUCER_CONFIG key {k:?} is not a librdkafka property name"));
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "KAFKA_PRODUCER_CONFIG key {k:?} is not a librdkafka property name"
+            ));
         }
         out.push((k.to_string(), Secret::new(v.trim())));
     }
@@ -484,23 +593,36 @@ impl JobArgs {
     /// Validates everything; the first problem found is reported, naming its variable.
     pub fn resolve(&self) -> Result<JobConfig> {
         let symbols = parse_symbols(non_empty(&self.symbol).ok_or_else(|| {
-            LoaderError::config("SYMBOL is not set: expected a symbol such as BTCUSDT (flag --symbol)")
+            LoaderError::config(
+                "SYMBOL is not set: expected a symbol such as BTCUSDT (flag --symbol)",
+            )
         })?)
         .map_err(LoaderError::config)?;
         let type_value = non_empty(&self.data_type).ok_or_else(|| {
-            LoaderError::config(format!("TYPE is not set (flag --type); valid forms: {VALID_TYPES}"))
+            LoaderError::config(format!(
+                "TYPE is not set (flag --type); valid forms: {VALID_TYPES}"
+            ))
         })?;
-        let data_type = DataType::parse(type_value, self.interval.as_deref()).map_err(LoaderError::config)?;
+        let data_type =
+            DataType::parse(type_value, self.interval.as_deref()).map_err(LoaderError::config)?;
         let range = TimeRange::parse(non_empty(&self.time_range).ok_or_else(|| {
             LoaderError::config(
                 "TIME_RANGE is not set: expected START:END, e.g. 2024-01-01:2024-02-01 (flag --time-range)",
             )
         })?)
         .map_err(LoaderError::config)?;
-        let queue_id = non_empty(&self.queue_id).map(str::to_string).unwrap_or_else(|| {
-            format!("loader-{}-{}", symbols.join("-").to_ascii_lowercase(), data_type.name())
-        });
-        let topic = non_empty(&self.kafka_topic).unwrap_or(&queue_id).to_string();
+        let queue_id = non_empty(&self.queue_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "loader-{}-{}",
+                    symbols.join("-").to_ascii_lowercase(),
+                    data_type.name()
+                )
+            });
+        let topic = non_empty(&self.kafka_topic)
+            .unwrap_or(&queue_id)
+            .to_string();
         check_topic_name("KAFKA_TOPIC", &topic)?;
         let producer_id = non_empty(&self.telemetry_producer_id)
             .map(str::to_string)
@@ -540,13 +662,36 @@ impl JobArgs {
                 )))
             }
         };
-        let api_url = self.binance_api_url.trim().trim_end_matches('/').to_string();
+        let api_url = self
+            .binance_api_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             return Err(LoaderError::config(format!(
                 "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
             )));
         }
         let kafka = self.kafka.resolve()?;
+        let control_kafka = match (
+            non_empty(&self.kafka_user_consumer),
+            non_empty(&self.kafka_password_consumer),
+        ) {
+            (Some(user), Some(password)) => {
+                let mut c = kafka.clone();
+                let ca_path = c.security.as_ref().and_then(|s| s.ca_path.clone());
+                c.security = Some(KafkaSecurity {
+                    user: user.to_string(),
+                    password: Secret::new(password),
+                    ca_path,
+                });
+                c
+            }
+            (None, None) => kafka.clone(),
+            _ => return Err(LoaderError::config(
+                "KAFKA_USER_CONSUMER and KAFKA_PASSWORD_CONSUMER go together: set both or neither",
+            )),
+        };
         Ok(JobConfig {
             queue_id,
             symbols,
@@ -559,6 +704,7 @@ impl JobArgs {
             telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval)?,
             message_key,
             debug: self.debug,
+            metrics_port: self.metrics_port,
             binance: BinanceConfig {
                 api_url,
                 ws_url: self.binance_ws_url.clone(),
@@ -571,7 +717,18 @@ impl JobArgs {
                 request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
             },
             kafka,
+            control_kafka,
         })
+    }
+
+    /// Where an `error` event can go when the configuration as a whole is not valid: the Kafka
+    /// settings and events topic, if those parts resolve.
+    pub fn events_target(&self) -> Option<(KafkaConfig, String)> {
+        let kafka = self.kafka.resolve().ok()?;
+        let topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
+            .unwrap_or_else(|| "queue-events".into());
+        check_topic_name("QUEUE_EVENTS_TOPIC", &topic).ok()?;
+        Some((kafka, topic))
     }
 }
 
@@ -581,7 +738,9 @@ pub fn check_topic_name(var: &str, topic: &str) -> Result<()> {
         && topic.len() <= 249
         && topic != "."
         && topic != ".."
-        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -597,10 +756,22 @@ mod tests {
 
     #[test]
     fn types_and_intervals() {
-        assert_eq!(DataType::parse("api_candles_1m", None).unwrap().name(), "api_candles_1m");
-        assert_eq!(DataType::parse("api_candles_1M", None).unwrap().name(), "api_candles_1M");
-        assert_eq!(DataType::parse("api_candles", Some("4h")).unwrap().name(), "api_candles_4h");
-        assert_eq!(DataType::parse("api_trades", None).unwrap(), DataType::AggTrades);
+        assert_eq!(
+            DataType::parse("api_candles_1m", None).unwrap().name(),
+            "api_candles_1m"
+        );
+        assert_eq!(
+            DataType::parse("api_candles_1M", None).unwrap().name(),
+            "api_candles_1M"
+        );
+        assert_eq!(
+            DataType::parse("api_candles", Some("4h")).unwrap().name(),
+            "api_candles_4h"
+        );
+        assert_eq!(
+            DataType::parse("api_trades", None).unwrap(),
+            DataType::AggTrades
+        );
         let e = DataType::parse("api_candles", None).unwrap_err();
         assert!(e.contains("INTERVAL"), "{e}");
         let e = DataType::parse("api_candles_7m", None).unwrap_err();
@@ -614,7 +785,10 @@ mod tests {
     #[test]
     fn symbols_are_normalised() {
         assert_eq!(parse_symbols("btcusdt").unwrap(), vec!["BTCUSDT"]);
-        assert_eq!(parse_symbols(" btcusdt, ETHusdt ,btcusdt").unwrap(), vec!["BTCUSDT", "ETHUSDT"]);
+        assert_eq!(
+            parse_symbols(" btcusdt, ETHusdt ,btcusdt").unwrap(),
+            vec!["BTCUSDT", "ETHUSDT"]
+        );
         assert!(parse_symbols(" , ").unwrap_err().contains("SYMBOL"));
         assert!(parse_symbols("BTC/USDT").unwrap_err().contains("SYMBOL"));
     }
@@ -624,7 +798,9 @@ mod tests {
         let p = parse_properties("linger.ms=50, compression.type=zstd").unwrap();
         assert_eq!(p[0].0, "linger.ms");
         assert_eq!(p[1].1.expose(), "zstd");
-        assert!(parse_properties("linger.ms").unwrap_err().contains("KAFKA_PRODUCER_CONFIG"));
+        assert!(parse_properties("linger.ms")
+            .unwrap_err()
+            .contains("KAFKA_PRODUCER_CONFIG"));
     }
 
     #[test]

@@ -44,8 +44,14 @@ impl MockKafka {
         let bootstrap = ready_rx
             .recv()
             .map_err(|_| LoaderError::Other("the mock Kafka cluster thread ended".into()))?
-            .map_err(|e| LoaderError::Other(format!("cannot start librdkafka's mock cluster: {e}")))?;
-        Ok(MockKafka { bootstrap, stop: Some(stop_tx), thread: Some(thread) })
+            .map_err(|e| {
+                LoaderError::Other(format!("cannot start librdkafka's mock cluster: {e}"))
+            })?;
+        Ok(MockKafka {
+            bootstrap,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -65,15 +71,26 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         return Err(LoaderError::config("--days must be at least 1"));
     }
     let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
-    let range = TimeRange { start_ms: today - args.days as i64 * DAY_MS, end_ms: today };
+    let range = TimeRange {
+        start_ms: today - args.days as i64 * DAY_MS,
+        end_ms: today,
+    };
     let topic = format!("demo-{}", data_type.name().replace('_', "-"));
 
     let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| LoaderError::Other(format!("cannot start the exchange simulator: {e}")))?;
     let kafka_mock = MockKafka::start(&topic)?;
-    println!("exchange simulator: {}   mock Kafka: {}", sim.base_url(), kafka_mock.bootstrap);
-    println!("loading {} {} for {range} into topic {topic} ...", symbols.join(","), data_type.name());
+    println!(
+        "exchange simulator: {}   mock Kafka: {}",
+        sim.base_url(),
+        kafka_mock.bootstrap
+    );
+    println!(
+        "loading {} {} for {range} into topic {topic} ...",
+        symbols.join(","),
+        data_type.name()
+    );
 
     let kafka = KafkaConfig {
         bootstrap: kafka_mock.bootstrap.clone(),
@@ -94,6 +111,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         telemetry_interval: Duration::from_secs(5),
         message_key: MessageKey::Symbol,
         debug: false,
+        metrics_port: 0,
         binance: BinanceConfig {
             api_url: sim.base_url(),
             ws_url: String::new(),
@@ -106,6 +124,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             request_timeout: Duration::from_secs(10),
         },
         kafka: kafka.clone(),
+        control_kafka: kafka.clone(),
     };
     let report = job::run(&cfg).await?;
     println!(
@@ -121,9 +140,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         report.responses_429,
         report.responses_418,
     );
-    let verified = tokio::task::spawn_blocking(move || verify::verify_topic(&kafka, &topic, Some(range)))
-        .await
-        .map_err(|e| LoaderError::Other(e.to_string()))??;
+    let verified =
+        tokio::task::spawn_blocking(move || verify::verify_topic(&kafka, &topic, Some(range)))
+            .await
+            .map_err(|e| LoaderError::Other(e.to_string()))??;
     print!("{}", verified.render());
     drop(kafka_mock);
     sim.shutdown().await;

@@ -3,14 +3,15 @@
 //!
 //! Sources run as tokio tasks (network-bound); the sink runs on its own thread because librdkafka's
 //! producer calls block. The channel's bound is the backpressure: a slow broker slows the fetching,
-//! and memory stays flat however long the range is.
+//! and memory stays flat however long the range is. A stop cancels the sources at once (even mid
+//! rate-limit wait or backoff); what was already fetched is still published and acknowledged.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::binance::rest::RestStats;
 use crate::binance::Exchange;
@@ -19,13 +20,15 @@ use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::sink::KafkaSink;
 use crate::source::{self, SourceContext, SourceSummary};
+use crate::status::{LiveStatus, Phase};
 
-/// What a finished job did.
-#[derive(Debug, Clone)]
+/// What a job did, finished or stopped.
+#[derive(Debug, Clone, Default)]
 pub struct JobReport {
     pub records_written: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    pub interrupted: bool,
     pub sources: Vec<SourceSummary>,
     pub requests: u64,
     pub weight: u64,
@@ -46,17 +49,41 @@ impl JobReport {
     }
 }
 
-/// Runs the job to the end. Configuration and connection problems surface before anything is
-/// published.
-pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
-    let started = Instant::now();
-    let exchange = Arc::new(Exchange::connect(&cfg.binance, &cfg.symbols).await?);
+/// Connects to Kafka (blocking work on a blocking thread). Fails fast on bad credentials or CA.
+pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
     let kafka = cfg.kafka.clone();
     let topic = cfg.topic.clone();
     let key = cfg.message_key;
-    let mut sink = tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &topic, key))
+    tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &topic, key))
         .await
-        .map_err(|e| LoaderError::Other(format!("Kafka connection task failed: {e}")))??;
+        .map_err(|e| LoaderError::Other(format!("Kafka connection task failed: {e}")))?
+}
+
+/// Convenience for callers without telemetry: connect, then load.
+pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
+    let sink = connect_sink(cfg).await?;
+    let status = Arc::new(LiveStatus::new(cfg.range, &cfg.symbols));
+    load(cfg, sink, status, CancellationToken::new()).await
+}
+
+/// Loads the range through `sink` until done or `stop` fires.
+pub async fn load(
+    cfg: &JobConfig,
+    mut sink: KafkaSink,
+    status: Arc<LiveStatus>,
+    stop: CancellationToken,
+) -> Result<JobReport> {
+    let started = Instant::now();
+    let _ = status.delivery.set(sink.delivery_counters());
+    let exchange = tokio::select! {
+        ex = Exchange::connect(&cfg.binance, &cfg.symbols) => Arc::new(ex?),
+        _ = stop.cancelled() => {
+            return Ok(JobReport { interrupted: true, elapsed: started.elapsed(), ..JobReport::default() });
+        }
+    };
+    let _ = status.rest.set(exchange.client.stats.clone());
+    let _ = status.limiter.set(exchange.client.limiter().clone());
+    status.set_phase(Phase::Loading);
     tracing::info!(
         symbols = %cfg.symbols.join(","),
         data_type = %cfg.data_type.name(),
@@ -66,12 +93,13 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
     );
 
     let (tx, mut rx) = mpsc::channel::<RecordBatch>(cfg.binance.concurrency * 2);
-    let counters = sink.delivery_counters();
+    let sink_status = status.clone();
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())
         .spawn(move || -> Result<(u64, u64)> {
             while let Some(batch) = rx.blocking_recv() {
                 sink.publish(&batch)?;
+                sink_status.advance(&batch.symbol, batch.len() as u64, batch.last_timestamp);
             }
             let acked = sink.flush(Duration::from_secs(120))?;
             Ok((acked, sink.bytes()))
@@ -93,13 +121,15 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
 
     let mut summaries = Vec::new();
     let mut failure = None;
-    let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    ticker.tick().await;
+    let mut interrupted = false;
     loop {
         tokio::select! {
             joined = sources.join_next() => match joined {
                 None => break,
-                Some(Ok(Ok(summary))) => summaries.push(summary),
+                Some(Ok(Ok(summary))) => {
+                    status.complete(&summary.symbol);
+                    summaries.push(summary);
+                }
                 Some(Ok(Err(e))) => {
                     failure.get_or_insert(e);
                     sources.abort_all();
@@ -110,9 +140,10 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
                     sources.abort_all();
                 }
             },
-            _ = ticker.tick() => {
-                let acked = counters.acked.load(Ordering::Relaxed);
-                tracing::info!(records_written = acked, rate = (acked as f64 / started.elapsed().as_secs_f64()) as u64, "progress");
+            _ = stop.cancelled(), if !interrupted => {
+                tracing::info!("stop requested: no more fetching; publishing what was fetched");
+                interrupted = true;
+                sources.abort_all();
             }
         }
     }
@@ -123,7 +154,10 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
         .map_err(|_| LoaderError::Other("the Kafka sink thread panicked".into()))?;
     if let Some(e) = failure {
         if let Ok((acked, _)) = &sink_result {
-            tracing::error!(records_written = acked, "the load failed; records already acknowledged stay in the topic (their _key makes a rerun harmless)");
+            tracing::error!(
+                records_written = acked,
+                "the load failed; records already acknowledged stay in the topic (their _key makes a rerun harmless)"
+            );
         }
         return Err(e);
     }
@@ -135,6 +169,7 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
         records_written,
         bytes,
         elapsed: started.elapsed(),
+        interrupted,
         sources: summaries,
         requests: RestStats::get(&stats.requests),
         weight: RestStats::get(&stats.weight),

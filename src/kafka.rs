@@ -18,7 +18,10 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap)
         .set("client.id", "loader-producer")
-        .set("socket.connection.setup.timeout.ms", &ms(k.connect_timeout).max(1000).to_string());
+        .set(
+            "socket.connection.setup.timeout.ms",
+            ms(k.connect_timeout).max(1000).to_string(),
+        );
     if let Some(sec) = &k.security {
         c.set("security.protocol", "SASL_SSL")
             .set("sasl.mechanisms", "SCRAM-SHA-512")
@@ -65,8 +68,10 @@ impl ErrorCapture {
     pub fn fatal(&self) -> Option<String> {
         let (code, reason) = self.last()?;
         let lower = reason.to_ascii_lowercase();
-        let fatal = matches!(code, RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
-            || lower.contains("authentication")
+        let fatal = matches!(
+            code,
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
+        ) || lower.contains("authentication")
             || lower.contains("certificate verify failed")
             || lower.contains("ssl handshake failed");
         fatal.then_some(reason)
@@ -93,10 +98,15 @@ impl rdkafka::consumer::ConsumerContext for CapturingContext {}
 
 pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
     match level {
-        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
             tracing::error!(target: "librdkafka", facility = fac, "{message}")
         }
-        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+        }
         _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
     }
 }
@@ -111,7 +121,11 @@ pub fn wait_for_cluster<C: ClientContext>(
     let deadline = Instant::now() + k.connect_timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match client.fetch_metadata(None, left.min(Duration::from_millis(500)).max(Duration::from_millis(50))) {
+        match client.fetch_metadata(
+            None,
+            left.min(Duration::from_millis(500))
+                .max(Duration::from_millis(50)),
+        ) {
             Ok(md) if !md.brokers().is_empty() => return Ok(()),
             Ok(_) => {}
             Err(e) => {
@@ -119,7 +133,10 @@ pub fn wait_for_cluster<C: ClientContext>(
                     return Err(LoaderError::kafka(describe_fatal(k, &reason)));
                 }
                 if Instant::now() >= deadline {
-                    let why = errors.last().map(|(_, r)| r).unwrap_or_else(|| e.to_string());
+                    let why = errors
+                        .last()
+                        .map(|(_, r)| r)
+                        .unwrap_or_else(|| e.to_string());
                     return Err(LoaderError::kafka(format!(
                         "cannot reach Kafka at KAFKA_BOOTSTRAP_SERVERS {} within {:?} (KAFKA_CONNECT_TIMEOUT): {why}",
                         k.bootstrap, k.connect_timeout
@@ -142,7 +159,10 @@ fn describe_fatal(k: &KafkaConfig, reason: &str) -> String {
     } else {
         ""
     };
-    format!("Kafka at {} refused the connection: {reason}{hint}", k.bootstrap)
+    format!(
+        "Kafka at {} refused the connection: {reason}{hint}",
+        k.bootstrap
+    )
 }
 
 /// Creates `topic` unless it exists, then waits until its partitions have leaders.
@@ -158,7 +178,10 @@ pub fn ensure_topic<C: ClientContext + 'static>(
             .fetch_metadata(None, timeout)
             .map_err(|e| LoaderError::kafka(format!("cannot list Kafka topics: {e}")))?;
         Ok(md.topics().iter().any(|t| {
-            t.name() == topic && t.error().is_none() && !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0)
+            t.name() == topic
+                && t.error().is_none()
+                && !t.partitions().is_empty()
+                && t.partitions().iter().all(|p| p.leader() >= 0)
         }))
     };
     if exists(client)? {
@@ -168,8 +191,13 @@ pub fn ensure_topic<C: ClientContext + 'static>(
         .create_with_context(CapturingContext::default())
         .map_err(|e| LoaderError::kafka(format!("cannot create a Kafka admin client: {e}")))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
-    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| LoaderError::Other(e.to_string()))?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LoaderError::Other(e.to_string()))?;
     let result = rt.block_on(admin.create_topics([&new_topic], &opts));
     match result {
         Ok(results) => {
@@ -181,7 +209,9 @@ pub fn ensure_topic<C: ClientContext + 'static>(
                 }
             }
         }
-        Err(e) => tracing::warn!(topic, error = %e, "topic creation request failed; relying on broker auto-creation"),
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "topic creation request failed; relying on broker auto-creation")
+        }
     }
     // Wait for the topic to show up with leaders (auto-creation or the request above).
     let deadline = Instant::now() + timeout;

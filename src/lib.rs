@@ -7,12 +7,17 @@
 
 pub mod binance;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod job;
 pub mod kafka;
+pub mod lifecycle;
+pub mod metrics;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod status;
+pub mod telemetry;
 pub mod time_range;
 pub mod verify;

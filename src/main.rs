@@ -8,13 +8,19 @@ use clap::Parser;
 use loader_producer::config::{Cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
 use loader_producer::time_range::TimeRange;
-use loader_producer::{demo, job, verify};
+use loader_producer::{demo, lifecycle, verify};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(debug: bool) {
-    let default = if debug { "debug,librdkafka=info,hyper=info,reqwest=info" } else { "info" };
+    let default = if debug {
+        "debug,librdkafka=info,hyper=info,reqwest=info"
+    } else {
+        "info"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stdout().is_terminal() {
         builder.init();
     } else {
@@ -30,7 +36,10 @@ fn main() -> ExitCode {
         _ => false,
     };
     init_logging(debug);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -61,34 +70,7 @@ fn main() -> ExitCode {
 }
 
 async fn run_job(args: &JobArgs) -> Result<()> {
-    let cfg = args.resolve()?;
-    let report = job::run(&cfg).await?;
-    for s in &report.sources {
-        if let Some(end) = s.clamped_end {
-            println!(
-                "{}: TIME_RANGE reaches past the present; loaded what exists up to {}",
-                s.symbol,
-                loader_producer::time_range::fmt_ms(end)
-            );
-        }
-        if !s.gaps.is_empty() {
-            println!("{}: Binance is missing {} aggregate trade id(s) in the range: {:?}", s.symbol, s.missing_ids(), s.gaps);
-        }
-    }
-    println!(
-        "Loaded and published {} records of {} for {} {} into topic {} in {:.2} s ({:.0} records/s; {} requests, {} x 429, {} x 418)",
-        report.records_written,
-        cfg.data_type.name(),
-        cfg.symbols.join(","),
-        cfg.range,
-        cfg.topic,
-        report.elapsed.as_secs_f64(),
-        report.records_per_second(),
-        report.requests,
-        report.responses_429,
-        report.responses_418
-    );
-    Ok(())
+    lifecycle::run(args).await
 }
 
 async fn run_verify(args: &VerifyArgs) -> Result<()> {
@@ -97,7 +79,11 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
         .kafka_topic
         .clone()
         .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| LoaderError::config("KAFKA_TOPIC is not set: name the topic to verify (flag --kafka-topic)"))?;
+        .ok_or_else(|| {
+            LoaderError::config(
+                "KAFKA_TOPIC is not set: name the topic to verify (flag --kafka-topic)",
+            )
+        })?;
     let range = match args.time_range.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
         None => None,
@@ -106,13 +92,19 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))??;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
     } else {
         print!("{}", report.render());
     }
     if report.ok() {
         Ok(())
     } else {
-        Err(LoaderError::Verify(format!("topic {} failed verification", report.topic)))
+        Err(LoaderError::Verify(format!(
+            "topic {} failed verification",
+            report.topic
+        )))
     }
 }

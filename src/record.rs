@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all[1].1, b"ETHBTC_agg_26130");
         let rec: AggTradeRecord = serde_json::from_slice(all[0].0).unwrap();
-        assert_eq!((rec.trade_id, rec.first_trade_id, rec.is_buyer_maker), (26129, 27781, true));
+        assert_eq!(
+            (rec.trade_id, rec.first_trade_id, rec.is_buyer_maker),
+            (26129, 27781, true)
+        );
         assert_eq!(batch.last_timestamp, 1498793709154);
     }
 }

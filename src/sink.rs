@@ -24,6 +24,8 @@ use crate::record::RecordBatch;
 #[derive(Default)]
 pub struct DeliveryContext {
     pub acked: AtomicU64,
+    /// Payload bytes of acknowledged records.
+    pub bytes: AtomicU64,
     pub failed: AtomicU64,
     first_failure: Mutex<Option<String>>,
     pub errors: ErrorCapture,
@@ -43,8 +45,10 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(msg) => {
                 self.acked.fetch_add(1, Ordering::Relaxed);
+                self.bytes
+                    .fetch_add(msg.payload_len() as u64, Ordering::Relaxed);
             }
             Err((e, _)) => {
                 if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -82,10 +86,26 @@ impl KafkaSink {
         kafka::apply_overrides(&mut cfg, k);
         let producer: ThreadedProducer<DeliveryContext> = cfg
             .create_with_context(DeliveryContext::default())
-            .map_err(|e| LoaderError::config(format!("invalid Kafka producer settings (check KAFKA_PRODUCER_CONFIG): {e}")))?;
+            .map_err(|e| {
+                LoaderError::config(format!(
+                    "invalid Kafka producer settings (check KAFKA_PRODUCER_CONFIG): {e}"
+                ))
+            })?;
         kafka::wait_for_cluster(producer.client(), &producer.context().errors, k)?;
-        kafka::ensure_topic(producer.client(), &base, topic, k.topic_partitions, k.connect_timeout.max(Duration::from_secs(10)))?;
-        Ok(KafkaSink { producer, topic: topic.to_string(), key, queued: 0, bytes: 0 })
+        kafka::ensure_topic(
+            producer.client(),
+            &base,
+            topic,
+            k.topic_partitions,
+            k.connect_timeout.max(Duration::from_secs(10)),
+        )?;
+        Ok(KafkaSink {
+            producer,
+            topic: topic.to_string(),
+            key,
+            queued: 0,
+            bytes: 0,
+        })
     }
 
     /// Records the broker has acknowledged.
@@ -111,7 +131,13 @@ impl KafkaSink {
         if self.producer.context().failed.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let first = self.producer.context().first_failure.lock().unwrap().clone();
+        let first = self
+            .producer
+            .context()
+            .first_failure
+            .lock()
+            .unwrap()
+            .clone();
         Some(format!(
             "{} record(s) could not be delivered to topic {}: {}",
             self.producer.context().failed.load(Ordering::Relaxed),
@@ -148,12 +174,20 @@ impl KafkaSink {
                             return Err(LoaderError::kafka(format!(
                                 "Kafka has accepted nothing for 5 minutes (topic {}): {}",
                                 self.topic,
-                                self.producer.context().errors.last().map(|(_, r)| r).unwrap_or_default()
+                                self.producer
+                                    .context()
+                                    .errors
+                                    .last()
+                                    .map(|(_, r)| r)
+                                    .unwrap_or_default()
                             )));
                         }
                     }
                     Err((e, _)) => {
-                        return Err(LoaderError::kafka(format!("cannot queue a record for topic {}: {e}", self.topic)))
+                        return Err(LoaderError::kafka(format!(
+                            "cannot queue a record for topic {}: {e}",
+                            self.topic
+                        )))
                     }
                 }
             }

@@ -68,7 +68,9 @@ impl TimeRange {
             }
         }
         let Some((a, b)) = found else {
-            return Err(format!("TIME_RANGE {value:?} is not a time range: {FORMAT_HELP}"));
+            return Err(format!(
+                "TIME_RANGE {value:?} is not a time range: {FORMAT_HELP}"
+            ));
         };
         let start_ms = a.ms();
         let end_ms = match (a, b) {
@@ -120,26 +122,56 @@ mod tests {
     #[test]
     fn dates_are_half_open_utc() {
         let r = TimeRange::parse("2024-01-01:2024-01-03").unwrap();
-        assert_eq!(r, TimeRange { start_ms: JAN1, end_ms: JAN1 + 2 * DAY_MS });
+        assert_eq!(
+            r,
+            TimeRange {
+                start_ms: JAN1,
+                end_ms: JAN1 + 2 * DAY_MS
+            }
+        );
     }
 
     #[test]
     fn equal_dates_mean_that_day() {
         let r = TimeRange::parse("2024-01-01:2024-01-01").unwrap();
-        assert_eq!(r, TimeRange { start_ms: JAN1, end_ms: JAN1 + DAY_MS });
+        assert_eq!(
+            r,
+            TimeRange {
+                start_ms: JAN1,
+                end_ms: JAN1 + DAY_MS
+            }
+        );
     }
 
     #[test]
     fn rfc3339_and_epoch_ms_mix() {
         let r = TimeRange::parse("2024-01-01T00:00:00Z:1704070800000").unwrap();
-        assert_eq!(r, TimeRange { start_ms: JAN1, end_ms: JAN1 + 3_600_000 });
+        assert_eq!(
+            r,
+            TimeRange {
+                start_ms: JAN1,
+                end_ms: JAN1 + 3_600_000
+            }
+        );
         let r = TimeRange::parse("2024-01-01T01:00:00+01:00:2024-01-01T00:30:00Z").unwrap();
-        assert_eq!(r, TimeRange { start_ms: JAN1, end_ms: JAN1 + 1_800_000 });
+        assert_eq!(
+            r,
+            TimeRange {
+                start_ms: JAN1,
+                end_ms: JAN1 + 1_800_000
+            }
+        );
     }
 
     #[test]
     fn bad_ranges_name_the_variable() {
-        for bad in ["", "garbage", "2024-01-01", "2024-13-01:2024-01-02", "1704067200:1704070800"] {
+        for bad in [
+            "",
+            "garbage",
+            "2024-01-01",
+            "2024-13-01:2024-01-02",
+            "1704067200:1704070800",
+        ] {
             let e = TimeRange::parse(bad).unwrap_err();
             assert!(e.contains("TIME_RANGE") && e.contains("YYYY-MM-DD"), "{e}");
         }

@@ -58,7 +58,11 @@ pub struct GroupReport {
 
 impl GroupReport {
     pub fn ok(&self) -> bool {
-        self.duplicates == 0 && self.missing == 0 && self.outside_range == 0 && self.bad_keys == 0 && self.records > 0
+        self.duplicates == 0
+            && self.missing == 0
+            && self.outside_range == 0
+            && self.bad_keys == 0
+            && self.records > 0
     }
 }
 
@@ -68,6 +72,8 @@ pub struct VerifyReport {
     pub topic: String,
     pub records: u64,
     pub unreadable: u64,
+    /// Messages the broker already deleted (retention) before they could be read.
+    pub removed_by_retention: i64,
     pub groups: Vec<GroupReport>,
     pub range: Option<(i64, i64)>,
     pub notes: Vec<String>,
@@ -75,7 +81,10 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.unreadable == 0 && !self.groups.is_empty() && self.groups.iter().all(GroupReport::ok)
+        self.unreadable == 0
+            && self.removed_by_retention == 0
+            && !self.groups.is_empty()
+            && self.groups.iter().all(GroupReport::ok)
     }
 
     pub fn render(&self) -> String {
@@ -109,16 +118,30 @@ impl VerifyReport {
         if self.unreadable > 0 {
             s += &format!("  {} messages are not loader records (not JSON objects with _key, symbol, timestamp)\n", self.unreadable);
         }
+        if self.removed_by_retention > 0 {
+            s += &format!(
+                "  {} messages were already deleted by the broker (retention) and could not be checked\n",
+                self.removed_by_retention
+            );
+        }
         for n in &self.notes {
             s += &format!("  note: {n}\n");
         }
-        s += if self.ok() { "verdict: OK\n" } else { "verdict: PROBLEMS FOUND\n" };
+        s += if self.ok() {
+            "verdict: OK\n"
+        } else {
+            "verdict: PROBLEMS FOUND\n"
+        };
         s
     }
 }
 
 /// Reads every message of `topic` up to its current end. Blocking.
-pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> Result<VerifyReport> {
+pub fn verify_topic(
+    k: &KafkaConfig,
+    topic: &str,
+    range: Option<TimeRange>,
+) -> Result<VerifyReport> {
     let mut cfg = kafka::base_config(k);
     cfg.set("group.id", "loader-producer-verify")
         .set("enable.auto.commit", "false")
@@ -131,7 +154,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
     kafka::wait_for_cluster(consumer.client(), &consumer.context().errors, k)?;
     let md = consumer
         .fetch_metadata(Some(topic), k.connect_timeout)
-        .map_err(|e| LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}")))?;
+        .map_err(|e| {
+            LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}"))
+        })?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()
@@ -143,16 +168,23 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
     }
     let mut tpl = TopicPartitionList::new();
     let mut remaining = BTreeMap::new();
+    let mut removed_by_retention = 0i64;
     for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, k.connect_timeout)
-            .map_err(|e| LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}")))?;
+            .map_err(|e| {
+                LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}"))
+            })?;
+        removed_by_retention += low;
         if high > low {
-            tpl.add_partition_offset(topic, p, Offset::Offset(low)).map_err(|e| LoaderError::kafka(e.to_string()))?;
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))
+                .map_err(|e| LoaderError::kafka(e.to_string()))?;
             remaining.insert(p, high);
         }
     }
-    consumer.assign(&tpl).map_err(|e| LoaderError::kafka(format!("cannot read topic {topic}: {e}")))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| LoaderError::kafka(format!("cannot read topic {topic}: {e}")))?;
 
     let now = chrono::Utc::now().timestamp_millis();
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
@@ -178,7 +210,10 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
             }
         }
         records += 1;
-        let Some(probe) = msg.payload().and_then(|p| serde_json::from_slice::<Probe>(p).ok()) else {
+        let Some(probe) = msg
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Probe>(p).ok())
+        else {
             unreadable += 1;
             continue;
         };
@@ -188,7 +223,12 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
         };
         use std::fmt::Write;
         key_buf.clear();
-        let (data_type, value) = match (probe.interval, probe.open_time, probe.trade_id, probe.first_trade_id) {
+        let (data_type, value) = match (
+            probe.interval,
+            probe.open_time,
+            probe.trade_id,
+            probe.first_trade_id,
+        ) {
             (Some(iv), Some(open), _, _) => {
                 let _ = write!(key_buf, "{symbol}_{iv}_{open}");
                 (format!("api_candles_{iv}"), open)
@@ -202,11 +242,13 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
                 continue;
             }
         };
-        let g = groups.entry((symbol.to_string(), data_type)).or_insert_with(|| Group {
-            first_ts: i64::MAX,
-            last_ts: i64::MIN,
-            ..Default::default()
-        });
+        let g = groups
+            .entry((symbol.to_string(), data_type))
+            .or_insert_with(|| Group {
+                first_ts: i64::MAX,
+                last_ts: i64::MIN,
+                ..Default::default()
+            });
         g.values.push(value);
         g.first_ts = g.first_ts.min(ts);
         g.last_ts = g.last_ts.max(ts);
@@ -227,7 +269,10 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
         let total = g.values.len() as u64;
         g.values.dedup();
         let duplicates = total - g.values.len() as u64;
-        let (missing, missing_ranges) = match data_type.strip_prefix("api_candles_").map(|iv| iv.parse::<Interval>()) {
+        let (missing, missing_ranges) = match data_type
+            .strip_prefix("api_candles_")
+            .map(|iv| iv.parse::<Interval>())
+        {
             Some(Ok(iv)) => {
                 let (mut from, mut to) = (g.values[0], *g.values.last().unwrap());
                 if let Some(r) = range {
@@ -257,7 +302,15 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, range: Option<TimeRange>) -> R
             bad_keys: g.bad_keys,
         });
     }
-    Ok(VerifyReport { topic: topic.to_string(), records, unreadable, groups: reports, range: range.map(|r| (r.start_ms, r.end_ms)), notes })
+    Ok(VerifyReport {
+        topic: topic.to_string(),
+        records,
+        unreadable,
+        removed_by_retention,
+        groups: reports,
+        range: range.map(|r| (r.start_ms, r.end_ms)),
+        notes,
+    })
 }
 
 /// Missing open times in `[from, to]` given the sorted unique open times present.

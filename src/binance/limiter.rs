@@ -41,7 +41,13 @@ pub struct Grant {
 
 impl WeightLimiter {
     /// `limit` and `window` come from the exchange's `rateLimits`; `share` is RATE_LIMIT_SHARE.
-    pub fn new(limit: u32, window: Duration, share: f64, clock_offset_ms: i64, rtt: Duration) -> Self {
+    pub fn new(
+        limit: u32,
+        window: Duration,
+        share: f64,
+        clock_offset_ms: i64,
+        rtt: Duration,
+    ) -> Self {
         let budget = ((limit as f64) * share).floor().max(1.0) as u32;
         let window_ms = (window.as_millis() as i64).max(1);
         // One round trip of uncertainty on each side, at least 20 ms, never more than a tenth of the window.
@@ -51,7 +57,12 @@ impl WeightLimiter {
             window_ms,
             clock_offset_ms,
             straddle_ms,
-            state: Mutex::new(State { window: i64::MIN, used: 0, next_window_carry: 0, paused_until: None }),
+            state: Mutex::new(State {
+                window: i64::MIN,
+                used: 0,
+                next_window_carry: 0,
+                paused_until: None,
+            }),
             waited_ms: AtomicU64::new(0),
         }
     }
@@ -99,7 +110,11 @@ impl WeightLimiter {
                         let now = self.server_now_ms();
                         let window = now - now.rem_euclid(self.window_ms);
                         if window != st.window {
-                            let carry = if window == st.window + self.window_ms { st.next_window_carry } else { 0 };
+                            let carry = if window == st.window + self.window_ms {
+                                st.next_window_carry
+                            } else {
+                                0
+                            };
                             st.window = window;
                             st.used = carry;
                             st.next_window_carry = 0;

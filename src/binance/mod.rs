@@ -32,10 +32,14 @@ impl Exchange {
             0,
             std::time::Duration::ZERO,
         ));
-        let client = RestClient::new(cfg, provisional.clone(), stats.clone()).map_err(LoaderError::config)?;
-        let (offset, rtt) = rest::clock_offset(&client)
-            .await
-            .map_err(|e| LoaderError::Exchange(format!("cannot reach Binance at BINANCE_API_URL {}: {e}", cfg.api_url)))?;
+        let client = RestClient::new(cfg, provisional.clone(), stats.clone())
+            .map_err(LoaderError::config)?;
+        let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| {
+            LoaderError::Exchange(format!(
+                "cannot reach Binance at BINANCE_API_URL {}: {e}",
+                cfg.api_url
+            ))
+        })?;
         let mut rule = None;
         for symbol in symbols {
             let body = client
@@ -48,7 +52,13 @@ impl Exchange {
             }
         }
         let rule = rule.unwrap_or_default();
-        let limiter = Arc::new(WeightLimiter::new(rule.limit, rule.window, cfg.rate_limit_share, offset, rtt));
+        let limiter = Arc::new(WeightLimiter::new(
+            rule.limit,
+            rule.window,
+            cfg.rate_limit_share,
+            offset,
+            rtt,
+        ));
         // Carry what the set-up calls already spent in this window.
         let spent = provisional.used();
         if spent > 0 {
@@ -63,7 +73,11 @@ impl Exchange {
             budget = client.limiter().budget(),
             "connected to Binance"
         );
-        Ok(Exchange { client, clock_offset_ms: offset, weight_rule: rule })
+        Ok(Exchange {
+            client,
+            clock_offset_ms: offset,
+            weight_rule: rule,
+        })
     }
 
     /// The exchange's current time in epoch ms.

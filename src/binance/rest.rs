@@ -40,11 +40,27 @@ impl RestStats {
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
     #[error("Binance rejected {path}: {msg} (code {code}, HTTP {status})")]
-    Binance { path: String, status: u16, code: i64, msg: String },
+    Binance {
+        path: String,
+        status: u16,
+        code: i64,
+        msg: String,
+    },
     #[error("Binance answered HTTP {status} to {path} and asks to wait {retry_after:?}, longer than MAX_RETRY_AFTER ({max:?}){ban}")]
-    RetryAfterTooLong { path: String, status: u16, retry_after: Duration, max: Duration, ban: &'static str },
+    RetryAfterTooLong {
+        path: String,
+        status: u16,
+        retry_after: Duration,
+        max: Duration,
+        ban: &'static str,
+    },
     #[error("{path} failed {attempts} times (MAX_RETRIES={max_retries}); last error: {last}")]
-    RetriesExhausted { path: String, attempts: u32, max_retries: u32, last: String },
+    RetriesExhausted {
+        path: String,
+        attempts: u32,
+        max_retries: u32,
+        last: String,
+    },
     #[error("Binance refused {path} with HTTP 403 (web application firewall): the request pattern or IP is blocked")]
     Forbidden { path: String },
     #[error("unexpected answer from {path}: {detail}")]
@@ -66,7 +82,10 @@ pub struct WeightRule {
 
 impl Default for WeightRule {
     fn default() -> Self {
-        WeightRule { limit: 6000, window: Duration::from_secs(60) }
+        WeightRule {
+            limit: 6000,
+            window: Duration::from_secs(60),
+        }
     }
 }
 
@@ -80,11 +99,17 @@ pub struct RestClient {
 }
 
 impl RestClient {
-    pub fn new(cfg: &BinanceConfig, limiter: Arc<WeightLimiter>, stats: Arc<RestStats>) -> Result<Self, String> {
+    pub fn new(
+        cfg: &BinanceConfig,
+        limiter: Arc<WeightLimiter>,
+        stats: Arc<RestStats>,
+    ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &cfg.api_key {
-            let mut v = reqwest::header::HeaderValue::from_str(key.expose())
-                .map_err(|_| "BINANCE_API_KEY contains characters that cannot be sent in an HTTP header".to_string())?;
+            let mut v = reqwest::header::HeaderValue::from_str(key.expose()).map_err(|_| {
+                "BINANCE_API_KEY contains characters that cannot be sent in an HTTP header"
+                    .to_string()
+            })?;
             v.set_sensitive(true);
             headers.insert("X-MBX-APIKEY", v);
         }
@@ -111,14 +136,21 @@ impl RestClient {
     }
 
     /// GETs `path` with `query`, reserving `weight` first; retries what is safe to retry.
-    pub async fn get(&self, path: &str, query: &[(&str, String)], weight: u32) -> Result<Bytes, RestError> {
+    pub async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        weight: u32,
+    ) -> Result<Bytes, RestError> {
         let url = format!("{}{}", self.base, path);
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
             let grant = self.limiter.acquire(weight).await;
             RestStats::bump(&self.stats.requests);
-            self.stats.weight.fetch_add(weight as u64, Ordering::Relaxed);
+            self.stats
+                .weight
+                .fetch_add(weight as u64, Ordering::Relaxed);
             let outcome = self.http.get(&url).query(query).send().await;
             let last_error = match outcome {
                 Ok(resp) => {
@@ -134,14 +166,26 @@ impl RestClient {
                         },
                         429 | 418 => {
                             rate_limited += 1;
-                            let retry_after = retry_after(resp.headers())
-                                .unwrap_or(if status == 418 { Duration::from_secs(120) } else { Duration::from_secs(1) });
+                            let retry_after =
+                                retry_after(resp.headers()).unwrap_or(if status == 418 {
+                                    Duration::from_secs(120)
+                                } else {
+                                    Duration::from_secs(1)
+                                });
                             if status == 418 {
                                 RestStats::bump(&self.stats.responses_418);
-                                tracing::error!(path, retry_after_s = retry_after.as_secs(), "Binance banned this IP (HTTP 418); waiting out the ban");
+                                tracing::error!(
+                                    path,
+                                    retry_after_s = retry_after.as_secs(),
+                                    "Binance banned this IP (HTTP 418); waiting out the ban"
+                                );
                             } else {
                                 RestStats::bump(&self.stats.responses_429);
-                                tracing::warn!(path, retry_after_s = retry_after.as_secs(), "Binance rate limit hit (HTTP 429); pausing all requests");
+                                tracing::warn!(
+                                    path,
+                                    retry_after_s = retry_after.as_secs(),
+                                    "Binance rate limit hit (HTTP 429); pausing all requests"
+                                );
                             }
                             if retry_after > self.max_retry_after || rate_limited > 100 {
                                 return Err(RestError::RetryAfterTooLong {
@@ -149,14 +193,22 @@ impl RestClient {
                                     status,
                                     retry_after,
                                     max: self.max_retry_after,
-                                    ban: if status == 418 { " (the IP is banned)" } else { "" },
+                                    ban: if status == 418 {
+                                        " (the IP is banned)"
+                                    } else {
+                                        ""
+                                    },
                                 });
                             }
                             self.limiter.pause(retry_after);
                             RestStats::bump(&self.stats.retries);
                             continue;
                         }
-                        403 => return Err(RestError::Forbidden { path: path.to_string() }),
+                        403 => {
+                            return Err(RestError::Forbidden {
+                                path: path.to_string(),
+                            })
+                        }
                         500..=599 => {
                             RestStats::bump(&self.stats.responses_5xx);
                             format!("HTTP {status}")
@@ -164,10 +216,18 @@ impl RestClient {
                         _ => {
                             let body = resp.bytes().await.unwrap_or_default();
                             return Err(match serde_json::from_slice::<BinanceErrorBody>(&body) {
-                                Ok(b) => RestError::Binance { path: path.to_string(), status, code: b.code, msg: b.msg },
+                                Ok(b) => RestError::Binance {
+                                    path: path.to_string(),
+                                    status,
+                                    code: b.code,
+                                    msg: b.msg,
+                                },
                                 Err(_) => RestError::Protocol {
                                     path: path.to_string(),
-                                    detail: format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])),
+                                    detail: format!(
+                                        "HTTP {status}: {}",
+                                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                                    ),
                                 },
                             });
                         }
@@ -220,7 +280,13 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
     Some(Duration::from_secs(v))
 }
 
@@ -236,8 +302,10 @@ pub async fn clock_offset(client: &RestClient) -> Result<(i64, Duration), RestEr
     let body = client.get("/api/v3/time", &[], 1).await?;
     let rtt = started.elapsed();
     let t1 = chrono::Utc::now().timestamp_millis();
-    let st: ServerTime = serde_json::from_slice(&body)
-        .map_err(|e| RestError::Protocol { path: "/api/v3/time".into(), detail: e.to_string() })?;
+    let st: ServerTime = serde_json::from_slice(&body).map_err(|e| RestError::Protocol {
+        path: "/api/v3/time".into(),
+        detail: e.to_string(),
+    })?;
     Ok((st.server_time - (t0 + t1) / 2, rtt))
 }
 
@@ -258,7 +326,10 @@ pub fn weight_rule(exchange_info: &[u8]) -> Option<WeightRule> {
         limit: u32,
     }
     let info: Info = serde_json::from_slice(exchange_info).ok()?;
-    let l = info.rate_limits.into_iter().find(|l| l.kind == "REQUEST_WEIGHT")?;
+    let l = info
+        .rate_limits
+        .into_iter()
+        .find(|l| l.kind == "REQUEST_WEIGHT")?;
     let unit = match l.interval.as_str() {
         "SECOND" => 1,
         "MINUTE" => 60,
@@ -266,7 +337,10 @@ pub fn weight_rule(exchange_info: &[u8]) -> Option<WeightRule> {
         "DAY" => 86_400,
         _ => return None,
     };
-    Some(WeightRule { limit: l.limit, window: Duration::from_secs(unit * l.num.max(1)) })
+    Some(WeightRule {
+        limit: l.limit,
+        window: Duration::from_secs(unit * l.num.max(1)),
+    })
 }
 
 #[cfg(test)]

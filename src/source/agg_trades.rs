@@ -36,7 +36,10 @@ struct Page {
 impl AggTradeSource {
     pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
         let ctx = &self.ctx;
-        let mut summary = SourceSummary { symbol: ctx.symbol.to_string(), ..Default::default() };
+        let mut summary = SourceSummary {
+            symbol: ctx.symbol.to_string(),
+            ..Default::default()
+        };
         let now = ctx.exchange.server_now_ms();
         // Trades of the last second may still be arriving; stop before them.
         let end = if ctx.range.end_ms > now - 1000 {
@@ -59,8 +62,16 @@ impl AggTradeSource {
         let end_id = self.first_id_at_or_after(end, now + 1).await?;
         let limit = ctx.page_limit as u64;
         let page_starts: Box<dyn Iterator<Item = (u64, u64)> + Send> = match end_id {
-            Some(e) => Box::new((first_id..e).step_by(limit as usize).map(move |f| (f, (f + limit).min(e)))),
-            None => Box::new((first_id..).step_by(limit as usize).map(move |f| (f, f + limit))),
+            Some(e) => Box::new(
+                (first_id..e)
+                    .step_by(limit as usize)
+                    .map(move |f| (f, (f + limit).min(e))),
+            ),
+            None => Box::new(
+                (first_id..)
+                    .step_by(limit as usize)
+                    .map(move |f| (f, f + limit)),
+            ),
         };
         let mut pages = stream::iter(page_starts)
             .map(|(from, to)| self.fetch_page(from, to, end))
@@ -176,6 +187,9 @@ impl AggTradeSource {
 }
 
 fn parse<'a>(body: &'a [u8], symbol: &str) -> Result<Vec<RawAggTrade<'a>>> {
-    serde_json::from_slice(body)
-        .map_err(|e| LoaderError::Exchange(format!("Binance sent aggregate trades that do not parse ({e}) for {symbol}")))
+    serde_json::from_slice(body).map_err(|e| {
+        LoaderError::Exchange(format!(
+            "Binance sent aggregate trades that do not parse ({e}) for {symbol}"
+        ))
+    })
 }

@@ -23,7 +23,10 @@ impl KlineSource {
     pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
         let ctx = &self.ctx;
         let iv = self.interval;
-        let mut summary = SourceSummary { symbol: ctx.symbol.to_string(), ..Default::default() };
+        let mut summary = SourceSummary {
+            symbol: ctx.symbol.to_string(),
+            ..Default::default()
+        };
         // Only closed candles: the one open now is still changing.
         let current_open = iv.align_down(ctx.exchange.server_now_ms());
         let end = if ctx.range.end_ms > current_open {
@@ -79,7 +82,10 @@ impl KlineSource {
                 .await
                 .map_err(|e| exchange_error(e, Some(&ctx.symbol)))?;
             let rows: Vec<RawKline> = serde_json::from_slice(&body).map_err(|e| {
-                LoaderError::Exchange(format!("Binance sent klines that do not parse ({e}) for {}", ctx.symbol))
+                LoaderError::Exchange(format!(
+                    "Binance sent klines that do not parse ({e}) for {}",
+                    ctx.symbol
+                ))
             })?;
             let n = rows.len();
             for row in &rows {
@@ -127,7 +133,14 @@ mod tests {
     fn windows_tile_the_range() {
         let iv: Interval = "1m".parse().unwrap();
         let w = window_starts(iv, 0, 2_500 * 60_000, 1000);
-        assert_eq!(w, vec![(0, 60_000_000), (60_000_000, 120_000_000), (120_000_000, 150_000_000)]);
+        assert_eq!(
+            w,
+            vec![
+                (0, 60_000_000),
+                (60_000_000, 120_000_000),
+                (120_000_000, 150_000_000)
+            ]
+        );
         let month: Interval = "1M".parse().unwrap();
         let start = 1_704_067_200_000; // 2024-01-01
         let w = window_starts(month, start, start + 400 * 86_400_000, 1000);

@@ -51,7 +51,11 @@ impl SourceSummary {
 }
 
 /// Starts the source for `data_type`; the future completes when the symbol's range is loaded.
-pub fn load(data_type: DataType, ctx: SourceContext, tx: mpsc::Sender<RecordBatch>) -> BoxFuture<'static, Result<SourceSummary>> {
+pub fn load(
+    data_type: DataType,
+    ctx: SourceContext,
+    tx: mpsc::Sender<RecordBatch>,
+) -> BoxFuture<'static, Result<SourceSummary>> {
     match data_type {
         DataType::Candles(interval) => Box::pin(klines::KlineSource { ctx, interval }.run(tx)),
         DataType::AggTrades => Box::pin(agg_trades::AggTradeSource { ctx }.run(tx)),

@@ -1,0 +1,335 @@
+//! The Job protocol around a load: `started`, `loading` and exactly one terminal telemetry event;
+//! `stop`/`ping` commands from the control topic; SIGTERM/SIGINT (a second one exits at once);
+//! the metrics endpoint; the progress bar on a terminal; and the final summary line.
+
+use std::io::IsTerminal;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{JobArgs, JobConfig};
+use crate::control::{ControlCommand, ControlListener};
+use crate::error::{LoaderError, Result};
+use crate::job::{self, JobReport};
+use crate::metrics;
+use crate::status::{LiveStatus, Phase};
+use crate::telemetry::{EventStatus, JobIdentity, TelemetryPublisher};
+use crate::time_range::fmt_ms;
+
+/// Runs a job the way a Kubernetes Job must: the result decides the exit code.
+pub async fn run(args: &JobArgs) -> Result<()> {
+    let cfg = match args.resolve() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            report_early_error(args, &e).await;
+            return Err(e);
+        }
+    };
+    let identity = JobIdentity {
+        queue_id: cfg.queue_id.clone(),
+        symbol: cfg.symbols.join(","),
+        data_type: cfg.data_type.name(),
+        producer: cfg.producer_id.clone(),
+        time_range: format!(
+            "{}:{}",
+            fmt_ms(cfg.range.start_ms),
+            fmt_ms(cfg.range.end_ms)
+        ),
+        kafka_topic: cfg.topic.clone(),
+    };
+    let telemetry = Arc::new(TelemetryPublisher::new(
+        &cfg.kafka,
+        &cfg.events_topic,
+        identity,
+    ));
+    let status = Arc::new(LiveStatus::new(cfg.range, &cfg.symbols));
+    let stop = CancellationToken::new();
+    let done = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+    if cfg.metrics_port != 0 {
+        match metrics::serve(cfg.metrics_port, status.clone(), done.clone()).await {
+            Ok(addr) => tracing::info!(%addr, "metrics on /metrics, health on /healthz"),
+            Err(e) => {
+                tracing::warn!(port = cfg.metrics_port, error = %e, "cannot serve metrics (METRICS_PORT); going on without")
+            }
+        }
+    }
+
+    let outcome = run_protocol(&cfg, &telemetry, &status, &stop, &done).await;
+    done.cancel();
+    let (event, message, phase) = match &outcome {
+        Ok(r) if r.interrupted => (
+            EventStatus::Interrupted,
+            format!(
+                "Stopped on request after publishing {} records",
+                r.records_written
+            ),
+            Phase::Interrupted,
+        ),
+        Ok(r) => (
+            EventStatus::Finished,
+            format!("Loaded and published {} records", r.records_written),
+            Phase::Finished,
+        ),
+        Err(e) => (EventStatus::Error, e.to_string(), Phase::Error),
+    };
+    status.set_phase(phase);
+    let mut extra = Map::new();
+    if let Ok(r) = &outcome {
+        // The acknowledged count, never more than what the broker confirmed.
+        extra.insert("records_written".into(), json!(r.records_written));
+        if r.missing_ids() > 0 {
+            extra.insert("missing_ids".into(), json!(r.missing_ids()));
+        }
+    }
+    telemetry.emit(event, &message, Some(&status), extra);
+    let flush_telemetry = telemetry.clone();
+    let _ =
+        tokio::task::spawn_blocking(move || flush_telemetry.flush(Duration::from_secs(5))).await;
+    let report = outcome?;
+    print_summary(&cfg, &report);
+    Ok(())
+}
+
+async fn run_protocol(
+    cfg: &JobConfig,
+    telemetry: &Arc<TelemetryPublisher>,
+    status: &Arc<LiveStatus>,
+    stop: &CancellationToken,
+    done: &CancellationToken,
+) -> Result<JobReport> {
+    let sink = tokio::select! {
+        s = job::connect_sink(cfg) => s?,
+        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+    };
+    // Listen before announcing `started`, so a stop sent after `started` is always seen.
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+    let control_kafka = cfg.control_kafka.clone();
+    let (topic, queue_id) = (cfg.control_topic.clone(), cfg.queue_id.clone());
+    let listener = tokio::task::spawn_blocking(move || {
+        ControlListener::start(
+            &control_kafka,
+            &topic,
+            &queue_id,
+            cmd_tx,
+            Duration::from_secs(5),
+        )
+    })
+    .await
+    .map_err(|e| LoaderError::Other(e.to_string()))?;
+
+    telemetry.emit(
+        EventStatus::Started,
+        &format!(
+            "Started loading {} {} for {}",
+            cfg.symbols.join(","),
+            cfg.data_type.name(),
+            cfg.range
+        ),
+        Some(status),
+        Map::new(),
+    );
+
+    // Commands.
+    let (t2, s2) = (telemetry.clone(), stop.clone());
+    let status2 = status.clone();
+    let commands = tokio::spawn(async move {
+        while let Some(cmd) = cmd_rx.recv().await {
+            match cmd {
+                ControlCommand::Stop => s2.cancel(),
+                ControlCommand::Ping { timestamp } => {
+                    let mut extra = Map::new();
+                    extra.insert(
+                        "ping_timestamp".into(),
+                        timestamp.unwrap_or(serde_json::Value::Null),
+                    );
+                    t2.emit(EventStatus::Pong, "pong", Some(&status2), extra);
+                }
+            }
+        }
+    });
+    // `loading` events and the progress bar.
+    let ticker = tokio::spawn(report_progress(
+        cfg.telemetry_interval,
+        telemetry.clone(),
+        status.clone(),
+        done.clone(),
+    ));
+
+    let result = job::load(cfg, sink, status.clone(), stop.clone()).await;
+    done.cancel();
+    commands.abort();
+    let _ = ticker.await;
+    tokio::task::spawn_blocking(move || drop(listener))
+        .await
+        .ok();
+    result
+}
+
+async fn report_progress(
+    every: Duration,
+    telemetry: Arc<TelemetryPublisher>,
+    status: Arc<LiveStatus>,
+    done: CancellationToken,
+) {
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(1000);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    });
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut redraw = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => break,
+            _ = tick.tick() => {
+                if status.phase() == Phase::Loading {
+                    let msg = format!(
+                        "Loading: {} records published, {:.0}% of the range",
+                        status.records_written(),
+                        status.progress() * 100.0
+                    );
+                    telemetry.emit(EventStatus::Loading, &msg, Some(&status), Map::new());
+                }
+            }
+            _ = redraw.tick(), if bar.is_some() => {
+                if let Some(pb) = &bar {
+                    pb.set_position((status.progress() * 1000.0) as u64);
+                    pb.set_message(format!("{} records, {:.0}/s", status.records_written(), status.records_per_second()));
+                }
+            }
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+}
+
+/// SIGTERM and SIGINT stop the job gracefully; a second one exits at once.
+fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot install signal handlers");
+                return;
+            };
+            let mut seen = 0;
+            loop {
+                let name = tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                };
+                seen += 1;
+                if seen == 1 {
+                    tracing::warn!(
+                        signal = name,
+                        "stopping: finishing in-flight records (send it again to exit at once)"
+                    );
+                    stop.cancel();
+                } else {
+                    eprintln!("error: second {name}: exiting at once without waiting for in-flight records");
+                    std::process::exit(1);
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.cancel();
+            }
+        }
+    });
+}
+
+/// An error before the job is set up is still reported when the events topic can be reached.
+async fn report_early_error(args: &JobArgs, e: &LoaderError) {
+    let Some((kafka, topic)) = args.events_target() else {
+        return;
+    };
+    // A refused or unroutable bootstrap would only make us wait: check it answers at all first.
+    let first = kafka
+        .bootstrap
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let reachable = tokio::task::spawn_blocking(move || {
+        first
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|addr| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+            })
+    })
+    .await
+    .unwrap_or(false);
+    if !reachable {
+        return;
+    }
+    let identity = JobIdentity {
+        queue_id: args.queue_id.clone().unwrap_or_default(),
+        symbol: args.symbol.clone().unwrap_or_default(),
+        data_type: args.data_type.clone().unwrap_or_default(),
+        producer: args.telemetry_producer_id.clone().unwrap_or_default(),
+        time_range: args.time_range.clone().unwrap_or_default(),
+        kafka_topic: args.kafka_topic.clone().unwrap_or_default(),
+    };
+    let telemetry = TelemetryPublisher::new(&kafka, &topic, identity);
+    telemetry.emit(EventStatus::Error, &e.to_string(), None, Map::new());
+    let _ = tokio::task::spawn_blocking(move || telemetry.flush(Duration::from_secs(3))).await;
+}
+
+fn print_summary(cfg: &JobConfig, report: &JobReport) {
+    for s in &report.sources {
+        if let Some(end) = s.clamped_end {
+            println!(
+                "{}: TIME_RANGE reaches past the present; loaded what exists up to {}",
+                s.symbol,
+                fmt_ms(end)
+            );
+        }
+        if !s.gaps.is_empty() {
+            println!(
+                "{}: Binance is missing {} aggregate trade id(s) in the range: {:?}",
+                s.symbol,
+                s.missing_ids(),
+                s.gaps
+            );
+        }
+    }
+    let verb = if report.interrupted {
+        "Stopped on request after publishing"
+    } else {
+        "Loaded and published"
+    };
+    println!(
+        "{verb} {} records of {} for {} {} into topic {} in {:.2} s ({:.0} records/s; {} requests, weight {}, {} x 429, {} x 418)",
+        report.records_written,
+        cfg.data_type.name(),
+        cfg.symbols.join(","),
+        cfg.range,
+        cfg.topic,
+        report.elapsed.as_secs_f64(),
+        report.records_per_second(),
+        report.requests,
+        report.weight,
+        report.responses_429,
+        report.responses_418
+    );
+}

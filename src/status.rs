@@ -1,0 +1,129 @@
+//! `LiveStatus`: what a running job has done so far, shared by the job (which updates it), the
+//! telemetry ticker, the metrics endpoint and the progress bar (which read it).
+
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::binance::limiter::WeightLimiter;
+use crate::binance::rest::RestStats;
+use crate::sink::DeliveryContext;
+use crate::time_range::TimeRange;
+
+/// Where the job is in its life; reported in telemetry and as a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Loading = 1,
+    Finished = 2,
+    Interrupted = 3,
+    Error = 4,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Loading => "loading",
+            Phase::Finished => "finished",
+            Phase::Interrupted => "interrupted",
+            Phase::Error => "error",
+        }
+    }
+
+    pub const ALL: [Phase; 5] = [
+        Phase::Starting,
+        Phase::Loading,
+        Phase::Finished,
+        Phase::Interrupted,
+        Phase::Error,
+    ];
+}
+
+pub struct LiveStatus {
+    pub started: Instant,
+    phase: AtomicU8,
+    /// Records handed to the sink (fetched and serialised).
+    pub records_fetched: AtomicU64,
+    pub delivery: OnceLock<Arc<DeliveryContext>>,
+    pub rest: OnceLock<Arc<RestStats>>,
+    pub limiter: OnceLock<Arc<WeightLimiter>>,
+    range: TimeRange,
+    /// Per symbol: the newest timestamp handed to the sink.
+    covered: Vec<(Arc<str>, AtomicI64)>,
+}
+
+impl LiveStatus {
+    pub fn new(range: TimeRange, symbols: &[String]) -> Self {
+        LiveStatus {
+            started: Instant::now(),
+            phase: AtomicU8::new(Phase::Starting as u8),
+            records_fetched: AtomicU64::new(0),
+            delivery: OnceLock::new(),
+            rest: OnceLock::new(),
+            limiter: OnceLock::new(),
+            range,
+            covered: symbols
+                .iter()
+                .map(|s| (Arc::from(s.as_str()), AtomicI64::new(range.start_ms)))
+                .collect(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        Phase::ALL[self.phase.load(Ordering::Relaxed) as usize]
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// Records the broker has acknowledged.
+    pub fn records_written(&self) -> u64 {
+        self.delivery
+            .get()
+            .map(|d| d.acked.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    pub fn records_per_second(&self) -> f64 {
+        self.records_written() as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    /// Notes that `symbol`'s records up to `timestamp` were handed to the sink.
+    pub fn advance(&self, symbol: &str, records: u64, timestamp: i64) {
+        self.records_fetched.fetch_add(records, Ordering::Relaxed);
+        if let Some((_, t)) = self.covered.iter().find(|(s, _)| &**s == symbol) {
+            t.fetch_max(timestamp + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks a symbol's range as done (its source finished).
+    pub fn complete(&self, symbol: &str) {
+        self.advance(symbol, 0, self.range.end_ms - 1);
+    }
+
+    /// Share of the range covered, 0..=1, averaged over symbols.
+    pub fn progress(&self) -> f64 {
+        if self.covered.is_empty() {
+            return 0.0;
+        }
+        let len = self.range.len_ms().max(1) as f64;
+        let sum: f64 = self
+            .covered
+            .iter()
+            .map(|(_, t)| {
+                ((t.load(Ordering::Relaxed) - self.range.start_ms) as f64 / len).clamp(0.0, 1.0)
+            })
+            .sum();
+        sum / self.covered.len() as f64
+    }
+
+    /// (weight used in the current window, budget, window seconds).
+    pub fn weight(&self) -> Option<(u32, u32, f64)> {
+        self.limiter
+            .get()
+            .map(|l| (l.used(), l.budget(), l.window().as_secs_f64()))
+    }
+}
