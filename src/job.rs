@@ -59,28 +59,24 @@ pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
         .map_err(|e| LoaderError::Other(format!("Kafka connection task failed: {e}")))?
 }
 
-/// Convenience for callers without telemetry: connect, then load.
+/// Convenience for callers without telemetry: connect to both sides, then load.
 pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
+    let exchange = Arc::new(Exchange::connect(&cfg.binance, &cfg.symbols).await?);
     let sink = connect_sink(cfg).await?;
     let status = Arc::new(LiveStatus::new(cfg.range, &cfg.symbols));
-    load(cfg, sink, status, CancellationToken::new()).await
+    load(cfg, exchange, sink, status, CancellationToken::new()).await
 }
 
-/// Loads the range through `sink` until done or `stop` fires.
+/// Loads the range from `exchange` through `sink` until done or `stop` fires.
 pub async fn load(
     cfg: &JobConfig,
+    exchange: Arc<Exchange>,
     mut sink: KafkaSink,
     status: Arc<LiveStatus>,
     stop: CancellationToken,
 ) -> Result<JobReport> {
     let started = Instant::now();
     let _ = status.delivery.set(sink.delivery_counters());
-    let exchange = tokio::select! {
-        ex = Exchange::connect(&cfg.binance, &cfg.symbols) => Arc::new(ex?),
-        _ = stop.cancelled() => {
-            return Ok(JobReport { interrupted: true, elapsed: started.elapsed(), ..JobReport::default() });
-        }
-    };
     let _ = status.rest.set(exchange.client.stats.clone());
     let _ = status.limiter.set(exchange.client.limiter().clone());
     status.set_phase(Phase::Loading);

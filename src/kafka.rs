@@ -48,15 +48,31 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Remembers librdkafka's last global error so a failed connection can say why.
+/// Remembers librdkafka's global errors so a failed connection can say why. An error no amount
+/// of waiting fixes (wrong credentials, an untrusted certificate) is kept apart, because
+/// librdkafka follows it with generic "all brokers down" errors that would hide it.
 #[derive(Default)]
 pub struct ErrorCapture {
     last: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    fatal: Mutex<Option<String>>,
 }
 
 impl ErrorCapture {
     pub fn record(&self, error: &KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        let lower = reason.to_ascii_lowercase();
+        let fatal = matches!(
+            code,
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
+        ) || lower.contains("authentication failed")
+            || lower.contains("certificate verify failed")
+            || lower.contains("ssl handshake failed");
+        if fatal {
+            self.fatal
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| reason.to_string());
+        }
         *self.last.lock().unwrap() = Some((code, reason.to_string()));
     }
 
@@ -64,17 +80,9 @@ impl ErrorCapture {
         self.last.lock().unwrap().clone()
     }
 
-    /// Errors no amount of waiting fixes: wrong credentials, an untrusted certificate.
+    /// The first error that waiting will not fix, if any was seen.
     pub fn fatal(&self) -> Option<String> {
-        let (code, reason) = self.last()?;
-        let lower = reason.to_ascii_lowercase();
-        let fatal = matches!(
-            code,
-            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL
-        ) || lower.contains("authentication")
-            || lower.contains("certificate verify failed")
-            || lower.contains("ssl handshake failed");
-        fatal.then_some(reason)
+        self.fatal.lock().unwrap().clone()
     }
 }
 
@@ -152,10 +160,10 @@ pub fn wait_for_cluster<C: ClientContext>(
 
 fn describe_fatal(k: &KafkaConfig, reason: &str) -> String {
     let lower = reason.to_ascii_lowercase();
-    let hint = if lower.contains("certificate") || lower.contains("ssl") {
-        " (check CA_PATH: it must be the CA that signed the brokers' certificates, and the broker host name must match them)"
-    } else if lower.contains("authentication") || lower.contains("sasl") {
+    let hint = if lower.contains("authentication") {
         " (check KAFKA_USER_PRODUCER and KAFKA_PASSWORD_PRODUCER)"
+    } else if lower.contains("certificate") || lower.contains("handshake") {
+        " (check CA_PATH: it must be the CA that signed the brokers' certificates, and the broker host name must match them)"
     } else {
         ""
     };

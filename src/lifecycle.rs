@@ -11,6 +11,7 @@ use serde_json::{json, Map};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::binance::Exchange;
 use crate::config::{JobArgs, JobConfig};
 use crate::control::{ControlCommand, ControlListener};
 use crate::error::{LoaderError, Result};
@@ -102,6 +103,11 @@ async fn run_protocol(
     stop: &CancellationToken,
     done: &CancellationToken,
 ) -> Result<JobReport> {
+    // Binance first: an unknown symbol is a configuration error, found before anything else.
+    let exchange = tokio::select! {
+        ex = Exchange::connect(&cfg.binance, &cfg.symbols) => Arc::new(ex?),
+        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+    };
     let sink = tokio::select! {
         s = job::connect_sink(cfg) => s?,
         _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
@@ -160,7 +166,7 @@ async fn run_protocol(
         done.clone(),
     ));
 
-    let result = job::load(cfg, sink, status.clone(), stop.clone()).await;
+    let result = job::load(cfg, exchange, sink, status.clone(), stop.clone()).await;
     done.cancel();
     commands.abort();
     let _ = ticker.await;

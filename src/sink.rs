@@ -59,6 +59,24 @@ impl ProducerContext for DeliveryContext {
     }
 }
 
+/// The data producer's settings: idempotent (`acks=all`), lz4, batching for throughput, a
+/// bounded in-flight queue; KAFKA_PRODUCER_CONFIG last. Public so the benchmark's ceiling
+/// producer uses exactly the same.
+pub fn producer_config(k: &KafkaConfig) -> rdkafka::ClientConfig {
+    let mut cfg = kafka::base_config(k);
+    cfg.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "100000")
+        .set("queue.buffering.max.kbytes", "32768")
+        .set("message.timeout.ms", "120000");
+    kafka::apply_overrides(&mut cfg, k);
+    cfg
+}
+
 /// The data-topic publisher.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryContext>,
@@ -73,17 +91,7 @@ impl KafkaSink {
     /// Blocking.
     pub fn connect(k: &KafkaConfig, topic: &str, key: MessageKey) -> Result<KafkaSink> {
         let base = kafka::base_config(k);
-        let mut cfg = base.clone();
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "20")
-            .set("batch.size", "1000000")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "100000")
-            .set("queue.buffering.max.kbytes", "32768")
-            .set("message.timeout.ms", "120000");
-        kafka::apply_overrides(&mut cfg, k);
+        let cfg = producer_config(k);
         let producer: ThreadedProducer<DeliveryContext> = cfg
             .create_with_context(DeliveryContext::default())
             .map_err(|e| {

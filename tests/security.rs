@@ -1,0 +1,129 @@
+//! Production Kafka is SASL_SSL with SCRAM-SHA-512 and a custom CA. Against a real broker that
+//! requires exactly that: a load succeeds and is read back; a wrong password, a CA that did not
+//! sign the broker's certificate and a missing CA file each fail fast with a clear error.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use exchange_sim::{SimConfig, SimServer};
+use support::broker::{as_extra, consume_all, Broker, SecureBroker};
+use support::loader::{run_loader_async, Run};
+
+fn env(sim: &SimServer, b: &SecureBroker, password: &str, ca: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SYMBOL", "ETHUSDT".into()),
+        ("TYPE", "api_candles_1h".into()),
+        ("TIME_RANGE", "2024-01-01:2024-01-08".into()),
+        ("KAFKA_TOPIC", "secure-candles".into()),
+        ("KAFKA_BOOTSTRAP_SERVERS", b.bootstrap()),
+        // The platform's alias names, as its manifests use them.
+        ("KAFKA_USER", b.user.clone()),
+        ("KAFKA_PASSWORD", password.into()),
+        ("KAFKA_CA_PATH", ca.into()),
+        ("KAFKA_CONNECT_TIMEOUT", "8".into()),
+        ("BINANCE_API_URL", sim.base_url()),
+        ("METRICS_PORT", "0".into()),
+    ]
+}
+
+fn assert_fast_clear_failure(run: &Run, took: Duration, code: i32, needles: &[&str], secret: &str) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    let last_line = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last_line.starts_with("error: "),
+        "the last words are a one-line error: {}",
+        run.stderr
+    );
+    for n in needles {
+        assert!(last_line.contains(n), "expected {n:?} in {last_line}");
+    }
+    assert!(
+        !run.stderr.contains(secret) && !run.stdout.contains(secret),
+        "the password leaked"
+    );
+    assert!(!run.stderr.contains("panicked"));
+    assert!(
+        took < Duration::from_secs(30),
+        "took {took:?}: it must fail fast, not hang"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
+    let secure = tokio::task::spawn_blocking(|| Broker::secured("loader", "correct-horse-battery"))
+        .await
+        .unwrap();
+    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let ca = secure.ca_path.display().to_string();
+
+    // The real thing: a load over SASL_SSL, read back with the same credentials.
+    let run = run_loader_async(env(&sim, &secure, "correct-horse-battery", &ca), vec![]).await;
+    run.assert_ok();
+    assert!(
+        !run.stderr.contains("correct-horse-battery")
+            && !run.stdout.contains("correct-horse-battery")
+    );
+    let settings = secure.client_settings();
+    let bootstrap = secure.bootstrap();
+    let records = tokio::task::spawn_blocking(move || {
+        consume_all(&bootstrap, "secure-candles", &as_extra(&settings))
+    })
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 7 * 24);
+
+    // Wrong password.
+    let t = Instant::now();
+    let run = run_loader_async(env(&sim, &secure, "wrong-password-123", &ca), vec![]).await;
+    assert_fast_clear_failure(
+        &run,
+        t.elapsed(),
+        1,
+        &["Kafka", "KAFKA_PASSWORD_PRODUCER"],
+        "wrong-password-123",
+    );
+
+    // A CA that did not sign the broker's certificate.
+    let t = Instant::now();
+    let other = secure.other_ca_path.display().to_string();
+    let run = run_loader_async(env(&sim, &secure, "correct-horse-battery", &other), vec![]).await;
+    assert_fast_clear_failure(
+        &run,
+        t.elapsed(),
+        1,
+        &["CA_PATH", "certificate"],
+        "correct-horse-battery",
+    );
+
+    // A CA file that does not exist: a configuration error.
+    let t = Instant::now();
+    let run = run_loader_async(
+        env(
+            &sim,
+            &secure,
+            "correct-horse-battery",
+            "/nonexistent/ca.pem",
+        ),
+        vec![],
+    )
+    .await;
+    assert_fast_clear_failure(
+        &run,
+        t.elapsed(),
+        2,
+        &["CA_PATH", "/nonexistent/ca.pem"],
+        "correct-horse-battery",
+    );
+
+    sim.shutdown().await;
+}
