@@ -418,20 +418,16 @@ fn historical_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
 
 fn depth(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let symbol = symbol_param(q)?;
-    let limit = limit_param(q, 100, 5000)? as u64;
+    let limit = limit_param(q, 100, 5000)?;
     let m = Market::new(symbol);
-    let mut s = String::with_capacity(64 + limit as usize * 80);
+    let slot = data::book_slot(ctx.now);
+    let book = data::book_at(&m, slot);
+    let mut s = String::with_capacity(64 + limit.min(data::BOOK_LEVELS) * 80);
     s.push_str("{\"lastUpdateId\":");
-    push_u64(
-        &mut s,
-        data::depth_update_id(&m, ctx.now, ctx.data.listed_at),
-    );
-    for (name, bid) in [(",\"bids\":[", true), ("],\"asks\":[", false)] {
+    push_u64(&mut s, data::slot_last_update_id(&m, slot));
+    for (name, side) in [(",\"bids\":[", &book.bids), ("],\"asks\":[", &book.asks)] {
         s.push_str(name);
-        for i in 0..limit {
-            let Some((price, qty)) = data::depth_level(&m, ctx.now, bid, i) else {
-                break;
-            };
+        for (i, &(price, qty)) in side.iter().take(limit).enumerate() {
             if i > 0 {
                 s.push(',');
             }

@@ -13,7 +13,11 @@
 //! - aggregate trade `k` happens at `listed_at + k * spacing + jitter(k)` with
 //!   `0 <= jitter < spacing`, so times never decrease; agg trades `2j` and `2j+1` together cover
 //!   the raw trade ids `4j..=4j+3`, so raw ids are contiguous (except under missing agg ids);
-//! - ids listed in [`Data::missing`] do not exist, nor do their raw trades.
+//! - ids listed in [`Data::missing`] do not exist, nor do their raw trades;
+//! - the order book changes once per 100 ms slot ([`BOOK_SLOT_MS`]): [`BOOK_LEVELS`] levels a
+//!   side, one tick apart around the noise-free price, each level's quantity re-drawn every
+//!   2 s at a hashed phase; slot `s` ends with update id `3s + 0..=2`, so update ids are
+//!   contiguous and a diff between two slots' books is exactly what changed ([`order_book`]).
 //!
 //! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
 
@@ -107,6 +111,7 @@ const SALT_AGG: u64 = 4;
 const SALT_PAIR: u64 = 5;
 const SALT_BOOK: u64 = 6;
 const SALT_MARKET: u64 = 7;
+const SALT_BOOK_IDS: u64 = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Per-symbol market parameters and the price path
@@ -197,13 +202,19 @@ impl Market {
     /// The unrounded price (in quote asset) at time `t`.
     #[inline]
     pub fn price_at(&self, t: i64) -> f64 {
+        let noise = NOISE * (unit(hash(self.seed, SALT_NOISE, t as u64)) - 0.5);
+        self.smooth_price_at(t) * (1.0 + noise)
+    }
+
+    /// The price at time `t` without the per-millisecond noise: the order book's mid price.
+    #[inline]
+    fn smooth_price_at(&self, t: i64) -> f64 {
         let x = t as f64;
         let mut w = 0.0;
         for i in 0..4 {
             w += AMPLITUDE[i] * (x * OMEGA[i] + self.phase[i]).sin();
         }
-        let noise = NOISE * (unit(hash(self.seed, SALT_NOISE, t as u64)) - 0.5);
-        self.base_price * w.exp() * (1.0 + noise)
+        self.base_price * w.exp()
     }
 
     /// The price at time `t` in 1e-8 units, rounded to the tick size (never below one tick).
@@ -434,7 +445,7 @@ fn pair_split(m: &Market, j: u64) -> u64 {
 
 /// The raw trade ids `(first, last)` of agg trade `id` (whether or not it is missing).
 #[inline]
-fn raw_range(m: &Market, id: u64) -> (u64, u64) {
+pub(crate) fn raw_range(m: &Market, id: u64) -> (u64, u64) {
     let j = id / 2;
     let x = pair_split(m, j);
     if id % 2 == 0 {
@@ -606,6 +617,16 @@ impl Data {
     /// The first existing agg id with time `>= t`.
     pub(crate) fn agg_ceil_existing(&self, m: &Market, t: i64) -> Option<u64> {
         self.next_existing(self.id_ceil(m, t))
+    }
+
+    /// The raw trade ids `(first, last)` spanned by the existing trades with
+    /// `start <= time <= end`, if there are any.
+    pub(crate) fn raw_span(&self, m: &Market, start: i64, end: i64) -> Option<(u64, u64)> {
+        let first = self.agg_ceil_existing(m, start)?;
+        let last = self
+            .id_floor(m, end)
+            .and_then(|id| self.prev_existing(id))?;
+        (first <= last).then(|| (raw_range(m, first).0, raw_range(m, last).1))
     }
 
     /// Aggregate trade `id` of `symbol`, or `None` when the id is missing. Pure: the trade may
@@ -781,34 +802,180 @@ fn agg_of_raw(m: &Market, raw_id: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Order book
 
-/// Level `i` (0 = best) of the book side at `now`: `(price, qty)` in 1e-8 units, or `None` when
-/// the bid side would reach zero.
-pub(crate) fn depth_level(m: &Market, now: i64, bid: bool, i: u64) -> Option<(i64, i64)> {
-    let mid = m.price_units(now);
-    let tick = m.tick;
-    let price = if bid {
-        mid - (i as i64 + 1) * tick
-    } else {
-        mid + i as i64 * tick
-    };
-    if price <= 0 {
-        return None;
-    }
-    // The book reshuffles every 100 ms.
-    let h = hash(
-        m.seed,
-        SALT_BOOK,
-        ((now / 100) as u64) ^ (i << 1) ^ u64::from(bid),
-    );
-    let notional_usd = 10f64.powf(1.0 + 3.5 * unit(h));
-    let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 1);
-    Some((price, i64::try_from(qty).unwrap_or(i64::MAX)))
+/// Price levels on each side of every simulated order book (fewer on the bid side when prices
+/// would reach zero): `/api/v3/depth` never returns more, whatever its `limit`.
+pub const BOOK_LEVELS: usize = 100;
+/// The order book changes once per slot of this many milliseconds (since the Unix epoch); each
+/// slot has one or more update ids, and a `@depth@100ms` event describes one slot.
+pub const BOOK_SLOT_MS: i64 = 100;
+/// A level's quantity changes once every this many slots, at a phase hashed from its price.
+const BOOK_QTY_PERIOD: u64 = 20;
+
+/// An order-book snapshot as `/api/v3/depth` shows it: `(price, quantity)` decimal strings,
+/// bids best (highest) first, asks best (lowest) first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderBook {
+    pub last_update_id: u64,
+    pub bids: Vec<(String, String)>,
+    pub asks: Vec<(String, String)>,
 }
 
-/// The `lastUpdateId` of the book at `now`: grows with time.
-pub(crate) fn depth_update_id(m: &Market, now: i64, listed_at: i64) -> u64 {
-    let since = (now - listed_at).max(0) as u64;
-    since * 3 + m.seed % 3
+/// The whole book of `symbol` (at most [`BOOK_LEVELS`] per side) that the server shows at time
+/// `t` (ms), with its `lastUpdateId`. Pure, like everything in this module: the book of a slot
+/// is a function of the symbol and the slot, and the diff-depth events of the WebSocket streams
+/// are the differences between consecutive books, so a snapshot plus the events with
+/// `u > lastUpdateId` gives the book of any later time.
+pub fn order_book(symbol: &str, t: i64) -> OrderBook {
+    let m = Market::new(symbol);
+    let slot = book_slot(t);
+    let book = book_at(&m, slot);
+    let text = |side: &[(i64, i64)]| -> Vec<(String, String)> {
+        side.iter().map(|&(p, q)| (fixed8(p), fixed8(q))).collect()
+    };
+    OrderBook {
+        last_update_id: slot_last_update_id(&m, slot),
+        bids: text(&book.bids),
+        asks: text(&book.asks),
+    }
+}
+
+/// The book slot that contains time `t` (times before the epoch count as slot 0).
+#[inline]
+pub(crate) fn book_slot(t: i64) -> i64 {
+    t.max(0) / BOOK_SLOT_MS
+}
+
+/// The last update id of slot `s`: `3s` plus a hashed 0..=2, so every slot has 1 to 5 ids and
+/// consecutive slots' ids are contiguous.
+#[inline]
+pub(crate) fn slot_last_update_id(m: &Market, s: i64) -> u64 {
+    let s = s.max(0) as u64;
+    3 * s + hash(m.seed, SALT_BOOK_IDS, s) % 3
+}
+
+/// The first update id of slot `s` (the previous slot's last id plus one).
+#[inline]
+pub(crate) fn slot_first_update_id(m: &Market, s: i64) -> u64 {
+    if s <= 0 {
+        0
+    } else {
+        slot_last_update_id(m, s - 1) + 1
+    }
+}
+
+/// The book of one slot in fixed-point units: bids descending, asks ascending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Book {
+    pub bids: Vec<(i64, i64)>,
+    pub asks: Vec<(i64, i64)>,
+}
+
+/// The mid price of slot `s`, rounded to the tick: the best ask; the best bid is one tick lower.
+#[inline]
+fn book_mid(m: &Market, s: i64) -> i64 {
+    m.round_tick(m.smooth_price_at(s * BOOK_SLOT_MS) * SCALE as f64)
+}
+
+/// The quantity of the level at `price` on one side during slot `s`.
+#[inline]
+fn level_qty(m: &Market, price: i64, bid: bool, s: i64) -> i64 {
+    let h0 = hash(m.seed, SALT_BOOK, (price as u64) ^ (u64::from(bid) << 63));
+    let epoch = (s.max(0) as u64 + h0 % BOOK_QTY_PERIOD) / BOOK_QTY_PERIOD;
+    let h = mix(h0 ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let notional_usd = 10f64.powf(1.0 + 3.5 * unit(h));
+    let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 1);
+    i64::try_from(qty).unwrap_or(i64::MAX)
+}
+
+/// The best bid (none when prices would reach zero) and best ask `(price, qty)` of a slot.
+pub(crate) type BookTop = (Option<(i64, i64)>, (i64, i64));
+
+/// The best bid and best ask `(price, qty)` of slot `s`.
+pub(crate) fn book_top(m: &Market, s: i64) -> BookTop {
+    let mid = book_mid(m, s);
+    let bid = mid - m.tick;
+    let best_bid = (bid > 0).then(|| (bid, level_qty(m, bid, true, s)));
+    (best_bid, (mid, level_qty(m, mid, false, s)))
+}
+
+/// The full book of slot `s`.
+pub(crate) fn book_at(m: &Market, s: i64) -> Book {
+    let mid = book_mid(m, s);
+    let tick = m.tick;
+    let mut book = Book {
+        bids: Vec::with_capacity(BOOK_LEVELS),
+        asks: Vec::with_capacity(BOOK_LEVELS),
+    };
+    for i in 0..BOOK_LEVELS as i64 {
+        let price = mid - (i + 1) * tick;
+        if price <= 0 {
+            break;
+        }
+        book.bids.push((price, level_qty(m, price, true, s)));
+    }
+    for i in 0..BOOK_LEVELS as i64 {
+        let price = mid + i * tick;
+        book.asks.push((price, level_qty(m, price, false, s)));
+    }
+    book
+}
+
+/// The changes that turn side `old` into side `new` (both sorted best first, `descending` for
+/// bids): new or changed levels with their new quantity, vanished levels with quantity 0; in the
+/// side's order.
+pub(crate) fn side_diff(
+    old: &[(i64, i64)],
+    new: &[(i64, i64)],
+    descending: bool,
+) -> Vec<(i64, i64)> {
+    let before = |a: i64, b: i64| if descending { a > b } else { a < b };
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(&(po, qo)), Some(&(pn, qn))) if po == pn => {
+                if qo != qn {
+                    out.push((pn, qn));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(&(po, _)), Some(&(pn, _))) if before(po, pn) => {
+                out.push((po, 0));
+                i += 1;
+            }
+            (Some(_), Some(&n)) => {
+                out.push(n);
+                j += 1;
+            }
+            (Some(&(po, _)), None) => {
+                out.push((po, 0));
+                i += 1;
+            }
+            (None, Some(&n)) => {
+                out.push(n);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Applies changes (quantity 0 removes a level) to one side sorted best first.
+#[cfg(test)]
+pub(crate) fn side_apply(side: &mut Vec<(i64, i64)>, changes: &[(i64, i64)], descending: bool) {
+    for &(p, q) in changes {
+        let pos = side.binary_search_by(|&(x, _)| if descending { p.cmp(&x) } else { x.cmp(&p) });
+        match (pos, q) {
+            (Ok(k), 0) => {
+                side.remove(k);
+            }
+            (Ok(k), q) => side[k].1 = q,
+            (Err(_), 0) => {}
+            (Err(k), q) => side.insert(k, (p, q)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -952,18 +1119,47 @@ mod tests {
     }
 
     #[test]
-    fn depth_levels_are_ordered() {
-        let m = Market::new("BTCUSDT");
-        let now = DEFAULT_LISTED_AT_MS + DAY;
-        let bids: Vec<_> = (0..100)
-            .filter_map(|i| depth_level(&m, now, true, i))
-            .collect();
-        let asks: Vec<_> = (0..100)
-            .filter_map(|i| depth_level(&m, now, false, i))
-            .collect();
-        assert!(bids.windows(2).all(|w| w[0].0 > w[1].0));
-        assert!(asks.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(bids[0].0 < asks[0].0);
-        assert!(depth_update_id(&m, now + 1, 0) > depth_update_id(&m, now, 0));
+    fn books_are_ordered_and_diffs_chain() {
+        for symbol in ["BTCUSDT", "ETHBTC", "DOGEUSDT", "USDTTRY"] {
+            let m = Market::new(symbol);
+            let s0 = book_slot(DEFAULT_LISTED_AT_MS + DAY);
+            let first = book_at(&m, s0);
+            assert_eq!(first.bids.len(), BOOK_LEVELS);
+            assert_eq!(first.asks.len(), BOOK_LEVELS);
+            assert!(first.bids.windows(2).all(|w| w[0].0 > w[1].0));
+            assert!(first.asks.windows(2).all(|w| w[0].0 < w[1].0));
+            assert!(first.bids[0].0 < first.asks[0].0);
+            let (bid, ask) = book_top(&m, s0);
+            assert_eq!((bid.unwrap(), ask), (first.bids[0], first.asks[0]));
+            let mut local = first.clone();
+            let mut changes = 0;
+            for s in s0 + 1..s0 + 300 {
+                assert_eq!(
+                    slot_first_update_id(&m, s),
+                    slot_last_update_id(&m, s - 1) + 1
+                );
+                assert!(slot_last_update_id(&m, s) >= slot_first_update_id(&m, s));
+                let (old, new) = (book_at(&m, s - 1), book_at(&m, s));
+                let db = side_diff(&old.bids, &new.bids, true);
+                let da = side_diff(&old.asks, &new.asks, false);
+                changes += db.len() + da.len();
+                side_apply(&mut local.bids, &db, true);
+                side_apply(&mut local.asks, &da, false);
+                assert_eq!(local, new, "{symbol} slot {s}");
+            }
+            // Levels change a little every slot, not wholesale.
+            assert!(changes > 300 && changes < 300 * 60, "{symbol}: {changes}");
+            // A multi-slot diff equals the chained one.
+            let (a, b) = (book_at(&m, s0), book_at(&m, s0 + 299));
+            let mut bids = a.bids.clone();
+            side_apply(&mut bids, &side_diff(&a.bids, &b.bids, true), true);
+            assert_eq!(bids, b.bids);
+        }
+        let ob = order_book("BTCUSDT", DEFAULT_LISTED_AT_MS + DAY + 5);
+        assert_eq!(ob, order_book("BTCUSDT", DEFAULT_LISTED_AT_MS + DAY + 99));
+        assert!(
+            order_book("BTCUSDT", DEFAULT_LISTED_AT_MS + DAY + 100).last_update_id
+                > ob.last_update_id
+        );
     }
 }

@@ -1,9 +1,10 @@
-//! A Binance-compatible REST exchange simulator serving deterministic synthetic market data.
+//! A Binance-compatible REST and WebSocket exchange simulator serving deterministic synthetic
+//! market data.
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
-//! [`Storm`]), its counters ([`SimStats`]), the running server ([`SimServer`]), the kline
-//! [`Interval`] type shared with the loader, and the [`data`] module that lets tests compute the
-//! exact records the server returns without going through HTTP.
+//! [`Storm`], [`WsFaults`]), its counters ([`SimStats`]), the running server ([`SimServer`]),
+//! the kline [`Interval`] type shared with the loader, and the [`data`] module that lets tests
+//! compute the exact records the server returns without going through HTTP or WebSocket.
 //!
 //! The server mirrors what a loader meets on `api.binance.com`: the market-data endpoints
 //! (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `aggTrades`, `historicalTrades`,
@@ -12,10 +13,25 @@
 //! spent and HTTP 418 bans for clients that keep sending; and injectable faults (latency, 503s,
 //! dropped connections, 429/418 storms, holes in the aggregate-trade ids).
 //!
-//! Two extra endpoints, never rate-limited nor faulted, serve tests and demos:
+//! On the same port, WebSocket upgrades on `/ws`, `/ws/<stream>` and `/stream?streams=a/b`
+//! serve Binance's market streams (`<s>@trade`, `<s>@aggTrade`, `<s>@kline_<iv>`, `<s>@depth`,
+//! `<s>@depth@100ms`, `<s>@bookTicker`) with live SUBSCRIBE/UNSUBSCRIBE requests, computed from
+//! the same deterministic data as the REST endpoints, plus Binance's connection behaviours
+//! (pings, 24-hour rotation, `serverShutdown`, message and connection limits) and injectable
+//! faults ([`WsFaults`]); see [`SimServer::ws_url`].
+//!
+//! Extra endpoints, never rate-limited nor faulted, serve tests and demos:
 //! `GET /sim/stats` returns [`SimStats`] as JSON, and `GET`/`POST /sim/faults` reads or replaces
 //! the faults (JSON: `{"latency_ms":0,"error_5xx_every":0,"drop_every":0,
 //! "storm":{"status":429,"count":5,"retry_after_secs":1},"missing_agg_ids":[[10,20]]}`).
+//! `GET`/`POST /sim/ws` reads or replaces the [`WsFaults`] (JSON with durations in ms, `0` =
+//! never for the optional ones: `{"ping_interval_ms":20000,"pong_timeout_ms":60000,
+//! "max_lifetime_ms":86400000,"shutdown_grace_ms":1000,"drop_every_ms":0,"stall":false,
+//! "stall_after_ms":0,"depth_gap_every":0,"max_incoming_per_sec":5,"max_streams":1024,
+//! "max_connections_per_window":300,"connection_window_ms":300000,"kline_update_ms":1000}`;
+//! a POST may send only some fields), and `POST /sim/ws/disconnect`, `/sim/ws/shutdown` and
+//! `/sim/ws/stall` do what [`SimServer::disconnect_all`], [`SimServer::send_server_shutdown`]
+//! and [`SimServer::stall_all`] do, answering `{"connections":N}`.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -37,7 +53,9 @@ mod interval;
 mod limiter;
 mod query;
 mod server;
+mod streams;
 pub mod symbols;
+mod ws;
 
 pub use interval::{Interval, ParseIntervalError};
 pub use server::SimServer;
@@ -66,6 +84,9 @@ pub struct SimConfig {
     pub listed_at_ms: i64,
     /// Injected faults; can be changed while running with [`SimServer::set_faults`].
     pub faults: Faults,
+    /// WebSocket behaviours and faults; can be changed while running with
+    /// [`SimServer::set_ws_faults`].
+    pub ws: WsFaults,
 }
 
 impl Default for SimConfig {
@@ -78,6 +99,7 @@ impl Default for SimConfig {
             agg_trade_spacing_ms: data::DEFAULT_AGG_TRADE_SPACING_MS,
             listed_at_ms: data::DEFAULT_LISTED_AT_MS,
             faults: Faults::default(),
+            ws: WsFaults::default(),
         }
     }
 }
@@ -124,6 +146,79 @@ pub struct Storm {
     pub retry_after_secs: u64,
 }
 
+/// WebSocket behaviours and injected WebSocket faults. The default is Binance's behaviour;
+/// tests compress the durations to milliseconds.
+///
+/// Changes made with [`SimServer::set_ws_faults`] apply to open connections as well as new
+/// ones (durations count from each connection's opening).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WsFaults {
+    /// The server pings every connection this often (Binance: 20 s), with the send time in
+    /// milliseconds as the payload.
+    pub ping_interval: Duration,
+    /// A connection whose oldest unanswered ping is this old is closed (Binance: 1 minute). Only
+    /// a pong echoing an outstanding ping's payload answers it.
+    pub pong_timeout: Duration,
+    /// The server closes every connection this long after it opened, with a close frame
+    /// (Binance: 24 hours).
+    pub max_lifetime: Duration,
+    /// After a `serverShutdown` event ([`SimServer::send_server_shutdown`]), connections keep
+    /// streaming this long, then get a close frame.
+    pub shutdown_grace: Duration,
+    /// `None` = never; otherwise every connection is dropped abruptly (TCP close without a close
+    /// frame) this long after it opened, so a client that reconnects at once is dropped every
+    /// `drop_every`.
+    pub drop_every: Option<Duration>,
+    /// While `true`, every open connection and every connection opened meanwhile goes silent for
+    /// good: no data, no pings, no pongs, no close frame, the TCP connection left open (the
+    /// server still reads and discards, and ends it when the client closes it). Clearing it
+    /// does not revive those connections.
+    pub stall: bool,
+    /// `None` = never; otherwise every connection goes silent (like [`stall`](Self::stall))
+    /// this long after it opened.
+    pub stall_after: Option<Duration>,
+    /// `0` = never; otherwise every Nth diff-depth event of each depth stream of a connection is
+    /// swallowed, so the next event's `U` is greater than the previous `u` + 1 (a sequence gap
+    /// that clients must resync from).
+    pub depth_gap_every: u32,
+    /// Incoming messages (text requests, pings and unsolicited pongs) per rolling second above
+    /// which a connection is closed (Binance: 5; `0` = no limit). Pongs answering the server's
+    /// pings do not count, so compressed ping intervals cannot trip it.
+    pub max_incoming_per_sec: u32,
+    /// Streams per connection (Binance: 1024): a URL with more is refused with HTTP 400, a
+    /// SUBSCRIBE that would exceed it gets an error.
+    pub max_streams: usize,
+    /// Connections one IP may open per [`connection_window`](Self::connection_window)
+    /// (Binance: 300 per 5 minutes; `0` = no limit); further upgrade requests get HTTP 429
+    /// (those rejected do not count).
+    pub max_connections_per_window: u32,
+    /// The sliding window of [`max_connections_per_window`](Self::max_connections_per_window).
+    pub connection_window: Duration,
+    /// How often kline streams push an update of the current candle (Binance: 1 s for `1s`,
+    /// 2 s for the other intervals).
+    pub kline_update: Duration,
+}
+
+impl Default for WsFaults {
+    fn default() -> Self {
+        WsFaults {
+            ping_interval: Duration::from_secs(20),
+            pong_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(1),
+            drop_every: None,
+            stall: false,
+            stall_after: None,
+            depth_gap_every: 0,
+            max_incoming_per_sec: 5,
+            max_streams: 1024,
+            max_connections_per_window: 300,
+            connection_window: Duration::from_secs(300),
+            kline_update: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Counters of everything the server answered since it started.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SimStats {
@@ -147,4 +242,30 @@ pub struct SimStats {
     pub budget_violations: u64,
     /// Requests per path (`"other"` for unknown paths).
     pub per_endpoint: BTreeMap<String, u64>,
+    /// WebSocket upgrades accepted (HTTP 101 answered).
+    pub ws_connections_opened: u64,
+    /// WebSocket connections currently open (stalled ones included).
+    pub ws_connections_open: u64,
+    /// WebSocket text messages sent: stream events, request responses and `serverShutdown`.
+    pub ws_messages_sent: u64,
+    /// Pings the server sent.
+    pub ws_pings_sent: u64,
+    /// Pong frames received (answers to the server's pings and unsolicited ones).
+    pub ws_pongs_received: u64,
+    /// Connections the server dropped abruptly ([`SimServer::disconnect_all`],
+    /// [`WsFaults::drop_every`]).
+    pub ws_forced_disconnects: u64,
+    /// WebSocket upgrade requests refused (HTTP 429 over the connection limit, HTTP 400 for bad
+    /// stream names).
+    pub ws_connection_attempts_rejected: u64,
+    /// Connections closed because a ping went unanswered.
+    pub ws_pong_timeouts: u64,
+    /// Connections closed because they reached [`WsFaults::max_lifetime`].
+    pub ws_lifetime_closes: u64,
+    /// Connections closed for sending too many messages.
+    pub ws_rate_limit_closes: u64,
+    /// Connections that got a `serverShutdown` event.
+    pub ws_shutdown_notices: u64,
+    /// Connections that went silent (stalled).
+    pub ws_stalled: u64,
 }

@@ -1,13 +1,15 @@
 //! The `exchange-sim` binary: parses flags (each also an environment variable), starts a
-//! [`SimServer`], prints `listening on http://IP:PORT` and runs until SIGINT or SIGTERM.
+//! [`SimServer`], prints `listening on http://IP:PORT` (then `websocket on ws://IP:PORT`, the
+//! same port) and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use exchange_sim::{Faults, SimConfig, SimServer};
+use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
 
-/// Binance-compatible REST exchange simulator with deterministic synthetic market data.
+/// Binance-compatible REST and WebSocket exchange simulator with deterministic synthetic
+/// market data.
 #[derive(Parser, Debug)]
 #[command(name = "exchange-sim", version, about)]
 struct Args {
@@ -45,26 +47,101 @@ struct Args {
         default_value_t = 1_502_928_000_000
     )]
     listed_at_ms: i64,
+    /// WebSocket: milliseconds between the server's pings.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_PING_INTERVAL_MS",
+        default_value_t = 20_000
+    )]
+    ws_ping_interval_ms: u64,
+    /// WebSocket: a ping unanswered this many milliseconds closes the connection.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_PONG_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    ws_pong_timeout_ms: u64,
+    /// WebSocket: connections are closed this many milliseconds after they opened.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_MAX_LIFETIME_MS",
+        default_value_t = 86_400_000
+    )]
+    ws_max_lifetime_ms: u64,
+    /// WebSocket: milliseconds between a serverShutdown event and the close.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_SHUTDOWN_GRACE_MS",
+        default_value_t = 1_000
+    )]
+    ws_shutdown_grace_ms: u64,
+    /// WebSocket: drop every connection abruptly this many milliseconds after it opened
+    /// (0 = never).
+    #[arg(long, env = "EXCHANGE_SIM_WS_DROP_EVERY_MS", default_value_t = 0)]
+    ws_drop_every_ms: u64,
+    /// WebSocket: every connection goes silent this many milliseconds after it opened
+    /// (0 = never).
+    #[arg(long, env = "EXCHANGE_SIM_WS_STALL_AFTER_MS", default_value_t = 0)]
+    ws_stall_after_ms: u64,
+    /// WebSocket: every Nth diff-depth event of a stream is swallowed (0 = never).
+    #[arg(long, env = "EXCHANGE_SIM_WS_DEPTH_GAP_EVERY", default_value_t = 0)]
+    ws_depth_gap_every: u32,
+    /// WebSocket: incoming messages per second above which a connection is closed (0 = no
+    /// limit).
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_MAX_INCOMING_PER_SEC",
+        default_value_t = 5
+    )]
+    ws_max_incoming_per_sec: u32,
+    /// WebSocket: streams per connection.
+    #[arg(long, env = "EXCHANGE_SIM_WS_MAX_STREAMS", default_value_t = 1024)]
+    ws_max_streams: usize,
+    /// WebSocket: connections per IP per window (0 = no limit); more get HTTP 429.
+    #[arg(long, env = "EXCHANGE_SIM_WS_MAX_CONNECTIONS", default_value_t = 300)]
+    ws_max_connections: u32,
+    /// WebSocket: the connection-limit window in milliseconds.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_WS_CONNECTION_WINDOW_MS",
+        default_value_t = 300_000
+    )]
+    ws_connection_window_ms: u64,
+    /// WebSocket: milliseconds between updates of the current candle on kline streams.
+    #[arg(long, env = "EXCHANGE_SIM_WS_KLINE_UPDATE_MS", default_value_t = 1_000)]
+    ws_kline_update_ms: u64,
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+fn never_if_zero(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// Registers SIGTERM and SIGINT handlers at once (so a signal sent as soon as the address is
+/// printed is not missed) and returns a future that completes on the first of them.
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    async fn recv(s: Option<Signal>) {
+        match s {
+            Some(mut s) => {
+                s.recv().await;
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            None => std::future::pending().await,
         }
     }
-    #[cfg(not(unix))]
-    {
+    async move {
+        tokio::select! {
+            _ = recv(term) => {}
+            _ = recv(int) => {}
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
@@ -92,10 +169,37 @@ async fn main() -> std::io::Result<()> {
             drop_every: args.drop_every,
             ..Faults::default()
         },
+        ws: WsFaults {
+            ping_interval: Duration::from_millis(args.ws_ping_interval_ms),
+            pong_timeout: Duration::from_millis(args.ws_pong_timeout_ms),
+            max_lifetime: Duration::from_millis(args.ws_max_lifetime_ms),
+            shutdown_grace: Duration::from_millis(args.ws_shutdown_grace_ms),
+            drop_every: never_if_zero(args.ws_drop_every_ms),
+            stall: false,
+            stall_after: never_if_zero(args.ws_stall_after_ms),
+            depth_gap_every: args.ws_depth_gap_every,
+            max_incoming_per_sec: args.ws_max_incoming_per_sec,
+            max_streams: args.ws_max_streams,
+            max_connections_per_window: args.ws_max_connections,
+            connection_window: Duration::from_millis(args.ws_connection_window_ms),
+            kline_update: Duration::from_millis(args.ws_kline_update_ms),
+        },
     };
+    let stop = stop_signal();
     let server = SimServer::start(cfg, args.listen).await?;
-    println!("listening on {}", server.base_url());
-    wait_for_signal().await;
+    {
+        // One write, errors ignored: a reader may close the pipe after the first line.
+        use std::io::Write;
+        let text = format!(
+            "listening on {}\nwebsocket on {}\n",
+            server.base_url(),
+            server.ws_url()
+        );
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+    stop.await;
     let stats = server.stats();
     server.shutdown().await;
     eprintln!(

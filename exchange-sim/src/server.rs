@@ -1,8 +1,9 @@
 //! The running simulator: the hyper 1 HTTP/1.1 server and accept loop, the per-request pipeline
 //! (storm → rate limiter → faults → endpoint), response headers, statistics and the `/sim/*`
-//! control endpoints.
+//! control endpoints. WebSocket upgrades are handed to [`crate::ws`] and their sessions run in
+//! the task of the connection they came on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +23,8 @@ use crate::data::Data;
 use crate::fmt::push_i64;
 use crate::limiter::{Limiter, Verdict, WindowDesc};
 use crate::query::Query;
-use crate::{Faults, SimConfig, SimStats, Storm};
+use crate::ws::{self, Control, Hub};
+use crate::{Faults, SimConfig, SimStats, Storm, WsFaults};
 
 type Body = Full<Bytes>;
 
@@ -62,6 +64,7 @@ struct Shared {
     spacing: i64,
     listed_at: i64,
     state: Mutex<State>,
+    ws: Arc<Hub>,
 }
 
 impl Shared {
@@ -79,9 +82,17 @@ impl Shared {
         let mut st = self.lock();
         st.storm_left = faults.storm.as_ref().map_or(0, |s| s.count);
         st.data_requests = 0;
-        st.data = data;
+        st.data = data.clone();
         st.faults = faults;
+        self.ws.set_data(data);
     }
+}
+
+/// What the requests of one TCP connection share: the peer's IP and a WebSocket upgrade
+/// accepted on it, to be served once hyper hands the connection over.
+struct Conn {
+    peer: IpAddr,
+    pending: Mutex<Option<ws::Pending>>,
 }
 
 /// A running simulated exchange. Dropping it stops the server too (without waiting).
@@ -106,6 +117,7 @@ impl SimServer {
             cfg.strikes_before_ban,
             cfg.ban_duration,
         );
+        let hub = Arc::new(Hub::new(cfg.ws.clone(), Arc::new(cfg.data())));
         let shared = Arc::new(Shared {
             weight_limit: cfg.weight_limit,
             window,
@@ -120,6 +132,7 @@ impl SimServer {
                 data_requests: 0,
                 stats: SimStats::default(),
             }),
+            ws: hub,
         });
         shared.set_faults(cfg.faults);
         let (stop, stopped) = oneshot::channel();
@@ -143,6 +156,43 @@ impl SimServer {
         self.addr
     }
 
+    /// `ws://IP:PORT` of the WebSocket streams (the same port as [`base_url`](Self::base_url)):
+    /// connect to `{ws_url}/ws/btcusdt@trade`, `{ws_url}/stream?streams=a/b` or `{ws_url}/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Replaces the WebSocket behaviours and faults; open connections follow the new values at
+    /// their next tick (durations count from each connection's opening).
+    pub fn set_ws_faults(&self, f: WsFaults) {
+        self.shared.ws.set_faults(f);
+    }
+
+    /// The WebSocket behaviours and faults in force.
+    pub fn ws_faults(&self) -> WsFaults {
+        self.shared.ws.faults()
+    }
+
+    /// Drops every open WebSocket connection abruptly (TCP close without a close frame);
+    /// returns how many there were.
+    pub fn disconnect_all(&self) -> usize {
+        self.shared.ws.broadcast(Control::Disconnect)
+    }
+
+    /// Sends a `serverShutdown` event (`{"e":"serverShutdown","E":ms}`; in combined streams
+    /// `{"stream":"!serverShutdown","data":{…}}`) to every open WebSocket connection, which
+    /// keeps streaming for [`WsFaults::shutdown_grace`] and then gets a close frame (1001).
+    /// Returns how many connections were notified.
+    pub fn send_server_shutdown(&self) -> usize {
+        self.shared.ws.broadcast(Control::Shutdown)
+    }
+
+    /// Makes every open WebSocket connection go silent for good (see [`WsFaults::stall`]);
+    /// connections opened later are not affected. Returns how many there were.
+    pub fn stall_all(&self) -> usize {
+        self.shared.ws.broadcast(Control::Stall)
+    }
+
     /// Replaces the faults. A storm starts counting anew and the "every Nth data request"
     /// counter restarts, so the Nth data request after this call is the first one hit.
     pub fn set_faults(&self, f: Faults) {
@@ -157,7 +207,7 @@ impl SimServer {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> SimStats {
-        snapshot(&mut self.shared.lock())
+        snapshot(&self.shared)
     }
 
     /// Stops accepting, closes every connection and waits until the server task has ended.
@@ -179,9 +229,14 @@ impl Drop for SimServer {
     }
 }
 
-fn snapshot(st: &mut State) -> SimStats {
-    let mut stats = st.stats.clone();
-    stats.max_window_weight = u32::try_from(st.limiter.max_window_weight()).unwrap_or(u32::MAX);
+fn snapshot(shared: &Shared) -> SimStats {
+    let mut stats = {
+        let st = shared.lock();
+        let mut stats = st.stats.clone();
+        stats.max_window_weight = u32::try_from(st.limiter.max_window_weight()).unwrap_or(u32::MAX);
+        stats
+    };
+    shared.ws.fill_stats(&mut stats);
     stats
 }
 
@@ -191,16 +246,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
         tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
                     conns.spawn(async move {
-                        let svc = service_fn(move |req| handle(shared.clone(), req));
+                        let conn = Arc::new(Conn {
+                            peer: peer.ip(),
+                            pending: Mutex::new(None),
+                        });
+                        let svc = {
+                            let (shared, conn) = (shared.clone(), conn.clone());
+                            service_fn(move |req| handle(shared.clone(), conn.clone(), req))
+                        };
                         if let Err(e) = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
+                            .with_upgrades()
                             .await
                         {
                             tracing::debug!(error = %e, "connection ended");
+                        }
+                        let pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        if let Some(pending) = pending {
+                            ws::serve(shared.ws.clone(), pending).await;
                         }
                     });
                 }
@@ -273,12 +340,20 @@ enum Plan {
 
 async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    conn: Arc<Conn>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, DropConnection> {
     let path = req.uri().path();
     if let Some(sim) = path.strip_prefix("/sim/") {
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
+    }
+    if ws::is_ws_path(path) {
+        let (resp, pending) = ws::upgrade(&shared.ws, &mut req, conn.peer);
+        if pending.is_some() {
+            *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
+        }
+        return Ok(resp);
     }
     let ep = Endpoint::from_path(path);
     let query = Query::parse(req.uri().query());
@@ -402,7 +477,7 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
     };
     let (status, body) = match (name, req.method()) {
         ("stats", _) => {
-            let stats = snapshot(&mut shared.lock());
+            let stats = snapshot(shared);
             (
                 200,
                 serde_json::to_string(&stats).unwrap_or_else(|_| "{}".into()),
@@ -426,20 +501,143 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
             }
             Err(msg) => (400, api::error_body(-1102, &msg)),
         },
+        ("ws", &Method::GET) => (200, ws_faults_json(&shared.ws.faults())),
+        ("ws", &Method::POST) | ("ws", &Method::PUT) => {
+            match read_json::<WsFaultsJson>(req).await {
+                Ok(j) => {
+                    let f = j.apply(shared.ws.faults());
+                    shared.ws.set_faults(f.clone());
+                    (200, ws_faults_json(&f))
+                }
+                Err(msg) => (400, api::error_body(-1102, &msg)),
+            }
+        }
+        ("ws/disconnect", &Method::POST) => ws_count(shared.ws.broadcast(Control::Disconnect)),
+        ("ws/shutdown", &Method::POST) => ws_count(shared.ws.broadcast(Control::Shutdown)),
+        ("ws/stall", &Method::POST) => ws_count(shared.ws.broadcast(Control::Stall)),
         _ => (404, ApiError::not_found().body()),
     };
     respond(shared, status, body, &meta)
 }
 
-async fn read_faults(req: Request<Incoming>) -> Result<Faults, String> {
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, String> {
     let body = Limited::new(req.into_body(), 1 << 20)
         .collect()
         .await
         .map_err(|e| format!("could not read body: {e}"))?
         .to_bytes();
-    let json: FaultsJson =
-        serde_json::from_slice(&body).map_err(|e| format!("invalid faults JSON: {e}"))?;
-    json.try_into()
+    serde_json::from_slice(&body).map_err(|e| format!("invalid faults JSON: {e}"))
+}
+
+async fn read_faults(req: Request<Incoming>) -> Result<Faults, String> {
+    read_json::<FaultsJson>(req).await?.try_into()
+}
+
+fn ws_count(n: usize) -> (u16, String) {
+    (200, format!("{{\"connections\":{n}}}"))
+}
+
+/// The JSON form of [`WsFaults`] used by `/sim/ws`: durations in ms, `0` = never for the
+/// optional ones; fields left out of a POST keep their current value.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WsFaultsJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ping_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pong_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_lifetime_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drop_every_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stall: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stall_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth_gap_every: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_incoming_per_sec: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_streams: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections_per_window: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_window_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kline_update_ms: Option<u64>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn ws_faults_json(f: &WsFaults) -> String {
+    let j = WsFaultsJson {
+        ping_interval_ms: Some(ms(f.ping_interval)),
+        pong_timeout_ms: Some(ms(f.pong_timeout)),
+        max_lifetime_ms: Some(ms(f.max_lifetime)),
+        shutdown_grace_ms: Some(ms(f.shutdown_grace)),
+        drop_every_ms: Some(f.drop_every.map_or(0, ms)),
+        stall: Some(f.stall),
+        stall_after_ms: Some(f.stall_after.map_or(0, ms)),
+        depth_gap_every: Some(f.depth_gap_every),
+        max_incoming_per_sec: Some(f.max_incoming_per_sec),
+        max_streams: Some(f.max_streams),
+        max_connections_per_window: Some(f.max_connections_per_window),
+        connection_window_ms: Some(ms(f.connection_window)),
+        kline_update_ms: Some(ms(f.kline_update)),
+    };
+    serde_json::to_string(&j).unwrap_or_else(|_| "{}".into())
+}
+
+impl WsFaultsJson {
+    fn apply(self, mut f: WsFaults) -> WsFaults {
+        let d = Duration::from_millis;
+        let opt = |v: u64| (v > 0).then(|| Duration::from_millis(v));
+        if let Some(v) = self.ping_interval_ms {
+            f.ping_interval = d(v);
+        }
+        if let Some(v) = self.pong_timeout_ms {
+            f.pong_timeout = d(v);
+        }
+        if let Some(v) = self.max_lifetime_ms {
+            f.max_lifetime = d(v);
+        }
+        if let Some(v) = self.shutdown_grace_ms {
+            f.shutdown_grace = d(v);
+        }
+        if let Some(v) = self.drop_every_ms {
+            f.drop_every = opt(v);
+        }
+        if let Some(v) = self.stall {
+            f.stall = v;
+        }
+        if let Some(v) = self.stall_after_ms {
+            f.stall_after = opt(v);
+        }
+        if let Some(v) = self.depth_gap_every {
+            f.depth_gap_every = v;
+        }
+        if let Some(v) = self.max_incoming_per_sec {
+            f.max_incoming_per_sec = v;
+        }
+        if let Some(v) = self.max_streams {
+            f.max_streams = v;
+        }
+        if let Some(v) = self.max_connections_per_window {
+            f.max_connections_per_window = v;
+        }
+        if let Some(v) = self.connection_window_ms {
+            f.connection_window = d(v);
+        }
+        if let Some(v) = self.kline_update_ms {
+            f.kline_update = d(v);
+        }
+        f
+    }
 }
 
 /// The JSON form of [`Faults`] used by `/sim/faults`.
