@@ -187,6 +187,50 @@ pub struct JobArgs {
     )]
     pub kafka_message_key: String,
 
+    /// Live candles: publish every update of the open candle, not only closed candles
+    #[arg(long, env = "WS_ALL_KLINE_UPDATES", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub ws_all_kline_updates: bool,
+
+    /// ws_orderbook: seconds between published order-book snapshots
+    #[arg(
+        long,
+        env = "ORDERBOOK_SNAPSHOT_INTERVAL",
+        default_value_t = 1.0,
+        value_name = "SECONDS"
+    )]
+    pub orderbook_snapshot_interval: f64,
+
+    /// ws_orderbook: price levels per side in each snapshot
+    #[arg(long, env = "ORDERBOOK_DEPTH", default_value_t = 20, value_name = "N")]
+    pub orderbook_depth: usize,
+
+    /// Live types: seconds without data or ping before a connection counts as dead and is replaced
+    #[arg(
+        long,
+        env = "WS_IDLE_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECONDS"
+    )]
+    pub ws_idle_timeout: f64,
+
+    /// Live types: seconds after which a connection is replaced by a new, overlapping one (Binance cuts at 24 h)
+    #[arg(
+        long,
+        env = "WS_ROTATE_AFTER",
+        default_value_t = 84_600.0,
+        value_name = "SECONDS"
+    )]
+    pub ws_rotate_after: f64,
+
+    /// Live types: streams per WebSocket connection, at most 1024
+    #[arg(
+        long,
+        env = "WS_STREAMS_PER_CONNECTION",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub ws_streams_per_connection: usize,
+
     /// Port of the Prometheus /metrics and /healthz endpoint; 0 disables it
     #[arg(
         long,
@@ -323,44 +367,102 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// What the job loads. Names follow `<source>_<kind>[_<interval>]` (`api_candles_1m`, `api_trades`),
-/// the grammar live (`ws_*`) and archive types share.
+/// What the job loads. Names follow `<source>_<kind>[_<interval>]`: `api_*` load history over
+/// REST, `ws_*` follow live WebSocket streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
     Candles(Interval),
     AggTrades,
+    Live(LiveType),
+}
+
+/// The live (WebSocket) data types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveType {
+    /// Raw trades, `@trade`.
+    Trades,
+    /// Aggregate trades, `@aggTrade`.
+    AggTrades,
+    /// Candles, `@kline_<interval>`.
+    Candles(Interval),
+    /// Diff depth, `@depth@100ms`.
+    Depth,
+    /// A local order book kept in sync from a REST snapshot plus diffs.
+    OrderBook,
+    /// Best bid and ask, `@bookTicker`.
+    BookTicker,
+}
+
+impl LiveType {
+    /// The stream name for `symbol` (Binance wants lower case).
+    pub fn stream(&self, symbol: &str) -> String {
+        let s = symbol.to_ascii_lowercase();
+        match self {
+            LiveType::Trades => format!("{s}@trade"),
+            LiveType::AggTrades => format!("{s}@aggTrade"),
+            LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
+            LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
+            LiveType::BookTicker => format!("{s}@bookTicker"),
+        }
+    }
 }
 
 pub const VALID_TYPES: &str = "api_candles_<interval> (e.g. api_candles_1m, api_candles_1h, api_candles_1M), \
-api_candles together with INTERVAL, or api_trades (aggregate trades); intervals: 1s 1m 3m 5m 15m 30m 1h 2h \
+api_candles together with INTERVAL, api_trades (aggregate trades), ws_trades, ws_aggtrades, ws_candles_<interval> \
+(or ws_candles with INTERVAL), ws_depth, ws_orderbook, ws_bookticker; intervals: 1s 1m 3m 5m 15m 30m 1h 2h \
 4h 6h 8h 12h 1d 3d 1w 1M";
 
 impl DataType {
     pub fn parse(type_value: &str, interval: Option<&str>) -> Result<DataType, String> {
         let t = type_value.trim();
+        let interval = interval.map(str::trim).filter(|s| !s.is_empty());
         let parse_iv = |iv: &str, var: &str| {
-            iv.parse::<Interval>()
-                .map_err(|_| format!("{var} {iv:?} is not a Binance interval; expected one of: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M"))
+            iv.parse::<Interval>().map_err(|_| {
+                format!("{var} {iv:?} is not a Binance interval; expected one of: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M")
+            })
         };
-        if t == "api_trades" || t == "api_aggtrades" {
-            return Ok(DataType::AggTrades);
-        }
-        if t == "api_candles" {
-            return match interval.map(str::trim).filter(|s| !s.is_empty()) {
-                Some(iv) => Ok(DataType::Candles(parse_iv(iv, "INTERVAL")?)),
-                None => Err("TYPE api_candles needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: api_candles_1m".into()),
+        // `<prefix>_candles` with INTERVAL, or `<prefix>_candles_<iv>` agreeing with it.
+        let candles = |rest: &str| -> Result<Option<Interval>, String> {
+            if rest == "candles" {
+                return match interval {
+                    Some(iv) => parse_iv(iv, "INTERVAL").map(Some),
+                    None => Err(format!(
+                        "TYPE {t} needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: {t}_1m"
+                    )),
+                };
+            }
+            let Some(iv) = rest.strip_prefix("candles_") else {
+                return Ok(None);
             };
-        }
-        if let Some(iv) = t.strip_prefix("api_candles_") {
             let parsed = parse_iv(iv, "the interval in TYPE")?;
-            if let Some(other) = interval.map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some(other) = interval {
                 if other.parse::<Interval>().ok() != Some(parsed) {
                     return Err(format!(
                         "TYPE {t:?} names interval {iv} but INTERVAL is {other:?}: give one or make them agree"
                     ));
                 }
             }
-            return Ok(DataType::Candles(parsed));
+            Ok(Some(parsed))
+        };
+        if let Some(rest) = t.strip_prefix("api_") {
+            if rest == "trades" || rest == "aggtrades" {
+                return Ok(DataType::AggTrades);
+            }
+            if let Some(iv) = candles(rest)? {
+                return Ok(DataType::Candles(iv));
+            }
+        } else if let Some(rest) = t.strip_prefix("ws_") {
+            let live = match rest {
+                "trades" => Some(LiveType::Trades),
+                "aggtrades" => Some(LiveType::AggTrades),
+                "depth" => Some(LiveType::Depth),
+                "orderbook" => Some(LiveType::OrderBook),
+                "bookticker" => Some(LiveType::BookTicker),
+                _ => candles(rest)?.map(LiveType::Candles),
+            };
+            if let Some(live) = live {
+                return Ok(DataType::Live(live));
+            }
         }
         Err(format!(
             "TYPE {t:?} is not a known data type; valid forms: {VALID_TYPES}"
@@ -372,7 +474,17 @@ impl DataType {
         match self {
             DataType::Candles(iv) => format!("api_candles_{iv}"),
             DataType::AggTrades => "api_trades".into(),
+            DataType::Live(LiveType::Trades) => "ws_trades".into(),
+            DataType::Live(LiveType::AggTrades) => "ws_aggtrades".into(),
+            DataType::Live(LiveType::Candles(iv)) => format!("ws_candles_{iv}"),
+            DataType::Live(LiveType::Depth) => "ws_depth".into(),
+            DataType::Live(LiveType::OrderBook) => "ws_orderbook".into(),
+            DataType::Live(LiveType::BookTicker) => "ws_bookticker".into(),
         }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self, DataType::Live(_))
     }
 }
 
@@ -415,13 +527,31 @@ pub struct BinanceConfig {
     pub request_timeout: Duration,
 }
 
+/// Live (WebSocket) settings.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Publish every candle update, not only closed candles.
+    pub all_kline_updates: bool,
+    /// Cadence of order-book snapshots.
+    pub book_snapshot_interval: Duration,
+    /// Levels per side in order-book snapshots.
+    pub book_depth: usize,
+    /// A connection with no data and no ping for this long is dead.
+    pub idle_timeout: Duration,
+    /// Connections are replaced (overlapping) after this long, before Binance's 24-hour cut.
+    pub rotate_after: Duration,
+    /// Streams per connection (Binance allows 1024).
+    pub streams_per_connection: usize,
+}
+
 /// A validated job.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
     pub queue_id: String,
     pub symbols: Vec<String>,
     pub data_type: DataType,
-    pub range: TimeRange,
+    /// Required for REST types; optional for live ones (without it they run until stopped).
+    pub range: Option<TimeRange>,
     pub topic: String,
     pub producer_id: String,
     pub control_topic: String,
@@ -431,6 +561,7 @@ pub struct JobConfig {
     pub debug: bool,
     pub metrics_port: u16,
     pub binance: BinanceConfig,
+    pub live: LiveConfig,
     pub kafka: KafkaConfig,
     /// Connection of the control listener (consumer credentials when given).
     pub control_kafka: KafkaConfig,
@@ -605,12 +736,15 @@ impl JobArgs {
         })?;
         let data_type =
             DataType::parse(type_value, self.interval.as_deref()).map_err(LoaderError::config)?;
-        let range = TimeRange::parse(non_empty(&self.time_range).ok_or_else(|| {
-            LoaderError::config(
-                "TIME_RANGE is not set: expected START:END, e.g. 2024-01-01:2024-02-01 (flag --time-range)",
-            )
-        })?)
-        .map_err(LoaderError::config)?;
+        let range = match non_empty(&self.time_range) {
+            Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
+            None if data_type.is_live() => None,
+            None => {
+                return Err(LoaderError::config(
+                    "TIME_RANGE is not set: expected START:END, e.g. 2024-01-01:2024-02-01 (flag --time-range)",
+                ))
+            }
+        };
         let queue_id = non_empty(&self.queue_id)
             .map(str::to_string)
             .unwrap_or_else(|| {
@@ -716,6 +850,24 @@ impl JobArgs {
                 max_retry_after: Duration::from_secs(self.max_retry_after),
                 request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
             },
+            live: LiveConfig {
+                all_kline_updates: self.ws_all_kline_updates,
+                book_snapshot_interval: seconds("ORDERBOOK_SNAPSHOT_INTERVAL", self.orderbook_snapshot_interval)?,
+                book_depth: match self.orderbook_depth {
+                    1..=5000 => self.orderbook_depth,
+                    n => return Err(LoaderError::config(format!("ORDERBOOK_DEPTH must be between 1 and 5000, got {n}"))),
+                },
+                idle_timeout: seconds("WS_IDLE_TIMEOUT", self.ws_idle_timeout)?,
+                rotate_after: seconds("WS_ROTATE_AFTER", self.ws_rotate_after)?,
+                streams_per_connection: match self.ws_streams_per_connection {
+                    1..=1024 => self.ws_streams_per_connection,
+                    n => {
+                        return Err(LoaderError::config(format!(
+                            "WS_STREAMS_PER_CONNECTION must be between 1 and 1024 (Binance's limit), got {n}"
+                        )))
+                    }
+                },
+            },
             kafka,
             control_kafka,
         })
@@ -729,6 +881,20 @@ impl JobArgs {
             .unwrap_or_else(|| "queue-events".into());
         check_topic_name("QUEUE_EVENTS_TOPIC", &topic).ok()?;
         Some((kafka, topic))
+    }
+}
+
+impl JobConfig {
+    /// The range as telemetry and logs show it (`live` without one).
+    pub fn range_text(&self) -> String {
+        match self.range {
+            Some(r) => format!(
+                "{}:{}",
+                crate::time_range::fmt_ms(r.start_ms),
+                crate::time_range::fmt_ms(r.end_ms)
+            ),
+            None => "live".into(),
+        }
     }
 }
 
@@ -774,6 +940,22 @@ mod tests {
         );
         let e = DataType::parse("api_candles", None).unwrap_err();
         assert!(e.contains("INTERVAL"), "{e}");
+        assert_eq!(
+            DataType::parse("ws_candles", Some("1m")).unwrap().name(),
+            "ws_candles_1m"
+        );
+        for live in [
+            "ws_trades",
+            "ws_aggtrades",
+            "ws_candles_1h",
+            "ws_depth",
+            "ws_orderbook",
+            "ws_bookticker",
+        ] {
+            let t = DataType::parse(live, None).unwrap();
+            assert!(t.is_live());
+            assert_eq!(t.name(), live);
+        }
         let e = DataType::parse("api_candles_7m", None).unwrap_err();
         assert!(e.contains("1s 1m"), "{e}");
         let e = DataType::parse("candles", None).unwrap_err();

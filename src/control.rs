@@ -55,8 +55,9 @@ pub struct ControlListener {
 }
 
 impl ControlListener {
-    /// Starts listening; returns once the listener is positioned at the topic's end (or after
-    /// `ready_timeout` if the topic is not there yet: it keeps trying in the background).
+    /// Starts listening; returns once the listener is positioned at the topic's end, or has found
+    /// the topic missing (it keeps trying in the background: nothing can have been sent to a
+    /// topic that does not exist), or after `ready_timeout`.
     pub fn start(
         k: &KafkaConfig,
         topic: &str,
@@ -130,8 +131,9 @@ fn listen(
             Ok(()) => break,
             Err(e) => {
                 if !warned {
-                    tracing::warn!(topic, error = %e, "control topic not readable yet; retrying");
+                    tracing::warn!(topic, error = %e, "control topic not readable yet; retrying in the background");
                     warned = true;
+                    let _ = ready.send(());
                 }
                 let until = Instant::now() + Duration::from_secs(2);
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {

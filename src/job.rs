@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binance::rest::RestStats;
 use crate::binance::Exchange;
-use crate::config::JobConfig;
+use crate::config::{DataType, JobConfig};
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::sink::KafkaSink;
+use crate::source::live::LiveSource;
 use crate::source::{self, SourceContext, SourceSummary};
 use crate::status::{LiveStatus, Phase};
 
@@ -83,7 +84,7 @@ pub async fn load(
     tracing::info!(
         symbols = %cfg.symbols.join(","),
         data_type = %cfg.data_type.name(),
-        range = %cfg.range,
+        range = %cfg.range_text(),
         topic = %cfg.topic,
         "loading"
     );
@@ -102,16 +103,38 @@ pub async fn load(
         })
         .map_err(|e| LoaderError::Other(format!("cannot start the Kafka sink thread: {e}")))?;
 
-    let mut sources = JoinSet::new();
-    for symbol in &cfg.symbols {
-        let ctx = SourceContext {
-            exchange: exchange.clone(),
-            symbol: Arc::from(symbol.as_str()),
-            range: cfg.range,
-            page_limit: cfg.binance.page_limit,
-            concurrency: cfg.binance.concurrency,
-        };
-        sources.spawn(source::load(cfg.data_type, ctx, tx.clone()));
+    let mut sources: JoinSet<Result<Vec<SourceSummary>>> = JoinSet::new();
+    match cfg.data_type {
+        DataType::Live(live_type) => {
+            // Combined streams: as many symbols per connection as Binance allows.
+            for chunk in cfg.symbols.chunks(cfg.live.streams_per_connection) {
+                let source = LiveSource {
+                    exchange: exchange.clone(),
+                    live_type,
+                    symbols: chunk.iter().map(|s| Arc::from(s.as_str())).collect(),
+                    range: cfg.range,
+                    ws_url: cfg.binance.ws_url.clone(),
+                    cfg: cfg.live.clone(),
+                    page_limit: cfg.binance.page_limit,
+                    status: status.clone(),
+                    stop: stop.clone(),
+                };
+                sources.spawn(source.run(tx.clone()));
+            }
+        }
+        rest_type => {
+            for symbol in &cfg.symbols {
+                let ctx = SourceContext {
+                    exchange: exchange.clone(),
+                    symbol: Arc::from(symbol.as_str()),
+                    range: cfg.range,
+                    page_limit: cfg.binance.page_limit,
+                    concurrency: cfg.binance.concurrency,
+                };
+                let load = source::load(rest_type, ctx, tx.clone());
+                sources.spawn(async move { load.await.map(|s| vec![s]) });
+            }
+        }
     }
     drop(tx);
 
@@ -122,9 +145,11 @@ pub async fn load(
         tokio::select! {
             joined = sources.join_next() => match joined {
                 None => break,
-                Some(Ok(Ok(summary))) => {
-                    status.complete(&summary.symbol);
-                    summaries.push(summary);
+                Some(Ok(Ok(done))) => {
+                    for summary in done {
+                        status.complete(&summary.symbol);
+                        summaries.push(summary);
+                    }
                 }
                 Some(Ok(Err(e))) => {
                     failure.get_or_insert(e);
@@ -139,10 +164,15 @@ pub async fn load(
             _ = stop.cancelled(), if !interrupted => {
                 tracing::info!("stop requested: no more fetching; publishing what was fetched");
                 interrupted = true;
-                sources.abort_all();
+                // Live sources stop by themselves, publishing what they received.
+                if !cfg.data_type.is_live() {
+                    sources.abort_all();
+                }
             }
         }
     }
+    // A live source may have ended on the stop before the stop branch above ran.
+    interrupted |= stop.is_cancelled();
     // All senders are gone: the sink drains, flushes and ends.
     let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
         .await

@@ -35,11 +35,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         symbol: cfg.symbols.join(","),
         data_type: cfg.data_type.name(),
         producer: cfg.producer_id.clone(),
-        time_range: format!(
-            "{}:{}",
-            fmt_ms(cfg.range.start_ms),
-            fmt_ms(cfg.range.end_ms)
-        ),
+        time_range: cfg.range_text(),
         kafka_topic: cfg.topic.clone(),
     };
     let telemetry = Arc::new(TelemetryPublisher::new(
@@ -134,7 +130,7 @@ async fn run_protocol(
             "Started loading {} {} for {}",
             cfg.symbols.join(","),
             cfg.data_type.name(),
-            cfg.range
+            cfg.range_text()
         ),
         Some(status),
         Map::new(),
@@ -329,7 +325,7 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
         report.records_written,
         cfg.data_type.name(),
         cfg.symbols.join(","),
-        cfg.range,
+        cfg.range_text(),
         cfg.topic,
         report.elapsed.as_secs_f64(),
         report.records_per_second(),

@@ -45,6 +45,62 @@ pub struct AggTradeRecord<'a> {
     pub is_best_match: bool,
 }
 
+/// One raw trade (`ws_trades`; `_key` = `SYMBOL_trade_ID`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TradeRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    pub trade_id: u64,
+    pub price: &'a str,
+    pub quantity: &'a str,
+    pub timestamp: i64,
+    pub is_buyer_maker: bool,
+    pub is_best_match: bool,
+}
+
+/// One diff-depth event (`ws_depth`; `_key` = `SYMBOL_depth_FINALUPDATEID`). Price levels are
+/// `[price, quantity]` strings as Binance sends them; quantity "0" removes the level.
+#[derive(Debug, Serialize)]
+pub struct DepthUpdateRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    pub timestamp: i64,
+    pub first_update_id: u64,
+    pub final_update_id: u64,
+    pub bids: &'a [[&'a str; 2]],
+    pub asks: &'a [[&'a str; 2]],
+    /// The previous event of this symbol did not end at `first_update_id - 1`: updates were lost.
+    pub sequence_break: bool,
+}
+
+/// A local order-book snapshot (`ws_orderbook`; `_key` = `SYMBOL_book_LASTUPDATEID`), best levels
+/// first.
+#[derive(Debug, Serialize)]
+pub struct OrderBookRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    pub timestamp: i64,
+    pub last_update_id: u64,
+    pub bids: Vec<[&'a str; 2]>,
+    pub asks: Vec<[&'a str; 2]>,
+    /// Times this book was rebuilt from a new REST snapshot after its diff sequence broke.
+    pub resyncs: u64,
+}
+
+/// Best bid and ask (`ws_bookticker`; `_key` = `SYMBOL_bookticker_UPDATEID`).
+#[derive(Debug, Serialize)]
+pub struct BookTickerRecord<'a> {
+    pub _key: &'a str,
+    pub symbol: &'a str,
+    /// Receive time: Binance's spot bookTicker carries no event time.
+    pub timestamp: i64,
+    pub update_id: u64,
+    pub best_bid_price: &'a str,
+    pub best_bid_qty: &'a str,
+    pub best_ask_price: &'a str,
+    pub best_ask_qty: &'a str,
+}
+
 /// A REST kline row: `[openTime, open, high, low, close, volume, closeTime, quoteVolume, trades,
 /// takerBuyBase, takerBuyQuote, ignore]`.
 #[derive(Debug, Deserialize)]
@@ -148,6 +204,11 @@ impl RecordBatch {
             key_end: (key_start + key_len) as u32,
         });
         self.last_timestamp = timestamp;
+    }
+
+    /// Appends any record whose first field is `_key` (equal to `key`).
+    pub fn push_record<T: Serialize>(&mut self, timestamp: i64, key: &str, record: &T) {
+        self.push_with(timestamp, key.len(), record);
     }
 
     pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) {

@@ -49,13 +49,16 @@ pub struct LiveStatus {
     pub delivery: OnceLock<Arc<DeliveryContext>>,
     pub rest: OnceLock<Arc<RestStats>>,
     pub limiter: OnceLock<Arc<WeightLimiter>>,
-    range: TimeRange,
+    range: Option<TimeRange>,
+    /// Newest event time seen (live types), for lag.
+    pub last_event_ms: AtomicI64,
     /// Per symbol: the newest timestamp handed to the sink.
     covered: Vec<(Arc<str>, AtomicI64)>,
 }
 
 impl LiveStatus {
-    pub fn new(range: TimeRange, symbols: &[String]) -> Self {
+    pub fn new(range: Option<TimeRange>, symbols: &[String]) -> Self {
+        let start = range.map(|r| r.start_ms).unwrap_or(0);
         LiveStatus {
             started: Instant::now(),
             phase: AtomicU8::new(Phase::Starting as u8),
@@ -64,9 +67,10 @@ impl LiveStatus {
             rest: OnceLock::new(),
             limiter: OnceLock::new(),
             range,
+            last_event_ms: AtomicI64::new(0),
             covered: symbols
                 .iter()
-                .map(|s| (Arc::from(s.as_str()), AtomicI64::new(range.start_ms)))
+                .map(|s| (Arc::from(s.as_str()), AtomicI64::new(start)))
                 .collect(),
         }
     }
@@ -101,23 +105,31 @@ impl LiveStatus {
 
     /// Marks a symbol's range as done (its source finished).
     pub fn complete(&self, symbol: &str) {
-        self.advance(symbol, 0, self.range.end_ms - 1);
+        if let Some(r) = self.range {
+            self.advance(symbol, 0, r.end_ms - 1);
+        }
     }
 
     /// Share of the range covered, 0..=1, averaged over symbols.
     pub fn progress(&self) -> f64 {
-        if self.covered.is_empty() {
+        let Some(range) = self.range.filter(|_| !self.covered.is_empty()) else {
             return 0.0;
-        }
-        let len = self.range.len_ms().max(1) as f64;
+        };
+        let len = range.len_ms().max(1) as f64;
         let sum: f64 = self
             .covered
             .iter()
             .map(|(_, t)| {
-                ((t.load(Ordering::Relaxed) - self.range.start_ms) as f64 / len).clamp(0.0, 1.0)
+                ((t.load(Ordering::Relaxed) - range.start_ms) as f64 / len).clamp(0.0, 1.0)
             })
             .sum();
         sum / self.covered.len() as f64
+    }
+
+    /// Milliseconds between now and the newest event seen (live types).
+    pub fn lag_ms(&self) -> Option<i64> {
+        let t = self.last_event_ms.load(Ordering::Relaxed);
+        (t > 0).then(|| (chrono::Utc::now().timestamp_millis() - t).max(0))
     }
 
     /// (weight used in the current window, budget, window seconds).

@@ -152,6 +152,10 @@ impl TelemetryPublisher {
                 json!({"used": used, "budget": budget, "window_seconds": window}),
             );
         }
+        if let Some(lag) = live.and_then(|l| l.lag_ms()) {
+            // Live types: how far behind the exchange the newest published event is.
+            obj.insert("lag_ms".into(), json!(lag));
+        }
         if status.is_terminal() {
             obj.insert("finished_at".into(), json!(now));
         }

@@ -28,11 +28,17 @@ struct Probe<'a> {
     open_time: Option<i64>,
     trade_id: Option<u64>,
     first_trade_id: Option<u64>,
+    first_update_id: Option<u64>,
+    final_update_id: Option<u64>,
+    last_update_id: Option<u64>,
+    update_id: Option<u64>,
 }
 
 #[derive(Default)]
 struct Group {
     values: Vec<i64>,
+    /// Diff depth: (first, final) update ids, to check the sequence.
+    spans: Vec<(u64, u64)>,
     first_ts: i64,
     last_ts: i64,
     outside: u64,
@@ -108,7 +114,7 @@ impl VerifyReport {
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
             for (a, b) in &g.missing_ranges {
-                if g.data_type.starts_with("api_candles") {
+                if g.data_type.starts_with("candles_") {
                     s += &format!("      missing candles {} .. {}\n", fmt_ms(*a), fmt_ms(*b));
                 } else {
                     s += &format!("      missing ids {a} .. {b}\n");
@@ -223,24 +229,29 @@ pub fn verify_topic(
         };
         use std::fmt::Write;
         key_buf.clear();
-        let (data_type, value) = match (
-            probe.interval,
-            probe.open_time,
-            probe.trade_id,
-            probe.first_trade_id,
-        ) {
-            (Some(iv), Some(open), _, _) => {
-                let _ = write!(key_buf, "{symbol}_{iv}_{open}");
-                (format!("api_candles_{iv}"), open)
-            }
-            (None, _, Some(id), Some(_)) => {
-                let _ = write!(key_buf, "{symbol}_agg_{id}");
-                ("api_trades".to_string(), id as i64)
-            }
-            _ => {
-                unreadable += 1;
-                continue;
-            }
+        let mut span = None;
+        let (data_type, value) = if let (Some(iv), Some(open)) = (probe.interval, probe.open_time) {
+            let _ = write!(key_buf, "{symbol}_{iv}_{open}");
+            (format!("candles_{iv}"), open)
+        } else if let (Some(id), Some(_)) = (probe.trade_id, probe.first_trade_id) {
+            let _ = write!(key_buf, "{symbol}_agg_{id}");
+            ("agg_trades".to_string(), id as i64)
+        } else if let Some(id) = probe.trade_id {
+            let _ = write!(key_buf, "{symbol}_trade_{id}");
+            ("trades".to_string(), id as i64)
+        } else if let (Some(first), Some(last)) = (probe.first_update_id, probe.final_update_id) {
+            let _ = write!(key_buf, "{symbol}_depth_{last}");
+            span = Some((first, last));
+            ("depth".to_string(), last as i64)
+        } else if let Some(id) = probe.last_update_id {
+            let _ = write!(key_buf, "{symbol}_book_{id}");
+            ("order_book".to_string(), id as i64)
+        } else if let Some(id) = probe.update_id {
+            let _ = write!(key_buf, "{symbol}_bookticker_{id}");
+            ("book_ticker".to_string(), id as i64)
+        } else {
+            unreadable += 1;
+            continue;
         };
         let g = groups
             .entry((symbol.to_string(), data_type))
@@ -250,6 +261,9 @@ pub fn verify_topic(
                 ..Default::default()
             });
         g.values.push(value);
+        if let Some(s) = span {
+            g.spans.push(s);
+        }
         g.first_ts = g.first_ts.min(ts);
         g.last_ts = g.last_ts.max(ts);
         if key != key_buf {
@@ -270,7 +284,7 @@ pub fn verify_topic(
         g.values.dedup();
         let duplicates = total - g.values.len() as u64;
         let (missing, missing_ranges) = match data_type
-            .strip_prefix("api_candles_")
+            .strip_prefix("candles_")
             .map(|iv| iv.parse::<Interval>())
         {
             Some(Ok(iv)) => {
@@ -287,7 +301,10 @@ pub fn verify_topic(
                 candle_gaps(iv, &g.values, from, to)
             }
             Some(Err(_)) => (0, Vec::new()),
-            None => id_gaps(&g.values),
+            None if data_type == "agg_trades" || data_type == "trades" => id_gaps(&g.values),
+            None if data_type == "depth" => update_gaps(&mut g.spans),
+            // Snapshots and tickers are samples: only duplicates can be wrong.
+            None => (0, Vec::new()),
         };
         reports.push(GroupReport {
             symbol,
@@ -346,6 +363,23 @@ fn candle_gaps(iv: Interval, present: &[i64], from: i64, to: i64) -> (u64, Vec<(
             x = iv.next_open(x);
         }
         note(expected, last, n, &mut ranges);
+    }
+    (missing, ranges)
+}
+
+/// Update ids no diff-depth event covers, between the first and the last event.
+fn update_gaps(spans: &mut [(u64, u64)]) -> (u64, Vec<(i64, i64)>) {
+    spans.sort_unstable_by_key(|s| s.1);
+    let mut missing = 0u64;
+    let mut ranges = Vec::new();
+    for w in spans.windows(2) {
+        let (prev_last, next_first) = (w[0].1, w[1].0);
+        if next_first > prev_last + 1 {
+            missing += next_first - prev_last - 1;
+            if ranges.len() < 10 {
+                ranges.push((prev_last as i64 + 1, next_first as i64 - 1));
+            }
+        }
     }
     (missing, ranges)
 }

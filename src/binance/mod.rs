@@ -3,6 +3,7 @@
 
 pub mod limiter;
 pub mod rest;
+pub mod stream;
 
 use std::sync::Arc;
 

@@ -36,25 +36,26 @@ struct Page {
 impl AggTradeSource {
     pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
         let ctx = &self.ctx;
+        let range = ctx.required_range()?;
         let mut summary = SourceSummary {
             symbol: ctx.symbol.to_string(),
             ..Default::default()
         };
         let now = ctx.exchange.server_now_ms();
         // Trades of the last second may still be arriving; stop before them.
-        let end = if ctx.range.end_ms > now - 1000 {
+        let end = if range.end_ms > now - 1000 {
             let until = now - 1000;
-            tracing::info!(symbol = %ctx.symbol, requested_end = %fmt_ms(ctx.range.end_ms), loading_until = %fmt_ms(until),
+            tracing::info!(symbol = %ctx.symbol, requested_end = %fmt_ms(range.end_ms), loading_until = %fmt_ms(until),
                 "TIME_RANGE reaches past the present: loading the trades that exist");
             summary.clamped_end = Some(until);
             until
         } else {
-            ctx.range.end_ms
+            range.end_ms
         };
-        if end <= ctx.range.start_ms {
+        if end <= range.start_ms {
             return Ok(summary);
         }
-        let Some(first_id) = self.first_id_at_or_after(ctx.range.start_ms, end).await? else {
+        let Some(first_id) = self.first_id_at_or_after(range.start_ms, end).await? else {
             tracing::info!(symbol = %ctx.symbol, "no aggregate trades in the range");
             return Ok(summary);
         };

@@ -22,6 +22,7 @@ pub struct KlineSource {
 impl KlineSource {
     pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
         let ctx = &self.ctx;
+        let range = ctx.required_range()?;
         let iv = self.interval;
         let mut summary = SourceSummary {
             symbol: ctx.symbol.to_string(),
@@ -29,19 +30,19 @@ impl KlineSource {
         };
         // Only closed candles: the one open now is still changing.
         let current_open = iv.align_down(ctx.exchange.server_now_ms());
-        let end = if ctx.range.end_ms > current_open {
+        let end = if range.end_ms > current_open {
             tracing::info!(
                 symbol = %ctx.symbol,
-                requested_end = %fmt_ms(ctx.range.end_ms),
+                requested_end = %fmt_ms(range.end_ms),
                 loading_until = %fmt_ms(current_open),
                 "TIME_RANGE reaches past the present: loading the closed candles that exist"
             );
             summary.clamped_end = Some(current_open);
             current_open
         } else {
-            ctx.range.end_ms
+            range.end_ms
         };
-        let first = iv.align_up(ctx.range.start_ms);
+        let first = iv.align_up(range.start_ms);
         let limit = ctx.page_limit as i64;
         let windows = window_starts(iv, first, end, limit);
         let iv_name = iv.to_string();

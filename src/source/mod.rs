@@ -3,6 +3,7 @@
 
 pub mod agg_trades;
 pub mod klines;
+pub mod live;
 
 use std::sync::Arc;
 
@@ -20,9 +21,19 @@ use crate::time_range::TimeRange;
 pub struct SourceContext {
     pub exchange: Arc<Exchange>,
     pub symbol: Arc<str>,
-    pub range: TimeRange,
+    /// Always present for REST types (the configuration requires it).
+    pub range: Option<TimeRange>,
     pub page_limit: u32,
     pub concurrency: usize,
+}
+
+impl SourceContext {
+    /// The range a REST source loads.
+    pub fn required_range(&self) -> Result<TimeRange> {
+        self.range.ok_or_else(|| {
+            crate::error::LoaderError::config("TIME_RANGE is required for REST (api_*) types")
+        })
+    }
 }
 
 /// What a source found, for the summary and for telemetry.
@@ -36,6 +47,14 @@ pub struct SourceSummary {
     pub gaps: Vec<(u64, u64)>,
     /// The range end was past the present: loading stopped at this time.
     pub clamped_end: Option<i64>,
+    /// Live types: records fetched over REST to fill gaps after reconnects and rotations.
+    pub backfilled: u64,
+    /// Live types: connections lost and replaced.
+    pub reconnects: u64,
+    /// Live order books: rebuilt from a new snapshot after the diff sequence broke.
+    pub resyncs: u64,
+    /// Live diff depth: events whose first update id did not follow the previous one.
+    pub sequence_breaks: u64,
 }
 
 impl SourceSummary {
@@ -43,7 +62,7 @@ impl SourceSummary {
         self.gaps.iter().map(|(a, b)| b - a + 1).sum()
     }
 
-    fn note(&mut self, batch: &RecordBatch) {
+    pub(crate) fn note(&mut self, batch: &RecordBatch) {
         self.records += batch.len() as u64;
         self.first_timestamp.get_or_insert(batch.first_timestamp);
         self.last_timestamp = Some(batch.last_timestamp);
@@ -59,5 +78,10 @@ pub fn load(
     match data_type {
         DataType::Candles(interval) => Box::pin(klines::KlineSource { ctx, interval }.run(tx)),
         DataType::AggTrades => Box::pin(agg_trades::AggTradeSource { ctx }.run(tx)),
+        DataType::Live(_) => Box::pin(async {
+            Err(crate::error::LoaderError::Other(
+                "live types run through source::live::LiveSource".into(),
+            ))
+        }),
     }
 }

@@ -1,0 +1,373 @@
+//! Live (WebSocket) types end to end: the simulator streams, drops, rotates, shuts down and
+//! stalls connections; the topic must still hold every trade id and candle of the range exactly
+//! once, equal to the exchange's REST data; order books must match the exchange's book.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
+use serde_json::Value;
+use support::broker::{consume_all, Broker};
+use support::loader::{fresh_topic, parse_records, run_loader_async, Run};
+
+async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
+    let cfg = SimConfig {
+        agg_trade_spacing_ms: spacing_ms,
+        ws,
+        ..SimConfig::default()
+    };
+    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts")
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A live range starting shortly and lasting `secs` seconds, on whole seconds.
+fn live_range(secs: i64) -> (i64, i64) {
+    let start = (now_ms() / 1000 + 2) * 1000;
+    (start, start + secs * 1000)
+}
+
+fn env(
+    sim: &SimServer,
+    topic: &str,
+    symbol: &str,
+    ty: &str,
+    range: Option<(i64, i64)>,
+) -> Vec<(&'static str, String)> {
+    let mut e = vec![
+        ("SYMBOL", symbol.to_string()),
+        ("TYPE", ty.to_string()),
+        ("KAFKA_TOPIC", topic.to_string()),
+        ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
+        ("BINANCE_API_URL", sim.base_url()),
+        ("BINANCE_WS_URL", sim.ws_url()),
+        ("METRICS_PORT", "0".to_string()),
+        ("WS_IDLE_TIMEOUT", "1.5".to_string()),
+    ];
+    if let Some((a, b)) = range {
+        e.push(("TIME_RANGE", format!("{a}:{b}")));
+    }
+    e
+}
+
+fn with(
+    mut env: Vec<(&'static str, String)>,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    for (k, v) in extra {
+        env.retain(|(e, _)| e != k);
+        env.push((k, v.to_string()));
+    }
+    env
+}
+
+fn read(topic: &str) -> Vec<Value> {
+    parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn verify(topic: &str, range: (i64, i64)) -> Run {
+    support::loader::run_loader(
+        &[
+            ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
+            ("KAFKA_TOPIC", topic.to_string()),
+            ("TIME_RANGE", format!("{}:{}", range.0, range.1)),
+        ],
+        &["verify"],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregate_trades_survive_drops_rotations_and_shutdowns() {
+    // The loader rotates every 1.5 s; the exchange also drops every connection once and
+    // announces a shutdown once, mid-range.
+    let sim = sim(20, WsFaults::default()).await;
+    let topic = fresh_topic("ws-agg");
+    let range = live_range(9);
+    let handle = tokio::spawn(run_loader_async(
+        with(
+            env(&sim, &topic, "BTCUSDT", "ws_aggtrades", Some(range)),
+            &[("WS_ROTATE_AFTER", "1.5")],
+        ),
+        vec![],
+    ));
+    tokio::time::sleep(Duration::from_millis(
+        (range.0 + 3000 - now_ms()).max(0) as u64
+    ))
+    .await;
+    assert!(
+        sim.disconnect_all() > 0,
+        "the loader is connected mid-range"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        sim.send_server_shutdown() > 0,
+        "the loader is connected again"
+    );
+    let run = handle.await.unwrap();
+    run.assert_ok();
+    let records = read(&topic);
+    let expected = SimConfig {
+        agg_trade_spacing_ms: 20,
+        ..SimConfig::default()
+    }
+    .data()
+    .trades_between("BTCUSDT", range.0, range.1 - 1);
+    assert!(expected.len() > 200, "{}", expected.len());
+    let got: Vec<u64> = records
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = expected.iter().map(|t| t.id).collect();
+    assert_eq!(
+        got, want,
+        "every aggregate trade of the range, once, in order"
+    );
+    for (r, t) in records.iter().zip(&expected) {
+        assert_eq!(r["price"], t.price);
+        assert_eq!(r["timestamp"], t.time);
+    }
+    let st = sim.stats();
+    assert!(
+        st.ws_forced_disconnects > 0 && st.ws_shutdown_notices > 0 && st.ws_connections_opened >= 4,
+        "{st:?}"
+    );
+    let v = verify(&topic, range);
+    assert_eq!(v.code, Some(0), "{}", v.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_trades_are_backfilled_after_a_stalled_connection() {
+    // Connections go silent 2 s after opening: the loader must notice and reconnect.
+    let ws = WsFaults {
+        stall_after: Some(Duration::from_secs(2)),
+        ..WsFaults::default()
+    };
+    let sim = sim(20, ws).await;
+    let topic = fresh_topic("ws-trades");
+    let range = live_range(7);
+    let run = run_loader_async(
+        env(&sim, &topic, "ETHUSDT", "ws_trades", Some(range)),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    let records = read(&topic);
+    let data = SimConfig {
+        agg_trade_spacing_ms: 20,
+        ..SimConfig::default()
+    }
+    .data();
+    let aggs = data.trades_between("ETHUSDT", range.0, range.1 - 1);
+    let want: Vec<u64> = aggs
+        .iter()
+        .flat_map(|a| a.first_trade_id..=a.last_trade_id)
+        .collect();
+    let got: Vec<u64> = records
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, want, "every raw trade of the range, once, in order");
+    for r in &records {
+        let t = data
+            .raw_trade("ETHUSDT", r["trade_id"].as_u64().unwrap())
+            .unwrap();
+        assert_eq!(r["price"], t.price);
+        assert_eq!(r["quantity"], t.qty);
+        assert_eq!(r["_key"], format!("ETHUSDT_trade_{}", t.id));
+    }
+    assert!(sim.stats().ws_stalled > 0);
+    assert!(run.stderr.contains("presumed dead"), "{}", run.stderr);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_candles_match_rest_across_forced_disconnects() {
+    let ws = WsFaults {
+        drop_every: Some(Duration::from_millis(2500)),
+        ..WsFaults::default()
+    };
+    let sim = sim(250, ws).await;
+    let topic = fresh_topic("ws-candles");
+    let range = live_range(8);
+    let run = run_loader_async(
+        env(&sim, &topic, "BTCUSDT,ETHUSDT", "ws_candles", Some(range)),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        run.code,
+        Some(2),
+        "ws_candles without INTERVAL is a configuration error: {}",
+        run.stderr
+    );
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "BTCUSDT,ETHUSDT", "ws_candles", Some(range)),
+            &[("INTERVAL", "1s")],
+        ),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    let records = read(&topic);
+    let iv: Interval = "1s".parse().unwrap();
+    for symbol in ["BTCUSDT", "ETHUSDT"] {
+        let mine: Vec<&Value> = records.iter().filter(|r| r["symbol"] == symbol).collect();
+        let opens = data::interval_open_times(iv, range.0, range.1);
+        assert_eq!(
+            mine.len(),
+            opens.len(),
+            "{symbol}: one closed candle per second of the range"
+        );
+        for (r, open) in mine.iter().zip(&opens) {
+            let k = data::kline(symbol, iv, *open);
+            assert_eq!(r["open_time"], *open);
+            assert_eq!(r["close"], k.close);
+            assert_eq!(r["volume"], k.volume);
+            assert_eq!(r["number_of_trades"], k.trades);
+        }
+    }
+    assert!(sim.stats().ws_forced_disconnects > 0);
+    let v = verify(&topic, range);
+    assert_eq!(v.code, Some(0), "{}", v.stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn order_book_resyncs_after_a_gap_and_matches_the_exchange() {
+    let ws = WsFaults {
+        depth_gap_every: 15,
+        ..WsFaults::default()
+    };
+    let sim = sim(250, ws).await;
+    let topic = fresh_topic("ws-book");
+    let range = live_range(5);
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "BTCUSDT", "ws_orderbook", Some(range)),
+            &[
+                ("ORDERBOOK_SNAPSHOT_INTERVAL", "0.5"),
+                ("ORDERBOOK_DEPTH", "10"),
+            ],
+        ),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("resyncing from a new snapshot"),
+        "{}",
+        run.stderr
+    );
+    let records = read(&topic);
+    assert!(records.len() >= 5, "{}", records.len());
+    let mut resynced = false;
+    for r in &records {
+        let book = data::order_book("BTCUSDT", r["timestamp"].as_i64().unwrap());
+        assert_eq!(r["last_update_id"], book.last_update_id, "{r}");
+        let bids: Vec<[String; 2]> = book
+            .bids
+            .iter()
+            .take(10)
+            .map(|(p, q)| [p.clone(), q.clone()])
+            .collect();
+        let asks: Vec<[String; 2]> = book
+            .asks
+            .iter()
+            .take(10)
+            .map(|(p, q)| [p.clone(), q.clone()])
+            .collect();
+        assert_eq!(
+            r["bids"],
+            serde_json::json!(bids),
+            "bids at {}",
+            r["last_update_id"]
+        );
+        assert_eq!(
+            r["asks"],
+            serde_json::json!(asks),
+            "asks at {}",
+            r["last_update_id"]
+        );
+        resynced |= r["resyncs"].as_u64().unwrap() > 0;
+    }
+    assert!(resynced, "snapshots record that the book was resynced");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_depth_and_book_ticker_are_contiguous_and_unique() {
+    let sim = sim(250, WsFaults::default()).await;
+    for ty in ["ws_depth", "ws_bookticker"] {
+        let topic = fresh_topic(ty);
+        let range = live_range(4);
+        let run = run_loader_async(
+            with(
+                env(&sim, &topic, "BNBUSDT", ty, Some(range)),
+                &[("WS_ROTATE_AFTER", "1")],
+            ),
+            vec![],
+        )
+        .await;
+        run.assert_ok();
+        let records = read(&topic);
+        assert!(records.len() >= 4, "{ty}: {}", records.len());
+        let v = verify(&topic, range);
+        assert_eq!(v.code, Some(0), "{ty}: {}", v.stdout);
+        if ty == "ws_depth" {
+            assert!(records.iter().all(|r| r["sequence_break"] == false));
+        }
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_job_without_a_range_runs_until_sigterm() {
+    let sim = sim(50, WsFaults::default()).await;
+    let topic = fresh_topic("ws-open");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_loader-producer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env(&sim, &topic, "BTCUSDT", "ws_aggtrades", None) {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Stopped on request"), "{stdout}");
+    let ids: Vec<u64> = read(&topic)
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.len() > 10);
+    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "contiguous ids");
+    sim.shutdown().await;
+}
