@@ -371,3 +371,32 @@ async fn a_live_job_without_a_range_runs_until_sigterm() {
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "contiguous ids");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_pings_are_answered_so_the_connection_lives() {
+    // Pings every 200 ms, closed after 1 s without a pong.
+    let ws = WsFaults {
+        ping_interval: Duration::from_millis(200),
+        pong_timeout: Duration::from_secs(1),
+        ..WsFaults::default()
+    };
+    let sim = sim(50, ws).await;
+    let topic = fresh_topic("ws-ping");
+    let range = live_range(4);
+    run_loader_async(
+        env(&sim, &topic, "BTCUSDT", "ws_aggtrades", Some(range)),
+        vec![],
+    )
+    .await
+    .assert_ok();
+    let st = sim.stats();
+    assert!(st.ws_pings_sent >= 5 && st.ws_pongs_received >= 5, "{st:?}");
+    assert_eq!(st.ws_pong_timeouts, 0, "{st:?}");
+    assert_eq!(
+        st.ws_connections_opened, 1,
+        "one connection for the whole range: {st:?}"
+    );
+    let v = verify(&topic, range);
+    assert_eq!(v.code, Some(0), "{}", v.stdout);
+    sim.shutdown().await;
+}
