@@ -21,6 +21,22 @@ async fn sim(cfg: SimConfig) -> SimServer {
         .expect("simulator starts")
 }
 
+/// A simulator whose next `count` requests get `status` with `Retry-After: retry_after_secs`.
+fn storm(status: u16, count: u32, retry_after_secs: u64) -> SimConfig {
+    let storm = Storm {
+        status,
+        count,
+        retry_after_secs,
+    };
+    SimConfig {
+        faults: Faults {
+            storm: Some(storm),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
 fn job_env(
     sim: &SimServer,
     topic: &str,
@@ -359,18 +375,7 @@ async fn a_tight_weight_budget_is_used_but_never_exceeded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limit_storms_are_waited_out_and_nothing_is_lost() {
     for status in [429u16, 418] {
-        let storm = Storm {
-            status,
-            count: 6,
-            retry_after_secs: 1,
-        };
-        let cfg = SimConfig {
-            faults: Faults {
-                storm: Some(storm),
-                ..Faults::default()
-            },
-            ..SimConfig::default()
-        };
+        let cfg = storm(status, 6, 1);
         let sim = sim(cfg).await;
         let topic = fresh_topic("storm");
         let run = run_loader_async(
@@ -455,18 +460,7 @@ async fn server_errors_and_dropped_connections_are_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ban_longer_than_the_retry_budget_fails_with_exit_1() {
-    let storm = Storm {
-        status: 418,
-        count: 100,
-        retry_after_secs: 600,
-    };
-    let cfg = SimConfig {
-        faults: Faults {
-            storm: Some(storm),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    };
+    let cfg = storm(418, 100, 600);
     let sim = sim(cfg).await;
     let topic = fresh_topic("banned");
     let env = with(

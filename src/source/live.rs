@@ -425,6 +425,18 @@ impl LiveSource {
         }
     }
 
+    /// Whether an event at `t` belongs to the range; one past its end finishes the symbol.
+    fn admit(&self, st: &mut SymbolState, t: i64) -> bool {
+        match self.in_range(t) {
+            RangePos::In => true,
+            RangePos::Before => false,
+            RangePos::After => {
+                st.done = true;
+                false
+            }
+        }
+    }
+
     fn note_event(&self, t: i64) {
         self.status.last_event_ms.fetch_max(t, Ordering::Relaxed);
     }
@@ -482,13 +494,8 @@ impl LiveSource {
                     }
                     return Ok(());
                 }
-                match self.in_range(k.t) {
-                    RangePos::Before => return Ok(()),
-                    RangePos::After => {
-                        st.done = true;
-                        return Ok(());
-                    }
-                    RangePos::In => {}
+                if !self.admit(st, k.t) {
+                    return Ok(());
                 }
                 let from = match st.last_open {
                     Some(last) if k.t <= last => return Ok(()),
@@ -504,13 +511,8 @@ impl LiveSource {
             LiveType::Depth => {
                 let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
                 self.note_event(d.E);
-                match self.in_range(d.E) {
-                    RangePos::Before => return Ok(()),
-                    RangePos::After => {
-                        st.done = true;
-                        return Ok(());
-                    }
-                    RangePos::In => {}
+                if !self.admit(st, d.E) {
+                    return Ok(());
                 }
                 let mut sequence_break = false;
                 if let Some(last) = st.last_id {
@@ -545,13 +547,8 @@ impl LiveSource {
                 let b: WsBookTicker = serde_json::from_str(data).map_err(bad)?;
                 let now = chrono::Utc::now().timestamp_millis();
                 self.note_event(now);
-                match self.in_range(now) {
-                    RangePos::Before => return Ok(()),
-                    RangePos::After => {
-                        st.done = true;
-                        return Ok(());
-                    }
-                    RangePos::In => {}
+                if !self.admit(st, now) {
+                    return Ok(());
                 }
                 if st.last_id.is_some_and(|last| b.u <= last) {
                     return Ok(());
@@ -577,13 +574,8 @@ impl LiveSource {
             LiveType::OrderBook => {
                 let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
                 self.note_event(d.E);
-                match self.in_range(d.E) {
-                    RangePos::Before => return Ok(()),
-                    RangePos::After => {
-                        st.done = true;
-                        return Ok(());
-                    }
-                    RangePos::In => {}
+                if !self.admit(st, d.E) {
+                    return Ok(());
                 }
                 self.on_book_diff(st, &d).await?;
             }
@@ -594,13 +586,8 @@ impl LiveSource {
     /// For trade streams: is this trade before the range (skip it)? On the first in-range trade
     /// of a range that started in the past, fetches the trades since the start first.
     async fn before_first(&self, st: &mut SymbolState, time: i64) -> Result<bool> {
-        match self.in_range(time) {
-            RangePos::Before => return Ok(true),
-            RangePos::After => {
-                st.done = true;
-                return Ok(true);
-            }
-            RangePos::In => {}
+        if !self.admit(st, time) {
+            return Ok(true);
         }
         if st.last_id.is_none() {
             if let Some(r) = self.range.filter(|r| r.start_ms < time) {
