@@ -145,7 +145,7 @@ fn listen(
     tracing::debug!(topic, "listening for control commands");
     let _ = ready.send(());
     while !stop.load(Ordering::Relaxed) {
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+        let Some(msg) = consumer.poll(Duration::from_millis(50)) else {
             continue;
         };
         let msg = match msg {

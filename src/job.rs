@@ -94,12 +94,27 @@ pub async fn load(
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())
         .spawn(move || -> Result<(u64, u64)> {
-            while let Some(batch) = rx.blocking_recv() {
-                sink.publish(&batch)?;
-                sink_status.advance(&batch.symbol, batch.len() as u64, batch.last_timestamp);
+            loop {
+                match rx.try_recv() {
+                    Ok(batch) => {
+                        sink.publish(&batch)?;
+                        sink_status.advance(
+                            &batch.symbol,
+                            batch.len() as u64,
+                            batch.last_timestamp,
+                        );
+                    }
+                    // Idle: serve delivery reports while waiting for the next batch.
+                    Err(mpsc::error::TryRecvError::Empty) => sink.poll(Duration::from_millis(2)),
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
             }
             let acked = sink.flush(Duration::from_secs(120))?;
-            Ok((acked, sink.bytes()))
+            let bytes = sink.bytes();
+            // Everything is acknowledged; tearing librdkafka down takes a while and nobody
+            // needs to wait for it.
+            std::thread::spawn(move || drop(sink));
+            Ok((acked, bytes))
         })
         .map_err(|e| LoaderError::Other(format!("cannot start the Kafka sink thread: {e}")))?;
 

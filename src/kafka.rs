@@ -80,6 +80,28 @@ impl ErrorCapture {
         self.last.lock().unwrap().clone()
     }
 
+    /// librdkafka's error-level log lines arrive on its own threads without polling, so they
+    /// are watched for fatal reasons too.
+    pub fn record_log(&self, level: RDKafkaLogLevel, message: &str) {
+        if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        ) {
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("authentication failed")
+                || lower.contains("certificate verify failed")
+            {
+                self.fatal
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| message.to_string());
+            }
+        }
+    }
+
     /// The first error that waiting will not fix, if any was seen.
     pub fn fatal(&self) -> Option<String> {
         self.fatal.lock().unwrap().clone()
@@ -94,6 +116,7 @@ pub struct CapturingContext {
 
 impl ClientContext for CapturingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.errors.record_log(level, message);
         log_librdkafka(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -121,13 +144,18 @@ pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
 
 /// Waits until the cluster answers a metadata request, failing at once on authentication or TLS
 /// errors and after `connect_timeout` otherwise. Blocking: call from a blocking context.
+///
+/// librdkafka reports why a connection failed only to a client that is polled, so `poll` is
+/// called between attempts.
 pub fn wait_for_cluster<C: ClientContext>(
     client: &Client<C>,
     errors: &ErrorCapture,
     k: &KafkaConfig,
+    poll: &dyn Fn(),
 ) -> Result<()> {
     let deadline = Instant::now() + k.connect_timeout;
     loop {
+        poll();
         let left = deadline.saturating_duration_since(Instant::now());
         match client.fetch_metadata(
             None,
@@ -207,6 +235,7 @@ pub fn ensure_topic<C: ClientContext + 'static>(
         .build()
         .map_err(|e| LoaderError::Other(e.to_string()))?;
     let result = rt.block_on(admin.create_topics([&new_topic], &opts));
+    std::thread::spawn(move || drop(admin));
     match result {
         Ok(results) => {
             for r in results {
@@ -234,6 +263,6 @@ pub fn ensure_topic<C: ClientContext + 'static>(
                 "topic {topic} does not exist and could not be created within {timeout:?}: create it, or allow the loader's user to create topics"
             )));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -104,11 +104,8 @@ async fn run_protocol(
         ex = Exchange::connect(&cfg.binance, &cfg.symbols) => Arc::new(ex?),
         _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
     };
-    let sink = tokio::select! {
-        s = job::connect_sink(cfg) => s?,
-        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
-    };
-    // Listen before announcing `started`, so a stop sent after `started` is always seen.
+    // Listen before announcing `started`, so a stop sent after `started` is always seen; the
+    // listener and the data producer connect at the same time.
     let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
     let control_kafka = cfg.control_kafka.clone();
     let (topic, queue_id) = (cfg.control_topic.clone(), cfg.queue_id.clone());
@@ -120,9 +117,14 @@ async fn run_protocol(
             cmd_tx,
             Duration::from_secs(5),
         )
-    })
-    .await
-    .map_err(|e| LoaderError::Other(e.to_string()))?;
+    });
+    let sink = tokio::select! {
+        s = job::connect_sink(cfg) => s?,
+        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+    };
+    let listener = listener
+        .await
+        .map_err(|e| LoaderError::Other(e.to_string()))?;
 
     telemetry.emit(
         EventStatus::Started,
@@ -166,9 +168,8 @@ async fn run_protocol(
     done.cancel();
     commands.abort();
     let _ = ticker.await;
-    tokio::task::spawn_blocking(move || drop(listener))
-        .await
-        .ok();
+    // Its thread notices within one poll; the terminal event need not wait for that.
+    std::thread::spawn(move || drop(listener));
     result
 }
 

@@ -54,8 +54,8 @@ fn main() -> ExitCode {
             Some(Command::Demo(args)) => demo::run(&args).await,
         }
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match outcome {
+        Ok(()) => 0,
         Err(e) => {
             let code = e.exit_code();
             if code == 0 {
@@ -64,9 +64,15 @@ fn main() -> ExitCode {
                 tracing::error!(exit_code = code, "{e}");
                 eprintln!("error: {e}");
             }
-            ExitCode::from(code as u8)
+            code
         }
-    }
+    };
+    // Every record and event is acknowledged or reported by now; librdkafka's teardown of idle
+    // clients would only add a few hundred milliseconds to every Job.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
 }
 
 async fn run_job(args: &JobArgs) -> Result<()> {

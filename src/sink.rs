@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use crate::config::{KafkaConfig, MessageKey};
 use crate::error::{LoaderError, Result};
@@ -33,6 +33,7 @@ pub struct DeliveryContext {
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.errors.record_log(level, message);
         kafka::log_librdkafka(level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -79,7 +80,7 @@ pub fn producer_config(k: &KafkaConfig) -> rdkafka::ClientConfig {
 
 /// The data-topic publisher.
 pub struct KafkaSink {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: BaseProducer<DeliveryContext>,
     topic: String,
     key: MessageKey,
     queued: u64,
@@ -92,14 +93,16 @@ impl KafkaSink {
     pub fn connect(k: &KafkaConfig, topic: &str, key: MessageKey) -> Result<KafkaSink> {
         let base = kafka::base_config(k);
         let cfg = producer_config(k);
-        let producer: ThreadedProducer<DeliveryContext> = cfg
+        let producer: BaseProducer<DeliveryContext> = cfg
             .create_with_context(DeliveryContext::default())
             .map_err(|e| {
                 LoaderError::config(format!(
                     "invalid Kafka producer settings (check KAFKA_PRODUCER_CONFIG): {e}"
                 ))
             })?;
-        kafka::wait_for_cluster(producer.client(), &producer.context().errors, k)?;
+        kafka::wait_for_cluster(producer.client(), &producer.context().errors, k, &|| {
+            producer.poll(Duration::ZERO);
+        })?;
         kafka::ensure_topic(
             producer.client(),
             &base,
@@ -175,9 +178,9 @@ impl KafkaSink {
                         if let Some(f) = self.failure() {
                             return Err(LoaderError::kafka(f));
                         }
-                        // Deliveries drain the queue; librdkafka's own thread polls for them.
-                        std::thread::sleep(Duration::from_millis(1));
-                        waited += Duration::from_millis(1);
+                        // Serving delivery reports is what drains the queue.
+                        self.producer.poll(Duration::from_millis(5));
+                        waited += Duration::from_millis(5);
                         if waited > Duration::from_secs(300) {
                             return Err(LoaderError::kafka(format!(
                                 "Kafka has accepted nothing for 5 minutes (topic {}): {}",
@@ -202,10 +205,16 @@ impl KafkaSink {
             self.queued += 1;
             self.bytes += payload.len() as u64;
         }
+        self.producer.poll(Duration::ZERO);
         if let Some(f) = self.failure() {
             return Err(LoaderError::kafka(f));
         }
         Ok(())
+    }
+
+    /// Serves delivery reports for up to `wait` (call while idle so counts stay current).
+    pub fn poll(&self, wait: Duration) {
+        self.producer.poll(wait);
     }
 
     /// Waits until every queued record is acknowledged (or fails). Blocking.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde_json::{json, Map, Value};
 
 use crate::config::KafkaConfig;
@@ -85,7 +85,7 @@ impl ProducerContext for TelemetryContext {
 }
 
 pub struct TelemetryPublisher {
-    producer: Option<ThreadedProducer<TelemetryContext>>,
+    producer: Option<BaseProducer<TelemetryContext>>,
     topic: String,
     identity: JobIdentity,
 }
@@ -184,6 +184,8 @@ impl TelemetryPublisher {
         if let Err((e, _)) = p.send(record) {
             tracing::warn!(error = %e, topic = %self.topic, "cannot queue a telemetry event (the load goes on)");
         }
+        // Serve earlier events' delivery reports without waiting.
+        p.poll(Duration::ZERO);
     }
 
     /// Waits up to `timeout` for queued events to be delivered (before exit).

@@ -157,7 +157,9 @@ pub fn verify_topic(
     let consumer: BaseConsumer<CapturingContext> = cfg
         .create_with_context(CapturingContext::default())
         .map_err(|e| LoaderError::config(format!("invalid Kafka settings: {e}")))?;
-    kafka::wait_for_cluster(consumer.client(), &consumer.context().errors, k)?;
+    kafka::wait_for_cluster(consumer.client(), &consumer.context().errors, k, &|| {
+        let _ = consumer.poll(Duration::ZERO);
+    })?;
     let md = consumer
         .fetch_metadata(Some(topic), k.connect_timeout)
         .map_err(|e| {

@@ -43,7 +43,11 @@ fn assert_fast_clear_failure(run: &Run, took: Duration, code: i32, needles: &[&s
         run.stderr
     );
     for n in needles {
-        assert!(last_line.contains(n), "expected {n:?} in {last_line}");
+        assert!(
+            last_line.contains(n),
+            "expected {n:?} in {last_line}\nfull stderr:\n{}",
+            run.stderr
+        );
     }
     assert!(
         !run.stderr.contains(secret) && !run.stdout.contains(secret),
