@@ -147,7 +147,12 @@ pub struct JobArgs {
     pub rate_limit_share: f64,
 
     /// REST requests in flight at once
-    #[arg(long, env = "FETCH_CONCURRENCY", default_value_t = 8, value_name = "N")]
+    #[arg(
+        long,
+        env = "FETCH_CONCURRENCY",
+        default_value_t = 16,
+        value_name = "N"
+    )]
     pub fetch_concurrency: usize,
 
     /// Records per REST page, 1..=1000 (alias env LIMIT)

@@ -117,7 +117,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             ws_url: String::new(),
             api_key: None,
             rate_limit_share: 0.5,
-            concurrency: 8,
+            concurrency: 16,
             page_limit: 1000,
             max_retries: 8,
             max_retry_after: Duration::from_secs(300),

@@ -89,7 +89,8 @@ pub async fn load(
         "loading"
     );
 
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(cfg.binance.concurrency * 2);
+    // A few pages of slack between fetching and publishing; more only costs memory.
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(8);
     let sink_status = status.clone();
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())

@@ -71,8 +71,10 @@ pub fn producer_config(k: &KafkaConfig) -> rdkafka::ClientConfig {
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "100000")
-        .set("queue.buffering.max.kbytes", "32768")
+        // The in-flight window: about 0.1 s of records at full speed, and the bound that keeps
+        // memory flat (with the batch channel) however long the range.
+        .set("queue.buffering.max.messages", "50000")
+        .set("queue.buffering.max.kbytes", "16384")
         .set("message.timeout.ms", "120000");
     kafka::apply_overrides(&mut cfg, k);
     cfg
