@@ -1,0 +1,210 @@
+//! The benchmark's throughput ceiling: a minimal rdkafka producer that publishes records which are
+//! already serialised, with exactly the loader's producer settings, to a topic. `bench/run`
+//! compares the loader's records/second against this.
+//!
+//! The records are the very bytes the loader would publish for the same range: candles and
+//! aggregate trades come from the exchange simulator's generator (`exchange_sim::data`) and are
+//! serialised with the loader's own `RecordBatch` in pages of 1000, keyed by symbol (the
+//! loader's default `KAFKA_MESSAGE_KEY`). All of that happens before the clock starts; the
+//! timed part is only sending and the final flush, from the first `send` to the flush's
+//! completion, with the sink's pattern (`KafkaSink::publish`): a `BaseProducer`, `poll(5 ms)`
+//! while the queue is full, `poll(0)` after every page.
+//!
+//! ```sh
+//! cargo run --release --example ceiling -- --kafka-bootstrap-servers 127.0.0.1:19092 \
+//!     --kafka-topic ceiling-1 --type api_candles_1m --symbol BTCUSDT \
+//!     --time-range 2020-01-01:2024-01-01
+//! ```
+//!
+//! Prints one JSON line: records, payload bytes, generation seconds, publishing seconds (first send
+//! to flush complete), the same with the producer's creation, cluster connection and topic creation
+//! before it (`seconds_with_connect`), and records/s (of publishing).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use exchange_sim::data::{self, Data};
+use loader_producer::config::{DataType, KafkaArgs};
+use loader_producer::kafka;
+use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
+use loader_producer::sink::{producer_config, DeliveryContext};
+use loader_producer::time_range::TimeRange;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// Publishes pre-serialised loader records to Kafka as fast as librdkafka takes them.
+#[derive(Debug, Parser)]
+#[command(name = "ceiling")]
+struct Args {
+    /// Topic to publish to (created like the loader creates it)
+    #[arg(long, env = "KAFKA_TOPIC")]
+    kafka_topic: String,
+    /// Symbol whose records are generated
+    #[arg(long, env = "SYMBOL", default_value = "BTCUSDT")]
+    symbol: String,
+    /// api_candles_<interval> or api_trades
+    #[arg(long = "type", env = "TYPE", default_value = "api_candles_1m")]
+    data_type: String,
+    /// Half-open UTC range START:END of the generated records
+    #[arg(long, env = "TIME_RANGE")]
+    time_range: String,
+    /// Mean milliseconds between aggregate trades (the simulator's --agg-trade-spacing-ms)
+    #[arg(long, default_value_t = data::DEFAULT_AGG_TRADE_SPACING_MS)]
+    agg_trade_spacing_ms: i64,
+    /// Rows per page (the loader's PAGE_LIMIT)
+    #[arg(long, default_value_t = 1000)]
+    page: usize,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// The records the loader would publish for `symbol`, `data_type` and `range`, in pages.
+fn generate(
+    args: &Args,
+    data_type: DataType,
+    range: TimeRange,
+) -> Result<Vec<RecordBatch>, String> {
+    let symbol: Arc<str> = Arc::from(args.symbol.to_ascii_uppercase().as_str());
+    let page = args.page.max(1);
+    let mut pages = Vec::new();
+    match data_type {
+        DataType::Candles(interval) => {
+            let name = interval.to_string();
+            let times = data::interval_open_times(interval, range.start_ms, range.end_ms);
+            for chunk in times.chunks(page) {
+                let mut batch = RecordBatch::new(symbol.clone(), chunk.len());
+                for &t in chunk {
+                    let k = data::kline(&symbol, interval, t);
+                    let row = RawKline(
+                        k.open_time,
+                        &k.open,
+                        &k.high,
+                        &k.low,
+                        &k.close,
+                        &k.volume,
+                        k.close_time,
+                        &k.quote_volume,
+                        k.trades,
+                        &k.taker_buy_base,
+                        &k.taker_buy_quote,
+                        serde::de::IgnoredAny,
+                    );
+                    batch.push_kline(&name, &row);
+                }
+                pages.push(batch);
+            }
+        }
+        DataType::AggTrades => {
+            let gen = Data::new(
+                args.agg_trade_spacing_ms,
+                data::DEFAULT_LISTED_AT_MS,
+                Vec::new(),
+            );
+            let mut from = gen.first_id_at_or_after(&symbol, range.start_ms);
+            loop {
+                let rows = gen.trades_from_id(&symbol, from, range.end_ms - 1, page);
+                let Some(last) = rows.last() else { break };
+                from = last.id + 1;
+                let mut batch = RecordBatch::new(symbol.clone(), rows.len());
+                for t in &rows {
+                    batch.push_agg_trade(&RawAggTrade {
+                        a: t.id,
+                        p: &t.price,
+                        q: &t.qty,
+                        f: t.first_trade_id,
+                        l: t.last_trade_id,
+                        time: t.time,
+                        m: t.is_buyer_maker,
+                        best_match: t.is_best_match,
+                    });
+                }
+                pages.push(batch);
+            }
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(format!(
+                "the ceiling generates api_candles_<interval> and api_trades, not {}",
+                other.name()
+            ))
+        }
+    }
+    Ok(pages)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let data_type = DataType::parse(&args.data_type, None)?;
+    let range = TimeRange::parse(&args.time_range)?;
+    let k = args.kafka.resolve()?;
+
+    let gen_started = Instant::now();
+    let pages = generate(&args, data_type, range)?;
+    let gen_seconds = gen_started.elapsed().as_secs_f64();
+    let records: u64 = pages.iter().map(|p| p.len() as u64).sum();
+    let bytes: u64 = pages.iter().map(|p| p.bytes() as u64).sum();
+
+    let connecting = Instant::now();
+    let producer: BaseProducer<DeliveryContext> =
+        producer_config(&k).create_with_context(DeliveryContext::default())?;
+    kafka::wait_for_cluster(producer.client(), &producer.context().errors, &k, &|| {
+        producer.poll(Duration::ZERO);
+    })?;
+    kafka::ensure_topic(
+        producer.client(),
+        &kafka::base_config(&k),
+        &args.kafka_topic,
+        k.topic_partitions,
+        Duration::from_secs(10),
+    )?;
+
+    let started = Instant::now();
+    for page in &pages {
+        let key = page.symbol.as_bytes();
+        for (payload, _) in page.iter() {
+            let mut record = BaseRecord::to(&args.kafka_topic).payload(payload).key(key);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        // Serving delivery reports is what drains the queue.
+                        producer.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(format!("cannot queue a record: {e}").into()),
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        if producer.context().failed.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let seconds_with_connect = connecting.elapsed().as_secs_f64();
+
+    let acked = producer.context().acked.load(Ordering::Relaxed);
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({
+            "type": data_type.name(),
+            "records": records,
+            "acked": acked,
+            "failed": failed,
+            "bytes": bytes,
+            "avg_record_bytes": bytes as f64 / records.max(1) as f64,
+            "gen_seconds": gen_seconds,
+            "seconds": seconds,
+            "seconds_with_connect": seconds_with_connect,
+            "records_per_s": acked as f64 / seconds.max(1e-9),
+        })
+    );
+    if failed > 0 || acked != records {
+        return Err(format!("{failed} record(s) failed, {acked} of {records} acknowledged").into());
+    }
+    Ok(())
+}
