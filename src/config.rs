@@ -348,7 +348,7 @@ pub struct DemoArgs {
     #[arg(long = "type", default_value = "api_candles_1m")]
     pub data_type: String,
     /// Days of history, ending at the last full UTC day (librdkafka's mock cluster keeps only about
-    /// 5 MB per partition, so the demo stays small)
+    /// 5 MB per partition, 80 MB in all, so the demo stays small)
     #[arg(long, default_value_t = 7)]
     pub days: u32,
 }

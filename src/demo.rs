@@ -14,6 +14,8 @@ use crate::job;
 use crate::time_range::{TimeRange, DAY_MS};
 use crate::verify;
 
+const DEMO_PARTITIONS: i32 = 16;
+
 /// A mock Kafka cluster on its own thread (it is not `Send`), alive until dropped.
 struct MockKafka {
     bootstrap: String,
@@ -34,7 +36,8 @@ impl MockKafka {
                     return;
                 }
             };
-            if let Err(e) = cluster.create_topic(&topic, 1, 1) {
+            // The mock cluster keeps only about 5 MB per partition: spread the demo over many.
+            if let Err(e) = cluster.create_topic(&topic, DEMO_PARTITIONS, 1) {
                 let _ = ready_tx.send(Err(e.to_string()));
                 return;
             }
@@ -97,7 +100,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         security: None,
         overrides: Vec::new(),
         connect_timeout: Duration::from_secs(10),
-        topic_partitions: 1,
+        topic_partitions: DEMO_PARTITIONS,
     };
     let cfg = JobConfig {
         queue_id: format!("demo-{}", data_type.name()),
@@ -109,7 +112,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         control_topic: "queue-control".into(),
         events_topic: "queue-events".into(),
         telemetry_interval: Duration::from_secs(5),
-        message_key: MessageKey::Symbol,
+        // Keyed by record so the records spread over the partitions.
+        message_key: MessageKey::Record,
         debug: false,
         metrics_port: 0,
         binance: BinanceConfig {

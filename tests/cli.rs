@@ -283,3 +283,32 @@ async fn invalid_symbol_is_a_config_error_and_an_unreachable_broker_fails_fast()
     );
     sim.shutdown().await;
 }
+
+#[test]
+fn the_offline_demo_loads_and_verifies_both_rest_types() {
+    for args in [
+        &["demo", "--days", "2"][..],
+        &[
+            "demo",
+            "--type",
+            "api_trades",
+            "--days",
+            "1",
+            "--symbol",
+            "ETHUSDT",
+        ][..],
+    ] {
+        let out = loader(&[], args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {stdout}\n{}",
+            stderr(&out)
+        );
+        assert!(
+            stdout.contains("verdict: OK") && stdout.contains("demo OK"),
+            "{stdout}"
+        );
+    }
+}
