@@ -455,15 +455,9 @@ impl LiveSource {
                 if self.before_first(st, t.time).await? {
                     return Ok(());
                 }
-                if let Some(last) = st.last_id {
-                    if t.a <= last {
-                        return Ok(());
-                    }
-                    if t.a > last + 1 {
-                        self.backfill_agg(st, last + 1, t.a).await?;
-                    }
+                if self.catch_up(st, t.a).await? {
+                    self.push_agg(st, &t);
                 }
-                self.push_agg(st, &t);
             }
             LiveType::Trades => {
                 let t: WsTrade = serde_json::from_str(data).map_err(bad)?;
@@ -471,15 +465,9 @@ impl LiveSource {
                 if self.before_first(st, t.time).await? {
                     return Ok(());
                 }
-                if let Some(last) = st.last_id {
-                    if t.t <= last {
-                        return Ok(());
-                    }
-                    if t.t > last + 1 {
-                        self.backfill_raw(st, last + 1, t.t).await?;
-                    }
+                if self.catch_up(st, t.t).await? {
+                    self.push_raw(st, t.t, t.p, t.q, t.time, t.m, t.best_match);
                 }
-                self.push_raw(st, t.t, t.p, t.q, t.time, t.m, t.best_match);
             }
             LiveType::Candles(iv) => {
                 let ev: WsKlineEvent = serde_json::from_str(data).map_err(bad)?;
@@ -581,6 +569,29 @@ impl LiveSource {
             }
         }
         Ok(())
+    }
+
+    /// Checks a streamed trade id against the last one published: `false` for a duplicate (an
+    /// overlapping connection); after a gap, the missing ids are fetched over REST first.
+    async fn catch_up(&self, st: &mut SymbolState, id: u64) -> Result<bool> {
+        if let Some(last) = st.last_id {
+            if id <= last {
+                return Ok(false);
+            }
+            if id > last + 1 {
+                self.backfill_ids(st, last + 1, id).await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Trades with ids in `[from, to)` over REST: raw trades or aggregate trades by type.
+    async fn backfill_ids(&self, st: &mut SymbolState, from: u64, to: u64) -> Result<()> {
+        if self.live_type == LiveType::Trades {
+            self.backfill_raw(st, from, to).await
+        } else {
+            self.backfill_agg(st, from, to).await
+        }
     }
 
     /// For trade streams: is this trade before the range (skip it)? On the first in-range trade
@@ -818,11 +829,12 @@ impl LiveSource {
                     return Ok(());
                 };
                 st.done = false;
-                if self.live_type == LiveType::Trades {
-                    self.backfill_raw(st, last + 1, raw_end).await?;
+                let end_id = if self.live_type == LiveType::Trades {
+                    raw_end
                 } else {
-                    self.backfill_agg(st, last + 1, agg_end).await?;
-                }
+                    agg_end
+                };
+                self.backfill_ids(st, last + 1, end_id).await?;
                 st.done = true;
             }
             LiveType::Candles(iv) => {
