@@ -150,8 +150,10 @@ async fn candles_1m_over_three_days_match_the_exchange_record_by_record() {
     assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
     let report: Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(report["records"], 4320);
-    // Nothing over the budget, nothing rejected.
+    // Nothing over the budget, nothing rejected, and one request per page of 1000: no
+    // request is spent on an empty answer.
     let st = sim.stats();
+    assert_eq!(st.per_endpoint.get("/api/v3/klines"), Some(&5), "{st:?}");
     assert_eq!(
         (st.responses_429, st.responses_418, st.budget_violations),
         (0, 0, 0)

@@ -98,7 +98,12 @@ impl KlineSource {
                 batch.push_kline(iv_name, row);
                 last_open = row.0;
             }
-            if n < ctx.page_limit as usize || last_open == i64::MIN {
+            // A short page, or a full one that reached the window's last candle, is the end:
+            // asking again would only cost weight for an empty answer.
+            if n < ctx.page_limit as usize
+                || last_open == i64::MIN
+                || self.interval.next_open(last_open) >= we
+            {
                 break;
             }
             cursor = last_open + 1;
