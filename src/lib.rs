@@ -8,6 +8,7 @@
 pub mod binance;
 pub mod config;
 pub mod control;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod job;

@@ -8,7 +8,7 @@ use clap::Parser;
 use loader_producer::config::{Cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
 use loader_producer::time_range::TimeRange;
-use loader_producer::{demo, lifecycle, verify};
+use loader_producer::{lifecycle, verify};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(debug: bool) {
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             None => run_job(&cli.job).await,
             Some(Command::Run(args)) => run_job(&args).await,
             Some(Command::Verify(args)) => run_verify(&args).await,
-            Some(Command::Demo(args)) => demo::run(&args).await,
+            Some(Command::Demo(args)) => run_demo(&args).await,
         }
     });
     let code = match outcome {
@@ -77,6 +77,19 @@ fn main() -> ExitCode {
 
 async fn run_job(args: &JobArgs) -> Result<()> {
     lifecycle::run(args).await
+}
+
+#[cfg(feature = "demo")]
+async fn run_demo(args: &loader_producer::config::DemoArgs) -> Result<()> {
+    loader_producer::demo::run(args).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn run_demo(_: &loader_producer::config::DemoArgs) -> Result<()> {
+    Err(LoaderError::config(
+        "this build of loader-producer has no demo (built without the `demo` cargo feature); \
+         run `cargo run --release -- demo` from the source tree",
+    ))
 }
 
 async fn run_verify(args: &VerifyArgs) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use crate::data::{self, AggUnits, Data, KlineUnits, Market, TradeUnits};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
-use crate::interval::Interval;
+use kline_interval::Interval;
 use crate::limiter::WindowDesc;
 use crate::query::Query;
 use crate::symbols::{parse_symbol, SymbolError, LISTED_SYMBOLS};

@@ -22,7 +22,7 @@
 //! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
 
 use crate::fmt::{fixed8, push_fixed8_wide, SCALE};
-use crate::interval::Interval;
+use kline_interval::Interval;
 use crate::symbols::parse_symbol;
 
 /// Default first data time of every symbol: 2017-08-17T00:00:00Z.

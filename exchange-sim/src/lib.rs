@@ -49,7 +49,7 @@ use std::time::Duration;
 mod api;
 pub mod data;
 mod fmt;
-mod interval;
+
 mod limiter;
 mod query;
 mod server;
@@ -57,7 +57,7 @@ mod streams;
 pub mod symbols;
 mod ws;
 
-pub use interval::{Interval, ParseIntervalError};
+pub use kline_interval::{Interval, ParseIntervalError};
 pub use server::SimServer;
 
 /// Settings of a simulated exchange.

@@ -7,7 +7,7 @@ pub mod stream;
 
 use std::sync::Arc;
 
-pub use exchange_sim::Interval;
+pub use kline_interval::Interval;
 use serde::Deserialize;
 
 use crate::config::BinanceConfig;

@@ -25,7 +25,7 @@ const WEEK_OFFSET: i64 = 4 * DAY;
 /// All times are milliseconds since the Unix epoch.
 ///
 /// ```
-/// use exchange_sim::Interval;
+/// use kline_interval::Interval;
 /// let iv: Interval = "1w".parse().unwrap();
 /// assert_eq!(iv, Interval::W1);
 /// assert_eq!(iv.to_string(), "1w");
