@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::binance::Interval;
+use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
+pub use crate::registry::{DataType, LiveType};
+use crate::source::SourceMode;
 use crate::time_range::TimeRange;
 
 const EXIT_CODES: &str = "\
@@ -109,6 +111,32 @@ pub struct JobArgs {
         value_name = "URL"
     )]
     pub binance_api_url: String,
+
+    /// Where history comes from: auto (archive files where they exist, REST for the rest), rest, or archive (never REST)
+    #[arg(long, env = "SOURCE", default_value = "auto", value_name = "SOURCE")]
+    pub source: String,
+
+    /// Base URL of Binance's bulk archive (daily and monthly zip files)
+    #[arg(
+        long,
+        env = "ARCHIVE_URL",
+        default_value = "https://data.binance.vision",
+        value_name = "URL"
+    )]
+    pub archive_url: String,
+
+    /// Archive files downloaded ahead of the one being published (each is kept on disk until published)
+    #[arg(
+        long,
+        env = "ARCHIVE_CONCURRENCY",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    pub archive_concurrency: usize,
+
+    /// Directory for archive downloads until they are published [default: the system temporary directory]
+    #[arg(long, env = "ARCHIVE_DIR", value_name = "DIR")]
+    pub archive_dir: Option<PathBuf>,
 
     /// Binance WebSocket base URL (live data types)
     #[arg(
@@ -332,6 +360,22 @@ pub struct VerifyArgs {
     /// Range the topic should hold exactly; without it only duplicates and inner gaps are checked
     #[arg(long, env = "TIME_RANGE", value_name = "START:END")]
     pub time_range: Option<String>,
+    /// Symbols the topic should hold (a symbol with no records is then reported)
+    #[arg(long, env = "SYMBOL", value_name = "SYMBOLS")]
+    pub symbol: Option<String>,
+    /// Data type the topic should hold; without it the type is read from each record's _key
+    #[arg(long = "type", env = "TYPE", value_name = "TYPE")]
+    pub data_type: Option<String>,
+    /// Candle interval, for TYPE=api_candles / ws_candles
+    #[arg(long, env = "INTERVAL", value_name = "INTERVAL")]
+    pub interval: Option<String>,
+    /// Binance REST base URL, asked whether a gap is the exchange's own (no data there) or a
+    /// lost record; unreachable means every gap counts as missing
+    #[arg(long, env = "BINANCE_API_URL", default_value = "https://api.binance.com", value_name = "URL")]
+    pub binance_api_url: String,
+    /// Do not ask Binance about gaps: every gap counts as missing
+    #[arg(long)]
+    pub offline: bool,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
@@ -347,10 +391,14 @@ pub struct DemoArgs {
     /// Data type
     #[arg(long = "type", default_value = "api_candles_1m")]
     pub data_type: String,
-    /// Days of history, ending at the last full UTC day (librdkafka's mock cluster keeps only about
-    /// 5 MB per partition, 80 MB in all, so the demo stays small)
+    /// Days of history before today; the range ends now, so today's part comes over REST and
+    /// the whole days from the archive (librdkafka's mock cluster keeps only about 5 MB per
+    /// partition, so the demo stays small)
     #[arg(long, default_value_t = 7)]
     pub days: u32,
+    /// Where history comes from: auto, rest or archive (the simulator serves both)
+    #[arg(long, default_value = "auto")]
+    pub source: String,
 }
 
 /// A secret that never prints.
@@ -369,127 +417,6 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"***\"")
-    }
-}
-
-/// What the job loads. Names follow `<source>_<kind>[_<interval>]`: `api_*` load history over
-/// REST, `ws_*` follow live WebSocket streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataType {
-    Candles(Interval),
-    AggTrades,
-    Live(LiveType),
-}
-
-/// The live (WebSocket) data types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveType {
-    /// Raw trades, `@trade`.
-    Trades,
-    /// Aggregate trades, `@aggTrade`.
-    AggTrades,
-    /// Candles, `@kline_<interval>`.
-    Candles(Interval),
-    /// Diff depth, `@depth@100ms`.
-    Depth,
-    /// A local order book kept in sync from a REST snapshot plus diffs.
-    OrderBook,
-    /// Best bid and ask, `@bookTicker`.
-    BookTicker,
-}
-
-impl LiveType {
-    /// The stream name for `symbol` (Binance wants lower case).
-    pub fn stream(&self, symbol: &str) -> String {
-        let s = symbol.to_ascii_lowercase();
-        match self {
-            LiveType::Trades => format!("{s}@trade"),
-            LiveType::AggTrades => format!("{s}@aggTrade"),
-            LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
-            LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
-            LiveType::BookTicker => format!("{s}@bookTicker"),
-        }
-    }
-}
-
-pub const VALID_TYPES: &str = "api_candles_<interval> (e.g. api_candles_1m, api_candles_1h, api_candles_1M), \
-api_candles together with INTERVAL, api_trades (aggregate trades), ws_trades, ws_aggtrades, ws_candles_<interval> \
-(or ws_candles with INTERVAL), ws_depth, ws_orderbook, ws_bookticker; intervals: 1s 1m 3m 5m 15m 30m 1h 2h \
-4h 6h 8h 12h 1d 3d 1w 1M";
-
-impl DataType {
-    pub fn parse(type_value: &str, interval: Option<&str>) -> Result<DataType, String> {
-        let t = type_value.trim();
-        let interval = interval.map(str::trim).filter(|s| !s.is_empty());
-        let parse_iv = |iv: &str, var: &str| {
-            iv.parse::<Interval>().map_err(|_| {
-                format!("{var} {iv:?} is not a Binance interval; expected one of: 1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M")
-            })
-        };
-        // `<prefix>_candles` with INTERVAL, or `<prefix>_candles_<iv>` agreeing with it.
-        let candles = |rest: &str| -> Result<Option<Interval>, String> {
-            if rest == "candles" {
-                return match interval {
-                    Some(iv) => parse_iv(iv, "INTERVAL").map(Some),
-                    None => Err(format!(
-                        "TYPE {t} needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: {t}_1m"
-                    )),
-                };
-            }
-            let Some(iv) = rest.strip_prefix("candles_") else {
-                return Ok(None);
-            };
-            let parsed = parse_iv(iv, "the interval in TYPE")?;
-            if let Some(other) = interval {
-                if other.parse::<Interval>().ok() != Some(parsed) {
-                    return Err(format!(
-                        "TYPE {t:?} names interval {iv} but INTERVAL is {other:?}: give one or make them agree"
-                    ));
-                }
-            }
-            Ok(Some(parsed))
-        };
-        if let Some(rest) = t.strip_prefix("api_") {
-            if rest == "trades" || rest == "aggtrades" {
-                return Ok(DataType::AggTrades);
-            }
-            if let Some(iv) = candles(rest)? {
-                return Ok(DataType::Candles(iv));
-            }
-        } else if let Some(rest) = t.strip_prefix("ws_") {
-            let live = match rest {
-                "trades" => Some(LiveType::Trades),
-                "aggtrades" => Some(LiveType::AggTrades),
-                "depth" => Some(LiveType::Depth),
-                "orderbook" => Some(LiveType::OrderBook),
-                "bookticker" => Some(LiveType::BookTicker),
-                _ => candles(rest)?.map(LiveType::Candles),
-            };
-            if let Some(live) = live {
-                return Ok(DataType::Live(live));
-            }
-        }
-        Err(format!(
-            "TYPE {t:?} is not a known data type; valid forms: {VALID_TYPES}"
-        ))
-    }
-
-    /// The canonical TYPE name.
-    pub fn name(&self) -> String {
-        match self {
-            DataType::Candles(iv) => format!("api_candles_{iv}"),
-            DataType::AggTrades => "api_trades".into(),
-            DataType::Live(LiveType::Trades) => "ws_trades".into(),
-            DataType::Live(LiveType::AggTrades) => "ws_aggtrades".into(),
-            DataType::Live(LiveType::Candles(iv)) => format!("ws_candles_{iv}"),
-            DataType::Live(LiveType::Depth) => "ws_depth".into(),
-            DataType::Live(LiveType::OrderBook) => "ws_orderbook".into(),
-            DataType::Live(LiveType::BookTicker) => "ws_bookticker".into(),
-        }
-    }
-
-    pub fn is_live(&self) -> bool {
-        matches!(self, DataType::Live(_))
     }
 }
 
@@ -558,6 +485,11 @@ pub struct JobConfig {
     /// Required for REST types; optional for live ones (without it they run until stopped).
     pub range: Option<TimeRange>,
     pub topic: String,
+    /// Where history comes from (`SOURCE`).
+    pub source: SourceMode,
+    pub archive: ArchiveConfig,
+    /// Archive files downloaded ahead of the one being published.
+    pub archive_concurrency: usize,
     pub producer_id: String,
     pub control_topic: String,
     pub events_topic: String,
@@ -725,6 +657,50 @@ pub fn parse_properties(raw: &str) -> Result<Vec<(String, Secret)>, String> {
     Ok(out)
 }
 
+impl VerifyArgs {
+    /// What the topic should hold, from TIME_RANGE, SYMBOL and TYPE.
+    pub fn expectation(&self) -> Result<crate::verify::Expectation> {
+        let range = match non_empty(&self.time_range) {
+            Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
+            None => None,
+        };
+        let symbols = match non_empty(&self.symbol) {
+            Some(s) => parse_symbols(s).map_err(LoaderError::config)?,
+            None => Vec::new(),
+        };
+        let kind = match non_empty(&self.data_type) {
+            Some(t) => Some(
+                DataType::parse(t, self.interval.as_deref())
+                    .map_err(LoaderError::config)?
+                    .record_kind(),
+            ),
+            None => None,
+        };
+        Ok(crate::verify::Expectation { range, symbols, kind })
+    }
+
+    /// How verify asks Binance about gaps: a small share of the budget, few retries.
+    pub fn binance_config(&self) -> Result<BinanceConfig> {
+        let api_url = self.binance_api_url.trim().trim_end_matches('/').to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
+            )));
+        }
+        Ok(BinanceConfig {
+            api_url,
+            ws_url: String::new(),
+            api_key: None,
+            rate_limit_share: 0.2,
+            concurrency: 4,
+            page_limit: 1000,
+            max_retries: 2,
+            max_retry_after: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
 impl JobArgs {
     /// Validates everything; the first problem found is reported, naming its variable.
     pub fn resolve(&self) -> Result<JobConfig> {
@@ -736,7 +712,8 @@ impl JobArgs {
         .map_err(LoaderError::config)?;
         let type_value = non_empty(&self.data_type).ok_or_else(|| {
             LoaderError::config(format!(
-                "TYPE is not set (flag --type); valid forms: {VALID_TYPES}"
+                "TYPE is not set (flag --type); valid forms: {}",
+                crate::registry::valid_types()
             ))
         })?;
         let data_type =
@@ -811,6 +788,33 @@ impl JobArgs {
                 "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
             )));
         }
+        let ws_url = crate::binance::stream::stream_base(&self.binance_ws_url);
+        if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_WS_URL {:?} is not a ws(s) URL, e.g. wss://stream.binance.com:9443 (with or without /ws)",
+                self.binance_ws_url
+            )));
+        }
+        let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
+        let archive_url = self.archive_url.trim().trim_end_matches('/').to_string();
+        if !(archive_url.starts_with("http://") || archive_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_URL {archive_url:?} is not an http(s) URL, e.g. https://data.binance.vision"
+            )));
+        }
+        if !(1..=64).contains(&self.archive_concurrency) {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_CONCURRENCY must be between 1 and 64, got {}",
+                self.archive_concurrency
+            )));
+        }
+        let archive_dir = self.archive_dir.clone().unwrap_or_else(std::env::temp_dir);
+        if !archive_dir.is_dir() {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_DIR {} is not a directory: downloads are kept there until published",
+                archive_dir.display()
+            )));
+        }
         let kafka = self.kafka.resolve()?;
         let control_kafka = match (
             non_empty(&self.kafka_user_consumer),
@@ -837,6 +841,15 @@ impl JobArgs {
             data_type,
             range,
             topic,
+            source,
+            archive: ArchiveConfig {
+                url: archive_url,
+                dir: archive_dir,
+                timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?.max(std::time::Duration::from_secs(30)),
+                max_retries: self.max_retries,
+                attempts: 3,
+            },
+            archive_concurrency: self.archive_concurrency,
             producer_id,
             control_topic,
             events_topic,
@@ -846,7 +859,7 @@ impl JobArgs {
             metrics_port: self.metrics_port,
             binance: BinanceConfig {
                 api_url,
-                ws_url: self.binance_ws_url.clone(),
+                ws_url,
                 api_key: non_empty(&self.binance_api_key).map(Secret::new),
                 rate_limit_share: share,
                 concurrency: self.fetch_concurrency,
@@ -924,50 +937,6 @@ pub fn check_topic_name(var: &str, topic: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn types_and_intervals() {
-        assert_eq!(
-            DataType::parse("api_candles_1m", None).unwrap().name(),
-            "api_candles_1m"
-        );
-        assert_eq!(
-            DataType::parse("api_candles_1M", None).unwrap().name(),
-            "api_candles_1M"
-        );
-        assert_eq!(
-            DataType::parse("api_candles", Some("4h")).unwrap().name(),
-            "api_candles_4h"
-        );
-        assert_eq!(
-            DataType::parse("api_trades", None).unwrap(),
-            DataType::AggTrades
-        );
-        let e = DataType::parse("api_candles", None).unwrap_err();
-        assert!(e.contains("INTERVAL"), "{e}");
-        assert_eq!(
-            DataType::parse("ws_candles", Some("1m")).unwrap().name(),
-            "ws_candles_1m"
-        );
-        for live in [
-            "ws_trades",
-            "ws_aggtrades",
-            "ws_candles_1h",
-            "ws_depth",
-            "ws_orderbook",
-            "ws_bookticker",
-        ] {
-            let t = DataType::parse(live, None).unwrap();
-            assert!(t.is_live());
-            assert_eq!(t.name(), live);
-        }
-        let e = DataType::parse("api_candles_7m", None).unwrap_err();
-        assert!(e.contains("1s 1m"), "{e}");
-        let e = DataType::parse("candles", None).unwrap_err();
-        assert!(e.contains("TYPE") && e.contains("api_trades"), "{e}");
-        let e = DataType::parse("api_candles_1m", Some("1h")).unwrap_err();
-        assert!(e.contains("INTERVAL"), "{e}");
-    }
 
     #[test]
     fn symbols_are_normalised() {

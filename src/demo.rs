@@ -1,6 +1,6 @@
 //! `demo`: one real job through the production code path with no outside services. The exchange
-//! simulator runs in-process on loopback and librdkafka's in-process mock cluster stands in for
-//! Kafka; afterwards the topic is verified like a user would.
+//! simulator (REST API and bulk archive) runs in-process on loopback and librdkafka's in-process
+//! mock cluster stands in for Kafka; afterwards the topic is verified like a user would.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,13 +8,15 @@ use std::time::Duration;
 use exchange_sim::{SimConfig, SimServer};
 use rdkafka::mocking::MockCluster;
 
+use crate::archive::ArchiveConfig;
 use crate::config::{BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, MessageKey};
+use crate::source::SourceMode;
 use crate::error::{LoaderError, Result};
 use crate::job;
 use crate::time_range::{TimeRange, DAY_MS};
 use crate::verify;
 
-const DEMO_PARTITIONS: i32 = 16;
+const DEMO_PARTITIONS: i32 = 32;
 
 /// A mock Kafka cluster on its own thread (it is not `Send`), alive until dropped.
 struct MockKafka {
@@ -73,14 +75,23 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if args.days == 0 {
         return Err(LoaderError::config("--days must be at least 1"));
     }
-    let today = chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
+    let source: SourceMode = args.source.parse().map_err(LoaderError::config)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    // With SOURCE=archive the range must end where the archive does: at the last full day.
+    let end = if source == SourceMode::Archive { today } else { now - now % 1000 };
     let range = TimeRange {
         start_ms: today - args.days as i64 * DAY_MS,
-        end_ms: today,
+        end_ms: end,
     };
     let topic = format!("demo-{}", data_type.name().replace('_', "-"));
 
-    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+    // One aggregate trade a second on average keeps a few days within the mock cluster.
+    let sim_cfg = SimConfig {
+        agg_trade_spacing_ms: 1000,
+        ..SimConfig::default()
+    };
+    let sim = SimServer::start(sim_cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| LoaderError::Other(format!("cannot start the exchange simulator: {e}")))?;
     let kafka_mock = MockKafka::start(&topic)?;
@@ -108,6 +119,15 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         data_type,
         range: Some(range),
         topic: topic.clone(),
+        source,
+        archive: ArchiveConfig {
+            url: sim.base_url(),
+            dir: std::env::temp_dir(),
+            timeout: Duration::from_secs(30),
+            max_retries: 8,
+            attempts: 3,
+        },
+        archive_concurrency: 4,
         producer_id: "loader-producer__demo".into(),
         control_topic: "queue-control".into(),
         events_topic: "queue-events".into(),
@@ -152,8 +172,24 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         report.responses_429,
         report.responses_418,
     );
+    for s in &report.sources {
+        println!(
+            "  {}: {} records from {} archive file(s), {} over REST{}",
+            s.symbol,
+            s.from_archive,
+            s.archive_files,
+            s.from_rest,
+            if s.fallbacks.is_empty() { String::new() } else { format!("; fallbacks: {:?}", s.fallbacks) }
+        );
+    }
     let verified =
-        tokio::task::spawn_blocking(move || verify::verify_topic(&kafka, &topic, Some(range)))
+        tokio::task::spawn_blocking(move || {
+            let expect = verify::Expectation {
+                range: Some(range),
+                ..Default::default()
+            };
+            verify::verify_topic(&kafka, &topic, &expect)
+        })
             .await
             .map_err(|e| LoaderError::Other(e.to_string()))??;
     print!("{}", verified.render());

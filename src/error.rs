@@ -14,15 +14,22 @@ pub enum LoaderError {
     /// Binance answered with an error that retrying will not fix.
     #[error("{0}")]
     Exchange(String),
+    /// The archive (data.binance.vision) could not deliver what `SOURCE=archive` needs.
+    #[error("{0}")]
+    Archive(String),
+    /// The sink stopped taking records; the sink's own error says why.
+    #[error("the Kafka sink stopped")]
+    SinkClosed,
     /// Kafka could not be reached or refused the records.
     #[error("{0}")]
     Kafka(String),
     /// The topic content did not pass `verify`.
     #[error("{0}")]
     Verify(String),
-    /// The job was stopped before it finished.
-    #[error("interrupted: {0}")]
-    Interrupted(String),
+    /// The job is stopping (stop command or signal): the work in progress was abandoned on
+    /// purpose. Sources end with it; the job reports `interrupted`, not an error.
+    #[error("the job was stopped")]
+    Cancelled,
     /// Anything else (I/O, internal invariants).
     #[error("{0}")]
     Other(String),
@@ -33,7 +40,7 @@ impl LoaderError {
     pub fn exit_code(&self) -> i32 {
         match self {
             LoaderError::Config(_) => 2,
-            LoaderError::Interrupted(_) => 0,
+            LoaderError::Cancelled => 0,
             _ => 1,
         }
     }

@@ -1,10 +1,11 @@
-//! The job: wires one source per symbol to the Kafka sink through a bounded channel, and reports
-//! what was loaded.
+//! The job: wires one source per symbol (or per group of live streams) to the Kafka sink through
+//! a bounded channel, and reports what was loaded.
 //!
-//! Sources run as tokio tasks (network-bound); the sink runs on its own thread because librdkafka's
-//! producer calls block. The channel's bound is the backpressure: a slow broker slows the fetching,
-//! and memory stays flat however long the range is. A stop cancels the sources at once (even mid
-//! rate-limit wait or backoff); what was already fetched is still published and acknowledged.
+//! Sources run as tokio tasks (network-bound); the sink runs on its own thread because
+//! librdkafka's producer calls block. The channel's bound is the backpressure: a slow broker
+//! slows the fetching, and memory stays flat however long the range is. A stop cancels the
+//! sources at once (even mid rate-limit wait, download or backoff); what was already fetched is
+//! still published and acknowledged.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,15 +14,53 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::ArchiveClient;
 use crate::binance::rest::RestStats;
 use crate::binance::Exchange;
-use crate::config::{DataType, JobConfig};
+use crate::config::JobConfig;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
+use crate::registry::DataType;
 use crate::sink::KafkaSink;
 use crate::source::live::LiveSource;
-use crate::source::{self, SourceContext, SourceSummary};
-use crate::status::{LiveStatus, Phase};
+use crate::source::{history, HistoryContext, SourceMode, SourceSummary};
+use crate::status::{JobStatus, Phase};
+
+/// Where the job's records come from: the REST API and/or the archive, as `SOURCE` and `TYPE`
+/// need them.
+#[derive(Clone)]
+pub struct Upstream {
+    pub exchange: Option<Arc<Exchange>>,
+    pub archive: Option<Arc<ArchiveClient>>,
+}
+
+impl Upstream {
+    /// Connects to what the job needs: the REST API for live types and unless `SOURCE=archive`
+    /// (which never touches it), the archive unless `SOURCE=rest`. `stop` cancels every request
+    /// the job will make.
+    pub async fn connect(cfg: &JobConfig, stop: &CancellationToken) -> Result<Upstream> {
+        let live = cfg.data_type.is_live();
+        let exchange = if live || cfg.source != SourceMode::Archive {
+            Some(Arc::new(Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?))
+        } else {
+            None
+        };
+        let archive = if !live && cfg.source != SourceMode::Rest {
+            Some(Arc::new(
+                ArchiveClient::new(cfg.archive.clone(), stop.clone()).map_err(LoaderError::config)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Upstream { exchange, archive })
+    }
+
+    fn rest(&self) -> Result<&Arc<Exchange>> {
+        self.exchange
+            .as_ref()
+            .ok_or_else(|| LoaderError::Other("live types need the REST API".into()))
+    }
+}
 
 /// What a job did, finished or stopped.
 #[derive(Debug, Clone, Default)]
@@ -29,15 +68,18 @@ pub struct JobReport {
     pub records_written: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// The job stopped on request before its sources were done.
     pub interrupted: bool,
     pub sources: Vec<SourceSummary>,
     pub requests: u64,
     pub weight: u64,
     pub responses_429: u64,
     pub responses_418: u64,
-    pub retries: u64,
     pub weight_budget: u32,
     pub weight_window: Duration,
+    /// Archive files downloaded and the bytes they took.
+    pub archive_files: u64,
+    pub archive_bytes: u64,
 }
 
 impl JobReport {
@@ -47,6 +89,18 @@ impl JobReport {
 
     pub fn missing_ids(&self) -> u64 {
         self.sources.iter().map(|s| s.missing_ids()).sum()
+    }
+
+    pub fn from_archive(&self) -> u64 {
+        self.sources.iter().map(|s| s.from_archive).sum()
+    }
+
+    pub fn from_rest(&self) -> u64 {
+        self.sources.iter().map(|s| s.from_rest).sum()
+    }
+
+    pub fn fallbacks(&self) -> usize {
+        self.sources.iter().map(|s| s.fallbacks.len()).sum()
     }
 }
 
@@ -62,29 +116,43 @@ pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
 
 /// Convenience for callers without telemetry: connect to both sides, then load.
 pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
-    let exchange = Arc::new(Exchange::connect(&cfg.binance, &cfg.symbols).await?);
+    let stop = CancellationToken::new();
+    let upstream = Upstream::connect(cfg, &stop).await?;
     let sink = connect_sink(cfg).await?;
-    let status = Arc::new(LiveStatus::new(cfg.range, &cfg.symbols));
-    load(cfg, exchange, sink, status, CancellationToken::new()).await
+    let status = Arc::new(JobStatus::new(cfg.range, &cfg.symbols));
+    load(cfg, upstream, sink, status, stop).await
 }
 
-/// Loads the range from `exchange` through `sink` until done or `stop` fires.
+/// How one source task ended.
+enum Ended {
+    Done(Vec<SourceSummary>),
+    /// Stopped on request before it was done.
+    Stopped,
+}
+
+/// Loads the range from `upstream` through `sink` until done or `stop` fires.
 pub async fn load(
     cfg: &JobConfig,
-    exchange: Arc<Exchange>,
+    upstream: Upstream,
     mut sink: KafkaSink,
-    status: Arc<LiveStatus>,
+    status: Arc<JobStatus>,
     stop: CancellationToken,
 ) -> Result<JobReport> {
     let started = Instant::now();
     let _ = status.delivery.set(sink.delivery_counters());
-    let _ = status.rest.set(exchange.client.stats.clone());
-    let _ = status.limiter.set(exchange.client.limiter().clone());
+    if let Some(ex) = &upstream.exchange {
+        let _ = status.rest.set(ex.client.stats.clone());
+        let _ = status.limiter.set(ex.client.limiter().clone());
+    }
+    if let Some(a) = &upstream.archive {
+        let _ = status.archive.set(a.stats.clone());
+    }
     status.set_phase(Phase::Loading);
     tracing::info!(
         symbols = %cfg.symbols.join(","),
         data_type = %cfg.data_type.name(),
         range = %cfg.range_text(),
+        source = %cfg.source,
         topic = %cfg.topic,
         "loading"
     );
@@ -99,11 +167,7 @@ pub async fn load(
                 match rx.try_recv() {
                     Ok(batch) => {
                         sink.publish(&batch)?;
-                        sink_status.advance(
-                            &batch.symbol,
-                            batch.len() as u64,
-                            batch.last_timestamp,
-                        );
+                        sink_status.advance(&batch.symbol, batch.len() as u64, batch.last_timestamp);
                     }
                     // Idle: serve delivery reports while waiting for the next batch.
                     Err(mpsc::error::TryRecvError::Empty) => sink.poll(Duration::from_millis(2)),
@@ -111,7 +175,7 @@ pub async fn load(
                 }
             }
             let acked = sink.flush(Duration::from_secs(120))?;
-            let bytes = sink.bytes();
+            let bytes = sink.acked_bytes();
             // Everything is acknowledged; tearing librdkafka down takes a while and nobody
             // needs to wait for it.
             std::thread::spawn(move || drop(sink));
@@ -119,9 +183,10 @@ pub async fn load(
         })
         .map_err(|e| LoaderError::Other(format!("cannot start the Kafka sink thread: {e}")))?;
 
-    let mut sources: JoinSet<Result<Vec<SourceSummary>>> = JoinSet::new();
+    let mut sources: JoinSet<Result<Ended>> = JoinSet::new();
     match cfg.data_type {
         DataType::Live(live_type) => {
+            let exchange = upstream.rest()?.clone();
             // Combined streams: as many symbols per connection as Binance allows.
             for chunk in cfg.symbols.chunks(cfg.live.streams_per_connection) {
                 let source = LiveSource {
@@ -132,23 +197,46 @@ pub async fn load(
                     ws_url: cfg.binance.ws_url.clone(),
                     cfg: cfg.live.clone(),
                     page_limit: cfg.binance.page_limit,
+                    concurrency: cfg.binance.concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
                 };
-                sources.spawn(source.run(tx.clone()));
+                let tx = tx.clone();
+                sources.spawn(async move {
+                    let summaries = source.run(tx).await?;
+                    Ok(if summaries.iter().any(|s| s.stopped) {
+                        Ended::Stopped
+                    } else {
+                        Ended::Done(summaries)
+                    })
+                });
             }
         }
-        rest_type => {
+        DataType::History(history_type) => {
+            let range = cfg
+                .range
+                .ok_or_else(|| LoaderError::config("TIME_RANGE is required for history (api_*) types"))?;
             for symbol in &cfg.symbols {
-                let ctx = SourceContext {
-                    exchange: exchange.clone(),
+                let ctx = HistoryContext {
+                    exchange: upstream.exchange.clone(),
+                    archive: upstream.archive.clone(),
+                    mode: cfg.source,
                     symbol: Arc::from(symbol.as_str()),
-                    range: cfg.range,
+                    range,
                     page_limit: cfg.binance.page_limit,
                     concurrency: cfg.binance.concurrency,
+                    archive_concurrency: cfg.archive_concurrency,
+                    status: status.clone(),
+                    stop: stop.clone(),
                 };
-                let load = source::load(rest_type, ctx, tx.clone());
-                sources.spawn(async move { load.await.map(|s| vec![s]) });
+                let load = history::load(history_type.loader(), ctx, tx.clone());
+                sources.spawn(async move {
+                    match load.await {
+                        Ok(summary) => Ok(Ended::Done(vec![summary])),
+                        Err(LoaderError::Cancelled) => Ok(Ended::Stopped),
+                        Err(e) => Err(e),
+                    }
+                });
             }
         }
     }
@@ -157,68 +245,80 @@ pub async fn load(
     let mut summaries = Vec::new();
     let mut failure = None;
     let mut interrupted = false;
+    let mut stop_seen = false;
     loop {
         tokio::select! {
             joined = sources.join_next() => match joined {
                 None => break,
-                Some(Ok(Ok(done))) => {
+                Some(Ok(Ok(Ended::Done(done)))) => {
                     for summary in done {
                         status.complete(&summary.symbol);
                         summaries.push(summary);
                     }
                 }
+                Some(Ok(Ok(Ended::Stopped))) => interrupted = true,
                 Some(Ok(Err(e))) => {
                     failure.get_or_insert(e);
                     sources.abort_all();
                 }
-                Some(Err(e)) if e.is_cancelled() => {}
+                // Aborted on stop before it was done.
+                Some(Err(e)) if e.is_cancelled() => interrupted = true,
                 Some(Err(e)) => {
                     failure.get_or_insert(LoaderError::Other(format!("a source task failed: {e}")));
                     sources.abort_all();
                 }
             },
-            _ = stop.cancelled(), if !interrupted => {
+            _ = stop.cancelled(), if !stop_seen => {
+                stop_seen = true;
                 tracing::info!("stop requested: no more fetching; publishing what was fetched");
-                interrupted = true;
-                // Live sources stop by themselves, publishing what they received.
+                // History sources are cancelled by the stop token as well; aborting ends them
+                // even between two awaits. Live sources stop by themselves, publishing what
+                // they received.
                 if !cfg.data_type.is_live() {
                     sources.abort_all();
                 }
             }
         }
     }
-    // A live source may have ended on the stop before the stop branch above ran.
-    interrupted |= stop.is_cancelled();
     // All senders are gone: the sink drains, flushes and ends.
     let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))?
         .map_err(|_| LoaderError::Other("the Kafka sink thread panicked".into()))?;
-    if let Some(e) = failure {
-        if let Ok((acked, _)) = &sink_result {
+    let (records_written, bytes) = match (sink_result, failure) {
+        // A source that found the sink gone reports only that; the sink knows why.
+        (Err(sink_error), _) => return Err(sink_error),
+        (Ok((acked, _)), Some(e)) => {
             tracing::error!(
                 records_written = acked,
                 "the load failed; records already acknowledged stay in the topic (their _key makes a rerun harmless)"
             );
+            return Err(e);
         }
-        return Err(e);
-    }
-    let (records_written, bytes) = sink_result?;
+        (Ok(done), None) => done,
+    };
     summaries.sort_by(|a, b| a.symbol.cmp(&b.symbol));
-    let stats = &exchange.client.stats;
-    let limiter = exchange.client.limiter();
-    Ok(JobReport {
+    let mut report = JobReport {
         records_written,
         bytes,
         elapsed: started.elapsed(),
         interrupted,
         sources: summaries,
-        requests: RestStats::get(&stats.requests),
-        weight: RestStats::get(&stats.weight),
-        responses_429: RestStats::get(&stats.responses_429),
-        responses_418: RestStats::get(&stats.responses_418),
-        retries: RestStats::get(&stats.retries),
-        weight_budget: limiter.budget(),
-        weight_window: limiter.window(),
-    })
+        ..JobReport::default()
+    };
+    if let Some(ex) = &upstream.exchange {
+        let stats = &ex.client.stats;
+        report.requests = RestStats::get(&stats.requests);
+        report.weight = RestStats::get(&stats.weight);
+        report.responses_429 = RestStats::get(&stats.responses_429);
+        report.responses_418 = RestStats::get(&stats.responses_418);
+        report.weight_budget = ex.client.limiter().budget();
+        report.weight_window = ex.client.limiter().window();
+    }
+    if let Some(a) = &upstream.archive {
+        use std::sync::atomic::Ordering::Relaxed;
+        report.archive_files = a.stats.files.load(Relaxed);
+        report.archive_bytes = a.stats.bytes.load(Relaxed);
+    }
+    Ok(report)
 }

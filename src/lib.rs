@@ -5,6 +5,7 @@
 //! through `binance`) to the `sink` (Kafka) through a bounded channel; `verify` reads a topic
 //! back; `demo` runs a job offline.
 
+pub mod archive;
 pub mod binance;
 pub mod config;
 pub mod control;
@@ -16,6 +17,7 @@ pub mod kafka;
 pub mod lifecycle;
 pub mod metrics;
 pub mod record;
+pub mod registry;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -11,13 +11,13 @@ use serde_json::{json, Map};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::Exchange;
 use crate::config::{JobArgs, JobConfig};
 use crate::control::{ControlCommand, ControlListener};
 use crate::error::{LoaderError, Result};
-use crate::job::{self, JobReport};
+use crate::job::{self, JobReport, Upstream};
 use crate::metrics;
-use crate::status::{LiveStatus, Phase};
+use crate::registry::RecordKind;
+use crate::status::{JobStatus, Phase};
 use crate::telemetry::{EventStatus, JobIdentity, TelemetryPublisher};
 use crate::time_range::fmt_ms;
 
@@ -43,7 +43,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         &cfg.events_topic,
         identity,
     ));
-    let status = Arc::new(LiveStatus::new(cfg.range, &cfg.symbols));
+    let status = Arc::new(JobStatus::new(cfg.range, &cfg.symbols));
     let stop = CancellationToken::new();
     let done = CancellationToken::new();
     spawn_signal_handler(stop.clone());
@@ -82,6 +82,10 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         if r.missing_ids() > 0 {
             extra.insert("missing_ids".into(), json!(r.missing_ids()));
         }
+        if r.fallbacks() > 0 {
+            let all: Vec<&String> = r.sources.iter().flat_map(|s| &s.fallbacks).collect();
+            extra.insert("archive_fallback_files".into(), json!(all));
+        }
     }
     telemetry.emit(event, &message, Some(&status), extra);
     let flush_telemetry = telemetry.clone();
@@ -95,14 +99,16 @@ pub async fn run(args: &JobArgs) -> Result<()> {
 async fn run_protocol(
     cfg: &JobConfig,
     telemetry: &Arc<TelemetryPublisher>,
-    status: &Arc<LiveStatus>,
+    status: &Arc<JobStatus>,
     stop: &CancellationToken,
     done: &CancellationToken,
 ) -> Result<JobReport> {
-    // Binance first: an unknown symbol is a configuration error, found before anything else.
-    let exchange = tokio::select! {
-        ex = Exchange::connect(&cfg.binance, &cfg.symbols) => Arc::new(ex?),
-        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+    // Binance first (unless SOURCE=archive): an unknown symbol is a configuration error, found
+    // before anything else. A stop cancels the connection's requests.
+    let upstream = match Upstream::connect(cfg, stop).await {
+        Ok(u) => u,
+        Err(LoaderError::Cancelled) => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+        Err(e) => return Err(e),
     };
     // Listen before announcing `started`, so a stop sent after `started` is always seen; the
     // listener and the data producer connect at the same time.
@@ -164,7 +170,7 @@ async fn run_protocol(
         done.clone(),
     ));
 
-    let result = job::load(cfg, exchange, sink, status.clone(), stop.clone()).await;
+    let result = job::load(cfg, upstream, sink, status.clone(), stop.clone()).await;
     done.cancel();
     commands.abort();
     let _ = ticker.await;
@@ -176,7 +182,7 @@ async fn run_protocol(
 async fn report_progress(
     every: Duration,
     telemetry: Arc<TelemetryPublisher>,
-    status: Arc<LiveStatus>,
+    status: Arc<JobStatus>,
     done: CancellationToken,
 ) {
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -308,11 +314,24 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
             );
         }
         if !s.gaps.is_empty() {
+            let noun = match cfg.data_type.record_kind() {
+                RecordKind::AggTrades => "aggregate trade",
+                _ => "trade",
+            };
             println!(
-                "{}: Binance is missing {} aggregate trade id(s) in the range: {:?}",
+                "{}: Binance is missing {} {noun} id(s) in the range: {:?}",
                 s.symbol,
                 s.missing_ids(),
                 s.gaps
+            );
+        }
+        for f in &s.fallbacks {
+            println!("{}: {f}", s.symbol);
+        }
+        if s.from_archive > 0 {
+            println!(
+                "{}: {} records from {} archive file(s), {} over REST",
+                s.symbol, s.from_archive, s.archive_files, s.from_rest
             );
         }
     }

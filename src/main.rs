@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use loader_producer::config::{Cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
-use loader_producer::time_range::TimeRange;
+use loader_producer::binance::Exchange;
+use tokio_util::sync::CancellationToken;
 use loader_producer::{lifecycle, verify};
 use tracing_subscriber::EnvFilter;
 
@@ -103,13 +104,23 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
                 "KAFKA_TOPIC is not set: name the topic to verify (flag --kafka-topic)",
             )
         })?;
-    let range = match args.time_range.as_deref().filter(|s| !s.trim().is_empty()) {
-        Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
-        None => None,
-    };
-    let report = tokio::task::spawn_blocking(move || verify::verify_topic(&kafka, &topic, range))
+    let expect = args.expectation()?;
+    let (k, t, e) = (kafka.clone(), topic.clone(), expect.clone());
+    let mut report = tokio::task::spawn_blocking(move || verify::verify_topic(&k, &t, &e))
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))??;
+    if !args.offline && report.needs_exchange() {
+        // Gaps and empty groups are looked up at the exchange: what it lacks too is no loss.
+        let symbols: Vec<String> = report.groups.iter().map(|g| g.symbol.clone()).collect();
+        let binance = args.binance_config()?;
+        match Exchange::connect(&binance, &symbols, CancellationToken::new()).await {
+            Ok(ex) => report.ask_exchange(&ex).await?,
+            Err(e) => report.notes.push(format!(
+                "could not ask Binance at BINANCE_API_URL {} whether the gaps are its own ({e}); every gap counts as missing",
+                binance.api_url
+            )),
+        }
+    }
     if args.json {
         println!(
             "{}",

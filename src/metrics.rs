@@ -1,4 +1,4 @@
-//! Prometheus `/metrics` and `/healthz` for the running job, read from [`LiveStatus`] on each
+//! Prometheus `/metrics` and `/healthz` for the running job, read from [`JobStatus`] on each
 //! scrape, so the hot path pays nothing for them.
 
 use std::net::SocketAddr;
@@ -18,14 +18,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::binance::rest::RestStats;
-use crate::status::{LiveStatus, Phase};
+use crate::status::{JobStatus, Phase};
 
 #[derive(Debug)]
-struct JobCollector(Arc<LiveStatus>);
+struct JobCollector(Arc<JobStatus>);
 
-impl std::fmt::Debug for LiveStatus {
+impl std::fmt::Debug for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveStatus")
+        f.debug_struct("JobStatus")
             .field("phase", &self.phase())
             .finish_non_exhaustive()
     }
@@ -157,7 +157,7 @@ impl Collector for JobCollector {
 /// Serves `/metrics` and `/healthz` on `0.0.0.0:port` until `stop`; returns the bound address.
 pub async fn serve(
     port: u16,
-    status: Arc<LiveStatus>,
+    status: Arc<JobStatus>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
@@ -193,7 +193,7 @@ pub async fn serve(
     Ok(addr)
 }
 
-fn respond(path: &str, registry: &Registry, status: &LiveStatus) -> Response<Full<Bytes>> {
+fn respond(path: &str, registry: &Registry, status: &JobStatus) -> Response<Full<Bytes>> {
     let (code, ctype, body) = match path {
         "/metrics" => {
             let mut out = String::new();

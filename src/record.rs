@@ -10,6 +10,8 @@ use std::sync::Arc;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{LoaderError, Result};
+
 /// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct KlineRecord<'a> {
@@ -45,7 +47,7 @@ pub struct AggTradeRecord<'a> {
     pub is_best_match: bool,
 }
 
-/// One raw trade (`ws_trades`; `_key` = `SYMBOL_trade_ID`).
+/// One raw trade (`api_raw_trades`, `ws_trades`; `_key` = `SYMBOL_trade_ID`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TradeRecord<'a> {
     pub _key: &'a str,
@@ -119,6 +121,19 @@ pub struct RawKline<'a>(
     pub IgnoredAny,
 );
 
+/// A REST raw-trade row (`historicalTrades`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawTrade<'a> {
+    pub id: u64,
+    pub price: &'a str,
+    pub qty: &'a str,
+    pub time: i64,
+    pub is_buyer_maker: bool,
+    #[serde(default)]
+    pub is_best_match: bool,
+}
+
 /// A REST aggregate-trade row.
 #[derive(Debug, Deserialize)]
 pub struct RawAggTrade<'a> {
@@ -175,10 +190,6 @@ impl RecordBatch {
         self.entries.is_empty()
     }
 
-    pub fn bytes(&self) -> usize {
-        self.buf.len()
-    }
-
     /// `(payload, record key)` of each record, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let mut start = 0usize;
@@ -189,12 +200,24 @@ impl RecordBatch {
         })
     }
 
-    fn push_with<T: Serialize>(&mut self, timestamp: i64, key_len: usize, record: &T) {
+    fn push_with<T: Serialize>(&mut self, timestamp: i64, key: &str, record: &T) -> Result<()> {
         let start = self.buf.len();
-        serde_json::to_writer(&mut self.buf, record).expect("records serialise into memory");
-        // `_key` is the first field and holds only [A-Za-z0-9_], so it sits right after the prefix.
-        debug_assert!(self.buf[start..].starts_with(KEY_PREFIX));
+        serde_json::to_writer(&mut self.buf, record)
+            .map_err(|e| LoaderError::Other(format!("a record does not serialise: {e}")))?;
+        // The message key (KAFKA_MESSAGE_KEY=record) is sliced out of the payload: `_key` must be
+        // the first field, unescaped. Checked on every record, in release builds too.
         let key_start = start + KEY_PREFIX.len();
+        let written = &self.buf[start..];
+        if !(written.starts_with(KEY_PREFIX)
+            && written[KEY_PREFIX.len()..].starts_with(key.as_bytes())
+            && written.get(KEY_PREFIX.len() + key.len()) == Some(&b'"'))
+        {
+            self.buf.truncate(start);
+            return Err(LoaderError::Other(format!(
+                "record {key:?} does not start with its _key field; refusing to publish it with a wrong message key"
+            )));
+        }
+        let key_len = key.len();
         if self.entries.is_empty() {
             self.first_timestamp = timestamp;
         }
@@ -204,14 +227,15 @@ impl RecordBatch {
             key_end: (key_start + key_len) as u32,
         });
         self.last_timestamp = timestamp;
+        Ok(())
     }
 
     /// Appends any record whose first field is `_key` (equal to `key`).
-    pub fn push_record<T: Serialize>(&mut self, timestamp: i64, key: &str, record: &T) {
-        self.push_with(timestamp, key.len(), record);
+    pub fn push_record<T: Serialize>(&mut self, timestamp: i64, key: &str, record: &T) -> Result<()> {
+        self.push_with(timestamp, key, record)
     }
 
-    pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) {
+    pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) -> Result<()> {
         use std::fmt::Write;
         let mut key = std::mem::take(&mut self.key_scratch);
         key.clear();
@@ -234,11 +258,12 @@ impl RecordBatch {
             taker_buy_base_asset_volume: k.9,
             taker_buy_quote_asset_volume: k.10,
         };
-        self.push_with(k.0, key.len(), &rec);
+        let r = self.push_with(k.0, &key, &rec);
         self.key_scratch = key;
+        r
     }
 
-    pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) {
+    pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) -> Result<()> {
         use std::fmt::Write;
         let mut key = std::mem::take(&mut self.key_scratch);
         key.clear();
@@ -256,8 +281,31 @@ impl RecordBatch {
             is_buyer_maker: t.m,
             is_best_match: t.best_match,
         };
-        self.push_with(t.time, key.len(), &rec);
+        let r = self.push_with(t.time, &key, &rec);
         self.key_scratch = key;
+        r
+    }
+
+    /// Appends a raw trade (`_key` = `SYMBOL_trade_ID`), from REST, the archive or the stream.
+    pub fn push_trade(&mut self, t: &RawTrade<'_>) -> Result<()> {
+        use std::fmt::Write;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key.clear();
+        let _ = write!(key, "{}_trade_{}", self.symbol, t.id);
+        let symbol = self.symbol.clone();
+        let rec = TradeRecord {
+            _key: &key,
+            symbol: &symbol,
+            trade_id: t.id,
+            price: t.price,
+            quantity: t.qty,
+            timestamp: t.time,
+            is_buyer_maker: t.is_buyer_maker,
+            is_best_match: t.is_best_match,
+        };
+        let r = self.push_with(t.time, &key, &rec);
+        self.key_scratch = key;
+        r
     }
 }
 
@@ -270,7 +318,7 @@ mod tests {
         let body = br#"[[1672531200000,"16541.77000000","16545.70000000","16508.39000000","16529.67000000","4364.83570000",1672531259999,"72146210.91866570",5000,"2137.69070000","35333858.63540000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(body).unwrap();
         let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
-        batch.push_kline("1m", &rows[0]);
+        batch.push_kline("1m", &rows[0]).unwrap();
         let (payload, key) = batch.iter().next().unwrap();
         assert_eq!(key, b"BTCUSDT_1m_1672531200000");
         let rec: KlineRecord = serde_json::from_slice(payload).unwrap();
@@ -282,12 +330,34 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_first_field_is_not_its_key_is_refused() {
+        #[derive(Serialize)]
+        struct Misordered<'a> {
+            symbol: &'a str,
+            _key: &'a str,
+        }
+        let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
+        let rec = Misordered { symbol: "BTCUSDT", _key: "BTCUSDT_x_1" };
+        let e = batch.push_record(1, "BTCUSDT_x_1", &rec).unwrap_err();
+        assert!(e.to_string().contains("_key"), "{e}");
+        assert!(batch.is_empty());
+        #[derive(Serialize)]
+        struct Keyed<'a> {
+            _key: &'a str,
+        }
+        // The key given must be the one in the record.
+        assert!(batch.push_record(1, "BTCUSDT_x_2", &Keyed { _key: "BTCUSDT_x_1" }).is_err());
+        batch.push_record(1, "BTCUSDT_x_1", &Keyed { _key: "BTCUSDT_x_1" }).unwrap();
+        assert_eq!(batch.iter().next().unwrap().1, b"BTCUSDT_x_1");
+    }
+
+    #[test]
     fn agg_trades_keep_ids_and_flags() {
         let body = br#"[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true},{"a":26130,"p":"0.1","q":"1","f":27782,"l":27783,"T":1498793709154,"m":false,"M":true}]"#;
         let rows: Vec<RawAggTrade> = serde_json::from_slice(body).unwrap();
         let mut batch = RecordBatch::new("ETHBTC".into(), 2);
         for r in &rows {
-            batch.push_agg_trade(r);
+            batch.push_agg_trade(r).unwrap();
         }
         let all: Vec<_> = batch.iter().collect();
         assert_eq!(all.len(), 2);

@@ -85,8 +85,8 @@ pub struct KafkaSink {
     producer: BaseProducer<DeliveryContext>,
     topic: String,
     key: MessageKey,
+    /// Records handed to librdkafka (for the message when some are never acknowledged).
     queued: u64,
-    bytes: u64,
 }
 
 impl KafkaSink {
@@ -117,7 +117,6 @@ impl KafkaSink {
             topic: topic.to_string(),
             key,
             queued: 0,
-            bytes: 0,
         })
     }
 
@@ -126,12 +125,9 @@ impl KafkaSink {
         self.producer.context().acked.load(Ordering::Relaxed)
     }
 
-    pub fn queued(&self) -> u64 {
-        self.queued
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.bytes
+    /// Payload bytes the broker has acknowledged.
+    pub fn acked_bytes(&self) -> u64 {
+        self.producer.context().bytes.load(Ordering::Relaxed)
     }
 
     /// A shareable handle on the delivery counters (for progress reporting from other threads).
@@ -205,7 +201,6 @@ impl KafkaSink {
                 }
             }
             self.queued += 1;
-            self.bytes += payload.len() as u64;
         }
         self.producer.poll(Duration::ZERO);
         if let Some(f) = self.failure() {

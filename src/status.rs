@@ -1,11 +1,14 @@
-//! `LiveStatus`: what a running job has done so far, shared by the job (which updates it), the
-//! telemetry ticker, the metrics endpoint and the progress bar (which read it).
+//! `JobStatus`: what a running job has done so far, shared by the job and its sources (which
+//! update it) and the telemetry ticker, the metrics endpoint and the progress bar (which read
+//! it).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::archive::ArchiveStats;
 use crate::binance::limiter::WeightLimiter;
+use crate::registry::Origin;
 use crate::binance::rest::RestStats;
 use crate::sink::DeliveryContext;
 use crate::time_range::TimeRange;
@@ -41,7 +44,7 @@ impl Phase {
     ];
 }
 
-pub struct LiveStatus {
+pub struct JobStatus {
     pub started: Instant,
     phase: AtomicU8,
     /// Records handed to the sink (fetched and serialised).
@@ -54,12 +57,19 @@ pub struct LiveStatus {
     pub last_event_ms: AtomicI64,
     /// Per symbol: the newest timestamp handed to the sink.
     covered: Vec<(Arc<str>, AtomicI64)>,
+    /// Records handed to the sink by origin.
+    pub from_archive: AtomicU64,
+    pub from_rest: AtomicU64,
+    pub from_stream: AtomicU64,
+    /// Archive files that could not be used and were loaded over REST instead.
+    pub archive_fallbacks: AtomicU64,
+    pub archive: OnceLock<Arc<ArchiveStats>>,
 }
 
-impl LiveStatus {
+impl JobStatus {
     pub fn new(range: Option<TimeRange>, symbols: &[String]) -> Self {
         let start = range.map(|r| r.start_ms).unwrap_or(0);
-        LiveStatus {
+        JobStatus {
             started: Instant::now(),
             phase: AtomicU8::new(Phase::Starting as u8),
             records_fetched: AtomicU64::new(0),
@@ -72,7 +82,26 @@ impl LiveStatus {
                 .iter()
                 .map(|s| (Arc::from(s.as_str()), AtomicI64::new(start)))
                 .collect(),
+            from_archive: AtomicU64::new(0),
+            from_rest: AtomicU64::new(0),
+            from_stream: AtomicU64::new(0),
+            archive_fallbacks: AtomicU64::new(0),
+            archive: OnceLock::new(),
         }
+    }
+
+    /// Counts records handed to the sink by where they came from.
+    pub fn note_origin(&self, origin: Origin, records: u64) {
+        let c = match origin {
+            Origin::Archive => &self.from_archive,
+            Origin::Rest => &self.from_rest,
+            Origin::WebSocket => &self.from_stream,
+        };
+        c.fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub fn note_fallback(&self) {
+        self.archive_fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn phase(&self) -> Phase {

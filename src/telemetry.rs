@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::KafkaConfig;
 use crate::kafka;
-use crate::status::LiveStatus;
+use crate::status::JobStatus;
 
 /// Who is reporting: the fields that are the same on every event.
 #[derive(Debug, Clone)]
@@ -122,7 +122,7 @@ impl TelemetryPublisher {
         &self,
         status: EventStatus,
         message: &str,
-        live: Option<&LiveStatus>,
+        live: Option<&JobStatus>,
         extra: Map<String, Value>,
     ) -> Value {
         let now = epoch_seconds();
@@ -152,6 +152,18 @@ impl TelemetryPublisher {
                 json!({"used": used, "budget": budget, "window_seconds": window}),
             );
         }
+        if let Some(l) = live {
+            use std::sync::atomic::Ordering::Relaxed;
+            let (archive, rest, stream) = (l.from_archive.load(Relaxed), l.from_rest.load(Relaxed), l.from_stream.load(Relaxed));
+            if archive + rest + stream > 0 {
+                // Records handed to the sink so far, by where they came from.
+                obj.insert("records_by_source".into(), json!({"archive": archive, "rest": rest, "websocket": stream}));
+            }
+            let fallbacks = l.archive_fallbacks.load(Relaxed);
+            if fallbacks > 0 {
+                obj.insert("archive_fallbacks".into(), json!(fallbacks));
+            }
+        }
         if let Some(lag) = live.and_then(|l| l.lag_ms()) {
             // Live types: how far behind the exchange the newest published event is.
             obj.insert("lag_ms".into(), json!(lag));
@@ -171,7 +183,7 @@ impl TelemetryPublisher {
         &self,
         status: EventStatus,
         message: &str,
-        live: Option<&LiveStatus>,
+        live: Option<&JobStatus>,
         extra: Map<String, Value>,
     ) {
         let event = self.event(status, message, live, extra);

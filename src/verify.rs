@@ -1,6 +1,13 @@
-//! `verify`: reads a topic back and proves what it holds, per symbol and data type: record count,
-//! first and last timestamp, duplicates (by `_key`), gaps (missing open times for candles, missing
-//! aggregate ids for trades) and records outside the range. Any problem is a non-zero exit.
+//! `verify`: reads a topic back and proves what it holds, per symbol and kind of record: record
+//! count, first and last timestamp, duplicates (by `_key`), gaps (missing open times for
+//! candles, missing ids for trades, uncovered update ids for diff depth) and records outside the
+//! range. Any problem is a non-zero exit.
+//!
+//! The kind of each record comes from its `_key` (`SYMBOL_<tag>_<ordinal>`, see the registry),
+//! or is checked against `TYPE` when it is given. A gap is only a lost record if the exchange
+//! has records in it: when Binance can be asked (`BINANCE_API_URL`), every gap is looked up and
+//! the ones the exchange has too (maintenance, delistings) are reported apart, and so is a range
+//! that truly holds no data.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,29 +16,44 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::binance::Interval;
+use crate::binance::{Exchange, Interval};
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 use crate::kafka::{self, CapturingContext};
+use crate::registry::{RecordKind, Sequence};
+use crate::source::Probe;
 use crate::time_range::{fmt_ms, TimeRange};
+
+/// At most this many gaps are looked up at the exchange; more are counted as missing.
+const MAX_LOOKUPS: usize = 200;
 
 /// The fields `verify` reads from each record.
 #[derive(Deserialize)]
-struct Probe<'a> {
+struct Fields<'a> {
     #[serde(borrow, rename = "_key")]
     key: Option<&'a str>,
     #[serde(borrow)]
     symbol: Option<&'a str>,
     timestamp: Option<i64>,
-    #[serde(borrow)]
-    interval: Option<&'a str>,
     open_time: Option<i64>,
     trade_id: Option<u64>,
-    first_trade_id: Option<u64>,
     first_update_id: Option<u64>,
     final_update_id: Option<u64>,
     last_update_id: Option<u64>,
     update_id: Option<u64>,
+}
+
+impl Fields<'_> {
+    /// The ordinal the record's own fields give for `kind` (to check `_key` against).
+    fn ordinal(&self, kind: RecordKind) -> Option<i64> {
+        match kind {
+            RecordKind::Candles(_) => self.open_time,
+            RecordKind::AggTrades | RecordKind::Trades => self.trade_id.map(|v| v as i64),
+            RecordKind::DepthUpdates => self.final_update_id.map(|v| v as i64),
+            RecordKind::OrderBook => self.last_update_id.map(|v| v as i64),
+            RecordKind::BookTicker => self.update_id.map(|v| v as i64),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -39,13 +61,21 @@ struct Group {
     values: Vec<i64>,
     /// Diff depth: (first, final) update ids, to check the sequence.
     spans: Vec<(u64, u64)>,
-    first_ts: i64,
-    last_ts: i64,
+    first_ts: Option<i64>,
+    last_ts: Option<i64>,
     outside: u64,
     bad_keys: u64,
 }
 
-/// The verdict on one (symbol, data type).
+/// What `verify` knows before reading: the range, and from `SYMBOL`/`TYPE` the groups expected.
+#[derive(Debug, Clone, Default)]
+pub struct Expectation {
+    pub range: Option<TimeRange>,
+    pub symbols: Vec<String>,
+    pub kind: Option<RecordKind>,
+}
+
+/// The verdict on one (symbol, kind).
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupReport {
     pub symbol: String,
@@ -54,12 +84,24 @@ pub struct GroupReport {
     pub first_timestamp: Option<i64>,
     pub last_timestamp: Option<i64>,
     pub duplicates: u64,
-    /// Missing open times (candles) or ids (trades).
+    /// Missing open times (candles) or ids (trades) the exchange has (or that could not be
+    /// looked up): lost records.
     pub missing: u64,
     /// Up to 10 missing ranges, inclusive, as open times or ids.
     pub missing_ranges: Vec<(i64, i64)>,
+    /// Missing open times or ids the exchange does not have either: not a loss.
+    pub exchange_gaps: u64,
+    pub exchange_gap_ranges: Vec<(i64, i64)>,
     pub outside_range: u64,
     pub bad_keys: u64,
+    /// Records of another kind than `TYPE` names.
+    pub wrong_type: u64,
+    /// No records, and the exchange confirmed it has none in the range.
+    pub empty_confirmed: bool,
+    #[serde(skip)]
+    kind: Option<RecordKind>,
+    #[serde(skip)]
+    all_missing: Vec<(i64, i64)>,
 }
 
 impl GroupReport {
@@ -68,7 +110,8 @@ impl GroupReport {
             && self.missing == 0
             && self.outside_range == 0
             && self.bad_keys == 0
-            && self.records > 0
+            && self.wrong_type == 0
+            && (self.records > 0 || self.empty_confirmed)
     }
 }
 
@@ -93,6 +136,11 @@ impl VerifyReport {
             && self.groups.iter().all(GroupReport::ok)
     }
 
+    /// Whether looking gaps up at the exchange could change the verdict.
+    pub fn needs_exchange(&self) -> bool {
+        self.groups.iter().any(|g| !g.all_missing.is_empty() || g.records == 0)
+    }
+
     pub fn render(&self) -> String {
         let mut s = format!("topic {}: {} records", self.topic, self.records);
         if let Some((a, b)) = self.range {
@@ -101,7 +149,7 @@ impl VerifyReport {
         s.push('\n');
         for g in &self.groups {
             s += &format!(
-                "  {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}  {}\n",
+                "  {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}  {}\n",
                 g.symbol,
                 g.data_type,
                 g.records,
@@ -110,19 +158,36 @@ impl VerifyReport {
                 g.duplicates,
                 g.missing,
                 g.outside_range,
+                if g.exchange_gaps > 0 { format!(" exchange_gaps={}", g.exchange_gaps) } else { String::new() },
                 if g.bad_keys > 0 { format!(" bad_keys={}", g.bad_keys) } else { String::new() },
+                if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
-            for (a, b) in &g.missing_ranges {
-                if g.data_type.starts_with("candles_") {
-                    s += &format!("      missing candles {} .. {}\n", fmt_ms(*a), fmt_ms(*b));
-                } else {
-                    s += &format!("      missing ids {a} .. {b}\n");
+            let candles = matches!(g.kind, Some(RecordKind::Candles(_)));
+            let show = |label: &str, ranges: &[(i64, i64)], s: &mut String| {
+                for (a, b) in ranges {
+                    if candles {
+                        *s += &format!("      {label} candles {} .. {}\n", fmt_ms(*a), fmt_ms(*b));
+                    } else {
+                        *s += &format!("      {label} ids {a} .. {b}\n");
+                    }
                 }
+            };
+            show("missing", &g.missing_ranges, &mut s);
+            show("the exchange has no", &g.exchange_gap_ranges, &mut s);
+            if g.records == 0 {
+                s += if g.empty_confirmed {
+                    "      no records, and the exchange has none in the range\n"
+                } else {
+                    "      no records\n"
+                };
             }
         }
         if self.unreadable > 0 {
-            s += &format!("  {} messages are not loader records (not JSON objects with _key, symbol, timestamp)\n", self.unreadable);
+            s += &format!(
+                "  {} messages are not loader records (not JSON objects with _key, symbol, timestamp)\n",
+                self.unreadable
+            );
         }
         if self.removed_by_retention > 0 {
             s += &format!(
@@ -133,27 +198,85 @@ impl VerifyReport {
         for n in &self.notes {
             s += &format!("  note: {n}\n");
         }
-        s += if self.ok() {
-            "verdict: OK\n"
-        } else {
-            "verdict: PROBLEMS FOUND\n"
-        };
+        s += if self.ok() { "verdict: OK\n" } else { "verdict: PROBLEMS FOUND\n" };
         s
+    }
+
+    /// Looks every gap and empty group up at the exchange: what it does not have either is an
+    /// exchange gap, not a lost record.
+    pub async fn ask_exchange(&mut self, exchange: &Exchange) -> Result<()> {
+        let mut lookups = 0usize;
+        let range = self.range.map(|(a, b)| TimeRange { start_ms: a, end_ms: b });
+        for g in &mut self.groups {
+            let Some(history) = g.kind.and_then(|k| k.history()) else {
+                continue;
+            };
+            let source = history.loader();
+            if g.records == 0 {
+                if let Some(r) = range {
+                    g.empty_confirmed = !source.exists(exchange, &g.symbol, Probe::Time(r)).await?;
+                }
+                continue;
+            }
+            let mut lost = Vec::new();
+            let (mut lost_n, mut gap_n) = (0u64, 0u64);
+            g.exchange_gap_ranges.clear();
+            for &(a, b) in &g.all_missing {
+                let n = count(g.kind, a, b);
+                let exists = if lookups < MAX_LOOKUPS {
+                    lookups += 1;
+                    source.exists(exchange, &g.symbol, Probe::Ordinals(a, b)).await?
+                } else {
+                    true
+                };
+                if exists {
+                    lost_n += n;
+                    lost.push((a, b));
+                } else {
+                    gap_n += n;
+                    if g.exchange_gap_ranges.len() < 10 {
+                        g.exchange_gap_ranges.push((a, b));
+                    }
+                }
+            }
+            g.missing = lost_n;
+            g.exchange_gaps = gap_n;
+            g.missing_ranges = lost.into_iter().take(10).collect();
+        }
+        if lookups >= MAX_LOOKUPS {
+            self.notes.push(format!(
+                "more than {MAX_LOOKUPS} gaps: the rest were counted as missing without asking the exchange"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How many ordinals `[a, b]` holds for `kind`.
+fn count(kind: Option<RecordKind>, a: i64, b: i64) -> u64 {
+    match kind {
+        Some(RecordKind::Candles(iv)) => {
+            let (mut n, mut t) = (0u64, a);
+            while t <= b {
+                n += 1;
+                t = iv.next_open(t);
+            }
+            n
+        }
+        _ => (b - a + 1).max(0) as u64,
     }
 }
 
 /// Reads every message of `topic` up to its current end. Blocking.
-pub fn verify_topic(
-    k: &KafkaConfig,
-    topic: &str,
-    range: Option<TimeRange>,
-) -> Result<VerifyReport> {
+pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Result<VerifyReport> {
+    let range = expect.range;
     let mut cfg = kafka::base_config(k);
     cfg.set("group.id", "loader-producer-verify")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760");
+    kafka::apply_overrides(&mut cfg, k);
     let consumer: BaseConsumer<CapturingContext> = cfg
         .create_with_context(CapturingContext::default())
         .map_err(|e| LoaderError::config(format!("invalid Kafka settings: {e}")))?;
@@ -162,9 +285,7 @@ pub fn verify_topic(
     })?;
     let md = consumer
         .fetch_metadata(Some(topic), k.connect_timeout)
-        .map_err(|e| {
-            LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}"))
-        })?;
+        .map_err(|e| LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}")))?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()
@@ -180,9 +301,7 @@ pub fn verify_topic(
     for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, k.connect_timeout)
-            .map_err(|e| {
-                LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}"))
-            })?;
+            .map_err(|e| LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}")))?;
         removed_by_retention += low;
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low))
@@ -195,10 +314,10 @@ pub fn verify_topic(
         .map_err(|e| LoaderError::kafka(format!("cannot read topic {topic}: {e}")))?;
 
     let now = chrono::Utc::now().timestamp_millis();
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, RecordKind), Group> = BTreeMap::new();
+    let mut wrong_type: BTreeMap<String, u64> = BTreeMap::new();
     let mut records = 0u64;
     let mut unreadable = 0u64;
-    let mut key_buf = String::new();
     let mut last_progress = Instant::now();
     while !remaining.is_empty() {
         let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
@@ -218,107 +337,117 @@ pub fn verify_topic(
             }
         }
         records += 1;
-        let Some(probe) = msg
-            .payload()
-            .and_then(|p| serde_json::from_slice::<Probe>(p).ok())
-        else {
+        let Some(f) = msg.payload().and_then(|p| serde_json::from_slice::<Fields>(p).ok()) else {
             unreadable += 1;
             continue;
         };
-        let (Some(key), Some(symbol), Some(ts)) = (probe.key, probe.symbol, probe.timestamp) else {
+        let (Some(key), Some(symbol), Some(ts)) = (f.key, f.symbol, f.timestamp) else {
             unreadable += 1;
             continue;
         };
-        use std::fmt::Write;
-        key_buf.clear();
-        let mut span = None;
-        let (data_type, value) = if let (Some(iv), Some(open)) = (probe.interval, probe.open_time) {
-            let _ = write!(key_buf, "{symbol}_{iv}_{open}");
-            (format!("candles_{iv}"), open)
-        } else if let (Some(id), Some(_)) = (probe.trade_id, probe.first_trade_id) {
-            let _ = write!(key_buf, "{symbol}_agg_{id}");
-            ("agg_trades".to_string(), id as i64)
-        } else if let Some(id) = probe.trade_id {
-            let _ = write!(key_buf, "{symbol}_trade_{id}");
-            ("trades".to_string(), id as i64)
-        } else if let (Some(first), Some(last)) = (probe.first_update_id, probe.final_update_id) {
-            let _ = write!(key_buf, "{symbol}_depth_{last}");
-            span = Some((first, last));
-            ("depth".to_string(), last as i64)
-        } else if let Some(id) = probe.last_update_id {
-            let _ = write!(key_buf, "{symbol}_book_{id}");
-            ("order_book".to_string(), id as i64)
-        } else if let Some(id) = probe.update_id {
-            let _ = write!(key_buf, "{symbol}_bookticker_{id}");
-            ("book_ticker".to_string(), id as i64)
-        } else {
+        let Some((kind, ordinal)) = RecordKind::from_key(symbol, key) else {
             unreadable += 1;
             continue;
         };
-        let g = groups
-            .entry((symbol.to_string(), data_type))
-            .or_insert_with(|| Group {
-                first_ts: i64::MAX,
-                last_ts: i64::MIN,
-                ..Default::default()
-            });
-        g.values.push(value);
-        if let Some(s) = span {
-            g.spans.push(s);
+        if expect.kind.is_some_and(|k| k != kind) {
+            *wrong_type.entry(symbol.to_string()).or_default() += 1;
+            continue;
         }
-        g.first_ts = g.first_ts.min(ts);
-        g.last_ts = g.last_ts.max(ts);
-        if key != key_buf {
+        let g = groups.entry((symbol.to_string(), kind)).or_default();
+        g.values.push(ordinal);
+        if let (Some(first), Some(last)) = (f.first_update_id, f.final_update_id) {
+            g.spans.push((first, last));
+        }
+        g.first_ts = Some(g.first_ts.map_or(ts, |t| t.min(ts)));
+        g.last_ts = Some(g.last_ts.map_or(ts, |t| t.max(ts)));
+        if f.ordinal(kind) != Some(ordinal) {
             g.bad_keys += 1;
         }
-        if let Some(r) = range {
-            if !r.contains(ts) {
-                g.outside += 1;
-            }
+        if range.is_some_and(|r| !r.contains(ts)) {
+            g.outside += 1;
+        }
+    }
+    // Groups SYMBOL and TYPE promise, even when the topic has nothing of them.
+    if let Some(kind) = expect.kind {
+        for s in &expect.symbols {
+            groups.entry((s.clone(), kind)).or_default();
         }
     }
 
     let mut notes = Vec::new();
     let mut reports = Vec::new();
-    for ((symbol, data_type), mut g) in groups {
+    for ((symbol, kind), mut g) in groups {
         g.values.sort_unstable();
         let total = g.values.len() as u64;
         g.values.dedup();
         let duplicates = total - g.values.len() as u64;
-        let (missing, missing_ranges) = match data_type
-            .strip_prefix("candles_")
-            .map(|iv| iv.parse::<Interval>())
-        {
-            Some(Ok(iv)) => {
-                let (mut from, mut to) = (g.values[0], *g.values.last().unwrap());
-                if let Some(r) = range {
-                    from = iv.align_up(r.start_ms);
-                    let last_closed = iv.align_down(now);
-                    if r.end_ms > last_closed {
-                        notes.push(format!("{symbol} {data_type}: the range reaches past the present; checked up to the last record"));
-                    } else {
-                        to = iv.prev_open(iv.align_up(r.end_ms));
+        let missing = if g.values.is_empty() {
+            Vec::new()
+        } else {
+            match kind.sequence() {
+                Sequence::TimeGrid(iv) => {
+                    let (mut from, mut to) = (g.values[0], *g.values.last().expect("values"));
+                    if let Some(r) = range {
+                        from = iv.align_up(r.start_ms);
+                        let last_closed = iv.align_down(now);
+                        if r.end_ms > last_closed {
+                            notes.push(format!(
+                                "{symbol} {}: the range reaches past the present; checked up to the last record",
+                                kind.name()
+                            ));
+                        } else {
+                            to = iv.prev_open(iv.align_up(r.end_ms));
+                        }
                     }
+                    candle_gaps(iv, &g.values, from, to)
                 }
-                candle_gaps(iv, &g.values, from, to)
+                Sequence::Ids => id_gaps(&g.values),
+                Sequence::UpdateSpans => update_gaps(&mut g.spans),
+                Sequence::Samples => Vec::new(),
             }
-            Some(Err(_)) => (0, Vec::new()),
-            None if data_type == "agg_trades" || data_type == "trades" => id_gaps(&g.values),
-            None if data_type == "depth" => update_gaps(&mut g.spans),
-            // Snapshots and tickers are samples: only duplicates can be wrong.
-            None => (0, Vec::new()),
         };
         reports.push(GroupReport {
             symbol,
-            data_type,
+            data_type: kind.name(),
             records: total,
-            first_timestamp: Some(g.first_ts),
-            last_timestamp: Some(g.last_ts),
+            first_timestamp: g.first_ts,
+            last_timestamp: g.last_ts,
             duplicates,
-            missing,
-            missing_ranges,
+            missing: missing.iter().map(|&(a, b)| count(Some(kind), a, b)).sum(),
+            missing_ranges: missing.iter().take(10).copied().collect(),
+            exchange_gaps: 0,
+            exchange_gap_ranges: Vec::new(),
             outside_range: g.outside,
             bad_keys: g.bad_keys,
+            wrong_type: 0,
+            empty_confirmed: false,
+            kind: Some(kind),
+            all_missing: missing,
+        });
+    }
+    for (symbol, n) in wrong_type {
+        notes.push(format!("{symbol}: {n} records are not of the TYPE given"));
+        if let Some(r) = reports.iter_mut().find(|r| r.symbol == symbol) {
+            r.wrong_type += n;
+            continue;
+        }
+        reports.push(GroupReport {
+            symbol,
+            data_type: expect.kind.map(|k| k.name()).unwrap_or_default(),
+            records: 0,
+            first_timestamp: None,
+            last_timestamp: None,
+            duplicates: 0,
+            missing: 0,
+            missing_ranges: Vec::new(),
+            exchange_gaps: 0,
+            exchange_gap_ranges: Vec::new(),
+            outside_range: 0,
+            bad_keys: 0,
+            wrong_type: n,
+            empty_confirmed: false,
+            kind: None,
+            all_missing: Vec::new(),
         });
     }
     Ok(VerifyReport {
@@ -332,73 +461,40 @@ pub fn verify_topic(
     })
 }
 
-/// Missing open times in `[from, to]` given the sorted unique open times present.
-fn candle_gaps(iv: Interval, present: &[i64], from: i64, to: i64) -> (u64, Vec<(i64, i64)>) {
-    let mut missing = 0u64;
+/// Missing open times in `[from, to]` given the sorted unique open times present, as
+/// inclusive ranges.
+fn candle_gaps(iv: Interval, present: &[i64], from: i64, to: i64) -> Vec<(i64, i64)> {
     let mut ranges = Vec::new();
     let mut expected = from;
-    let mut note = |a: i64, b: i64, n: u64, ranges: &mut Vec<(i64, i64)>| {
-        missing += n;
-        if ranges.len() < 10 {
-            ranges.push((a, b));
-        }
-    };
     for &t in present.iter().filter(|&&t| t >= from && t <= to) {
         if t > expected {
-            let (mut n, mut last) = (0u64, expected);
-            let mut x = expected;
-            while x < t {
-                last = x;
-                n += 1;
-                x = iv.next_open(x);
-            }
-            note(expected, last, n, &mut ranges);
+            ranges.push((expected, iv.prev_open(t)));
         }
         expected = iv.next_open(t);
     }
     if expected <= to {
-        let (mut n, mut last) = (0u64, expected);
-        let mut x = expected;
-        while x <= to {
-            last = x;
-            n += 1;
-            x = iv.next_open(x);
-        }
-        note(expected, last, n, &mut ranges);
+        ranges.push((expected, iv.align_down(to)));
     }
-    (missing, ranges)
+    ranges
 }
 
 /// Update ids no diff-depth event covers, between the first and the last event.
-fn update_gaps(spans: &mut [(u64, u64)]) -> (u64, Vec<(i64, i64)>) {
+fn update_gaps(spans: &mut [(u64, u64)]) -> Vec<(i64, i64)> {
     spans.sort_unstable_by_key(|s| s.1);
-    let mut missing = 0u64;
-    let mut ranges = Vec::new();
-    for w in spans.windows(2) {
-        let (prev_last, next_first) = (w[0].1, w[1].0);
-        if next_first > prev_last + 1 {
-            missing += next_first - prev_last - 1;
-            if ranges.len() < 10 {
-                ranges.push((prev_last as i64 + 1, next_first as i64 - 1));
-            }
-        }
-    }
-    (missing, ranges)
+    spans
+        .windows(2)
+        .filter(|w| w[1].0 > w[0].1 + 1)
+        .map(|w| (w[0].1 as i64 + 1, w[1].0 as i64 - 1))
+        .collect()
 }
 
 /// Missing ids between the smallest and largest present.
-fn id_gaps(present: &[i64]) -> (u64, Vec<(i64, i64)>) {
-    let mut missing = 0u64;
-    let mut ranges = Vec::new();
-    for w in present.windows(2) {
-        if w[1] > w[0] + 1 {
-            missing += (w[1] - w[0] - 1) as u64;
-            if ranges.len() < 10 {
-                ranges.push((w[0] + 1, w[1] - 1));
-            }
-        }
-    }
-    (missing, ranges)
+fn id_gaps(present: &[i64]) -> Vec<(i64, i64)> {
+    present
+        .windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - 1))
+        .collect()
 }
 
 #[cfg(test)]
@@ -409,9 +505,13 @@ mod tests {
     fn finds_candle_and_id_gaps() {
         let iv: Interval = "1m".parse().unwrap();
         let present = [0, 60_000, 240_000];
-        let (n, r) = candle_gaps(iv, &present, 0, 360_000);
-        assert_eq!(n, 4);
-        assert_eq!(r, vec![(120_000, 180_000), (300_000, 360_000)]);
-        assert_eq!(id_gaps(&[1, 2, 5, 6, 9]), (4, vec![(3, 4), (7, 8)]));
+        let gaps = candle_gaps(iv, &present, 0, 360_000);
+        assert_eq!(gaps, vec![(120_000, 180_000), (300_000, 360_000)]);
+        let kind = Some(RecordKind::Candles(iv));
+        assert_eq!(gaps.iter().map(|&(a, b)| count(kind, a, b)).sum::<u64>(), 4);
+        assert_eq!(id_gaps(&[1, 2, 5, 6, 9]), vec![(3, 4), (7, 8)]);
+        assert_eq!(count(Some(RecordKind::AggTrades), 3, 4), 2);
+        assert_eq!(update_gaps(&mut [(1, 5), (8, 9), (6, 7)]), vec![]);
+        assert_eq!(update_gaps(&mut [(1, 5), (9, 9)]), vec![(6, 8)]);
     }
 }

@@ -4,10 +4,10 @@
 
 use crate::data::{self, AggUnits, Data, KlineUnits, Market, TradeUnits};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
-use kline_interval::Interval;
 use crate::limiter::WindowDesc;
 use crate::query::Query;
 use crate::symbols::{parse_symbol, SymbolError, LISTED_SYMBOLS};
+use kline_interval::Interval;
 
 /// Times beyond this (about year 37,600) are clamped, so interval arithmetic cannot overflow.
 const TIME_MAX: i64 = 1 << 50;
@@ -58,13 +58,8 @@ impl Endpoint {
     pub fn weight(self, q: &Query) -> u32 {
         match self {
             Endpoint::Ping | Endpoint::Time => 1,
-            Endpoint::ExchangeInfo => {
-                if q.get("symbol").is_some() || q.get("symbols").is_some() {
-                    2
-                } else {
-                    20
-                }
-            }
+            // Binance charges 20 with or without `symbol`/`symbols`.
+            Endpoint::ExchangeInfo => 20,
             Endpoint::Klines => 2,
             Endpoint::AggTrades => 4,
             Endpoint::HistoricalTrades => 25,

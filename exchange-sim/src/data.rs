@@ -22,8 +22,8 @@
 //! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
 
 use crate::fmt::{fixed8, push_fixed8_wide, SCALE};
-use kline_interval::Interval;
 use crate::symbols::parse_symbol;
+use kline_interval::Interval;
 
 /// Default first data time of every symbol: 2017-08-17T00:00:00Z.
 pub const DEFAULT_LISTED_AT_MS: i64 = 1_502_928_000_000;
@@ -703,26 +703,22 @@ impl Data {
 
     /// Raw trade `raw_id` whether or not its aggregate trade is missing.
     pub(crate) fn trade_units(&self, m: &Market, raw_id: u64) -> TradeUnits {
-        let agg = self.agg_units(m, agg_of_raw(m, raw_id));
-        let n = agg.last - agg.first + 1;
-        let idx = raw_id - agg.first;
-        let steps = agg.qty / m.step;
-        let share = steps / n as i64;
-        let own = if idx + 1 == n {
-            steps - share * (n as i64 - 1)
-        } else {
-            share
-        };
-        let qty = own * m.step;
-        let quote_qty = i128::from(agg.price) * i128::from(qty) / i128::from(SCALE);
-        TradeUnits {
-            id: raw_id,
-            price: agg.price,
-            qty,
-            quote_qty: i64::try_from(quote_qty).unwrap_or(i64::MAX),
-            time: agg.time,
-            buyer_maker: agg.buyer_maker,
-        }
+        split_raw(m, &self.agg_units(m, agg_of_raw(m, raw_id)), raw_id)
+    }
+
+    /// The existing aggregate trade ids `(first, last)` whose times lie in
+    /// `[start, end_exclusive)`, if there are any (ids between them may be missing).
+    pub(crate) fn agg_id_span(
+        &self,
+        m: &Market,
+        start: i64,
+        end_exclusive: i64,
+    ) -> Option<(u64, u64)> {
+        let first = self.agg_ceil_existing(m, start)?;
+        let last = self
+            .id_floor(m, end_exclusive.checked_sub(1)?)
+            .and_then(|id| self.prev_existing(id))?;
+        (first <= last).then_some((first, last))
     }
 
     /// Existing raw trades with id `>= from_id` and time `<= until`, ascending, at most `limit`.
@@ -785,6 +781,31 @@ impl Data {
             }
         }
         out[start..].reverse();
+    }
+}
+
+/// Raw trade `raw_id` (one of `agg.first..=agg.last`) of aggregate trade `agg`: the same price,
+/// time and side, and an even share of its quantity (the last raw trade takes the remainder).
+#[inline]
+pub(crate) fn split_raw(m: &Market, agg: &AggUnits, raw_id: u64) -> TradeUnits {
+    let n = agg.last - agg.first + 1;
+    let idx = raw_id - agg.first;
+    let steps = agg.qty / m.step;
+    let share = steps / n as i64;
+    let own = if idx + 1 == n {
+        steps - share * (n as i64 - 1)
+    } else {
+        share
+    };
+    let qty = own * m.step;
+    let quote_qty = i128::from(agg.price) * i128::from(qty) / i128::from(SCALE);
+    TradeUnits {
+        id: raw_id,
+        price: agg.price,
+        qty,
+        quote_qty: i64::try_from(quote_qty).unwrap_or(i64::MAX),
+        time: agg.time,
+        buyer_maker: agg.buyer_maker,
     }
 }
 

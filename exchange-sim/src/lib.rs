@@ -2,9 +2,17 @@
 //! market data.
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
-//! [`Storm`], [`WsFaults`]), its counters ([`SimStats`]), the running server ([`SimServer`]),
-//! the kline [`Interval`] type shared with the loader, and the [`data`] module that lets tests
-//! compute the exact records the server returns without going through HTTP or WebSocket.
+//! [`Storm`], [`WsFaults`], [`ArchiveFaults`]), its counters ([`SimStats`]), the running server
+//! ([`SimServer`]), the kline [`Interval`] type shared with the loader, and the [`data`] module
+//! that lets tests compute the exact records the server returns without going through HTTP or
+//! WebSocket.
+//!
+//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `api` (REST endpoints),
+//! `limiter` (request weights, 429/418), `query` (query strings), `fmt` (number formatting),
+//! [`data`] (the deterministic records), [`symbols`] (symbol rules), `ws` and `streams`
+//! (WebSocket sessions and market streams), and `archive` (the bulk archive: `layout` of paths
+//! and publication, `generate` of CSV-in-zip files, `body` for ranges and streamed,
+//! fault-injected downloads).
 //!
 //! The server mirrors what a loader meets on `api.binance.com`: the market-data endpoints
 //! (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `aggTrades`, `historicalTrades`,
@@ -20,6 +28,32 @@
 //! (pings, 24-hour rotation, `serverShutdown`, message and connection limits) and injectable
 //! faults ([`WsFaults`]); see [`SimServer::ws_url`].
 //!
+//! Also on the same port, the bulk archive of `data.binance.vision` (point a loader's archive
+//! URL at [`SimServer::base_url`]), GET and HEAD, computed from the same data:
+//! - `/data/spot/daily/klines/<SYM>/<iv>/<SYM>-<iv>-YYYY-MM-DD.zip` (intervals `1s` … `1d`),
+//!   `/data/spot/monthly/klines/<SYM>/<iv>/<SYM>-<iv>-YYYY-MM.zip` (every interval, `1M`
+//!   spelled `1mo`), `/data/spot/{daily,monthly}/aggTrades/<SYM>/<SYM>-aggTrades-<date>.zip`
+//!   and `/data/spot/{daily,monthly}/trades/<SYM>/<SYM>-trades-<date>.zip`;
+//! - beside each, `<file>.zip.CHECKSUM`: `<sha256 hex>  <file>.zip`, with a trailing newline
+//!   only for even days (daily) or even months (monthly), since Binance's are inconsistent;
+//! - each zip holds one deflated `<file>.csv` without header row, `\n` line ends, ascending:
+//!   klines with the 12 REST columns (`ignore` = `0`, candles opened in the span), aggTrades
+//!   `aggId,price,qty,firstId,lastId,time,isBuyerMaker,isBestMatch` and trades
+//!   `id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch` (booleans `True`/`False`), with
+//!   the REST endpoints' values; times in ms, or in µs for spans from 2025-01-01 on (a kline
+//!   close time then is the next open time in µs minus 1);
+//! - a daily file exists once its day is at or after the listing day and ended
+//!   [`ArchiveFaults::daily_delay`] ago; a monthly one once its month is at or after the
+//!   listing month and ended [`ArchiveFaults::monthly_delay`] ago (server clock). Anything else
+//!   under `/data/` is HTTP 404 with S3's XML body (`<Error><Code>NoSuchKey</Code>…`);
+//! - zips are generated once, streamed into a file of a temporary directory that the server
+//!   removes when it stops, and sent from disk with `Content-Length`, `ETag` (the quoted
+//!   SHA-256), `Last-Modified` (publication time) and `Range` support (206, 416);
+//! - no weight, no `x-mbx-*` headers, no rate limit, no REST [`Faults`]; instead
+//!   [`ArchiveFaults`] (publication delays, missing days and months, corrupted or truncated
+//!   downloads, wrong checksums, duplicated rows, a nested duplicate CSV, header rows, latency,
+//!   bandwidth). [`SimStats`] counts them in its `archive_*` fields.
+//!
 //! Extra endpoints, never rate-limited nor faulted, serve tests and demos:
 //! `GET /sim/stats` returns [`SimStats`] as JSON, and `GET`/`POST /sim/faults` reads or replaces
 //! the faults (JSON: `{"latency_ms":0,"error_5xx_every":0,"drop_every":0,
@@ -32,6 +66,13 @@
 //! a POST may send only some fields), and `POST /sim/ws/disconnect`, `/sim/ws/shutdown` and
 //! `/sim/ws/stall` do what [`SimServer::disconnect_all`], [`SimServer::send_server_shutdown`]
 //! and [`SimServer::stall_all`] do, answering `{"connections":N}`.
+//! `GET`/`POST /sim/archive` reads or changes the [`ArchiveFaults`] (JSON with durations in ms,
+//! file names as zip names, counted faults as `[name, downloads]` pairs, `4294967295` = every
+//! download: `{"daily_delay_ms":0,"monthly_delay_ms":0,"missing_days":["2024-01-03"],
+//! "missing_months":["2023-12"],"corrupt":[["BTCUSDT-1m-2024-01-02.zip",1]],
+//! "bad_checksum":[],"truncate":[],"duplicate_rows":[],"nested_copy":[],"header":false,
+//! "latency_ms":0,"bandwidth":0}`; a POST may send only some fields; a GET shows the counts
+//! still to come).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -47,6 +88,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 mod api;
+mod archive;
 pub mod data;
 mod fmt;
 
@@ -87,6 +129,9 @@ pub struct SimConfig {
     /// WebSocket behaviours and faults; can be changed while running with
     /// [`SimServer::set_ws_faults`].
     pub ws: WsFaults,
+    /// Publication delays and faults of the bulk archive (`/data/…`); can be changed while
+    /// running with [`SimServer::set_archive_faults`].
+    pub archive: ArchiveFaults,
 }
 
 impl Default for SimConfig {
@@ -100,6 +145,7 @@ impl Default for SimConfig {
             listed_at_ms: data::DEFAULT_LISTED_AT_MS,
             faults: Faults::default(),
             ws: WsFaults::default(),
+            archive: ArchiveFaults::default(),
         }
     }
 }
@@ -219,10 +265,65 @@ impl Default for WsFaults {
     }
 }
 
+/// Publication delays of the bulk archive (`/data/spot/…`, see the crate documentation) and the
+/// archive problems users report, injected. The default publishes every file as soon as its
+/// span has ended, with no faults.
+///
+/// File names in the lists are zip names like `BTCUSDT-1m-2024-01-02.zip` (the name without
+/// `.zip`, or the whole key `data/spot/…/BTCUSDT-1m-2024-01-02.zip`, match too); a fault applies
+/// to the zip and, where it says so, to its `.CHECKSUM`. Faults that change a file's contents
+/// (`duplicate_rows`, `nested_copy`, `header`) produce separately cached variants, and the ones
+/// applied while sending (`corrupt`, `truncate`) never touch the cached file, so clearing a
+/// fault serves the clean file again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchiveFaults {
+    /// A daily file is published this long after its day ends (Binance: usually hours,
+    /// sometimes days). `0` = at midnight UTC.
+    pub daily_delay: Duration,
+    /// A monthly file is published this long after its month ends (Binance: within the first
+    /// half of the next month). `0` = at the month's end.
+    pub monthly_delay: Duration,
+    /// Days (`"YYYY-MM-DD"`) whose daily files (every symbol, every type) are missing for good:
+    /// HTTP 404 like a genuine hole in the archive. Malformed entries match nothing.
+    pub missing_days: Vec<String>,
+    /// Months (`"YYYY-MM"`) whose monthly files are missing for good (HTTP 404).
+    pub missing_months: Vec<String>,
+    /// Zip name and how many more downloads of it are corrupted (`u32::MAX` = every one): a few
+    /// bytes of the body are flipped while the `.CHECKSUM` states the true hash. Counts down as
+    /// downloads (GETs, ranged or not) are served; `1` = the first download is bad and a retry
+    /// gets the good file.
+    pub corrupt: Vec<(String, u32)>,
+    /// Zip names whose `.CHECKSUM` states a wrong hash (the zip itself is fine).
+    pub bad_checksum: Vec<String>,
+    /// Zip name and how many more downloads of it are cut off after about half of the bytes
+    /// they should carry (`u32::MAX` = every one): `Content-Length` announces the full size,
+    /// then the connection is closed. A client can resume with `Range` or retry. Counts down
+    /// like [`corrupt`](Self::corrupt).
+    pub truncate: Vec<(String, u32)>,
+    /// Zip names whose CSV repeats some rows right after themselves (every 1000th row and the
+    /// last row); the published zip and its `.CHECKSUM` agree.
+    pub duplicate_rows: Vec<String>,
+    /// Zip names whose zip holds a second, identical copy of the CSV at `<name>/<name>.csv`
+    /// besides `<name>.csv` (a nested duplicate); the `.CHECKSUM` agrees.
+    pub nested_copy: Vec<String>,
+    /// Every CSV starts with a header row, like Binance's futures files, with their column
+    /// names:
+    /// - klines: `open_time,open,high,low,close,volume,close_time,quote_volume,count,`
+    ///   `taker_buy_volume,taker_buy_quote_volume,ignore`;
+    /// - aggTrades: `agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,`
+    ///   `is_buyer_maker,is_best_match`;
+    /// - trades: `id,price,qty,quote_qty,time,is_buyer_maker,is_best_match`.
+    pub header: bool,
+    /// Delay before every archive response.
+    pub latency: Duration,
+    /// Bytes per second at which each zip body is sent (`0` = as fast as possible).
+    pub bandwidth: u64,
+}
+
 /// Counters of everything the server answered since it started.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SimStats {
-    /// REST requests received (not counting `/sim/*`).
+    /// REST requests received (not counting `/sim/*` nor the archive's `/data/…`).
     pub requests: u64,
     /// Request weight charged to the budget (rejected requests' weight included, requests
     /// refused during a ban or a storm not).
@@ -268,4 +369,15 @@ pub struct SimStats {
     pub ws_shutdown_notices: u64,
     /// Connections that went silent (stalled).
     pub ws_stalled: u64,
+    /// Bulk-archive requests received (everything under `/data/`; not counted in
+    /// [`requests`](Self::requests)).
+    pub archive_requests: u64,
+    /// Body bytes of archive files sent (zips, ranges of zips and `.CHECKSUM` files).
+    pub archive_bytes_sent: u64,
+    /// Archive requests answered with HTTP 404 (no such key, not yet published or missing).
+    pub archive_not_found: u64,
+    /// Downloads started per zip name (GETs answered 200 or 206, ranged ones included).
+    pub archive_downloads: BTreeMap<String, u64>,
+    /// Zips generated (each file and content variant once, however many requests asked).
+    pub archive_files_generated: u64,
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
+use exchange_sim::{ArchiveFaults, Faults, SimConfig, SimServer, WsFaults};
 
 /// Binance-compatible REST and WebSocket exchange simulator with deterministic synthetic
 /// market data.
@@ -110,6 +110,98 @@ struct Args {
     /// WebSocket: milliseconds between updates of the current candle on kline streams.
     #[arg(long, env = "EXCHANGE_SIM_WS_KLINE_UPDATE_MS", default_value_t = 1_000)]
     ws_kline_update_ms: u64,
+    /// Archive: a daily file is published this many milliseconds after its day ends.
+    #[arg(long, env = "EXCHANGE_SIM_ARCHIVE_DAILY_DELAY_MS", default_value_t = 0)]
+    archive_daily_delay_ms: u64,
+    /// Archive: a monthly file is published this many milliseconds after its month ends.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_MONTHLY_DELAY_MS",
+        default_value_t = 0
+    )]
+    archive_monthly_delay_ms: u64,
+    /// Archive: days (YYYY-MM-DD, comma-separated) whose daily files are missing (404).
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_MISSING_DAYS",
+        value_delimiter = ',',
+        value_name = "YYYY-MM-DD"
+    )]
+    archive_missing_days: Vec<String>,
+    /// Archive: months (YYYY-MM, comma-separated) whose monthly files are missing (404).
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_MISSING_MONTHS",
+        value_delimiter = ',',
+        value_name = "YYYY-MM"
+    )]
+    archive_missing_months: Vec<String>,
+    /// Archive: zips (comma-separated NAME.zip[:COUNT]) whose next COUNT downloads (default:
+    /// every one) have bytes flipped; their CHECKSUM states the true hash.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_CORRUPT",
+        value_delimiter = ',',
+        value_name = "NAME[:COUNT]",
+        value_parser = counted
+    )]
+    archive_corrupt: Vec<(String, u32)>,
+    /// Archive: zips (comma-separated names) whose CHECKSUM states a wrong hash.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_BAD_CHECKSUM",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    archive_bad_checksum: Vec<String>,
+    /// Archive: zips (comma-separated NAME.zip[:COUNT]) whose next COUNT downloads (default:
+    /// every one) are cut off after about half of the bytes.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_TRUNCATE",
+        value_delimiter = ',',
+        value_name = "NAME[:COUNT]",
+        value_parser = counted
+    )]
+    archive_truncate: Vec<(String, u32)>,
+    /// Archive: zips (comma-separated names) whose CSV repeats every 1000th and the last row.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_DUPLICATE_ROWS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    archive_duplicate_rows: Vec<String>,
+    /// Archive: zips (comma-separated names) holding a second copy of the CSV at
+    /// NAME/NAME.csv.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_NESTED_COPY",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    archive_nested_copy: Vec<String>,
+    /// Archive: every CSV starts with a header row (like futures files).
+    #[arg(long, env = "EXCHANGE_SIM_ARCHIVE_HEADER")]
+    archive_header: bool,
+    /// Archive: latency added to every archive response, in milliseconds.
+    #[arg(long, env = "EXCHANGE_SIM_ARCHIVE_LATENCY_MS", default_value_t = 0)]
+    archive_latency_ms: u64,
+    /// Archive: bytes per second at which each zip is sent (0 = unlimited).
+    #[arg(long, env = "EXCHANGE_SIM_ARCHIVE_BANDWIDTH", default_value_t = 0)]
+    archive_bandwidth: u64,
+}
+
+/// Parses `NAME[:COUNT]`; no count means every download.
+fn counted(s: &str) -> Result<(String, u32), String> {
+    match s.rsplit_once(':') {
+        Some((name, count)) => count
+            .trim()
+            .parse()
+            .map(|n| (name.trim().to_string(), n))
+            .map_err(|_| format!("'{count}' is not a download count")),
+        None => Ok((s.trim().to_string(), u32::MAX)),
+    }
 }
 
 fn never_if_zero(ms: u64) -> Option<Duration> {
@@ -183,6 +275,20 @@ async fn main() -> std::io::Result<()> {
             max_connections_per_window: args.ws_max_connections,
             connection_window: Duration::from_millis(args.ws_connection_window_ms),
             kline_update: Duration::from_millis(args.ws_kline_update_ms),
+        },
+        archive: ArchiveFaults {
+            daily_delay: Duration::from_millis(args.archive_daily_delay_ms),
+            monthly_delay: Duration::from_millis(args.archive_monthly_delay_ms),
+            missing_days: args.archive_missing_days,
+            missing_months: args.archive_missing_months,
+            corrupt: args.archive_corrupt,
+            bad_checksum: args.archive_bad_checksum,
+            truncate: args.archive_truncate,
+            duplicate_rows: args.archive_duplicate_rows,
+            nested_copy: args.archive_nested_copy,
+            header: args.archive_header,
+            latency: Duration::from_millis(args.archive_latency_ms),
+            bandwidth: args.archive_bandwidth,
         },
     };
     let stop = stop_signal();

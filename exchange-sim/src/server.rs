@@ -1,15 +1,17 @@
 //! The running simulator: the hyper 1 HTTP/1.1 server and accept loop, the per-request pipeline
 //! (storm → rate limiter → faults → endpoint), response headers, statistics and the `/sim/*`
 //! control endpoints. WebSocket upgrades are handed to [`crate::ws`] and their sessions run in
-//! the task of the connection they came on.
+//! the task of the connection they came on; bulk-archive requests (`/data/…`) go to
+//! [`crate::archive`], outside the rate limiter and the REST faults.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RANGE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,14 +21,17 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api::{self, ApiError, Ctx, Endpoint};
+use crate::archive::{self, Archive, CutStream, FileBody};
 use crate::data::Data;
 use crate::fmt::push_i64;
 use crate::limiter::{Limiter, Verdict, WindowDesc};
 use crate::query::Query;
 use crate::ws::{self, Control, Hub};
-use crate::{Faults, SimConfig, SimStats, Storm, WsFaults};
+use crate::{ArchiveFaults, Faults, SimConfig, SimStats, Storm, WsFaults};
 
-type Body = Full<Bytes>;
+/// Response bodies: whole ones for REST, `/sim/*`, WebSocket handshakes and small archive
+/// answers, streamed ones for archive zips.
+pub(crate) type Body = Either<Full<Bytes>, FileBody>;
 
 /// The error a request future returns to make hyper close the connection without answering.
 #[derive(Debug)]
@@ -65,6 +70,7 @@ struct Shared {
     listed_at: i64,
     state: Mutex<State>,
     ws: Arc<Hub>,
+    archive: Archive,
 }
 
 impl Shared {
@@ -88,11 +94,13 @@ impl Shared {
     }
 }
 
-/// What the requests of one TCP connection share: the peer's IP and a WebSocket upgrade
-/// accepted on it, to be served once hyper hands the connection over.
+/// What the requests of one TCP connection share: the peer's IP, a WebSocket upgrade
+/// accepted on it, to be served once hyper hands the connection over, and the flag that cuts
+/// the connection short (a truncated archive download).
 struct Conn {
     peer: IpAddr,
     pending: Mutex<Option<ws::Pending>>,
+    cut: Arc<AtomicBool>,
 }
 
 /// A running simulated exchange. Dropping it stops the server too (without waiting).
@@ -133,6 +141,7 @@ impl SimServer {
                 stats: SimStats::default(),
             }),
             ws: hub,
+            archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
         });
         shared.set_faults(cfg.faults);
         let (stop, stopped) = oneshot::channel();
@@ -193,6 +202,25 @@ impl SimServer {
         self.shared.ws.broadcast(Control::Stall)
     }
 
+    /// Replaces the bulk-archive delays and faults; applies from the next archive request.
+    /// Counted faults ([`ArchiveFaults::corrupt`], [`ArchiveFaults::truncate`]) start from
+    /// the counts given.
+    pub fn set_archive_faults(&self, f: ArchiveFaults) {
+        self.shared.archive.set_faults(f);
+    }
+
+    /// The bulk-archive delays and faults in force, counted faults with the downloads they
+    /// still have to hit.
+    pub fn archive_faults(&self) -> ArchiveFaults {
+        self.shared.archive.faults()
+    }
+
+    /// The temporary directory holding the generated archive zips: `None` before the first
+    /// archive file was generated and after the server stopped (the directory is removed then).
+    pub fn archive_cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.shared.archive.cache_dir()
+    }
+
     /// Replaces the faults. A storm starts counting anew and the "every Nth data request"
     /// counter restarts, so the Nth data request after this call is the first one hit.
     pub fn set_faults(&self, f: Faults) {
@@ -210,7 +238,8 @@ impl SimServer {
         snapshot(&self.shared)
     }
 
-    /// Stops accepting, closes every connection and waits until the server task has ended.
+    /// Stops accepting, closes every connection, waits until the server task has ended and
+    /// removes the archive's generated files.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -218,6 +247,7 @@ impl SimServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.shared.archive.close();
     }
 }
 
@@ -226,6 +256,7 @@ impl Drop for SimServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.shared.archive.close();
     }
 }
 
@@ -237,6 +268,7 @@ fn snapshot(shared: &Shared) -> SimStats {
         stats
     };
     shared.ws.fill_stats(&mut stats);
+    shared.archive.fill_stats(&mut stats);
     stats
 }
 
@@ -250,16 +282,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
                     let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
                     conns.spawn(async move {
+                        let cut = Arc::new(AtomicBool::new(false));
                         let conn = Arc::new(Conn {
                             peer: peer.ip(),
                             pending: Mutex::new(None),
+                            cut: cut.clone(),
                         });
                         let svc = {
                             let (shared, conn) = (shared.clone(), conn.clone());
                             service_fn(move |req| handle(shared.clone(), conn.clone(), req))
                         };
                         if let Err(e) = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
+                            .serve_connection(TokioIo::new(CutStream::new(stream, cut)), svc)
                             .with_upgrades()
                             .await
                         {
@@ -290,7 +324,7 @@ struct Meta {
 }
 
 fn respond(shared: &Shared, status: u16, body: String, meta: &Meta) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Either::Left(Full::new(Bytes::from(body))));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
     h.insert(
@@ -348,12 +382,20 @@ async fn handle(
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
     }
+    if path.starts_with("/data/") {
+        let data = shared.lock().data.clone();
+        let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
+        return Ok(shared
+            .archive
+            .serve(req.method(), path, range, data, now_ms(), conn.cut.clone())
+            .await);
+    }
     if ws::is_ws_path(path) {
         let (resp, pending) = ws::upgrade(&shared.ws, &mut req, conn.peer);
         if pending.is_some() {
             *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
         }
-        return Ok(resp);
+        return Ok(resp.map(Either::Left));
     }
     let ep = Endpoint::from_path(path);
     let query = Query::parse(req.uri().query());
@@ -469,7 +511,8 @@ async fn handle(
     Ok(respond(&shared, status, body, &meta))
 }
 
-/// `/sim/stats` and `/sim/faults`: no weight, no faults, no statistics.
+/// `/sim/stats`, `/sim/faults`, `/sim/ws…` and `/sim/archive`: no weight, no faults, no
+/// statistics.
 async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Response<Body> {
     let meta = Meta {
         used: shared.lock().limiter.used(now_ms()),
@@ -509,6 +552,16 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
                     shared.ws.set_faults(f.clone());
                     (200, ws_faults_json(&f))
                 }
+                Err(msg) => (400, api::error_body(-1102, &msg)),
+            }
+        }
+        ("archive", &Method::GET) => (200, archive::faults_json(&shared.archive.faults())),
+        ("archive", &Method::POST) | ("archive", &Method::PUT) => {
+            match read_json::<archive::ArchiveFaultsJson>(req).await {
+                Ok(j) => match shared.archive.update_faults(j) {
+                    Ok(f) => (200, archive::faults_json(&f)),
+                    Err(msg) => (400, api::error_body(-1102, &msg)),
+                },
                 Err(msg) => (400, api::error_body(-1102, &msg)),
             }
         }

@@ -9,8 +9,8 @@
 
 use crate::data::{self, Data, Market};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
-use kline_interval::Interval;
 use crate::symbols::parse_symbol;
+use kline_interval::Interval;
 
 /// At most this many events per stream and poll; the rest follow at the next poll.
 const MAX_EVENTS_PER_POLL: usize = 2000;

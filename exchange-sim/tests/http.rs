@@ -175,7 +175,7 @@ async fn exchange_info_describes_the_configured_window() {
     assert_eq!(symbols[0]["quoteAsset"], "USDT");
     assert_eq!(symbols[0]["status"], "TRADING");
     let r = get(&server, "/api/v3/exchangeInfo?symbol=ETHBTC").await;
-    assert_eq!(r.header_u64("x-mbx-used-weight"), 22);
+    assert_eq!(r.header_u64("x-mbx-used-weight"), 40);
     let v = r.json();
     assert_eq!(v["symbols"].as_array().unwrap().len(), 1);
     assert_eq!(v["symbols"][0]["baseAsset"], "ETH");
@@ -185,6 +185,7 @@ async fn exchange_info_describes_the_configured_window() {
         "/api/v3/exchangeInfo?symbols=%5B%22SOLUSDT%22,%22BNBFDUSD%22%5D",
     )
     .await;
+    assert_eq!(r.header_u64("x-mbx-used-weight"), 60);
     let v = r.json();
     assert_eq!(v["symbols"][1]["symbol"], "BNBFDUSD");
     assert_eq!(v["symbols"][1]["quoteAsset"], "FDUSD");
@@ -882,6 +883,13 @@ async fn the_binary_prints_its_address_and_stops_on_sigterm() {
             "77",
             "--weight-window-ms",
             "3000",
+            "--archive-missing-days",
+            "2024-01-02,2024-01-05",
+            "--archive-corrupt",
+            "BTCUSDT-1m-2024-01-03.zip:2,ETHUSDT-1d-2024-01.zip",
+            "--archive-header",
+            "--archive-daily-delay-ms",
+            "7200000",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -909,8 +917,25 @@ async fn the_binary_prints_its_address_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header_u64("x-mbx-used-weight-3s"), 2);
+    assert_eq!(r.header_u64("x-mbx-used-weight-3s"), 20);
     assert_eq!(r.json()["rateLimits"][0]["limit"], 77);
+    let archive = request(addr, "GET", "/sim/archive", "")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        archive["missing_days"],
+        serde_json::json!(["2024-01-02", "2024-01-05"])
+    );
+    assert_eq!(
+        archive["corrupt"],
+        serde_json::json!([
+            ["BTCUSDT-1m-2024-01-03.zip", 2],
+            ["ETHUSDT-1d-2024-01.zip", u32::MAX]
+        ])
+    );
+    assert_eq!(archive["header"], true);
+    assert_eq!(archive["daily_delay_ms"], 7_200_000);
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

@@ -5,7 +5,6 @@
 //! is sent, waits for the next window when the budget is spent, folds in the server's count (other
 //! processes may share the IP) and stops everyone while a 429/418 `Retry-After` is running.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,21 +21,26 @@ pub struct WeightLimiter {
     /// they are counted in both.
     straddle_ms: i64,
     state: Mutex<State>,
-    waited_ms: AtomicU64,
 }
 
 #[derive(Debug)]
 struct State {
     window: i64,
+    /// Weight this window as far as this process knows: everything it reserved, raised to the
+    /// server's count (plus what is still in flight) when a response says more was spent.
     used: u32,
+    /// Weight reserved in this window for requests whose responses have not come back: the
+    /// server's count cannot include the ones it has not seen yet.
+    in_flight: u32,
     next_window_carry: u32,
     paused_until: Option<Instant>,
 }
 
-/// A granted reservation: which window it was counted in.
+/// A granted reservation: which window it was counted in and how much it weighs.
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     pub window: i64,
+    pub weight: u32,
 }
 
 impl WeightLimiter {
@@ -60,10 +64,10 @@ impl WeightLimiter {
             state: Mutex::new(State {
                 window: i64::MIN,
                 used: 0,
+                in_flight: 0,
                 next_window_carry: 0,
                 paused_until: None,
             }),
-            waited_ms: AtomicU64::new(0),
         }
     }
 
@@ -73,11 +77,6 @@ impl WeightLimiter {
 
     pub fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms as u64)
-    }
-
-    /// Total time requests spent waiting for budget or Retry-After.
-    pub fn waited(&self) -> Duration {
-        Duration::from_millis(self.waited_ms.load(Ordering::Relaxed))
     }
 
     fn server_now_ms(&self) -> i64 {
@@ -98,7 +97,6 @@ impl WeightLimiter {
     /// Waits until `weight` fits in the budget, then reserves it.
     pub async fn acquire(&self, weight: u32) -> Grant {
         let weight = weight.min(self.budget);
-        let started = Instant::now();
         loop {
             let wait = {
                 let mut st = self.state.lock().unwrap();
@@ -117,19 +115,17 @@ impl WeightLimiter {
                             };
                             st.window = window;
                             st.used = carry;
+                            st.in_flight = 0;
                             st.next_window_carry = 0;
                         }
                         let window_end = window + self.window_ms;
                         if st.used + weight <= self.budget {
                             st.used += weight;
+                            st.in_flight += weight;
                             if window_end - now <= self.straddle_ms {
                                 st.next_window_carry += weight;
                             }
-                            let waited = started.elapsed().as_millis() as u64;
-                            if waited > 0 {
-                                self.waited_ms.fetch_add(waited, Ordering::Relaxed);
-                            }
-                            return Grant { window };
+                            return Grant { window, weight };
                         }
                         // Start the next window a little late so the server has surely rolled over too.
                         Duration::from_millis((window_end - now + self.straddle_ms).max(1) as u64)
@@ -140,12 +136,37 @@ impl WeightLimiter {
         }
     }
 
-    /// Folds in the server's own count for the window the request was reserved in.
-    pub fn observe_used(&self, grant: Grant, server_used: u32) {
+    /// A reserved request is over. `server_used` is the server's count for the window from its
+    /// response (`X-MBX-USED-WEIGHT-*`), absent when no response came. The server's count
+    /// includes this request but not the ones still in flight, so those are added on top: the
+    /// estimate can only err on the high side, never forget a reservation.
+    pub fn complete(&self, grant: Grant, server_used: Option<u32>) {
         let mut st = self.state.lock().unwrap();
-        if st.window == grant.window && server_used > st.used {
-            st.used = server_used;
+        if st.window != grant.window {
+            return;
         }
+        st.in_flight = st.in_flight.saturating_sub(grant.weight);
+        if let Some(server) = server_used {
+            st.used = st.used.max(server.saturating_add(st.in_flight));
+        }
+    }
+
+    /// Counts weight spent outside this limiter in the current window (the session set-up's
+    /// requests, made before the exchange's own rule was known).
+    pub fn carry(&self, weight: u32) {
+        if weight == 0 {
+            return;
+        }
+        let now = self.server_now_ms();
+        let window = now - now.rem_euclid(self.window_ms);
+        let mut st = self.state.lock().unwrap();
+        if st.window != window {
+            st.window = window;
+            st.used = 0;
+            st.in_flight = 0;
+            st.next_window_carry = 0;
+        }
+        st.used = st.used.saturating_add(weight);
     }
 
     /// Stops every request until `retry_after` has passed (429/418).
@@ -179,8 +200,13 @@ mod tests {
     async fn server_count_and_pause_are_honoured() {
         let lim = WeightLimiter::new(100, Duration::from_secs(3600), 1.0, 0, Duration::ZERO);
         let g = lim.acquire(10).await;
-        lim.observe_used(g, 95);
-        assert_eq!(lim.used(), 95);
+        let in_flight = lim.acquire(20).await;
+        // The server saw 95 (other processes share the IP) including the first request; the
+        // second is still in flight and must not be forgotten.
+        lim.complete(g, Some(95));
+        assert_eq!(lim.used(), 115);
+        lim.complete(in_flight, Some(100));
+        assert_eq!(lim.used(), 115);
         let lim2 = WeightLimiter::new(100, Duration::from_secs(3600), 1.0, 0, Duration::ZERO);
         lim2.pause(Duration::from_millis(150));
         let t = Instant::now();

@@ -1,6 +1,9 @@
-//! Binance access: the REST client with its weight limiter, and the session setup every job does
-//! first (clock offset, the exchange's weight rule, checking the symbols exist).
+//! Binance access: the endpoint list, the REST client with its weight limiter, the typed market
+//! data API, and the session setup every job does first (clock offset, the exchange's weight
+//! rule, checking the symbols exist).
 
+pub mod api;
+pub mod endpoint;
 pub mod limiter;
 pub mod rest;
 pub mod stream;
@@ -9,10 +12,14 @@ use std::sync::Arc;
 
 pub use kline_interval::Interval;
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+pub use endpoint::Endpoint;
 
 use crate::config::BinanceConfig;
 use crate::error::LoaderError;
 use limiter::WeightLimiter;
+use bytes::Bytes;
 use rest::{RestClient, RestError, RestStats, WeightRule};
 
 /// A ready connection to the exchange: clock synchronised, weight rule known, symbols checked.
@@ -23,7 +30,13 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub async fn connect(cfg: &BinanceConfig, symbols: &[String]) -> Result<Exchange, LoaderError> {
+    /// Synchronises the clock, learns the weight rule and checks the symbols. `cancel` is the
+    /// job's stop: every request of this session gives up when it fires.
+    pub async fn connect(
+        cfg: &BinanceConfig,
+        symbols: &[String],
+        cancel: CancellationToken,
+    ) -> Result<Exchange, LoaderError> {
         let stats = Arc::new(RestStats::default());
         let default_rule = WeightRule::default();
         let provisional = Arc::new(WeightLimiter::new(
@@ -33,26 +46,20 @@ impl Exchange {
             0,
             std::time::Duration::ZERO,
         ));
-        let client = RestClient::new(cfg, provisional.clone(), stats.clone())
+        let client = RestClient::new(cfg, provisional.clone(), stats.clone(), cancel.clone())
             .map_err(LoaderError::config)?;
-        let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| {
-            LoaderError::Exchange(format!(
+        let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| match e {
+            RestError::Cancelled { .. } => LoaderError::Cancelled,
+            e => LoaderError::Exchange(format!(
                 "cannot reach Binance at BINANCE_API_URL {}: {e}",
                 cfg.api_url
-            ))
+            )),
         })?;
-        let mut rule = None;
+        let body = exchange_info(&client, symbols).await?;
         for symbol in symbols {
-            let body = client
-                .get("/api/v3/exchangeInfo", &[("symbol", symbol.clone())], 2)
-                .await
-                .map_err(|e| exchange_error(e, Some(symbol)))?;
             check_symbol_status(&body, symbol);
-            if rule.is_none() {
-                rule = rest::weight_rule(&body);
-            }
         }
-        let rule = rule.unwrap_or_default();
+        let rule = rest::weight_rule(&body).unwrap_or_default();
         let limiter = Arc::new(WeightLimiter::new(
             rule.limit,
             rule.window,
@@ -61,12 +68,9 @@ impl Exchange {
             rtt,
         ));
         // Carry what the set-up calls already spent in this window.
-        let spent = provisional.used();
-        if spent > 0 {
-            let grant = limiter.acquire(spent.min(limiter.budget())).await;
-            let _ = grant;
-        }
-        let client = RestClient::new(cfg, limiter, stats).map_err(LoaderError::config)?;
+        limiter.carry(provisional.used());
+        let client =
+            RestClient::new(cfg, limiter, stats, cancel).map_err(LoaderError::config)?;
         tracing::info!(
             clock_offset_ms = offset,
             weight_limit = rule.limit,
@@ -84,6 +88,34 @@ impl Exchange {
     /// The exchange's current time in epoch ms.
     pub fn server_now_ms(&self) -> i64 {
         chrono::Utc::now().timestamp_millis() + self.clock_offset_ms
+    }
+}
+
+/// One `exchangeInfo` call for all symbols (weight 20 whatever their number). When Binance
+/// refuses the list, each symbol is asked alone so that the error names the wrong one.
+async fn exchange_info(client: &RestClient, symbols: &[String]) -> Result<Bytes, LoaderError> {
+    let query = match symbols {
+        [one] => vec![("symbol", one.clone())],
+        many => vec![(
+            "symbols",
+            serde_json::to_string(many).unwrap_or_else(|_| "[]".into()),
+        )],
+    };
+    match client.get(Endpoint::ExchangeInfo, &query).await {
+        Ok(body) => Ok(body),
+        Err(RestError::Binance { code: -1121, .. }) if symbols.len() > 1 => {
+            for symbol in symbols {
+                client
+                    .get(Endpoint::ExchangeInfo, &[("symbol", symbol.clone())])
+                    .await
+                    .map_err(|e| exchange_error(e, Some(symbol)))?;
+            }
+            Err(LoaderError::config(format!(
+                "SYMBOL {}: Binance refused the list although it accepts each symbol alone",
+                symbols.join(",")
+            )))
+        }
+        Err(e) => Err(exchange_error(e, symbols.first().map(String::as_str))),
     }
 }
 
@@ -110,6 +142,7 @@ fn check_symbol_status(body: &[u8], symbol: &str) {
 /// Turns a REST failure into the loader's error, naming SYMBOL when Binance says it is wrong.
 pub fn exchange_error(e: RestError, symbol: Option<&str>) -> LoaderError {
     match (&e, symbol) {
+        (RestError::Cancelled { .. }, _) => LoaderError::Cancelled,
         (RestError::Binance { code: -1121, msg, .. }, Some(s)) => LoaderError::config(format!(
             "SYMBOL {s} is not a Binance spot symbol (Binance: {msg:?}, code -1121); check the spelling, e.g. BTCUSDT"
         )),

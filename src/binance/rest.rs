@@ -12,7 +12,10 @@ use rand::Rng;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::limiter::{Grant, WeightLimiter};
+use tokio_util::sync::CancellationToken;
+
+use super::endpoint::Endpoint;
+use super::limiter::WeightLimiter;
 use crate::config::BinanceConfig;
 
 /// Counters a job reports (telemetry, metrics, the final summary).
@@ -65,6 +68,9 @@ pub enum RestError {
     Forbidden { path: String },
     #[error("unexpected answer from {path}: {detail}")]
     Protocol { path: String, detail: String },
+    /// The job is stopping: the request was abandoned (before it was sent or while waiting).
+    #[error("{path} was abandoned: the job is stopping")]
+    Cancelled { path: String },
 }
 
 #[derive(Deserialize)]
@@ -96,6 +102,9 @@ pub struct RestClient {
     max_retries: u32,
     max_retry_after: Duration,
     pub stats: Arc<RestStats>,
+    /// Fires when the job stops: every wait (weight budget, Retry-After, backoff, the request
+    /// itself) ends at once.
+    cancel: CancellationToken,
 }
 
 impl RestClient {
@@ -103,6 +112,7 @@ impl RestClient {
         cfg: &BinanceConfig,
         limiter: Arc<WeightLimiter>,
         stats: Arc<RestStats>,
+        cancel: CancellationToken,
     ) -> Result<Self, String> {
         let mut headers = HeaderMap::new();
         if let Some(key) = &cfg.api_key {
@@ -128,6 +138,7 @@ impl RestClient {
             max_retries: cfg.max_retries,
             max_retry_after: cfg.max_retry_after,
             stats,
+            cancel,
         })
     }
 
@@ -135,13 +146,23 @@ impl RestClient {
         &self.limiter
     }
 
-    /// GETs `path` with `query`, reserving `weight` first; retries what is safe to retry.
-    pub async fn get(
+    /// GETs `endpoint` with `query`, reserving its weight first; retries what is safe to
+    /// retry. Returns [`RestError::Cancelled`] as soon as the job stops.
+    pub async fn get(&self, endpoint: Endpoint, query: &[(&str, String)]) -> Result<Bytes, RestError> {
+        let path = endpoint.path();
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(RestError::Cancelled { path: path.to_string() }),
+            r = self.get_uncancelled(endpoint, query) => r,
+        }
+    }
+
+    async fn get_uncancelled(
         &self,
-        path: &str,
+        endpoint: Endpoint,
         query: &[(&str, String)],
-        weight: u32,
     ) -> Result<Bytes, RestError> {
+        let (path, weight) = (endpoint.path(), endpoint.weight());
         let url = format!("{}{}", self.base, path);
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
@@ -155,7 +176,7 @@ impl RestClient {
             let last_error = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    self.observe_weight(grant, resp.headers());
+                    self.limiter.complete(grant, used_weight(resp.headers()));
                     match status {
                         200..=299 => match resp.bytes().await {
                             Ok(body) => return Ok(body),
@@ -234,6 +255,7 @@ impl RestClient {
                     }
                 }
                 Err(e) => {
+                    self.limiter.complete(grant, None);
                     RestStats::bump(&self.stats.transport_errors);
                     let kind = if e.is_timeout() {
                         "timed out"
@@ -260,17 +282,15 @@ impl RestClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
 
-    fn observe_weight(&self, grant: Grant, headers: &HeaderMap) {
-        let used = headers
-            .iter()
-            .filter(|(name, _)| name.as_str().starts_with("x-mbx-used-weight-"))
-            .filter_map(|(_, v)| v.to_str().ok()?.trim().parse::<u32>().ok())
-            .max();
-        if let Some(used) = used {
-            self.limiter.observe_used(grant, used);
-        }
-    }
+/// The server's weight count for the current window, from `X-MBX-USED-WEIGHT-<n><unit>`.
+fn used_weight(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-mbx-used-weight-"))
+        .filter_map(|(_, v)| v.to_str().ok()?.trim().parse::<u32>().ok())
+        .max()
 }
 
 /// Exponential backoff with full jitter: 100 ms, 200 ms, … capped at 10 s.
@@ -299,11 +319,11 @@ pub async fn clock_offset(client: &RestClient) -> Result<(i64, Duration), RestEr
     }
     let t0 = chrono::Utc::now().timestamp_millis();
     let started = Instant::now();
-    let body = client.get("/api/v3/time", &[], 1).await?;
+    let body = client.get(Endpoint::Time, &[]).await?;
     let rtt = started.elapsed();
     let t1 = chrono::Utc::now().timestamp_millis();
     let st: ServerTime = serde_json::from_slice(&body).map_err(|e| RestError::Protocol {
-        path: "/api/v3/time".into(),
+        path: Endpoint::Time.path().into(),
         detail: e.to_string(),
     })?;
     Ok((st.server_time - (t0 + t1) / 2, rtt))

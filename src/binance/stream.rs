@@ -1,10 +1,13 @@
-//! One Binance WebSocket connection on combined streams: connects, answers pings, notices a dead
+//! One Binance WebSocket connection on combined streams: connects (naming the streams in the
+//! URL, or with SUBSCRIBE messages when the URL would be too long), answers pings, notices a dead
 //! connection (nothing at all, not even a ping, for `idle_timeout`) and Binance's
 //! `serverShutdown` notice, and forwards every event to the live source with its connection id.
 //! Reconnecting, rotating and de-duplicating are the live source's business.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -45,47 +48,108 @@ struct EventType<'a> {
     e: Option<&'a str>,
 }
 
-/// The combined-stream URL for `streams` under `base` (e.g. `wss://stream.binance.com:9443`).
-pub fn combined_url(base: &str, streams: &[String]) -> String {
-    format!(
-        "{}/stream?streams={}",
-        base.trim_end_matches('/'),
-        streams.join("/")
-    )
+/// URLs longer than this name their streams in SUBSCRIBE messages instead (a combined URL of
+/// 1,024 streams is tens of kilobytes, more than servers and proxies accept).
+pub const MAX_URL_LEN: usize = 2_000;
+/// Streams per SUBSCRIBE message.
+const STREAMS_PER_SUBSCRIBE: usize = 200;
+/// Binance allows 5 incoming messages a second per connection, pongs included: SUBSCRIBE
+/// messages go out at most 3 a second.
+const SUBSCRIBE_SPACING: Duration = Duration::from_millis(350);
+
+/// How to open a connection on a set of streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPlan {
+    pub url: String,
+    /// Streams to SUBSCRIBE to after connecting, one message per chunk.
+    pub subscribe: Vec<Vec<String>>,
+}
+
+/// The base of every stream URL: `BINANCE_WS_URL` as users write it (with or without `/ws` or
+/// `/stream`, with or without a trailing slash) reduced to scheme, host and port.
+pub fn stream_base(url: &str) -> String {
+    let mut base = url.trim().trim_end_matches('/');
+    for suffix in ["/ws", "/stream"] {
+        if let Some(b) = base.strip_suffix(suffix) {
+            base = b.trim_end_matches('/');
+        }
+    }
+    base.to_string()
+}
+
+/// The combined-stream connection for `streams` under `base`.
+pub fn combined_plan(base: &str, streams: &[String]) -> StreamPlan {
+    let base = stream_base(base);
+    let url = format!("{base}/stream?streams={}", streams.join("/"));
+    if url.len() <= MAX_URL_LEN {
+        return StreamPlan { url, subscribe: Vec::new() };
+    }
+    StreamPlan {
+        url: format!("{base}/stream"),
+        subscribe: streams.chunks(STREAMS_PER_SUBSCRIBE).map(<[String]>::to_vec).collect(),
+    }
 }
 
 /// Runs one connection until it closes; everything it sees goes to `tx`.
 pub async fn run_connection(
-    url: String,
+    plan: StreamPlan,
     conn: u64,
     idle_timeout: Duration,
     tx: mpsc::Sender<StreamMessage>,
 ) {
-    let reason = match connect_and_read(&url, conn, idle_timeout, &tx).await {
+    let reason = match connect_and_read(&plan, conn, idle_timeout, &tx).await {
         Ok(r) => r,
         Err(e) => e,
     };
     let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
 }
 
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    id: Option<u64>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
 async fn connect_and_read(
-    url: &str,
+    plan: &StreamPlan,
     conn: u64,
     idle_timeout: Duration,
     tx: &mpsc::Sender<StreamMessage>,
 ) -> Result<String, String> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(url),
+        tokio_tungstenite::connect_async(plan.url.as_str()),
     )
     .await
     .map_err(|_| "connecting timed out".to_string())?
     .map_err(|e| format!("cannot connect: {e}"))?;
-    if tx.send(StreamMessage::Connected { conn }).await.is_err() {
+    // Subscriptions go out paced; their replies are read (and pings answered) in the loop below.
+    let mut pending_subscribes = plan.subscribe.iter().enumerate().peekable();
+    let mut next_subscribe = Instant::now();
+    if pending_subscribes.peek().is_none() && tx.send(StreamMessage::Connected { conn }).await.is_err() {
         return Ok("source ended".into());
     }
+    let mut unanswered = plan.subscribe.len();
     loop {
-        let frame = match tokio::time::timeout(idle_timeout, ws.next()).await {
+        if let Some((i, streams)) = pending_subscribes.peek() {
+            if Instant::now() >= next_subscribe {
+                let msg = serde_json::json!({"method": "SUBSCRIBE", "params": streams, "id": *i as u64 + 1});
+                ws.send(Message::text(msg.to_string()))
+                    .await
+                    .map_err(|e| format!("cannot subscribe: {e}"))?;
+                pending_subscribes.next();
+                next_subscribe = Instant::now() + SUBSCRIBE_SPACING;
+            }
+        }
+        let wait = if pending_subscribes.peek().is_some() {
+            next_subscribe.saturating_duration_since(Instant::now()).min(idle_timeout)
+        } else {
+            idle_timeout
+        };
+        let frame = match tokio::time::timeout(wait, ws.next()).await {
+            Err(_) if pending_subscribes.peek().is_some() => continue,
             Err(_) => {
                 let _ = ws.close(None).await;
                 return Err(format!(
@@ -96,6 +160,20 @@ async fn connect_and_read(
             Ok(Some(Err(e))) => return Err(format!("connection failed: {e}")),
             Ok(Some(Ok(f))) => f,
         };
+        if let Message::Text(text) = &frame {
+            if let Ok(reply) = serde_json::from_str::<Reply>(text.as_str()) {
+                if reply.id.is_some() {
+                    if let Some(e) = reply.error {
+                        return Err(format!("SUBSCRIBE refused: {e}"));
+                    }
+                    unanswered = unanswered.saturating_sub(1);
+                    if unanswered == 0 && tx.send(StreamMessage::Connected { conn }).await.is_err() {
+                        return Ok("source ended".into());
+                    }
+                    continue;
+                }
+            }
+        }
         match frame {
             Message::Text(text) => {
                 let msg = match serde_json::from_str::<Combined>(text.as_str()) {
@@ -204,12 +282,23 @@ mod tests {
 
     #[test]
     fn combined_urls() {
-        assert_eq!(
-            combined_url(
-                "wss://stream.binance.com:9443/",
-                &["btcusdt@trade".into(), "ethusdt@trade".into()]
-            ),
-            "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade"
-        );
+        let two = ["btcusdt@trade".to_string(), "ethusdt@trade".to_string()];
+        let expected = "wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade";
+        for base in [
+            "wss://stream.binance.com:9443/",
+            "wss://stream.binance.com:9443/ws",
+            "wss://stream.binance.com:9443/ws/",
+            "wss://stream.binance.com:9443/stream",
+        ] {
+            let plan = combined_plan(base, &two);
+            assert_eq!(plan.url, expected, "{base}");
+            assert!(plan.subscribe.is_empty());
+        }
+        // 1,024 streams would make a URL of tens of kilobytes: SUBSCRIBE instead.
+        let many: Vec<String> = (0..1024).map(|i| format!("sym{i:04}usdt@aggTrade")).collect();
+        let plan = combined_plan("wss://stream.binance.com:9443/ws", &many);
+        assert_eq!(plan.url, "wss://stream.binance.com:9443/stream");
+        assert_eq!(plan.subscribe.len(), 6);
+        assert_eq!(plan.subscribe.concat(), many);
     }
 }

@@ -1,38 +1,207 @@
 //! Sources: each yields one symbol's records, in time order, as serialised batches on a bounded
-//! channel. Adding a data type means adding a source here and a name in `config::DataType`.
+//! channel. History types (`api_*`) implement [`History`] in their own module; `history` drives
+//! them over the spans the plan picks (monthly and daily archive files, REST for the rest), and
+//! `live` follows WebSocket streams. Which types exist is the registry's business.
 
 pub mod agg_trades;
+pub mod history;
 pub mod klines;
 pub mod live;
+pub mod plan;
+pub mod raw_trades;
+pub(crate) mod trade_ids;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
+use crate::archive::{ArchiveClient, ArchiveLayout};
 use crate::binance::Exchange;
-use crate::config::DataType;
-use crate::error::Result;
+use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
+use crate::registry::{Origin, RecordKind};
+use crate::status::JobStatus;
 use crate::time_range::TimeRange;
+pub use plan::SourceMode;
 
-/// What every source needs.
+/// What a history source needs for one symbol.
 #[derive(Clone)]
-pub struct SourceContext {
-    pub exchange: Arc<Exchange>,
+pub struct HistoryContext {
+    /// The REST API; absent with `SOURCE=archive`, which never touches it.
+    pub exchange: Option<Arc<Exchange>>,
+    /// The archive; absent with `SOURCE=rest`.
+    pub archive: Option<Arc<ArchiveClient>>,
+    pub mode: SourceMode,
     pub symbol: Arc<str>,
-    /// Always present for REST types (the configuration requires it).
-    pub range: Option<TimeRange>,
+    pub range: TimeRange,
     pub page_limit: u32,
+    /// REST requests in flight for this symbol.
     pub concurrency: usize,
+    /// Archive files downloaded ahead of the one being published.
+    pub archive_concurrency: usize,
+    pub status: Arc<JobStatus>,
+    /// The job's stop: work in progress is abandoned when it fires.
+    pub stop: CancellationToken,
 }
 
-impl SourceContext {
-    /// The range a REST source loads.
-    pub fn required_range(&self) -> Result<TimeRange> {
-        self.range.ok_or_else(|| {
-            crate::error::LoaderError::config("TIME_RANGE is required for REST (api_*) types")
+impl HistoryContext {
+    /// The REST API, which every span that falls back to it needs.
+    pub fn rest(&self) -> Result<&Exchange> {
+        self.exchange.as_deref().ok_or_else(|| {
+            LoaderError::Other(format!(
+                "{}: this span needs the REST API, which SOURCE=archive does not use",
+                self.symbol
+            ))
         })
+    }
+
+    /// The current time: the exchange's clock when connected, the local clock otherwise.
+    pub fn now_ms(&self) -> i64 {
+        match &self.exchange {
+            Some(ex) => ex.server_now_ms(),
+            None => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+}
+
+/// A gap `verify` asks a source about: ordinals (open times or ids) or a time span.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// Inclusive ordinals.
+    Ordinals(i64, i64),
+    /// Half-open time span.
+    Time(TimeRange),
+}
+
+/// A history data type: how its records come from the REST API and from the archive. Each
+/// implementation lives in its own module; the registry maps `TYPE` names to them.
+pub trait History: Send + Sync + 'static {
+    fn kind(&self) -> RecordKind;
+
+    /// The end of what is settled at `now`: closed candles, trades at least a second old (the
+    /// same margin for every type, so a range ending now is cut the same way everywhere).
+    fn settled_end(&self, now: i64) -> i64;
+
+    /// Where the archive keeps this type for `symbol`, if it does.
+    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout>;
+
+    /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
+    fn push_csv_row(&self, row: &csv::ByteRecord, cursor: &mut Cursor, batch: &mut RecordBatch) -> Result<()>;
+
+    /// Loads `[span.start, span.end)` over REST, continuing after what `cursor` saw.
+    fn load_rest<'a>(
+        &'a self,
+        ctx: &'a HistoryContext,
+        span: TimeRange,
+        cursor: &'a mut Cursor,
+        out: &'a mut Emitter,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Whether the exchange has any record in `probe` (for `verify`: a gap the exchange also
+    /// has is not a lost record).
+    fn exists<'a>(&'a self, exchange: &'a Exchange, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>>;
+}
+
+/// Keeps one symbol's records in order and unique across spans (monthly, daily, REST): a
+/// record is admitted only inside the range and after the last one admitted, and for id-ordered
+/// types a skipped id is noted as a gap in the exchange's data.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub range: TimeRange,
+    ids: bool,
+    /// The last ordinal admitted (open time or id).
+    pub last: Option<i64>,
+    /// Inclusive id ranges the exchange does not have.
+    pub gaps: Vec<(u64, u64)>,
+    /// Rows dropped because they were already admitted (duplicates in a file, seams).
+    pub duplicates: u64,
+}
+
+impl Cursor {
+    pub fn new(kind: RecordKind, range: TimeRange) -> Self {
+        Cursor {
+            range,
+            ids: matches!(kind.sequence(), crate::registry::Sequence::Ids),
+            last: None,
+            gaps: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    /// Whether a record at `time` with `ordinal` is published.
+    #[inline]
+    pub fn admit(&mut self, time: i64, ordinal: i64) -> bool {
+        if !self.range.contains(time) {
+            return false;
+        }
+        if let Some(last) = self.last {
+            if ordinal <= last {
+                self.duplicates += 1;
+                return false;
+            }
+            if self.ids && ordinal > last + 1 {
+                self.note_gap(last as u64 + 1, ordinal as u64 - 1);
+            }
+        }
+        self.last = Some(ordinal);
+        true
+    }
+
+    pub fn note_gap(&mut self, first: u64, last: u64) {
+        match self.gaps.last_mut() {
+            Some(g) if g.1 + 1 >= first => g.1 = g.1.max(last),
+            _ => self.gaps.push((first, last)),
+        }
+    }
+
+    /// The next id expected (id-ordered types).
+    pub fn next_id(&self) -> Option<u64> {
+        self.last.map(|l| l as u64 + 1)
+    }
+}
+
+/// Sends a symbol's batches to the sink and keeps its summary.
+pub struct Emitter {
+    tx: mpsc::Sender<RecordBatch>,
+    pub summary: SourceSummary,
+    status: Arc<JobStatus>,
+}
+
+impl Emitter {
+    pub fn new(tx: mpsc::Sender<RecordBatch>, symbol: &str, status: Arc<JobStatus>) -> Self {
+        Emitter {
+            tx,
+            summary: SourceSummary {
+                symbol: symbol.to_string(),
+                ..Default::default()
+            },
+            status,
+        }
+    }
+
+    fn note(&mut self, batch: &RecordBatch, origin: Origin) {
+        self.summary.note(batch, origin);
+        self.status.note_origin(origin, batch.len() as u64);
+    }
+
+    /// Hands a batch to the sink (waiting while its channel is full).
+    pub async fn send(&mut self, batch: RecordBatch, origin: Origin) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.note(&batch, origin);
+        self.tx.send(batch).await.map_err(|_| LoaderError::SinkClosed)
+    }
+
+    /// The same from a blocking thread (archive files are parsed on one).
+    pub fn blocking_send(&mut self, batch: RecordBatch, origin: Origin) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.note(&batch, origin);
+        self.tx.blocking_send(batch).map_err(|_| LoaderError::SinkClosed)
     }
 }
 
@@ -43,10 +212,20 @@ pub struct SourceSummary {
     pub records: u64,
     pub first_timestamp: Option<i64>,
     pub last_timestamp: Option<i64>,
-    /// Inclusive id ranges missing from the exchange's data (aggregate trades).
+    /// Inclusive id ranges missing from the exchange's data (trades).
     pub gaps: Vec<(u64, u64)>,
     /// The range end was past the present: loading stopped at this time.
     pub clamped_end: Option<i64>,
+    /// Records by origin.
+    pub from_archive: u64,
+    pub from_rest: u64,
+    pub from_stream: u64,
+    /// Archive files published.
+    pub archive_files: u64,
+    /// Archive files that could not be used and were loaded over REST instead, with why.
+    pub fallbacks: Vec<String>,
+    /// Rows dropped as duplicates (repeated rows in archive files, overlaps at seams).
+    pub duplicates_dropped: u64,
     /// Live types: records fetched over REST to fill gaps after reconnects and rotations.
     pub backfilled: u64,
     /// Live types: connections lost and replaced.
@@ -55,6 +234,8 @@ pub struct SourceSummary {
     pub resyncs: u64,
     /// Live diff depth: events whose first update id did not follow the previous one.
     pub sequence_breaks: u64,
+    /// The source ended because the job was stopped, not because its range was done.
+    pub stopped: bool,
 }
 
 impl SourceSummary {
@@ -62,26 +243,35 @@ impl SourceSummary {
         self.gaps.iter().map(|(a, b)| b - a + 1).sum()
     }
 
-    pub(crate) fn note(&mut self, batch: &RecordBatch) {
-        self.records += batch.len() as u64;
+    pub(crate) fn note(&mut self, batch: &RecordBatch, origin: Origin) {
+        let n = batch.len() as u64;
+        self.records += n;
+        match origin {
+            Origin::Archive => self.from_archive += n,
+            Origin::Rest => self.from_rest += n,
+            Origin::WebSocket => self.from_stream += n,
+        }
         self.first_timestamp.get_or_insert(batch.first_timestamp);
         self.last_timestamp = Some(batch.last_timestamp);
     }
 }
 
-/// Starts the source for `data_type`; the future completes when the symbol's range is loaded.
-pub fn load(
-    data_type: DataType,
-    ctx: SourceContext,
-    tx: mpsc::Sender<RecordBatch>,
-) -> BoxFuture<'static, Result<SourceSummary>> {
-    match data_type {
-        DataType::Candles(interval) => Box::pin(klines::KlineSource { ctx, interval }.run(tx)),
-        DataType::AggTrades => Box::pin(agg_trades::AggTradeSource { ctx }.run(tx)),
-        DataType::Live(_) => Box::pin(async {
-            Err(crate::error::LoaderError::Other(
-                "live types run through source::live::LiveSource".into(),
-            ))
-        }),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_admits_in_range_once_and_notes_id_gaps() {
+        let range = TimeRange { start_ms: 100, end_ms: 200 };
+        let mut c = Cursor::new(RecordKind::AggTrades, range);
+        assert!(!c.admit(99, 1), "before the range");
+        assert!(c.admit(100, 2));
+        assert!(!c.admit(100, 2), "a repeated row");
+        assert!(c.admit(150, 5));
+        assert!(!c.admit(200, 6), "the end is exclusive");
+        assert_eq!((c.gaps.clone(), c.duplicates, c.next_id()), (vec![(3, 4)], 1, Some(6)));
+        let mut k = Cursor::new(RecordKind::Candles(crate::binance::Interval::M1), range);
+        assert!(k.admit(120, 120) && k.admit(180, 180));
+        assert!(k.gaps.is_empty(), "candles have no id gaps");
     }
 }

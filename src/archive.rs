@@ -1,0 +1,564 @@
+//! `ArchiveClient`: Binance's bulk archives on data.binance.vision (`ARCHIVE_URL`). It knows the
+//! layout (daily and monthly zips per type and symbol, each with a sha256 `.CHECKSUM` beside it),
+//! asks whether a file exists (a 404 is the archive's "not there, yet or ever"), downloads a file
+//! to disk (resuming a cut download with a `Range` request), checks it against its checksum
+//! before anything from it is published, and reads its CSV rows from the zip as a stream, so
+//! memory stays flat whatever the file's size.
+
+use std::fs::File;
+use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Datelike, NaiveDate};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::time_range::{TimeRange, DAY_MS};
+
+/// Settings of the archive (`ARCHIVE_URL`, `ARCHIVE_DIR`, …).
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    /// Base URL, e.g. `https://data.binance.vision`.
+    pub url: String,
+    /// Where downloads are kept until published (each file is deleted after use).
+    pub dir: PathBuf,
+    /// Timeout of a request without progress.
+    pub timeout: Duration,
+    /// Retries of a request after a server error or a dropped connection.
+    pub max_retries: u32,
+    /// Downloads of one file before a checksum mismatch counts as persistent.
+    pub attempts: u32,
+}
+
+/// Where the archive keeps one data type of one symbol, e.g. `klines/BTCUSDT/1m` with files
+/// named `BTCUSDT-1m-<date>.zip`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveLayout {
+    /// `data/spot` (futures will add `data/futures/um`, …).
+    pub market: &'static str,
+    /// Directory under `daily/` and `monthly/`: `klines/BTCUSDT/1m`, `aggTrades/BTCUSDT`.
+    pub dir: String,
+    /// File name stem: `BTCUSDT-1m`, `BTCUSDT-aggTrades`.
+    pub stem: String,
+    /// Whether daily files exist (klines only up to `1d`).
+    pub daily: bool,
+}
+
+/// The period one archive file covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Period {
+    Day(NaiveDate),
+    /// The first day of the month.
+    Month(NaiveDate),
+}
+
+impl Period {
+    /// `[start, end)` of the period in epoch ms.
+    pub fn span(self) -> TimeRange {
+        let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+        match self {
+            Period::Day(d) => TimeRange {
+                start_ms: ms(d),
+                end_ms: ms(d) + DAY_MS,
+            },
+            Period::Month(first) => TimeRange {
+                start_ms: ms(first),
+                end_ms: ms(next_month(first)),
+            },
+        }
+    }
+
+    /// The day containing `t` (epoch ms).
+    pub fn day_of(t: i64) -> Period {
+        Period::Day(date_of(t))
+    }
+
+    /// The month containing `t`.
+    pub fn month_of(t: i64) -> Period {
+        let d = date_of(t);
+        Period::Month(d.with_day(1).expect("day 1"))
+    }
+}
+
+fn date_of(t: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(t)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+fn next_month(first: NaiveDate) -> NaiveDate {
+    let (y, m) = if first.month() == 12 {
+        (first.year() + 1, 1)
+    } else {
+        (first.year(), first.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1).expect("a valid month")
+}
+
+/// One file of the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveFile {
+    pub period: Period,
+    /// `BTCUSDT-1m-2024-01-01.zip`.
+    pub name: String,
+    /// Path under the base URL: `data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip`.
+    pub path: String,
+}
+
+impl ArchiveLayout {
+    pub fn file(&self, period: Period) -> ArchiveFile {
+        let (freq, date) = match period {
+            Period::Day(d) => ("daily", d.format("%Y-%m-%d").to_string()),
+            Period::Month(d) => ("monthly", d.format("%Y-%m").to_string()),
+        };
+        let name = format!("{}-{date}.zip", self.stem);
+        ArchiveFile {
+            path: format!("{}/{freq}/{}/{name}", self.market, self.dir),
+            name,
+            period,
+        }
+    }
+}
+
+impl ArchiveFile {
+    /// The CSV inside the zip: the file name with `.csv` for `.zip`.
+    pub fn csv_name(&self) -> String {
+        format!("{}.csv", self.name.trim_end_matches(".zip"))
+    }
+}
+
+/// Why the archive could not deliver a file.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{name} is not in the archive (HTTP 404 at {url})")]
+    NotFound { name: String, url: String },
+    #[error("{name} does not match its CHECKSUM after {attempts} download(s): expected sha256 {expected}, got {got}")]
+    ChecksumMismatch {
+        name: String,
+        attempts: u32,
+        expected: String,
+        got: String,
+    },
+    #[error("{name}.CHECKSUM is not in sha256sum format: {content:?}")]
+    BadChecksumFile { name: String, content: String },
+    #[error("{name}: {detail}")]
+    Transfer { name: String, detail: String },
+    #[error("{name}: the zip cannot be read: {detail}")]
+    Unreadable { name: String, detail: String },
+    #[error("{name}: cannot write the download to ARCHIVE_DIR: {detail}")]
+    Disk { name: String, detail: String },
+    #[error("the job is stopping")]
+    Cancelled,
+}
+
+impl ArchiveError {
+    /// Whether the file should be read from REST instead (with `SOURCE=auto`): everything but a
+    /// stop or a full disk.
+    pub fn can_fall_back(&self) -> bool {
+        !matches!(self, ArchiveError::Cancelled | ArchiveError::Disk { .. })
+    }
+}
+
+/// Counters for telemetry, metrics and the summary.
+#[derive(Debug, Default)]
+pub struct ArchiveStats {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
+    pub retries: AtomicU64,
+    pub not_found: AtomicU64,
+}
+
+/// A downloaded file whose checksum matched; deleted when dropped.
+pub struct VerifiedFile {
+    pub file: ArchiveFile,
+    temp: tempfile::NamedTempFile,
+    pub bytes: u64,
+}
+
+pub struct ArchiveClient {
+    http: reqwest::Client,
+    cfg: ArchiveConfig,
+    pub stats: Arc<ArchiveStats>,
+    cancel: CancellationToken,
+}
+
+enum Fetch {
+    Done,
+    /// The connection ended early; what was written so far is kept for a `Range` request.
+    Cut(String),
+}
+
+impl ArchiveClient {
+    pub fn new(cfg: ArchiveConfig, cancel: CancellationToken) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .read_timeout(cfg.timeout)
+            .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client for ARCHIVE_URL: {e}"))?;
+        Ok(ArchiveClient {
+            http,
+            cfg,
+            stats: Arc::new(ArchiveStats::default()),
+            cancel,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.cfg.url
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.cfg.url.trim_end_matches('/'))
+    }
+
+    async fn cancellable<T>(&self, f: impl std::future::Future<Output = Result<T, ArchiveError>>) -> Result<T, ArchiveError> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(ArchiveError::Cancelled),
+            r = f => r,
+        }
+    }
+
+    /// The file's sha256 from its `.CHECKSUM`, or `None` when the archive does not have it.
+    pub async fn checksum(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
+        self.cancellable(self.checksum_inner(file)).await
+    }
+
+    async fn checksum_inner(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
+        let url = self.url(&format!("{}.CHECKSUM", file.path));
+        let mut failures = 0;
+        loop {
+            let outcome = async {
+                let resp = self.http.get(&url).send().await?;
+                let status = resp.status();
+                let body = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, body))
+            }
+            .await;
+            let err = match outcome {
+                Ok((s, _)) if s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::FORBIDDEN => {
+                    // S3 answers 403 instead of 404 where listing is not allowed.
+                    self.stats.not_found.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                Ok((s, body)) if s.is_success() => {
+                    let text = String::from_utf8_lossy(&body);
+                    return parse_checksum(&text).map(Some).ok_or_else(|| ArchiveError::BadChecksumFile {
+                        name: file.name.clone(),
+                        content: text.chars().take(120).collect(),
+                    });
+                }
+                Ok((s, _)) => format!("HTTP {s} for {url}"),
+                Err(e) => format!("{e} ({url})"),
+            };
+            failures += 1;
+            if failures > self.cfg.max_retries {
+                return Err(ArchiveError::Transfer {
+                    name: format!("{}.CHECKSUM", file.name),
+                    detail: err,
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    /// Downloads `file` to `ARCHIVE_DIR` and checks it against `expected` (its CHECKSUM). A cut
+    /// connection is resumed with a `Range` request; a mismatch is downloaded again, up to the
+    /// configured attempts.
+    pub async fn download(&self, file: &ArchiveFile, expected: &str) -> Result<VerifiedFile, ArchiveError> {
+        self.cancellable(self.download_inner(file, expected)).await
+    }
+
+    async fn download_inner(&self, file: &ArchiveFile, expected: &str) -> Result<VerifiedFile, ArchiveError> {
+        let disk = |e: std::io::Error| ArchiveError::Disk {
+            name: file.name.clone(),
+            detail: format!("{} ({e})", self.cfg.dir.display()),
+        };
+        let url = self.url(&file.path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut temp = tempfile::Builder::new()
+                .prefix("loader-archive-")
+                .suffix(".zip")
+                .tempfile_in(&self.cfg.dir)
+                .map_err(disk)?;
+            let mut written = 0u64;
+            let mut failures = 0;
+            loop {
+                match self.fetch(&url, file, temp.as_file_mut(), &mut written).await? {
+                    Fetch::Done => break,
+                    Fetch::Cut(why) => {
+                        failures += 1;
+                        if failures > self.cfg.max_retries {
+                            return Err(ArchiveError::Transfer {
+                                name: file.name.clone(),
+                                detail: format!("download kept failing (MAX_RETRIES={}): {why}", self.cfg.max_retries),
+                            });
+                        }
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(file = %file.name, bytes_so_far = written, error = %why, "archive download cut; resuming");
+                        tokio::time::sleep(backoff(failures)).await;
+                    }
+                }
+            }
+            let got = sha256_of(temp.as_file_mut()).map_err(disk)?;
+            if got.eq_ignore_ascii_case(expected) {
+                self.stats.files.fetch_add(1, Ordering::Relaxed);
+                return Ok(VerifiedFile {
+                    file: file.clone(),
+                    temp,
+                    bytes: written,
+                });
+            }
+            if attempt >= self.cfg.attempts {
+                return Err(ArchiveError::ChecksumMismatch {
+                    name: file.name.clone(),
+                    attempts: attempt,
+                    expected: expected.to_string(),
+                    got,
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(file = %file.name, expected, got, attempt, "archive file does not match its CHECKSUM; downloading it again");
+        }
+    }
+
+    /// One request for the rest of the file (from `written` on), appended to `out`.
+    async fn fetch(&self, url: &str, file: &ArchiveFile, out: &mut File, written: &mut u64) -> Result<Fetch, ArchiveError> {
+        let disk = |e: std::io::Error| ArchiveError::Disk {
+            name: file.name.clone(),
+            detail: format!("{} ({e})", self.cfg.dir.display()),
+        };
+        let mut req = self.http.get(url);
+        if *written > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={written}-"));
+        }
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return Ok(Fetch::Cut(e.to_string())),
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Err(ArchiveError::NotFound {
+                name: file.name.clone(),
+                url: url.to_string(),
+            });
+        }
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Ok(Fetch::Cut(format!("HTTP {status}")));
+        }
+        if status == reqwest::StatusCode::OK && *written > 0 {
+            // The server ignored the Range: start over.
+            out.set_len(0).map_err(disk)?;
+            out.seek(SeekFrom::Start(0)).map_err(disk)?;
+            *written = 0;
+        } else if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            // The cut came after the last byte.
+            return Ok(Fetch::Done);
+        } else if !(status == reqwest::StatusCode::OK || status == reqwest::StatusCode::PARTIAL_CONTENT) {
+            return Err(ArchiveError::Transfer {
+                name: file.name.clone(),
+                detail: format!("HTTP {status} for {url}"),
+            });
+        }
+        let expected_len = resp.content_length().map(|n| n + *written);
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    out.write_all(&chunk).map_err(disk)?;
+                    *written += chunk.len() as u64;
+                    self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Ok(None) => break,
+                Err(e) => return Ok(Fetch::Cut(format!("connection dropped after {written} bytes: {e}"))),
+            }
+        }
+        match expected_len {
+            Some(n) if *written < n => Ok(Fetch::Cut(format!("truncated: {written} of {n} bytes"))),
+            _ => Ok(Fetch::Done),
+        }
+    }
+}
+
+/// Parses `<sha256 hex>  <name>` (sha256sum format, with or without a trailing newline).
+pub fn parse_checksum(text: &str) -> Option<String> {
+    let hex = text.split_whitespace().next()?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
+}
+
+fn sha256_of(f: &mut File) -> std::io::Result<String> {
+    f.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Retry delay with jitter: 200 ms doubling to 10 s.
+fn backoff(failures: u32) -> Duration {
+    let cap = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+impl VerifiedFile {
+    /// Streams the CSV rows of the zip to `on_row` (blocking; run it on a blocking thread).
+    ///
+    /// The zip should hold `<name>.csv`; some archive files hold a second copy of it (in a
+    /// folder, or under another name): one CSV is read, the one named like the file when there
+    /// is one, and the others are ignored with a warning. Returns the rows read.
+    pub fn read_rows(&self, mut on_row: impl FnMut(&csv::ByteRecord) -> crate::error::Result<bool>) -> Result<u64, ArchiveError> {
+        let unreadable = |detail: String| ArchiveError::Unreadable {
+            name: self.file.name.clone(),
+            detail,
+        };
+        let f = self.temp.reopen().map_err(|e| unreadable(e.to_string()))?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(f)).map_err(|e| unreadable(e.to_string()))?;
+        let wanted = self.file.csv_name();
+        let csvs: Vec<String> = zip
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .filter(|n| n.to_ascii_lowercase().ends_with(".csv"))
+            .collect();
+        let chosen = csvs
+            .iter()
+            .find(|n| n.as_str() == wanted)
+            .or_else(|| csvs.iter().find(|n| n.rsplit('/').next() == Some(wanted.as_str())))
+            .or_else(|| csvs.first())
+            .cloned()
+            .ok_or_else(|| unreadable("it holds no CSV file".into()))?;
+        if csvs.len() > 1 {
+            tracing::warn!(file = %self.file.name, csv_files = ?csvs, reading = %chosen,
+                "archive zip holds more than one CSV (a duplicate copy); reading one of them");
+        }
+        let entry = zip.by_name(&chosen).map_err(|e| unreadable(e.to_string()))?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(entry);
+        let mut row = csv::ByteRecord::new();
+        let mut rows = 0u64;
+        loop {
+            match reader.read_byte_record(&mut row) {
+                Ok(false) => break,
+                Ok(true) => {
+                    rows += 1;
+                    match on_row(&row) {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => {
+                            return Err(unreadable(format!(
+                                "row {rows}: {e}"
+                            )))
+                        }
+                    }
+                }
+                Err(e) => return Err(unreadable(format!("row {}: {e}", rows + 1))),
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Field helpers for archive CSV rows.
+pub mod fields {
+    /// Spot archive times are in microseconds from 2025-01-01 (milliseconds before, and in
+    /// futures files): a time this large cannot be milliseconds (it would be past year 5000).
+    const MICROS_THRESHOLD: i64 = 100_000_000_000_000;
+
+    pub fn text<'a>(row: &'a csv::ByteRecord, i: usize, what: &str) -> Result<&'a str, String> {
+        let b = row.get(i).ok_or_else(|| format!("column {} ({what}) is missing", i + 1))?;
+        std::str::from_utf8(b).map_err(|_| format!("column {} ({what}) is not text", i + 1))
+    }
+
+    pub fn int(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
+        let t = text(row, i, what)?;
+        t.trim().parse().map_err(|_| format!("column {} ({what}) is not an integer: {t:?}", i + 1))
+    }
+
+    pub fn uint(row: &csv::ByteRecord, i: usize, what: &str) -> Result<u64, String> {
+        let t = text(row, i, what)?;
+        t.trim().parse().map_err(|_| format!("column {} ({what}) is not an id: {t:?}", i + 1))
+    }
+
+    /// A time column in milliseconds, whether the file has ms or µs.
+    pub fn time_ms(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
+        let t = int(row, i, what)?;
+        Ok(if t >= MICROS_THRESHOLD { t.div_euclid(1000) } else { t })
+    }
+
+    /// `True`/`False` (Binance's files) or `true`/`false`.
+    pub fn boolean(row: &csv::ByteRecord, i: usize, what: &str) -> Result<bool, String> {
+        let t = text(row, i, what)?;
+        if t.eq_ignore_ascii_case("true") {
+            Ok(true)
+        } else if t.eq_ignore_ascii_case("false") {
+            Ok(false)
+        } else {
+            Err(format!("column {} ({what}) is not True/False: {t:?}", i + 1))
+        }
+    }
+
+    /// A header row (futures files have one since 2022): its first field is not a number.
+    pub fn is_header(row: &csv::ByteRecord) -> bool {
+        row.get(0)
+            .is_some_and(|f| !f.is_empty() && !f.iter().all(|b| b.is_ascii_digit()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_names_daily_and_monthly_files() {
+        let l = ArchiveLayout {
+            market: "data/spot",
+            dir: "klines/BTCUSDT/1mo".into(),
+            stem: "BTCUSDT-1mo".into(),
+            daily: false,
+        };
+        let d = NaiveDate::from_ymd_opt(2024, 12, 1).unwrap();
+        let f = l.file(Period::Month(d));
+        assert_eq!(f.path, "data/spot/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-12.zip");
+        assert_eq!(f.csv_name(), "BTCUSDT-1mo-2024-12.csv");
+        let span = Period::Month(d).span();
+        assert_eq!((span.start_ms, span.end_ms), (1_733_011_200_000, 1_735_689_600_000));
+        let day = l.file(Period::day_of(1_735_689_600_000));
+        assert_eq!(day.path, "data/spot/daily/klines/BTCUSDT/1mo/BTCUSDT-1mo-2025-01-01.zip");
+        assert_eq!(Period::month_of(1_735_689_600_000 - 1), Period::Month(d));
+    }
+
+    #[test]
+    fn checksums_parse_with_or_without_newline() {
+        let h = "a".repeat(64);
+        assert_eq!(parse_checksum(&format!("{h}  X.zip")), Some(h.clone()));
+        assert_eq!(parse_checksum(&format!("{}  X.zip\n", h.to_uppercase())), Some(h));
+        assert_eq!(parse_checksum("nope  X.zip"), None);
+        assert_eq!(parse_checksum(""), None);
+    }
+
+    #[test]
+    fn fields_read_binance_csv() {
+        let row = csv::ByteRecord::from(vec!["1735689600000000", "True", "x", "1735689659999999"]);
+        assert_eq!(fields::time_ms(&row, 0, "t").unwrap(), 1_735_689_600_000);
+        assert_eq!(fields::time_ms(&row, 3, "t").unwrap(), 1_735_689_659_999);
+        assert!(fields::boolean(&row, 1, "b").unwrap());
+        assert!(fields::int(&row, 2, "x").unwrap_err().contains("column 3"));
+        assert!(fields::is_header(&csv::ByteRecord::from(vec!["open_time", "open"])));
+        assert!(!fields::is_header(&row));
+    }
+}

@@ -1,0 +1,207 @@
+//! The typed market-data API on top of [`RestClient`](super::rest::RestClient): one method per
+//! question the loader asks Binance (a page of klines, aggregate trades from an id, the first
+//! aggregate trade at a time, …), each sending its [`Endpoint`] with Binance's parameters and
+//! turning failures into the loader's errors. Pages keep the response body and parse it into
+//! rows that borrow from it, so a page of records costs one allocation, not one per field.
+
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use super::endpoint::Endpoint;
+use super::{exchange_error, Exchange, Interval};
+use crate::error::{LoaderError, Result};
+use crate::record::{RawAggTrade, RawKline, RawTrade};
+
+/// Binance refuses `startTime`/`endTime` windows on aggTrades of an hour or more.
+const AGG_WINDOW_MS: i64 = 3_600_000;
+
+/// What a page holds: the row type it parses into and how to name it in errors.
+pub trait RowKind {
+    type Row<'a>: Deserialize<'a>;
+    const WHAT: &'static str;
+}
+
+/// Kline rows (`/api/v3/klines`).
+pub struct Klines;
+impl RowKind for Klines {
+    type Row<'a> = RawKline<'a>;
+    const WHAT: &'static str = "klines";
+}
+
+/// Aggregate-trade rows (`/api/v3/aggTrades`).
+pub struct AggTrades;
+impl RowKind for AggTrades {
+    type Row<'a> = RawAggTrade<'a>;
+    const WHAT: &'static str = "aggregate trades";
+}
+
+/// Raw-trade rows (`/api/v3/historicalTrades`).
+pub struct Trades;
+impl RowKind for Trades {
+    type Row<'a> = RawTrade<'a>;
+    const WHAT: &'static str = "trades";
+}
+
+/// One response body of `K` rows.
+pub struct Page<K: RowKind> {
+    body: Bytes,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K: RowKind> Page<K> {
+    fn new(body: Bytes) -> Self {
+        Page {
+            body,
+            _kind: PhantomData,
+        }
+    }
+
+    /// The rows, borrowing their strings from the body.
+    pub fn rows(&self) -> Result<Vec<K::Row<'_>>> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            LoaderError::Exchange(format!("Binance sent {} that do not parse: {e}", K::WHAT))
+        })
+    }
+}
+
+/// Where an aggregate trade sits: its id, the first raw trade id it covers and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggTradeRef {
+    pub id: u64,
+    pub first_trade_id: u64,
+    pub time: i64,
+}
+
+impl AggTradeRef {
+    fn of(r: &RawAggTrade<'_>) -> Self {
+        AggTradeRef {
+            id: r.a,
+            first_trade_id: r.f,
+            time: r.time,
+        }
+    }
+}
+
+/// An order-book snapshot (`/api/v3/depth`).
+#[derive(Debug, Deserialize)]
+pub struct DepthSnapshot {
+    #[serde(rename = "lastUpdateId")]
+    pub last_update_id: u64,
+    pub bids: Vec<[String; 2]>,
+    pub asks: Vec<[String; 2]>,
+}
+
+impl Exchange {
+    async fn call(&self, endpoint: Endpoint, symbol: &str, query: &[(&str, String)]) -> Result<Bytes> {
+        self.client
+            .get(endpoint, query)
+            .await
+            .map_err(|e| exchange_error(e, Some(symbol)))
+    }
+
+    /// Candles of `interval` with open time in `[start, end_inclusive]`, oldest first, at most
+    /// `limit`.
+    pub async fn klines(
+        &self,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end_inclusive: i64,
+        limit: u32,
+    ) -> Result<Page<Klines>> {
+        let query = [
+            ("symbol", symbol.to_string()),
+            ("interval", interval.as_str().to_string()),
+            ("startTime", start.to_string()),
+            ("endTime", end_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(self.call(Endpoint::Klines, symbol, &query).await?))
+    }
+
+    /// Aggregate trades with id `>= from_id`, at most `limit`.
+    pub async fn agg_trades_from_id(&self, symbol: &str, from_id: u64, limit: u32) -> Result<Page<AggTrades>> {
+        let query = [
+            ("symbol", symbol.to_string()),
+            ("fromId", from_id.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?))
+    }
+
+    /// Aggregate trades with time in `[start, end_inclusive]` (less than an hour apart).
+    async fn agg_trades_between(&self, symbol: &str, start: i64, end_inclusive: i64, limit: u32) -> Result<Page<AggTrades>> {
+        let query = [
+            ("symbol", symbol.to_string()),
+            ("startTime", start.to_string()),
+            ("endTime", end_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?))
+    }
+
+    /// The newest aggregate trade, if the symbol has any.
+    pub async fn newest_agg_trade(&self, symbol: &str) -> Result<Option<AggTradeRef>> {
+        let query = [("symbol", symbol.to_string()), ("limit", "1".to_string())];
+        let page: Page<AggTrades> = Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?);
+        Ok(page.rows()?.last().map(AggTradeRef::of))
+    }
+
+    /// The first aggregate trade with time `>= t`, or `None` when there is none yet.
+    ///
+    /// One request when a trade happened within the hour after `t` (the usual case); otherwise
+    /// the newest trade bounds the search and a binary search over ids (ids are ordered by
+    /// time) finds it in about 30 requests, however long ago `t` was or however quiet the
+    /// symbol has been since: never a walk over hours.
+    pub async fn first_agg_trade_at_or_after(&self, symbol: &str, t: i64) -> Result<Option<AggTradeRef>> {
+        let page = self.agg_trades_between(symbol, t, t + AGG_WINDOW_MS - 1, 1).await?;
+        if let Some(r) = page.rows()?.first() {
+            return Ok(Some(AggTradeRef::of(r)));
+        }
+        let Some(newest) = self.newest_agg_trade(symbol).await? else {
+            return Ok(None);
+        };
+        if newest.time < t {
+            return Ok(None);
+        }
+        // `hi` is an existing trade at or after t; the answer is `hi` or the first such trade
+        // among the ids in [lo, bound); every existing id below `lo` is before t.
+        let (mut lo, mut bound, mut hi) = (0u64, newest.id, newest);
+        while lo < bound {
+            let mid = lo + (bound - lo) / 2;
+            let page = self.agg_trades_from_id(symbol, mid, 1).await?;
+            let Some(probe) = page.rows()?.first().map(AggTradeRef::of) else {
+                break; // inconsistent answer: `hi` is still a trade at or after t
+            };
+            if probe.id >= bound {
+                bound = mid; // no trade exists in [mid, bound)
+            } else if probe.time >= t {
+                hi = probe;
+                bound = mid; // ids in [mid, probe) do not exist
+            } else {
+                lo = probe.id + 1;
+            }
+        }
+        Ok(Some(hi))
+    }
+
+    /// Raw trades with id `>= from_id`, at most `limit` (weight 25).
+    pub async fn historical_trades(&self, symbol: &str, from_id: u64, limit: u32) -> Result<Page<Trades>> {
+        let query = [
+            ("symbol", symbol.to_string()),
+            ("fromId", from_id.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(self.call(Endpoint::HistoricalTrades, symbol, &query).await?))
+    }
+
+    /// An order-book snapshot with `limit` levels a side.
+    pub async fn depth(&self, symbol: &str, limit: u32) -> Result<DepthSnapshot> {
+        let query = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
+        let body = self.call(Endpoint::Depth { limit }, symbol, &query).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| LoaderError::Exchange(format!("Binance sent a depth snapshot that does not parse: {e}")))
+    }
+}

@@ -1,0 +1,489 @@
+//! The data-type registry: the one place that says, per data type, how `TYPE` names it, which
+//! sources can produce it (the REST API, the data.binance.vision archive, a WebSocket stream),
+//! what its records look like (their `_key`) and what `verify` checks for them.
+//!
+//! Adding a data type means one entry in [`TYPES`], a variant in [`HistoryType`] or
+//! [`LiveType`] (plus [`RecordKind`] when its records are new), and its own module under
+//! `source/` implementing [`History`](crate::source::History) or a live handler; `config`,
+//! `job`, `verify`, `demo` and the help text take everything else from here.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::binance::Interval;
+use crate::source::{agg_trades, klines, raw_trades, History};
+
+/// Where records can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The REST API (`api.binance.com`), paged within the request-weight budget.
+    Rest,
+    /// The daily and monthly zip files on data.binance.vision (no weight budget).
+    Archive,
+    /// A live WebSocket stream (gaps filled over REST where Binance keeps history).
+    WebSocket,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Rest => "rest",
+            Origin::Archive => "archive",
+            Origin::WebSocket => "websocket",
+        }
+    }
+}
+
+/// History types (`api_*`): a finished range, loaded from the archive and the REST API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HistoryType {
+    /// Klines, `/api/v3/klines`, archive `klines/<SYM>/<iv>`.
+    Candles(Interval),
+    /// Aggregate trades, `/api/v3/aggTrades`, archive `aggTrades/<SYM>`.
+    AggTrades,
+    /// Raw trades, `/api/v3/historicalTrades`, archive `trades/<SYM>`.
+    Trades,
+}
+
+impl HistoryType {
+    /// The module that loads this type.
+    pub fn loader(self) -> Arc<dyn History> {
+        match self {
+            HistoryType::Candles(interval) => Arc::new(klines::KlineHistory { interval }),
+            HistoryType::AggTrades => Arc::new(agg_trades::AggTradeHistory),
+            HistoryType::Trades => Arc::new(raw_trades::TradeHistory),
+        }
+    }
+
+    pub fn record_kind(self) -> RecordKind {
+        match self {
+            HistoryType::Candles(iv) => RecordKind::Candles(iv),
+            HistoryType::AggTrades => RecordKind::AggTrades,
+            HistoryType::Trades => RecordKind::Trades,
+        }
+    }
+}
+
+/// The live (WebSocket) data types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LiveType {
+    /// Raw trades, `@trade`.
+    Trades,
+    /// Aggregate trades, `@aggTrade`.
+    AggTrades,
+    /// Candles, `@kline_<interval>`.
+    Candles(Interval),
+    /// Diff depth, `@depth@100ms`.
+    Depth,
+    /// A local order book kept in sync from a REST snapshot plus diffs.
+    OrderBook,
+    /// Best bid and ask, `@bookTicker`.
+    BookTicker,
+}
+
+impl LiveType {
+    /// The stream name for `symbol` (Binance wants lower case).
+    pub fn stream(&self, symbol: &str) -> String {
+        let s = symbol.to_ascii_lowercase();
+        match self {
+            LiveType::Trades => format!("{s}@trade"),
+            LiveType::AggTrades => format!("{s}@aggTrade"),
+            LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
+            LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
+            LiveType::BookTicker => format!("{s}@bookTicker"),
+        }
+    }
+
+    pub fn record_kind(self) -> RecordKind {
+        match self {
+            LiveType::Trades => RecordKind::Trades,
+            LiveType::AggTrades => RecordKind::AggTrades,
+            LiveType::Candles(iv) => RecordKind::Candles(iv),
+            LiveType::Depth => RecordKind::DepthUpdates,
+            LiveType::OrderBook => RecordKind::OrderBook,
+            LiveType::BookTicker => RecordKind::BookTicker,
+        }
+    }
+}
+
+/// What a job loads: a parsed `TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DataType {
+    History(HistoryType),
+    Live(LiveType),
+}
+
+/// How `verify` checks a kind of record for completeness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sequence {
+    /// One record per open time of the interval: missing open times are gaps.
+    TimeGrid(Interval),
+    /// Contiguous ids: a missing id is a gap.
+    Ids,
+    /// Diff-depth events whose update-id spans must chain.
+    UpdateSpans,
+    /// Samples (snapshots, tickers): only duplicates can be wrong.
+    Samples,
+}
+
+/// A kind of record, as it appears in a topic: its `_key` is `<SYMBOL>_<tag>_<ordinal>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    /// `_key` = `SYMBOL_<interval>_<open time>`.
+    Candles(Interval),
+    /// `_key` = `SYMBOL_agg_<aggregate id>`.
+    AggTrades,
+    /// `_key` = `SYMBOL_trade_<trade id>`.
+    Trades,
+    /// `_key` = `SYMBOL_depth_<final update id>`.
+    DepthUpdates,
+    /// `_key` = `SYMBOL_book_<last update id>`.
+    OrderBook,
+    /// `_key` = `SYMBOL_bookticker_<update id>`.
+    BookTicker,
+}
+
+impl RecordKind {
+    /// The tag between symbol and ordinal in `_key`.
+    pub fn key_tag(self) -> &'static str {
+        match self {
+            RecordKind::Candles(iv) => iv.as_str(),
+            RecordKind::AggTrades => "agg",
+            RecordKind::Trades => "trade",
+            RecordKind::DepthUpdates => "depth",
+            RecordKind::OrderBook => "book",
+            RecordKind::BookTicker => "bookticker",
+        }
+    }
+
+    /// The name `verify` reports.
+    pub fn name(self) -> String {
+        match self {
+            RecordKind::Candles(iv) => format!("candles_{iv}"),
+            RecordKind::AggTrades => "agg_trades".into(),
+            RecordKind::Trades => "trades".into(),
+            RecordKind::DepthUpdates => "depth".into(),
+            RecordKind::OrderBook => "order_book".into(),
+            RecordKind::BookTicker => "book_ticker".into(),
+        }
+    }
+
+    pub fn sequence(self) -> Sequence {
+        match self {
+            RecordKind::Candles(iv) => Sequence::TimeGrid(iv),
+            RecordKind::AggTrades | RecordKind::Trades => Sequence::Ids,
+            RecordKind::DepthUpdates => Sequence::UpdateSpans,
+            RecordKind::OrderBook | RecordKind::BookTicker => Sequence::Samples,
+        }
+    }
+
+    /// The history type whose source can say what exists in a gap of these records.
+    pub fn history(self) -> Option<HistoryType> {
+        match self {
+            RecordKind::Candles(iv) => Some(HistoryType::Candles(iv)),
+            RecordKind::AggTrades => Some(HistoryType::AggTrades),
+            RecordKind::Trades => Some(HistoryType::Trades),
+            _ => None,
+        }
+    }
+
+    /// The kind and ordinal a record's `_key` names, given its symbol.
+    pub fn from_key(symbol: &str, key: &str) -> Option<(RecordKind, i64)> {
+        let rest = key.strip_prefix(symbol)?.strip_prefix('_')?;
+        let (tag, ordinal) = rest.rsplit_once('_')?;
+        let ordinal: i64 = ordinal.parse().ok()?;
+        let kind = match tag {
+            "agg" => RecordKind::AggTrades,
+            "trade" => RecordKind::Trades,
+            "depth" => RecordKind::DepthUpdates,
+            "book" => RecordKind::OrderBook,
+            "bookticker" => RecordKind::BookTicker,
+            iv => RecordKind::Candles(iv.parse().ok()?),
+        };
+        Some((kind, ordinal))
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// One family of `TYPE` names.
+pub struct TypeEntry {
+    /// The canonical name; with `takes_interval`, `<name>_<interval>` or `<name>` + INTERVAL.
+    pub name: &'static str,
+    /// Other spellings accepted (case-insensitive, like the name).
+    pub aliases: &'static [&'static str],
+    pub takes_interval: bool,
+    /// What it loads, for `--help` and error messages.
+    pub what: &'static str,
+    /// Where its records come from, in order of preference.
+    pub origins: &'static [Origin],
+    build: fn(Option<Interval>) -> DataType,
+}
+
+/// Every data type the loader knows.
+pub static TYPES: &[TypeEntry] = &[
+    TypeEntry {
+        name: "api_candles",
+        aliases: &[],
+        takes_interval: true,
+        what: "candles (klines) of a range",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |iv| DataType::History(HistoryType::Candles(iv.expect("interval"))),
+    },
+    TypeEntry {
+        name: "api_trades",
+        aliases: &["api_aggtrades", "api_agg_trades"],
+        takes_interval: false,
+        what: "aggregate trades of a range",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |_| DataType::History(HistoryType::AggTrades),
+    },
+    TypeEntry {
+        name: "api_raw_trades",
+        aliases: &["api_rawtrades", "api_historical_trades"],
+        takes_interval: false,
+        what: "raw (individual) trades of a range",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |_| DataType::History(HistoryType::Trades),
+    },
+    TypeEntry {
+        name: "ws_trades",
+        aliases: &["ws_raw_trades"],
+        takes_interval: false,
+        what: "live raw trades",
+        origins: &[Origin::WebSocket, Origin::Rest],
+        build: |_| DataType::Live(LiveType::Trades),
+    },
+    TypeEntry {
+        name: "ws_aggtrades",
+        aliases: &["ws_agg_trades"],
+        takes_interval: false,
+        what: "live aggregate trades",
+        origins: &[Origin::WebSocket, Origin::Rest],
+        build: |_| DataType::Live(LiveType::AggTrades),
+    },
+    TypeEntry {
+        name: "ws_candles",
+        aliases: &[],
+        takes_interval: true,
+        what: "live closed candles",
+        origins: &[Origin::WebSocket, Origin::Rest],
+        build: |iv| DataType::Live(LiveType::Candles(iv.expect("interval"))),
+    },
+    TypeEntry {
+        name: "ws_depth",
+        aliases: &[],
+        takes_interval: false,
+        what: "live diff-depth events",
+        origins: &[Origin::WebSocket],
+        build: |_| DataType::Live(LiveType::Depth),
+    },
+    TypeEntry {
+        name: "ws_orderbook",
+        aliases: &["ws_order_book"],
+        takes_interval: false,
+        what: "live order-book snapshots",
+        origins: &[Origin::WebSocket, Origin::Rest],
+        build: |_| DataType::Live(LiveType::OrderBook),
+    },
+    TypeEntry {
+        name: "ws_bookticker",
+        aliases: &["ws_book_ticker"],
+        takes_interval: false,
+        what: "live best bid and ask",
+        origins: &[Origin::WebSocket],
+        build: |_| DataType::Live(LiveType::BookTicker),
+    },
+];
+
+const INTERVALS: &str = "1s 1m 3m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d 3d 1w 1M";
+
+/// The valid `TYPE` forms, for help and errors.
+pub fn valid_types() -> String {
+    let mut names: Vec<String> = TYPES
+        .iter()
+        .map(|t| {
+            if t.takes_interval {
+                format!("{0}_<interval> (or {0} with INTERVAL)", t.name)
+            } else {
+                t.name.to_string()
+            }
+        })
+        .collect();
+    names.push(format!("intervals: {INTERVALS}"));
+    names.join(", ")
+}
+
+fn parse_interval(iv: &str, var: &str) -> Result<Interval, String> {
+    iv.parse::<Interval>()
+        .map_err(|_| format!("{var} {iv:?} is not a Binance interval; expected one of: {INTERVALS}"))
+}
+
+impl DataType {
+    /// Parses `TYPE` (and `INTERVAL` for the types that take one). Names are case-insensitive;
+    /// intervals are not (`1m` is a minute, `1M` a month).
+    pub fn parse(type_value: &str, interval: Option<&str>) -> Result<DataType, String> {
+        let t = type_value.trim();
+        let interval = interval.map(str::trim).filter(|s| !s.is_empty());
+        for entry in TYPES {
+            for name in std::iter::once(&entry.name).chain(entry.aliases) {
+                if t.eq_ignore_ascii_case(name) {
+                    if !entry.takes_interval {
+                        if let Some(iv) = interval {
+                            return Err(format!(
+                                "TYPE {t} takes no interval but INTERVAL is {iv:?}: unset INTERVAL or use a candle type"
+                            ));
+                        }
+                        return Ok((entry.build)(None));
+                    }
+                    return match interval {
+                        Some(iv) => Ok((entry.build)(Some(parse_interval(iv, "INTERVAL")?))),
+                        None => Err(format!(
+                            "TYPE {t} needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: {}_1m",
+                            entry.name
+                        )),
+                    };
+                }
+                if !entry.takes_interval || t.len() <= name.len() + 1 {
+                    continue;
+                }
+                let (head, suffix) = t.split_at(name.len());
+                if head.eq_ignore_ascii_case(name) && suffix.starts_with('_') {
+                    let iv = &suffix[1..];
+                    let parsed = parse_interval(iv, "the interval in TYPE")?;
+                    if let Some(other) = interval {
+                        if other.parse::<Interval>().ok() != Some(parsed) {
+                            return Err(format!(
+                                "TYPE {t:?} names interval {iv} but INTERVAL is {other:?}: give one or make them agree"
+                            ));
+                        }
+                    }
+                    return Ok((entry.build)(Some(parsed)));
+                }
+            }
+        }
+        Err(format!(
+            "TYPE {t:?} is not a known data type; valid forms: {}",
+            valid_types()
+        ))
+    }
+
+    /// The registry entry of this type.
+    pub fn entry(&self) -> &'static TypeEntry {
+        TYPES
+            .iter()
+            .find(|e| {
+                let iv = self.interval();
+                (e.takes_interval == iv.is_some()) && (e.build)(iv) == *self
+            })
+            .expect("every DataType has a registry entry")
+    }
+
+    pub fn interval(&self) -> Option<Interval> {
+        match self {
+            DataType::History(HistoryType::Candles(iv)) | DataType::Live(LiveType::Candles(iv)) => {
+                Some(*iv)
+            }
+            _ => None,
+        }
+    }
+
+    /// The canonical TYPE name.
+    pub fn name(&self) -> String {
+        let entry = self.entry();
+        match self.interval() {
+            Some(iv) => format!("{}_{iv}", entry.name),
+            None => entry.name.to_string(),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        matches!(self, DataType::Live(_))
+    }
+
+    pub fn record_kind(&self) -> RecordKind {
+        match self {
+            DataType::History(h) => h.record_kind(),
+            DataType::Live(l) => l.record_kind(),
+        }
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_round_trips_through_its_name() {
+        for entry in TYPES {
+            let iv = entry.takes_interval.then_some(Interval::H1);
+            let t = (entry.build)(iv);
+            assert_eq!(t.entry().name, entry.name);
+            assert_eq!(DataType::parse(&t.name(), None).unwrap(), t);
+            for alias in entry.aliases {
+                let name = match iv {
+                    Some(iv) => format!("{alias}_{iv}"),
+                    None => alias.to_string(),
+                };
+                assert_eq!(DataType::parse(&name, None).unwrap(), t, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn types_and_intervals() {
+        let p = |t: &str, iv: Option<&str>| DataType::parse(t, iv);
+        assert_eq!(p("api_candles_1m", None).unwrap().name(), "api_candles_1m");
+        assert_eq!(p("api_candles_1M", None).unwrap().name(), "api_candles_1M");
+        assert_eq!(p("API_Candles_4h", None).unwrap().name(), "api_candles_4h");
+        assert_eq!(p("api_candles", Some("4h")).unwrap().name(), "api_candles_4h");
+        assert_eq!(
+            p("api_trades", None).unwrap(),
+            DataType::History(HistoryType::AggTrades)
+        );
+        assert_eq!(
+            p("api_raw_trades", None).unwrap(),
+            DataType::History(HistoryType::Trades)
+        );
+        assert!(p("api_candles", None).unwrap_err().contains("INTERVAL"));
+        assert_eq!(p("ws_candles", Some("1m")).unwrap().name(), "ws_candles_1m");
+        for live in ["ws_trades", "ws_aggtrades", "ws_candles_1h", "ws_depth", "ws_orderbook", "ws_bookticker"] {
+            let t = p(live, None).unwrap();
+            assert!(t.is_live());
+            assert_eq!(t.name(), live);
+        }
+        assert!(p("api_candles_7m", None).unwrap_err().contains("1s 1m"));
+        let e = p("candles", None).unwrap_err();
+        assert!(e.contains("TYPE") && e.contains("api_trades") && e.contains("api_raw_trades"), "{e}");
+        assert!(p("api_candles_1m", Some("1h")).unwrap_err().contains("INTERVAL"));
+        assert!(p("api_trades", Some("1h")).unwrap_err().contains("INTERVAL"));
+    }
+
+    #[test]
+    fn keys_name_their_kind() {
+        assert_eq!(
+            RecordKind::from_key("BTCUSDT", "BTCUSDT_1M_1704067200000"),
+            Some((RecordKind::Candles(Interval::Mo1), 1_704_067_200_000))
+        );
+        assert_eq!(
+            RecordKind::from_key("BTC_X", "BTC_X_agg_42"),
+            Some((RecordKind::AggTrades, 42))
+        );
+        assert_eq!(RecordKind::from_key("BTCUSDT", "ETHUSDT_agg_1"), None);
+        assert_eq!(RecordKind::from_key("BTCUSDT", "BTCUSDT_7m_1"), None);
+        for kind in [RecordKind::Trades, RecordKind::DepthUpdates, RecordKind::OrderBook, RecordKind::BookTicker] {
+            let key = format!("ETHBTC_{}_7", kind.key_tag());
+            assert_eq!(RecordKind::from_key("ETHBTC", &key), Some((kind, 7)));
+        }
+    }
+}

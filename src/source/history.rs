@@ -1,0 +1,195 @@
+//! The history driver: loads one symbol's range of a [`History`] type by following its plan in
+//! time order. Archive files are downloaded ahead (at most `ARCHIVE_CONCURRENCY` on disk at a
+//! time) while earlier steps publish; each file is checked against its CHECKSUM before any of its
+//! rows is published, then read as a stream on a blocking thread. One [`Cursor`] follows the
+//! symbol through every step, so the seams between monthly, daily and REST spans neither repeat
+//! nor lose a record, and a file that cannot be used falls back to REST with `SOURCE=auto`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::plan::{self, archive_error, SourceMode, Step};
+use super::{Cursor, Emitter, History, HistoryContext, SourceSummary};
+use crate::archive::{ArchiveError, VerifiedFile};
+use crate::error::{LoaderError, Result};
+use crate::record::RecordBatch;
+use crate::registry::Origin;
+use crate::time_range::fmt_ms;
+
+/// Rows per batch handed to the sink from an archive file.
+const ARCHIVE_BATCH: usize = 4096;
+
+/// A download running ahead; aborted if the load ends first.
+struct Prefetch(JoinHandle<Result<VerifiedFile, ArchiveError>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Loads `ctx.range` of `kind` for `ctx.symbol` into `tx`.
+pub async fn load(kind: Arc<dyn History>, ctx: HistoryContext, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
+    let mut out = Emitter::new(tx, &ctx.symbol, ctx.status.clone());
+    let settled = kind.settled_end(ctx.now_ms());
+    let mut range = ctx.range;
+    if range.end_ms > settled {
+        tracing::info!(
+            symbol = %ctx.symbol,
+            requested_end = %fmt_ms(range.end_ms),
+            loading_until = %fmt_ms(settled),
+            "TIME_RANGE reaches past the present: loading what exists"
+        );
+        range.end_ms = settled.max(range.start_ms);
+        out.summary.clamped_end = Some(range.end_ms);
+    }
+    if range.end_ms <= range.start_ms {
+        return Ok(out.summary);
+    }
+    let layout = kind.archive_layout(&ctx.symbol);
+    let mut fallbacks = Vec::new();
+    let steps = plan::plan(&ctx, layout.as_ref(), range, &mut fallbacks).await?;
+    describe(&ctx, &steps);
+    out.summary.fallbacks = fallbacks;
+
+    let mut cursor = Cursor::new(kind.kind(), range);
+    let mut prefetched: VecDeque<Option<Prefetch>> = VecDeque::new();
+    let mut next_to_fetch = 0;
+    for i in 0..steps.len() {
+        // Keep up to ARCHIVE_CONCURRENCY downloads ahead of the step being published.
+        while next_to_fetch < steps.len() && prefetched.iter().flatten().count() < ctx.archive_concurrency.max(1) {
+            prefetched.push_back(start_download(&ctx, &steps[next_to_fetch]));
+            next_to_fetch += 1;
+        }
+        let download = if i < next_to_fetch {
+            prefetched.pop_front().flatten()
+        } else {
+            None
+        };
+        match &steps[i] {
+            Step::Rest(span) => kind.load_rest(&ctx, *span, &mut cursor, &mut out).await?,
+            Step::Archive { file, span, .. } => {
+                let mut download = download.expect("archive steps are prefetched");
+                let result = match (&mut download.0).await {
+                    Ok(r) => r,
+                    Err(e) => Err(ArchiveError::Transfer {
+                        name: file.name.clone(),
+                        detail: format!("download task failed: {e}"),
+                    }),
+                };
+                let result = match result {
+                    Ok(verified) => {
+                        let (c, o, r) = publish_file(kind.clone(), &ctx, verified, cursor, out).await?;
+                        cursor = c;
+                        out = o;
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(ArchiveError::Cancelled) => return Err(LoaderError::Cancelled),
+                    Err(e) if ctx.mode == SourceMode::Auto && e.can_fall_back() => {
+                        tracing::warn!(symbol = %ctx.symbol, file = %file.name, error = %e,
+                            "archive file unusable: loading its span over REST instead");
+                        ctx.status.note_fallback();
+                        out.summary
+                            .fallbacks
+                            .push(format!("{}: loaded over REST because {e}", file.name));
+                        kind.load_rest(&ctx, *span, &mut cursor, &mut out).await?;
+                    }
+                    Err(e) => return Err(archive_error(e)),
+                }
+            }
+        }
+    }
+    out.summary.gaps = std::mem::take(&mut cursor.gaps);
+    out.summary.duplicates_dropped = cursor.duplicates;
+    for (a, b) in &out.summary.gaps {
+        tracing::warn!(symbol = %ctx.symbol, first_missing = a, last_missing = b, count = b - a + 1,
+            "the exchange has no records with these ids: a gap in its data");
+    }
+    Ok(out.summary)
+}
+
+fn start_download(ctx: &HistoryContext, step: &Step) -> Option<Prefetch> {
+    let Step::Archive { file, checksum, .. } = step else {
+        return None;
+    };
+    let archive = ctx.archive.clone()?;
+    let (file, checksum) = (file.clone(), checksum.clone());
+    Some(Prefetch(tokio::spawn(async move { archive.download(&file, &checksum).await })))
+}
+
+/// Publishes the rows of a verified file on a blocking thread and hands the cursor and emitter
+/// back. The inner result is the file's: a file that turns out unreadable can still fall back
+/// to REST from where the cursor stands. The outer one fails the load.
+async fn publish_file(
+    kind: Arc<dyn History>,
+    ctx: &HistoryContext,
+    file: VerifiedFile,
+    cursor: Cursor,
+    out: Emitter,
+) -> Result<(Cursor, Emitter, Result<(), ArchiveError>)> {
+    let symbol = ctx.symbol.clone();
+    let stop = ctx.stop.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let (mut cursor, mut out) = (cursor, out);
+        let mut batch = RecordBatch::new(symbol.clone(), ARCHIVE_BATCH);
+        let mut header_checked = false;
+        let mut failure: Option<LoaderError> = None;
+        let read = file.read_rows(|row| {
+            if !header_checked {
+                header_checked = true;
+                if crate::archive::fields::is_header(row) {
+                    return Ok(true);
+                }
+            }
+            kind.push_csv_row(row, &mut cursor, &mut batch)?;
+            if batch.len() >= ARCHIVE_BATCH {
+                if stop.is_cancelled() {
+                    return Ok(false);
+                }
+                let full = std::mem::replace(&mut batch, RecordBatch::new(symbol.clone(), ARCHIVE_BATCH));
+                if let Err(e) = out.blocking_send(full, Origin::Archive) {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        });
+        // Whatever was read is published, also when the file then turns out unreadable.
+        let sent = out.blocking_send(batch, Origin::Archive);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        sent?;
+        if stop.is_cancelled() {
+            return Err(LoaderError::Cancelled);
+        }
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) => return Ok((cursor, out, Err(e))),
+        };
+        out.summary.archive_files += 1;
+        tracing::debug!(file = %file.file.name, rows, bytes = file.bytes, "archive file published");
+        Ok((cursor, out, Ok(())))
+    });
+    task.await
+        .map_err(|e| LoaderError::Other(format!("the archive reader thread failed: {e}")))?
+}
+
+/// Logs the plan in one line per kind of step.
+fn describe(ctx: &HistoryContext, steps: &[Step]) {
+    let (mut files, mut rest) = (0usize, Vec::new());
+    for s in steps {
+        match s {
+            Step::Archive { .. } => files += 1,
+            Step::Rest(r) => rest.push(r.to_string()),
+        }
+    }
+    tracing::info!(symbol = %ctx.symbol, source = %ctx.mode, archive_files = files, rest_spans = ?rest, "plan");
+}

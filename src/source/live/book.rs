@@ -1,0 +1,205 @@
+//! A local order book (`ws_orderbook`) kept per Binance's procedure: a REST snapshot, then the
+//! diff-depth events that follow it without a hole; a broken sequence means a new snapshot.
+//! Published as snapshots of the top `ORDERBOOK_DEPTH` levels.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::binance::api::DepthSnapshot;
+use crate::binance::endpoint::MAX_DEPTH_LIMIT;
+use crate::error::Result;
+use crate::record::{OrderBookRecord, RecordBatch};
+
+/// A diff-depth event (`@depth@100ms`).
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+pub struct WsDepth<'a> {
+    pub E: i64,
+    pub U: u64,
+    pub u: u64,
+    #[serde(borrow)]
+    pub b: Vec<[&'a str; 2]>,
+    #[serde(borrow)]
+    pub a: Vec<[&'a str; 2]>,
+}
+
+/// The snapshot size to ask for `depth` published levels: the smallest of Binance's weight
+/// steps (100, 500, 1,000, 5,000 levels for weight 5, 25, 50, 250) that holds them.
+pub fn snapshot_limit(depth: usize) -> u32 {
+    match depth {
+        0..=100 => 100,
+        101..=500 => 500,
+        501..=1000 => 1000,
+        _ => MAX_DEPTH_LIMIT,
+    }
+}
+
+/// A price as an integer of 1e-8 units, so levels sort exactly.
+fn price_key(p: &str) -> Option<i128> {
+    let (int, frac) = p.split_once('.').unwrap_or((p, ""));
+    if frac.len() > 18 {
+        return None;
+    }
+    let mut v: i128 = int.parse().ok()?;
+    let mut digits = 0;
+    for ch in frac.bytes().take(8) {
+        v = v * 10 + (ch as char).to_digit(10)? as i128;
+        digits += 1;
+    }
+    for _ in digits..8 {
+        v *= 10;
+    }
+    Some(v)
+}
+
+fn is_zero(q: &str) -> bool {
+    q.bytes().all(|b| b == b'0' || b == b'.')
+}
+
+type Side = BTreeMap<i128, (String, String)>;
+
+#[derive(Default)]
+pub struct Book {
+    bids: Side,
+    asks: Side,
+    last_update_id: u64,
+    /// No snapshot yet, or the sequence broke.
+    pub needs_snapshot: bool,
+    /// The snapshot is in place; the first applied diff must straddle it.
+    awaiting_first: bool,
+    last_event_ms: i64,
+    published_update_id: u64,
+    /// Times the book was rebuilt after its sequence broke.
+    pub resyncs: u64,
+}
+
+/// What a diff did to the book.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied, or already contained in the snapshot.
+    Ok,
+    /// The sequence broke: a new snapshot is needed before this diff can apply.
+    NeedsSnapshot,
+}
+
+impl Book {
+    pub fn new() -> Self {
+        Book {
+            needs_snapshot: true,
+            ..Default::default()
+        }
+    }
+
+    fn apply_levels(side: &mut Side, levels: &[[&str; 2]]) {
+        for [p, q] in levels {
+            let Some(k) = price_key(p) else { continue };
+            if is_zero(q) {
+                side.remove(&k);
+            } else {
+                side.insert(k, (p.to_string(), q.to_string()));
+            }
+        }
+    }
+
+    pub fn load_snapshot(&mut self, snap: DepthSnapshot) {
+        self.bids.clear();
+        self.asks.clear();
+        for [p, q] in &snap.bids {
+            Self::apply_levels(&mut self.bids, &[[p.as_str(), q.as_str()]]);
+        }
+        for [p, q] in &snap.asks {
+            Self::apply_levels(&mut self.asks, &[[p.as_str(), q.as_str()]]);
+        }
+        self.last_update_id = snap.last_update_id;
+        self.needs_snapshot = false;
+        self.awaiting_first = true;
+    }
+
+    /// Applies a diff per Binance's rules (drop what the snapshot holds; the first applied diff
+    /// straddles it; each next one starts right after the previous).
+    pub fn apply(&mut self, d: &WsDepth<'_>) -> Applied {
+        if self.needs_snapshot {
+            return Applied::NeedsSnapshot;
+        }
+        if d.u <= self.last_update_id {
+            return Applied::Ok; // already in the snapshot, or a duplicate
+        }
+        let fits = if self.awaiting_first {
+            d.U <= self.last_update_id + 1
+        } else {
+            d.U == self.last_update_id + 1
+        };
+        if !fits {
+            self.resyncs += 1;
+            self.needs_snapshot = true;
+            return Applied::NeedsSnapshot;
+        }
+        Self::apply_levels(&mut self.bids, &d.b);
+        Self::apply_levels(&mut self.asks, &d.a);
+        self.last_update_id = d.u;
+        self.awaiting_first = false;
+        self.last_event_ms = d.E;
+        Applied::Ok
+    }
+
+    /// Pushes a snapshot of the top `depth` levels when the book changed since the last one.
+    pub fn publish(&mut self, symbol: &str, depth: usize, batch: &mut RecordBatch) -> Result<()> {
+        if self.needs_snapshot || self.awaiting_first || self.last_update_id == self.published_update_id {
+            return Ok(());
+        }
+        let bids: Vec<[&str; 2]> = self.bids.values().rev().take(depth).map(|(p, q)| [p.as_str(), q.as_str()]).collect();
+        let asks: Vec<[&str; 2]> = self.asks.values().take(depth).map(|(p, q)| [p.as_str(), q.as_str()]).collect();
+        let key = format!("{symbol}_book_{}", self.last_update_id);
+        batch.push_record(
+            self.last_event_ms,
+            &key,
+            &OrderBookRecord {
+                _key: &key,
+                symbol,
+                timestamp: self.last_event_ms,
+                last_update_id: self.last_update_id,
+                bids,
+                asks,
+                resyncs: self.resyncs,
+            },
+        )?;
+        self.published_update_id = self.last_update_id;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_sort_exactly() {
+        assert_eq!(price_key("33365.39000000"), Some(3_336_539_000_000));
+        assert_eq!(price_key("0.00000001"), Some(1));
+        assert_eq!(price_key("12"), Some(1_200_000_000));
+        assert!(price_key("1.2x").is_none());
+        assert!(is_zero("0.00000000") && !is_zero("0.00000001"));
+    }
+
+    #[test]
+    fn the_snapshot_holds_every_published_level() {
+        assert_eq!(snapshot_limit(20), 100);
+        assert_eq!(snapshot_limit(100), 100);
+        assert_eq!(snapshot_limit(101), 500);
+        assert_eq!(snapshot_limit(1000), 1000);
+        assert_eq!(snapshot_limit(5000), 5000);
+    }
+
+    #[test]
+    fn a_broken_sequence_asks_for_a_snapshot() {
+        let mut book = Book::new();
+        let d = |u0: u64, u1: u64| WsDepth { E: 1, U: u0, u: u1, b: vec![["1.0", "2.0"]], a: vec![] };
+        assert_eq!(book.apply(&d(1, 2)), Applied::NeedsSnapshot);
+        book.load_snapshot(DepthSnapshot { last_update_id: 10, bids: vec![], asks: vec![] });
+        assert_eq!(book.apply(&d(5, 9)), Applied::Ok, "inside the snapshot: dropped");
+        assert_eq!(book.apply(&d(9, 12)), Applied::Ok, "straddles the snapshot");
+        assert_eq!(book.apply(&d(14, 15)), Applied::NeedsSnapshot, "13 is missing");
+        assert_eq!(book.resyncs, 1);
+    }
+}

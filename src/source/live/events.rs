@@ -1,0 +1,268 @@
+//! Stream events into records, per live type: the range gate (events before the range are
+//! skipped, one at or after its end finishes the symbol), de-duplication against the last id
+//! published, and the REST backfill of whatever a gap let through before the event is published.
+
+use std::sync::atomic::Ordering;
+
+use serde::Deserialize;
+
+use super::book::{Applied, WsDepth};
+use super::{LiveSource, SymbolState};
+use crate::error::{LoaderError, Result};
+use crate::record::{BookTickerRecord, DepthUpdateRecord, RawAggTrade, RawKline, RawTrade};
+use crate::registry::LiveType;
+
+#[derive(Deserialize)]
+struct WsTrade<'a> {
+    #[serde(rename = "E")]
+    event_time: i64,
+    t: u64,
+    p: &'a str,
+    q: &'a str,
+    #[serde(rename = "T")]
+    time: i64,
+    m: bool,
+    #[serde(rename = "M", default)]
+    best_match: bool,
+}
+
+#[derive(Deserialize)]
+struct WsKlineEvent<'a> {
+    #[serde(rename = "E")]
+    event_time: i64,
+    #[serde(borrow)]
+    k: WsKline<'a>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsKline<'a> {
+    t: i64,
+    T: i64,
+    o: &'a str,
+    c: &'a str,
+    h: &'a str,
+    l: &'a str,
+    v: &'a str,
+    n: u64,
+    x: bool,
+    q: &'a str,
+    V: &'a str,
+    Q: &'a str,
+}
+
+impl<'a> WsKline<'a> {
+    fn raw(&self) -> RawKline<'a> {
+        RawKline(
+            self.t,
+            self.o,
+            self.h,
+            self.l,
+            self.c,
+            self.v,
+            self.T,
+            self.q,
+            self.n,
+            self.V,
+            self.Q,
+            serde::de::IgnoredAny,
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsBookTicker<'a> {
+    u: u64,
+    b: &'a str,
+    B: &'a str,
+    a: &'a str,
+    A: &'a str,
+}
+
+/// Where a time lies relative to the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangePos {
+    Before,
+    In,
+    After,
+}
+
+impl LiveSource {
+    fn position(&self, t: i64) -> RangePos {
+        match self.range {
+            Some(r) if t < r.start_ms => RangePos::Before,
+            Some(r) if t >= r.end_ms => RangePos::After,
+            _ => RangePos::In,
+        }
+    }
+
+    /// Whether an event at `t` belongs to the range; one past its end finishes the symbol.
+    fn gate(&self, st: &mut SymbolState, t: i64) -> bool {
+        match self.position(t) {
+            RangePos::In => true,
+            RangePos::Before => false,
+            RangePos::After => {
+                st.done = true;
+                false
+            }
+        }
+    }
+
+    fn note_event(&self, t: i64) {
+        self.status.last_event_ms.fetch_max(t, Ordering::Relaxed);
+    }
+
+    pub(super) async fn on_event(&self, st: &mut SymbolState, data: &str) -> Result<()> {
+        if st.done {
+            return Ok(());
+        }
+        let bad = |e: serde_json::Error| LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"));
+        match self.live_type {
+            LiveType::AggTrades => {
+                let t: RawAggTrade = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(t.time);
+                if self.before_trade(st, t.time, t.a).await? && st.cursor.admit(t.time, t.a as i64) {
+                    st.batch.push_agg_trade(&t)?;
+                }
+            }
+            LiveType::Trades => {
+                let w: WsTrade = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(w.event_time);
+                let t = RawTrade {
+                    id: w.t,
+                    price: w.p,
+                    qty: w.q,
+                    time: w.time,
+                    is_buyer_maker: w.m,
+                    is_best_match: w.best_match,
+                };
+                if self.before_trade(st, t.time, t.id).await? && st.cursor.admit(t.time, t.id as i64) {
+                    st.batch.push_trade(&t)?;
+                }
+            }
+            LiveType::Candles(iv) => {
+                let ev: WsKlineEvent = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(ev.event_time);
+                let k = &ev.k;
+                if !k.x {
+                    // Updates of the open candle share its _key: published only on request,
+                    // and never for a candle already published closed.
+                    if self.cfg.all_kline_updates
+                        && self.position(k.t) == RangePos::In
+                        && st.cursor.last.is_none_or(|l| k.t > l)
+                    {
+                        st.batch.push_kline(iv.as_str(), &k.raw())?;
+                    }
+                    return Ok(());
+                }
+                if !self.gate(st, k.t) {
+                    return Ok(());
+                }
+                let from = match st.cursor.last {
+                    Some(last) => Some(iv.next_open(last)),
+                    None => self.range.map(|r| iv.align_up(r.start_ms)),
+                };
+                if let Some(from) = from.filter(|&f| f < k.t) {
+                    self.fill_candles(st, iv, from, k.t).await?;
+                }
+                if st.cursor.admit(k.t, k.t) {
+                    st.batch.push_kline(iv.as_str(), &k.raw())?;
+                }
+            }
+            LiveType::Depth => {
+                let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(d.E);
+                if !self.gate(st, d.E) {
+                    return Ok(());
+                }
+                let sequence_break = st.cursor.last.is_some_and(|last| d.u as i64 > last && d.U as i64 != last + 1);
+                if !st.cursor.admit(d.E, d.u as i64) {
+                    return Ok(());
+                }
+                if sequence_break {
+                    st.out.summary.sequence_breaks += 1;
+                    tracing::warn!(symbol = %st.symbol, got = d.U, "diff depth sequence broke: updates were lost");
+                }
+                let key = format!("{}_depth_{}", st.symbol, d.u);
+                st.batch.push_record(
+                    d.E,
+                    &key,
+                    &DepthUpdateRecord {
+                        _key: &key,
+                        symbol: &st.symbol,
+                        timestamp: d.E,
+                        first_update_id: d.U,
+                        final_update_id: d.u,
+                        bids: &d.b,
+                        asks: &d.a,
+                        sequence_break,
+                    },
+                )?;
+            }
+            LiveType::BookTicker => {
+                let b: WsBookTicker = serde_json::from_str(data).map_err(bad)?;
+                // Binance's spot bookTicker carries no event time: the receive time stands in.
+                let now = chrono::Utc::now().timestamp_millis();
+                self.note_event(now);
+                if !self.gate(st, now) || !st.cursor.admit(now, b.u as i64) {
+                    return Ok(());
+                }
+                let key = format!("{}_bookticker_{}", st.symbol, b.u);
+                st.batch.push_record(
+                    now,
+                    &key,
+                    &BookTickerRecord {
+                        _key: &key,
+                        symbol: &st.symbol,
+                        timestamp: now,
+                        update_id: b.u,
+                        best_bid_price: b.b,
+                        best_bid_qty: b.B,
+                        best_ask_price: b.a,
+                        best_ask_qty: b.A,
+                    },
+                )?;
+            }
+            LiveType::OrderBook => {
+                let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(d.E);
+                if !self.gate(st, d.E) {
+                    return Ok(());
+                }
+                // A snapshot older than this event cannot take it; the next event tries again.
+                for _ in 0..3 {
+                    if st.book.apply(&d) == Applied::Ok {
+                        break;
+                    }
+                    self.load_snapshot(st).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For a streamed trade at `time` with `id`: whether it is in the range; before it is
+    /// published, the trades since the range start (on the first one) or since the last one
+    /// published (after a gap) are fetched over REST.
+    async fn before_trade(&self, st: &mut SymbolState, time: i64, id: u64) -> Result<bool> {
+        if !self.gate(st, time) {
+            return Ok(false);
+        }
+        let end_time = self.range.map_or(i64::MAX, |r| r.end_ms);
+        match st.cursor.next_id() {
+            Some(next) if id > next => self.fill_trades(st, next, Some(id), end_time).await?,
+            Some(_) => {}
+            None => {
+                if let Some(r) = self.range.filter(|r| r.start_ms < time) {
+                    if let Some(first) = self.first_trade_id_at_or_after(&st.symbol, r.start_ms).await? {
+                        if first < id {
+                            self.fill_trades(st, first, Some(id), end_time).await?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+}

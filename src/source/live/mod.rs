@@ -1,0 +1,295 @@
+//! `LiveSource`: live WebSocket data (`ws_*` types) for a set of symbols over combined streams,
+//! with nothing lost and nothing doubled across reconnects, rotations and server shutdowns.
+//!
+//! The module is split by concern: `supervisor` owns the connections (replacement, rotation,
+//! backoff), `events` turns stream events into records, `backfill` fetches over REST what the
+//! stream did not deliver (after a gap, before the first event of a range that started in the
+//! past, and at the range's end), and `book` keeps local order books. This file runs the loop
+//! that ties them together: every connection's events go through it, so de-duplication is a
+//! comparison with the last id published per symbol ([`Cursor`]).
+
+mod backfill;
+mod book;
+mod events;
+mod supervisor;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Cursor, Emitter, SourceSummary};
+use crate::binance::stream::{self, StreamMessage, StreamPlan};
+use crate::binance::Exchange;
+use crate::config::LiveConfig;
+use crate::error::{LoaderError, Result};
+use crate::record::RecordBatch;
+use crate::registry::{LiveType, Origin};
+use crate::status::JobStatus;
+use crate::time_range::TimeRange;
+use book::Book;
+use supervisor::{Connector, Supervisor};
+
+/// After the range end, how long late events may still arrive before the range is closed over
+/// REST (trades and candles are settled a second after they happen, as for history).
+const END_GRACE_MS: i64 = 1_500;
+
+/// Everything a live source needs.
+pub struct LiveSource {
+    pub exchange: Arc<Exchange>,
+    pub live_type: LiveType,
+    pub symbols: Vec<Arc<str>>,
+    pub range: Option<TimeRange>,
+    pub ws_url: String,
+    pub cfg: LiveConfig,
+    pub page_limit: u32,
+    /// REST requests in flight during a backfill.
+    pub concurrency: usize,
+    pub status: Arc<JobStatus>,
+    pub stop: CancellationToken,
+}
+
+/// One symbol's progress.
+struct SymbolState {
+    symbol: Arc<str>,
+    out: Emitter,
+    /// Stream records not handed to the sink yet (flushed every 100 ms, and before a backfill).
+    batch: RecordBatch,
+    /// The range and the last id / open time / update id published.
+    cursor: Cursor,
+    /// An event at or after the range end arrived.
+    done: bool,
+    /// Events the stream delivered for this symbol.
+    received: u64,
+    book: Book,
+}
+
+impl SymbolState {
+    /// Hands the stream records received so far to the sink.
+    async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, RecordBatch::new(self.symbol.clone(), 256));
+        self.out.send(batch, Origin::WebSocket).await
+    }
+}
+
+/// Opens real connections.
+struct WsConnector {
+    plan: StreamPlan,
+    idle_timeout: Duration,
+    tx: mpsc::Sender<StreamMessage>,
+}
+
+impl Connector for WsConnector {
+    fn open(&mut self, id: u64, delay: Duration) -> JoinHandle<()> {
+        let (plan, tx, idle) = (self.plan.clone(), self.tx.clone(), self.idle_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            stream::run_connection(plan, id, idle, tx).await;
+        })
+    }
+}
+
+/// Why the loop ended.
+enum Ending {
+    RangeEnd,
+    Stopped,
+}
+
+impl LiveSource {
+    fn whole_range(&self) -> TimeRange {
+        self.range.unwrap_or(TimeRange {
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+        })
+    }
+
+    /// When the range can be closed: every event of it has happened and settled (for candles,
+    /// the last candle opened before the end has closed).
+    fn close_at(&self, r: TimeRange) -> i64 {
+        match self.live_type {
+            LiveType::Candles(iv) => iv.align_up(r.end_ms) + END_GRACE_MS,
+            _ => r.end_ms + END_GRACE_MS,
+        }
+    }
+
+    pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<Vec<SourceSummary>> {
+        let range = self.whole_range();
+        let mut states: Vec<SymbolState> = self
+            .symbols
+            .iter()
+            .map(|s| SymbolState {
+                symbol: s.clone(),
+                out: Emitter::new(tx.clone(), s, self.status.clone()),
+                batch: RecordBatch::new(s.clone(), 256),
+                cursor: Cursor::new(self.live_type.record_kind(), range),
+                done: false,
+                received: 0,
+                book: Book::new(),
+            })
+            .collect();
+        drop(tx);
+        let streams: Vec<String> = self.symbols.iter().map(|s| self.live_type.stream(s)).collect();
+        let by_stream: HashMap<&str, usize> = streams.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+
+        // Wait for the range to begin (connecting a moment early so its first events are seen).
+        if let Some(r) = self.range {
+            let wait = r.start_ms - self.exchange.server_now_ms() - 2_000;
+            if wait > 0 {
+                tracing::info!(wait_s = wait / 1000, "TIME_RANGE starts in the future: waiting");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = self.stop.cancelled() => return Ok(finish(states, 0, true)),
+                }
+            }
+        }
+
+        let (msg_tx, mut msg_rx) = mpsc::channel::<StreamMessage>(8192);
+        let connector = WsConnector {
+            plan: stream::combined_plan(&self.ws_url, &streams),
+            idle_timeout: self.cfg.idle_timeout,
+            tx: msg_tx,
+        };
+        let mut sup = Supervisor::start(connector, self.cfg.rotate_after);
+        let mut flush = tokio::time::interval(Duration::from_millis(100));
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
+        let mut book_tick = tokio::time::interval(self.cfg.book_snapshot_interval);
+        let is_book = self.live_type == LiveType::OrderBook;
+        let close_at = self.range.map(|r| self.close_at(r));
+
+        let outcome: Result<Ending> = loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break Ok(Ending::Stopped),
+                msg = msg_rx.recv() => {
+                    let Some(msg) = msg else { break Ok(Ending::Stopped) };
+                    match msg {
+                        StreamMessage::Connected { conn } => tracing::info!(conn, "live stream connected"),
+                        StreamMessage::Event { conn, stream, data } => {
+                            sup.on_event(conn);
+                            let Some(&idx) = by_stream.get(stream.as_str()) else {
+                                tracing::debug!(stream, "event for an unknown stream");
+                                continue;
+                            };
+                            states[idx].received += 1;
+                            if let Err(e) = self.on_event(&mut states[idx], data.get()).await {
+                                break Err(e);
+                            }
+                        }
+                        StreamMessage::ServerShutdown { conn } => sup.on_shutdown_notice(conn),
+                        StreamMessage::Closed { conn, reason } => sup.on_closed(conn, &reason),
+                    }
+                }
+                _ = flush.tick() => {
+                    if let Err(e) = flush_all(&mut states).await {
+                        break Err(e);
+                    }
+                }
+                _ = book_tick.tick(), if is_book => {
+                    if let Err(e) = self.publish_books(&mut states) {
+                        break Err(e);
+                    }
+                }
+                _ = housekeeping.tick() => {
+                    sup.on_tick();
+                    if close_at.is_some_and(|t| self.exchange.server_now_ms() >= t) {
+                        break Ok(Ending::RangeEnd);
+                    }
+                }
+            }
+        };
+        sup.shutdown();
+        let reconnects = sup.reconnects;
+        // A backfill cut short by the stop is a stop too.
+        let outcome = match outcome {
+            Err(LoaderError::Cancelled) => Ok(Ending::Stopped),
+            o => o,
+        };
+        // Whatever was received is published, also on stop.
+        let published = match &outcome {
+            Err(_) => Ok(()),
+            Ok(_) => {
+                let books = if is_book { self.publish_books(&mut states) } else { Ok(()) };
+                match books {
+                    Ok(()) => flush_all(&mut states).await,
+                    e => e,
+                }
+            }
+        };
+        let ending = outcome?;
+        published?;
+        match ending {
+            Ending::Stopped => Ok(finish(states, reconnects, true)),
+            Ending::RangeEnd => {
+                let range = self.range.expect("a range end needs a range");
+                for st in states.iter_mut() {
+                    match self.close_range(st, range).await {
+                        Ok(()) => {}
+                        Err(LoaderError::Cancelled) => return Ok(finish(states, reconnects, true)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.check_stream_delivered(&states)?;
+                Ok(finish(states, reconnects, false))
+            }
+        }
+    }
+
+    fn publish_books(&self, states: &mut [SymbolState]) -> Result<()> {
+        for st in states.iter_mut() {
+            st.book.publish(&st.symbol, self.cfg.book_depth, &mut st.batch)?;
+        }
+        Ok(())
+    }
+
+    /// A stream that delivered nothing for a whole range, while the exchange had records in it,
+    /// is misconfigured (for example a `BINANCE_WS_URL` path Binance does not serve): the range
+    /// was completed over REST, but the job must not look healthy.
+    fn check_stream_delivered(&self, states: &[SymbolState]) -> Result<()> {
+        if states.iter().any(|s| s.received > 0) {
+            return Ok(());
+        }
+        let fetched: u64 = states.iter().map(|s| s.out.summary.backfilled).sum();
+        let has_rest = matches!(self.live_type, LiveType::Trades | LiveType::AggTrades | LiveType::Candles(_));
+        if has_rest && fetched == 0 {
+            return Ok(()); // a quiet market: nothing happened in the range
+        }
+        Err(LoaderError::Exchange(format!(
+            "the WebSocket stream delivered nothing during the whole TIME_RANGE{}; check BINANCE_WS_URL {} \
+             (expected the stream base, e.g. wss://stream.binance.com:9443)",
+            if has_rest {
+                format!(" although Binance has {fetched} records in it (published over REST)")
+            } else {
+                String::new()
+            },
+            self.ws_url
+        )))
+    }
+}
+
+async fn flush_all(states: &mut [SymbolState]) -> Result<()> {
+    for st in states.iter_mut() {
+        st.flush().await?;
+    }
+    Ok(())
+}
+
+fn finish(states: Vec<SymbolState>, reconnects: u64, stopped: bool) -> Vec<SourceSummary> {
+    let mut out: Vec<SourceSummary> = states
+        .into_iter()
+        .map(|mut s| {
+            s.out.summary.gaps = std::mem::take(&mut s.cursor.gaps);
+            s.out.summary.resyncs = s.book.resyncs;
+            s.out.summary.stopped = stopped;
+            s.out.summary
+        })
+        .collect();
+    if let Some(first) = out.first_mut() {
+        first.reconnects = reconnects;
+    }
+    out
+}

@@ -1,0 +1,287 @@
+//! `Supervisor`: the WebSocket connections of one live source. It keeps one active connection
+//! and at most one replacement: a connection is replaced before Binance's 24-hour cut (or on
+//! `serverShutdown`) by opening the new one first and dropping the old one when the new one
+//! delivers; a lost connection is replaced at once the first time and with growing backoff after
+//! that; a replacement that fails is retried with backoff too. Every attempt goes through
+//! Binance's 300-attempts-per-5-minutes allowance, so no failure pattern can spend it in a burst.
+//!
+//! It does no I/O itself: a [`Connector`] opens connections, which report to the live source, and
+//! the live source tells the supervisor what happened. Times are tokio's, so the policy is unit
+//! tested on paused time.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::binance::stream::ConnectionAttempts;
+
+/// Opens connections: the real one spawns `stream::run_connection`; tests record the calls.
+pub trait Connector: Send {
+    /// Opens connection `id` after `delay`.
+    fn open(&mut self, id: u64, delay: Duration) -> JoinHandle<()>;
+}
+
+struct Conn {
+    id: u64,
+    opened: Instant,
+    task: JoinHandle<()>,
+    delivered: bool,
+}
+
+pub struct Supervisor<C: Connector> {
+    connector: C,
+    attempts: ConnectionAttempts,
+    rotate_after: Duration,
+    active: Conn,
+    pending: Option<Conn>,
+    next_id: u64,
+    /// Consecutive failures of the active connection.
+    failures: u32,
+    /// Consecutive failures of replacements, and when the next may be opened.
+    replacement_failures: u32,
+    replacement_not_before: Option<Instant>,
+    /// Connections lost and replaced.
+    pub reconnects: u64,
+}
+
+/// Binance allows 300 connection attempts per 5 minutes per IP.
+pub const ATTEMPTS_PER_WINDOW: usize = 300;
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
+
+impl<C: Connector> Supervisor<C> {
+    /// Opens the first connection.
+    pub fn start(mut connector: C, rotate_after: Duration) -> Self {
+        let mut attempts = ConnectionAttempts::new(ATTEMPTS_PER_WINDOW, ATTEMPT_WINDOW);
+        let delay = attempts.reserve();
+        let task = connector.open(1, delay);
+        Supervisor {
+            connector,
+            attempts,
+            rotate_after,
+            active: Conn {
+                id: 1,
+                opened: Instant::now() + delay,
+                task,
+                delivered: false,
+            },
+            pending: None,
+            next_id: 1,
+            failures: 0,
+            replacement_failures: 0,
+            replacement_not_before: None,
+            reconnects: 0,
+        }
+    }
+
+    fn open(&mut self, delay: Duration) -> Conn {
+        self.next_id += 1;
+        let id = self.next_id;
+        let delay = delay.max(self.attempts.reserve());
+        Conn {
+            id,
+            opened: Instant::now() + delay,
+            task: self.connector.open(id, delay),
+            delivered: false,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn active_id(&self) -> u64 {
+        self.active.id
+    }
+
+    #[cfg(test)]
+    pub fn pending_id(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.id)
+    }
+
+    /// An event arrived on `conn`. A replacement that delivers takes over.
+    pub fn on_event(&mut self, conn: u64) {
+        if self.pending.as_ref().is_some_and(|p| p.id == conn) {
+            let new = self.pending.take().expect("pending");
+            self.active.task.abort();
+            tracing::info!(old = self.active.id, new = new.id, "switched to the new connection");
+            self.active = new;
+            self.replacement_failures = 0;
+        }
+        if conn == self.active.id {
+            self.active.delivered = true;
+            self.failures = 0;
+        }
+    }
+
+    /// Binance announced it will close `conn`: open its replacement now.
+    pub fn on_shutdown_notice(&mut self, conn: u64) {
+        if conn == self.active.id && self.pending.is_none() {
+            tracing::warn!(conn, "Binance announced a server shutdown: opening a replacement connection");
+            self.pending = Some(self.open(Duration::ZERO));
+        }
+    }
+
+    /// `conn` closed (or never connected).
+    pub fn on_closed(&mut self, conn: u64, reason: &str) {
+        if conn == self.active.id {
+            self.reconnects += 1;
+            tracing::warn!(conn, %reason, "live connection lost");
+            if let Some(p) = self.pending.take() {
+                self.active = p;
+                return;
+            }
+            self.failures += 1;
+            // A connection that delivered and then dropped is replaced at once; one that keeps
+            // failing waits longer each time.
+            let delay = if self.active.delivered && self.failures == 1 {
+                Duration::ZERO
+            } else {
+                backoff(self.failures)
+            };
+            self.active = self.open(delay);
+        } else if self.pending.as_ref().is_some_and(|p| p.id == conn) {
+            self.pending = None;
+            self.replacement_failures += 1;
+            let delay = backoff(self.replacement_failures);
+            tracing::warn!(conn, %reason, retry_in_ms = delay.as_millis() as u64, "replacement connection failed");
+            self.replacement_not_before = Some(Instant::now() + delay);
+        }
+    }
+
+    /// Called periodically: rotates a connection that is getting old.
+    pub fn on_tick(&mut self) {
+        let now = Instant::now();
+        if self.pending.is_some() || self.replacement_not_before.is_some_and(|t| now < t) {
+            return;
+        }
+        if now.saturating_duration_since(self.active.opened) >= self.rotate_after {
+            tracing::info!(conn = self.active.id, "rotating the connection before Binance's 24-hour cut");
+            self.pending = Some(self.open(Duration::ZERO));
+        }
+    }
+
+    /// Closes every connection.
+    pub fn shutdown(&mut self) {
+        self.active.task.abort();
+        if let Some(p) = self.pending.take() {
+            p.task.abort();
+        }
+    }
+}
+
+impl<C: Connector> Drop for Supervisor<C> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Reconnect backoff with jitter: 250 ms doubling to 30 s.
+fn backoff(failures: u32) -> Duration {
+    let cap = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
+    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records when each connection would really open.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<(u64, Instant)>>>);
+
+    impl Connector for Recorder {
+        fn open(&mut self, id: u64, delay: Duration) -> JoinHandle<()> {
+            self.0.lock().unwrap().push((id, Instant::now() + delay));
+            tokio::spawn(async {})
+        }
+    }
+
+    impl Recorder {
+        fn opened(&self) -> Vec<(u64, Instant)> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// Attempts in the busiest window of `len` among `times`.
+    fn busiest(times: &[Instant], len: Duration) -> usize {
+        times
+            .iter()
+            .map(|t| times.iter().filter(|u| **u >= *t && **u < *t + len).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_keeps_failing_backs_off_within_the_allowance() {
+        let rec = Recorder::default();
+        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        // An hour of an unreachable server: every connection fails as soon as it opens.
+        let end = Instant::now() + Duration::from_secs(3600);
+        while Instant::now() < end {
+            let (id, at) = *rec.opened().last().unwrap();
+            tokio::time::sleep_until(at).await;
+            sup.on_closed(id, "connection refused");
+        }
+        let times: Vec<Instant> = rec.opened().iter().map(|(_, t)| *t).collect();
+        // Backoff caps at 30 s: about 120 attempts an hour, never a burst.
+        assert!(times.len() < 200, "{} attempts in an hour", times.len());
+        assert!(busiest(&times, ATTEMPT_WINDOW) <= ATTEMPTS_PER_WINDOW);
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[8..].iter().all(|g| *g >= Duration::from_secs(15)), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_delivered_is_replaced_at_once_then_with_backoff() {
+        let rec = Recorder::default();
+        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        sup.on_event(1);
+        sup.on_closed(1, "dropped");
+        let opened = rec.opened();
+        assert_eq!(opened[1].1, Instant::now(), "no wait after a working connection drops");
+        sup.on_closed(2, "refused");
+        assert!(rec.opened()[2].1 > Instant::now(), "the next failure waits");
+        assert_eq!(sup.reconnects, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rotation_overlaps_and_a_failing_replacement_backs_off() {
+        let rec = Recorder::default();
+        let rotate = Duration::from_secs(60);
+        let mut sup = Supervisor::start(rec.clone(), rotate);
+        sup.on_event(1);
+        tokio::time::advance(rotate).await;
+        sup.on_tick();
+        assert_eq!(sup.pending_id(), Some(2), "the replacement opens before the old one closes");
+        // The replacement keeps failing: ticks every 250 ms must not open one each time.
+        for _ in 0..40 {
+            if let Some(p) = sup.pending_id() {
+                sup.on_closed(p, "refused");
+            }
+            tokio::time::advance(Duration::from_millis(250)).await;
+            sup.on_tick();
+        }
+        let attempts = rec.opened().len() - 1;
+        assert!(attempts <= 6, "{attempts} replacement attempts in 10 s");
+        assert_eq!(sup.active_id(), 1, "the old connection keeps delivering meanwhile");
+        // One finally delivers and takes over.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        sup.on_tick();
+        let p = sup.pending_id().expect("a replacement");
+        sup.on_event(p);
+        assert_eq!((sup.active_id(), sup.pending_id()), (p, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shutdown_notice_opens_the_replacement_first() {
+        let rec = Recorder::default();
+        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        sup.on_event(1);
+        sup.on_shutdown_notice(1);
+        assert_eq!(sup.pending_id(), Some(2));
+        // The old one closes before the new one delivered: the new one becomes active.
+        sup.on_closed(1, "closed by the server");
+        assert_eq!((sup.active_id(), sup.pending_id()), (2, None));
+        assert_eq!(rec.opened().len(), 2, "no extra connection");
+    }
+}

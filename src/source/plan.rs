@@ -1,0 +1,309 @@
+//! Which source loads which part of a range (`SOURCE`).
+//!
+//! - `auto`: every whole month that has a monthly file comes from it, every remaining whole day
+//!   from its daily file, and the rest (partial days at the edges, today, days the archive does
+//!   not have, yet or at all) from REST. Whether the archive has a file is the archive's answer:
+//!   a 404 for its `.CHECKSUM` means not there, whatever the date.
+//! - `archive`: the same files, and the partial days at the edges from their (filtered) daily
+//!   files; never REST: a missing file is an error.
+//! - `rest`: the REST API only.
+
+use std::fmt;
+use std::str::FromStr;
+
+use futures::{stream, StreamExt};
+
+use super::HistoryContext;
+use crate::archive::{ArchiveClient, ArchiveError, ArchiveFile, ArchiveLayout, Period};
+use crate::error::{LoaderError, Result};
+use crate::time_range::TimeRange;
+
+/// `SOURCE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceMode {
+    #[default]
+    Auto,
+    Rest,
+    Archive,
+}
+
+impl FromStr for SourceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(SourceMode::Auto),
+            "rest" | "api" => Ok(SourceMode::Rest),
+            "archive" | "archives" | "vision" => Ok(SourceMode::Archive),
+            other => Err(format!(
+                "SOURCE {other:?} is not valid: expected auto (archive where it has the data, REST for the rest), rest or archive"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SourceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceMode::Auto => "auto",
+            SourceMode::Rest => "rest",
+            SourceMode::Archive => "archive",
+        })
+    }
+}
+
+/// One part of the plan, in time order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Load `[start, end)` over REST.
+    Rest(TimeRange),
+    /// Publish the rows of `file` that fall in `span` (the whole file, or part of it at the
+    /// range's edges with `SOURCE=archive`).
+    Archive {
+        file: ArchiveFile,
+        checksum: String,
+        span: TimeRange,
+    },
+}
+
+/// A piece of the range before the archive is asked.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    WholeMonth(Period),
+    WholeDay(Period),
+    /// Part of a period: loaded over REST, or from the period's file with `SOURCE=archive`.
+    Partial(Period, TimeRange),
+}
+
+/// Cuts `range` into whole months, whole days (when the type has daily files) and partial
+/// pieces at the edges.
+fn pieces(range: TimeRange, daily: bool) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut t = range.start_ms;
+    while t < range.end_ms {
+        let month = Period::month_of(t);
+        let m = month.span();
+        let day = Period::day_of(t);
+        let d = day.span();
+        let piece = if m.start_ms == t && m.end_ms <= range.end_ms {
+            Piece::WholeMonth(month)
+        } else if daily && d.start_ms == t && d.end_ms <= range.end_ms {
+            Piece::WholeDay(day)
+        } else if daily {
+            Piece::Partial(day, TimeRange { start_ms: t, end_ms: d.end_ms.min(range.end_ms) })
+        } else {
+            Piece::Partial(month, TimeRange { start_ms: t, end_ms: m.end_ms.min(range.end_ms) })
+        };
+        t = match piece {
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span().end_ms,
+            Piece::Partial(_, r) => r.end_ms,
+        };
+        out.push(piece);
+    }
+    out
+}
+
+/// The days of a month, as whole-day pieces.
+fn days_of(month: Period) -> impl Iterator<Item = Piece> {
+    let span = month.span();
+    (0..)
+        .map(move |i| span.start_ms + i * crate::time_range::DAY_MS)
+        .take_while(move |&t| t < span.end_ms)
+        .map(|t| Piece::WholeDay(Period::day_of(t)))
+}
+
+/// What the archive says about one file.
+enum Probed {
+    Found(String),
+    Missing,
+    /// The archive could not be asked (auto falls back to REST, saying why).
+    Failed(ArchiveError),
+}
+
+async fn probe(archive: &ArchiveClient, file: &ArchiveFile) -> Probed {
+    match archive.checksum(file).await {
+        Ok(Some(sum)) => Probed::Found(sum),
+        Ok(None) => Probed::Missing,
+        Err(e) => Probed::Failed(e),
+    }
+}
+
+/// Asks the archive for every file `wanted` names, `concurrency` at a time, in order.
+async fn probe_all(archive: &ArchiveClient, wanted: Vec<ArchiveFile>, concurrency: usize) -> Vec<(ArchiveFile, Probed)> {
+    stream::iter(wanted)
+        .map(|f| async move {
+            let p = probe(archive, &f).await;
+            (f, p)
+        })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await
+}
+
+/// Plans `range` (already cut at the present) for one symbol. Fallbacks decided here (the
+/// archive could not be asked) are appended to `fallbacks`.
+pub async fn plan(
+    ctx: &HistoryContext,
+    layout: Option<&ArchiveLayout>,
+    range: TimeRange,
+    fallbacks: &mut Vec<String>,
+) -> Result<Vec<Step>> {
+    let (archive, layout) = match (ctx.mode, &ctx.archive, layout) {
+        (SourceMode::Rest, _, _) | (_, None, _) => return Ok(vec![Step::Rest(range)]),
+        (SourceMode::Archive, _, None) => {
+            return Err(LoaderError::config(format!(
+                "SOURCE=archive: the archive has no files for this TYPE; use SOURCE=auto or rest"
+            )))
+        }
+        (SourceMode::Auto, _, None) => return Ok(vec![Step::Rest(range)]),
+        (_, Some(a), Some(l)) => (a.as_ref(), l),
+    };
+    let strict = ctx.mode == SourceMode::Archive;
+    let concurrency = ctx.archive_concurrency * 2;
+    let mut pieces = pieces(range, layout.daily);
+
+    // Months first: a month without a monthly file becomes its days (or REST).
+    let months: Vec<ArchiveFile> = pieces
+        .iter()
+        .filter_map(|p| match p {
+            Piece::WholeMonth(m) => Some(layout.file(*m)),
+            _ => None,
+        })
+        .collect();
+    let mut month_files = probe_all(archive, months, concurrency).await.into_iter();
+    let mut expanded = Vec::with_capacity(pieces.len());
+    let mut resolved: Vec<(Piece, Option<(ArchiveFile, String)>)> = Vec::new();
+    for piece in pieces.drain(..) {
+        match piece {
+            Piece::WholeMonth(m) => {
+                let (file, probed) = month_files.next().expect("one probe per month");
+                match probed {
+                    Probed::Found(sum) => expanded.push((piece, Some((file, sum)))),
+                    Probed::Missing if layout.daily => expanded.extend(days_of(m).map(|d| (d, None))),
+                    Probed::Missing if strict => return Err(missing(&file, archive)),
+                    Probed::Missing => expanded.push((Piece::Partial(m, m.span()), None)),
+                    Probed::Failed(e) if strict => return Err(archive_error(e)),
+                    Probed::Failed(e) => {
+                        note_fallback(fallbacks, &ctx.symbol, &file, &e);
+                        expanded.push((Piece::Partial(m, m.span()), None));
+                    }
+                }
+            }
+            other => expanded.push((other, None)),
+        }
+    }
+    // Then days, and with SOURCE=archive the files of the partial pieces.
+    let wanted: Vec<ArchiveFile> = expanded
+        .iter()
+        .filter_map(|(p, found)| match (p, found) {
+            (_, Some(_)) => None,
+            (Piece::WholeDay(d), None) => Some(layout.file(*d)),
+            (Piece::Partial(period, _), None) if strict => Some(layout.file(*period)),
+            _ => None,
+        })
+        .collect();
+    let mut day_files = probe_all(archive, wanted, concurrency).await.into_iter();
+    for (piece, found) in expanded {
+        if found.is_some() {
+            resolved.push((piece, found));
+            continue;
+        }
+        let asked = matches!(piece, Piece::WholeDay(_)) || (strict && matches!(piece, Piece::Partial(..)));
+        if !asked {
+            resolved.push((piece, None));
+            continue;
+        }
+        let (file, probed) = day_files.next().expect("one probe per file asked");
+        match probed {
+            Probed::Found(sum) => resolved.push((piece, Some((file, sum)))),
+            Probed::Missing if strict => return Err(missing(&file, archive)),
+            Probed::Missing => {
+                tracing::info!(symbol = %ctx.symbol, file = %file.name, "not in the archive (yet): loading it over REST");
+                resolved.push((piece, None));
+            }
+            Probed::Failed(e) if strict => return Err(archive_error(e)),
+            Probed::Failed(e) => {
+                note_fallback(fallbacks, &ctx.symbol, &file, &e);
+                resolved.push((piece, None));
+            }
+        }
+    }
+
+    let mut steps: Vec<Step> = Vec::new();
+    for (piece, found) in resolved {
+        let span = match piece {
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span(),
+            Piece::Partial(_, r) => r,
+        };
+        match found {
+            Some((file, checksum)) => steps.push(Step::Archive { file, checksum, span }),
+            None => match steps.last_mut() {
+                Some(Step::Rest(prev)) if prev.end_ms == span.start_ms => prev.end_ms = span.end_ms,
+                _ => steps.push(Step::Rest(span)),
+            },
+        }
+    }
+    Ok(steps)
+}
+
+fn note_fallback(fallbacks: &mut Vec<String>, symbol: &str, file: &ArchiveFile, e: &ArchiveError) {
+    let why = format!("{}: loaded over REST because the archive failed: {e}", file.name);
+    tracing::warn!(symbol, file = %file.name, error = %e, "archive unavailable for this file: falling back to REST");
+    fallbacks.push(why);
+}
+
+fn missing(file: &ArchiveFile, archive: &ArchiveClient) -> LoaderError {
+    LoaderError::Archive(format!(
+        "SOURCE=archive: {} is not in the archive at ARCHIVE_URL {} (HTTP 404; Binance publishes daily files some hours after the day ends, monthly files early in the next month); use SOURCE=auto to load what the archive lacks over REST",
+        file.name,
+        archive.base_url()
+    ))
+}
+
+/// An archive failure as the job's error (`SOURCE=archive`).
+pub fn archive_error(e: ArchiveError) -> LoaderError {
+    match e {
+        ArchiveError::Cancelled => LoaderError::Cancelled,
+        e => LoaderError::Archive(format!("SOURCE=archive: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = crate::time_range::DAY_MS;
+    const JAN1_2024: i64 = 1_704_067_200_000;
+    const FEB1_2024: i64 = JAN1_2024 + 31 * DAY;
+
+    #[test]
+    fn a_range_is_cut_into_months_days_and_edges() {
+        let range = TimeRange { start_ms: JAN1_2024 - DAY - 3_600_000, end_ms: FEB1_2024 + DAY + 60_000 };
+        let p = pieces(range, true);
+        let kinds: Vec<&str> = p
+            .iter()
+            .map(|p| match p {
+                Piece::WholeMonth(_) => "month",
+                Piece::WholeDay(_) => "day",
+                Piece::Partial(..) => "partial",
+            })
+            .collect();
+        assert_eq!(kinds, ["partial", "day", "month", "day", "partial"]);
+        match p[0] {
+            Piece::Partial(_, r) => assert_eq!((r.start_ms, r.end_ms), (range.start_ms, JAN1_2024 - DAY)),
+            _ => unreachable!(),
+        }
+        // Without daily files (3d, 1w, 1M candles) the edges are parts of months.
+        let p = pieces(range, false);
+        assert_eq!(p.len(), 3);
+        assert!(matches!(p[2], Piece::Partial(Period::Month(_), _)));
+        assert_eq!(days_of(Period::month_of(JAN1_2024)).count(), 31);
+    }
+
+    #[test]
+    fn source_names() {
+        assert_eq!("AUTO".parse::<SourceMode>().unwrap(), SourceMode::Auto);
+        assert_eq!(" rest".parse::<SourceMode>().unwrap(), SourceMode::Rest);
+        assert_eq!("archive".parse::<SourceMode>().unwrap(), SourceMode::Archive);
+        assert!("ftp".parse::<SourceMode>().unwrap_err().contains("SOURCE"));
+    }
+}

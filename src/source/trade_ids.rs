@@ -1,0 +1,145 @@
+//! Loading trades by id over REST, written once for aggregate trades (`aggTrades?fromId`) and
+//! raw trades (`historicalTrades?fromId`), for history ranges and live backfills alike.
+//!
+//! Ids are contiguous per symbol, so once the first id and the first id past the end are known,
+//! the pages (`fromId`, `limit`) are known in advance and fetched concurrently, then published
+//! in order, page by page, as they arrive: memory holds a few pages whatever the span's length.
+//! A missing id is a gap in the exchange's data: it is noted, never skipped silently.
+
+use std::future::Future;
+
+use futures::{stream, StreamExt};
+
+use super::{Cursor, Emitter};
+use crate::binance::api::{AggTrades, Page, RowKind, Trades};
+use crate::binance::Exchange;
+use crate::error::Result;
+use crate::record::{RawAggTrade, RawTrade, RecordBatch};
+use crate::registry::Origin;
+
+/// A trade row as `load` needs it.
+pub trait IdRow {
+    fn id(&self) -> u64;
+    fn time(&self) -> i64;
+    fn push(&self, batch: &mut RecordBatch) -> Result<()>;
+}
+
+impl IdRow for RawAggTrade<'_> {
+    fn id(&self) -> u64 {
+        self.a
+    }
+    fn time(&self) -> i64 {
+        self.time
+    }
+    fn push(&self, batch: &mut RecordBatch) -> Result<()> {
+        batch.push_agg_trade(self)
+    }
+}
+
+impl IdRow for RawTrade<'_> {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn time(&self) -> i64 {
+        self.time
+    }
+    fn push(&self, batch: &mut RecordBatch) -> Result<()> {
+        batch.push_trade(self)
+    }
+}
+
+/// An endpoint that pages trades by id.
+pub trait IdFeed: RowKind + Sized + 'static
+where
+    for<'a> Self::Row<'a>: IdRow,
+{
+    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a;
+}
+
+impl IdFeed for AggTrades {
+    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+        exchange.agg_trades_from_id(symbol, from, limit)
+    }
+}
+
+impl IdFeed for Trades {
+    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+        exchange.historical_trades(symbol, from, limit)
+    }
+}
+
+/// Which ids to load.
+#[derive(Debug, Clone, Copy)]
+pub struct IdSpan {
+    /// The first id.
+    pub from: u64,
+    /// The first id not to load (the first trade at or after the end), when known; without it
+    /// pages go on until a trade at or after `end_time` or the newest trade.
+    pub end_id: Option<u64>,
+    /// Trades at or after this time end the span.
+    pub end_time: i64,
+}
+
+/// Loads the trades of `span`, page by page in order, through `cursor` (which drops what was
+/// published already and notes gaps) into `out`. Returns the trades published.
+pub async fn load<F: IdFeed>(
+    exchange: &Exchange,
+    symbol: &str,
+    span: IdSpan,
+    page_limit: u32,
+    concurrency: usize,
+    cursor: &mut Cursor,
+    out: &mut Emitter,
+    origin: Origin,
+) -> Result<u64>
+where
+    for<'a> F::Row<'a>: IdRow,
+{
+    if span.end_id.is_some_and(|e| e <= span.from) {
+        return Ok(0);
+    }
+    // Ids below `from` are before the span; a missing `from` itself is a gap.
+    if cursor.last.is_none() && span.from > 0 {
+        cursor.last = Some(span.from as i64 - 1);
+    }
+    let limit = u64::from(page_limit);
+    let bounds = move |f: u64| (f, span.end_id.map_or(f + limit, |e| (f + limit).min(e)));
+    let starts: Box<dyn Iterator<Item = u64> + Send> = match span.end_id {
+        Some(e) => Box::new((span.from..e).step_by(limit as usize)),
+        None => Box::new((span.from..).step_by(limit as usize)),
+    };
+    let mut pages = stream::iter(starts.map(bounds))
+        .map(|(from, to)| async move {
+            let page = F::fetch(exchange, symbol, from, (to - from) as u32).await?;
+            Ok::<_, crate::error::LoaderError>((from, to, page))
+        })
+        .buffered(concurrency.max(1));
+    let mut published = 0u64;
+    while let Some(page) = pages.next().await {
+        let (from, to, page) = page?;
+        let rows = page.rows()?;
+        // A short page means there is nothing newer.
+        let mut reached_end = (rows.len() as u64) < to - from;
+        let mut batch = RecordBatch::new(symbol.into(), rows.len());
+        for r in rows.iter().filter(|r| r.id() >= from && r.id() < to) {
+            if r.time() >= span.end_time {
+                reached_end = true;
+                break;
+            }
+            if cursor.admit(r.time(), r.id() as i64) {
+                r.push(&mut batch)?;
+            }
+        }
+        published += batch.len() as u64;
+        out.send(batch, origin).await?;
+        if reached_end {
+            break;
+        }
+    }
+    if let (Some(end), Some(next)) = (span.end_id, cursor.next_id()) {
+        if next < end {
+            cursor.note_gap(next, end - 1);
+        }
+    }
+    Ok(published)
+}
