@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use exchange_sim::data::{self, Data};
-use loader_producer::config::{DataType, KafkaArgs};
+use loader_producer::config::KafkaArgs;
 use loader_producer::kafka;
 use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
+use loader_producer::registry::{DataType, HistoryType};
 use loader_producer::sink::{producer_config, DeliveryContext};
 use loader_producer::time_range::TimeRange;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -70,7 +71,7 @@ fn generate(
     let page = args.page.max(1);
     let mut pages = Vec::new();
     match data_type {
-        DataType::Candles(interval) => {
+        DataType::History(HistoryType::Candles(interval)) => {
             let name = interval.to_string();
             let times = data::interval_open_times(interval, range.start_ms, range.end_ms);
             for chunk in times.chunks(page) {
@@ -91,12 +92,12 @@ fn generate(
                         &k.taker_buy_quote,
                         serde::de::IgnoredAny,
                     );
-                    batch.push_kline(&name, &row);
+                    batch.push_kline(&name, &row).map_err(|e| e.to_string())?;
                 }
                 pages.push(batch);
             }
         }
-        DataType::AggTrades => {
+        DataType::History(HistoryType::AggTrades) => {
             let gen = Data::new(
                 args.agg_trade_spacing_ms,
                 data::DEFAULT_LISTED_AT_MS,
@@ -109,21 +110,22 @@ fn generate(
                 from = last.id + 1;
                 let mut batch = RecordBatch::new(symbol.clone(), rows.len());
                 for t in &rows {
-                    batch.push_agg_trade(&RawAggTrade {
-                        a: t.id,
-                        p: &t.price,
-                        q: &t.qty,
-                        f: t.first_trade_id,
-                        l: t.last_trade_id,
-                        time: t.time,
-                        m: t.is_buyer_maker,
-                        best_match: t.is_best_match,
-                    });
+                    batch
+                        .push_agg_trade(&RawAggTrade {
+                            a: t.id,
+                            p: &t.price,
+                            q: &t.qty,
+                            f: t.first_trade_id,
+                            l: t.last_trade_id,
+                            time: t.time,
+                            m: t.is_buyer_maker,
+                            best_match: t.is_best_match,
+                        })
+                        .map_err(|e| e.to_string())?;
                 }
                 pages.push(batch);
             }
         }
-        #[allow(unreachable_patterns)]
         other => {
             return Err(format!(
                 "the ceiling generates api_candles_<interval> and api_trades, not {}",
@@ -144,7 +146,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pages = generate(&args, data_type, range)?;
     let gen_seconds = gen_started.elapsed().as_secs_f64();
     let records: u64 = pages.iter().map(|p| p.len() as u64).sum();
-    let bytes: u64 = pages.iter().map(|p| p.bytes() as u64).sum();
+    let bytes: u64 = pages
+        .iter()
+        .flat_map(|p| p.iter().map(|(payload, _)| payload.len() as u64))
+        .sum();
 
     let connecting = Instant::now();
     let producer: BaseProducer<DeliveryContext> =

@@ -59,7 +59,12 @@ pub enum Period {
 impl Period {
     /// `[start, end)` of the period in epoch ms.
     pub fn span(self) -> TimeRange {
-        let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+        let ms = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_millis()
+        };
         match self {
             Period::Day(d) => TimeRange {
                 start_ms: ms(d),
@@ -216,7 +221,10 @@ impl ArchiveClient {
         format!("{}/{path}", self.cfg.url.trim_end_matches('/'))
     }
 
-    async fn cancellable<T>(&self, f: impl std::future::Future<Output = Result<T, ArchiveError>>) -> Result<T, ArchiveError> {
+    async fn cancellable<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, ArchiveError>>,
+    ) -> Result<T, ArchiveError> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(ArchiveError::Cancelled),
@@ -241,16 +249,21 @@ impl ArchiveClient {
             }
             .await;
             let err = match outcome {
-                Ok((s, _)) if s == reqwest::StatusCode::NOT_FOUND || s == reqwest::StatusCode::FORBIDDEN => {
+                Ok((s, _))
+                    if s == reqwest::StatusCode::NOT_FOUND
+                        || s == reqwest::StatusCode::FORBIDDEN =>
+                {
                     // S3 answers 403 instead of 404 where listing is not allowed.
                     self.stats.not_found.fetch_add(1, Ordering::Relaxed);
                     return Ok(None);
                 }
                 Ok((s, body)) if s.is_success() => {
                     let text = String::from_utf8_lossy(&body);
-                    return parse_checksum(&text).map(Some).ok_or_else(|| ArchiveError::BadChecksumFile {
-                        name: file.name.clone(),
-                        content: text.chars().take(120).collect(),
+                    return parse_checksum(&text).map(Some).ok_or_else(|| {
+                        ArchiveError::BadChecksumFile {
+                            name: file.name.clone(),
+                            content: text.chars().take(120).collect(),
+                        }
                     });
                 }
                 Ok((s, _)) => format!("HTTP {s} for {url}"),
@@ -271,11 +284,19 @@ impl ArchiveClient {
     /// Downloads `file` to `ARCHIVE_DIR` and checks it against `expected` (its CHECKSUM). A cut
     /// connection is resumed with a `Range` request; a mismatch is downloaded again, up to the
     /// configured attempts.
-    pub async fn download(&self, file: &ArchiveFile, expected: &str) -> Result<VerifiedFile, ArchiveError> {
+    pub async fn download(
+        &self,
+        file: &ArchiveFile,
+        expected: &str,
+    ) -> Result<VerifiedFile, ArchiveError> {
         self.cancellable(self.download_inner(file, expected)).await
     }
 
-    async fn download_inner(&self, file: &ArchiveFile, expected: &str) -> Result<VerifiedFile, ArchiveError> {
+    async fn download_inner(
+        &self,
+        file: &ArchiveFile,
+        expected: &str,
+    ) -> Result<VerifiedFile, ArchiveError> {
         let disk = |e: std::io::Error| ArchiveError::Disk {
             name: file.name.clone(),
             detail: format!("{} ({e})", self.cfg.dir.display()),
@@ -292,14 +313,20 @@ impl ArchiveClient {
             let mut written = 0u64;
             let mut failures = 0;
             loop {
-                match self.fetch(&url, file, temp.as_file_mut(), &mut written).await? {
+                match self
+                    .fetch(&url, file, temp.as_file_mut(), &mut written)
+                    .await?
+                {
                     Fetch::Done => break,
                     Fetch::Cut(why) => {
                         failures += 1;
                         if failures > self.cfg.max_retries {
                             return Err(ArchiveError::Transfer {
                                 name: file.name.clone(),
-                                detail: format!("download kept failing (MAX_RETRIES={}): {why}", self.cfg.max_retries),
+                                detail: format!(
+                                    "download kept failing (MAX_RETRIES={}): {why}",
+                                    self.cfg.max_retries
+                                ),
                             });
                         }
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -331,7 +358,13 @@ impl ArchiveClient {
     }
 
     /// One request for the rest of the file (from `written` on), appended to `out`.
-    async fn fetch(&self, url: &str, file: &ArchiveFile, out: &mut File, written: &mut u64) -> Result<Fetch, ArchiveError> {
+    async fn fetch(
+        &self,
+        url: &str,
+        file: &ArchiveFile,
+        out: &mut File,
+        written: &mut u64,
+    ) -> Result<Fetch, ArchiveError> {
         let disk = |e: std::io::Error| ArchiveError::Disk {
             name: file.name.clone(),
             detail: format!("{} ({e})", self.cfg.dir.display()),
@@ -362,7 +395,9 @@ impl ArchiveClient {
         } else if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
             // The cut came after the last byte.
             return Ok(Fetch::Done);
-        } else if !(status == reqwest::StatusCode::OK || status == reqwest::StatusCode::PARTIAL_CONTENT) {
+        } else if !(status == reqwest::StatusCode::OK
+            || status == reqwest::StatusCode::PARTIAL_CONTENT)
+        {
             return Err(ArchiveError::Transfer {
                 name: file.name.clone(),
                 detail: format!("HTTP {status} for {url}"),
@@ -374,10 +409,16 @@ impl ArchiveClient {
                 Ok(Some(chunk)) => {
                     out.write_all(&chunk).map_err(disk)?;
                     *written += chunk.len() as u64;
-                    self.stats.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .bytes
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 }
                 Ok(None) => break,
-                Err(e) => return Ok(Fetch::Cut(format!("connection dropped after {written} bytes: {e}"))),
+                Err(e) => {
+                    return Ok(Fetch::Cut(format!(
+                        "connection dropped after {written} bytes: {e}"
+                    )))
+                }
             }
         }
         match expected_len {
@@ -390,7 +431,8 @@ impl ArchiveClient {
 /// Parses `<sha256 hex>  <name>` (sha256sum format, with or without a trailing newline).
 pub fn parse_checksum(text: &str) -> Option<String> {
     let hex = text.split_whitespace().next()?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 fn sha256_of(f: &mut File) -> std::io::Result<String> {
@@ -404,7 +446,11 @@ fn sha256_of(f: &mut File) -> std::io::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Retry delay with jitter: 200 ms doubling to 10 s.
@@ -419,13 +465,17 @@ impl VerifiedFile {
     /// The zip should hold `<name>.csv`; some archive files hold a second copy of it (in a
     /// folder, or under another name): one CSV is read, the one named like the file when there
     /// is one, and the others are ignored with a warning. Returns the rows read.
-    pub fn read_rows(&self, mut on_row: impl FnMut(&csv::ByteRecord) -> crate::error::Result<bool>) -> Result<u64, ArchiveError> {
+    pub fn read_rows(
+        &self,
+        mut on_row: impl FnMut(&csv::ByteRecord) -> crate::error::Result<bool>,
+    ) -> Result<u64, ArchiveError> {
         let unreadable = |detail: String| ArchiveError::Unreadable {
             name: self.file.name.clone(),
             detail,
         };
         let f = self.temp.reopen().map_err(|e| unreadable(e.to_string()))?;
-        let mut zip = zip::ZipArchive::new(BufReader::new(f)).map_err(|e| unreadable(e.to_string()))?;
+        let mut zip =
+            zip::ZipArchive::new(BufReader::new(f)).map_err(|e| unreadable(e.to_string()))?;
         let wanted = self.file.csv_name();
         let csvs: Vec<String> = zip
             .file_names()
@@ -435,7 +485,10 @@ impl VerifiedFile {
         let chosen = csvs
             .iter()
             .find(|n| n.as_str() == wanted)
-            .or_else(|| csvs.iter().find(|n| n.rsplit('/').next() == Some(wanted.as_str())))
+            .or_else(|| {
+                csvs.iter()
+                    .find(|n| n.rsplit('/').next() == Some(wanted.as_str()))
+            })
             .or_else(|| csvs.first())
             .cloned()
             .ok_or_else(|| unreadable("it holds no CSV file".into()))?;
@@ -443,7 +496,9 @@ impl VerifiedFile {
             tracing::warn!(file = %self.file.name, csv_files = ?csvs, reading = %chosen,
                 "archive zip holds more than one CSV (a duplicate copy); reading one of them");
         }
-        let entry = zip.by_name(&chosen).map_err(|e| unreadable(e.to_string()))?;
+        let entry = zip
+            .by_name(&chosen)
+            .map_err(|e| unreadable(e.to_string()))?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -459,11 +514,7 @@ impl VerifiedFile {
                     match on_row(&row) {
                         Ok(true) => {}
                         Ok(false) => break,
-                        Err(e) => {
-                            return Err(unreadable(format!(
-                                "row {rows}: {e}"
-                            )))
-                        }
+                        Err(e) => return Err(unreadable(format!("row {rows}: {e}"))),
                     }
                 }
                 Err(e) => return Err(unreadable(format!("row {}: {e}", rows + 1))),
@@ -480,24 +531,34 @@ pub mod fields {
     const MICROS_THRESHOLD: i64 = 100_000_000_000_000;
 
     pub fn text<'a>(row: &'a csv::ByteRecord, i: usize, what: &str) -> Result<&'a str, String> {
-        let b = row.get(i).ok_or_else(|| format!("column {} ({what}) is missing", i + 1))?;
+        let b = row
+            .get(i)
+            .ok_or_else(|| format!("column {} ({what}) is missing", i + 1))?;
         std::str::from_utf8(b).map_err(|_| format!("column {} ({what}) is not text", i + 1))
     }
 
     pub fn int(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
         let t = text(row, i, what)?;
-        t.trim().parse().map_err(|_| format!("column {} ({what}) is not an integer: {t:?}", i + 1))
+        t.trim()
+            .parse()
+            .map_err(|_| format!("column {} ({what}) is not an integer: {t:?}", i + 1))
     }
 
     pub fn uint(row: &csv::ByteRecord, i: usize, what: &str) -> Result<u64, String> {
         let t = text(row, i, what)?;
-        t.trim().parse().map_err(|_| format!("column {} ({what}) is not an id: {t:?}", i + 1))
+        t.trim()
+            .parse()
+            .map_err(|_| format!("column {} ({what}) is not an id: {t:?}", i + 1))
     }
 
     /// A time column in milliseconds, whether the file has ms or µs.
     pub fn time_ms(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
         let t = int(row, i, what)?;
-        Ok(if t >= MICROS_THRESHOLD { t.div_euclid(1000) } else { t })
+        Ok(if t >= MICROS_THRESHOLD {
+            t.div_euclid(1000)
+        } else {
+            t
+        })
     }
 
     /// `True`/`False` (Binance's files) or `true`/`false`.
@@ -508,7 +569,10 @@ pub mod fields {
         } else if t.eq_ignore_ascii_case("false") {
             Ok(false)
         } else {
-            Err(format!("column {} ({what}) is not True/False: {t:?}", i + 1))
+            Err(format!(
+                "column {} ({what}) is not True/False: {t:?}",
+                i + 1
+            ))
         }
     }
 
@@ -533,12 +597,21 @@ mod tests {
         };
         let d = NaiveDate::from_ymd_opt(2024, 12, 1).unwrap();
         let f = l.file(Period::Month(d));
-        assert_eq!(f.path, "data/spot/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-12.zip");
+        assert_eq!(
+            f.path,
+            "data/spot/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-2024-12.zip"
+        );
         assert_eq!(f.csv_name(), "BTCUSDT-1mo-2024-12.csv");
         let span = Period::Month(d).span();
-        assert_eq!((span.start_ms, span.end_ms), (1_733_011_200_000, 1_735_689_600_000));
+        assert_eq!(
+            (span.start_ms, span.end_ms),
+            (1_733_011_200_000, 1_735_689_600_000)
+        );
         let day = l.file(Period::day_of(1_735_689_600_000));
-        assert_eq!(day.path, "data/spot/daily/klines/BTCUSDT/1mo/BTCUSDT-1mo-2025-01-01.zip");
+        assert_eq!(
+            day.path,
+            "data/spot/daily/klines/BTCUSDT/1mo/BTCUSDT-1mo-2025-01-01.zip"
+        );
         assert_eq!(Period::month_of(1_735_689_600_000 - 1), Period::Month(d));
     }
 
@@ -546,7 +619,10 @@ mod tests {
     fn checksums_parse_with_or_without_newline() {
         let h = "a".repeat(64);
         assert_eq!(parse_checksum(&format!("{h}  X.zip")), Some(h.clone()));
-        assert_eq!(parse_checksum(&format!("{}  X.zip\n", h.to_uppercase())), Some(h));
+        assert_eq!(
+            parse_checksum(&format!("{}  X.zip\n", h.to_uppercase())),
+            Some(h)
+        );
         assert_eq!(parse_checksum("nope  X.zip"), None);
         assert_eq!(parse_checksum(""), None);
     }
@@ -558,7 +634,10 @@ mod tests {
         assert_eq!(fields::time_ms(&row, 3, "t").unwrap(), 1_735_689_659_999);
         assert!(fields::boolean(&row, 1, "b").unwrap());
         assert!(fields::int(&row, 2, "x").unwrap_err().contains("column 3"));
-        assert!(fields::is_header(&csv::ByteRecord::from(vec!["open_time", "open"])));
+        assert!(fields::is_header(&csv::ByteRecord::from(vec![
+            "open_time",
+            "open"
+        ])));
         assert!(!fields::is_header(&row));
     }
 }

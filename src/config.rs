@@ -371,7 +371,12 @@ pub struct VerifyArgs {
     pub interval: Option<String>,
     /// Binance REST base URL, asked whether a gap is the exchange's own (no data there) or a
     /// lost record; unreachable means every gap counts as missing
-    #[arg(long, env = "BINANCE_API_URL", default_value = "https://api.binance.com", value_name = "URL")]
+    #[arg(
+        long,
+        env = "BINANCE_API_URL",
+        default_value = "https://api.binance.com",
+        value_name = "URL"
+    )]
     pub binance_api_url: String,
     /// Do not ask Binance about gaps: every gap counts as missing
     #[arg(long)]
@@ -676,12 +681,20 @@ impl VerifyArgs {
             ),
             None => None,
         };
-        Ok(crate::verify::Expectation { range, symbols, kind })
+        Ok(crate::verify::Expectation {
+            range,
+            symbols,
+            kind,
+        })
     }
 
     /// How verify asks Binance about gaps: a small share of the budget, few retries.
     pub fn binance_config(&self) -> Result<BinanceConfig> {
-        let api_url = self.binance_api_url.trim().trim_end_matches('/').to_string();
+        let api_url = self
+            .binance_api_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             return Err(LoaderError::config(format!(
                 "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"

@@ -10,9 +10,9 @@ use rdkafka::mocking::MockCluster;
 
 use crate::archive::ArchiveConfig;
 use crate::config::{BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, MessageKey};
-use crate::source::SourceMode;
 use crate::error::{LoaderError, Result};
 use crate::job;
+use crate::source::SourceMode;
 use crate::time_range::{TimeRange, DAY_MS};
 use crate::verify;
 
@@ -79,7 +79,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
-    let end = if source == SourceMode::Archive { today } else { now - now % 1000 };
+    let end = if source == SourceMode::Archive {
+        today
+    } else {
+        now - now % 1000
+    };
     let range = TimeRange {
         start_ms: today - args.days as i64 * DAY_MS,
         end_ms: end,
@@ -179,19 +183,22 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             s.from_archive,
             s.archive_files,
             s.from_rest,
-            if s.fallbacks.is_empty() { String::new() } else { format!("; fallbacks: {:?}", s.fallbacks) }
+            if s.fallbacks.is_empty() {
+                String::new()
+            } else {
+                format!("; fallbacks: {:?}", s.fallbacks)
+            }
         );
     }
-    let verified =
-        tokio::task::spawn_blocking(move || {
-            let expect = verify::Expectation {
-                range: Some(range),
-                ..Default::default()
-            };
-            verify::verify_topic(&kafka, &topic, &expect)
-        })
-            .await
-            .map_err(|e| LoaderError::Other(e.to_string()))??;
+    let verified = tokio::task::spawn_blocking(move || {
+        let expect = verify::Expectation {
+            range: Some(range),
+            ..Default::default()
+        };
+        verify::verify_topic(&kafka, &topic, &expect)
+    })
+    .await
+    .map_err(|e| LoaderError::Other(e.to_string()))??;
     print!("{}", verified.render());
     drop(kafka_mock);
     sim.shutdown().await;

@@ -41,13 +41,16 @@ impl Upstream {
     pub async fn connect(cfg: &JobConfig, stop: &CancellationToken) -> Result<Upstream> {
         let live = cfg.data_type.is_live();
         let exchange = if live || cfg.source != SourceMode::Archive {
-            Some(Arc::new(Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?))
+            Some(Arc::new(
+                Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?,
+            ))
         } else {
             None
         };
         let archive = if !live && cfg.source != SourceMode::Rest {
             Some(Arc::new(
-                ArchiveClient::new(cfg.archive.clone(), stop.clone()).map_err(LoaderError::config)?,
+                ArchiveClient::new(cfg.archive.clone(), stop.clone())
+                    .map_err(LoaderError::config)?,
             ))
         } else {
             None
@@ -167,7 +170,11 @@ pub async fn load(
                 match rx.try_recv() {
                     Ok(batch) => {
                         sink.publish(&batch)?;
-                        sink_status.advance(&batch.symbol, batch.len() as u64, batch.last_timestamp);
+                        sink_status.advance(
+                            &batch.symbol,
+                            batch.len() as u64,
+                            batch.last_timestamp,
+                        );
                     }
                     // Idle: serve delivery reports while waiting for the next batch.
                     Err(mpsc::error::TryRecvError::Empty) => sink.poll(Duration::from_millis(2)),
@@ -213,9 +220,9 @@ pub async fn load(
             }
         }
         DataType::History(history_type) => {
-            let range = cfg
-                .range
-                .ok_or_else(|| LoaderError::config("TIME_RANGE is required for history (api_*) types"))?;
+            let range = cfg.range.ok_or_else(|| {
+                LoaderError::config("TIME_RANGE is required for history (api_*) types")
+            })?;
             for symbol in &cfg.symbols {
                 let ctx = HistoryContext {
                     exchange: upstream.exchange.clone(),

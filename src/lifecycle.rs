@@ -107,7 +107,12 @@ async fn run_protocol(
     // before anything else. A stop cancels the connection's requests.
     let upstream = match Upstream::connect(cfg, stop).await {
         Ok(u) => u,
-        Err(LoaderError::Cancelled) => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
+        Err(LoaderError::Cancelled) => {
+            return Ok(JobReport {
+                interrupted: true,
+                ..JobReport::default()
+            })
+        }
         Err(e) => return Err(e),
     };
     // Listen before announcing `started`, so a stop sent after `started` is always seen; the

@@ -5,11 +5,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use loader_producer::binance::Exchange;
 use loader_producer::config::{Cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
-use loader_producer::binance::Exchange;
-use tokio_util::sync::CancellationToken;
 use loader_producer::{lifecycle, verify};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(debug: bool) {

@@ -231,7 +231,12 @@ impl RecordBatch {
     }
 
     /// Appends any record whose first field is `_key` (equal to `key`).
-    pub fn push_record<T: Serialize>(&mut self, timestamp: i64, key: &str, record: &T) -> Result<()> {
+    pub fn push_record<T: Serialize>(
+        &mut self,
+        timestamp: i64,
+        key: &str,
+        record: &T,
+    ) -> Result<()> {
         self.push_with(timestamp, key, record)
     }
 
@@ -337,7 +342,10 @@ mod tests {
             _key: &'a str,
         }
         let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
-        let rec = Misordered { symbol: "BTCUSDT", _key: "BTCUSDT_x_1" };
+        let rec = Misordered {
+            symbol: "BTCUSDT",
+            _key: "BTCUSDT_x_1",
+        };
         let e = batch.push_record(1, "BTCUSDT_x_1", &rec).unwrap_err();
         assert!(e.to_string().contains("_key"), "{e}");
         assert!(batch.is_empty());
@@ -346,8 +354,24 @@ mod tests {
             _key: &'a str,
         }
         // The key given must be the one in the record.
-        assert!(batch.push_record(1, "BTCUSDT_x_2", &Keyed { _key: "BTCUSDT_x_1" }).is_err());
-        batch.push_record(1, "BTCUSDT_x_1", &Keyed { _key: "BTCUSDT_x_1" }).unwrap();
+        assert!(batch
+            .push_record(
+                1,
+                "BTCUSDT_x_2",
+                &Keyed {
+                    _key: "BTCUSDT_x_1"
+                }
+            )
+            .is_err());
+        batch
+            .push_record(
+                1,
+                "BTCUSDT_x_1",
+                &Keyed {
+                    _key: "BTCUSDT_x_1",
+                },
+            )
+            .unwrap();
         assert_eq!(batch.iter().next().unwrap().1, b"BTCUSDT_x_1");
     }
 

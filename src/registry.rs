@@ -319,8 +319,9 @@ pub fn valid_types() -> String {
 }
 
 fn parse_interval(iv: &str, var: &str) -> Result<Interval, String> {
-    iv.parse::<Interval>()
-        .map_err(|_| format!("{var} {iv:?} is not a Binance interval; expected one of: {INTERVALS}"))
+    iv.parse::<Interval>().map_err(|_| {
+        format!("{var} {iv:?} is not a Binance interval; expected one of: {INTERVALS}")
+    })
 }
 
 impl DataType {
@@ -446,7 +447,10 @@ mod tests {
         assert_eq!(p("api_candles_1m", None).unwrap().name(), "api_candles_1m");
         assert_eq!(p("api_candles_1M", None).unwrap().name(), "api_candles_1M");
         assert_eq!(p("API_Candles_4h", None).unwrap().name(), "api_candles_4h");
-        assert_eq!(p("api_candles", Some("4h")).unwrap().name(), "api_candles_4h");
+        assert_eq!(
+            p("api_candles", Some("4h")).unwrap().name(),
+            "api_candles_4h"
+        );
         assert_eq!(
             p("api_trades", None).unwrap(),
             DataType::History(HistoryType::AggTrades)
@@ -457,16 +461,30 @@ mod tests {
         );
         assert!(p("api_candles", None).unwrap_err().contains("INTERVAL"));
         assert_eq!(p("ws_candles", Some("1m")).unwrap().name(), "ws_candles_1m");
-        for live in ["ws_trades", "ws_aggtrades", "ws_candles_1h", "ws_depth", "ws_orderbook", "ws_bookticker"] {
+        for live in [
+            "ws_trades",
+            "ws_aggtrades",
+            "ws_candles_1h",
+            "ws_depth",
+            "ws_orderbook",
+            "ws_bookticker",
+        ] {
             let t = p(live, None).unwrap();
             assert!(t.is_live());
             assert_eq!(t.name(), live);
         }
         assert!(p("api_candles_7m", None).unwrap_err().contains("1s 1m"));
         let e = p("candles", None).unwrap_err();
-        assert!(e.contains("TYPE") && e.contains("api_trades") && e.contains("api_raw_trades"), "{e}");
-        assert!(p("api_candles_1m", Some("1h")).unwrap_err().contains("INTERVAL"));
-        assert!(p("api_trades", Some("1h")).unwrap_err().contains("INTERVAL"));
+        assert!(
+            e.contains("TYPE") && e.contains("api_trades") && e.contains("api_raw_trades"),
+            "{e}"
+        );
+        assert!(p("api_candles_1m", Some("1h"))
+            .unwrap_err()
+            .contains("INTERVAL"));
+        assert!(p("api_trades", Some("1h"))
+            .unwrap_err()
+            .contains("INTERVAL"));
     }
 
     #[test]
@@ -481,7 +499,12 @@ mod tests {
         );
         assert_eq!(RecordKind::from_key("BTCUSDT", "ETHUSDT_agg_1"), None);
         assert_eq!(RecordKind::from_key("BTCUSDT", "BTCUSDT_7m_1"), None);
-        for kind in [RecordKind::Trades, RecordKind::DepthUpdates, RecordKind::OrderBook, RecordKind::BookTicker] {
+        for kind in [
+            RecordKind::Trades,
+            RecordKind::DepthUpdates,
+            RecordKind::OrderBook,
+            RecordKind::BookTicker,
+        ] {
             let key = format!("ETHBTC_{}_7", kind.key_tag());
             assert_eq!(RecordKind::from_key("ETHBTC", &key), Some((kind, 7)));
         }

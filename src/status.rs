@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use crate::archive::ArchiveStats;
 use crate::binance::limiter::WeightLimiter;
-use crate::registry::Origin;
 use crate::binance::rest::RestStats;
+use crate::registry::Origin;
 use crate::sink::DeliveryContext;
 use crate::time_range::TimeRange;
 

@@ -154,10 +154,17 @@ impl TelemetryPublisher {
         }
         if let Some(l) = live {
             use std::sync::atomic::Ordering::Relaxed;
-            let (archive, rest, stream) = (l.from_archive.load(Relaxed), l.from_rest.load(Relaxed), l.from_stream.load(Relaxed));
+            let (archive, rest, stream) = (
+                l.from_archive.load(Relaxed),
+                l.from_rest.load(Relaxed),
+                l.from_stream.load(Relaxed),
+            );
             if archive + rest + stream > 0 {
                 // Records handed to the sink so far, by where they came from.
-                obj.insert("records_by_source".into(), json!({"archive": archive, "rest": rest, "websocket": stream}));
+                obj.insert(
+                    "records_by_source".into(),
+                    json!({"archive": archive, "rest": rest, "websocket": stream}),
+                );
             }
             let fallbacks = l.archive_fallbacks.load(Relaxed);
             if fallbacks > 0 {

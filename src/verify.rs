@@ -138,7 +138,9 @@ impl VerifyReport {
 
     /// Whether looking gaps up at the exchange could change the verdict.
     pub fn needs_exchange(&self) -> bool {
-        self.groups.iter().any(|g| !g.all_missing.is_empty() || g.records == 0)
+        self.groups
+            .iter()
+            .any(|g| !g.all_missing.is_empty() || g.records == 0)
     }
 
     pub fn render(&self) -> String {
@@ -198,7 +200,11 @@ impl VerifyReport {
         for n in &self.notes {
             s += &format!("  note: {n}\n");
         }
-        s += if self.ok() { "verdict: OK\n" } else { "verdict: PROBLEMS FOUND\n" };
+        s += if self.ok() {
+            "verdict: OK\n"
+        } else {
+            "verdict: PROBLEMS FOUND\n"
+        };
         s
     }
 
@@ -206,7 +212,10 @@ impl VerifyReport {
     /// exchange gap, not a lost record.
     pub async fn ask_exchange(&mut self, exchange: &Exchange) -> Result<()> {
         let mut lookups = 0usize;
-        let range = self.range.map(|(a, b)| TimeRange { start_ms: a, end_ms: b });
+        let range = self.range.map(|(a, b)| TimeRange {
+            start_ms: a,
+            end_ms: b,
+        });
         for g in &mut self.groups {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
@@ -225,7 +234,9 @@ impl VerifyReport {
                 let n = count(g.kind, a, b);
                 let exists = if lookups < MAX_LOOKUPS {
                     lookups += 1;
-                    source.exists(exchange, &g.symbol, Probe::Ordinals(a, b)).await?
+                    source
+                        .exists(exchange, &g.symbol, Probe::Ordinals(a, b))
+                        .await?
                 } else {
                     true
                 };
@@ -285,7 +296,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     })?;
     let md = consumer
         .fetch_metadata(Some(topic), k.connect_timeout)
-        .map_err(|e| LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}")))?;
+        .map_err(|e| {
+            LoaderError::kafka(format!("cannot read the metadata of topic {topic}: {e}"))
+        })?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()
@@ -301,7 +314,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     for &p in &partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, k.connect_timeout)
-            .map_err(|e| LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}")))?;
+            .map_err(|e| {
+                LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}"))
+            })?;
         removed_by_retention += low;
         if high > low {
             tpl.add_partition_offset(topic, p, Offset::Offset(low))
@@ -337,7 +352,10 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             }
         }
         records += 1;
-        let Some(f) = msg.payload().and_then(|p| serde_json::from_slice::<Fields>(p).ok()) else {
+        let Some(f) = msg
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Fields>(p).ok())
+        else {
             unreadable += 1;
             continue;
         };

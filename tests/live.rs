@@ -10,7 +10,7 @@ use std::time::Duration;
 use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
 use serde_json::Value;
 use support::broker::{consume_all, Broker};
-use support::loader::{fresh_topic, parse_records, run_loader_async, Run};
+use support::loader::{fresh_topic, parse_records, run_loader_async, with, Run};
 
 async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
     let cfg = SimConfig {
@@ -54,17 +54,6 @@ fn env(
         e.push(("TIME_RANGE", format!("{a}:{b}")));
     }
     e
-}
-
-fn with(
-    mut env: Vec<(&'static str, String)>,
-    extra: &[(&'static str, &str)],
-) -> Vec<(&'static str, String)> {
-    for (k, v) in extra {
-        env.retain(|(e, _)| e != k);
-        env.push((k, v.to_string()));
-    }
-    env
 }
 
 fn read(topic: &str) -> Vec<Value> {

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use exchange_sim::{data, Faults, Interval, SimConfig, SimServer, Storm};
 use serde_json::Value;
-use support::broker::{consume_all, Broker};
-use support::loader::{fresh_topic, parse_records, run_loader_async, Run};
+use support::loader::{fresh_topic, read_topic, run_loader_async, verify_topic, with, Run};
 
 const DAY: i64 = 86_400_000;
 const JAN1_2024: i64 = 1_704_067_200_000;
@@ -44,31 +43,7 @@ fn job_env(
     ty: &str,
     range: &str,
 ) -> Vec<(&'static str, String)> {
-    vec![
-        ("SYMBOL", symbol.into()),
-        ("TYPE", ty.into()),
-        ("TIME_RANGE", range.into()),
-        ("KAFKA_TOPIC", topic.into()),
-        ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
-        ("BINANCE_API_URL", sim.base_url()),
-        ("QUEUE_ID", format!("test-{topic}")),
-        ("METRICS_PORT", "0".into()),
-    ]
-}
-
-fn with(
-    mut env: Vec<(&'static str, String)>,
-    extra: &[(&'static str, &str)],
-) -> Vec<(&'static str, String)> {
-    for (k, v) in extra {
-        env.retain(|(e, _)| e != k);
-        env.push((k, v.to_string()));
-    }
-    env
-}
-
-fn read_topic(topic: &str) -> Vec<(Option<String>, Value)> {
-    parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
+    support::loader::job_env(&sim.base_url(), topic, symbol, ty, range)
 }
 
 /// Asserts the topic holds exactly the simulator's candles of `symbol` with open time in
@@ -107,14 +82,7 @@ fn assert_candles(
 }
 
 fn verify(topic: &str, range: &str) -> Run {
-    support::loader::run_loader(
-        &[
-            ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
-            ("KAFKA_TOPIC", topic.to_string()),
-            ("TIME_RANGE", range.to_string()),
-        ],
-        &["verify", "--json"],
-    )
+    verify_topic(topic, range, &[], &["--offline"])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,12 +90,15 @@ async fn candles_1m_over_three_days_match_the_exchange_record_by_record() {
     let sim = sim(SimConfig::default()).await;
     let topic = fresh_topic("candles-1m");
     let run = run_loader_async(
-        job_env(
-            &sim,
-            &topic,
-            "btcusdt",
-            "api_candles_1m",
-            "2024-01-01:2024-01-04",
+        with(
+            job_env(
+                &sim,
+                &topic,
+                "btcusdt",
+                "api_candles_1m",
+                "2024-01-01:2024-01-04",
+            ),
+            &[("SOURCE", "rest")],
         ),
         vec![],
     )
@@ -290,11 +261,24 @@ async fn a_gap_in_aggregate_ids_is_reported_not_skipped() {
         "the gap is logged: {}",
         run.stderr
     );
+    // Without asking the exchange, a gap is a loss.
     let v = verify(&topic, &range);
     assert_eq!(v.code, Some(1), "verify must flag the gap: {}", v.stdout);
     let report: Value = serde_json::from_str(&v.stdout).unwrap();
     assert_eq!(report["groups"][0]["missing"], 42);
     assert_eq!(report["groups"][0]["missing_ranges"][0][0], missing.0);
+    // Binance has none of these ids either: an exchange gap, not a lost record.
+    let v = verify_topic(&topic, &range, &[("BINANCE_API_URL", sim.base_url())], &[]);
+    assert_eq!(
+        v.code,
+        Some(0),
+        "the exchange's own gap is no loss: {}",
+        v.stdout
+    );
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(report["groups"][0]["missing"], 0);
+    assert_eq!(report["groups"][0]["exchange_gaps"], 42);
+    assert_eq!(report["groups"][0]["exchange_gap_ranges"][0][0], missing.0);
     sim.shutdown().await;
 }
 
@@ -353,7 +337,11 @@ async fn a_tight_weight_budget_is_used_but_never_exceeded() {
             "api_candles_1m",
             "2024-01-01:2024-01-31",
         ),
-        &[("RATE_LIMIT_SHARE", "1.0"), ("FETCH_CONCURRENCY", "8")],
+        &[
+            ("RATE_LIMIT_SHARE", "1.0"),
+            ("FETCH_CONCURRENCY", "8"),
+            ("SOURCE", "rest"),
+        ],
     );
     run_loader_async(env, vec![]).await.assert_ok();
     let st = sim.stats();
@@ -381,12 +369,15 @@ async fn rate_limit_storms_are_waited_out_and_nothing_is_lost() {
         let sim = sim(cfg).await;
         let topic = fresh_topic("storm");
         let run = run_loader_async(
-            job_env(
-                &sim,
-                &topic,
-                "BTCUSDT",
-                "api_candles_5m",
-                "2024-01-01:2024-01-15",
+            with(
+                job_env(
+                    &sim,
+                    &topic,
+                    "BTCUSDT",
+                    "api_candles_5m",
+                    "2024-01-01:2024-01-15",
+                ),
+                &[("SOURCE", "rest")],
             ),
             vec![],
         )
@@ -435,12 +426,15 @@ async fn server_errors_and_dropped_connections_are_retried() {
     .await;
     let topic = fresh_topic("faults");
     let run = run_loader_async(
-        job_env(
-            &sim,
-            &topic,
-            "ETHUSDT",
-            "api_candles_1m",
-            "2024-01-01:2024-01-08",
+        with(
+            job_env(
+                &sim,
+                &topic,
+                "ETHUSDT",
+                "api_candles_1m",
+                "2024-01-01:2024-01-08",
+            ),
+            &[("SOURCE", "rest")],
         ),
         vec![],
     )
@@ -473,7 +467,7 @@ async fn a_ban_longer_than_the_retry_budget_fails_with_exit_1() {
             "api_candles_1m",
             "2024-01-01:2024-01-02",
         ),
-        &[("MAX_RETRY_AFTER", "5")],
+        &[("MAX_RETRY_AFTER", "5"), ("SOURCE", "rest")],
     );
     let run = run_loader_async(env, vec![]).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);

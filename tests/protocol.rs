@@ -270,7 +270,11 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
         .unwrap()
         .port()
         .to_string();
-    let s = setup(&sim, "2024-01-01:2024-03-01", &[("FETCH_CONCURRENCY", "1")]);
+    let s = setup(
+        &sim,
+        "2024-01-01:2024-03-01",
+        &[("FETCH_CONCURRENCY", "1"), ("SOURCE", "rest")],
+    );
     let mut env = s.env.clone();
     env.retain(|(k, _)| *k != "METRICS_PORT");
     env.push(("METRICS_PORT", port.clone()));
@@ -349,7 +353,11 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
 async fn stop_addressed_to_all_and_sigterm_both_interrupt() {
     let sim = slow_sim().await;
     for how in ["all", "sigterm"] {
-        let s = setup(&sim, "2024-01-01:2024-03-01", &[("FETCH_CONCURRENCY", "1")]);
+        let s = setup(
+            &sim,
+            "2024-01-01:2024-03-01",
+            &[("FETCH_CONCURRENCY", "1"), ("SOURCE", "rest")],
+        );
         let env = s.env.clone();
         let (exit, ev) = tokio::task::spawn_blocking(move || {
             let child = spawn(&env);

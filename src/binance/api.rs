@@ -94,7 +94,12 @@ pub struct DepthSnapshot {
 }
 
 impl Exchange {
-    async fn call(&self, endpoint: Endpoint, symbol: &str, query: &[(&str, String)]) -> Result<Bytes> {
+    async fn call(
+        &self,
+        endpoint: Endpoint,
+        symbol: &str,
+        query: &[(&str, String)],
+    ) -> Result<Bytes> {
         self.client
             .get(endpoint, query)
             .await
@@ -118,34 +123,52 @@ impl Exchange {
             ("endTime", end_inclusive.to_string()),
             ("limit", limit.to_string()),
         ];
-        Ok(Page::new(self.call(Endpoint::Klines, symbol, &query).await?))
+        Ok(Page::new(
+            self.call(Endpoint::Klines, symbol, &query).await?,
+        ))
     }
 
     /// Aggregate trades with id `>= from_id`, at most `limit`.
-    pub async fn agg_trades_from_id(&self, symbol: &str, from_id: u64, limit: u32) -> Result<Page<AggTrades>> {
+    pub async fn agg_trades_from_id(
+        &self,
+        symbol: &str,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Page<AggTrades>> {
         let query = [
             ("symbol", symbol.to_string()),
             ("fromId", from_id.to_string()),
             ("limit", limit.to_string()),
         ];
-        Ok(Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?))
+        Ok(Page::new(
+            self.call(Endpoint::AggTrades, symbol, &query).await?,
+        ))
     }
 
     /// Aggregate trades with time in `[start, end_inclusive]` (less than an hour apart).
-    async fn agg_trades_between(&self, symbol: &str, start: i64, end_inclusive: i64, limit: u32) -> Result<Page<AggTrades>> {
+    async fn agg_trades_between(
+        &self,
+        symbol: &str,
+        start: i64,
+        end_inclusive: i64,
+        limit: u32,
+    ) -> Result<Page<AggTrades>> {
         let query = [
             ("symbol", symbol.to_string()),
             ("startTime", start.to_string()),
             ("endTime", end_inclusive.to_string()),
             ("limit", limit.to_string()),
         ];
-        Ok(Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?))
+        Ok(Page::new(
+            self.call(Endpoint::AggTrades, symbol, &query).await?,
+        ))
     }
 
     /// The newest aggregate trade, if the symbol has any.
     pub async fn newest_agg_trade(&self, symbol: &str) -> Result<Option<AggTradeRef>> {
         let query = [("symbol", symbol.to_string()), ("limit", "1".to_string())];
-        let page: Page<AggTrades> = Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?);
+        let page: Page<AggTrades> =
+            Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?);
         Ok(page.rows()?.last().map(AggTradeRef::of))
     }
 
@@ -155,8 +178,14 @@ impl Exchange {
     /// the newest trade bounds the search and a binary search over ids (ids are ordered by
     /// time) finds it in about 30 requests, however long ago `t` was or however quiet the
     /// symbol has been since: never a walk over hours.
-    pub async fn first_agg_trade_at_or_after(&self, symbol: &str, t: i64) -> Result<Option<AggTradeRef>> {
-        let page = self.agg_trades_between(symbol, t, t + AGG_WINDOW_MS - 1, 1).await?;
+    pub async fn first_agg_trade_at_or_after(
+        &self,
+        symbol: &str,
+        t: i64,
+    ) -> Result<Option<AggTradeRef>> {
+        let page = self
+            .agg_trades_between(symbol, t, t + AGG_WINDOW_MS - 1, 1)
+            .await?;
         if let Some(r) = page.rows()?.first() {
             return Ok(Some(AggTradeRef::of(r)));
         }
@@ -188,20 +217,31 @@ impl Exchange {
     }
 
     /// Raw trades with id `>= from_id`, at most `limit` (weight 25).
-    pub async fn historical_trades(&self, symbol: &str, from_id: u64, limit: u32) -> Result<Page<Trades>> {
+    pub async fn historical_trades(
+        &self,
+        symbol: &str,
+        from_id: u64,
+        limit: u32,
+    ) -> Result<Page<Trades>> {
         let query = [
             ("symbol", symbol.to_string()),
             ("fromId", from_id.to_string()),
             ("limit", limit.to_string()),
         ];
-        Ok(Page::new(self.call(Endpoint::HistoricalTrades, symbol, &query).await?))
+        Ok(Page::new(
+            self.call(Endpoint::HistoricalTrades, symbol, &query)
+                .await?,
+        ))
     }
 
     /// An order-book snapshot with `limit` levels a side.
     pub async fn depth(&self, symbol: &str, limit: u32) -> Result<DepthSnapshot> {
         let query = [("symbol", symbol.to_string()), ("limit", limit.to_string())];
         let body = self.call(Endpoint::Depth { limit }, symbol, &query).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| LoaderError::Exchange(format!("Binance sent a depth snapshot that does not parse: {e}")))
+        serde_json::from_slice(&body).map_err(|e| {
+            LoaderError::Exchange(format!(
+                "Binance sent a depth snapshot that does not parse: {e}"
+            ))
+        })
     }
 }

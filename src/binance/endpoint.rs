@@ -67,6 +67,9 @@ mod tests {
         assert_eq!((w(20), w(100), w(101), w(500)), (5, 5, 25, 25));
         assert_eq!((w(1000), w(1001), w(5000)), (50, 250, 250));
         assert_eq!(Endpoint::ExchangeInfo.weight(), 20);
-        assert_eq!(Endpoint::HistoricalTrades.path(), "/api/v3/historicalTrades");
+        assert_eq!(
+            Endpoint::HistoricalTrades.path(),
+            "/api/v3/historicalTrades"
+        );
     }
 }

@@ -18,8 +18,8 @@ pub use endpoint::Endpoint;
 
 use crate::config::BinanceConfig;
 use crate::error::LoaderError;
-use limiter::WeightLimiter;
 use bytes::Bytes;
+use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
 
 /// A ready connection to the exchange: clock synchronised, weight rule known, symbols checked.
@@ -69,8 +69,7 @@ impl Exchange {
         ));
         // Carry what the set-up calls already spent in this window.
         limiter.carry(provisional.used());
-        let client =
-            RestClient::new(cfg, limiter, stats, cancel).map_err(LoaderError::config)?;
+        let client = RestClient::new(cfg, limiter, stats, cancel).map_err(LoaderError::config)?;
         tracing::info!(
             clock_offset_ms = offset,
             weight_limit = rule.limit,

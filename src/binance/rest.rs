@@ -148,7 +148,11 @@ impl RestClient {
 
     /// GETs `endpoint` with `query`, reserving its weight first; retries what is safe to
     /// retry. Returns [`RestError::Cancelled`] as soon as the job stops.
-    pub async fn get(&self, endpoint: Endpoint, query: &[(&str, String)]) -> Result<Bytes, RestError> {
+    pub async fn get(
+        &self,
+        endpoint: Endpoint,
+        query: &[(&str, String)],
+    ) -> Result<Bytes, RestError> {
         let path = endpoint.path();
         tokio::select! {
             biased;

@@ -82,11 +82,17 @@ pub fn combined_plan(base: &str, streams: &[String]) -> StreamPlan {
     let base = stream_base(base);
     let url = format!("{base}/stream?streams={}", streams.join("/"));
     if url.len() <= MAX_URL_LEN {
-        return StreamPlan { url, subscribe: Vec::new() };
+        return StreamPlan {
+            url,
+            subscribe: Vec::new(),
+        };
     }
     StreamPlan {
         url: format!("{base}/stream"),
-        subscribe: streams.chunks(STREAMS_PER_SUBSCRIBE).map(<[String]>::to_vec).collect(),
+        subscribe: streams
+            .chunks(STREAMS_PER_SUBSCRIBE)
+            .map(<[String]>::to_vec)
+            .collect(),
     }
 }
 
@@ -128,7 +134,9 @@ async fn connect_and_read(
     // Subscriptions go out paced; their replies are read (and pings answered) in the loop below.
     let mut pending_subscribes = plan.subscribe.iter().enumerate().peekable();
     let mut next_subscribe = Instant::now();
-    if pending_subscribes.peek().is_none() && tx.send(StreamMessage::Connected { conn }).await.is_err() {
+    if pending_subscribes.peek().is_none()
+        && tx.send(StreamMessage::Connected { conn }).await.is_err()
+    {
         return Ok("source ended".into());
     }
     let mut unanswered = plan.subscribe.len();
@@ -144,7 +152,9 @@ async fn connect_and_read(
             }
         }
         let wait = if pending_subscribes.peek().is_some() {
-            next_subscribe.saturating_duration_since(Instant::now()).min(idle_timeout)
+            next_subscribe
+                .saturating_duration_since(Instant::now())
+                .min(idle_timeout)
         } else {
             idle_timeout
         };
@@ -167,7 +177,8 @@ async fn connect_and_read(
                         return Err(format!("SUBSCRIBE refused: {e}"));
                     }
                     unanswered = unanswered.saturating_sub(1);
-                    if unanswered == 0 && tx.send(StreamMessage::Connected { conn }).await.is_err() {
+                    if unanswered == 0 && tx.send(StreamMessage::Connected { conn }).await.is_err()
+                    {
                         return Ok("source ended".into());
                     }
                     continue;
@@ -295,7 +306,9 @@ mod tests {
             assert!(plan.subscribe.is_empty());
         }
         // 1,024 streams would make a URL of tens of kilobytes: SUBSCRIBE instead.
-        let many: Vec<String> = (0..1024).map(|i| format!("sym{i:04}usdt@aggTrade")).collect();
+        let many: Vec<String> = (0..1024)
+            .map(|i| format!("sym{i:04}usdt@aggTrade"))
+            .collect();
         let plan = combined_plan("wss://stream.binance.com:9443/ws", &many);
         assert_eq!(plan.url, "wss://stream.binance.com:9443/stream");
         assert_eq!(plan.subscribe.len(), 6);

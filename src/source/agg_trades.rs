@@ -16,7 +16,7 @@ use crate::binance::api::AggTrades;
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::{RawAggTrade, RecordBatch};
-use crate::registry::{Origin, RecordKind};
+use crate::registry::RecordKind;
 use crate::source::klines::SETTLE_MS;
 use crate::time_range::TimeRange;
 
@@ -40,7 +40,12 @@ impl History for AggTradeHistory {
         })
     }
 
-    fn push_csv_row(&self, row: &csv::ByteRecord, cursor: &mut Cursor, batch: &mut RecordBatch) -> Result<()> {
+    fn push_csv_row(
+        &self,
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
         let bad = LoaderError::Exchange;
         let id = fields::uint(row, 0, "aggregate trade id").map_err(bad)?;
         let time = fields::time_ms(row, 5, "time").map_err(bad)?;
@@ -75,7 +80,10 @@ impl History for AggTradeHistory {
             let ex = ctx.rest()?;
             let from = match cursor.next_id() {
                 Some(id) => id,
-                None => match ex.first_agg_trade_at_or_after(&ctx.symbol, span.start_ms).await? {
+                None => match ex
+                    .first_agg_trade_at_or_after(&ctx.symbol, span.start_ms)
+                    .await?
+                {
                     Some(first) if first.time < span.end_ms => first.id,
                     _ => {
                         tracing::info!(symbol = %ctx.symbol, span = %span, "no aggregate trades in this span");
@@ -92,16 +100,31 @@ impl History for AggTradeHistory {
                 end_id,
                 end_time: span.end_ms,
             };
-            trade_ids::load::<AggTrades>(ex, &ctx.symbol, span, ctx.page_limit, ctx.concurrency, cursor, out, Origin::Rest).await?;
+            trade_ids::load::<AggTrades>(
+                ex,
+                &ctx.symbol,
+                span,
+                (ctx.page_limit, ctx.concurrency),
+                cursor,
+                out,
+            )
+            .await?;
             Ok(())
         })
     }
 
-    fn exists<'a>(&'a self, exchange: &'a Exchange, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        probe: Probe,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             Ok(match probe {
                 Probe::Ordinals(a, b) => {
-                    let page = exchange.agg_trades_from_id(symbol, a.max(0) as u64, 1).await?;
+                    let page = exchange
+                        .agg_trades_from_id(symbol, a.max(0) as u64, 1)
+                        .await?;
                     page.rows()?.first().is_some_and(|r| r.a as i64 <= b)
                 }
                 Probe::Time(r) => exchange

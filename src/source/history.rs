@@ -32,7 +32,11 @@ impl Drop for Prefetch {
 }
 
 /// Loads `ctx.range` of `kind` for `ctx.symbol` into `tx`.
-pub async fn load(kind: Arc<dyn History>, ctx: HistoryContext, tx: mpsc::Sender<RecordBatch>) -> Result<SourceSummary> {
+pub async fn load(
+    kind: Arc<dyn History>,
+    ctx: HistoryContext,
+    tx: mpsc::Sender<RecordBatch>,
+) -> Result<SourceSummary> {
     let mut out = Emitter::new(tx, &ctx.symbol, ctx.status.clone());
     let settled = kind.settled_end(ctx.now_ms());
     let mut range = ctx.range;
@@ -60,7 +64,9 @@ pub async fn load(kind: Arc<dyn History>, ctx: HistoryContext, tx: mpsc::Sender<
     let mut next_to_fetch = 0;
     for i in 0..steps.len() {
         // Keep up to ARCHIVE_CONCURRENCY downloads ahead of the step being published.
-        while next_to_fetch < steps.len() && prefetched.iter().flatten().count() < ctx.archive_concurrency.max(1) {
+        while next_to_fetch < steps.len()
+            && prefetched.iter().flatten().count() < ctx.archive_concurrency.max(1)
+        {
             prefetched.push_back(start_download(&ctx, &steps[next_to_fetch]));
             next_to_fetch += 1;
         }
@@ -82,7 +88,8 @@ pub async fn load(kind: Arc<dyn History>, ctx: HistoryContext, tx: mpsc::Sender<
                 };
                 let result = match result {
                     Ok(verified) => {
-                        let (c, o, r) = publish_file(kind.clone(), &ctx, verified, cursor, out).await?;
+                        let (c, o, r) =
+                            publish_file(kind.clone(), &ctx, verified, cursor, out).await?;
                         cursor = c;
                         out = o;
                         r
@@ -121,7 +128,9 @@ fn start_download(ctx: &HistoryContext, step: &Step) -> Option<Prefetch> {
     };
     let archive = ctx.archive.clone()?;
     let (file, checksum) = (file.clone(), checksum.clone());
-    Some(Prefetch(tokio::spawn(async move { archive.download(&file, &checksum).await })))
+    Some(Prefetch(tokio::spawn(async move {
+        archive.download(&file, &checksum).await
+    })))
 }
 
 /// Publishes the rows of a verified file on a blocking thread and hands the cursor and emitter
@@ -153,7 +162,8 @@ async fn publish_file(
                 if stop.is_cancelled() {
                     return Ok(false);
                 }
-                let full = std::mem::replace(&mut batch, RecordBatch::new(symbol.clone(), ARCHIVE_BATCH));
+                let full =
+                    std::mem::replace(&mut batch, RecordBatch::new(symbol.clone(), ARCHIVE_BATCH));
                 if let Err(e) = out.blocking_send(full, Origin::Archive) {
                     failure = Some(e);
                     return Ok(false);

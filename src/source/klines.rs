@@ -44,7 +44,14 @@ pub fn pages<'a>(
 }
 
 /// All candles with open time in `[ws, we)`: usually one request.
-async fn window(exchange: &Exchange, symbol: &str, iv: Interval, ws: i64, we: i64, limit: u32) -> Result<Vec<Page<Klines>>> {
+async fn window(
+    exchange: &Exchange,
+    symbol: &str,
+    iv: Interval,
+    ws: i64,
+    we: i64,
+    limit: u32,
+) -> Result<Vec<Page<Klines>>> {
     let mut out = Vec::with_capacity(1);
     let mut cursor = ws;
     while cursor < we {
@@ -57,7 +64,9 @@ async fn window(exchange: &Exchange, symbol: &str, iv: Interval, ws: i64, we: i6
         // A short page, or a full one that reached the window's last candle, is the end:
         // asking again would only cost weight for an empty answer.
         match last_open {
-            Some(last) if n >= limit as usize && iv.next_open(last) < we && last >= cursor => cursor = last + 1,
+            Some(last) if n >= limit as usize && iv.next_open(last) < we && last >= cursor => {
+                cursor = last + 1
+            }
             _ => break,
         }
     }
@@ -104,7 +113,12 @@ impl History for KlineHistory {
         })
     }
 
-    fn push_csv_row(&self, row: &csv::ByteRecord, cursor: &mut Cursor, batch: &mut RecordBatch) -> Result<()> {
+    fn push_csv_row(
+        &self,
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
         let bad = LoaderError::Exchange;
         let open = fields::time_ms(row, 0, "open time").map_err(bad)?;
         if !cursor.admit(open, open) {
@@ -142,7 +156,15 @@ impl History for KlineHistory {
                 Some(last) => iv.next_open(last).max(span.start_ms),
                 None => span.start_ms,
             };
-            let mut pages = std::pin::pin!(pages(exchange, &ctx.symbol, iv, from, span.end_ms, ctx.page_limit, ctx.concurrency));
+            let mut pages = std::pin::pin!(pages(
+                exchange,
+                &ctx.symbol,
+                iv,
+                from,
+                span.end_ms,
+                ctx.page_limit,
+                ctx.concurrency
+            ));
             while let Some(window) = pages.next().await {
                 let window = window?;
                 let mut batch = RecordBatch::new(ctx.symbol.clone(), ctx.page_limit as usize);
@@ -160,7 +182,12 @@ impl History for KlineHistory {
         })
     }
 
-    fn exists<'a>(&'a self, exchange: &'a Exchange, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        probe: Probe,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let (from, to_inclusive) = match probe {
                 Probe::Ordinals(a, b) => (a, b),
@@ -169,7 +196,9 @@ impl History for KlineHistory {
             if to_inclusive < from {
                 return Ok(false);
             }
-            let page = exchange.klines(symbol, self.interval, from, to_inclusive, 1).await?;
+            let page = exchange
+                .klines(symbol, self.interval, from, to_inclusive, 1)
+                .await?;
             Ok(!page.rows()?.is_empty())
         })
     }
@@ -185,7 +214,11 @@ mod tests {
         let w = windows(iv, 0, 2_500 * 60_000, 1000);
         assert_eq!(
             w,
-            vec![(0, 60_000_000), (60_000_000, 120_000_000), (120_000_000, 150_000_000)]
+            vec![
+                (0, 60_000_000),
+                (60_000_000, 120_000_000),
+                (120_000_000, 150_000_000)
+            ]
         );
         let month: Interval = "1M".parse().unwrap();
         let start = 1_704_067_200_000; // 2024-01-01
@@ -195,19 +228,35 @@ mod tests {
 
     #[test]
     fn csv_rows_become_the_same_records_as_rest_rows() {
-        let kh = KlineHistory { interval: Interval::M1 };
-        let range = TimeRange { start_ms: 0, end_ms: i64::MAX };
+        let kh = KlineHistory {
+            interval: Interval::M1,
+        };
+        let range = TimeRange {
+            start_ms: 0,
+            end_ms: i64::MAX,
+        };
         let rest = br#"[[1735689600000,"1.00000000","2.00000000","0.50000000","1.50000000","10.00000000",1735689659999,"15.00000000",7,"5.00000000","7.50000000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(rest).unwrap();
         let mut from_rest = RecordBatch::new("BTCUSDT".into(), 1);
         from_rest.push_kline("1m", &rows[0]).unwrap();
         // The same candle in a 2025 archive file: microsecond times.
         let csv_row = csv::ByteRecord::from(vec![
-            "1735689600000000", "1.00000000", "2.00000000", "0.50000000", "1.50000000", "10.00000000",
-            "1735689659999999", "15.00000000", "7", "5.00000000", "7.50000000", "0",
+            "1735689600000000",
+            "1.00000000",
+            "2.00000000",
+            "0.50000000",
+            "1.50000000",
+            "10.00000000",
+            "1735689659999999",
+            "15.00000000",
+            "7",
+            "5.00000000",
+            "7.50000000",
+            "0",
         ]);
         let mut from_csv = RecordBatch::new("BTCUSDT".into(), 1);
-        kh.push_csv_row(&csv_row, &mut Cursor::new(kh.kind(), range), &mut from_csv).unwrap();
+        kh.push_csv_row(&csv_row, &mut Cursor::new(kh.kind(), range), &mut from_csv)
+            .unwrap();
         assert_eq!(from_rest.iter().next(), from_csv.iter().next());
     }
 }

@@ -88,7 +88,12 @@ pub trait History: Send + Sync + 'static {
     fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout>;
 
     /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
-    fn push_csv_row(&self, row: &csv::ByteRecord, cursor: &mut Cursor, batch: &mut RecordBatch) -> Result<()>;
+    fn push_csv_row(
+        &self,
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()>;
 
     /// Loads `[span.start, span.end)` over REST, continuing after what `cursor` saw.
     fn load_rest<'a>(
@@ -101,7 +106,12 @@ pub trait History: Send + Sync + 'static {
 
     /// Whether the exchange has any record in `probe` (for `verify`: a gap the exchange also
     /// has is not a lost record).
-    fn exists<'a>(&'a self, exchange: &'a Exchange, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>>;
+    fn exists<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        probe: Probe,
+    ) -> BoxFuture<'a, Result<bool>>;
 }
 
 /// Keeps one symbol's records in order and unique across spans (monthly, daily, REST): a
@@ -192,7 +202,10 @@ impl Emitter {
             return Ok(());
         }
         self.note(&batch, origin);
-        self.tx.send(batch).await.map_err(|_| LoaderError::SinkClosed)
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| LoaderError::SinkClosed)
     }
 
     /// The same from a blocking thread (archive files are parsed on one).
@@ -201,7 +214,9 @@ impl Emitter {
             return Ok(());
         }
         self.note(&batch, origin);
-        self.tx.blocking_send(batch).map_err(|_| LoaderError::SinkClosed)
+        self.tx
+            .blocking_send(batch)
+            .map_err(|_| LoaderError::SinkClosed)
     }
 }
 
@@ -262,14 +277,20 @@ mod tests {
 
     #[test]
     fn the_cursor_admits_in_range_once_and_notes_id_gaps() {
-        let range = TimeRange { start_ms: 100, end_ms: 200 };
+        let range = TimeRange {
+            start_ms: 100,
+            end_ms: 200,
+        };
         let mut c = Cursor::new(RecordKind::AggTrades, range);
         assert!(!c.admit(99, 1), "before the range");
         assert!(c.admit(100, 2));
         assert!(!c.admit(100, 2), "a repeated row");
         assert!(c.admit(150, 5));
         assert!(!c.admit(200, 6), "the end is exclusive");
-        assert_eq!((c.gaps.clone(), c.duplicates, c.next_id()), (vec![(3, 4)], 1, Some(6)));
+        assert_eq!(
+            (c.gaps.clone(), c.duplicates, c.next_id()),
+            (vec![(3, 4)], 1, Some(6))
+        );
         let mut k = Cursor::new(RecordKind::Candles(crate::binance::Interval::M1), range);
         assert!(k.admit(120, 120) && k.admit(180, 180));
         assert!(k.gaps.is_empty(), "candles have no id gaps");

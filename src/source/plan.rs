@@ -89,9 +89,21 @@ fn pieces(range: TimeRange, daily: bool) -> Vec<Piece> {
         } else if daily && d.start_ms == t && d.end_ms <= range.end_ms {
             Piece::WholeDay(day)
         } else if daily {
-            Piece::Partial(day, TimeRange { start_ms: t, end_ms: d.end_ms.min(range.end_ms) })
+            Piece::Partial(
+                day,
+                TimeRange {
+                    start_ms: t,
+                    end_ms: d.end_ms.min(range.end_ms),
+                },
+            )
         } else {
-            Piece::Partial(month, TimeRange { start_ms: t, end_ms: m.end_ms.min(range.end_ms) })
+            Piece::Partial(
+                month,
+                TimeRange {
+                    start_ms: t,
+                    end_ms: m.end_ms.min(range.end_ms),
+                },
+            )
         };
         t = match piece {
             Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span().end_ms,
@@ -128,7 +140,11 @@ async fn probe(archive: &ArchiveClient, file: &ArchiveFile) -> Probed {
 }
 
 /// Asks the archive for every file `wanted` names, `concurrency` at a time, in order.
-async fn probe_all(archive: &ArchiveClient, wanted: Vec<ArchiveFile>, concurrency: usize) -> Vec<(ArchiveFile, Probed)> {
+async fn probe_all(
+    archive: &ArchiveClient,
+    wanted: Vec<ArchiveFile>,
+    concurrency: usize,
+) -> Vec<(ArchiveFile, Probed)> {
     stream::iter(wanted)
         .map(|f| async move {
             let p = probe(archive, &f).await;
@@ -147,16 +163,15 @@ pub async fn plan(
     range: TimeRange,
     fallbacks: &mut Vec<String>,
 ) -> Result<Vec<Step>> {
-    let (archive, layout) = match (ctx.mode, &ctx.archive, layout) {
-        (SourceMode::Rest, _, _) | (_, None, _) => return Ok(vec![Step::Rest(range)]),
-        (SourceMode::Archive, _, None) => {
-            return Err(LoaderError::config(format!(
-                "SOURCE=archive: the archive has no files for this TYPE; use SOURCE=auto or rest"
-            )))
-        }
-        (SourceMode::Auto, _, None) => return Ok(vec![Step::Rest(range)]),
-        (_, Some(a), Some(l)) => (a.as_ref(), l),
-    };
+    let (archive, layout) =
+        match (ctx.mode, &ctx.archive, layout) {
+            (SourceMode::Rest, _, _) | (_, None, _) => return Ok(vec![Step::Rest(range)]),
+            (SourceMode::Archive, _, None) => return Err(LoaderError::config(
+                "SOURCE=archive: the archive has no files for this TYPE; use SOURCE=auto or rest",
+            )),
+            (SourceMode::Auto, _, None) => return Ok(vec![Step::Rest(range)]),
+            (_, Some(a), Some(l)) => (a.as_ref(), l),
+        };
     let strict = ctx.mode == SourceMode::Archive;
     let concurrency = ctx.archive_concurrency * 2;
     let mut pieces = pieces(range, layout.daily);
@@ -178,7 +193,9 @@ pub async fn plan(
                 let (file, probed) = month_files.next().expect("one probe per month");
                 match probed {
                     Probed::Found(sum) => expanded.push((piece, Some((file, sum)))),
-                    Probed::Missing if layout.daily => expanded.extend(days_of(m).map(|d| (d, None))),
+                    Probed::Missing if layout.daily => {
+                        expanded.extend(days_of(m).map(|d| (d, None)))
+                    }
                     Probed::Missing if strict => return Err(missing(&file, archive)),
                     Probed::Missing => expanded.push((Piece::Partial(m, m.span()), None)),
                     Probed::Failed(e) if strict => return Err(archive_error(e)),
@@ -207,7 +224,8 @@ pub async fn plan(
             resolved.push((piece, found));
             continue;
         }
-        let asked = matches!(piece, Piece::WholeDay(_)) || (strict && matches!(piece, Piece::Partial(..)));
+        let asked =
+            matches!(piece, Piece::WholeDay(_)) || (strict && matches!(piece, Piece::Partial(..)));
         if !asked {
             resolved.push((piece, None));
             continue;
@@ -235,7 +253,11 @@ pub async fn plan(
             Piece::Partial(_, r) => r,
         };
         match found {
-            Some((file, checksum)) => steps.push(Step::Archive { file, checksum, span }),
+            Some((file, checksum)) => steps.push(Step::Archive {
+                file,
+                checksum,
+                span,
+            }),
             None => match steps.last_mut() {
                 Some(Step::Rest(prev)) if prev.end_ms == span.start_ms => prev.end_ms = span.end_ms,
                 _ => steps.push(Step::Rest(span)),
@@ -246,7 +268,10 @@ pub async fn plan(
 }
 
 fn note_fallback(fallbacks: &mut Vec<String>, symbol: &str, file: &ArchiveFile, e: &ArchiveError) {
-    let why = format!("{}: loaded over REST because the archive failed: {e}", file.name);
+    let why = format!(
+        "{}: loaded over REST because the archive failed: {e}",
+        file.name
+    );
     tracing::warn!(symbol, file = %file.name, error = %e, "archive unavailable for this file: falling back to REST");
     fallbacks.push(why);
 }
@@ -277,7 +302,10 @@ mod tests {
 
     #[test]
     fn a_range_is_cut_into_months_days_and_edges() {
-        let range = TimeRange { start_ms: JAN1_2024 - DAY - 3_600_000, end_ms: FEB1_2024 + DAY + 60_000 };
+        let range = TimeRange {
+            start_ms: JAN1_2024 - DAY - 3_600_000,
+            end_ms: FEB1_2024 + DAY + 60_000,
+        };
         let p = pieces(range, true);
         let kinds: Vec<&str> = p
             .iter()
@@ -289,7 +317,9 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["partial", "day", "month", "day", "partial"]);
         match p[0] {
-            Piece::Partial(_, r) => assert_eq!((r.start_ms, r.end_ms), (range.start_ms, JAN1_2024 - DAY)),
+            Piece::Partial(_, r) => {
+                assert_eq!((r.start_ms, r.end_ms), (range.start_ms, JAN1_2024 - DAY))
+            }
             _ => unreachable!(),
         }
         // Without daily files (3d, 1w, 1M candles) the edges are parts of months.
@@ -303,7 +333,10 @@ mod tests {
     fn source_names() {
         assert_eq!("AUTO".parse::<SourceMode>().unwrap(), SourceMode::Auto);
         assert_eq!(" rest".parse::<SourceMode>().unwrap(), SourceMode::Rest);
-        assert_eq!("archive".parse::<SourceMode>().unwrap(), SourceMode::Archive);
+        assert_eq!(
+            "archive".parse::<SourceMode>().unwrap(),
+            SourceMode::Archive
+        );
         assert!("ftp".parse::<SourceMode>().unwrap_err().contains("SOURCE"));
     }
 }

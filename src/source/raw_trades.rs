@@ -14,7 +14,7 @@ use crate::binance::api::Trades;
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::{RawTrade, RecordBatch};
-use crate::registry::{Origin, RecordKind};
+use crate::registry::RecordKind;
 use crate::source::klines::SETTLE_MS;
 use crate::time_range::TimeRange;
 
@@ -38,7 +38,12 @@ impl History for TradeHistory {
         })
     }
 
-    fn push_csv_row(&self, row: &csv::ByteRecord, cursor: &mut Cursor, batch: &mut RecordBatch) -> Result<()> {
+    fn push_csv_row(
+        &self,
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
         let bad = LoaderError::Exchange;
         let id = fields::uint(row, 0, "trade id").map_err(bad)?;
         let time = fields::time_ms(row, 4, "time").map_err(bad)?;
@@ -70,7 +75,10 @@ impl History for TradeHistory {
             let ex = ctx.rest()?;
             let from = match cursor.next_id() {
                 Some(id) => id,
-                None => match ex.first_agg_trade_at_or_after(&ctx.symbol, span.start_ms).await? {
+                None => match ex
+                    .first_agg_trade_at_or_after(&ctx.symbol, span.start_ms)
+                    .await?
+                {
                     Some(first) if first.time < span.end_ms => first.first_trade_id,
                     _ => {
                         tracing::info!(symbol = %ctx.symbol, span = %span, "no trades in this span");
@@ -87,16 +95,31 @@ impl History for TradeHistory {
                 end_id,
                 end_time: span.end_ms,
             };
-            trade_ids::load::<Trades>(ex, &ctx.symbol, span, ctx.page_limit, ctx.concurrency, cursor, out, Origin::Rest).await?;
+            trade_ids::load::<Trades>(
+                ex,
+                &ctx.symbol,
+                span,
+                (ctx.page_limit, ctx.concurrency),
+                cursor,
+                out,
+            )
+            .await?;
             Ok(())
         })
     }
 
-    fn exists<'a>(&'a self, exchange: &'a Exchange, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        probe: Probe,
+    ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             Ok(match probe {
                 Probe::Ordinals(a, b) => {
-                    let page = exchange.historical_trades(symbol, a.max(0) as u64, 1).await?;
+                    let page = exchange
+                        .historical_trades(symbol, a.max(0) as u64, 1)
+                        .await?;
                     page.rows()?.first().is_some_and(|r| r.id as i64 <= b)
                 }
                 Probe::Time(r) => exchange

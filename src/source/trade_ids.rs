@@ -53,17 +53,32 @@ pub trait IdFeed: RowKind + Sized + 'static
 where
     for<'a> Self::Row<'a>: IdRow,
 {
-    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a;
+    fn fetch<'a>(
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a;
 }
 
 impl IdFeed for AggTrades {
-    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+    fn fetch<'a>(
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
         exchange.agg_trades_from_id(symbol, from, limit)
     }
 }
 
 impl IdFeed for Trades {
-    fn fetch<'a>(exchange: &'a Exchange, symbol: &'a str, from: u64, limit: u32) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+    fn fetch<'a>(
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
         exchange.historical_trades(symbol, from, limit)
     }
 }
@@ -80,17 +95,16 @@ pub struct IdSpan {
     pub end_time: i64,
 }
 
-/// Loads the trades of `span`, page by page in order, through `cursor` (which drops what was
-/// published already and notes gaps) into `out`. Returns the trades published.
+/// Loads the trades of `span` over REST, `concurrency` pages of `page_limit` in flight,
+/// published page by page in order through `cursor` (which drops what was published already and
+/// notes gaps) into `out`. Returns the trades published.
 pub async fn load<F: IdFeed>(
     exchange: &Exchange,
     symbol: &str,
     span: IdSpan,
-    page_limit: u32,
-    concurrency: usize,
+    (page_limit, concurrency): (u32, usize),
     cursor: &mut Cursor,
     out: &mut Emitter,
-    origin: Origin,
 ) -> Result<u64>
 where
     for<'a> F::Row<'a>: IdRow,
@@ -131,7 +145,7 @@ where
             }
         }
         published += batch.len() as u64;
-        out.send(batch, origin).await?;
+        out.send(batch, Origin::Rest).await?;
         if reached_end {
             break;
         }

@@ -36,11 +36,19 @@ impl From<Output> for Run {
     }
 }
 
-/// Runs the binary with exactly these variables (plus PATH), blocking.
+/// Runs the binary with exactly these variables (plus PATH), blocking. The exchange simulator
+/// serves the archive too: a job pointed at one (BINANCE_API_URL) gets it as ARCHIVE_URL unless
+/// the test names another.
 pub fn run_loader(envs: &[(&str, String)], args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
+    let has = |name: &str| envs.iter().any(|(k, _)| *k == name);
+    if let Some((_, url)) = envs.iter().find(|(k, _)| *k == "BINANCE_API_URL") {
+        if !has("ARCHIVE_URL") && !args.contains(&"verify") {
+            cmd.env("ARCHIVE_URL", url);
+        }
+    }
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -79,4 +87,71 @@ pub fn parse_records(messages: Vec<(Option<Vec<u8>>, Vec<u8>)>) -> Vec<(Option<S
             (key, value)
         })
         .collect()
+}
+
+/// The variables of a history job against the simulator at `sim_url`, publishing `symbol`'s
+/// `ty` for `range` to `topic` on the shared test broker.
+pub fn job_env(
+    sim_url: &str,
+    topic: &str,
+    symbol: &str,
+    ty: &str,
+    range: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("SYMBOL", symbol.into()),
+        ("TYPE", ty.into()),
+        ("TIME_RANGE", range.into()),
+        ("KAFKA_TOPIC", topic.into()),
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            super::broker::Broker::shared().bootstrap(),
+        ),
+        ("BINANCE_API_URL", sim_url.into()),
+        ("QUEUE_ID", format!("test-{topic}")),
+        ("METRICS_PORT", "0".into()),
+    ]
+}
+
+/// `env` with `extra` set (replacing what it had for those names).
+pub fn with(
+    mut env: Vec<(&'static str, String)>,
+    extra: &[(&'static str, &str)],
+) -> Vec<(&'static str, String)> {
+    for (k, v) in extra {
+        env.retain(|(e, _)| e != k);
+        env.push((k, v.to_string()));
+    }
+    env
+}
+
+/// Every message of `topic` on the shared broker, parsed.
+pub fn read_topic(topic: &str) -> Vec<(Option<String>, Value)> {
+    parse_records(read_raw(topic))
+}
+
+/// Every message of `topic` on the shared broker, as bytes (key, payload), in order.
+pub fn read_raw(topic: &str) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    super::broker::consume_all(&super::broker::Broker::shared().bootstrap(), topic, &[])
+}
+
+/// `loader-producer verify --json` on `topic` for `range`, with `extra` variables and `args`.
+pub fn verify_topic(
+    topic: &str,
+    range: &str,
+    extra: &[(&'static str, String)],
+    args: &[&'static str],
+) -> Run {
+    let mut env = vec![
+        (
+            "KAFKA_BOOTSTRAP_SERVERS",
+            super::broker::Broker::shared().bootstrap(),
+        ),
+        ("KAFKA_TOPIC", topic.to_string()),
+        ("TIME_RANGE", range.to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    let mut all = vec!["verify", "--json"];
+    all.extend_from_slice(args);
+    run_loader(&env, &all)
 }

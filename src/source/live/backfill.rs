@@ -15,7 +15,11 @@ use crate::time_range::TimeRange;
 
 impl LiveSource {
     /// The first trade id (aggregate or raw, by type) at or after `t`, if any trade exists yet.
-    pub(super) async fn first_trade_id_at_or_after(&self, symbol: &str, t: i64) -> Result<Option<u64>> {
+    pub(super) async fn first_trade_id_at_or_after(
+        &self,
+        symbol: &str,
+        t: i64,
+    ) -> Result<Option<u64>> {
         let first = self.exchange.first_agg_trade_at_or_after(symbol, t).await?;
         Ok(first.map(|a| match self.live_type {
             LiveType::Trades => a.first_trade_id,
@@ -25,7 +29,13 @@ impl LiveSource {
 
     /// Trades with ids from `from` up to `to` (exclusive; unbounded without it) and time before
     /// `end_time`, over REST.
-    pub(super) async fn fill_trades(&self, st: &mut SymbolState, from: u64, to: Option<u64>, end_time: i64) -> Result<()> {
+    pub(super) async fn fill_trades(
+        &self,
+        st: &mut SymbolState,
+        from: u64,
+        to: Option<u64>,
+        end_time: i64,
+    ) -> Result<()> {
         st.flush().await?;
         tracing::info!(symbol = %st.symbol, from, to, "fetching trades the stream did not deliver");
         let span = IdSpan {
@@ -34,17 +44,29 @@ impl LiveSource {
             end_time,
         };
         let (ex, symbol) = (&*self.exchange, &*st.symbol);
-        let (limit, n) = (self.page_limit, self.concurrency);
+        let paging = (self.page_limit, self.concurrency);
         let fetched = match self.live_type {
-            LiveType::Trades => trade_ids::load::<Trades>(ex, symbol, span, limit, n, &mut st.cursor, &mut st.out, Origin::Rest).await?,
-            _ => trade_ids::load::<AggTrades>(ex, symbol, span, limit, n, &mut st.cursor, &mut st.out, Origin::Rest).await?,
+            LiveType::Trades => {
+                trade_ids::load::<Trades>(ex, symbol, span, paging, &mut st.cursor, &mut st.out)
+                    .await?
+            }
+            _ => {
+                trade_ids::load::<AggTrades>(ex, symbol, span, paging, &mut st.cursor, &mut st.out)
+                    .await?
+            }
         };
         st.out.summary.backfilled += fetched;
         Ok(())
     }
 
     /// Closed candles with open time in `[from, to)`, over REST.
-    pub(super) async fn fill_candles(&self, st: &mut SymbolState, iv: Interval, from: i64, to: i64) -> Result<()> {
+    pub(super) async fn fill_candles(
+        &self,
+        st: &mut SymbolState,
+        iv: Interval,
+        from: i64,
+        to: i64,
+    ) -> Result<()> {
         use futures::StreamExt;
         st.flush().await?;
         tracing::info!(symbol = %st.symbol, from, to, "fetching candles the stream did not deliver");
@@ -83,7 +105,11 @@ impl LiveSource {
             LiveType::AggTrades | LiveType::Trades => {
                 let from = match st.cursor.next_id() {
                     Some(next) => next,
-                    None => match self.exchange.first_agg_trade_at_or_after(&st.symbol, range.start_ms).await? {
+                    None => match self
+                        .exchange
+                        .first_agg_trade_at_or_after(&st.symbol, range.start_ms)
+                        .await?
+                    {
                         Some(first) if first.time < range.end_ms => match self.live_type {
                             LiveType::Trades => first.first_trade_id,
                             _ => first.id,
@@ -91,7 +117,9 @@ impl LiveSource {
                         _ => return Ok(()), // no trade in the whole range
                     },
                 };
-                let end_id = self.first_trade_id_at_or_after(&st.symbol, range.end_ms).await?;
+                let end_id = self
+                    .first_trade_id_at_or_after(&st.symbol, range.end_ms)
+                    .await?;
                 self.fill_trades(st, from, end_id, range.end_ms).await
             }
             LiveType::Candles(iv) => {
@@ -114,7 +142,10 @@ impl LiveSource {
         if st.book.resyncs > 0 {
             tracing::warn!(symbol = %st.symbol, resyncs = st.book.resyncs, "order book diff sequence broke: resyncing from a new snapshot");
         }
-        let snap = self.exchange.depth(&st.symbol, snapshot_limit(self.cfg.book_depth)).await?;
+        let snap = self
+            .exchange
+            .depth(&st.symbol, snapshot_limit(self.cfg.book_depth))
+            .await?;
         tracing::info!(symbol = %st.symbol, last_update_id = snap.last_update_id, "order book snapshot loaded");
         st.book.load_snapshot(snap);
         Ok(())

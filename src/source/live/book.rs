@@ -145,11 +145,25 @@ impl Book {
 
     /// Pushes a snapshot of the top `depth` levels when the book changed since the last one.
     pub fn publish(&mut self, symbol: &str, depth: usize, batch: &mut RecordBatch) -> Result<()> {
-        if self.needs_snapshot || self.awaiting_first || self.last_update_id == self.published_update_id {
+        if self.needs_snapshot
+            || self.awaiting_first
+            || self.last_update_id == self.published_update_id
+        {
             return Ok(());
         }
-        let bids: Vec<[&str; 2]> = self.bids.values().rev().take(depth).map(|(p, q)| [p.as_str(), q.as_str()]).collect();
-        let asks: Vec<[&str; 2]> = self.asks.values().take(depth).map(|(p, q)| [p.as_str(), q.as_str()]).collect();
+        let bids: Vec<[&str; 2]> = self
+            .bids
+            .values()
+            .rev()
+            .take(depth)
+            .map(|(p, q)| [p.as_str(), q.as_str()])
+            .collect();
+        let asks: Vec<[&str; 2]> = self
+            .asks
+            .values()
+            .take(depth)
+            .map(|(p, q)| [p.as_str(), q.as_str()])
+            .collect();
         let key = format!("{symbol}_book_{}", self.last_update_id);
         batch.push_record(
             self.last_event_ms,
@@ -194,12 +208,30 @@ mod tests {
     #[test]
     fn a_broken_sequence_asks_for_a_snapshot() {
         let mut book = Book::new();
-        let d = |u0: u64, u1: u64| WsDepth { E: 1, U: u0, u: u1, b: vec![["1.0", "2.0"]], a: vec![] };
+        let d = |u0: u64, u1: u64| WsDepth {
+            E: 1,
+            U: u0,
+            u: u1,
+            b: vec![["1.0", "2.0"]],
+            a: vec![],
+        };
         assert_eq!(book.apply(&d(1, 2)), Applied::NeedsSnapshot);
-        book.load_snapshot(DepthSnapshot { last_update_id: 10, bids: vec![], asks: vec![] });
-        assert_eq!(book.apply(&d(5, 9)), Applied::Ok, "inside the snapshot: dropped");
+        book.load_snapshot(DepthSnapshot {
+            last_update_id: 10,
+            bids: vec![],
+            asks: vec![],
+        });
+        assert_eq!(
+            book.apply(&d(5, 9)),
+            Applied::Ok,
+            "inside the snapshot: dropped"
+        );
         assert_eq!(book.apply(&d(9, 12)), Applied::Ok, "straddles the snapshot");
-        assert_eq!(book.apply(&d(14, 15)), Applied::NeedsSnapshot, "13 is missing");
+        assert_eq!(
+            book.apply(&d(14, 15)),
+            Applied::NeedsSnapshot,
+            "13 is missing"
+        );
         assert_eq!(book.resyncs, 1);
     }
 }

@@ -117,12 +117,15 @@ impl LiveSource {
         if st.done {
             return Ok(());
         }
-        let bad = |e: serde_json::Error| LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"));
+        let bad = |e: serde_json::Error| {
+            LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"))
+        };
         match self.live_type {
             LiveType::AggTrades => {
                 let t: RawAggTrade = serde_json::from_str(data).map_err(bad)?;
                 self.note_event(t.time);
-                if self.before_trade(st, t.time, t.a).await? && st.cursor.admit(t.time, t.a as i64) {
+                if self.before_trade(st, t.time, t.a).await? && st.cursor.admit(t.time, t.a as i64)
+                {
                     st.batch.push_agg_trade(&t)?;
                 }
             }
@@ -137,7 +140,9 @@ impl LiveSource {
                     is_buyer_maker: w.m,
                     is_best_match: w.best_match,
                 };
-                if self.before_trade(st, t.time, t.id).await? && st.cursor.admit(t.time, t.id as i64) {
+                if self.before_trade(st, t.time, t.id).await?
+                    && st.cursor.admit(t.time, t.id as i64)
+                {
                     st.batch.push_trade(&t)?;
                 }
             }
@@ -176,7 +181,10 @@ impl LiveSource {
                 if !self.gate(st, d.E) {
                     return Ok(());
                 }
-                let sequence_break = st.cursor.last.is_some_and(|last| d.u as i64 > last && d.U as i64 != last + 1);
+                let sequence_break = st
+                    .cursor
+                    .last
+                    .is_some_and(|last| d.u as i64 > last && d.U as i64 != last + 1);
                 if !st.cursor.admit(d.E, d.u as i64) {
                     return Ok(());
                 }
@@ -255,7 +263,10 @@ impl LiveSource {
             Some(_) => {}
             None => {
                 if let Some(r) = self.range.filter(|r| r.start_ms < time) {
-                    if let Some(first) = self.first_trade_id_at_or_after(&st.symbol, r.start_ms).await? {
+                    if let Some(first) = self
+                        .first_trade_id_at_or_after(&st.symbol, r.start_ms)
+                        .await?
+                    {
                         if first < id {
                             self.fill_trades(st, first, Some(id), end_time).await?;
                         }

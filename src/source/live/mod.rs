@@ -134,14 +134,25 @@ impl LiveSource {
             })
             .collect();
         drop(tx);
-        let streams: Vec<String> = self.symbols.iter().map(|s| self.live_type.stream(s)).collect();
-        let by_stream: HashMap<&str, usize> = streams.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let streams: Vec<String> = self
+            .symbols
+            .iter()
+            .map(|s| self.live_type.stream(s))
+            .collect();
+        let by_stream: HashMap<&str, usize> = streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.as_str(), i))
+            .collect();
 
         // Wait for the range to begin (connecting a moment early so its first events are seen).
         if let Some(r) = self.range {
             let wait = r.start_ms - self.exchange.server_now_ms() - 2_000;
             if wait > 0 {
-                tracing::info!(wait_s = wait / 1000, "TIME_RANGE starts in the future: waiting");
+                tracing::info!(
+                    wait_s = wait / 1000,
+                    "TIME_RANGE starts in the future: waiting"
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                     _ = self.stop.cancelled() => return Ok(finish(states, 0, true)),
@@ -213,7 +224,11 @@ impl LiveSource {
         let published = match &outcome {
             Err(_) => Ok(()),
             Ok(_) => {
-                let books = if is_book { self.publish_books(&mut states) } else { Ok(()) };
+                let books = if is_book {
+                    self.publish_books(&mut states)
+                } else {
+                    Ok(())
+                };
                 match books {
                     Ok(()) => flush_all(&mut states).await,
                     e => e,
@@ -241,7 +256,8 @@ impl LiveSource {
 
     fn publish_books(&self, states: &mut [SymbolState]) -> Result<()> {
         for st in states.iter_mut() {
-            st.book.publish(&st.symbol, self.cfg.book_depth, &mut st.batch)?;
+            st.book
+                .publish(&st.symbol, self.cfg.book_depth, &mut st.batch)?;
         }
         Ok(())
     }
@@ -254,7 +270,10 @@ impl LiveSource {
             return Ok(());
         }
         let fetched: u64 = states.iter().map(|s| s.out.summary.backfilled).sum();
-        let has_rest = matches!(self.live_type, LiveType::Trades | LiveType::AggTrades | LiveType::Candles(_));
+        let has_rest = matches!(
+            self.live_type,
+            LiveType::Trades | LiveType::AggTrades | LiveType::Candles(_)
+        );
         if has_rest && fetched == 0 {
             return Ok(()); // a quiet market: nothing happened in the range
         }

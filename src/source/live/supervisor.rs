@@ -102,7 +102,11 @@ impl<C: Connector> Supervisor<C> {
         if self.pending.as_ref().is_some_and(|p| p.id == conn) {
             let new = self.pending.take().expect("pending");
             self.active.task.abort();
-            tracing::info!(old = self.active.id, new = new.id, "switched to the new connection");
+            tracing::info!(
+                old = self.active.id,
+                new = new.id,
+                "switched to the new connection"
+            );
             self.active = new;
             self.replacement_failures = 0;
         }
@@ -115,7 +119,10 @@ impl<C: Connector> Supervisor<C> {
     /// Binance announced it will close `conn`: open its replacement now.
     pub fn on_shutdown_notice(&mut self, conn: u64) {
         if conn == self.active.id && self.pending.is_none() {
-            tracing::warn!(conn, "Binance announced a server shutdown: opening a replacement connection");
+            tracing::warn!(
+                conn,
+                "Binance announced a server shutdown: opening a replacement connection"
+            );
             self.pending = Some(self.open(Duration::ZERO));
         }
     }
@@ -154,7 +161,10 @@ impl<C: Connector> Supervisor<C> {
             return;
         }
         if now.saturating_duration_since(self.active.opened) >= self.rotate_after {
-            tracing::info!(conn = self.active.id, "rotating the connection before Binance's 24-hour cut");
+            tracing::info!(
+                conn = self.active.id,
+                "rotating the connection before Binance's 24-hour cut"
+            );
             self.pending = Some(self.open(Duration::ZERO));
         }
     }
@@ -228,7 +238,10 @@ mod tests {
         assert!(times.len() < 200, "{} attempts in an hour", times.len());
         assert!(busiest(&times, ATTEMPT_WINDOW) <= ATTEMPTS_PER_WINDOW);
         let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps[8..].iter().all(|g| *g >= Duration::from_secs(15)), "{gaps:?}");
+        assert!(
+            gaps[8..].iter().all(|g| *g >= Duration::from_secs(15)),
+            "{gaps:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -238,7 +251,11 @@ mod tests {
         sup.on_event(1);
         sup.on_closed(1, "dropped");
         let opened = rec.opened();
-        assert_eq!(opened[1].1, Instant::now(), "no wait after a working connection drops");
+        assert_eq!(
+            opened[1].1,
+            Instant::now(),
+            "no wait after a working connection drops"
+        );
         sup.on_closed(2, "refused");
         assert!(rec.opened()[2].1 > Instant::now(), "the next failure waits");
         assert_eq!(sup.reconnects, 2);
@@ -252,7 +269,11 @@ mod tests {
         sup.on_event(1);
         tokio::time::advance(rotate).await;
         sup.on_tick();
-        assert_eq!(sup.pending_id(), Some(2), "the replacement opens before the old one closes");
+        assert_eq!(
+            sup.pending_id(),
+            Some(2),
+            "the replacement opens before the old one closes"
+        );
         // The replacement keeps failing: ticks every 250 ms must not open one each time.
         for _ in 0..40 {
             if let Some(p) = sup.pending_id() {
@@ -263,7 +284,11 @@ mod tests {
         }
         let attempts = rec.opened().len() - 1;
         assert!(attempts <= 6, "{attempts} replacement attempts in 10 s");
-        assert_eq!(sup.active_id(), 1, "the old connection keeps delivering meanwhile");
+        assert_eq!(
+            sup.active_id(),
+            1,
+            "the old connection keeps delivering meanwhile"
+        );
         // One finally delivers and takes over.
         tokio::time::advance(Duration::from_secs(60)).await;
         sup.on_tick();

@@ -1,0 +1,344 @@
+//! History from data.binance.vision archives (`SOURCE`): the real binary loads from the exchange
+//! simulator's archive and REST API into the real broker, and the topics are compared byte for
+//! byte across sources, across the 2025 switch to microsecond timestamps and across month seams;
+//! the archive's known faults each get a run.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{Datelike, NaiveDate, Utc};
+use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
+use serde_json::Value;
+use support::loader::{fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run};
+
+/// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
+async fn sim(archive: ArchiveFaults) -> SimServer {
+    let cfg = SimConfig {
+        agg_trade_spacing_ms: 10_000,
+        archive,
+        ..SimConfig::default()
+    };
+    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts")
+}
+
+fn ms(date: &str) -> i64 {
+    NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// Loads `ty` for `range` with `SOURCE=source` into a fresh topic; returns the run, the topic
+/// and what the simulator served meanwhile.
+async fn load(
+    sim: &SimServer,
+    ty: &str,
+    range: &str,
+    source: &str,
+    extra: &[(&'static str, &str)],
+) -> (Run, String, SimStats) {
+    let topic = fresh_topic(&format!("{}-{source}", ty.replace('_', "-")));
+    let env = with(
+        job_env(&sim.base_url(), &topic, "BTCUSDT", ty, range),
+        &[("SOURCE", source)],
+    );
+    let run = run_loader_async(with(env, extra), vec![]).await;
+    (run, topic, sim.stats())
+}
+
+fn data_requests(st: &SimStats) -> u64 {
+    [
+        "/api/v3/klines",
+        "/api/v3/aggTrades",
+        "/api/v3/historicalTrades",
+    ]
+    .iter()
+    .map(|p| st.per_endpoint.get(*p).copied().unwrap_or(0))
+    .sum()
+}
+
+fn verify_ok(topic: &str, range: &str, ty: &str, sim: &SimServer) -> Value {
+    let v = verify_topic(
+        topic,
+        range,
+        &[
+            ("SYMBOL", "BTCUSDT".into()),
+            ("TYPE", ty.into()),
+            ("BINANCE_API_URL", sim.base_url()),
+        ],
+        &[],
+    );
+    assert_eq!(v.code, Some(0), "verify {topic}: {}{}", v.stdout, v.stderr);
+    serde_json::from_str(&v.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_archive_and_auto_publish_byte_identical_topics() {
+    let sim = sim(ArchiveFaults::default()).await;
+    // Across the switch to microsecond archive times (2025-01-01) and a month seam; the odd
+    // bounds make partial days that SOURCE=archive reads from filtered daily files and
+    // SOURCE=auto from REST, and whole months come from monthly files.
+    let cases = [
+        ("api_candles_1m", "2024-12-30:2025-01-02".to_string()),
+        (
+            "api_candles_1h",
+            format!(
+                "{}:{}",
+                ms("2024-11-15") + 43_200_000,
+                ms("2025-01-02") + 21_600_000
+            ),
+        ),
+        ("api_candles_1M", "2024-10-01:2025-02-01".to_string()),
+        (
+            "api_trades",
+            format!(
+                "{}:{}",
+                ms("2024-12-30") + 3_600_000,
+                ms("2025-01-02") - 1_234
+            ),
+        ),
+        (
+            "api_raw_trades",
+            format!(
+                "{}:{}",
+                ms("2024-12-31") + 7_777,
+                ms("2025-01-01") + 3_600_000
+            ),
+        ),
+    ];
+    for (ty, range) in cases {
+        let before = sim.stats();
+        let (rest, rest_topic, after_rest) = load(&sim, ty, &range, "rest", &[]).await;
+        rest.assert_ok();
+        assert_eq!(
+            after_rest.archive_requests, before.archive_requests,
+            "{ty}: SOURCE=rest never asks the archive"
+        );
+        let (archive, archive_topic, after_archive) = load(&sim, ty, &range, "archive", &[]).await;
+        archive.assert_ok();
+        assert_eq!(
+            after_archive.requests, after_rest.requests,
+            "{ty}: SOURCE=archive never touches the REST API: {after_archive:?}"
+        );
+        let (auto, auto_topic, _) = load(&sim, ty, &range, "auto", &[]).await;
+        auto.assert_ok();
+
+        let expected = read_raw(&rest_topic);
+        assert!(!expected.is_empty(), "{ty}: the range has records");
+        assert!(
+            read_raw(&archive_topic) == expected,
+            "{ty}: SOURCE=archive differs from SOURCE=rest"
+        );
+        assert!(
+            read_raw(&auto_topic) == expected,
+            "{ty}: SOURCE=auto differs from SOURCE=rest"
+        );
+        assert!(
+            archive.stdout.contains("archive file(s), 0 over REST"),
+            "{ty}: {}",
+            archive.stdout
+        );
+        let report = verify_ok(&auto_topic, &range, ty, &sim);
+        assert_eq!(
+            report["groups"][0]["records"],
+            expected.len() as u64,
+            "{ty}"
+        );
+    }
+    // The µs files were read: 2025's daily and monthly files were downloaded.
+    let st = sim.stats();
+    for name in [
+        "BTCUSDT-1m-2025-01-01.zip",
+        "BTCUSDT-1h-2024-12.zip",
+        "BTCUSDT-1mo-2025-01.zip",
+        "BTCUSDT-aggTrades-2025-01-01.zip",
+        "BTCUSDT-trades-2024-12-31.zip",
+    ] {
+        assert!(
+            st.archive_downloads.get(name).is_some_and(|n| *n >= 1),
+            "{name} was not used: {:?}",
+            st.archive_downloads
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_them() {
+    let sim = sim(ArchiveFaults::default()).await;
+    let now = Utc::now();
+    let today = now.date_naive();
+    let this_month = today.with_day(1).unwrap();
+    let last_month = (this_month - chrono::Days::new(1)).with_day(1).unwrap();
+    let start = last_month
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let range = format!("{start}:{}", now.timestamp_millis());
+    let (run, topic, st) = load(&sim, "api_candles_1h", &range, "auto", &[]).await;
+    run.assert_ok();
+    // Last month from its monthly file; every day of this month before today (yesterday
+    // included: the archive has it) from its daily file; today over REST.
+    let monthly = format!("BTCUSDT-1h-{}.zip", last_month.format("%Y-%m"));
+    assert_eq!(
+        st.archive_downloads.get(&monthly),
+        Some(&1),
+        "{:?}",
+        st.archive_downloads
+    );
+    let daily = st
+        .archive_downloads
+        .keys()
+        .filter(|k| k.len() == "BTCUSDT-1h-2024-01-01.zip".len())
+        .count();
+    assert_eq!(daily as u32, today.day() - 1, "{:?}", st.archive_downloads);
+    assert!(data_requests(&st) >= 1, "today came over REST: {st:?}");
+    assert!(
+        run.stdout.contains("reaches past the present"),
+        "{}",
+        run.stdout
+    );
+    verify_ok(&topic, &range, "api_candles_1h", &sim);
+
+    // With a two-day publication delay, the last two days are not in the archive yet: they
+    // come over REST, and the result is the same.
+    sim.set_archive_faults(ArchiveFaults {
+        daily_delay: Duration::from_secs(2 * 86_400),
+        ..ArchiveFaults::default()
+    });
+    let yesterday = format!(
+        "BTCUSDT-1h-{}.zip",
+        (today - chrono::Days::new(1)).format("%Y-%m-%d")
+    );
+    let (run, delayed_topic, st2) = load(&sim, "api_candles_1h", &range, "auto", &[]).await;
+    run.assert_ok();
+    assert_eq!(
+        st2.archive_downloads.get(&yesterday),
+        st.archive_downloads.get(&yesterday),
+        "no new download of yesterday"
+    );
+    assert!(data_requests(&st2) > data_requests(&st));
+    let (a, b) = (read_raw(&topic), read_raw(&delayed_topic));
+    // The second run may reach one more hour if the clock passed an hour boundary.
+    assert!(
+        b.len() >= a.len() && b[..a.len()] == a[..],
+        "same candles either way"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_faults_fall_back_or_are_survived_and_nothing_is_lost_or_doubled() {
+    let name = |d: &str| format!("BTCUSDT-1m-2024-01-0{d}.zip");
+    let faults = ArchiveFaults {
+        missing_days: vec!["2024-01-02".into()],
+        bad_checksum: vec![name("3")],
+        corrupt: vec![(name("4"), 1)],
+        truncate: vec![(name("5"), 1)],
+        duplicate_rows: vec![name("6")],
+        nested_copy: vec![name("7")],
+        ..ArchiveFaults::default()
+    };
+    let sim = sim(faults).await;
+    let range = "2024-01-01:2024-01-08";
+    let (rest, rest_topic, before) = load(&sim, "api_candles_1m", range, "rest", &[]).await;
+    rest.assert_ok();
+    let (run, topic, st) = load(&sim, "api_candles_1m", range, "auto", &[]).await;
+    run.assert_ok();
+    assert!(
+        read_raw(&topic) == read_raw(&rest_topic),
+        "the same records as over REST, once each"
+    );
+    let report = verify_ok(&topic, range, "api_candles_1m", &sim);
+    assert_eq!(report["groups"][0]["records"], 7 * 1440);
+    // The missing day and the file whose CHECKSUM disagrees came over REST: 2 pages each.
+    assert_eq!(data_requests(&st) - data_requests(&before), 4, "{st:?}");
+    assert_eq!(
+        st.archive_downloads.get(&name("3")),
+        Some(&3),
+        "a mismatch is downloaded again, then given up"
+    );
+    assert_eq!(
+        st.archive_downloads.get(&name("4")),
+        Some(&2),
+        "a corrupt download is retried"
+    );
+    assert!(
+        st.archive_downloads
+            .get(&name("5"))
+            .is_some_and(|n| *n >= 2),
+        "a cut download is resumed"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{}: loaded over REST because", name("3"))),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("falling back to REST")
+            || run.stderr.contains("loading its span over REST"),
+        "{}",
+        run.stderr
+    );
+
+    // SOURCE=archive never falls back: the missing day is an error naming the file.
+    let (strict, _, _) = load(&sim, "api_candles_1m", range, "archive", &[]).await;
+    assert_eq!(strict.code, Some(1), "{}", strict.stderr);
+    assert!(
+        strict.stderr.contains(&name("2")) && strict.stderr.contains("SOURCE=auto"),
+        "{}",
+        strict.stderr
+    );
+    // … and so is a file that does not match its CHECKSUM.
+    let (strict, _, _) = load(
+        &sim,
+        "api_candles_1m",
+        "2024-01-03:2024-01-03",
+        "archive",
+        &[],
+    )
+    .await;
+    assert_eq!(strict.code, Some(1), "{}", strict.stderr);
+    assert!(
+        strict.stderr.contains("does not match its CHECKSUM"),
+        "{}",
+        strict.stderr
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_rows_are_read_and_an_empty_range_is_not_an_error() {
+    let sim = sim(ArchiveFaults {
+        header: true,
+        ..ArchiveFaults::default()
+    })
+    .await;
+    let range = "2024-03-01:2024-03-03";
+    let (run, topic, _) = load(&sim, "api_trades", range, "archive", &[]).await;
+    run.assert_ok();
+    let (rest, rest_topic, _) = load(&sim, "api_trades", range, "rest", &[]).await;
+    rest.assert_ok();
+    assert!(
+        read_raw(&topic) == read_raw(&rest_topic),
+        "header rows are not records"
+    );
+
+    // Before the symbol was listed there is nothing: the job finishes with 0 records and
+    // verify, asking the exchange, agrees the range is empty.
+    let empty = "2016-01-01:2016-01-03";
+    let (run, topic, _) = load(&sim, "api_candles_1h", empty, "auto", &[]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("published 0 records"), "{}", run.stdout);
+    let report = verify_ok(&topic, empty, "api_candles_1h", &sim);
+    assert_eq!(report["groups"][0]["empty_confirmed"], true, "{report}");
+    sim.shutdown().await;
+}
