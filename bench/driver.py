@@ -51,7 +51,8 @@ LOADER_VARS = {
     "QUEUE_EVENTS_TOPIC", "TELEMETRY_TOPIC", "TELEMETRY_INTERVAL", "BINANCE_API_URL", "BINANCE_WS_URL",
     "BINANCE_API_KEY", "BINANCE_API_SECRET", "RATE_LIMIT_SHARE", "FETCH_CONCURRENCY", "PAGE_LIMIT",
     "LIMIT", "MAX_RETRIES", "MAX_RETRY_AFTER", "REQUEST_TIMEOUT", "DEBUG", "METRICS_PORT",
-    "KAFKA_USER_CONSUMER", "KAFKA_PASSWORD_CONSUMER", "RUST_LOG",
+    "KAFKA_USER_CONSUMER", "KAFKA_PASSWORD_CONSUMER", "RUST_LOG", "SOURCE", "ARCHIVE_URL",
+    "ARCHIVE_CONCURRENCY", "ARCHIVE_DIR", "RESUME", "SHARD_COUNT", "JOB_COMPLETION_INDEX",
 }
 
 SUMMARY_RE = re.compile(
@@ -303,6 +304,8 @@ def run_loader(name: str, logs: Path, broker: Broker, sim: Simulator, topic: str
     env.update({
         "SYMBOL": "BTCUSDT", "TYPE": dtype, "TIME_RANGE": time_range, "KAFKA_TOPIC": topic,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "BINANCE_API_URL": sim.url, "METRICS_PORT": "0",
+        # The REST scenarios measure REST; the archive scenario says SOURCE itself.
+        "SOURCE": "rest", "ARCHIVE_URL": sim.url,
     })
     env.update(extra)
     r = run_timed(name, [str(LOADER)], env, logs, timeout)
@@ -857,6 +860,119 @@ class Bench:
         return s
 
 
+    # -- 6 -------------------------------------------------------------------------------------
+    def archive(self) -> Section:
+        s = Section("6. Deep history from the archive")
+        if self.quick:
+            rng, spacing = "2024-01-01:2024-01-02", 1000
+        else:
+            # Six days: long enough that REST's first, already-spent-free budget window does not
+            # flatter it (a loader that runs for minutes gets 3,000 weight a minute, no more).
+            rng, spacing = "2024-01-01:2024-01-07", 250
+        days = (ms_of(rng.split(":")[1]) - ms_of(rng.split(":")[0])) // DAY_MS
+        spacing_flag = ("--agg-trade-spacing-ms", str(spacing))
+        res: dict[str, list] = {"ceiling": [], "archive": [], "rest": []}
+        records = None
+        archive_sim = broker = sim = None
+        try:
+            # One simulator serves the archive for every run: it builds each zip on first request,
+            # so the files are fetched once before any timing.
+            archive_sim = Simulator(self.logs, *spacing_flag)
+            u = urllib.parse.urlparse(archive_sim.url)
+            for d in range(days):
+                day = day_plus(rng.split(":")[0], d)
+                for suffix in ("", ".CHECKSUM"):
+                    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+                    c.request("GET", f"/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip{suffix}")
+                    r = c.getresponse()
+                    r.read()
+                    c.close()
+                    if r.status != 200:
+                        raise BenchError(f"the simulator's archive answered {r.status} for {day}")
+        except BenchError as e:
+            s.failures.append(str(e))
+        for i in range(self.fast_runs):
+            for who in ("ceiling", "archive"):
+                broker = None
+                name = self.name(f"s6-{who}")
+                topic = f"bench-{name}"
+                try:
+                    broker = Broker(self.logs)
+                    if who == "ceiling":
+                        run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap,
+                                               "--kafka-topic", topic, "--type", "api_trades", "--symbol", "BTCUSDT",
+                                               "--agg-trade-spacing-ms", str(spacing), "--time-range", rng],
+                                        base_env(), self.logs, 900)
+                        out = json.loads(run.stdout.strip().splitlines()[-1])
+                        records = records or out["records"]
+                        res["ceiling"].append(out)
+                    elif archive_sim is not None:
+                        lr = run_loader(name, self.logs, broker, archive_sim, topic, "api_trades", rng, records, 900,
+                                        SOURCE="archive")
+                        res["archive"].append(lr)
+                        if i == 0:
+                            verify(name, self.logs, broker, topic, rng, lr.records)
+                except BenchError as e:
+                    s.failures.append(str(e))
+                finally:
+                    self.close(broker, None)
+        # REST at the default budget: bound by the weight budget, so one run says it all.
+        name = self.name("s6-rest")
+        try:
+            broker, sim = self.fresh(*spacing_flag)
+            lr = run_loader(name, self.logs, broker, sim, f"bench-{name}", "api_trades", rng, records, 1800,
+                            RATE_LIMIT_SHARE=loader_default("RATE_LIMIT_SHARE"))
+            res["rest"].append(lr)
+        except BenchError as e:
+            s.failures.append(str(e))
+        finally:
+            self.close(broker, sim)
+        if archive_sim:
+            archive_sim.stop()
+        rows = []
+        c = [o["records_per_s"] for o in res["ceiling"]]
+        cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in res["ceiling"]]
+        a = res["archive"]
+        n = fmt_n(records) if records else "?"
+        if c:
+            rows.append(["ceiling `api_trades`", n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)), "", "100%", "", ""])
+        if a and c:
+            lo, lw = [x.rate for x in a], [x.records / x.wall for x in a]
+            mb = [x.rss_kb / 1024 for x in a]
+            ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
+            rows.append(["loader `SOURCE=archive`", n, fmt_n(med(lo)), fmt_range(lo), fmt_n(med(lw)),
+                         f"{med(mb):.1f} MB (max {max(mb):.1f})", f"{ratio:.0%} / {ratio_w:.0%}",
+                         "≥ 70%, < 100 MB", verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
+        ratio_line = ""
+        if res["rest"]:
+            r = res["rest"][0]
+            rows.append(["loader `SOURCE=rest`, default budget", n, fmt_n(r.rate), "", fmt_n(r.records / r.wall),
+                         f"{r.rss_kb / 1024:.1f} MB", "", "", ""])
+            if a:
+                f = med([x.records / x.wall for x in a]) / (r.records / r.wall)
+                ratio_line = (f"Archive ÷ REST, whole process: **{f:,.0f}×** (target ≥ 20×): {verdict(f >= 20)}. "
+                              f"REST made {r.requests:,} requests of weight {r.weight:,} with 0 × 429 "
+                              f"({r.r429} seen).")
+        s.text += [
+            f"Aggregate trades of BTCUSDT, TIME_RANGE {rng} ({days} whole day(s); simulator spacing {spacing} ms), "
+            "from the simulator's data.binance.vision layout over loopback: daily zips checked against their "
+            "CHECKSUM, downloaded ahead while earlier files publish, read from disk. Ceiling as in scenario 1 "
+            f"(same records, same producer settings). {self.fast_runs} run(s) each for ceiling and archive, "
+            "alternating, fresh broker per run; the zips are built by the simulator before any timing. "
+            "*Records/s*: the loader's summary line; *whole process*: records / wall time (compared with the "
+            "ceiling's *with Kafka connection*). Peak RSS of the whole process. The same span over REST "
+            f"(`SOURCE=rest`) at the default budget (`RATE_LIMIT_SHARE` {loader_default('RATE_LIMIT_SHARE')} of "
+            "6,000 weight a minute; aggTrades weigh 4 per 1,000) is run once: it is bound by the budget, not "
+            "by the machine.",
+            "",
+            table(["contestant", "records", "records/s (median)", "min–max", "records/s, whole process",
+                   "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
+            "",
+            ratio_line,
+        ]
+        return s
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -927,7 +1043,8 @@ def main() -> int:
 
     head = machine()
     bench = Bench(a.quick, logs, a.runs)
-    scenarios = [bench.throughput, bench.python_baselines, bench.latency, bench.rate_budget, bench.memory]
+    scenarios = [bench.throughput, bench.python_baselines, bench.latency, bench.rate_budget, bench.memory,
+                 bench.archive]
     wanted = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 6))
     sections: list[Section] = []
     started = time.time()
