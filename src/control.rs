@@ -112,6 +112,7 @@ fn listen(
     .set("enable.auto.commit", "false")
     .set("enable.partition.eof", "false")
     .set("client.id", "loader-producer-control");
+    kafka::apply_consumer_overrides(&mut cfg, k);
     let consumer: BaseConsumer<CapturingContext> = match cfg
         .create_with_context(CapturingContext::default())
     {

@@ -114,6 +114,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         bootstrap: kafka_mock.bootstrap.clone(),
         security: None,
         overrides: Vec::new(),
+        consumer_overrides: Vec::new(),
         connect_timeout: Duration::from_secs(10),
         topic_partitions: DEMO_PARTITIONS,
     };
@@ -138,7 +139,6 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         telemetry_interval: Duration::from_secs(5),
         // Keyed by record so the records spread over the partitions.
         message_key: MessageKey::Record,
-        debug: false,
         metrics_port: 0,
         binance: BinanceConfig {
             api_url: sim.base_url(),

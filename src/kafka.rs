@@ -13,8 +13,17 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 
-/// The properties every client of the loader uses: brokers and security.
+/// The properties every client of the loader uses (data producer, telemetry producer, control
+/// consumer, admin client, `verify`): brokers, security, then KAFKA_PRODUCER_CONFIG, so a user's
+/// override (a SASL or TLS setting, say) reaches every client. Producers apply the overrides
+/// again after their own settings, consumers apply KAFKA_CONSUMER_CONFIG after theirs.
 pub fn base_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = connection_config(k);
+    apply_overrides(&mut c, k);
+    c
+}
+
+fn connection_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap)
         .set("client.id", "loader-producer")
@@ -40,6 +49,13 @@ pub fn base_config(k: &KafkaConfig) -> ClientConfig {
 /// Applies KAFKA_PRODUCER_CONFIG last, so the user's word wins.
 pub fn apply_overrides(c: &mut ClientConfig, k: &KafkaConfig) {
     for (key, value) in &k.overrides {
+        c.set(key, value.expose());
+    }
+}
+
+/// Applies KAFKA_CONSUMER_CONFIG last on a consumer.
+pub fn apply_consumer_overrides(c: &mut ClientConfig, k: &KafkaConfig) {
+    for (key, value) in &k.consumer_overrides {
         c.set(key, value.expose());
     }
 }
@@ -143,7 +159,8 @@ pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
 }
 
 /// Waits until the cluster answers a metadata request, failing at once on authentication or TLS
-/// errors and after `connect_timeout` otherwise. Blocking: call from a blocking context.
+/// errors (a configuration error, exit 2: retrying repeats it) and after `connect_timeout`
+/// otherwise (exit 1: the cluster may come back). Blocking: call from a blocking context.
 ///
 /// librdkafka reports why a connection failed only to a client that is polled, so `poll` is
 /// called between attempts.
@@ -166,7 +183,7 @@ pub fn wait_for_cluster<C: ClientContext>(
             Ok(_) => {}
             Err(e) => {
                 if let Some(reason) = errors.fatal() {
-                    return Err(LoaderError::kafka(describe_fatal(k, &reason)));
+                    return Err(LoaderError::config(describe_fatal(k, &reason)));
                 }
                 if Instant::now() >= deadline {
                     let why = errors
@@ -181,7 +198,7 @@ pub fn wait_for_cluster<C: ClientContext>(
             }
         }
         if let Some(reason) = errors.fatal() {
-            return Err(LoaderError::kafka(describe_fatal(k, &reason)));
+            return Err(LoaderError::config(describe_fatal(k, &reason)));
         }
     }
 }

@@ -89,8 +89,9 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     }
     telemetry.emit(event, &message, Some(&status), extra);
     let flush_telemetry = telemetry.clone();
-    let _ =
-        tokio::task::spawn_blocking(move || flush_telemetry.flush(Duration::from_secs(5))).await;
+    // The terminal event gets as long as a Kafka connection may take, at most 5 s.
+    let wait = cfg.kafka.connect_timeout.min(Duration::from_secs(5));
+    let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush(wait)).await;
     let report = outcome?;
     print_summary(&cfg, &report);
     Ok(())

@@ -4,15 +4,15 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use loader_producer::binance::Exchange;
-use loader_producer::config::{Cli, Command, JobArgs, VerifyArgs};
+use loader_producer::config::{parse_cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
 use loader_producer::{lifecycle, verify};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-fn init_logging(debug: bool) {
+/// Text logs on a terminal, JSON lines where logs are collected; returns whether they are JSON.
+fn init_logging(debug: bool) -> bool {
     let default = if debug {
         "debug,librdkafka=info,hyper=info,reqwest=info"
     } else {
@@ -24,19 +24,21 @@ fn init_logging(debug: bool) {
         .with_writer(std::io::stderr);
     if std::io::stdout().is_terminal() {
         builder.init();
+        false
     } else {
         builder.json().flatten_event(true).init();
+        true
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let debug = match &cli.command {
         None => cli.job.debug,
         Some(Command::Run(a)) => a.debug,
         _ => false,
     };
-    init_logging(debug);
+    let json_logs = init_logging(debug);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,8 +63,10 @@ fn main() -> ExitCode {
             let code = e.exit_code();
             if code == 0 {
                 eprintln!("{e}");
-            } else {
+            } else if json_logs {
+                // Where logs are collected, one JSON line says it.
                 tracing::error!(exit_code = code, "{e}");
+            } else {
                 eprintln!("error: {e}");
             }
             code

@@ -5,7 +5,6 @@
 //! credential. Telemetry is best effort: it has its own producer with short timeouts, sends never
 //! block, and a failing events topic is logged but never slows or fails the data load.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -61,9 +60,7 @@ impl EventStatus {
 }
 
 #[derive(Default)]
-struct TelemetryContext {
-    failed: AtomicU64,
-}
+struct TelemetryContext;
 
 impl ClientContext for TelemetryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -78,7 +75,6 @@ impl ProducerContext for TelemetryContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            self.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "a telemetry event could not be delivered (the load goes on)");
         }
     }
@@ -103,6 +99,7 @@ impl TelemetryPublisher {
             .set("message.timeout.ms", "15000")
             .set("queue.buffering.max.messages", "10000")
             .set("client.id", "loader-producer-telemetry");
+        kafka::apply_overrides(&mut cfg, k);
         let producer = match cfg.create_with_context(TelemetryContext::default()) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -214,12 +211,5 @@ impl TelemetryPublisher {
                 tracing::warn!(error = %e, topic = %self.topic, "telemetry events not delivered before exit");
             }
         }
-    }
-
-    pub fn failed_deliveries(&self) -> u64 {
-        self.producer
-            .as_ref()
-            .map(|p| p.context().failed.load(Ordering::Relaxed))
-            .unwrap_or(0)
     }
 }

@@ -287,7 +287,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         .set("enable.partition.eof", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760");
-    kafka::apply_overrides(&mut cfg, k);
+    kafka::apply_consumer_overrides(&mut cfg, k);
     let consumer: BaseConsumer<CapturingContext> = cfg
         .create_with_context(CapturingContext::default())
         .map_err(|e| LoaderError::config(format!("invalid Kafka settings: {e}")))?;

@@ -169,8 +169,31 @@ fn each_bad_setting_exits_2_naming_its_variable() {
     }
 }
 
+/// Every environment variable the configuration defines, from the configuration itself.
+fn all_variables() -> Vec<(String, String)> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<(String, String)>) {
+        for a in cmd.get_arguments() {
+            if let (Some(env), Some(long)) = (a.get_env(), a.get_long()) {
+                let pair = (env.to_string_lossy().into_owned(), long.to_string());
+                if !out.contains(&pair) {
+                    out.push(pair);
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &<loader_producer::config::Cli as clap::CommandFactory>::command(),
+        &mut out,
+    );
+    out
+}
+
 #[test]
-fn help_documents_every_variable_and_hides_secret_values() {
+fn help_and_readme_document_every_variable_and_hide_secret_values() {
     let out = loader(
         &[
             ("KAFKA_PASSWORD_PRODUCER", "hunter2-secret"),
@@ -181,40 +204,87 @@ fn help_documents_every_variable_and_hides_secret_values() {
     );
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for var in [
-        "QUEUE_ID",
-        "SYMBOL",
-        "TYPE",
-        "TIME_RANGE",
-        "INTERVAL",
-        "KAFKA_TOPIC",
-        "TELEMETRY_PRODUCER_ID",
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "KAFKA_USER_PRODUCER",
-        "KAFKA_PASSWORD_PRODUCER",
-        "CA_PATH",
-        "QUEUE_CONTROL_TOPIC",
-        "QUEUE_EVENTS_TOPIC",
-        "BINANCE_API_URL",
-        "BINANCE_WS_URL",
-        "BINANCE_API_KEY",
-        "BINANCE_API_SECRET",
-        "TELEMETRY_INTERVAL",
-        "DEBUG",
-        "KAFKA_PRODUCER_CONFIG",
-        "RATE_LIMIT_SHARE",
-        "KAFKA_USER",
-        "KAFKA_PASSWORD",
-        "KAFKA_CA_PATH",
-        "CONTROL_TOPIC",
-        "TELEMETRY_TOPIC",
+    let verify_help =
+        String::from_utf8_lossy(&loader(&[], &["verify", "--help"]).stdout).into_owned();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let vars = all_variables();
+    assert!(
+        vars.len() > 40,
+        "the configuration defines {} variables",
+        vars.len()
+    );
+    for (var, _) in &vars {
+        assert!(
+            help.contains(var.as_str()) || verify_help.contains(var.as_str()),
+            "--help does not mention {var}"
+        );
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "the README does not document {var}"
+        );
+    }
+    // Every data type and every source is described, not only the REST ones.
+    for word in [
+        "api_raw_trades",
+        "ws_orderbook",
+        "ws_bookticker",
+        "data.binance.vision",
         "Exit codes",
     ] {
-        assert!(help.contains(var), "--help does not mention {var}");
+        assert!(help.contains(word), "--help does not mention {word}");
     }
     for secret in ["hunter2-secret", "api-secret-value", "zzz-secret"] {
         assert!(!help.contains(secret), "--help shows a secret value");
     }
+}
+
+#[test]
+fn a_malformed_value_names_the_variable_the_user_set() {
+    let vars = all_variables();
+    let outcomes: Vec<(String, String, Output)> = std::thread::scope(|s| {
+        let runs: Vec<_> = vars
+            .iter()
+            .map(|(var, flag)| {
+                s.spawn(move || {
+                    // "soon" is no number, boolean or duration: every typed setting must refuse
+                    // it by name. Nothing answers on port 1: a setting that passes fails fast at
+                    // connecting instead.
+                    let fast = [
+                        ("BINANCE_API_URL", "http://127.0.0.1:1"),
+                        ("MAX_RETRIES", "0"),
+                        ("SOURCE", "rest"),
+                        ("KAFKA_CONNECT_TIMEOUT", "1"),
+                    ];
+                    let mut env: Vec<(&str, &str)> = VALID
+                        .iter()
+                        .chain(&fast)
+                        .copied()
+                        .filter(|(k, _)| *k != var)
+                        .collect();
+                    env.push((var.as_str(), "soon"));
+                    (var.clone(), flag.clone(), loader(&env, &[]))
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut rejected = 0;
+    for (var, flag, out) in outcomes {
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{var}: {err}");
+        if out.status.code() == Some(2) && err.contains(&format!("--{flag}")) {
+            rejected += 1;
+            assert!(
+                err.contains(&format!("{var}=\"soon\"")),
+                "{var}: the message must name the variable, not only --{flag}: {err}"
+            );
+        }
+    }
+    assert!(
+        rejected >= 15,
+        "only {rejected} settings refused a malformed value"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

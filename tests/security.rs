@@ -1,6 +1,7 @@
 //! Production Kafka is SASL_SSL with SCRAM-SHA-512 and a custom CA. Against a real broker that
 //! requires exactly that: a load succeeds and is read back; a wrong password, a CA that did not
-//! sign the broker's certificate and a missing CA file each fail fast with a clear error.
+//! sign the broker's certificate and a missing CA file each fail fast with a clear error and exit
+//! 2 (a retry repeats them); credentials given in KAFKA_PRODUCER_CONFIG reach every Kafka client.
 
 mod support;
 
@@ -36,10 +37,21 @@ fn assert_fast_clear_failure(run: &Run, took: Duration, code: i32, needles: &[&s
         run.stdout,
         run.stderr
     );
+    // Off a terminal the last words are one JSON log line, printed once.
     let last_line = run.stderr.lines().last().unwrap_or_default();
+    let line: serde_json::Value = serde_json::from_str(last_line)
+        .unwrap_or_else(|_| panic!("the last words are a JSON log line: {}", run.stderr));
+    assert_eq!(line["level"], "ERROR", "{last_line}");
+    let last_line = line["message"].as_str().unwrap_or_default();
+    let error_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains(last_line))
+        .count();
+    assert_eq!(error_lines, 1, "the error is printed once: {}", run.stderr);
     assert!(
-        last_line.starts_with("error: "),
-        "the last words are a one-line error: {}",
+        !run.stderr.lines().any(|l| l.starts_with("error: ")),
+        "no second, plain copy: {}",
         run.stderr
     );
     for n in needles {
@@ -92,7 +104,7 @@ async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
     assert_fast_clear_failure(
         &run,
         t.elapsed(),
-        1,
+        2,
         &["Kafka", "KAFKA_PASSWORD_PRODUCER"],
         "wrong-password-123",
     );
@@ -104,9 +116,67 @@ async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
     assert_fast_clear_failure(
         &run,
         t.elapsed(),
-        1,
+        2,
         &["CA_PATH", "certificate"],
         "correct-horse-battery",
+    );
+
+    // The right password only in KAFKA_PRODUCER_CONFIG: it overrides the wrong one for every
+    // client (data producer, admin, telemetry producer, control listener) and for verify.
+    let mut overridden = env(&sim, &secure, "wrong-password-123", &ca);
+    overridden.push((
+        "KAFKA_PRODUCER_CONFIG",
+        "sasl.password=correct-horse-battery".into(),
+    ));
+    overridden.push(("KAFKA_TOPIC", "secure-override".into()));
+    overridden.retain(|(k, v)| *k != "KAFKA_TOPIC" || v == "secure-override");
+    let run = run_loader_async(overridden.clone(), vec![]).await;
+    run.assert_ok();
+    assert!(
+        !run.stderr
+            .to_ascii_lowercase()
+            .contains("authentication failed"),
+        "a client ignored KAFKA_PRODUCER_CONFIG: {}",
+        run.stderr
+    );
+    let settings = secure.client_settings();
+    let bootstrap = secure.bootstrap();
+    let events = tokio::task::spawn_blocking(move || {
+        consume_all(&bootstrap, "queue-events", &as_extra(&settings))
+    })
+    .await
+    .unwrap();
+    let statuses: Vec<String> = events
+        .iter()
+        .filter_map(|(_, v)| serde_json::from_slice::<serde_json::Value>(v).ok())
+        .filter(|e| e["kafka_topic"] == "secure-override")
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["started", "finished"],
+        "telemetry reached the secured broker"
+    );
+    let mut verify_env = overridden.clone();
+    verify_env.retain(|(k, _)| {
+        [
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "KAFKA_USER",
+            "KAFKA_PASSWORD",
+            "KAFKA_CA_PATH",
+            "KAFKA_PRODUCER_CONFIG",
+            "KAFKA_TOPIC",
+            "TIME_RANGE",
+        ]
+        .contains(k)
+    });
+    let v = run_loader_async(verify_env, vec!["verify", "--offline"]).await;
+    assert_eq!(
+        v.code,
+        Some(0),
+        "verify with the override: {}{}",
+        v.stdout,
+        v.stderr
     );
 
     // A CA file that does not exist: a configuration error.

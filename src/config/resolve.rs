@@ -1,0 +1,494 @@
+//! Validation: raw settings into a [`JobConfig`], the first problem found reported as a
+//! configuration error (exit 2) that names its variable and what was expected.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
+use super::{
+    BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, MessageKey, Secret,
+};
+use crate::archive::ArchiveConfig;
+use crate::error::{LoaderError, Result};
+use crate::source::SourceMode;
+use crate::time_range::TimeRange;
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn first_of(primary: &Option<String>, alias: &Option<String>) -> Option<String> {
+    non_empty(primary).or(non_empty(alias)).map(str::to_string)
+}
+
+fn seconds(var: &str, v: f64) -> Result<Duration> {
+    if v.is_finite() && v > 0.0 && v < 1e7 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(LoaderError::config(format!(
+            "{var} must be a positive number of seconds, got {v}"
+        )))
+    }
+}
+
+/// Parses `SYMBOL`: upper-cased, comma-separated, each 1-20 of A-Z 0-9 - _ . like Binance's rule.
+pub fn parse_symbols(value: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in value.split(',') {
+        let s = part.trim().to_ascii_uppercase();
+        if s.is_empty() {
+            continue;
+        }
+        let legal = s.len() <= 20
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !legal {
+            return Err(format!(
+                "SYMBOL {part:?} is not a Binance symbol: expected 1-20 letters or digits such as BTCUSDT, \
+                 several separated by commas"
+            ));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        return Err(
+            "SYMBOL is empty: expected a symbol such as BTCUSDT, or several separated by commas"
+                .into(),
+        );
+    }
+    Ok(out)
+}
+
+impl KafkaArgs {
+    pub fn resolve(&self) -> Result<KafkaConfig> {
+        let bootstrap = non_empty(&self.kafka_bootstrap_servers)
+            .ok_or_else(|| {
+                LoaderError::config(
+                    "KAFKA_BOOTSTRAP_SERVERS is not set: expected host:port[,host:port] of the Kafka cluster \
+                     (flag --kafka-bootstrap-servers)",
+                )
+            })?
+            .to_string();
+        let user = first_of(&self.kafka_user_producer, &self.kafka_user_alias);
+        let password = first_of(&self.kafka_password_producer, &self.kafka_password_alias);
+        let ca_path = self
+            .ca_path
+            .clone()
+            .or_else(|| self.kafka_ca_path_alias.clone());
+        let security = match (user, password) {
+            (Some(user), Some(password)) => {
+                let ca_path = match ca_path {
+                    Some(p) => Some(p),
+                    None => {
+                        let default = PathBuf::from("/usr/local/share/ca-certificates/ca.crt");
+                        default.exists().then_some(default)
+                    }
+                };
+                if let Some(p) = &ca_path {
+                    check_ca_file(p)?;
+                }
+                Some(KafkaSecurity { user, password: Secret::new(password), ca_path })
+            }
+            (Some(_), None) => {
+                return Err(LoaderError::config(
+                    "KAFKA_USER_PRODUCER is set but KAFKA_PASSWORD_PRODUCER is not: SCRAM-SHA-512 needs both \
+                     (aliases KAFKA_USER / KAFKA_PASSWORD)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(LoaderError::config(
+                    "KAFKA_PASSWORD_PRODUCER is set but KAFKA_USER_PRODUCER is not: SCRAM-SHA-512 needs both \
+                     (aliases KAFKA_USER / KAFKA_PASSWORD)",
+                ))
+            }
+            (None, None) => {
+                if let Some(p) = &ca_path {
+                    check_ca_file(p)?;
+                }
+                None
+            }
+        };
+        let overrides = match non_empty(&self.kafka_producer_config) {
+            None => Vec::new(),
+            Some(raw) => {
+                parse_properties(raw, "KAFKA_PRODUCER_CONFIG").map_err(LoaderError::config)?
+            }
+        };
+        let consumer_overrides = match non_empty(&self.kafka_consumer_config) {
+            None => Vec::new(),
+            Some(raw) => {
+                parse_properties(raw, "KAFKA_CONSUMER_CONFIG").map_err(LoaderError::config)?
+            }
+        };
+        if self.kafka_topic_partitions < 1 {
+            return Err(LoaderError::config(format!(
+                "KAFKA_TOPIC_PARTITIONS must be at least 1, got {}",
+                self.kafka_topic_partitions
+            )));
+        }
+        Ok(KafkaConfig {
+            bootstrap,
+            security,
+            overrides,
+            consumer_overrides,
+            connect_timeout: seconds("KAFKA_CONNECT_TIMEOUT", self.kafka_connect_timeout)?,
+            topic_partitions: self.kafka_topic_partitions,
+        })
+    }
+}
+
+fn check_ca_file(p: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(LoaderError::config(format!("CA_PATH {} is not a file: expected a PEM CA certificate", p.display()))),
+        Err(e) => Err(LoaderError::config(format!(
+            "CA_PATH {} cannot be read ({e}): expected the PEM file of the CA that signed the Kafka brokers' certificates",
+            p.display()
+        ))),
+    }
+}
+
+/// Parses `KAFKA_PRODUCER_CONFIG` or `KAFKA_CONSUMER_CONFIG` (`var`): `key=value,key=value`.
+pub fn parse_properties(raw: &str, var: &str) -> Result<Vec<(String, Secret)>, String> {
+    let mut out = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((k, v)) = item.split_once('=') else {
+            return Err(format!(
+                "{var} item {:?} has no '=': expected key=value[,key=value], e.g. linger.ms=50",
+                item.split('=').next().unwrap_or(item)
+            ));
+        };
+        let k = k.trim();
+        if k.is_empty()
+            || !k
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
+            return Err(format!("{var} key {k:?} is not a librdkafka property name"));
+        }
+        out.push((k.to_string(), Secret::new(v.trim())));
+    }
+    Ok(out)
+}
+
+impl VerifyArgs {
+    /// What the topic should hold, from TIME_RANGE, SYMBOL and TYPE.
+    pub fn expectation(&self) -> Result<crate::verify::Expectation> {
+        let range = match non_empty(&self.time_range) {
+            Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
+            None => None,
+        };
+        let symbols = match non_empty(&self.symbol) {
+            Some(s) => parse_symbols(s).map_err(LoaderError::config)?,
+            None => Vec::new(),
+        };
+        let kind = match non_empty(&self.data_type) {
+            Some(t) => Some(
+                DataType::parse(t, self.interval.as_deref())
+                    .map_err(LoaderError::config)?
+                    .record_kind(),
+            ),
+            None => None,
+        };
+        Ok(crate::verify::Expectation {
+            range,
+            symbols,
+            kind,
+        })
+    }
+
+    /// How verify asks Binance about gaps: a small share of the budget, few retries.
+    pub fn binance_config(&self) -> Result<BinanceConfig> {
+        let api_url = self
+            .binance_api_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
+            )));
+        }
+        Ok(BinanceConfig {
+            api_url,
+            ws_url: String::new(),
+            api_key: None,
+            rate_limit_share: 0.2,
+            concurrency: 4,
+            page_limit: 1000,
+            max_retries: 2,
+            max_retry_after: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+impl JobArgs {
+    /// Validates everything; the first problem found is reported, naming its variable.
+    pub fn resolve(&self) -> Result<JobConfig> {
+        let symbols = parse_symbols(non_empty(&self.symbol).ok_or_else(|| {
+            LoaderError::config(
+                "SYMBOL is not set: expected a symbol such as BTCUSDT (flag --symbol)",
+            )
+        })?)
+        .map_err(LoaderError::config)?;
+        let type_value = non_empty(&self.data_type).ok_or_else(|| {
+            LoaderError::config(format!(
+                "TYPE is not set (flag --type); valid forms: {}",
+                crate::registry::valid_types()
+            ))
+        })?;
+        let data_type =
+            DataType::parse(type_value, self.interval.as_deref()).map_err(LoaderError::config)?;
+        let range = match non_empty(&self.time_range) {
+            Some(r) => Some(TimeRange::parse(r).map_err(LoaderError::config)?),
+            None if data_type.is_live() => None,
+            None => {
+                return Err(LoaderError::config(
+                    "TIME_RANGE is not set: expected START:END, e.g. 2024-01-01:2024-02-01 (flag --time-range)",
+                ))
+            }
+        };
+        let queue_id = non_empty(&self.queue_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "loader-{}-{}",
+                    symbols.join("-").to_ascii_lowercase(),
+                    data_type.name()
+                )
+            });
+        let topic = non_empty(&self.kafka_topic)
+            .unwrap_or(&queue_id)
+            .to_string();
+        check_topic_name("KAFKA_TOPIC", &topic)?;
+        let producer_id = non_empty(&self.telemetry_producer_id)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("loader-producer__{queue_id}"));
+        let control_topic = first_of(&self.queue_control_topic, &self.control_topic_alias)
+            .unwrap_or_else(|| "queue-control".into());
+        let events_topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
+            .unwrap_or_else(|| "queue-events".into());
+        check_topic_name("QUEUE_CONTROL_TOPIC", &control_topic)?;
+        check_topic_name("QUEUE_EVENTS_TOPIC", &events_topic)?;
+
+        let share = self.rate_limit_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(LoaderError::config(format!(
+                "RATE_LIMIT_SHARE must be greater than 0 and at most 1 (1 = Binance's whole weight budget), got {share}"
+            )));
+        }
+        if self.fetch_concurrency == 0 || self.fetch_concurrency > 64 {
+            return Err(LoaderError::config(format!(
+                "FETCH_CONCURRENCY must be between 1 and 64, got {}",
+                self.fetch_concurrency
+            )));
+        }
+        let page_limit = self.page_limit.or(self.limit_alias).unwrap_or(1000);
+        if !(1..=1000).contains(&page_limit) {
+            return Err(LoaderError::config(format!(
+                "PAGE_LIMIT (alias LIMIT) must be between 1 and 1000 (Binance's maximum page), got {page_limit}"
+            )));
+        }
+        let message_key = match self.kafka_message_key.trim().to_ascii_lowercase().as_str() {
+            "symbol" => MessageKey::Symbol,
+            "record" | "_key" => MessageKey::Record,
+            "none" => MessageKey::None,
+            other => {
+                return Err(LoaderError::config(format!(
+                    "KAFKA_MESSAGE_KEY {other:?} is not valid: expected symbol, record or none"
+                )))
+            }
+        };
+        let api_url = self
+            .binance_api_url
+            .trim()
+            .trim_end_matches('/')
+            .to_string();
+        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
+            )));
+        }
+        let ws_url = crate::binance::stream::stream_base(&self.binance_ws_url);
+        if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
+            return Err(LoaderError::config(format!(
+                "BINANCE_WS_URL {:?} is not a ws(s) URL, e.g. wss://stream.binance.com:9443 (with or without /ws)",
+                self.binance_ws_url
+            )));
+        }
+        let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
+        let archive_url = self.archive_url.trim().trim_end_matches('/').to_string();
+        if !(archive_url.starts_with("http://") || archive_url.starts_with("https://")) {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_URL {archive_url:?} is not an http(s) URL, e.g. https://data.binance.vision"
+            )));
+        }
+        if !(1..=64).contains(&self.archive_concurrency) {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_CONCURRENCY must be between 1 and 64, got {}",
+                self.archive_concurrency
+            )));
+        }
+        let archive_dir = self.archive_dir.clone().unwrap_or_else(std::env::temp_dir);
+        if !archive_dir.is_dir() {
+            return Err(LoaderError::config(format!(
+                "ARCHIVE_DIR {} is not a directory: downloads are kept there until published",
+                archive_dir.display()
+            )));
+        }
+        let kafka = self.kafka.resolve()?;
+        let control_kafka = match (
+            non_empty(&self.kafka_user_consumer),
+            non_empty(&self.kafka_password_consumer),
+        ) {
+            (Some(user), Some(password)) => {
+                let mut c = kafka.clone();
+                let ca_path = c.security.as_ref().and_then(|s| s.ca_path.clone());
+                c.security = Some(KafkaSecurity {
+                    user: user.to_string(),
+                    password: Secret::new(password),
+                    ca_path,
+                });
+                c
+            }
+            (None, None) => kafka.clone(),
+            _ => return Err(LoaderError::config(
+                "KAFKA_USER_CONSUMER and KAFKA_PASSWORD_CONSUMER go together: set both or neither",
+            )),
+        };
+        Ok(JobConfig {
+            queue_id,
+            symbols,
+            data_type,
+            range,
+            topic,
+            source,
+            archive: ArchiveConfig {
+                url: archive_url,
+                dir: archive_dir,
+                timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?.max(std::time::Duration::from_secs(30)),
+                max_retries: self.max_retries,
+                attempts: 3,
+            },
+            archive_concurrency: self.archive_concurrency,
+            producer_id,
+            control_topic,
+            events_topic,
+            telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval)?,
+            message_key,
+            metrics_port: self.metrics_port,
+            binance: BinanceConfig {
+                api_url,
+                ws_url,
+                api_key: non_empty(&self.binance_api_key).map(Secret::new),
+                rate_limit_share: share,
+                concurrency: self.fetch_concurrency,
+                page_limit,
+                max_retries: self.max_retries,
+                max_retry_after: Duration::from_secs(self.max_retry_after),
+                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
+            },
+            live: LiveConfig {
+                all_kline_updates: self.ws_all_kline_updates,
+                book_snapshot_interval: seconds("ORDERBOOK_SNAPSHOT_INTERVAL", self.orderbook_snapshot_interval)?,
+                book_depth: match self.orderbook_depth {
+                    1..=5000 => self.orderbook_depth,
+                    n => return Err(LoaderError::config(format!("ORDERBOOK_DEPTH must be between 1 and 5000, got {n}"))),
+                },
+                idle_timeout: seconds("WS_IDLE_TIMEOUT", self.ws_idle_timeout)?,
+                rotate_after: seconds("WS_ROTATE_AFTER", self.ws_rotate_after)?,
+                streams_per_connection: match self.ws_streams_per_connection {
+                    1..=1024 => self.ws_streams_per_connection,
+                    n => {
+                        return Err(LoaderError::config(format!(
+                            "WS_STREAMS_PER_CONNECTION must be between 1 and 1024 (Binance's limit), got {n}"
+                        )))
+                    }
+                },
+            },
+            kafka,
+            control_kafka,
+        })
+    }
+
+    /// Where an `error` event can go when the configuration as a whole is not valid: the Kafka
+    /// settings and events topic, if those parts resolve.
+    pub fn events_target(&self) -> Option<(KafkaConfig, String)> {
+        let kafka = self.kafka.resolve().ok()?;
+        let topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
+            .unwrap_or_else(|| "queue-events".into());
+        check_topic_name("QUEUE_EVENTS_TOPIC", &topic).ok()?;
+        Some((kafka, topic))
+    }
+}
+
+impl JobConfig {
+    /// The range as telemetry and logs show it (`live` without one).
+    pub fn range_text(&self) -> String {
+        match self.range {
+            Some(r) => format!(
+                "{}:{}",
+                crate::time_range::fmt_ms(r.start_ms),
+                crate::time_range::fmt_ms(r.end_ms)
+            ),
+            None => "live".into(),
+        }
+    }
+}
+
+/// Kafka's own rule for topic names.
+pub fn check_topic_name(var: &str, topic: &str) -> Result<()> {
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LoaderError::config(format!(
+            "{var} {topic:?} is not a valid Kafka topic name: 1-249 characters of a-z A-Z 0-9 . _ -"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_are_normalised() {
+        assert_eq!(parse_symbols("btcusdt").unwrap(), vec!["BTCUSDT"]);
+        assert_eq!(
+            parse_symbols(" btcusdt, ETHusdt ,btcusdt").unwrap(),
+            vec!["BTCUSDT", "ETHUSDT"]
+        );
+        assert!(parse_symbols(" , ").unwrap_err().contains("SYMBOL"));
+        assert!(parse_symbols("BTC/USDT").unwrap_err().contains("SYMBOL"));
+    }
+
+    #[test]
+    fn properties_parse() {
+        let p = parse_properties(
+            "linger.ms=50, compression.type=zstd",
+            "KAFKA_PRODUCER_CONFIG",
+        )
+        .unwrap();
+        assert_eq!(p[0].0, "linger.ms");
+        assert_eq!(p[1].1.expose(), "zstd");
+        assert!(parse_properties("linger.ms", "KAFKA_PRODUCER_CONFIG")
+            .unwrap_err()
+            .contains("KAFKA_PRODUCER_CONFIG"));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
