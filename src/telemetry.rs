@@ -100,7 +100,7 @@ impl TelemetryPublisher {
             .set("queue.buffering.max.messages", "10000")
             .set("client.id", "loader-producer-telemetry");
         kafka::apply_overrides(&mut cfg, k);
-        let producer = match cfg.create_with_context(TelemetryContext::default()) {
+        let producer = match cfg.create_with_context(TelemetryContext) {
             Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create the telemetry producer; events will only be logged");
