@@ -2,13 +2,16 @@
 //!
 //! Each instance reads every partition itself from the end offsets it saw at start, with no
 //! consumer group, so several jobs of one queue all see a `stop` (the platform's old listener
-//! shared a group, so only one of them did). Malformed messages are logged and ignored.
+//! shared a group, so only one of them did). A topic that does not exist yet is read from its
+//! very start once it appears: every message in it was sent after this job started (the first
+//! `stop` may be what creates it). Malformed messages are logged and ignored.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -55,9 +58,10 @@ pub struct ControlListener {
 }
 
 impl ControlListener {
-    /// Starts listening; returns once the listener is positioned at the topic's end, or has found
-    /// the topic missing (it keeps trying in the background: nothing can have been sent to a
-    /// topic that does not exist), or after `ready_timeout`.
+    /// Starts listening; returns once every command sent from now on will be seen: the listener
+    /// is positioned at the topic's end, or the topic does not exist (it will be read from its
+    /// start when it appears). Gives up waiting after `ready_timeout` (the broker is not
+    /// answering), with a warning.
     pub fn start(
         k: &KafkaConfig,
         topic: &str,
@@ -67,6 +71,7 @@ impl ControlListener {
     ) -> ControlListener {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let name = topic.to_string();
         let (k, topic, queue_id, flag) = (
             k.clone(),
             topic.to_string(),
@@ -82,7 +87,9 @@ impl ControlListener {
                 "cannot start the control listener thread; stop commands will not be seen"
             );
         }
-        let _ = ready_rx.recv_timeout(ready_timeout);
+        if ready_rx.recv_timeout(ready_timeout).is_err() && thread.is_some() {
+            tracing::warn!(topic = %name, "the control topic could not be positioned in time; a stop sent now may be missed");
+        }
         ControlListener { stop, thread }
     }
 }
@@ -122,25 +129,33 @@ fn listen(
             return;
         }
     };
-    // Position at the current end of every partition, retrying until the topic exists.
+    // Position at the current end of every partition; a topic that does not exist yet is read
+    // from its start when it appears.
+    let mut from_start = false;
     let mut warned = false;
     loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        match assign_at_end(&consumer, topic) {
+        match assign(&consumer, topic, from_start) {
             Ok(()) => break,
-            Err(e) => {
+            Err(Unreadable::Missing) => {
+                if !from_start {
+                    from_start = true;
+                    tracing::info!(topic, "control topic does not exist yet: it will be read from its start when it appears");
+                    let _ = ready.send(());
+                }
+            }
+            Err(Unreadable::Other(e)) => {
                 if !warned {
                     tracing::warn!(topic, error = %e, "control topic not readable yet; retrying in the background");
                     warned = true;
-                    let _ = ready.send(());
-                }
-                let until = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
+        }
+        let until = Instant::now() + Duration::from_millis(if from_start { 500 } else { 1000 });
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     tracing::debug!(topic, "listening for control commands");
@@ -173,30 +188,51 @@ fn listen(
     }
 }
 
-fn assign_at_end(consumer: &BaseConsumer<CapturingContext>, topic: &str) -> Result<(), String> {
+/// Why the control topic cannot be assigned yet.
+enum Unreadable {
+    /// The broker says the topic does not exist.
+    Missing,
+    /// Anything else (the broker is not answering, a partition has no leader yet, …).
+    Other(String),
+}
+
+/// Assigns every partition at its end, or at its start when `from_start`.
+fn assign(
+    consumer: &BaseConsumer<CapturingContext>,
+    topic: &str,
+    from_start: bool,
+) -> Result<(), Unreadable> {
+    let other = |e: &dyn std::fmt::Display| Unreadable::Other(e.to_string());
     let md = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .map_err(|e| e.to_string())?;
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .ok_or("topic missing from metadata")?;
-    if let Some(err) = t.error() {
-        return Err(format!("{err:?}"));
+        .map_err(|e| other(&e))?;
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Err(Unreadable::Missing);
+    };
+    match t.error() {
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => {
+            return Err(Unreadable::Missing)
+        }
+        Some(err) => return Err(Unreadable::Other(format!("{err:?}"))),
+        None => {}
     }
     if t.partitions().is_empty() {
-        return Err("topic has no partitions".into());
+        return Err(Unreadable::Missing);
     }
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high))
-            .map_err(|e| e.to_string())?;
+        let offset = if from_start {
+            Offset::Beginning
+        } else {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                .map_err(|e| other(&e))?;
+            Offset::Offset(high)
+        };
+        tpl.add_partition_offset(topic, p.id(), offset)
+            .map_err(|e| other(&e))?;
     }
-    consumer.assign(&tpl).map_err(|e| e.to_string())
+    consumer.assign(&tpl).map_err(|e| other(&e))
 }
 
 #[cfg(test)]

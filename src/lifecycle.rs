@@ -121,14 +121,9 @@ async fn run_protocol(
     let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
     let control_kafka = cfg.control_kafka.clone();
     let (topic, queue_id) = (cfg.control_topic.clone(), cfg.queue_id.clone());
+    let ready_within = cfg.kafka.connect_timeout.max(Duration::from_secs(5));
     let listener = tokio::task::spawn_blocking(move || {
-        ControlListener::start(
-            &control_kafka,
-            &topic,
-            &queue_id,
-            cmd_tx,
-            Duration::from_secs(5),
-        )
+        ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
     });
     let sink = tokio::select! {
         s = job::connect_sink(cfg) => s?,

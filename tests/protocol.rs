@@ -471,3 +471,38 @@ async fn an_invalid_symbol_is_reported_as_an_error_event_with_exit_2() {
         .contains("NOSUCHCOIN"));
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_that_creates_the_control_topic_is_still_obeyed() {
+    // The control topic does not exist when the job starts; the stop sent after `started`
+    // creates it. The listener must read it from its start, not from after that stop.
+    let sim = slow_sim().await;
+    let mut s = setup(
+        &sim,
+        "2024-01-01:2024-03-01",
+        &[("FETCH_CONCURRENCY", "1"), ("SOURCE", "rest")],
+    );
+    s.control_topic = fresh_topic("control-not-yet");
+    s.env.retain(|(k, _)| *k != "CONTROL_TOPIC");
+    s.env.push(("CONTROL_TOPIC", s.control_topic.clone()));
+    let (exit, ev) = tokio::task::spawn_blocking(move || {
+        let child = spawn(&s.env);
+        wait_for_event(&s, "started", Duration::from_secs(30));
+        send_control(
+            &s,
+            &format!(r#"{{"command":"stop","queue_id":"{}"}}"#, s.queue_id),
+        );
+        (wait(child, Duration::from_secs(60)), events(&s))
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    let st = statuses(&ev);
+    assert_eq!(
+        st.last().map(String::as_str),
+        Some("interrupted"),
+        "the stop was missed: {st:?}"
+    );
+    assert!(exit.took < Duration::from_secs(30), "took {:?}", exit.took);
+    sim.shutdown().await;
+}
