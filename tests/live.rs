@@ -10,7 +10,9 @@ use std::time::Duration;
 use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
 use serde_json::Value;
 use support::broker::{consume_all, Broker};
-use support::loader::{fresh_topic, parse_records, run_loader_async, with, Run};
+use support::loader::{
+    fresh_topic, job_env, parse_records, read_raw, run_loader_async, wait_until, with, Run,
+};
 
 async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
     let cfg = SimConfig {
@@ -56,6 +58,15 @@ fn env(
     e
 }
 
+/// Records published so far (0 while the topic does not exist yet).
+fn published(topic: &str) -> usize {
+    if support::broker::topic_exists(&Broker::shared().bootstrap(), topic) {
+        read(topic).len()
+    } else {
+        0
+    }
+}
+
 fn read(topic: &str) -> Vec<Value> {
     parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
         .into_iter()
@@ -88,15 +99,28 @@ async fn aggregate_trades_survive_drops_rotations_and_shutdowns() {
         ),
         vec![],
     ));
-    tokio::time::sleep(Duration::from_millis(
-        (range.0 + 3000 - now_ms()).max(0) as u64
-    ))
+    // Mid-range: the loader has published trades of the range.
+    wait_until(
+        "trades of the range published",
+        Duration::from_secs(20),
+        || published(&topic) >= 50,
+    )
     .await;
     assert!(
         sim.disconnect_all() > 0,
         "the loader is connected mid-range"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once it has reconnected and streams again, Binance announces a shutdown.
+    let opened = sim.stats().ws_connections_opened;
+    wait_until(
+        "a new connection streaming",
+        Duration::from_secs(10),
+        || {
+            let st = sim.stats();
+            st.ws_connections_opened > opened && st.ws_connections_open > 0
+        },
+    )
+    .await;
     assert!(
         sim.send_server_shutdown() > 0,
         "the loader is connected again"
@@ -335,7 +359,10 @@ async fn a_live_job_without_a_range_runs_until_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until("trades published", Duration::from_secs(20), || {
+        published(&topic) > 10
+    })
+    .await;
     let ok = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -387,5 +414,206 @@ async fn server_pings_are_answered_so_the_connection_lives() {
     );
     let v = verify(&topic, range);
     assert_eq!(v.code, Some(0), "{}", v.stdout);
+    sim.shutdown().await;
+}
+
+/// The trades of `symbol` at `spacing_ms`: (id, time) of the first trade `a` at least `lead_ms`
+/// from now such that trade `a + n` is followed by a pause of at least `pause_ms` (a quiet
+/// market: at the range's close, no trade after its end exists yet).
+fn quiet_stretch(spacing_ms: i64, symbol: &str, lead_ms: i64, n: u64, pause_ms: i64) -> (i64, i64) {
+    let data = SimConfig {
+        agg_trade_spacing_ms: spacing_ms,
+        ..SimConfig::default()
+    }
+    .data();
+    let mut a = data.first_id_at_or_after(symbol, now_ms() + lead_ms);
+    loop {
+        let last = data.trade_time(symbol, a + n);
+        if data.trade_time(symbol, a + n + 1) - last >= pause_ms {
+            return (data.trade_time(symbol, a), last + 1);
+        }
+        a += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_illiquid_stream_lost_before_the_end_still_closes_the_range() {
+    // One trade every 4 s on average; the range ends right after a trade that the next one
+    // follows by at least 3.5 s, so when the range is closed no trade at or after its end
+    // exists yet. The stream goes silent after the first trade of the range.
+    let sim = sim(4000, WsFaults::default()).await;
+    let topic = fresh_topic("ws-quiet");
+    let range = quiet_stretch(4000, "BTCUSDT", 3000, 3, 3500);
+    let handle = tokio::spawn(run_loader_async(
+        env(&sim, &topic, "BTCUSDT", "ws_aggtrades", Some(range)),
+        vec![],
+    ));
+    wait_until(
+        "the first trade of the range streamed",
+        Duration::from_secs(30),
+        || published(&topic) > 0,
+    )
+    .await;
+    sim.set_ws_faults(WsFaults {
+        stall: true,
+        ..WsFaults::default()
+    });
+    sim.stall_all();
+    let run = handle.await.unwrap();
+    run.assert_ok();
+    let want: Vec<u64> = SimConfig {
+        agg_trade_spacing_ms: 4000,
+        ..SimConfig::default()
+    }
+    .data()
+    .trades_between("BTCUSDT", range.0, range.1 - 1)
+    .iter()
+    .map(|t| t.id)
+    .collect();
+    let got: Vec<u64> = read(&topic)
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(want.len(), 4);
+    assert_eq!(
+        got, want,
+        "the trades after the stream went silent are fetched up to the end"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_that_delivers_nothing_is_reported_after_the_range_is_closed() {
+    // Every connection is silent from the start: nothing streamed at all. The range is still
+    // closed over REST (nothing lost), and the job says the stream is the problem.
+    let ws = WsFaults {
+        stall: true,
+        ..WsFaults::default()
+    };
+    let sim = sim(4000, ws).await;
+    let topic = fresh_topic("ws-silent");
+    let range = quiet_stretch(4000, "ETHUSDT", 2500, 2, 3500);
+    let run = run_loader_async(
+        env(&sim, &topic, "ETHUSDT", "ws_aggtrades", Some(range)),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("delivered nothing") && run.stderr.contains("BINANCE_WS_URL"),
+        "{}",
+        run.stderr
+    );
+    let got: Vec<u64> = read(&topic)
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect();
+    let want: Vec<u64> = SimConfig {
+        agg_trade_spacing_ms: 4000,
+        ..SimConfig::default()
+    }
+    .data()
+    .trades_between("ETHUSDT", range.0, range.1 - 1)
+    .iter()
+    .map(|t| t.id)
+    .collect();
+    assert_eq!(got, want);
+
+    // A BINANCE_WS_URL path Binance does not serve: the same report, nothing lost.
+    sim.set_ws_faults(WsFaults::default());
+    let topic = fresh_topic("ws-badpath");
+    let range = quiet_stretch(4000, "ETHUSDT", 2500, 1, 2000);
+    let bad = format!("{}/nope", sim.ws_url());
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "ETHUSDT", "ws_aggtrades", Some(range)),
+            &[("BINANCE_WS_URL", bad.as_str())],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("delivered nothing"), "{}", run.stderr);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_candles_end_like_rest_candles_and_the_ws_url_may_name_ws() {
+    // A range ending mid-candle: the candle open at its end is published (once it closes), as
+    // api_candles publishes it. BINANCE_WS_URL as the platform writes it, with /ws.
+    let sim = sim(250, WsFaults::default()).await;
+    let (start, _) = live_range(0);
+    let range = (start, start + 3_500);
+    let topic = fresh_topic("ws-candles-end");
+    let ws = format!("{}/ws", sim.ws_url());
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "BTCUSDT", "ws_candles_1s", Some(range)),
+            &[("BINANCE_WS_URL", ws.as_str())],
+        ),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    let rest_topic = fresh_topic("rest-candles-end");
+    let r = format!("{}:{}", range.0, range.1);
+    run_loader_async(
+        job_env(
+            &sim.base_url(),
+            &rest_topic,
+            "BTCUSDT",
+            "api_candles_1s",
+            &r,
+        ),
+        vec![],
+    )
+    .await
+    .assert_ok();
+    let live = read_raw(&topic);
+    assert_eq!(live.len(), 4, "open times start .. start+3 s");
+    assert!(
+        live == read_raw(&rest_topic),
+        "the same candles, byte for byte, as api_candles_1s"
+    );
+    assert!(
+        sim.stats().ws_messages_sent > 0,
+        "they came from the stream"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_streams_subscribe_instead_of_a_long_url() {
+    // 120 symbols make a combined-stream URL of about 2,300 characters: the streams are
+    // subscribed to with SUBSCRIBE messages, within Binance's 5 messages a second.
+    let sim = sim(250, WsFaults::default()).await;
+    let symbols: Vec<String> = (0..120).map(|i| format!("SYM{i:03}USDT")).collect();
+    let topic = fresh_topic("ws-many");
+    let range = live_range(3);
+    let run = run_loader_async(
+        env(
+            &sim,
+            &topic,
+            &symbols.join(","),
+            "ws_bookticker",
+            Some(range),
+        ),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    let records = read(&topic);
+    for s in &symbols {
+        assert!(
+            records.iter().any(|r| r["symbol"] == s.as_str()),
+            "no record of {s}"
+        );
+    }
+    let st = sim.stats();
+    assert_eq!(
+        (st.ws_connections_opened, st.ws_rate_limit_closes),
+        (1, 0),
+        "{st:?}"
+    );
     sim.shutdown().await;
 }

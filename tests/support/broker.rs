@@ -707,3 +707,21 @@ impl Pki {
         pki
     }
 }
+
+/// Whether `topic` exists on the broker (with partitions).
+pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = match client_config(bootstrap, &[]).create() {
+        Ok(c) => c,
+        Err(_) => return false,
+    };
+    consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .ok()
+        .and_then(|md| {
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| t.error().is_none() && !t.partitions().is_empty())
+        })
+        .unwrap_or(false)
+}

@@ -155,3 +155,15 @@ pub fn verify_topic(
     all.extend_from_slice(args);
     run_loader(&env, &all)
 }
+
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
+pub async fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
