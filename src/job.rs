@@ -133,6 +133,65 @@ enum Ended {
     Stopped,
 }
 
+/// How the sources of a job ended.
+struct Collected {
+    summaries: Vec<SourceSummary>,
+    /// A source was stopped before it was done. A stop that arrives after every source has
+    /// finished does not count: that load finished.
+    interrupted: bool,
+    failure: Option<LoaderError>,
+}
+
+/// Waits for every source. On a stop, history sources are aborted (`abort_on_stop`); live
+/// sources end by themselves, publishing what they received. The first failure aborts the rest.
+async fn collect(
+    sources: &mut JoinSet<Result<Ended>>,
+    stop: &CancellationToken,
+    abort_on_stop: bool,
+    status: &JobStatus,
+) -> Collected {
+    let mut out = Collected {
+        summaries: Vec::new(),
+        interrupted: false,
+        failure: None,
+    };
+    let mut stop_seen = false;
+    loop {
+        tokio::select! {
+            joined = sources.join_next() => match joined {
+                None => break,
+                Some(Ok(Ok(Ended::Done(done)))) => {
+                    for summary in done {
+                        status.complete(&summary.symbol);
+                        out.summaries.push(summary);
+                    }
+                }
+                Some(Ok(Ok(Ended::Stopped))) => out.interrupted = true,
+                Some(Ok(Err(e))) => {
+                    out.failure.get_or_insert(e);
+                    sources.abort_all();
+                }
+                // Aborted on stop before it was done.
+                Some(Err(e)) if e.is_cancelled() => out.interrupted = true,
+                Some(Err(e)) => {
+                    out.failure.get_or_insert(LoaderError::Other(format!("a source task failed: {e}")));
+                    sources.abort_all();
+                }
+            },
+            _ = stop.cancelled(), if !stop_seen => {
+                stop_seen = true;
+                tracing::info!("stop requested: no more fetching; publishing what was fetched");
+                // History sources are cancelled by the stop token as well; aborting ends them
+                // even between two awaits.
+                if abort_on_stop {
+                    sources.abort_all();
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Loads the range from `upstream` through `sink` until done or `stop` fires.
 pub async fn load(
     cfg: &JobConfig,
@@ -249,44 +308,11 @@ pub async fn load(
     }
     drop(tx);
 
-    let mut summaries = Vec::new();
-    let mut failure = None;
-    let mut interrupted = false;
-    let mut stop_seen = false;
-    loop {
-        tokio::select! {
-            joined = sources.join_next() => match joined {
-                None => break,
-                Some(Ok(Ok(Ended::Done(done)))) => {
-                    for summary in done {
-                        status.complete(&summary.symbol);
-                        summaries.push(summary);
-                    }
-                }
-                Some(Ok(Ok(Ended::Stopped))) => interrupted = true,
-                Some(Ok(Err(e))) => {
-                    failure.get_or_insert(e);
-                    sources.abort_all();
-                }
-                // Aborted on stop before it was done.
-                Some(Err(e)) if e.is_cancelled() => interrupted = true,
-                Some(Err(e)) => {
-                    failure.get_or_insert(LoaderError::Other(format!("a source task failed: {e}")));
-                    sources.abort_all();
-                }
-            },
-            _ = stop.cancelled(), if !stop_seen => {
-                stop_seen = true;
-                tracing::info!("stop requested: no more fetching; publishing what was fetched");
-                // History sources are cancelled by the stop token as well; aborting ends them
-                // even between two awaits. Live sources stop by themselves, publishing what
-                // they received.
-                if !cfg.data_type.is_live() {
-                    sources.abort_all();
-                }
-            }
-        }
-    }
+    let Collected {
+        mut summaries,
+        interrupted,
+        failure,
+    } = collect(&mut sources, &stop, !cfg.data_type.is_live(), &status).await;
     // All senders are gone: the sink drains, flushes and ends.
     let sink_result = tokio::task::spawn_blocking(move || sink_thread.join())
         .await
@@ -328,4 +354,52 @@ pub async fn load(
         report.archive_bytes = a.stats.bytes.load(Relaxed);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(symbol: &str) -> SourceSummary {
+        SourceSummary {
+            symbol: symbol.into(),
+            ..SourceSummary::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_after_every_source_finished_is_a_finished_load() {
+        let status = JobStatus::new(None, &["BTCUSDT".to_string()]);
+        let mut sources: JoinSet<Result<Ended>> = JoinSet::new();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        sources.spawn(async move {
+            let _ = done_tx.send(());
+            Ok(Ended::Done(vec![summary("BTCUSDT")]))
+        });
+        done_rx.await.unwrap();
+        // The source has ended; the stop arrives before the job has wrapped up.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let c = collect(&mut sources, &stop, true, &status).await;
+        assert!(!c.interrupted, "a finished load is finished");
+        assert_eq!(c.summaries.len(), 1);
+        assert!(c.failure.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_stop_while_a_source_works_is_an_interrupted_load() {
+        let status = JobStatus::new(None, &["BTCUSDT".to_string(), "ETHUSDT".to_string()]);
+        let mut sources: JoinSet<Result<Ended>> = JoinSet::new();
+        sources.spawn(async { Ok(Ended::Done(vec![summary("BTCUSDT")])) });
+        sources.spawn(std::future::pending());
+        let stop = CancellationToken::new();
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            trigger.cancel();
+        });
+        let c = collect(&mut sources, &stop, true, &status).await;
+        assert!(c.interrupted);
+        assert_eq!(c.summaries.len(), 1, "what finished is still reported");
+    }
 }

@@ -227,6 +227,19 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_candle_waits_the_same_settling_margin_as_trades() {
+        let kh = KlineHistory {
+            interval: Interval::M1,
+        };
+        let ten = 1_704_103_200_000; // 2024-01-01T10:00:00Z
+                                     // At 10:00:00.500 the 09:59 candle closed half a second ago: not settled yet.
+        assert_eq!(kh.settled_end(ten + 500), ten - 60_000);
+        assert_eq!(kh.settled_end(ten + SETTLE_MS), ten);
+        let trades = crate::source::agg_trades::AggTradeHistory;
+        assert_eq!(trades.settled_end(ten + 500), ten + 500 - SETTLE_MS);
+    }
+
+    #[test]
     fn csv_rows_become_the_same_records_as_rest_rows() {
         let kh = KlineHistory {
             interval: Interval::M1,
