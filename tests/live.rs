@@ -617,3 +617,31 @@ async fn many_streams_subscribe_instead_of_a_long_url() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_failure_reports_kafkas_reason() {
+    // Order-book snapshots of 100 levels are several kilobytes; Kafka (librdkafka) refuses
+    // messages over message.max.bytes. The error must say so, not only that the sink stopped.
+    let sim = sim(250, WsFaults::default()).await;
+    let topic = fresh_topic("ws-too-large");
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "BTCUSDT", "ws_orderbook", Some(live_range(3))),
+            &[
+                ("ORDERBOOK_DEPTH", "100"),
+                ("ORDERBOOK_SNAPSHOT_INTERVAL", "0.2"),
+                ("KAFKA_PRODUCER_CONFIG", "message.max.bytes=1000"),
+            ],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.to_ascii_lowercase().contains("too large"),
+        "the cause is lost: {last}"
+    );
+    assert!(!last.contains("sink stopped"), "{last}");
+    sim.shutdown().await;
+}

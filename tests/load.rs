@@ -515,3 +515,87 @@ async fn a_range_reaching_past_now_loads_what_exists_and_says_so() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_end_of_a_range_before_a_long_silence_is_found_without_walking_hours() {
+    // After the range, the symbol has no trade for a year (like a delisted symbol): the first
+    // trade at or after the end is found by a binary search over ids, not hour by hour.
+    let end = JAN1_2024 + 3_600_000;
+    let d = SimConfig::default().data();
+    let first_after = d.first_id_at_or_after("BTCUSDT", end);
+    let cfg = SimConfig {
+        faults: Faults {
+            missing_agg_ids: vec![(first_after, first_after + 365 * 86_400 * 4)],
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let data = cfg.data();
+    let sim = sim(cfg).await;
+    let topic = fresh_topic("aggtrades-silence");
+    let range = format!("{JAN1_2024}:{end}");
+    let env = with(
+        job_env(&sim, &topic, "BTCUSDT", "api_trades", &range),
+        &[("SOURCE", "rest")],
+    );
+    run_loader_async(env, vec![]).await.assert_ok();
+    let want: Vec<u64> = data
+        .trades_between("BTCUSDT", JAN1_2024, end - 1)
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let got: Vec<u64> = read_topic(&topic)
+        .iter()
+        .map(|(_, v)| v["trade_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, want);
+    let requests = sim.stats().per_endpoint["/api/v3/aggTrades"];
+    // 15 pages of 1,000, a few lookups and about 35 binary-search steps; walking the silence
+    // hour by hour would take 8,760.
+    assert!(requests < 80, "{requests} aggTrades requests");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_budget_under_concurrency_never_overshoots_into_a_429() {
+    // RATE_LIMIT_SHARE=1 with 32 requests in flight and 40 ms responses: weight reserved for
+    // requests still in flight must never be forgotten when the server's count comes back.
+    let cfg = SimConfig {
+        weight_limit: 100,
+        weight_window: Duration::from_secs(1),
+        faults: Faults {
+            latency: Duration::from_millis(40),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = sim(cfg).await;
+    let topic = fresh_topic("budget-concurrent");
+    let env = with(
+        job_env(
+            &sim,
+            &topic,
+            "BTCUSDT",
+            "api_candles_1m",
+            "2023-01-01:2024-02-05",
+        ),
+        &[
+            ("RATE_LIMIT_SHARE", "1"),
+            ("FETCH_CONCURRENCY", "32"),
+            ("SOURCE", "rest"),
+        ],
+    );
+    run_loader_async(env, vec![]).await.assert_ok();
+    let st = sim.stats();
+    assert_eq!(
+        (st.responses_429, st.responses_418, st.budget_violations),
+        (0, 0, 0),
+        "{st:?}"
+    );
+    assert!(st.max_window_weight <= 100, "{st:?}");
+    assert!(
+        st.weight_total > 1000,
+        "the budget was the bottleneck: {st:?}"
+    );
+    sim.shutdown().await;
+}

@@ -135,10 +135,15 @@ where
         // A short page means there is nothing newer.
         let mut reached_end = (rows.len() as u64) < to - from;
         let mut batch = RecordBatch::new(symbol.into(), rows.len());
-        for r in rows.iter().filter(|r| r.id() >= from && r.id() < to) {
+        for r in rows.iter().filter(|r| r.id() >= from) {
+            // A trade at or after the end ends the span, even one past this page (ids missing
+            // up to it): the pages after it would only return the same trades again.
             if r.time() >= span.end_time {
                 reached_end = true;
                 break;
+            }
+            if r.id() >= to {
+                break; // the next page's
             }
             if cursor.admit(r.time(), r.id() as i64) {
                 r.push(&mut batch)?;
