@@ -335,6 +335,18 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
                 s.symbol, s.from_archive, s.archive_files, s.from_rest
             );
         }
+        if s.duplicates_dropped > 0 {
+            println!(
+                "{}: {} repeated rows dropped (duplicates in archive files or at a seam)",
+                s.symbol, s.duplicates_dropped
+            );
+        }
+        if cfg.data_type.is_live() {
+            println!(
+                "{}: {} records from the stream, {} fetched over REST after gaps; {} reconnect(s), {} order-book resync(s), {} diff-depth sequence break(s)",
+                s.symbol, s.from_stream, s.backfilled, s.reconnects, s.resyncs, s.sequence_breaks
+            );
+        }
     }
     let verb = if report.interrupted {
         "Stopped on request after publishing"
