@@ -321,45 +321,53 @@ async fn verify_flags_duplicates_and_records_outside_the_range() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tight_weight_budget_is_used_but_never_exceeded() {
-    // 120 weight per second; each kline page weighs 2, so ~45 pages need several windows.
-    let cfg = SimConfig {
-        weight_limit: 120,
-        weight_window: Duration::from_secs(1),
-        ..SimConfig::default()
-    };
-    let sim = sim(cfg).await;
-    let topic = fresh_topic("budget");
-    let env = with(
-        job_env(
-            &sim,
-            &topic,
+    // Each kline page weighs 2, so the ranges need several windows of a small budget. The
+    // second case takes the whole budget (RATE_LIMIT_SHARE=1) with 32 requests in flight and
+    // 40 ms responses: weight reserved for requests still in flight must never be forgotten
+    // when the server's count comes back.
+    for (limit, concurrency, latency_ms, days) in [(120u32, "8", 0u64, 90i64), (100, "32", 40, 200)]
+    {
+        let cfg = SimConfig {
+            weight_limit: limit,
+            weight_window: Duration::from_secs(1),
+            faults: Faults {
+                latency: Duration::from_millis(latency_ms),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        };
+        let sim = sim(cfg).await;
+        let topic = fresh_topic("budget");
+        let range = format!("{}:{}", JAN1_2024, JAN1_2024 + days * DAY);
+        let env = with(
+            job_env(&sim, &topic, "BTCUSDT", "api_candles_1m", &range),
+            &[
+                ("RATE_LIMIT_SHARE", "1.0"),
+                ("FETCH_CONCURRENCY", concurrency),
+                ("SOURCE", "rest"),
+            ],
+        );
+        run_loader_async(env, vec![]).await.assert_ok();
+        let st = sim.stats();
+        assert_eq!(
+            (st.responses_429, st.responses_418, st.budget_violations),
+            (0, 0, 0),
+            "{st:?}"
+        );
+        assert!(st.max_window_weight <= limit, "{st:?}");
+        assert!(
+            st.weight_total > 2 * u64::from(limit),
+            "the budget was the bottleneck: {st:?}"
+        );
+        assert_candles(
+            &read_topic(&topic),
             "BTCUSDT",
-            "api_candles_1m",
-            "2024-01-01:2024-01-31",
-        ),
-        &[
-            ("RATE_LIMIT_SHARE", "1.0"),
-            ("FETCH_CONCURRENCY", "8"),
-            ("SOURCE", "rest"),
-        ],
-    );
-    run_loader_async(env, vec![]).await.assert_ok();
-    let st = sim.stats();
-    assert_eq!(
-        (st.responses_429, st.responses_418, st.budget_violations),
-        (0, 0, 0),
-        "{st:?}"
-    );
-    assert!(st.max_window_weight <= 120, "{st:?}");
-    let records = read_topic(&topic);
-    assert_candles(
-        &records,
-        "BTCUSDT",
-        "1m".parse().unwrap(),
-        JAN1_2024,
-        JAN1_2024 + 30 * DAY,
-    );
-    sim.shutdown().await;
+            "1m".parse().unwrap(),
+            JAN1_2024,
+            JAN1_2024 + days * DAY,
+        );
+        sim.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -553,49 +561,5 @@ async fn the_end_of_a_range_before_a_long_silence_is_found_without_walking_hours
     // 15 pages of 1,000, a few lookups and about 35 binary-search steps; walking the silence
     // hour by hour would take 8,760.
     assert!(requests < 80, "{requests} aggTrades requests");
-    sim.shutdown().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_whole_budget_under_concurrency_never_overshoots_into_a_429() {
-    // RATE_LIMIT_SHARE=1 with 32 requests in flight and 40 ms responses: weight reserved for
-    // requests still in flight must never be forgotten when the server's count comes back.
-    let cfg = SimConfig {
-        weight_limit: 100,
-        weight_window: Duration::from_secs(1),
-        faults: Faults {
-            latency: Duration::from_millis(40),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    };
-    let sim = sim(cfg).await;
-    let topic = fresh_topic("budget-concurrent");
-    let env = with(
-        job_env(
-            &sim,
-            &topic,
-            "BTCUSDT",
-            "api_candles_1m",
-            "2023-01-01:2024-02-05",
-        ),
-        &[
-            ("RATE_LIMIT_SHARE", "1"),
-            ("FETCH_CONCURRENCY", "32"),
-            ("SOURCE", "rest"),
-        ],
-    );
-    run_loader_async(env, vec![]).await.assert_ok();
-    let st = sim.stats();
-    assert_eq!(
-        (st.responses_429, st.responses_418, st.budget_violations),
-        (0, 0, 0),
-        "{st:?}"
-    );
-    assert!(st.max_window_weight <= 100, "{st:?}");
-    assert!(
-        st.weight_total > 1000,
-        "the budget was the bottleneck: {st:?}"
-    );
     sim.shutdown().await;
 }

@@ -13,6 +13,18 @@ use crate::error::{LoaderError, Result};
 use crate::source::SourceMode;
 use crate::time_range::TimeRange;
 
+/// `value` without a trailing slash, if it is an http(s) URL; else an error naming `var`.
+fn http_url(var: &str, value: &str, example: &str) -> Result<String> {
+    let url = value.trim().trim_end_matches('/').to_string();
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url)
+    } else {
+        Err(LoaderError::config(format!(
+            "{var} {url:?} is not an http(s) URL, e.g. {example}"
+        )))
+    }
+}
+
 fn non_empty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -201,16 +213,11 @@ impl VerifyArgs {
 
     /// How verify asks Binance about gaps: a small share of the budget, few retries.
     pub fn binance_config(&self) -> Result<BinanceConfig> {
-        let api_url = self
-            .binance_api_url
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-            return Err(LoaderError::config(format!(
-                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
-            )));
-        }
+        let api_url = http_url(
+            "BINANCE_API_URL",
+            &self.binance_api_url,
+            "https://api.binance.com",
+        )?;
         Ok(BinanceConfig {
             api_url,
             ws_url: String::new(),
@@ -302,16 +309,11 @@ impl JobArgs {
                 )))
             }
         };
-        let api_url = self
-            .binance_api_url
-            .trim()
-            .trim_end_matches('/')
-            .to_string();
-        if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
-            return Err(LoaderError::config(format!(
-                "BINANCE_API_URL {api_url:?} is not an http(s) URL, e.g. https://api.binance.com"
-            )));
-        }
+        let api_url = http_url(
+            "BINANCE_API_URL",
+            &self.binance_api_url,
+            "https://api.binance.com",
+        )?;
         let ws_url = crate::binance::stream::stream_base(&self.binance_ws_url);
         if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
             return Err(LoaderError::config(format!(
@@ -320,12 +322,11 @@ impl JobArgs {
             )));
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
-        let archive_url = self.archive_url.trim().trim_end_matches('/').to_string();
-        if !(archive_url.starts_with("http://") || archive_url.starts_with("https://")) {
-            return Err(LoaderError::config(format!(
-                "ARCHIVE_URL {archive_url:?} is not an http(s) URL, e.g. https://data.binance.vision"
-            )));
-        }
+        let archive_url = http_url(
+            "ARCHIVE_URL",
+            &self.archive_url,
+            "https://data.binance.vision",
+        )?;
         if !(1..=64).contains(&self.archive_concurrency) {
             return Err(LoaderError::config(format!(
                 "ARCHIVE_CONCURRENCY must be between 1 and 64, got {}",

@@ -9,7 +9,7 @@
 
 use futures::future::BoxFuture;
 
-use super::trade_ids::{self, IdSpan};
+use super::trade_ids;
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::AggTrades;
@@ -76,41 +76,7 @@ impl History for AggTradeHistory {
         cursor: &'a mut Cursor,
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let ex = ctx.rest()?;
-            let from = match cursor.next_id() {
-                Some(id) => id,
-                None => match ex
-                    .first_agg_trade_at_or_after(&ctx.symbol, span.start_ms)
-                    .await?
-                {
-                    Some(first) if first.time < span.end_ms => first.id,
-                    _ => {
-                        tracing::info!(symbol = %ctx.symbol, span = %span, "no aggregate trades in this span");
-                        return Ok(());
-                    }
-                },
-            };
-            let end_id = ex
-                .first_agg_trade_at_or_after(&ctx.symbol, span.end_ms)
-                .await?
-                .map(|t| t.id);
-            let span = IdSpan {
-                from,
-                end_id,
-                end_time: span.end_ms,
-            };
-            trade_ids::load::<AggTrades>(
-                ex,
-                &ctx.symbol,
-                span,
-                (ctx.page_limit, ctx.concurrency),
-                cursor,
-                out,
-            )
-            .await?;
-            Ok(())
-        })
+        Box::pin(trade_ids::load_span::<AggTrades>(ctx, span, cursor, out))
     }
 
     fn exists<'a>(
@@ -119,19 +85,6 @@ impl History for AggTradeHistory {
         symbol: &'a str,
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
-            Ok(match probe {
-                Probe::Ordinals(a, b) => {
-                    let page = exchange
-                        .agg_trades_from_id(symbol, a.max(0) as u64, 1)
-                        .await?;
-                    page.rows()?.first().is_some_and(|r| r.a as i64 <= b)
-                }
-                Probe::Time(r) => exchange
-                    .first_agg_trade_at_or_after(symbol, r.start_ms)
-                    .await?
-                    .is_some_and(|t| t.time < r.end_ms),
-            })
-        })
+        Box::pin(trade_ids::exists::<AggTrades>(exchange, symbol, probe))
     }
 }

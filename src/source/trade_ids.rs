@@ -10,8 +10,8 @@ use std::future::Future;
 
 use futures::{stream, StreamExt};
 
-use super::{Cursor, Emitter};
-use crate::binance::api::{AggTrades, Page, RowKind, Trades};
+use super::{Cursor, Emitter, HistoryContext, Probe};
+use crate::binance::api::{AggTradeRef, AggTrades, Page, RowKind, Trades};
 use crate::binance::Exchange;
 use crate::error::Result;
 use crate::record::{RawAggTrade, RawTrade, RecordBatch};
@@ -53,6 +53,10 @@ pub trait IdFeed: RowKind + Sized + 'static
 where
     for<'a> Self::Row<'a>: IdRow,
 {
+    /// The id of this feed that an aggregate trade marks (its own id, or its first raw trade's):
+    /// how a time becomes an id, since only aggTrades can be asked by time.
+    fn id_at(agg: AggTradeRef) -> u64;
+
     fn fetch<'a>(
         exchange: &'a Exchange,
         symbol: &'a str,
@@ -62,6 +66,10 @@ where
 }
 
 impl IdFeed for AggTrades {
+    fn id_at(agg: AggTradeRef) -> u64 {
+        agg.id
+    }
+
     fn fetch<'a>(
         exchange: &'a Exchange,
         symbol: &'a str,
@@ -73,6 +81,10 @@ impl IdFeed for AggTrades {
 }
 
 impl IdFeed for Trades {
+    fn id_at(agg: AggTradeRef) -> u64 {
+        agg.first_trade_id
+    }
+
     fn fetch<'a>(
         exchange: &'a Exchange,
         symbol: &'a str,
@@ -161,4 +173,69 @@ where
         }
     }
     Ok(published)
+}
+
+/// Loads the trades with time in `span` over REST: from the last one `cursor` admitted (a seam
+/// after an archive file), or from the first at or after the span's start, up to the first at or
+/// after its end.
+pub async fn load_span<F: IdFeed>(
+    ctx: &HistoryContext,
+    span: crate::time_range::TimeRange,
+    cursor: &mut Cursor,
+    out: &mut Emitter,
+) -> Result<()>
+where
+    for<'a> F::Row<'a>: IdRow,
+{
+    let ex = ctx.rest()?;
+    let from = match cursor.next_id() {
+        Some(id) => id,
+        None => match ex
+            .first_agg_trade_at_or_after(&ctx.symbol, span.start_ms)
+            .await?
+        {
+            Some(first) if first.time < span.end_ms => F::id_at(first),
+            _ => {
+                tracing::info!(symbol = %ctx.symbol, span = %span, "no {} in this span", F::WHAT);
+                return Ok(());
+            }
+        },
+    };
+    let end_id = ex
+        .first_agg_trade_at_or_after(&ctx.symbol, span.end_ms)
+        .await?
+        .map(F::id_at);
+    let ids = IdSpan {
+        from,
+        end_id,
+        end_time: span.end_ms,
+    };
+    load::<F>(
+        ex,
+        &ctx.symbol,
+        ids,
+        (ctx.page_limit, ctx.concurrency),
+        cursor,
+        out,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether the exchange has any trade of this feed in `probe`.
+pub async fn exists<F: IdFeed>(exchange: &Exchange, symbol: &str, probe: Probe) -> Result<bool>
+where
+    for<'a> F::Row<'a>: IdRow,
+{
+    Ok(match probe {
+        Probe::Ordinals(a, b) => {
+            let page = F::fetch(exchange, symbol, a.max(0) as u64, 1).await?;
+            let first = page.rows()?.first().map(|r| r.id() as i64);
+            first.is_some_and(|id| id <= b)
+        }
+        Probe::Time(r) => exchange
+            .first_agg_trade_at_or_after(symbol, r.start_ms)
+            .await?
+            .is_some_and(|t| t.time < r.end_ms),
+    })
 }

@@ -2,6 +2,7 @@
 //! of them are `.CHECKSUM`s), the files' names and the time spans they cover, when a file is
 //! published, and the calendar arithmetic (UTC dates, HTTP dates) all of that needs.
 
+use kline_interval::{civil_from_days, days_from_civil};
 use std::time::Duration;
 
 use kline_interval::Interval;
@@ -275,32 +276,6 @@ pub(crate) fn http_date(t_ms: i64) -> String {
 /// The UTC date `(year, month, day)` of a time in ms.
 pub(crate) fn date_of(t_ms: i64) -> (i64, u32, u32) {
     civil_from_days(t_ms.div_euclid(DAY_MS))
-}
-
-/// Days since 1970-01-01 of the proleptic Gregorian date `y-m-d` (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date `(year, month, day)` of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
