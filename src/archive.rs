@@ -576,6 +576,15 @@ pub mod fields {
         }
     }
 
+    /// A flag column some files lack (futures trades have no best-match column: every trade is
+    /// one): true when absent.
+    pub fn optional_boolean(row: &csv::ByteRecord, i: usize, what: &str) -> Result<bool, String> {
+        match row.get(i) {
+            Some(_) => boolean(row, i, what),
+            None => Ok(true),
+        }
+    }
+
     /// A header row (futures files have one since 2022): its first field is not a number.
     pub fn is_header(row: &csv::ByteRecord) -> bool {
         row.get(0)

@@ -10,8 +10,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::binance::api::{AggTrades, Trades};
 use crate::binance::Interval;
-use crate::source::{agg_trades, klines, raw_trades, History};
+use crate::source::trade_ids::TradeHistory;
+use crate::source::{klines, History};
 
 /// Where records can come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,8 +52,8 @@ impl HistoryType {
     pub fn loader(self) -> Arc<dyn History> {
         match self {
             HistoryType::Candles(interval) => Arc::new(klines::KlineHistory { interval }),
-            HistoryType::AggTrades => Arc::new(agg_trades::AggTradeHistory),
-            HistoryType::Trades => Arc::new(raw_trades::TradeHistory),
+            HistoryType::AggTrades => Arc::new(TradeHistory::<AggTrades>::new()),
+            HistoryType::Trades => Arc::new(TradeHistory::<Trades>::new()),
         }
     }
 

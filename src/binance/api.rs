@@ -19,7 +19,7 @@ const AGG_WINDOW_MS: i64 = 3_600_000;
 
 /// What a page holds: the row type it parses into and how to name it in errors.
 pub trait RowKind {
-    type Row<'a>: Deserialize<'a>;
+    type Row<'a>: Deserialize<'a> + Send;
     const WHAT: &'static str;
 }
 

@@ -4,44 +4,52 @@
 //!
 //! Over REST, time is used only to find the first id at or after the span's start and end
 //! ([`Exchange::first_agg_trade_at_or_after`]); between them ids are contiguous, so pages are
-//! fetched by id ([`trade_ids`](super::trade_ids)). After an archive file the span continues from
-//! the last id published, so a seam can neither repeat nor skip a trade.
+//! fetched by id ([`trade_ids`](super::trade_ids), which also holds the parts both trade types
+//! share). After an archive file the span continues from the last id published, so a seam can
+//! neither repeat nor skip a trade.
 
-use futures::future::BoxFuture;
+use std::future::Future;
 
-use super::trade_ids;
-use super::{Cursor, Emitter, History, HistoryContext, Probe};
-use crate::archive::{fields, ArchiveLayout};
-use crate::binance::api::AggTrades;
+use super::trade_ids::TradeType;
+use super::Cursor;
+use crate::archive::fields;
+use crate::binance::api::{AggTradeRef, AggTrades, Page};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::{RawAggTrade, RecordBatch};
 use crate::registry::RecordKind;
-use crate::source::klines::SETTLE_MS;
-use crate::time_range::TimeRange;
 
-pub struct AggTradeHistory;
+impl TradeType for AggTrades {
+    const KIND: RecordKind = RecordKind::AggTrades;
+    const ARCHIVE_NAME: &'static str = "aggTrades";
 
-impl History for AggTradeHistory {
-    fn kind(&self) -> RecordKind {
-        RecordKind::AggTrades
+    fn id(row: &RawAggTrade<'_>) -> u64 {
+        row.a
     }
 
-    fn settled_end(&self, now: i64) -> i64 {
-        now - SETTLE_MS
+    fn time(row: &RawAggTrade<'_>) -> i64 {
+        row.time
     }
 
-    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout> {
-        Some(ArchiveLayout {
-            market: "data/spot",
-            dir: format!("aggTrades/{symbol}"),
-            stem: format!("{symbol}-aggTrades"),
-            daily: true,
-        })
+    fn push(row: &RawAggTrade<'_>, batch: &mut RecordBatch) -> Result<()> {
+        batch.push_agg_trade(row)
     }
 
+    fn id_at(agg: AggTradeRef) -> u64 {
+        agg.id
+    }
+
+    fn fetch<'a>(
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+        exchange.agg_trades_from_id(symbol, from, limit)
+    }
+
+    /// `aggId, price, qty, firstId, lastId, time, isBuyerMaker[, isBestMatch]`.
     fn push_csv_row(
-        &self,
         row: &csv::ByteRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
@@ -60,31 +68,8 @@ impl History for AggTradeHistory {
             l: fields::uint(row, 4, "last trade id").map_err(bad)?,
             time,
             m: fields::boolean(row, 6, "is buyer maker").map_err(bad)?,
-            // Futures files have no best-match column; every futures trade is one.
-            best_match: match row.get(7) {
-                Some(_) => fields::boolean(row, 7, "is best match").map_err(bad)?,
-                None => true,
-            },
+            best_match: fields::optional_boolean(row, 7, "is best match").map_err(bad)?,
         };
         batch.push_agg_trade(&t)
-    }
-
-    fn load_rest<'a>(
-        &'a self,
-        ctx: &'a HistoryContext,
-        span: TimeRange,
-        cursor: &'a mut Cursor,
-        out: &'a mut Emitter,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(trade_ids::load_span::<AggTrades>(ctx, span, cursor, out))
-    }
-
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(trade_ids::exists::<AggTrades>(exchange, symbol, probe))
     }
 }

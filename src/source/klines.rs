@@ -235,7 +235,8 @@ mod tests {
                                      // At 10:00:00.500 the 09:59 candle closed half a second ago: not settled yet.
         assert_eq!(kh.settled_end(ten + 500), ten - 60_000);
         assert_eq!(kh.settled_end(ten + SETTLE_MS), ten);
-        let trades = crate::source::agg_trades::AggTradeHistory;
+        let trades =
+            crate::source::trade_ids::TradeHistory::<crate::binance::api::AggTrades>::new();
         assert_eq!(trades.settled_end(ten + 500), ten + 500 - SETTLE_MS);
     }
 

@@ -9,7 +9,7 @@ pub mod klines;
 pub mod live;
 pub mod plan;
 pub mod raw_trades;
-pub(crate) mod trade_ids;
+pub mod trade_ids;
 
 use std::sync::Arc;
 

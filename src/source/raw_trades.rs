@@ -4,42 +4,50 @@
 //!
 //! `historicalTrades` cannot search by time: an aggregate trade at or after a time tells the
 //! first raw trade id at or after it (aggregate trades cover contiguous raw ids of one time).
+//! What both trade types share is in [`trade_ids`](super::trade_ids).
 
-use futures::future::BoxFuture;
+use std::future::Future;
 
-use super::trade_ids;
-use super::{Cursor, Emitter, History, HistoryContext, Probe};
-use crate::archive::{fields, ArchiveLayout};
-use crate::binance::api::Trades;
+use super::trade_ids::TradeType;
+use super::Cursor;
+use crate::archive::fields;
+use crate::binance::api::{AggTradeRef, Page, Trades};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::{RawTrade, RecordBatch};
 use crate::registry::RecordKind;
-use crate::source::klines::SETTLE_MS;
-use crate::time_range::TimeRange;
 
-pub struct TradeHistory;
+impl TradeType for Trades {
+    const KIND: RecordKind = RecordKind::Trades;
+    const ARCHIVE_NAME: &'static str = "trades";
 
-impl History for TradeHistory {
-    fn kind(&self) -> RecordKind {
-        RecordKind::Trades
+    fn id(row: &RawTrade<'_>) -> u64 {
+        row.id
     }
 
-    fn settled_end(&self, now: i64) -> i64 {
-        now - SETTLE_MS
+    fn time(row: &RawTrade<'_>) -> i64 {
+        row.time
     }
 
-    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout> {
-        Some(ArchiveLayout {
-            market: "data/spot",
-            dir: format!("trades/{symbol}"),
-            stem: format!("{symbol}-trades"),
-            daily: true,
-        })
+    fn push(row: &RawTrade<'_>, batch: &mut RecordBatch) -> Result<()> {
+        batch.push_trade(row)
     }
 
+    fn id_at(agg: AggTradeRef) -> u64 {
+        agg.first_trade_id
+    }
+
+    fn fetch<'a>(
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
+        exchange.historical_trades(symbol, from, limit)
+    }
+
+    /// `id, price, qty, quoteQty, time, isBuyerMaker[, isBestMatch]`.
     fn push_csv_row(
-        &self,
         row: &csv::ByteRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
@@ -56,30 +64,8 @@ impl History for TradeHistory {
             qty: fields::text(row, 2, "quantity").map_err(bad)?,
             time,
             is_buyer_maker: fields::boolean(row, 5, "is buyer maker").map_err(bad)?,
-            is_best_match: match row.get(6) {
-                Some(_) => fields::boolean(row, 6, "is best match").map_err(bad)?,
-                None => true,
-            },
+            is_best_match: fields::optional_boolean(row, 6, "is best match").map_err(bad)?,
         };
         batch.push_trade(&t)
-    }
-
-    fn load_rest<'a>(
-        &'a self,
-        ctx: &'a HistoryContext,
-        span: TimeRange,
-        cursor: &'a mut Cursor,
-        out: &'a mut Emitter,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(trade_ids::load_span::<Trades>(ctx, span, cursor, out))
-    }
-
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(trade_ids::exists::<Trades>(exchange, symbol, probe))
     }
 }

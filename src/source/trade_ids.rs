@@ -1,5 +1,6 @@
-//! Loading trades by id over REST, written once for aggregate trades (`aggTrades?fromId`) and
-//! raw trades (`historicalTrades?fromId`), for history ranges and live backfills alike.
+//! Trades by id, written once for aggregate trades (`aggTrades?fromId`) and raw trades
+//! (`historicalTrades?fromId`): the REST pager for history ranges and live backfills alike, and
+//! the [`History`] of both types, whose own modules say only what differs.
 //!
 //! Ids are contiguous per symbol, so once the first id and the first id past the end are known,
 //! the pages (`fromId`, `limit`) are known in advance and fetched concurrently, then published
@@ -7,91 +8,112 @@
 //! A missing id is a gap in the exchange's data: it is noted, never skipped silently.
 
 use std::future::Future;
+use std::marker::PhantomData;
 
+use futures::future::BoxFuture;
 use futures::{stream, StreamExt};
 
-use super::{Cursor, Emitter, HistoryContext, Probe};
-use crate::binance::api::{AggTradeRef, AggTrades, Page, RowKind, Trades};
+use super::klines::SETTLE_MS;
+use super::{Cursor, Emitter, History, HistoryContext, Probe};
+use crate::archive::ArchiveLayout;
+use crate::binance::api::{AggTradeRef, Page, RowKind};
 use crate::binance::Exchange;
 use crate::error::Result;
-use crate::record::{RawAggTrade, RawTrade, RecordBatch};
-use crate::registry::Origin;
+use crate::record::RecordBatch;
+use crate::registry::{Origin, RecordKind};
+use crate::time_range::TimeRange;
 
-/// A trade row as `load` needs it.
-pub trait IdRow {
-    fn id(&self) -> u64;
-    fn time(&self) -> i64;
-    fn push(&self, batch: &mut RecordBatch) -> Result<()>;
-}
+/// A kind of trade loaded by id: aggregate trades and raw trades each implement it in their
+/// own module (endpoint, archive name, CSV columns); everything else is written once, here and
+/// in [`TradeHistory`].
+pub trait TradeType: RowKind + Sized + Send + Sync + 'static {
+    const KIND: RecordKind;
+    /// The archive's name of the type: `aggTrades`, `trades`.
+    const ARCHIVE_NAME: &'static str;
 
-impl IdRow for RawAggTrade<'_> {
-    fn id(&self) -> u64 {
-        self.a
-    }
-    fn time(&self) -> i64 {
-        self.time
-    }
-    fn push(&self, batch: &mut RecordBatch) -> Result<()> {
-        batch.push_agg_trade(self)
-    }
-}
+    fn id(row: &Self::Row<'_>) -> u64;
+    fn time(row: &Self::Row<'_>) -> i64;
+    fn push(row: &Self::Row<'_>, batch: &mut RecordBatch) -> Result<()>;
 
-impl IdRow for RawTrade<'_> {
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn time(&self) -> i64 {
-        self.time
-    }
-    fn push(&self, batch: &mut RecordBatch) -> Result<()> {
-        batch.push_trade(self)
-    }
-}
-
-/// An endpoint that pages trades by id.
-pub trait IdFeed: RowKind + Sized + 'static
-where
-    for<'a> Self::Row<'a>: IdRow,
-{
-    /// The id of this feed that an aggregate trade marks (its own id, or its first raw trade's):
+    /// The id of this type that an aggregate trade marks (its own id, or its first raw trade's):
     /// how a time becomes an id, since only aggTrades can be asked by time.
     fn id_at(agg: AggTradeRef) -> u64;
 
+    /// A page of trades with id `>= from`.
     fn fetch<'a>(
         exchange: &'a Exchange,
         symbol: &'a str,
         from: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a;
+
+    /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
+    fn push_csv_row(
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()>;
 }
 
-impl IdFeed for AggTrades {
-    fn id_at(agg: AggTradeRef) -> u64 {
-        agg.id
-    }
+/// The history of a [`TradeType`].
+pub struct TradeHistory<T>(PhantomData<fn() -> T>);
 
-    fn fetch<'a>(
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        from: u64,
-        limit: u32,
-    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
-        exchange.agg_trades_from_id(symbol, from, limit)
+impl<T> TradeHistory<T> {
+    pub fn new() -> Self {
+        TradeHistory(PhantomData)
     }
 }
 
-impl IdFeed for Trades {
-    fn id_at(agg: AggTradeRef) -> u64 {
-        agg.first_trade_id
+impl<T> Default for TradeHistory<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: TradeType> History for TradeHistory<T> {
+    fn kind(&self) -> RecordKind {
+        T::KIND
     }
 
-    fn fetch<'a>(
+    fn settled_end(&self, now: i64) -> i64 {
+        now - SETTLE_MS
+    }
+
+    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout> {
+        Some(ArchiveLayout {
+            market: "data/spot",
+            dir: format!("{}/{symbol}", T::ARCHIVE_NAME),
+            stem: format!("{symbol}-{}", T::ARCHIVE_NAME),
+            daily: true,
+        })
+    }
+
+    fn push_csv_row(
+        &self,
+        row: &csv::ByteRecord,
+        cursor: &mut Cursor,
+        batch: &mut RecordBatch,
+    ) -> Result<()> {
+        T::push_csv_row(row, cursor, batch)
+    }
+
+    fn load_rest<'a>(
+        &'a self,
+        ctx: &'a HistoryContext,
+        span: TimeRange,
+        cursor: &'a mut Cursor,
+        out: &'a mut Emitter,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(load_span::<T>(ctx, span, cursor, out))
+    }
+
+    fn exists<'a>(
+        &'a self,
         exchange: &'a Exchange,
         symbol: &'a str,
-        from: u64,
-        limit: u32,
-    ) -> impl Future<Output = Result<Page<Self>>> + Send + 'a {
-        exchange.historical_trades(symbol, from, limit)
+        probe: Probe,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(exists::<T>(exchange, symbol, probe))
     }
 }
 
@@ -110,17 +132,14 @@ pub struct IdSpan {
 /// Loads the trades of `span` over REST, `concurrency` pages of `page_limit` in flight,
 /// published page by page in order through `cursor` (which drops what was published already and
 /// notes gaps) into `out`. Returns the trades published.
-pub async fn load<F: IdFeed>(
+pub async fn load<F: TradeType>(
     exchange: &Exchange,
     symbol: &str,
     span: IdSpan,
     (page_limit, concurrency): (u32, usize),
     cursor: &mut Cursor,
     out: &mut Emitter,
-) -> Result<u64>
-where
-    for<'a> F::Row<'a>: IdRow,
-{
+) -> Result<u64> {
     if span.end_id.is_some_and(|e| e <= span.from) {
         return Ok(0);
     }
@@ -147,18 +166,19 @@ where
         // A short page means there is nothing newer.
         let mut reached_end = (rows.len() as u64) < to - from;
         let mut batch = RecordBatch::new(symbol.into(), rows.len());
-        for r in rows.iter().filter(|r| r.id() >= from) {
+        for r in rows.iter().filter(|r| F::id(r) >= from) {
+            let (id, time) = (F::id(r), F::time(r));
             // A trade at or after the end ends the span, even one past this page (ids missing
             // up to it): the pages after it would only return the same trades again.
-            if r.time() >= span.end_time {
+            if time >= span.end_time {
                 reached_end = true;
                 break;
             }
-            if r.id() >= to {
+            if id >= to {
                 break; // the next page's
             }
-            if cursor.admit(r.time(), r.id() as i64) {
-                r.push(&mut batch)?;
+            if cursor.admit(time, id as i64) {
+                F::push(r, &mut batch)?;
             }
         }
         published += batch.len() as u64;
@@ -178,15 +198,12 @@ where
 /// Loads the trades with time in `span` over REST: from the last one `cursor` admitted (a seam
 /// after an archive file), or from the first at or after the span's start, up to the first at or
 /// after its end.
-pub async fn load_span<F: IdFeed>(
+async fn load_span<F: TradeType>(
     ctx: &HistoryContext,
-    span: crate::time_range::TimeRange,
+    span: TimeRange,
     cursor: &mut Cursor,
     out: &mut Emitter,
-) -> Result<()>
-where
-    for<'a> F::Row<'a>: IdRow,
-{
+) -> Result<()> {
     let ex = ctx.rest()?;
     let from = match cursor.next_id() {
         Some(id) => id,
@@ -223,14 +240,11 @@ where
 }
 
 /// Whether the exchange has any trade of this feed in `probe`.
-pub async fn exists<F: IdFeed>(exchange: &Exchange, symbol: &str, probe: Probe) -> Result<bool>
-where
-    for<'a> F::Row<'a>: IdRow,
-{
+async fn exists<F: TradeType>(exchange: &Exchange, symbol: &str, probe: Probe) -> Result<bool> {
     Ok(match probe {
         Probe::Ordinals(a, b) => {
             let page = F::fetch(exchange, symbol, a.max(0) as u64, 1).await?;
-            let first = page.rows()?.first().map(|r| r.id() as i64);
+            let first = page.rows()?.first().map(|r| F::id(r) as i64);
             first.is_some_and(|id| id <= b)
         }
         Probe::Time(r) => exchange
