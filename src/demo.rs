@@ -140,6 +140,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         // Keyed by record so the records spread over the partitions.
         message_key: MessageKey::Record,
         metrics_port: 0,
+        resume: false,
+        shard: crate::config::Shard::WHOLE,
         binance: BinanceConfig {
             api_url: sim.base_url(),
             ws_url: String::new(),

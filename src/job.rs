@@ -21,6 +21,7 @@ use crate::config::JobConfig;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::DataType;
+use crate::resume::Resume;
 use crate::sink::KafkaSink;
 use crate::source::live::LiveSource;
 use crate::source::{history, HistoryContext, SourceMode, SourceSummary};
@@ -83,6 +84,8 @@ pub struct JobReport {
     /// Archive files downloaded and the bytes they took.
     pub archive_files: u64,
     pub archive_bytes: u64,
+    /// Where an earlier attempt stopped, when this one resumed.
+    pub resume: Option<Resume>,
 }
 
 impl JobReport {
@@ -123,7 +126,7 @@ pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
     let upstream = Upstream::connect(cfg, &stop).await?;
     let sink = connect_sink(cfg).await?;
     let status = Arc::new(JobStatus::new(cfg.range, &cfg.symbols));
-    load(cfg, upstream, sink, status, stop).await
+    load(cfg, upstream, sink, status, stop, &Resume::default()).await
 }
 
 /// How one source task ended.
@@ -199,6 +202,7 @@ pub async fn load(
     mut sink: KafkaSink,
     status: Arc<JobStatus>,
     stop: CancellationToken,
+    resume: &Resume,
 ) -> Result<JobReport> {
     let started = Instant::now();
     let _ = status.delivery.set(sink.delivery_counters());
@@ -266,6 +270,7 @@ pub async fn load(
                     concurrency: cfg.binance.concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
+                    resume: resume.points.clone(),
                 };
                 let tx = tx.clone();
                 sources.spawn(async move {
@@ -294,6 +299,7 @@ pub async fn load(
                     archive_concurrency: cfg.archive_concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
+                    resume: resume.points.get(symbol).copied(),
                 };
                 let load = history::load(history_type.loader(), ctx, tx.clone());
                 sources.spawn(async move {
@@ -337,6 +343,7 @@ pub async fn load(
         elapsed: started.elapsed(),
         interrupted,
         sources: summaries,
+        resume: resume.is_resumed().then(|| resume.clone()),
         ..JobReport::default()
     };
     if let Some(ex) = &upstream.exchange {

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod record;
 pub mod registry;
+pub mod resume;
 pub mod sink;
 pub mod source;
 pub mod status;

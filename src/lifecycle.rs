@@ -17,6 +17,7 @@ use crate::error::{LoaderError, Result};
 use crate::job::{self, JobReport, Upstream};
 use crate::metrics;
 use crate::registry::RecordKind;
+use crate::resume::{self, Resume};
 use crate::status::{JobStatus, Phase};
 use crate::telemetry::{EventStatus, JobIdentity, TelemetryPublisher};
 use crate::time_range::fmt_ms;
@@ -132,11 +133,33 @@ async fn run_protocol(
     let listener = listener
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))?;
+    // What an earlier attempt of this job already published (a restarted pod): continue after it.
+    let resume = if cfg.resume {
+        let (k, topic, symbols, kind, range) = (
+            cfg.kafka.clone(),
+            cfg.topic.clone(),
+            cfg.symbols.clone(),
+            cfg.data_type.record_kind(),
+            cfg.range,
+        );
+        tokio::task::spawn_blocking(move || resume::find(&k, &topic, &symbols, kind, range))
+            .await
+            .map_err(|e| LoaderError::Other(e.to_string()))??
+    } else {
+        Resume::default()
+    };
+    status.note_resume(&resume);
+    let mut resumed = String::new();
+    for (symbol, p) in &resume.points {
+        tracing::info!(%symbol, after = %fmt_ms(p.timestamp), ordinal = p.ordinal, messages_read = resume.messages_read,
+            "resuming after what an earlier attempt published");
+        resumed += &format!("; {symbol} resumes after {}", fmt_ms(p.timestamp));
+    }
 
     telemetry.emit(
         EventStatus::Started,
         &format!(
-            "Started loading {} {} for {}",
+            "Started loading {} {} for {}{resumed}",
             cfg.symbols.join(","),
             cfg.data_type.name(),
             cfg.range_text()
@@ -171,7 +194,7 @@ async fn run_protocol(
         done.clone(),
     ));
 
-    let result = job::load(cfg, upstream, sink, status.clone(), stop.clone()).await;
+    let result = job::load(cfg, upstream, sink, status.clone(), stop.clone(), &resume).await;
     done.cancel();
     commands.abort();
     let _ = ticker.await;
@@ -345,6 +368,16 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
             println!(
                 "{}: {} records from the stream, {} fetched over REST after gaps; {} reconnect(s), {} order-book resync(s), {} diff-depth sequence break(s)",
                 s.symbol, s.from_stream, s.backfilled, s.reconnects, s.resyncs, s.sequence_breaks
+            );
+        }
+    }
+    if let Some(r) = &report.resume {
+        for (symbol, p) in &r.points {
+            println!(
+                "{symbol}: resumed after {} (an earlier attempt's last record; {} messages were in the topic, {} read to find it)",
+                fmt_ms(p.timestamp),
+                r.records_in_topic,
+                r.messages_read
             );
         }
     }

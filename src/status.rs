@@ -64,6 +64,10 @@ pub struct JobStatus {
     /// Archive files that could not be used and were loaded over REST instead.
     pub archive_fallbacks: AtomicU64,
     pub archive: OnceLock<Arc<ArchiveStats>>,
+    /// Set when an earlier attempt's records were found: (symbol, time resumed after), and how
+    /// many messages the topic held at the start.
+    pub resumed_from: OnceLock<Vec<(String, i64)>>,
+    pub records_in_topic: AtomicU64,
 }
 
 impl JobStatus {
@@ -87,6 +91,27 @@ impl JobStatus {
             from_stream: AtomicU64::new(0),
             archive_fallbacks: AtomicU64::new(0),
             archive: OnceLock::new(),
+            resumed_from: OnceLock::new(),
+            records_in_topic: AtomicU64::new(0),
+        }
+    }
+
+    /// Records what the resume lookup found; progress starts where each symbol resumes.
+    pub fn note_resume(&self, r: &crate::resume::Resume) {
+        self.records_in_topic
+            .store(r.records_in_topic, Ordering::Relaxed);
+        if r.is_resumed() {
+            let from: Vec<(String, i64)> = r
+                .points
+                .iter()
+                .map(|(s, p)| (s.clone(), p.timestamp))
+                .collect();
+            for (s, t) in &from {
+                if let Some((_, covered)) = self.covered.iter().find(|(c, _)| &**c == s) {
+                    covered.fetch_max(*t, Ordering::Relaxed);
+                }
+            }
+            let _ = self.resumed_from.set(from);
         }
     }
 

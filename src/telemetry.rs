@@ -168,6 +168,25 @@ impl TelemetryPublisher {
                 obj.insert("archive_fallbacks".into(), json!(fallbacks));
             }
         }
+        if let Some(l) = live {
+            // Whether this attempt continues an earlier one: records_written counts this
+            // attempt's; records_in_topic what was there already.
+            let from = l.resumed_from.get();
+            obj.insert("resumed".into(), json!(from.is_some()));
+            obj.insert(
+                "records_in_topic_at_start".into(),
+                json!(l
+                    .records_in_topic
+                    .load(std::sync::atomic::Ordering::Relaxed)),
+            );
+            if let Some(from) = from {
+                let m: serde_json::Map<String, Value> = from
+                    .iter()
+                    .map(|(s, t)| (s.clone(), json!(crate::time_range::fmt_ms(*t))))
+                    .collect();
+                obj.insert("resumed_after".into(), Value::Object(m));
+            }
+        }
         if let Some(lag) = live.and_then(|l| l.lag_ms()) {
             // Live types: how far behind the exchange the newest published event is.
             obj.insert("lag_ms".into(), json!(lag));

@@ -334,6 +334,23 @@ pub struct JobArgs {
     )]
     pub ws_streams_per_connection: usize,
 
+    /// Continue after what an earlier attempt of this job already published to KAFKA_TOPIC (needs KAFKA_MESSAGE_KEY=symbol); false loads the whole range again
+    #[arg(long, env = "RESUME", value_parser = clap::builder::BoolishValueParser::new(), default_value = "true", value_name = "BOOL")]
+    pub resume: bool,
+
+    /// Pods that share this job (an Indexed Job's completions): each loads every SHARD_COUNT-th symbol and takes 1/SHARD_COUNT of the rate budget
+    #[arg(long, env = "SHARD_COUNT", default_value_t = 1, value_name = "N")]
+    pub shard_count: u32,
+
+    /// This pod's shard, 0..SHARD_COUNT (Kubernetes sets it in Indexed Jobs)
+    #[arg(
+        long,
+        env = "JOB_COMPLETION_INDEX",
+        default_value_t = 0,
+        value_name = "INDEX"
+    )]
+    pub job_completion_index: u32,
+
     /// Port of the Prometheus /metrics and /healthz endpoint; 0 disables it
     #[arg(
         long,

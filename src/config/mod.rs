@@ -93,6 +93,26 @@ pub struct LiveConfig {
     pub streams_per_connection: usize,
 }
 
+/// Which share of the job this pod does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// The symbols of this shard: every `count`-th one, starting at `index`.
+    pub fn symbols(&self, all: &[String]) -> Vec<String> {
+        all.iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % self.count == self.index)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
 /// A validated job.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -113,6 +133,10 @@ pub struct JobConfig {
     pub telemetry_interval: Duration,
     pub message_key: MessageKey,
     pub metrics_port: u16,
+    /// Continue after what an earlier attempt published (`RESUME`).
+    pub resume: bool,
+    /// This pod's shard and the number of shards (`JOB_COMPLETION_INDEX`, `SHARD_COUNT`).
+    pub shard: Shard,
     pub binance: BinanceConfig,
     pub live: LiveConfig,
     pub kafka: KafkaConfig,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
 use super::{
     BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, MessageKey, Secret,
+    Shard,
 };
 use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
@@ -309,6 +310,28 @@ impl JobArgs {
                 )))
             }
         };
+        if self.resume && message_key != MessageKey::Symbol {
+            return Err(LoaderError::config(format!(
+                "RESUME=true needs KAFKA_MESSAGE_KEY=symbol (every record of a symbol in one partition, in order, \
+                 is how an earlier attempt's last record is found); set RESUME=false to load the whole range again with \
+                 KAFKA_MESSAGE_KEY={}",
+                self.kafka_message_key.trim()
+            )));
+        }
+        if self.shard_count == 0 || self.job_completion_index >= self.shard_count {
+            return Err(LoaderError::config(format!(
+                "JOB_COMPLETION_INDEX must be below SHARD_COUNT (and SHARD_COUNT at least 1), got index {} of {}",
+                self.job_completion_index, self.shard_count
+            )));
+        }
+        let shard = Shard {
+            index: self.job_completion_index,
+            count: self.shard_count,
+        };
+        let all_symbols = symbols;
+        let symbols = shard.symbols(&all_symbols);
+        // Pods of one Job share the egress IP, so they share its rate budget too.
+        let share = share / f64::from(shard.count);
         let api_url = http_url(
             "BINANCE_API_URL",
             &self.binance_api_url,
@@ -381,6 +404,8 @@ impl JobArgs {
             telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval)?,
             message_key,
             metrics_port: self.metrics_port,
+            resume: self.resume,
+            shard,
             binance: BinanceConfig {
                 api_url,
                 ws_url,

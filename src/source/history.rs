@@ -40,6 +40,10 @@ pub async fn load(
     let mut out = Emitter::new(tx, &ctx.symbol, ctx.status.clone());
     let settled = kind.settled_end(ctx.now_ms());
     let mut range = ctx.range;
+    // After an earlier attempt: from its last record on (the cursor drops that record itself).
+    if let Some(p) = ctx.resume {
+        range.start_ms = range.start_ms.max(p.timestamp);
+    }
     if range.end_ms > settled {
         tracing::info!(
             symbol = %ctx.symbol,
@@ -60,6 +64,7 @@ pub async fn load(
     out.summary.fallbacks = fallbacks;
 
     let mut cursor = Cursor::new(kind.kind(), range);
+    cursor.last = ctx.resume.map(|p| p.ordinal);
     let mut prefetched: VecDeque<Option<Prefetch>> = VecDeque::new();
     let mut next_to_fetch = 0;
     for i in 0..steps.len() {

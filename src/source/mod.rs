@@ -44,6 +44,8 @@ pub struct HistoryContext {
     pub status: Arc<JobStatus>,
     /// The job's stop: work in progress is abandoned when it fires.
     pub stop: CancellationToken,
+    /// The last record an earlier attempt of this job published for the symbol.
+    pub resume: Option<crate::resume::ResumePoint>,
 }
 
 impl HistoryContext {

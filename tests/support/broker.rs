@@ -124,6 +124,31 @@ impl Broker {
         broker
     }
 
+    /// A broker with sqlite storage on a free loopback port: what it acknowledged survives
+    /// [`restart`](Self::restart), like a real cluster's disks.
+    pub fn durable() -> Broker {
+        let dir = tempdir();
+        let (process, port) = launch(dir.path(), None, false, durable_args);
+        let broker = Broker { process, port, dir };
+        broker.wait_for_metadata(&[]);
+        broker
+    }
+
+    /// Stops the broker at once, like a crash (SIGKILL: no graceful shutdown that goes on
+    /// serving), keeping its storage.
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the broker again on the same port and storage (after [`stop`](Self::stop)).
+    pub fn restart(&mut self) {
+        self.process.stop();
+        let (process, port) = launch(self.dir.path(), Some(self.port), false, durable_args);
+        assert_eq!(port, self.port, "the broker came back on another port");
+        self.process = process;
+        self.wait_for_metadata(&[]);
+    }
+
     /// One plain broker per test binary, started on first use. It runs until the test process
     /// exits. Tests sharing it should use topic names of their own.
     pub fn shared() -> &'static Broker {
@@ -510,6 +535,18 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Kills nisshi (the wrapper's child) with SIGKILL and waits for the wrapper to end.
+    fn kill(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.exited().is_none() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+    }
+
     /// Stops nisshi (SIGTERM, then SIGKILL after 5 s) and waits for it.
     fn stop(&mut self) {
         drop(self.stdin.take());
@@ -540,6 +577,12 @@ fn tempdir() -> TempDir {
 
 fn path_arg(path: &Path) -> String {
     path.to_str().expect("UTF-8 path").to_owned()
+}
+
+fn durable_args(port: u16) -> Vec<String> {
+    let mut args = listener_args(port);
+    args.extend(["--storage-engine".into(), "sqlite://nisshi.db".into()]);
+    args
 }
 
 fn listener_args(port: u16) -> Vec<String> {
@@ -724,4 +767,43 @@ pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
                 .map(|t| t.error().is_none() && !t.partitions().is_empty())
         })
         .unwrap_or(false)
+}
+
+/// Messages in `topic` (the sum of its partitions' end offsets), 0 while it does not exist:
+/// how far a load has got, without reading it.
+pub fn message_count(bootstrap: &str, topic: &str) -> i64 {
+    let Ok(consumer) = client_config(bootstrap, &[]).create::<BaseConsumer>() else {
+        return 0;
+    };
+    let Ok(md) = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT) else {
+        return 0;
+    };
+    let Some(t) = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+    else {
+        return 0;
+    };
+    t.partitions()
+        .iter()
+        .filter_map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), REQUEST_TIMEOUT)
+                .ok()
+        })
+        .map(|(low, high)| high - low)
+        .sum()
+}
+
+/// Publishes one message (no key) to `topic` and waits for its acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, payload: &str) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = client_config(bootstrap, &[]).create().expect("producer");
+    producer
+        .send(BaseRecord::<(), str>::to(topic).payload(payload))
+        .expect("queue the message");
+    producer
+        .flush(REQUEST_TIMEOUT)
+        .expect("the message is acknowledged");
 }

@@ -50,6 +50,8 @@ pub struct LiveSource {
     pub concurrency: usize,
     pub status: Arc<JobStatus>,
     pub stop: CancellationToken,
+    /// Per symbol, the last record an earlier attempt of this job published.
+    pub resume: std::collections::BTreeMap<String, crate::resume::ResumePoint>,
 }
 
 /// One symbol's progress.
@@ -127,7 +129,11 @@ impl LiveSource {
                 symbol: s.clone(),
                 out: Emitter::new(tx.clone(), s, self.status.clone()),
                 batch: RecordBatch::new(s.clone(), 256),
-                cursor: Cursor::new(self.live_type.record_kind(), range),
+                cursor: {
+                    let mut c = Cursor::new(self.live_type.record_kind(), range);
+                    c.last = self.resume.get(&**s).map(|p| p.ordinal);
+                    c
+                },
                 done: false,
                 received: 0,
                 book: Book::new(),

@@ -1,0 +1,451 @@
+//! Faults survived with nothing lost and nothing doubled, against real processes: the loader
+//! binary killed with SIGKILL and restarted with the same environment (as Kubernetes restarts a
+//! Job's pod), the broker (nisshi with sqlite storage, which keeps what it acknowledged) stopped
+//! and restarted, the exchange unreachable, a stop followed by a new job; each ends with
+//! `loader-producer verify` finding every record of the range exactly once.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
+use rand::Rng;
+use serde_json::Value;
+use support::broker::{message_count, Broker};
+use support::loader::{fresh_topic, run_loader_async, wait_until, Run};
+
+async fn sim(cfg: SimConfig) -> SimServer {
+    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts")
+}
+
+/// A REST load slow enough to be interrupted anywhere: one request at a time, 40 ms each.
+fn slow_sim() -> SimConfig {
+    slower_sim(40)
+}
+
+fn slower_sim(latency_ms: u64) -> SimConfig {
+    SimConfig {
+        faults: Faults {
+            latency: Duration::from_millis(latency_ms),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
+fn job_env(
+    broker: &Broker,
+    sim: &SimServer,
+    topic: &str,
+    symbols: &str,
+    ty: &str,
+    range: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("SYMBOL", symbols.into()),
+        ("TYPE", ty.into()),
+        ("TIME_RANGE", range.into()),
+        ("KAFKA_TOPIC", topic.into()),
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("BINANCE_API_URL", sim.base_url()),
+        ("BINANCE_WS_URL", sim.ws_url()),
+        ("QUEUE_ID", format!("q-{topic}")),
+        ("QUEUE_EVENTS_TOPIC", format!("{topic}-events")),
+        ("QUEUE_CONTROL_TOPIC", format!("{topic}-control")),
+        ("SOURCE", "rest".into()),
+        ("FETCH_CONCURRENCY", "1".into()),
+        ("METRICS_PORT", "0".into()),
+        ("KAFKA_CONNECT_TIMEOUT", "5".into()),
+    ]
+}
+
+fn spawn(env: &[(&'static str, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("loader starts")
+}
+
+fn finish(child: Child) -> Run {
+    child.wait_with_output().expect("loader exits").into()
+}
+
+/// `verify` of the whole range on `broker`: every record once.
+async fn verify_clean(
+    broker: &Broker,
+    topic: &str,
+    range: &str,
+    ty: &str,
+    symbols: &str,
+    expected: u64,
+) {
+    let env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", topic.to_string()),
+        ("TIME_RANGE", range.to_string()),
+        ("TYPE", ty.to_string()),
+        ("SYMBOL", symbols.to_string()),
+    ];
+    let v = run_loader_async(env, vec!["verify", "--json", "--offline"]).await;
+    assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(report["records"], expected, "{report}");
+    for g in report["groups"].as_array().unwrap() {
+        assert_eq!(
+            (g["duplicates"].as_u64(), g["missing"].as_u64()),
+            (Some(0), Some(0)),
+            "{g}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_five_times_at_random_points_then_resumed_exactly_once() {
+    let broker = Broker::durable();
+    let sim = sim(slow_sim()).await;
+    let topic = fresh_topic("killed");
+    let (symbols, range) = ("BTCUSDT,ETHUSDT", "2024-01-01:2024-01-31");
+    let total = 2 * 30 * 1440;
+    // Three partitions: each symbol resumes from its own partition.
+    let mut env = job_env(&broker, &sim, &topic, symbols, "api_candles_1m", range);
+    env.push(("KAFKA_TOPIC_PARTITIONS", "3".into()));
+    let mut rng = rand::rng();
+    let seed_points: Vec<i64> = (0..5)
+        .map(|i| (total / 7) * (i + 1) + rng.random_range(0..total / 14))
+        .collect();
+    println!("kill points: {seed_points:?}");
+    let mut resumed = 0;
+    for point in seed_points {
+        let mut child = spawn(&env);
+        let b = broker.bootstrap();
+        wait_until(
+            "the load passes the kill point",
+            Duration::from_secs(60),
+            || message_count(&b, &topic) >= point,
+        )
+        .await;
+        child.kill().expect("SIGKILL");
+        let run = finish(child);
+        assert_eq!(run.code, None, "killed by a signal");
+        // Killed, it printed no summary; its log says whether it resumed.
+        resumed += run
+            .stderr
+            .contains("resuming after what an earlier attempt published") as u32;
+    }
+    let run = finish(spawn(&env));
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    assert!(resumed >= 3, "most restarts resumed: {resumed}");
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        symbols,
+        total as u64,
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_restarting_mid_load_is_ridden_out_or_resumed_after() {
+    let mut broker = Broker::durable();
+    let sim = sim(slower_sim(150)).await;
+    let range = "2024-01-01:2024-01-21";
+    let total = 20 * 1440;
+
+    // A short outage: the loader waits for the broker and finishes by itself.
+    let topic = fresh_topic("broker-blip");
+    let env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
+    let child = spawn(&env);
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    broker.stop();
+    // The loader goes on fetching while Kafka is away (librdkafka holds the records), and waits.
+    let pages = (total as u64).div_ceil(1000);
+    wait_until(
+        "every page fetched during the outage",
+        Duration::from_secs(30),
+        || {
+            sim.stats()
+                .per_endpoint
+                .get("/api/v3/klines")
+                .copied()
+                .unwrap_or(0)
+                >= pages
+        },
+    )
+    .await;
+    let mut child = child;
+    if child.try_wait().unwrap().is_some() {
+        let run = finish(child);
+        panic!(
+            "the loader did not ride the outage out: {}\n{}",
+            run.stdout, run.stderr
+        );
+    }
+    broker.restart();
+    let run = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    run.assert_ok();
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BTCUSDT",
+        total as u64,
+    )
+    .await;
+
+    // A long one: records time out, the job exits 1, and its restart resumes.
+    let topic = fresh_topic("broker-down");
+    let mut env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
+    env.push(("KAFKA_PRODUCER_CONFIG", "message.timeout.ms=3000".into()));
+    let child = spawn(&env);
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    broker.stop();
+    let run = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    broker.restart();
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BTCUSDT",
+        total as u64,
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_exchange_is_retried_or_resumed_after() {
+    let broker = Broker::durable();
+    let sim = sim(slow_sim()).await;
+    let range = "2024-02-01:2024-02-15";
+    let total = 14 * 1440;
+    let unreachable = |on: bool| Faults {
+        latency: Duration::from_millis(40),
+        // Every data request's connection is closed without an answer.
+        drop_every: u32::from(on),
+        ..Faults::default()
+    };
+
+    // Back within the retries: the load goes on.
+    let topic = fresh_topic("sim-blip");
+    let child = spawn(&job_env(
+        &broker,
+        &sim,
+        &topic,
+        "ETHUSDT",
+        "api_candles_1m",
+        range,
+    ));
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    sim.set_faults(unreachable(true));
+    let dropped = sim.stats().dropped;
+    wait_until("requests failing", Duration::from_secs(30), || {
+        sim.stats().dropped >= dropped + 2
+    })
+    .await;
+    sim.set_faults(unreachable(false));
+    let run = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    run.assert_ok();
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "ETHUSDT",
+        total as u64,
+    )
+    .await;
+
+    // Away longer than MAX_RETRIES allows: exit 1, and the restart resumes.
+    let topic = fresh_topic("sim-down");
+    let mut env = job_env(&broker, &sim, &topic, "ETHUSDT", "api_candles_1m", range);
+    env.push(("MAX_RETRIES", "1".into()));
+    let child = spawn(&env);
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    sim.set_faults(unreachable(true));
+    let run = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    sim.set_faults(unreachable(false));
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "ETHUSDT",
+        total as u64,
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_job_is_continued_by_the_next_one_and_live_trades_resume_by_id() {
+    let broker = Broker::durable();
+    let sim = sim(slow_sim()).await;
+    let range = "2024-03-01:2024-03-15";
+    let total = 14 * 1440;
+    let topic = fresh_topic("stopped");
+    let env = job_env(&broker, &sim, &topic, "BNBUSDT", "api_candles_1m", range);
+    let child = spawn(&env);
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    let stop = format!(r#"{{"command":"stop","queue_id":"q-{topic}"}}"#);
+    support::broker::produce(&broker.bootstrap(), &format!("{topic}-control"), &stop);
+    let run = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    run.assert_ok();
+    assert!(run.stdout.contains("Stopped on request"), "{}", run.stdout);
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BNBUSDT",
+        total as u64,
+    )
+    .await;
+
+    // A live range that began in the past: backfilled from its start, killed, and resumed
+    // from the last trade id published.
+    let live = sim_live().await;
+    let topic = fresh_topic("live-resume");
+    let now = chrono::Utc::now().timestamp_millis();
+    let (start, end) = (now - 20_000, (now / 1000 + 6) * 1000);
+    let live_range = format!("{start}:{end}");
+    let mut env = job_env(
+        &broker,
+        &live,
+        &topic,
+        "BTCUSDT",
+        "ws_aggtrades",
+        &live_range,
+    );
+    env.retain(|(k, _)| *k != "FETCH_CONCURRENCY");
+    let child = spawn(&env);
+    let b = broker.bootstrap();
+    wait_until("the backfill published", Duration::from_secs(30), || {
+        message_count(&b, &topic) >= 100
+    })
+    .await;
+    let mut child = child;
+    child.kill().unwrap();
+    let _ = finish(child);
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    let expected = SimConfig {
+        agg_trade_spacing_ms: 100,
+        ..SimConfig::default()
+    }
+    .data()
+    .trades_between("BTCUSDT", start, end - 1)
+    .len() as u64;
+    verify_clean(
+        &broker,
+        &topic,
+        &live_range,
+        "ws_aggtrades",
+        "BTCUSDT",
+        expected,
+    )
+    .await;
+    live.shutdown().await;
+    sim.shutdown().await;
+}
+
+async fn sim_live() -> SimServer {
+    sim(SimConfig {
+        agg_trade_spacing_ms: 100,
+        ws: WsFaults::default(),
+        ..SimConfig::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shards_of_an_indexed_job_split_the_symbols_and_the_budget() {
+    let broker = Broker::plain();
+    let sim = sim(SimConfig::default()).await;
+    let topic = fresh_topic("sharded");
+    let (symbols, range) = ("BTCUSDT,ETHUSDT,BNBUSDT", "2024-01-01:2024-01-03");
+    let mut outputs = Vec::new();
+    for index in ["0", "1"] {
+        let mut env = job_env(&broker, &sim, &topic, symbols, "api_candles_1h", range);
+        env.push(("SHARD_COUNT", "2".into()));
+        env.push(("JOB_COMPLETION_INDEX", index.into()));
+        let run = run_loader_async(env, vec![]).await;
+        run.assert_ok();
+        outputs.push(run);
+    }
+    assert!(
+        outputs[0].stdout.contains("BTCUSDT,BNBUSDT") && !outputs[0].stdout.contains("ETHUSDT"),
+        "{}",
+        outputs[0].stdout
+    );
+    assert!(
+        outputs[1].stdout.contains("ETHUSDT") && !outputs[1].stdout.contains("BTCUSDT"),
+        "{}",
+        outputs[1].stdout
+    );
+    // Two pods share one IP: each takes half of the default share (1,500 of 6,000).
+    assert!(
+        outputs[0].stderr.contains("\"budget\":1500"),
+        "{}",
+        outputs[0].stderr
+    );
+    verify_clean(&broker, &topic, range, "api_candles_1h", symbols, 3 * 48).await;
+    sim.shutdown().await;
+}
