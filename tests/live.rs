@@ -645,3 +645,66 @@ async fn a_delivery_failure_reports_kafkas_reason() {
     assert!(!last.contains("sink stopped"), "{last}");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_backfill_paused_by_retry_after_stops_within_seconds() {
+    // A range that began a minute ago: the first streamed trade makes the loader fetch the
+    // minute over REST, and Binance answers 429 with Retry-After: 60. SIGTERM must not wait
+    // for that minute.
+    let sim = sim(50, WsFaults::default()).await;
+    let topic = fresh_topic("ws-sigterm-backfill");
+    let now = now_ms();
+    let range = (now - 60_000, now + 60_000);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_loader-producer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env(&sim, &topic, "BTCUSDT", "ws_aggtrades", Some(range)) {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once connected to Binance (exchangeInfo answered), every REST request is refused.
+    wait_until("the loader connected", Duration::from_secs(20), || {
+        sim.stats()
+            .per_endpoint
+            .contains_key("/api/v3/exchangeInfo")
+    })
+    .await;
+    sim.set_faults(exchange_sim::Faults {
+        storm: Some(exchange_sim::Storm {
+            status: 429,
+            count: 1_000,
+            retry_after_secs: 60,
+        }),
+        ..exchange_sim::Faults::default()
+    });
+    wait_until(
+        "the backfill hit the rate limit",
+        Duration::from_secs(20),
+        || sim.stats().responses_429 > 0,
+    )
+    .await;
+    let signalled = std::time::Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Stopped on request"), "{stdout}");
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+    sim.shutdown().await;
+}
