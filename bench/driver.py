@@ -973,6 +973,73 @@ class Bench:
         return s
 
 
+    # -- 7 -------------------------------------------------------------------------------------
+    def resume_cost(self) -> Section:
+        s = Section("7. The cost of a resume")
+        start = "2024-01-01"
+        rng = f"{start}:{day_plus(start, 3 if self.quick else 116)}"
+        n = candles_in(rng, 1000)
+        rows = []
+        broker = sim = None
+        try:
+            broker, sim = self.fresh("--weight-limit", "100000000")
+            topic = f"bench-{self.name('s7-topic')}"
+            # Fill the topic: the whole range, as a finished earlier attempt left it.
+            run_loader(self.name("s7-fill"), self.logs, broker, sim, topic, "api_candles_1s", rng, n, 1800,
+                       RATE_LIMIT_SHARE="1", RESUME="false")
+            resumed, fresh = [], []
+            for i in range(self.fast_runs):
+                for who in ("resume", "fresh"):
+                    name = self.name(f"s7-{who}")
+                    env = base_env()
+                    if who == "resume":
+                        # The same job again: it finds the last record and has nothing left to do.
+                        env.update({"SYMBOL": "BTCUSDT", "TYPE": "api_candles_1s", "TIME_RANGE": rng,
+                                    "KAFKA_TOPIC": topic})
+                    else:
+                        # The fixed cost of any job start, for comparison: a one-second range
+                        # into a new topic.
+                        env.update({"SYMBOL": "BTCUSDT", "TYPE": "api_candles_1s",
+                                    "TIME_RANGE": "2024-01-01T00:00:00Z:2024-01-01T00:00:01Z",
+                                    "KAFKA_TOPIC": f"bench-{name}"})
+                    env.update({"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "BINANCE_API_URL": sim.url,
+                                "ARCHIVE_URL": sim.url, "SOURCE": "rest", "METRICS_PORT": "0", "RATE_LIMIT_SHARE": "1"})
+                    r = run_timed(name, [str(LOADER)], env, self.logs, 600)
+                    if who == "resume":
+                        m = re.search(r"messages were in the topic, (\d+) read to find it in (\d+) ms", r.stdout)
+                        if not m or "published 0 records" not in r.stdout:
+                            raise BenchError(f"{name}: the second run did not resume at the end: {r.stdout[-400:]!r}")
+                        resumed.append((r.wall, int(m.group(1)), int(m.group(2)), r.rss_kb))
+                    else:
+                        fresh.append(r.wall)
+            walls = [x[0] for x in resumed]
+            looks = [x[2] / 1000 for x in resumed]
+            rows.append(["resume on the full topic", fmt_n(n), fmt_n(resumed[0][1]), fmt_s(med(looks)),
+                         fmt_range(looks, fmt_s), fmt_s(med(walls)), f"{med([x[3] for x in resumed]) / 1024:.0f} MB"])
+            rows.append(["a job start, nothing to resume (baseline)", "1", "0", "", "", fmt_s(med(fresh)), ""])
+            extra = (f"A resume adds **{med(walls) - med(fresh):+.2f} s** to a job's start on a topic of {n:,} records "
+                     f"(it reads {resumed[0][1]:,} of them).")
+        except BenchError as e:
+            s.failures.append(str(e))
+            extra = ""
+        finally:
+            self.close(broker, sim)
+        s.text += [
+            f"A topic holding a finished load of 1s candles (TIME_RANGE {rng}, {n:,} records, one partition, "
+            "memory storage), and the same job started again with `RESUME=true` (the default): it reads the "
+            "partition's tail backwards until it finds BTCUSDT's last record, then has nothing left to load. "
+            "*Lookup*: the loader's own timing of that search (its summary line); *whole process*: wall time of "
+            f"the run. The baseline starts a job with a one-second range into a new topic. {self.fast_runs} run(s) "
+            "each, alternating.",
+            "",
+            table(["run", "records in topic", "messages read", "lookup (median)", "min–max", "whole process (median)",
+                   "peak RSS"], rows),
+            "",
+            extra,
+        ]
+        return s
+
+
 # ------------------------------------------------------------------------------------------------
 
 
@@ -1044,7 +1111,7 @@ def main() -> int:
     head = machine()
     bench = Bench(a.quick, logs, a.runs)
     scenarios = [bench.throughput, bench.python_baselines, bench.latency, bench.rate_budget, bench.memory,
-                 bench.archive]
+                 bench.archive, bench.resume_cost]
     wanted = {int(x) for x in a.only.split(",")} if a.only else set(range(1, 6))
     sections: list[Section] = []
     started = time.time()

@@ -374,10 +374,11 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
     if let Some(r) = &report.resume {
         for (symbol, p) in &r.points {
             println!(
-                "{symbol}: resumed after {} (an earlier attempt's last record; {} messages were in the topic, {} read to find it)",
+                "{symbol}: resumed after {} (an earlier attempt's last record; {} messages were in the topic, {} read to find it in {} ms)",
                 fmt_ms(p.timestamp),
                 r.records_in_topic,
-                r.messages_read
+                r.messages_read,
+                r.elapsed.as_millis()
             );
         }
     }
