@@ -40,6 +40,18 @@ impl Upstream {
     /// (which never touches it), the archive unless `SOURCE=rest`. `stop` cancels every request
     /// the job will make.
     pub async fn connect(cfg: &JobConfig, stop: &CancellationToken) -> Result<Upstream> {
+        if cfg.symbols.is_empty() {
+            // A shard with no symbols (more pods than symbols): nothing to connect to.
+            tracing::info!(
+                shard = cfg.shard.index,
+                shards = cfg.shard.count,
+                "this shard has no symbols to load"
+            );
+            return Ok(Upstream {
+                exchange: None,
+                archive: None,
+            });
+        }
         let live = cfg.data_type.is_live();
         let exchange = if live || cfg.source != SourceMode::Archive {
             Some(Arc::new(
@@ -255,6 +267,7 @@ pub async fn load(
 
     let mut sources: JoinSet<Result<Ended>> = JoinSet::new();
     match cfg.data_type {
+        DataType::Live(_) if cfg.symbols.is_empty() => {}
         DataType::Live(live_type) => {
             let exchange = upstream.rest()?.clone();
             // Combined streams: as many symbols per connection as Binance allows.

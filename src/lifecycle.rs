@@ -105,10 +105,42 @@ async fn run_protocol(
     stop: &CancellationToken,
     done: &CancellationToken,
 ) -> Result<JobReport> {
-    // Binance first (unless SOURCE=archive): an unknown symbol is a configuration error, found
-    // before anything else. A stop cancels the connection's requests.
-    let upstream = match Upstream::connect(cfg, stop).await {
-        Ok(u) => u,
+    // Everything a job needs before `started` connects at once: Binance (unless
+    // SOURCE=archive; an unknown symbol is a configuration error), the data producer, the
+    // control listener (positioned before `started`, so a stop sent after it is always seen)
+    // and the search for what an earlier attempt published. A stop cancels them.
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
+    let control_kafka = cfg.control_kafka.clone();
+    let (topic, queue_id) = (cfg.control_topic.clone(), cfg.queue_id.clone());
+    let ready_within = cfg.kafka.connect_timeout.max(Duration::from_secs(5));
+    let listener = tokio::task::spawn_blocking(move || {
+        ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
+    });
+    // What an earlier attempt of this job already published (a restarted pod): continue after
+    // it. A topic that does not exist yet holds nothing to resume from.
+    let resume = {
+        let (k, topic, symbols, kind, range) = (
+            cfg.kafka.clone(),
+            cfg.topic.clone(),
+            cfg.symbols.clone(),
+            cfg.data_type.record_kind(),
+            cfg.range,
+        );
+        let wanted = cfg.resume;
+        tokio::task::spawn_blocking(move || {
+            if wanted {
+                resume::find(&k, &topic, &symbols, kind, range)
+            } else {
+                Ok(Resume::default())
+            }
+        })
+    };
+    let connected = tokio::select! {
+        both = futures::future::try_join(Upstream::connect(cfg, stop), job::connect_sink(cfg)) => both,
+        _ = stop.cancelled() => Err(LoaderError::Cancelled),
+    };
+    let (upstream, sink) = match connected {
+        Ok(both) => both,
         Err(LoaderError::Cancelled) => {
             return Ok(JobReport {
                 interrupted: true,
@@ -117,37 +149,12 @@ async fn run_protocol(
         }
         Err(e) => return Err(e),
     };
-    // Listen before announcing `started`, so a stop sent after `started` is always seen; the
-    // listener and the data producer connect at the same time.
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(16);
-    let control_kafka = cfg.control_kafka.clone();
-    let (topic, queue_id) = (cfg.control_topic.clone(), cfg.queue_id.clone());
-    let ready_within = cfg.kafka.connect_timeout.max(Duration::from_secs(5));
-    let listener = tokio::task::spawn_blocking(move || {
-        ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
-    });
-    let sink = tokio::select! {
-        s = job::connect_sink(cfg) => s?,
-        _ = stop.cancelled() => return Ok(JobReport { interrupted: true, ..JobReport::default() }),
-    };
     let listener = listener
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))?;
-    // What an earlier attempt of this job already published (a restarted pod): continue after it.
-    let resume = if cfg.resume {
-        let (k, topic, symbols, kind, range) = (
-            cfg.kafka.clone(),
-            cfg.topic.clone(),
-            cfg.symbols.clone(),
-            cfg.data_type.record_kind(),
-            cfg.range,
-        );
-        tokio::task::spawn_blocking(move || resume::find(&k, &topic, &symbols, kind, range))
-            .await
-            .map_err(|e| LoaderError::Other(e.to_string()))??
-    } else {
-        Resume::default()
-    };
+    let resume = resume
+        .await
+        .map_err(|e| LoaderError::Other(e.to_string()))??;
     status.note_resume(&resume);
     let mut resumed = String::new();
     for (symbol, p) in &resume.points {

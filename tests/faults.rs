@@ -447,5 +447,17 @@ async fn shards_of_an_indexed_job_split_the_symbols_and_the_budget() {
         outputs[0].stderr
     );
     verify_clean(&broker, &topic, range, "api_candles_1h", symbols, 3 * 48).await;
+    // More pods than symbols: the last one has nothing to do, and says so.
+    let mut env = job_env(&broker, &sim, &topic, symbols, "api_candles_1h", range);
+    env.push(("SHARD_COUNT", "4".into()));
+    env.push(("JOB_COMPLETION_INDEX", "3".into()));
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("published 0 records") && run.stderr.contains("no symbols"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
     sim.shutdown().await;
 }

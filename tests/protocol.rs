@@ -205,7 +205,11 @@ async fn slow_sim() -> SimServer {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_successful_load_reports_started_loading_and_one_finished() {
     let sim = slow_sim().await;
-    let s = setup(&sim, "2024-01-01:2024-01-11", &[("FETCH_CONCURRENCY", "1")]);
+    let s = setup(
+        &sim,
+        "2024-01-01:2024-01-11",
+        &[("FETCH_CONCURRENCY", "1"), ("SOURCE", "rest")],
+    );
     let env = s.env.clone();
     let exit = tokio::task::spawn_blocking(move || wait(spawn(&env), Duration::from_secs(120)))
         .await
@@ -397,7 +401,11 @@ async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_1
     let s = setup(
         &sim,
         "2024-01-01:2024-03-01",
-        &[("MAX_RETRY_AFTER", "10"), ("FETCH_CONCURRENCY", "1")],
+        &[
+            ("MAX_RETRY_AFTER", "10"),
+            ("FETCH_CONCURRENCY", "1"),
+            ("SOURCE", "rest"),
+        ],
     );
     let env = s.env.clone();
     let child = spawn(&env);
@@ -423,11 +431,10 @@ async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_1
             .unwrap();
     assert_eq!(exit.code, Some(1), "{}", exit.stderr);
     assert!(!exit.stderr.contains("panicked"));
-    assert!(
-        exit.stderr.lines().last().unwrap().starts_with("error: "),
-        "{}",
-        exit.stderr
-    );
+    // The last words are the error, as one JSON log line (off a terminal).
+    let last: Value = serde_json::from_str(exit.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{}", exit.stderr);
+    assert!(last["message"].as_str().unwrap().contains("418"), "{last}");
     let st = statuses(&ev);
     assert_eq!(st.first().map(String::as_str), Some("started"), "{st:?}");
     assert_eq!(st.last().map(String::as_str), Some("error"), "{st:?}");
