@@ -861,53 +861,46 @@ class Bench:
 
 
     # -- 6 -------------------------------------------------------------------------------------
-    def archive(self) -> Section:
-        s = Section("6. Deep history from the archive")
-        if self.quick:
-            rng, spacing = "2024-01-01:2024-01-02", 1000
-        else:
-            # Six days: long enough that REST's first, already-spent-free budget window does not
-            # flatter it (a loader that runs for minutes gets 3,000 weight a minute, no more).
-            rng, spacing = "2024-01-01:2024-01-07", 250
-        days = (ms_of(rng.split(":")[1]) - ms_of(rng.split(":")[0])) // DAY_MS
-        spacing_flag = ("--agg-trade-spacing-ms", str(spacing))
-        res: dict[str, list] = {"ceiling": [], "archive": [], "rest": []}
+    def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int):
+        """Ceiling and `SOURCE=archive` loader, alternating, on one simulator whose zips are built
+        before any timing. Returns (ceiling outputs, loader results, records)."""
+        res: dict[str, list] = {"ceiling": [], "archive": []}
         records = None
-        archive_sim = broker = sim = None
+        archive_sim = None
         try:
-            # One simulator serves the archive for every run: it builds each zip on first request,
-            # so the files are fetched once before any timing.
-            archive_sim = Simulator(self.logs, *spacing_flag)
+            archive_sim = Simulator(self.logs, "--agg-trade-spacing-ms", str(spacing))
             u = urllib.parse.urlparse(archive_sim.url)
-            for d in range(days):
-                day = day_plus(rng.split(":")[0], d)
+            for path in files:
                 for suffix in ("", ".CHECKSUM"):
-                    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
-                    c.request("GET", f"/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day}.zip{suffix}")
+                    c = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
+                    c.request("GET", path + suffix)
                     r = c.getresponse()
                     r.read()
                     c.close()
                     if r.status != 200:
-                        raise BenchError(f"the simulator's archive answered {r.status} for {day}")
+                        raise BenchError(f"the simulator's archive answered {r.status} for {path}")
         except BenchError as e:
             s.failures.append(str(e))
+            if archive_sim:
+                archive_sim.stop()
+            return [], [], None
         for i in range(self.fast_runs):
             for who in ("ceiling", "archive"):
                 broker = None
-                name = self.name(f"s6-{who}")
+                name = self.name(f"s6-{dtype}-{who}")
                 topic = f"bench-{name}"
                 try:
                     broker = Broker(self.logs)
                     if who == "ceiling":
                         run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap,
-                                               "--kafka-topic", topic, "--type", "api_trades", "--symbol", "BTCUSDT",
+                                               "--kafka-topic", topic, "--type", dtype, "--symbol", "BTCUSDT",
                                                "--agg-trade-spacing-ms", str(spacing), "--time-range", rng],
                                         base_env(), self.logs, 900)
                         out = json.loads(run.stdout.strip().splitlines()[-1])
                         records = records or out["records"]
                         res["ceiling"].append(out)
-                    elif archive_sim is not None:
-                        lr = run_loader(name, self.logs, broker, archive_sim, topic, "api_trades", rng, records, 900,
+                    else:
+                        lr = run_loader(name, self.logs, broker, archive_sim, topic, dtype, rng, records, 900,
                                         SOURCE="archive")
                         res["archive"].append(lr)
                         if i == 0:
@@ -916,62 +909,82 @@ class Bench:
                     s.failures.append(str(e))
                 finally:
                     self.close(broker, None)
-        # REST at the default budget: bound by the weight budget, so one run says it all.
-        name = self.name("s6-rest")
-        try:
-            broker, sim = self.fresh(*spacing_flag)
-            lr = run_loader(name, self.logs, broker, sim, f"bench-{name}", "api_trades", rng, records, 1800,
-                            RATE_LIMIT_SHARE=loader_default("RATE_LIMIT_SHARE"))
-            res["rest"].append(lr)
-        except BenchError as e:
-            s.failures.append(str(e))
-        finally:
-            self.close(broker, sim)
-        if archive_sim:
-            archive_sim.stop()
+        archive_sim.stop()
+        return res["ceiling"], res["archive"], records
+
+    def archive(self) -> Section:
+        s = Section("6. Deep history from the archive")
+        if self.quick:
+            trades_rng, spacing, candles_rng = "2024-01-01:2024-01-02", 1000, "2024-01-01:2024-01-02"
+        else:
+            # Six days: long enough that REST's first, already-spent-free budget window does not
+            # flatter it (a loader that runs for minutes gets 3,000 weight a minute, no more).
+            trades_rng, spacing, candles_rng = "2024-01-01:2024-01-07", 250, "2024-01-01:2024-02-01"
+        start = trades_rng.split(":")[0]
+        days = (ms_of(trades_rng.split(":")[1]) - ms_of(start)) // DAY_MS
+        trade_files = [f"/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-{day_plus(start, d)}.zip"
+                       for d in range(days)]
+        candle_files = (["/data/spot/daily/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01-01.zip"] if self.quick
+                        else ["/data/spot/monthly/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01.zip"])
         rows = []
-        c = [o["records_per_s"] for o in res["ceiling"]]
-        cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in res["ceiling"]]
-        a = res["archive"]
-        n = fmt_n(records) if records else "?"
-        if c:
-            rows.append(["ceiling `api_trades`", n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)), "", "100%", "", ""])
-        if a and c:
-            lo, lw = [x.rate for x in a], [x.records / x.wall for x in a]
-            mb = [x.rss_kb / 1024 for x in a]
-            ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
-            rows.append(["loader `SOURCE=archive`", n, fmt_n(med(lo)), fmt_range(lo), fmt_n(med(lw)),
-                         f"{med(mb):.1f} MB (max {max(mb):.1f})", f"{ratio:.0%} / {ratio_w:.0%}",
-                         "≥ 70%, < 100 MB", verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
         ratio_line = ""
-        if res["rest"]:
-            r = res["rest"][0]
-            rows.append(["loader `SOURCE=rest`, default budget", n, fmt_n(r.rate), "", fmt_n(r.records / r.wall),
-                         f"{r.rss_kb / 1024:.1f} MB", "", "", ""])
-            if a:
-                f = med([x.records / x.wall for x in a]) / (r.records / r.wall)
-                ratio_line = (f"Archive ÷ REST, whole process: **{f:,.0f}×** (target ≥ 20×): {verdict(f >= 20)}. "
-                              f"REST made {r.requests:,} requests of weight {r.weight:,} with 0 × 429 "
-                              f"({r.r429} seen).")
+        cases = [("api_trades", trades_rng, trade_files, spacing),
+                 ("api_candles_1s", candles_rng, candle_files, 250)]
+        for dtype, rng, files, sp in cases:
+            ceiling, archive, records = self._archive_runs(s, dtype, rng, files, sp)
+            c = [o["records_per_s"] for o in ceiling]
+            cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
+            n = fmt_n(records) if records else "?"
+            what = f"{len(files)} {'daily' if '/daily/' in files[0] else 'monthly'} file(s)"
+            if c:
+                rows.append([f"ceiling `{dtype}`", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)), "",
+                             "100%", "", ""])
+            if archive and c:
+                lo, lw = [x.rate for x in archive], [x.records / x.wall for x in archive]
+                mb = [x.rss_kb / 1024 for x in archive]
+                ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
+                rows.append([f"loader `{dtype}`, `SOURCE=archive`, {what}", rng, n, fmt_n(med(lo)), fmt_range(lo),
+                             fmt_n(med(lw)), f"{med(mb):.1f} MB (max {max(mb):.1f})",
+                             f"{ratio:.0%} / {ratio_w:.0%}", "≥ 70%, < 100 MB",
+                             verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
+            if dtype != "api_trades":
+                continue
+            # REST at the default budget: bound by the weight budget, so one run says it all.
+            broker = sim = None
+            name = self.name("s6-rest")
+            try:
+                broker, sim = self.fresh("--agg-trade-spacing-ms", str(sp))
+                r = run_loader(name, self.logs, broker, sim, f"bench-{name}", dtype, rng, records, 1800,
+                               RATE_LIMIT_SHARE=loader_default("RATE_LIMIT_SHARE"))
+                rows.append([f"loader `{dtype}`, `SOURCE=rest`, default budget", rng, n, fmt_n(r.rate), "",
+                             fmt_n(r.records / r.wall), f"{r.rss_kb / 1024:.1f} MB", "", "", ""])
+                if archive:
+                    f = med([x.records / x.wall for x in archive]) / (r.records / r.wall)
+                    ratio_line = (f"Aggregate trades, archive ÷ REST, whole process: **{f:,.0f}×** (target ≥ 20×): "
+                                  f"{verdict(f >= 20)}. REST made {r.requests:,} requests of weight {r.weight:,} "
+                                  f"with {r.r429} × 429.")
+            except BenchError as e:
+                s.failures.append(str(e))
+            finally:
+                self.close(broker, sim)
         s.text += [
-            f"Aggregate trades of BTCUSDT, TIME_RANGE {rng} ({days} whole day(s); simulator spacing {spacing} ms), "
-            "from the simulator's data.binance.vision layout over loopback: daily zips checked against their "
-            "CHECKSUM, downloaded ahead while earlier files publish, read from disk. Ceiling as in scenario 1 "
-            f"(same records, same producer settings). {self.fast_runs} run(s) each for ceiling and archive, "
-            "alternating, fresh broker per run; the zips are built by the simulator before any timing. "
-            "*Records/s*: the loader's summary line; *whole process*: records / wall time (compared with the "
-            "ceiling's *with Kafka connection*). Peak RSS of the whole process. The same span over REST "
-            f"(`SOURCE=rest`) at the default budget (`RATE_LIMIT_SHARE` {loader_default('RATE_LIMIT_SHARE')} of "
-            "6,000 weight a minute; aggTrades weigh 4 per 1,000) is run once: it is bound by the budget, not "
-            "by the machine.",
+            f"Aggregate trades of BTCUSDT (TIME_RANGE {trades_rng}, {days} whole day(s), simulator spacing {spacing} ms) "
+            f"and 1s candles (TIME_RANGE {candles_rng}: {'one daily file' if self.quick else 'one monthly file'}) "
+            "from the simulator's data.binance.vision layout over loopback: zips checked against their CHECKSUM, "
+            "downloaded ahead while earlier files publish, read from disk. Ceiling as in scenario 1 (same records, "
+            f"same producer settings). {self.fast_runs} run(s) each for ceiling and archive, alternating, fresh "
+            "broker per run; the zips are built by the simulator before any timing. *Records/s*: the loader's "
+            "summary line; *whole process*: records / wall time (compared with the ceiling's *with Kafka "
+            "connection*). Peak RSS of the whole process. The aggregate-trade span over REST (`SOURCE=rest`) at "
+            f"the default budget (`RATE_LIMIT_SHARE` {loader_default('RATE_LIMIT_SHARE')} of 6,000 weight a minute; "
+            "aggTrades weigh 4 per 1,000) is run once: it is bound by the budget, not by the machine.",
             "",
-            table(["contestant", "records", "records/s (median)", "min–max", "records/s, whole process",
+            table(["contestant", "range", "records", "records/s (median)", "min–max", "records/s, whole process",
                    "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
             "",
             ratio_line,
         ]
         return s
-
 
     # -- 7 -------------------------------------------------------------------------------------
     def resume_cost(self) -> Section:
