@@ -298,13 +298,17 @@ async fn verify_flags_duplicates_and_records_outside_the_range() {
     )
     .await
     .assert_ok();
+    // An overlapping second job that does not resume (RESUME=false) publishes the overlap again.
     run_loader_async(
-        job_env(
-            &sim,
-            &topic,
-            "BTCUSDT",
-            "api_candles_1h",
-            "2024-01-02:2024-01-04",
+        with(
+            job_env(
+                &sim,
+                &topic,
+                "BTCUSDT",
+                "api_candles_1h",
+                "2024-01-02:2024-01-04",
+            ),
+            &[("RESUME", "false")],
         ),
         vec![],
     )
