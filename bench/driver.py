@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-RELEASE = ROOT / "target" / "release"
+RELEASE = (ROOT / os.environ.get("CARGO_TARGET_DIR", "target")) / "release"
 LOADER = RELEASE / "loader-producer"
 SIM = RELEASE / "exchange-sim"
 CEILING = RELEASE / "examples" / "ceiling"
