@@ -134,6 +134,16 @@ async fn killed_five_times_at_random_points_then_resumed_exactly_once() {
             || message_count(&b, &topic) >= point,
         )
         .await;
+        // Memory stays flat whatever point the load has reached.
+        let hwm_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|st| {
+                st.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        assert!(hwm_kb < 100 * 1024, "peak RSS {hwm_kb} kB");
         child.kill().expect("SIGKILL");
         let run = finish(child);
         assert_eq!(run.code, None, "killed by a signal");

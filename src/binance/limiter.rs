@@ -29,18 +29,21 @@ struct State {
     /// Weight this window as far as this process knows: everything it reserved, raised to the
     /// server's count (plus what is still in flight) when a response says more was spent.
     used: u32,
-    /// Weight reserved in this window for requests whose responses have not come back: the
-    /// server's count cannot include the ones it has not seen yet.
-    in_flight: u32,
+    /// Requests of this window whose responses have not come back, by grant order: the
+    /// server's count in a response cannot include the ones sent after that request.
+    in_flight: Vec<(u64, u32)>,
+    next_seq: u64,
     next_window_carry: u32,
     paused_until: Option<Instant>,
 }
 
-/// A granted reservation: which window it was counted in and how much it weighs.
+/// A granted reservation: which window it was counted in, how much it weighs, and its place in
+/// the grant order.
 #[derive(Debug, Clone, Copy)]
 pub struct Grant {
     pub window: i64,
     pub weight: u32,
+    seq: u64,
 }
 
 impl WeightLimiter {
@@ -64,7 +67,8 @@ impl WeightLimiter {
             state: Mutex::new(State {
                 window: i64::MIN,
                 used: 0,
-                in_flight: 0,
+                in_flight: Vec::new(),
+                next_seq: 0,
                 next_window_carry: 0,
                 paused_until: None,
             }),
@@ -115,17 +119,23 @@ impl WeightLimiter {
                             };
                             st.window = window;
                             st.used = carry;
-                            st.in_flight = 0;
+                            st.in_flight.clear();
                             st.next_window_carry = 0;
                         }
                         let window_end = window + self.window_ms;
                         if st.used + weight <= self.budget {
                             st.used += weight;
-                            st.in_flight += weight;
+                            let seq = st.next_seq;
+                            st.next_seq += 1;
+                            st.in_flight.push((seq, weight));
                             if window_end - now <= self.straddle_ms {
                                 st.next_window_carry += weight;
                             }
-                            return Grant { window, weight };
+                            return Grant {
+                                window,
+                                weight,
+                                seq,
+                            };
                         }
                         // Start the next window a little late so the server has surely rolled over too.
                         Duration::from_millis((window_end - now + self.straddle_ms).max(1) as u64)
@@ -137,17 +147,24 @@ impl WeightLimiter {
     }
 
     /// A reserved request is over. `server_used` is the server's count for the window from its
-    /// response (`X-MBX-USED-WEIGHT-*`), absent when no response came. The server's count
-    /// includes this request but not the ones still in flight, so those are added on top: the
-    /// estimate can only err on the high side, never forget a reservation.
+    /// response (`X-MBX-USED-WEIGHT-*`), absent when no response came. That count includes this
+    /// request (and what other processes on the IP spent) but not the requests sent after it
+    /// that are still in flight, so their weight is added on top: a reservation is never
+    /// forgotten, and the ones the server has surely seen are not counted twice.
     pub fn complete(&self, grant: Grant, server_used: Option<u32>) {
         let mut st = self.state.lock().unwrap();
         if st.window != grant.window {
             return;
         }
-        st.in_flight = st.in_flight.saturating_sub(grant.weight);
+        st.in_flight.retain(|(seq, _)| *seq != grant.seq);
         if let Some(server) = server_used {
-            st.used = st.used.max(server.saturating_add(st.in_flight));
+            let unseen: u32 = st
+                .in_flight
+                .iter()
+                .filter(|(seq, _)| *seq > grant.seq)
+                .map(|(_, w)| w)
+                .sum();
+            st.used = st.used.max(server.saturating_add(unseen));
         }
     }
 
@@ -163,7 +180,7 @@ impl WeightLimiter {
         if st.window != window {
             st.window = window;
             st.used = 0;
-            st.in_flight = 0;
+            st.in_flight.clear();
             st.next_window_carry = 0;
         }
         st.used = st.used.saturating_add(weight);
@@ -207,6 +224,14 @@ mod tests {
         assert_eq!(lim.used(), 115);
         lim.complete(in_flight, Some(100));
         assert_eq!(lim.used(), 115);
+        // A request sent earlier and still in flight is in the server's count already: it is
+        // not counted twice (that would leave budget unused).
+        let lim3 = WeightLimiter::new(100, Duration::from_secs(3600), 1.0, 0, Duration::ZERO);
+        let (first, second) = (lim3.acquire(10).await, lim3.acquire(20).await);
+        lim3.complete(second, Some(30));
+        assert_eq!(lim3.used(), 30);
+        lim3.complete(first, Some(30));
+        assert_eq!(lim3.used(), 30);
         let lim2 = WeightLimiter::new(100, Duration::from_secs(3600), 1.0, 0, Duration::ZERO);
         lim2.pause(Duration::from_millis(150));
         let t = Instant::now();
