@@ -7,7 +7,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
@@ -64,16 +64,45 @@ fn job_env(
 }
 
 fn spawn(env: &[(&'static str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("loader starts")
+    support::loader::spawn_loader(env)
+}
+
+/// Starts the job and waits until a third of its `total` records are in the topic.
+async fn spawn_until_a_third(
+    env: &[(&'static str, String)],
+    broker: &Broker,
+    topic: &str,
+    total: i64,
+) -> Child {
+    let child = spawn(env);
+    let b = broker.bootstrap();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, topic) >= total / 3
+    })
+    .await;
+    child
+}
+
+/// Runs the job again: it resumes after the earlier attempt, and the topic ends up holding
+/// every candle of the range once.
+async fn rerun_resumes(
+    env: Vec<(&'static str, String)>,
+    broker: &Broker,
+    topic: &str,
+    range: &str,
+    symbol: &str,
+    total: i64,
+) {
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    verify_clean(broker, topic, range, "api_candles_1m", symbol, total as u64).await;
+}
+
+async fn finish_async(child: Child) -> Run {
+    tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap()
 }
 
 fn finish(child: Child) -> Run {
@@ -178,12 +207,7 @@ async fn the_broker_restarting_mid_load_is_ridden_out_or_resumed_after() {
     // A short outage: the loader waits for the broker and finishes by itself.
     let topic = fresh_topic("broker-blip");
     let env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
-    let child = spawn(&env);
-    let b = broker.bootstrap();
-    wait_until("a third loaded", Duration::from_secs(60), || {
-        message_count(&b, &topic) >= total / 3
-    })
-    .await;
+    let child = spawn_until_a_third(&env, &broker, &topic, total).await;
     broker.stop();
     // The loader goes on fetching while Kafka is away (librdkafka holds the records), and waits.
     let pages = (total as u64).div_ceil(1000);
@@ -209,9 +233,7 @@ async fn the_broker_restarting_mid_load_is_ridden_out_or_resumed_after() {
         );
     }
     broker.restart();
-    let run = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .unwrap();
+    let run = finish_async(child).await;
     run.assert_ok();
     verify_clean(
         &broker,
@@ -227,30 +249,12 @@ async fn the_broker_restarting_mid_load_is_ridden_out_or_resumed_after() {
     let topic = fresh_topic("broker-down");
     let mut env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
     env.push(("KAFKA_PRODUCER_CONFIG", "message.timeout.ms=3000".into()));
-    let child = spawn(&env);
-    let b = broker.bootstrap();
-    wait_until("a third loaded", Duration::from_secs(60), || {
-        message_count(&b, &topic) >= total / 3
-    })
-    .await;
+    let child = spawn_until_a_third(&env, &broker, &topic, total).await;
     broker.stop();
-    let run = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .unwrap();
+    let run = finish_async(child).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     broker.restart();
-    let run = run_loader_async(env, vec![]).await;
-    run.assert_ok();
-    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
-    verify_clean(
-        &broker,
-        &topic,
-        range,
-        "api_candles_1m",
-        "BTCUSDT",
-        total as u64,
-    )
-    .await;
+    rerun_resumes(env, &broker, &topic, range, "BTCUSDT", total).await;
     sim.shutdown().await;
 }
 
@@ -269,18 +273,12 @@ async fn an_unreachable_exchange_is_retried_or_resumed_after() {
 
     // Back within the retries: the load goes on.
     let topic = fresh_topic("sim-blip");
-    let child = spawn(&job_env(
+    let child = spawn_until_a_third(
+        &job_env(&broker, &sim, &topic, "ETHUSDT", "api_candles_1m", range),
         &broker,
-        &sim,
         &topic,
-        "ETHUSDT",
-        "api_candles_1m",
-        range,
-    ));
-    let b = broker.bootstrap();
-    wait_until("a third loaded", Duration::from_secs(60), || {
-        message_count(&b, &topic) >= total / 3
-    })
+        total,
+    )
     .await;
     sim.set_faults(unreachable(true));
     let dropped = sim.stats().dropped;
@@ -289,9 +287,7 @@ async fn an_unreachable_exchange_is_retried_or_resumed_after() {
     })
     .await;
     sim.set_faults(unreachable(false));
-    let run = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .unwrap();
+    let run = finish_async(child).await;
     run.assert_ok();
     verify_clean(
         &broker,
@@ -307,30 +303,12 @@ async fn an_unreachable_exchange_is_retried_or_resumed_after() {
     let topic = fresh_topic("sim-down");
     let mut env = job_env(&broker, &sim, &topic, "ETHUSDT", "api_candles_1m", range);
     env.push(("MAX_RETRIES", "1".into()));
-    let child = spawn(&env);
-    let b = broker.bootstrap();
-    wait_until("a third loaded", Duration::from_secs(60), || {
-        message_count(&b, &topic) >= total / 3
-    })
-    .await;
+    let child = spawn_until_a_third(&env, &broker, &topic, total).await;
     sim.set_faults(unreachable(true));
-    let run = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .unwrap();
+    let run = finish_async(child).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     sim.set_faults(unreachable(false));
-    let run = run_loader_async(env, vec![]).await;
-    run.assert_ok();
-    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
-    verify_clean(
-        &broker,
-        &topic,
-        range,
-        "api_candles_1m",
-        "ETHUSDT",
-        total as u64,
-    )
-    .await;
+    rerun_resumes(env, &broker, &topic, range, "ETHUSDT", total).await;
     sim.shutdown().await;
 }
 
@@ -342,31 +320,13 @@ async fn a_stopped_job_is_continued_by_the_next_one_and_live_trades_resume_by_id
     let total = 14 * 1440;
     let topic = fresh_topic("stopped");
     let env = job_env(&broker, &sim, &topic, "BNBUSDT", "api_candles_1m", range);
-    let child = spawn(&env);
-    let b = broker.bootstrap();
-    wait_until("a third loaded", Duration::from_secs(60), || {
-        message_count(&b, &topic) >= total / 3
-    })
-    .await;
+    let child = spawn_until_a_third(&env, &broker, &topic, total).await;
     let stop = format!(r#"{{"command":"stop","queue_id":"q-{topic}"}}"#);
     support::broker::produce(&broker.bootstrap(), &format!("{topic}-control"), &stop);
-    let run = tokio::task::spawn_blocking(move || finish(child))
-        .await
-        .unwrap();
+    let run = finish_async(child).await;
     run.assert_ok();
     assert!(run.stdout.contains("Stopped on request"), "{}", run.stdout);
-    let run = run_loader_async(env, vec![]).await;
-    run.assert_ok();
-    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
-    verify_clean(
-        &broker,
-        &topic,
-        range,
-        "api_candles_1m",
-        "BNBUSDT",
-        total as u64,
-    )
-    .await;
+    rerun_resumes(env, &broker, &topic, range, "BNBUSDT", total).await;
 
     // A live range that began in the past: backfilled from its start, killed, and resumed
     // from the last trade id published.

@@ -58,6 +58,27 @@ fn env(
     e
 }
 
+/// The trade ids in `topic`, in order.
+fn trade_ids(topic: &str) -> Vec<u64> {
+    read(topic)
+        .iter()
+        .map(|r| r["trade_id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The simulator's aggregate trade ids of `symbol` in `[range.0, range.1)` at `spacing_ms`.
+fn exchange_trade_ids(spacing_ms: i64, symbol: &str, range: (i64, i64)) -> Vec<u64> {
+    SimConfig {
+        agg_trade_spacing_ms: spacing_ms,
+        ..SimConfig::default()
+    }
+    .data()
+    .trades_between(symbol, range.0, range.1 - 1)
+    .iter()
+    .map(|t| t.id)
+    .collect()
+}
+
 /// Records published so far (0 while the topic does not exist yet).
 fn published(topic: &str) -> usize {
     if support::broker::topic_exists(&Broker::shared().bootstrap(), topic) {
@@ -461,19 +482,8 @@ async fn an_illiquid_stream_lost_before_the_end_still_closes_the_range() {
     sim.stall_all();
     let run = handle.await.unwrap();
     run.assert_ok();
-    let want: Vec<u64> = SimConfig {
-        agg_trade_spacing_ms: 4000,
-        ..SimConfig::default()
-    }
-    .data()
-    .trades_between("BTCUSDT", range.0, range.1 - 1)
-    .iter()
-    .map(|t| t.id)
-    .collect();
-    let got: Vec<u64> = read(&topic)
-        .iter()
-        .map(|r| r["trade_id"].as_u64().unwrap())
-        .collect();
+    let want = exchange_trade_ids(4000, "BTCUSDT", range);
+    let got = trade_ids(&topic);
     assert_eq!(want.len(), 4);
     assert_eq!(
         got, want,
@@ -504,20 +514,10 @@ async fn a_stream_that_delivers_nothing_is_reported_after_the_range_is_closed() 
         "{}",
         run.stderr
     );
-    let got: Vec<u64> = read(&topic)
-        .iter()
-        .map(|r| r["trade_id"].as_u64().unwrap())
-        .collect();
-    let want: Vec<u64> = SimConfig {
-        agg_trade_spacing_ms: 4000,
-        ..SimConfig::default()
-    }
-    .data()
-    .trades_between("ETHUSDT", range.0, range.1 - 1)
-    .iter()
-    .map(|t| t.id)
-    .collect();
-    assert_eq!(got, want);
+    assert_eq!(
+        trade_ids(&topic),
+        exchange_trade_ids(4000, "ETHUSDT", range)
+    );
 
     // A BINANCE_WS_URL path Binance does not serve: the same report, nothing lost.
     sim.set_ws_faults(WsFaults::default());

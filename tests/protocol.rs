@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use exchange_sim::{Faults, SimConfig, SimServer, Storm};
@@ -61,16 +61,7 @@ fn setup(sim: &SimServer, range: &str, extra: &[(&'static str, &str)]) -> Setup 
 }
 
 fn spawn(env: &[(&'static str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("loader starts")
+    support::loader::spawn_loader(env)
 }
 
 struct Exit {

@@ -58,6 +58,20 @@ pub fn run_loader(envs: &[(&str, String)], args: &[&str]) -> Run {
         .into()
 }
 
+/// Starts the binary with exactly these variables (plus PATH), its output piped.
+pub fn spawn_loader(envs: &[(&'static str, String)]) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the loader binary starts")
+}
+
 /// Runs the binary without blocking the async test's runtime (the simulator lives on it).
 pub async fn run_loader_async(envs: Vec<(&'static str, String)>, args: Vec<&'static str>) -> Run {
     tokio::task::spawn_blocking(move || run_loader(&envs, &args))
