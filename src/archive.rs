@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate};
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -453,10 +452,13 @@ fn sha256_of(f: &mut File) -> std::io::Result<String> {
         .collect())
 }
 
-/// Retry delay with jitter: 200 ms doubling to 10 s.
+/// Retry delay: 200 ms doubling to 10 s, with jitter.
 fn backoff(failures: u32) -> Duration {
-    let cap = 200u64.saturating_mul(1 << failures.min(6)).min(10_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+    crate::backoff::jittered(
+        Duration::from_millis(200),
+        Duration::from_secs(10),
+        failures,
+    )
 }
 
 impl VerifiedFile {

@@ -6,6 +6,7 @@
 //! back; `demo` runs a job offline.
 
 pub mod archive;
+pub mod backoff;
 pub mod binance;
 pub mod config;
 pub mod control;

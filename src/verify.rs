@@ -76,7 +76,7 @@ pub struct Expectation {
 }
 
 /// The verdict on one (symbol, kind).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct GroupReport {
     pub symbol: String,
     pub data_type: String,
@@ -433,14 +433,11 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             duplicates,
             missing: missing.iter().map(|&(a, b)| count(Some(kind), a, b)).sum(),
             missing_ranges: missing.iter().take(10).copied().collect(),
-            exchange_gaps: 0,
-            exchange_gap_ranges: Vec::new(),
             outside_range: g.outside,
             bad_keys: g.bad_keys,
-            wrong_type: 0,
-            empty_confirmed: false,
             kind: Some(kind),
             all_missing: missing,
+            ..GroupReport::default()
         });
     }
     for (symbol, n) in wrong_type {
@@ -452,20 +449,8 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         reports.push(GroupReport {
             symbol,
             data_type: expect.kind.map(|k| k.name()).unwrap_or_default(),
-            records: 0,
-            first_timestamp: None,
-            last_timestamp: None,
-            duplicates: 0,
-            missing: 0,
-            missing_ranges: Vec::new(),
-            exchange_gaps: 0,
-            exchange_gap_ranges: Vec::new(),
-            outside_range: 0,
-            bad_keys: 0,
             wrong_type: n,
-            empty_confirmed: false,
-            kind: None,
-            all_missing: Vec::new(),
+            ..GroupReport::default()
         });
     }
     Ok(VerifyReport {

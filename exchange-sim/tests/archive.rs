@@ -3,6 +3,8 @@
 //! 2025 on), the layout's rules, CHECKSUM files, publication and listing rules, every archive
 //! fault, HEAD and byte ranges, statistics and the on-disk cache.
 
+mod common;
+
 use std::io::{Cursor, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -72,21 +74,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
     let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
+    let (status, headers) = common::parse_head(head);
     Resp {
         status,
         headers,
@@ -555,72 +543,91 @@ async fn checksums_match_the_zips_with_and_without_a_newline() {
     server.shutdown().await;
 }
 
-/// Waits until the UTC day is at least 10 s away from changing, so "today" means the same to
-/// the test and the server throughout a check.
-async fn clear_of_midnight() {
-    loop {
-        let to_midnight = DAY - now_ms().rem_euclid(DAY);
-        if to_midnight > 10_000 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(to_midnight as u64 + 50)).await;
-    }
-}
-
-#[tokio::test]
-async fn availability_follows_the_clock_the_delay_and_the_listing() {
-    clear_of_midnight().await;
-    let server = start(sparse()).await;
-    let today = now_ms().div_euclid(DAY) * DAY;
+/// The availability answers that depend on the clock, for `today` (ms of its midnight):
+/// `(what, status, expected)`, asserted by the caller once it knows "today" did not change
+/// while they were asked.
+async fn clock_checks(server: &SimServer, today: i64) -> Vec<(&'static str, u16, u16)> {
     let day = |n: i64| daily_klines("BTCUSDT", "1h", &day_name(today - n * DAY));
-    assert_eq!(get(&server, &day(0)).await.status, 404, "today");
-    assert_eq!(get(&server, &day(-1)).await.status, 404, "tomorrow");
-    assert_eq!(get(&server, &day(1)).await.status, 200, "yesterday");
-    assert_eq!(
-        get(
-            &server,
-            &daily("aggTrades", "BTCUSDT", &day_name(today - DAY))
-        )
-        .await
-        .status,
-        200
-    );
-    // This month is not published yet; last month is.
-    let this_month = &day_name(today)[..7];
+    let this_month = day_name(today)[..7].to_string();
     let day_of_month: i64 = day_name(today)[8..].parse().unwrap();
-    let last_month = &day_name(today - day_of_month * DAY)[..7];
-    assert_eq!(
-        get(&server, &monthly_klines("BTCUSDT", "1d", this_month))
+    let last_month = day_name(today - day_of_month * DAY)[..7].to_string();
+    server.set_archive_faults(ArchiveFaults::default());
+    let mut out = vec![
+        ("today", get(server, &day(0)).await.status, 404),
+        ("tomorrow", get(server, &day(-1)).await.status, 404),
+        ("yesterday", get(server, &day(1)).await.status, 200),
+        (
+            "yesterday's aggTrades",
+            get(
+                server,
+                &daily("aggTrades", "BTCUSDT", &day_name(today - DAY)),
+            )
             .await
             .status,
-        404
-    );
-    assert_eq!(
-        get(&server, &monthly_klines("BTCUSDT", "1d", last_month))
-            .await
-            .status,
-        200
-    );
-
+            200,
+        ),
+        // This month is not published yet; last month is.
+        (
+            "this month",
+            get(server, &monthly_klines("BTCUSDT", "1d", &this_month))
+                .await
+                .status,
+            404,
+        ),
+        (
+            "last month",
+            get(server, &monthly_klines("BTCUSDT", "1d", &last_month))
+                .await
+                .status,
+            200,
+        ),
+    ];
     // A two-day publication delay.
     server.set_archive_faults(ArchiveFaults {
         daily_delay: Duration::from_millis(2 * DAY as u64),
         monthly_delay: Duration::from_millis(40 * DAY as u64),
         ..ArchiveFaults::default()
     });
-    assert_eq!(get(&server, &day(1)).await.status, 404);
-    assert_eq!(
-        get(&server, &format!("{}.CHECKSUM", day(1))).await.status,
-        404
-    );
-    assert_eq!(get(&server, &day(2)).await.status, 404);
-    assert_eq!(get(&server, &day(3)).await.status, 200);
-    assert_eq!(
-        get(&server, &monthly_klines("BTCUSDT", "1d", last_month))
-            .await
-            .status,
-        404
-    );
+    out.extend([
+        ("delayed yesterday", get(server, &day(1)).await.status, 404),
+        (
+            "delayed yesterday's CHECKSUM",
+            get(server, &format!("{}.CHECKSUM", day(1))).await.status,
+            404,
+        ),
+        ("delayed day before", get(server, &day(2)).await.status, 404),
+        (
+            "delayed three days ago",
+            get(server, &day(3)).await.status,
+            200,
+        ),
+        (
+            "delayed last month",
+            get(server, &monthly_klines("BTCUSDT", "1d", &last_month))
+                .await
+                .status,
+            404,
+        ),
+    ]);
+    out
+}
+
+#[tokio::test]
+async fn availability_follows_the_clock_the_delay_and_the_listing() {
+    let server = start(sparse()).await;
+    // "Today" must mean the same to the test and the server throughout the checks: if the UTC
+    // day changed while they were asked, they are asked again.
+    loop {
+        let today = now_ms().div_euclid(DAY) * DAY;
+        let results = clock_checks(&server, today).await;
+        if now_ms().div_euclid(DAY) * DAY != today {
+            continue;
+        }
+        for (what, got, want) in results {
+            assert_eq!(got, want, "{what}");
+        }
+        break;
+    }
     server.shutdown().await;
 
     // Listed at noon on 2024-01-10: that day's file starts at the listing, earlier ones and

@@ -2,6 +2,8 @@
 //! Binance error codes, weight headers, the rate limiter (429, strikes, 418 bans, window reset)
 //! and injected faults (storms, 503s, dropped connections, missing aggregate-trade ids).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,21 +65,7 @@ async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> std:
     }
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("header end");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
+    let (status, headers) = common::parse_head(head);
     Ok(Resp {
         status,
         headers,

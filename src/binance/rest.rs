@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
@@ -297,10 +296,9 @@ fn used_weight(headers: &HeaderMap) -> Option<u32> {
         .max()
 }
 
-/// Exponential backoff with full jitter: 100 ms, 200 ms, … capped at 10 s.
+/// 100 ms doubling to 10 s, with jitter.
 fn backoff(attempt: u32) -> Duration {
-    let cap = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+    crate::backoff::jittered(Duration::from_millis(100), Duration::from_secs(10), attempt)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -370,13 +368,6 @@ pub fn weight_rule(exchange_info: &[u8]) -> Option<WeightRule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert!(backoff(1) <= Duration::from_millis(200));
-        assert!(backoff(20) <= Duration::from_secs(10));
-        assert!(backoff(20) >= Duration::from_secs(5));
-    }
 
     #[test]
     fn reads_the_weight_rule() {

@@ -61,6 +61,10 @@ pub async fn load(
     let mut fallbacks = Vec::new();
     let steps = plan::plan(&ctx, layout.as_ref(), range, &mut fallbacks).await?;
     describe(&ctx, &steps);
+    // Files the archive could not even be asked about fall back like files that fail later.
+    for _ in &fallbacks {
+        ctx.status.note_fallback();
+    }
     out.summary.fallbacks = fallbacks;
 
     let mut cursor = Cursor::new(kind.kind(), range);
@@ -75,31 +79,25 @@ pub async fn load(
             prefetched.push_back(start_download(&ctx, &steps[next_to_fetch]));
             next_to_fetch += 1;
         }
-        let download = if i < next_to_fetch {
-            prefetched.pop_front().flatten()
-        } else {
-            None
-        };
+        // The front of the queue is step i's (a download for archive steps, none for REST).
+        let download = prefetched.pop_front().flatten();
         match &steps[i] {
             Step::Rest(span) => kind.load_rest(&ctx, *span, &mut cursor, &mut out).await?,
             Step::Archive { file, span, .. } => {
                 let mut download = download.expect("archive steps are prefetched");
                 let result = match (&mut download.0).await {
-                    Ok(r) => r,
-                    Err(e) => Err(ArchiveError::Transfer {
-                        name: file.name.clone(),
-                        detail: format!("download task failed: {e}"),
-                    }),
-                };
-                let result = match result {
-                    Ok(verified) => {
+                    Ok(Ok(verified)) => {
                         let (c, o, r) =
                             publish_file(kind.clone(), &ctx, verified, cursor, out).await?;
                         cursor = c;
                         out = o;
                         r
                     }
-                    Err(e) => Err(e),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(ArchiveError::Transfer {
+                        name: file.name.clone(),
+                        detail: format!("download task failed: {e}"),
+                    }),
                 };
                 match result {
                     Ok(()) => {}

@@ -535,15 +535,12 @@ impl Process {
         self.child.try_wait().ok().flatten()
     }
 
-    /// Kills nisshi (the wrapper's child) with SIGKILL and waits for the wrapper to end.
+    /// Kills nisshi (the wrapper's child) with SIGKILL, then lets [`stop`](Self::stop) wait for
+    /// the wrapper, which ends with it.
     fn kill(&mut self) {
         let _ = Command::new("pkill")
             .args(["-KILL", "-P", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.exited().is_none() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
         self.stop();
     }
 

@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -184,10 +183,13 @@ impl<C: Connector> Drop for Supervisor<C> {
     }
 }
 
-/// Reconnect backoff with jitter: 250 ms doubling to 30 s.
+/// Reconnect backoff: 250 ms doubling to 30 s, with jitter.
 fn backoff(failures: u32) -> Duration {
-    let cap = 250u64.saturating_mul(1 << failures.min(7)).min(30_000);
-    Duration::from_millis(rand::rng().random_range(cap / 2..=cap))
+    crate::backoff::jittered(
+        Duration::from_millis(250),
+        Duration::from_secs(30),
+        failures,
+    )
 }
 
 #[cfg(test)]
