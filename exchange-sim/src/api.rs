@@ -1,10 +1,15 @@
-//! The REST endpoints: which path is which endpoint and what it weighs, parameter validation
-//! with Binance's error codes and messages, and the JSON bodies written straight into a
-//! `String` (no intermediate value trees).
+//! The REST endpoints: which path of which market is which endpoint and what it weighs,
+//! parameter validation with Binance's error codes and messages, and the JSON bodies written
+//! straight into a `String` (no intermediate value trees). The endpoints spot and futures share
+//! (klines, aggTrades, historicalTrades, depth) live here with a market parameter; the
+//! futures-only ones are in [`crate::futures_api`].
 
 use crate::data::{self, AggUnits, Data, KlineUnits, Market, TradeUnits};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
+use crate::futures::{self, PriceKline, PriceSeries};
+use crate::futures_api;
 use crate::limiter::WindowDesc;
+use crate::market::SimMarket;
 use crate::query::Query;
 use crate::symbols::{parse_symbol, SymbolError, LISTED_SYMBOLS};
 use kline_interval::Interval;
@@ -12,8 +17,10 @@ use kline_interval::Interval;
 /// Times beyond this (about year 37,600) are clamped, so interval arithmetic cannot overflow.
 const TIME_MAX: i64 = 1 << 50;
 const MAX_AGG_RANGE_MS: i64 = 3_600_000;
+/// COIN-M klines: startTime and endTime at most this far apart.
+const MAX_COINM_KLINE_RANGE_MS: i64 = 200 * 86_400_000;
 
-/// A REST endpoint of the simulator.
+/// A REST endpoint of the simulator (of whichever market the path's prefix names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     Ping,
@@ -23,10 +30,110 @@ pub(crate) enum Endpoint {
     AggTrades,
     HistoricalTrades,
     Depth,
+    /// Futures only from here on.
+    MarkPriceKlines,
+    IndexPriceKlines,
+    PremiumIndexKlines,
+    FundingRate,
+    OpenInterestHist,
+    GlobalLongShortAccountRatio,
+    TopLongShortAccountRatio,
+    TopLongShortPositionRatio,
     NotFound,
 }
 
+/// The separate request-count limits of some futures endpoints (weight 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CountLimit {
+    /// `/fapi|dapi/v1/fundingRate`: 500 requests per 5 minutes.
+    FundingRate,
+    /// `/futures/data/*`: 1,000 requests per 5 minutes.
+    FuturesData,
+}
+
 impl Endpoint {
+    /// The endpoint of `path` (the part after the market's prefix) on `market`.
+    pub fn of(market: SimMarket, path: &str) -> Endpoint {
+        let api = match market {
+            SimMarket::Spot => return Endpoint::from_path(path),
+            SimMarket::UsdM => "/fapi/v1/",
+            SimMarket::CoinM => "/dapi/v1/",
+        };
+        if let Some(name) = path.strip_prefix(api) {
+            return match name {
+                "ping" => Endpoint::Ping,
+                "time" => Endpoint::Time,
+                "exchangeInfo" => Endpoint::ExchangeInfo,
+                "klines" => Endpoint::Klines,
+                "markPriceKlines" => Endpoint::MarkPriceKlines,
+                "indexPriceKlines" => Endpoint::IndexPriceKlines,
+                "premiumIndexKlines" => Endpoint::PremiumIndexKlines,
+                "aggTrades" => Endpoint::AggTrades,
+                "historicalTrades" => Endpoint::HistoricalTrades,
+                "depth" => Endpoint::Depth,
+                "fundingRate" => Endpoint::FundingRate,
+                _ => Endpoint::NotFound,
+            };
+        }
+        match path.strip_prefix("/futures/data/") {
+            Some("openInterestHist") => Endpoint::OpenInterestHist,
+            Some("globalLongShortAccountRatio") => Endpoint::GlobalLongShortAccountRatio,
+            Some("topLongShortAccountRatio") => Endpoint::TopLongShortAccountRatio,
+            Some("topLongShortPositionRatio") => Endpoint::TopLongShortPositionRatio,
+            _ => Endpoint::NotFound,
+        }
+    }
+
+    /// The separate count limit the endpoint falls under, if any.
+    pub fn count_limit(self) -> Option<CountLimit> {
+        match self {
+            Endpoint::FundingRate => Some(CountLimit::FundingRate),
+            Endpoint::OpenInterestHist
+            | Endpoint::GlobalLongShortAccountRatio
+            | Endpoint::TopLongShortAccountRatio
+            | Endpoint::TopLongShortPositionRatio => Some(CountLimit::FuturesData),
+            _ => None,
+        }
+    }
+
+    /// Request weight on `market`, as Binance charges it (also for requests that fail
+    /// validation); the count-limited futures endpoints weigh nothing.
+    pub fn weight_in(self, market: SimMarket, q: &Query) -> u32 {
+        if market == SimMarket::Spot {
+            return self.weight(q);
+        }
+        let limit = |default: i64| {
+            q.get("limit")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(default)
+        };
+        match self {
+            Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo => 1,
+            Endpoint::Klines
+            | Endpoint::MarkPriceKlines
+            | Endpoint::IndexPriceKlines
+            | Endpoint::PremiumIndexKlines => match limit(500) {
+                ..=99 => 1,
+                100..=499 => 2,
+                500..=1000 => 5,
+                _ => 10,
+            },
+            Endpoint::AggTrades | Endpoint::HistoricalTrades => 20,
+            Endpoint::Depth => match limit(500) {
+                ..=50 => 2,
+                51..=100 => 5,
+                101..=500 => 10,
+                _ => 20,
+            },
+            Endpoint::FundingRate
+            | Endpoint::OpenInterestHist
+            | Endpoint::GlobalLongShortAccountRatio
+            | Endpoint::TopLongShortAccountRatio
+            | Endpoint::TopLongShortPositionRatio
+            | Endpoint::NotFound => 0,
+        }
+    }
+
     pub fn from_path(path: &str) -> Endpoint {
         match path {
             "/api/v3/ping" => Endpoint::Ping,
@@ -37,20 +144,6 @@ impl Endpoint {
             "/api/v3/historicalTrades" => Endpoint::HistoricalTrades,
             "/api/v3/depth" => Endpoint::Depth,
             _ => Endpoint::NotFound,
-        }
-    }
-
-    /// The key of [`crate::SimStats::per_endpoint`].
-    pub fn key(self) -> &'static str {
-        match self {
-            Endpoint::Ping => "/api/v3/ping",
-            Endpoint::Time => "/api/v3/time",
-            Endpoint::ExchangeInfo => "/api/v3/exchangeInfo",
-            Endpoint::Klines => "/api/v3/klines",
-            Endpoint::AggTrades => "/api/v3/aggTrades",
-            Endpoint::HistoricalTrades => "/api/v3/historicalTrades",
-            Endpoint::Depth => "/api/v3/depth",
-            Endpoint::NotFound => "other",
         }
     }
 
@@ -75,15 +168,15 @@ impl Endpoint {
                     _ => 250,
                 }
             }
-            Endpoint::NotFound => 0,
+            _ => 0,
         }
     }
 
-    /// Data endpoints are the ones 5xx and drop faults pick from.
+    /// Data endpoints are the ones 5xx and drop faults pick from (every market's).
     pub fn is_data(self) -> bool {
-        matches!(
+        !matches!(
             self,
-            Endpoint::Klines | Endpoint::AggTrades | Endpoint::HistoricalTrades | Endpoint::Depth
+            Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo | Endpoint::NotFound
         )
     }
 }
@@ -97,7 +190,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn bad(code: i32, msg: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(code: i32, msg: impl Into<String>) -> ApiError {
         ApiError {
             status: 400,
             code,
@@ -129,14 +222,14 @@ pub(crate) fn error_body(code: i32, msg: &str) -> String {
     s
 }
 
-fn mandatory(name: &str) -> ApiError {
+pub(crate) fn mandatory(name: &str) -> ApiError {
     ApiError::bad(
         -1102,
         format!("Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
     )
 }
 
-fn illegal(name: &str, range: &str) -> ApiError {
+pub(crate) fn illegal(name: &str, range: &str) -> ApiError {
     ApiError::bad(
         -1100,
         format!("Illegal characters found in parameter '{name}'; legal range is '{range}'."),
@@ -144,8 +237,12 @@ fn illegal(name: &str, range: &str) -> ApiError {
 }
 
 fn check_symbol(name: &str, symbol: &str) -> Result<(), ApiError> {
-    match parse_symbol(symbol) {
-        Ok(_) => Ok(()),
+    symbol_error(name, parse_symbol(symbol).map(|_| ()))
+}
+
+fn symbol_error<T>(name: &str, r: Result<T, SymbolError>) -> Result<T, ApiError> {
+    match r {
+        Ok(v) => Ok(v),
         Err(SymbolError::IllegalCharacters) => Err(illegal(name, "^[A-Z0-9-_.]{1,20}$")),
         Err(SymbolError::Invalid) => Err(ApiError::bad(-1121, "Invalid symbol.")),
     }
@@ -157,7 +254,21 @@ fn symbol_param(q: &Query) -> Result<&str, ApiError> {
     Ok(s)
 }
 
-fn digits(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
+/// The mandatory `symbol` of a request on `market`, validated by that market's rules.
+pub(crate) fn market_symbol(q: &Query, market: SimMarket) -> Result<&str, ApiError> {
+    let s = q.get("symbol").ok_or_else(|| mandatory("symbol"))?;
+    symbol_error("symbol", market.parse_symbol(s))?;
+    Ok(s)
+}
+
+/// The mandatory `pair` of a request on `market` and the symbol whose data it names.
+pub(crate) fn market_pair(q: &Query, market: SimMarket) -> Result<(&str, String), ApiError> {
+    let p = q.get("pair").ok_or_else(|| mandatory("pair"))?;
+    let symbol = symbol_error("pair", market.symbol_of_pair(p))?;
+    Ok((p, symbol))
+}
+
+pub(crate) fn digits(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
     match q.get(name) {
         None => Ok(None),
         Some(v) if v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => v
@@ -168,11 +279,11 @@ fn digits(q: &Query, name: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn time_param(q: &Query, name: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn time_param(q: &Query, name: &str) -> Result<Option<i64>, ApiError> {
     Ok(digits(q, name)?.map(|v| v.min(TIME_MAX as u64) as i64))
 }
 
-fn limit_param(q: &Query, default: u64, max: u64) -> Result<usize, ApiError> {
+pub(crate) fn limit_param(q: &Query, default: u64, max: u64) -> Result<usize, ApiError> {
     let invalid = || ApiError::bad(-1130, "Data sent for parameter 'limit' is not valid.");
     let limit = match q.get("limit") {
         None => default,
@@ -190,6 +301,7 @@ fn limit_param(q: &Query, default: u64, max: u64) -> Result<usize, ApiError> {
 
 /// What a handler needs besides the query.
 pub(crate) struct Ctx<'a> {
+    pub market: SimMarket,
     pub data: &'a Data,
     pub now: i64,
     pub weight_limit: u32,
@@ -207,11 +319,21 @@ pub(crate) fn respond(ep: Endpoint, q: &Query, ctx: &Ctx<'_>) -> Result<String, 
             s.push('}');
             Ok(s)
         }
+        Endpoint::ExchangeInfo if ctx.market.is_futures() => Ok(futures_api::exchange_info(ctx)),
         Endpoint::ExchangeInfo => exchange_info(q, ctx),
-        Endpoint::Klines => klines(q, ctx),
+        Endpoint::Klines => klines(q, ctx, None),
+        Endpoint::MarkPriceKlines => klines(q, ctx, Some(PriceSeries::Mark)),
+        Endpoint::IndexPriceKlines => klines(q, ctx, Some(PriceSeries::Index)),
+        Endpoint::PremiumIndexKlines => klines(q, ctx, Some(PriceSeries::Premium)),
         Endpoint::AggTrades => agg_trades(q, ctx),
         Endpoint::HistoricalTrades => historical_trades(q, ctx),
+        Endpoint::Depth if ctx.market.is_futures() => futures_depth(q, ctx),
         Endpoint::Depth => depth(q, ctx),
+        Endpoint::FundingRate => futures_api::funding_rate(q, ctx),
+        Endpoint::OpenInterestHist
+        | Endpoint::GlobalLongShortAccountRatio
+        | Endpoint::TopLongShortAccountRatio
+        | Endpoint::TopLongShortPositionRatio => futures_api::futures_data(ep, q, ctx),
         Endpoint::NotFound => Err(ApiError::not_found()),
     }
 }
@@ -219,33 +341,82 @@ pub(crate) fn respond(ep: Endpoint, q: &Query, ctx: &Ctx<'_>) -> Result<String, 
 // ---------------------------------------------------------------------------------------------
 // klines
 
-fn klines(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
-    let symbol = symbol_param(q)?;
+/// `klines` of every market, and the futures' `markPriceKlines`, `indexPriceKlines` (by
+/// `pair`) and `premiumIndexKlines` (`series`).
+fn klines(q: &Query, ctx: &Ctx<'_>, series: Option<PriceSeries>) -> Result<String, ApiError> {
+    let futures = ctx.market.is_futures();
+    let market = if series == Some(PriceSeries::Index) {
+        Market::of(ctx.market, &market_pair(q, ctx.market)?.1)
+    } else {
+        Market::of(ctx.market, market_symbol(q, ctx.market)?)
+    };
     let interval: Interval = q
         .get("interval")
         .ok_or_else(|| mandatory("interval"))?
         .parse()
-        .map_err(|_| ApiError::bad(-1120, "Invalid interval."))?;
+        .ok()
+        // Futures have no 1-second candles.
+        .filter(|iv| !(futures && *iv == Interval::S1))
+        .ok_or_else(|| ApiError::bad(-1120, "Invalid interval."))?;
     let start = time_param(q, "startTime")?;
     let end = time_param(q, "endTime")?;
-    let limit = limit_param(q, 500, 1000)?;
+    let limit = if futures {
+        limit_param(q, 500, 1500)?
+    } else {
+        limit_param(q, 500, 1000)?
+    };
     if let (Some(s), Some(e)) = (start, end) {
         if s > e {
             return Err(ApiError::bad(-1127, "startTime must be less than endTime"));
         }
     }
-    let open_times = kline_open_times(interval, ctx.data.listed_at, ctx.now, start, end, limit);
-    let market = Market::new(symbol);
+    let open_times = match (start, end) {
+        // COIN-M: a range of at most 200 days, of which the newest `limit` candles.
+        (Some(s), Some(e)) if ctx.market == SimMarket::CoinM => {
+            if e - s > MAX_COINM_KLINE_RANGE_MS {
+                return Err(ApiError::bad(
+                    -1127,
+                    "More than 200 days between startTime and endTime.",
+                ));
+            }
+            let lo = interval.align_up(s);
+            let mut t =
+                kline_open_times(interval, ctx.data.listed_at, ctx.now, None, Some(e), limit);
+            t.retain(|&t| t >= lo);
+            t
+        }
+        _ => kline_open_times(interval, ctx.data.listed_at, ctx.now, start, end, limit),
+    };
     let mut s = String::with_capacity(2 + open_times.len() * 200);
     s.push('[');
     for (i, &t) in open_times.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        write_kline(&mut s, &data::kline_units(&market, interval, t, ctx.now));
+        match series {
+            None => write_kline(&mut s, &data::kline_units(&market, interval, t, ctx.now)),
+            Some(series) => write_price_kline(
+                &mut s,
+                &futures::price_kline(&market, series, interval, t, ctx.now),
+            ),
+        }
     }
     s.push(']');
     Ok(s)
+}
+
+/// A mark/index/premium candle: prices, then `"0"` for the volume-type columns and count 0.
+fn write_price_kline(s: &mut String, k: &PriceKline) {
+    s.push('[');
+    push_i64(s, k.open_time);
+    for v in [k.open, k.high, k.low, k.close] {
+        s.push_str(",\"");
+        push_fixed8(s, v);
+        s.push('"');
+    }
+    s.push_str(",\"0\",");
+    push_i64(s, k.close_time);
+    s.push_str(",\"0\",0,\"0\",\"0\",\"0\"]");
 }
 
 /// The open times a klines request returns: never before the listing, never after `now`.
@@ -312,7 +483,7 @@ fn write_kline(s: &mut String, k: &KlineUnits) {
 // aggTrades and historicalTrades
 
 fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
-    let symbol = symbol_param(q)?;
+    let symbol = market_symbol(q, ctx.market)?;
     let from_id = digits(q, "fromId")?;
     let start = time_param(q, "startTime")?;
     let end = time_param(q, "endTime")?;
@@ -331,7 +502,7 @@ fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
             ));
         }
     }
-    let m = Market::new(symbol);
+    let m = Market::of(ctx.market, symbol);
     let d = ctx.data;
     let mut rows: Vec<AggUnits> = Vec::with_capacity(limit);
     match (from_id, start, end) {
@@ -362,10 +533,12 @@ fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
         push_u64(&mut s, a.last);
         s.push_str(",\"T\":");
         push_i64(&mut s, a.time);
-        s.push_str(if a.buyer_maker {
-            ",\"m\":true,\"M\":true}"
-        } else {
-            ",\"m\":false,\"M\":true}"
+        // Futures rows have no best-match flag.
+        s.push_str(match (a.buyer_maker, ctx.market.is_futures()) {
+            (true, false) => ",\"m\":true,\"M\":true}",
+            (false, false) => ",\"m\":false,\"M\":true}",
+            (true, true) => ",\"m\":true}",
+            (false, true) => ",\"m\":false}",
         });
     }
     s.push(']');
@@ -373,10 +546,14 @@ fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
 }
 
 fn historical_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
-    let symbol = symbol_param(q)?;
-    let limit = limit_param(q, 500, 1000)?;
+    let symbol = market_symbol(q, ctx.market)?;
+    let limit = if ctx.market.is_futures() {
+        limit_param(q, 100, 500)?
+    } else {
+        limit_param(q, 500, 1000)?
+    };
     let from_id = digits(q, "fromId")?;
-    let m = Market::new(symbol);
+    let m = Market::of(ctx.market, symbol);
     let mut rows: Vec<TradeUnits> = Vec::with_capacity(limit);
     match from_id {
         Some(from) => ctx.data.raw_from_id(&m, from, ctx.now, limit, &mut rows),
@@ -394,14 +571,20 @@ fn historical_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
         push_fixed8(&mut s, t.price);
         s.push_str("\",\"qty\":\"");
         push_fixed8(&mut s, t.qty);
-        s.push_str("\",\"quoteQty\":\"");
+        // COIN-M states the base-asset amount of the contracts instead of a quote amount.
+        s.push_str(if ctx.market == SimMarket::CoinM {
+            "\",\"baseQty\":\""
+        } else {
+            "\",\"quoteQty\":\""
+        });
         push_fixed8(&mut s, t.quote_qty);
         s.push_str("\",\"time\":");
         push_i64(&mut s, t.time);
-        s.push_str(if t.buyer_maker {
-            ",\"isBuyerMaker\":true,\"isBestMatch\":true}"
-        } else {
-            ",\"isBuyerMaker\":false,\"isBestMatch\":true}"
+        s.push_str(match (t.buyer_maker, ctx.market.is_futures()) {
+            (true, false) => ",\"isBuyerMaker\":true,\"isBestMatch\":true}",
+            (false, false) => ",\"isBuyerMaker\":false,\"isBestMatch\":true}",
+            (true, true) => ",\"isBuyerMaker\":true}",
+            (false, true) => ",\"isBuyerMaker\":false}",
         });
     }
     s.push(']');
@@ -420,6 +603,45 @@ fn depth(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let mut s = String::with_capacity(64 + limit.min(data::BOOK_LEVELS) * 80);
     s.push_str("{\"lastUpdateId\":");
     push_u64(&mut s, data::slot_last_update_id(&m, slot));
+    for (name, side) in [(",\"bids\":[", &book.bids), ("],\"asks\":[", &book.asks)] {
+        s.push_str(name);
+        for (i, &(price, qty)) in side.iter().take(limit).enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str("[\"");
+            push_fixed8(&mut s, price);
+            s.push_str("\",\"");
+            push_fixed8(&mut s, qty);
+            s.push_str("\"]");
+        }
+    }
+    s.push_str("]}");
+    Ok(s)
+}
+
+/// Futures `depth`: only Binance's limits, event and transaction times, futures update ids.
+fn futures_depth(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let symbol = market_symbol(q, ctx.market)?;
+    const LIMITS: [usize; 7] = [5, 10, 20, 50, 100, 500, 1000];
+    let limit = match q.get("limit") {
+        None => 500,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|l| LIMITS.contains(l))
+            .ok_or_else(|| illegal("limit", "5, 10, 20, 50, 100, 500, 1000"))?,
+    };
+    let m = Market::of(ctx.market, symbol);
+    let slot = data::book_slot(ctx.now);
+    let book = data::book_at(&m, slot);
+    let mut s = String::with_capacity(96 + limit.min(data::BOOK_LEVELS) * 80);
+    s.push_str("{\"lastUpdateId\":");
+    push_u64(&mut s, data::last_update_id(ctx.market, &m, slot));
+    s.push_str(",\"E\":");
+    push_i64(&mut s, ctx.now);
+    s.push_str(",\"T\":");
+    push_i64(&mut s, ctx.now);
     for (name, side) in [(",\"bids\":[", &book.bids), ("],\"asks\":[", &book.asks)] {
         s.push_str(name);
         for (i, &(price, qty)) in side.iter().take(limit).enumerate() {

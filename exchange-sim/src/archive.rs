@@ -1,5 +1,6 @@
 //! The bulk archive: Binance's `data.binance.vision` file layout served on the simulator's port
-//! under `/data/spot/…`, from the same deterministic data as the REST endpoints. This module
+//! under `/data/spot/…`, `/data/futures/um/…` and `/data/futures/cm/…`, from the same
+//! deterministic data as each market's REST endpoints. This module
 //! owns answering archive requests (GET and HEAD, S3-style 404s, ranges, the archive faults),
 //! the on-disk cache of generated zips (a temporary directory removed when the server stops;
 //! each file generated at most once, even under concurrent requests), the archive's counters
@@ -165,7 +166,7 @@ impl Archive {
         data: Arc<Data>,
     ) -> io::Result<Arc<Generated>> {
         let missing = match key.kind {
-            Kind::Klines(_) => Vec::new(),
+            Kind::Klines(_) | Kind::PriceKlines(..) | Kind::Metrics => Vec::new(),
             Kind::AggTrades | Kind::Trades => data.missing.clone(),
         };
         let cache_key = CacheKey {
@@ -310,7 +311,7 @@ impl Archive {
         } else {
             let (corrupt, truncate) = {
                 let mut st = lock(&self.state);
-                *st.downloads.entry(key.zip_name()).or_default() += 1;
+                *st.downloads.entry(key.download_name()).or_default() += 1;
                 let corrupt = take_one(&mut st.faults.corrupt, &key);
                 let truncate = take_one(&mut st.faults.truncate, &key);
                 (corrupt, truncate)

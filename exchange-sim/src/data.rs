@@ -17,12 +17,26 @@
 //! - the order book changes once per 100 ms slot ([`BOOK_SLOT_MS`]): [`BOOK_LEVELS`] levels a
 //!   side, one tick apart around the noise-free price, each level's quantity re-drawn every
 //!   2 s at a hashed phase; slot `s` ends with update id `3s + 0..=2`, so update ids are
-//!   contiguous and a diff between two slots' books is exactly what changed ([`order_book`]).
+//!   contiguous and a diff between two slots' books is exactly what changed ([`order_book`]);
+//!   futures slot `s` holds the ids `10s - 3 + 0..=2` to `10s + 0..=4` instead, so futures ids
+//!   jump between events, as Binance's do (clients chain futures events by `pu`);
+//! - each market ([`SimMarket`]) salts the symbol's seed, so `BTCUSDT` on USD-M has its own
+//!   price path, trades and book, unlike spot's; COIN-M quantities are whole contracts (100 USD
+//!   for BTC, 10 USD otherwise) and the "quote" amounts of its klines and trades are base-asset
+//!   amounts (contracts × size / price);
+//! - the futures-only series (mark, index and premium prices, funding, open interest, ratios,
+//!   liquidations) live in the crate's `futures` module and are re-exported here.
 //!
 //! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
 
 use crate::fmt::{fixed8, push_fixed8_wide, SCALE};
-use crate::symbols::parse_symbol;
+pub use crate::futures::{
+    funding_rate, funding_rates, index_price, index_price_kline, liquidations, long_short_ratios,
+    mark_price, mark_price_kline, open_interest, premium_index, premium_index_kline, FundingRate,
+    Liquidation, LongShortRatios, OpenInterest, Ratio, FUNDING_INTERVAL_MS,
+    FUTURES_DATA_RETENTION_MS, METRICS_PERIOD_MS,
+};
+pub use crate::market::SimMarket;
 use kline_interval::Interval;
 
 /// Default first data time of every symbol: 2017-08-17T00:00:00Z.
@@ -61,7 +75,9 @@ pub struct AggTrade {
     pub is_best_match: bool,
 }
 
-/// One raw trade as `historicalTrades` reports it.
+/// One raw trade as `historicalTrades` reports it. On COIN-M, `qty` is in contracts and
+/// `quote_qty` holds the `baseQty` (contracts × contract size / price); futures have no
+/// `isBestMatch` (the field is always `true` here).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trade {
     pub id: u64,
@@ -77,7 +93,7 @@ pub struct Trade {
 // Hashing
 
 #[inline]
-fn mix(mut z: u64) -> u64 {
+pub(crate) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -85,17 +101,17 @@ fn mix(mut z: u64) -> u64 {
 }
 
 #[inline]
-fn hash(seed: u64, salt: u64, x: u64) -> u64 {
+pub(crate) fn hash(seed: u64, salt: u64, x: u64) -> u64 {
     mix(seed ^ mix(x ^ salt.wrapping_mul(0xd6e8_feb8_6659_fd93)))
 }
 
 /// A uniform number in `[0, 1)` from a hash.
 #[inline]
-fn unit(h: u64) -> f64 {
+pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-fn symbol_seed(symbol: &str) -> u64 {
+pub(crate) fn symbol_seed(symbol: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in symbol.bytes() {
         h ^= u64::from(b);
@@ -159,9 +175,13 @@ const NOISE: f64 = 0.0004;
 /// for symbols it accepts.
 #[derive(Clone, Debug)]
 pub struct Market {
-    seed: u64,
+    pub(crate) seed: u64,
     base_price: f64,
-    base_usd: f64,
+    /// US dollars one unit of quantity is worth: the base asset's value, or on COIN-M the
+    /// contract size (quantities are in contracts there).
+    qty_usd: f64,
+    /// COIN-M contract size in USD.
+    contract_size: Option<i64>,
     tick: i64,
     step: i64,
     quote_per_ms: f64,
@@ -169,10 +189,19 @@ pub struct Market {
 }
 
 impl Market {
-    /// The market of `symbol`.
+    /// The spot market of `symbol`.
     pub fn new(symbol: &str) -> Market {
-        let seed = symbol_seed(symbol);
-        let (base, quote) = parse_symbol(symbol).unwrap_or((symbol, "USDT"));
+        Market::of(SimMarket::Spot, symbol)
+    }
+
+    /// The market of `symbol` on `market`. The futures markets salt the symbol's seed, so
+    /// `BTCUSDT` has another price path (and other trades, books, …) on USD-M than on spot.
+    pub fn of(market: SimMarket, symbol: &str) -> Market {
+        let seed = match market.salt() {
+            0 => symbol_seed(symbol),
+            salt => mix(symbol_seed(symbol) ^ salt),
+        };
+        let (base, quote) = market.parse_symbol(symbol).unwrap_or((symbol, "USDT"));
         let base_usd = known_usd(base)
             .unwrap_or_else(|| 10f64.powf(-2.0 + 5.0 * unit(hash(seed, SALT_MARKET, 0))));
         let quote_usd = known_usd(quote).unwrap_or(1.0);
@@ -181,7 +210,14 @@ impl Market {
         let magnitude = base_price.log10().floor() as i32;
         let tick = pow10((magnitude - 6).clamp(-8, -2) + 8);
         // A lot step worth about 0.1 to 1 US dollar.
-        let step = pow10((-(base_usd.log10().floor() as i32) - 1).clamp(-8, 0) + 8);
+        let mut step = pow10((-(base_usd.log10().floor() as i32) - 1).clamp(-8, 0) + 8);
+        let contract_size = market.contract_size(symbol);
+        let mut qty_usd = base_usd;
+        if let Some(cs) = contract_size {
+            // COIN-M quantities are whole contracts.
+            step = SCALE;
+            qty_usd = cs as f64;
+        }
         let usd_per_day = 10f64.powf(6.0 + 3.0 * unit(hash(seed, SALT_MARKET, 1)));
         let quote_per_ms = usd_per_day / quote_usd / 86_400_000.0;
         let mut phase = [0.0; 4];
@@ -191,7 +227,8 @@ impl Market {
         Market {
             seed,
             base_price,
-            base_usd,
+            qty_usd,
+            contract_size,
             tick,
             step,
             quote_per_ms,
@@ -208,7 +245,7 @@ impl Market {
 
     /// The price at time `t` without the per-millisecond noise: the order book's mid price.
     #[inline]
-    fn smooth_price_at(&self, t: i64) -> f64 {
+    pub(crate) fn smooth_price_at(&self, t: i64) -> f64 {
         let x = t as f64;
         let mut w = 0.0;
         for i in 0..4 {
@@ -224,7 +261,7 @@ impl Market {
     }
 
     #[inline]
-    fn round_tick(&self, units: f64) -> i64 {
+    pub(crate) fn round_tick(&self, units: f64) -> i64 {
         let ticks = (units / self.tick as f64).round() as i64;
         ticks.max(1) * self.tick
     }
@@ -239,9 +276,29 @@ impl Market {
         self.step
     }
 
-    /// Rounds a base-asset amount in 1e-8 units down to the lot step, keeping at least `min_steps`.
+    /// COIN-M contract size in USD, `None` on the other markets.
+    pub fn contract_size(&self) -> Option<i64> {
+        self.contract_size
+    }
+
+    /// The US-dollar value of one unit of quantity (base asset, or one COIN-M contract).
+    pub(crate) fn qty_usd(&self) -> f64 {
+        self.qty_usd
+    }
+
+    /// The other side of a quantity at a price, in 1e-8 units: the quote amount
+    /// (`qty × price`), or on COIN-M the base amount (`contracts × size / price`).
     #[inline]
-    fn to_steps(&self, units: f64, min_steps: i128) -> i128 {
+    pub(crate) fn counter_units(&self, qty: i128, price: i128) -> i128 {
+        match self.contract_size {
+            Some(cs) => qty * i128::from(cs) * i128::from(SCALE) / price.max(1),
+            None => qty * price / i128::from(SCALE),
+        }
+    }
+
+    /// Rounds an amount in 1e-8 units down to the lot step, keeping at least `min_steps`.
+    #[inline]
+    pub(crate) fn to_steps(&self, units: f64, min_steps: i128) -> i128 {
         let step = i128::from(self.step);
         ((units.max(0.0) as i128) / step).max(min_steps) * step
     }
@@ -267,7 +324,7 @@ pub(crate) struct KlineUnits {
 }
 
 impl KlineUnits {
-    fn to_kline(self) -> Kline {
+    pub(crate) fn to_kline(self) -> Kline {
         let wide = |v: i128| {
             let mut s = String::with_capacity(24);
             push_fixed8_wide(&mut s, v);
@@ -317,16 +374,20 @@ pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i
         .max(tick);
     let mean = i128::from(open + high + low + close) / 4;
     let quote_amount = m.quote_per_ms * elapsed as f64 * (0.4 + 1.2 * u(3));
-    let volume = m.to_steps(
-        quote_amount / mean as f64 * (SCALE as f64 * SCALE as f64),
-        1,
-    );
-    let quote_volume = volume * mean / i128::from(SCALE);
+    let volume = match m.contract_size {
+        // COIN-M volumes are in contracts; the quote amount is in USD.
+        Some(cs) => m.to_steps(quote_amount / cs as f64 * SCALE as f64, 1),
+        None => m.to_steps(
+            quote_amount / mean as f64 * (SCALE as f64 * SCALE as f64),
+            1,
+        ),
+    };
+    let quote_volume = m.counter_units(volume, mean);
     let trades = ((elapsed as f64 / KLINE_TRADE_SPACING_MS as f64) * (0.5 + u(4))).max(1.0) as u64;
     let taker_buy_base = m
         .to_steps(volume as f64 * (0.3 + 0.4 * u(5)), 0)
         .min(volume);
-    let taker_buy_quote = taker_buy_base * mean / i128::from(SCALE);
+    let taker_buy_quote = m.counter_units(taker_buy_base, mean);
     KlineUnits {
         open_time,
         close_time,
@@ -346,7 +407,14 @@ pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i
 /// `interval`; see [`Interval::align_down`]). Pure: it ignores listing time and the clock, which
 /// decide only which candles the server shows.
 pub fn kline(symbol: &str, interval: Interval, open_time: i64) -> Kline {
-    kline_units(&Market::new(symbol), interval, open_time, i64::MAX).to_kline()
+    kline_in(SimMarket::Spot, symbol, interval, open_time)
+}
+
+/// Like [`kline`] for a symbol of `market` (`/fapi/v1/klines`, `/dapi/v1/klines`). On COIN-M
+/// `volume` and `taker_buy_base` are in contracts, and `quote_volume` / `taker_buy_quote` hold
+/// the base-asset volumes (Binance's `baseVolume` / `takerBuyBaseVolume`).
+pub fn kline_in(market: SimMarket, symbol: &str, interval: Interval, open_time: i64) -> Kline {
+    kline_units(&Market::of(market, symbol), interval, open_time, i64::MAX).to_kline()
 }
 
 /// The open times `t` of `interval` with `start_ms <= t < end_ms_exclusive`, ascending.
@@ -409,7 +477,7 @@ pub(crate) struct TradeUnits {
 }
 
 impl AggUnits {
-    fn to_agg_trade(self) -> AggTrade {
+    pub(crate) fn to_agg_trade(self) -> AggTrade {
         AggTrade {
             id: self.id,
             price: fixed8(self.price),
@@ -424,7 +492,7 @@ impl AggUnits {
 }
 
 impl TradeUnits {
-    fn to_trade(self) -> Trade {
+    pub(crate) fn to_trade(self) -> Trade {
         Trade {
             id: self.id,
             price: fixed8(self.price),
@@ -483,7 +551,7 @@ impl Data {
     }
 
     /// The largest id whose time can be computed without overflow.
-    fn max_id(&self) -> u64 {
+    pub(crate) fn max_id(&self) -> u64 {
         ((i64::MAX / 4 - self.listed_at.max(0)) / self.spacing()).max(0) as u64
     }
 
@@ -515,7 +583,7 @@ impl Data {
 
     /// Time of aggregate trade `id` (missing or not); `id` must be at most `max_id()`.
     #[inline]
-    fn time_of(&self, m: &Market, id: u64) -> i64 {
+    pub(crate) fn time_of(&self, m: &Market, id: u64) -> i64 {
         let s = self.spacing();
         let jitter = (hash(m.seed, SALT_AGG, id) % s as u64) as i64;
         self.listed_at + id as i64 * s + jitter
@@ -536,7 +604,7 @@ impl Data {
     }
 
     /// The largest id (missing or not) with time `<= t`.
-    fn id_floor(&self, m: &Market, t: i64) -> Option<u64> {
+    pub(crate) fn id_floor(&self, m: &Market, t: i64) -> Option<u64> {
         if t < self.listed_at {
             return None;
         }
@@ -556,7 +624,7 @@ impl Data {
         let mid = m.price_at(time) * SCALE as f64;
         let price = m.round_tick(mid * (1.0 + 0.0002 * (u(1) - 0.5)));
         let notional_usd = 10f64.powf(1.0 + 3.0 * u(2));
-        let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 3);
+        let qty = m.to_steps(notional_usd / m.qty_usd * SCALE as f64, 3);
         let (first, last) = raw_range(m, id);
         AggUnits {
             id,
@@ -632,26 +700,49 @@ impl Data {
     /// Aggregate trade `id` of `symbol`, or `None` when the id is missing. Pure: the trade may
     /// lie in the future; the server only shows trades with time `<=` now.
     pub fn trade(&self, symbol: &str, id: u64) -> Option<AggTrade> {
+        self.trade_in(SimMarket::Spot, symbol, id)
+    }
+
+    /// Like [`trade`](Self::trade) on `market` (COIN-M quantities in contracts).
+    pub fn trade_in(&self, market: SimMarket, symbol: &str, id: u64) -> Option<AggTrade> {
         if self.is_missing(id) || id > self.max_id() {
             return None;
         }
-        Some(self.agg_units(&Market::new(symbol), id).to_agg_trade())
+        Some(
+            self.agg_units(&Market::of(market, symbol), id)
+                .to_agg_trade(),
+        )
     }
 
     /// The time of aggregate trade `id` (also for missing ids).
     pub fn trade_time(&self, symbol: &str, id: u64) -> i64 {
-        self.time_of(&Market::new(symbol), id.min(self.max_id()))
+        self.trade_time_in(SimMarket::Spot, symbol, id)
+    }
+
+    /// Like [`trade_time`](Self::trade_time) on `market`.
+    pub fn trade_time_in(&self, market: SimMarket, symbol: &str, id: u64) -> i64 {
+        self.time_of(&Market::of(market, symbol), id.min(self.max_id()))
     }
 
     /// The first existing aggregate trade id whose time is `>= t` (`u64::MAX` if none).
     pub fn first_id_at_or_after(&self, symbol: &str, t: i64) -> u64 {
-        self.agg_ceil_existing(&Market::new(symbol), t)
+        self.first_id_at_or_after_in(SimMarket::Spot, symbol, t)
+    }
+
+    /// Like [`first_id_at_or_after`](Self::first_id_at_or_after) on `market`.
+    pub fn first_id_at_or_after_in(&self, market: SimMarket, symbol: &str, t: i64) -> u64 {
+        self.agg_ceil_existing(&Market::of(market, symbol), t)
             .unwrap_or(u64::MAX)
     }
 
     /// The last existing aggregate trade id whose time is `<= t`, if any.
     pub fn last_id_at_or_before(&self, symbol: &str, t: i64) -> Option<u64> {
-        let m = Market::new(symbol);
+        self.last_id_at_or_before_in(SimMarket::Spot, symbol, t)
+    }
+
+    /// Like [`last_id_at_or_before`](Self::last_id_at_or_before) on `market`.
+    pub fn last_id_at_or_before_in(&self, market: SimMarket, symbol: &str, t: i64) -> Option<u64> {
+        let m = Market::of(market, symbol);
         self.id_floor(&m, t).and_then(|id| self.prev_existing(id))
     }
 
@@ -663,7 +754,18 @@ impl Data {
         start_ms: i64,
         end_ms_inclusive: i64,
     ) -> Vec<AggTrade> {
-        let m = Market::new(symbol);
+        self.trades_between_in(SimMarket::Spot, symbol, start_ms, end_ms_inclusive)
+    }
+
+    /// Like [`trades_between`](Self::trades_between) on `market`.
+    pub fn trades_between_in(
+        &self,
+        market: SimMarket,
+        symbol: &str,
+        start_ms: i64,
+        end_ms_inclusive: i64,
+    ) -> Vec<AggTrade> {
+        let m = Market::of(market, symbol);
         let mut out = Vec::new();
         if let Some(first) = self.agg_ceil_existing(&m, start_ms) {
             self.agg_from_id(&m, first, end_ms_inclusive, usize::MAX, &mut out);
@@ -680,7 +782,19 @@ impl Data {
         until_ms: i64,
         limit: usize,
     ) -> Vec<AggTrade> {
-        let m = Market::new(symbol);
+        self.trades_from_id_in(SimMarket::Spot, symbol, from_id, until_ms, limit)
+    }
+
+    /// Like [`trades_from_id`](Self::trades_from_id) on `market`.
+    pub fn trades_from_id_in(
+        &self,
+        market: SimMarket,
+        symbol: &str,
+        from_id: u64,
+        until_ms: i64,
+        limit: usize,
+    ) -> Vec<AggTrade> {
+        let m = Market::of(market, symbol);
         let mut out = Vec::new();
         self.agg_from_id(&m, from_id, until_ms, limit, &mut out);
         out.into_iter().map(AggUnits::to_agg_trade).collect()
@@ -688,12 +802,22 @@ impl Data {
 
     /// The aggregate trade id that raw trade `raw_id` belongs to.
     pub fn agg_id_of_raw(&self, symbol: &str, raw_id: u64) -> u64 {
-        agg_of_raw(&Market::new(symbol), raw_id)
+        self.agg_id_of_raw_in(SimMarket::Spot, symbol, raw_id)
+    }
+
+    /// Like [`agg_id_of_raw`](Self::agg_id_of_raw) on `market`.
+    pub fn agg_id_of_raw_in(&self, market: SimMarket, symbol: &str, raw_id: u64) -> u64 {
+        agg_of_raw(&Market::of(market, symbol), raw_id)
     }
 
     /// Raw trade `raw_id` of `symbol`, or `None` when its aggregate trade is missing.
     pub fn raw_trade(&self, symbol: &str, raw_id: u64) -> Option<Trade> {
-        let m = Market::new(symbol);
+        self.raw_trade_in(SimMarket::Spot, symbol, raw_id)
+    }
+
+    /// Like [`raw_trade`](Self::raw_trade) on `market` (COIN-M: `quote_qty` is `baseQty`).
+    pub fn raw_trade_in(&self, market: SimMarket, symbol: &str, raw_id: u64) -> Option<Trade> {
+        let m = Market::of(market, symbol);
         let agg = agg_of_raw(&m, raw_id);
         if self.is_missing(agg) || agg > self.max_id() {
             return None;
@@ -798,7 +922,7 @@ pub(crate) fn split_raw(m: &Market, agg: &AggUnits, raw_id: u64) -> TradeUnits {
         share
     };
     let qty = own * m.step;
-    let quote_qty = i128::from(agg.price) * i128::from(qty) / i128::from(SCALE);
+    let quote_qty = m.counter_units(i128::from(qty), i128::from(agg.price));
     TradeUnits {
         id: raw_id,
         price: agg.price,
@@ -811,7 +935,7 @@ pub(crate) fn split_raw(m: &Market, agg: &AggUnits, raw_id: u64) -> TradeUnits {
 
 /// The agg trade id that raw trade `raw_id` belongs to.
 #[inline]
-fn agg_of_raw(m: &Market, raw_id: u64) -> u64 {
+pub(crate) fn agg_of_raw(m: &Market, raw_id: u64) -> u64 {
     let j = raw_id / 4;
     if raw_id % 4 <= pair_split(m, j) {
         2 * j
@@ -847,14 +971,20 @@ pub struct OrderBook {
 /// are the differences between consecutive books, so a snapshot plus the events with
 /// `u > lastUpdateId` gives the book of any later time.
 pub fn order_book(symbol: &str, t: i64) -> OrderBook {
-    let m = Market::new(symbol);
+    order_book_in(SimMarket::Spot, symbol, t)
+}
+
+/// Like [`order_book`] for a symbol of `market`; futures books use futures update ids, which
+/// jump between slots (see the module documentation).
+pub fn order_book_in(market: SimMarket, symbol: &str, t: i64) -> OrderBook {
+    let m = Market::of(market, symbol);
     let slot = book_slot(t);
     let book = book_at(&m, slot);
     let text = |side: &[(i64, i64)]| -> Vec<(String, String)> {
         side.iter().map(|&(p, q)| (fixed8(p), fixed8(q))).collect()
     };
     OrderBook {
-        last_update_id: slot_last_update_id(&m, slot),
+        last_update_id: last_update_id(market, &m, slot),
         bids: text(&book.bids),
         asks: text(&book.asks),
     }
@@ -884,6 +1014,32 @@ pub(crate) fn slot_first_update_id(m: &Market, s: i64) -> u64 {
     }
 }
 
+/// The last update id of slot `s` on `market`. Spot's ids are contiguous
+/// ([`slot_last_update_id`]); futures ids are not: slot `s` holds `10s - 3 + 0..=2` to
+/// `10s + 0..=4`, so between two slots (and so two diff-depth events) ids jump by at least 3
+/// and a futures client must chain events by `pu` (the previous event's `u`), not by `U`.
+#[inline]
+pub(crate) fn last_update_id(market: SimMarket, m: &Market, s: i64) -> u64 {
+    if !market.is_futures() {
+        return slot_last_update_id(m, s);
+    }
+    let s = s.max(0) as u64;
+    10 * s + hash(m.seed, SALT_BOOK_IDS, s) % 5
+}
+
+/// The first update id of slot `s` on `market` (see [`last_update_id`]).
+#[inline]
+pub(crate) fn first_update_id(market: SimMarket, m: &Market, s: i64) -> u64 {
+    if !market.is_futures() {
+        return slot_first_update_id(m, s);
+    }
+    if s <= 0 {
+        return 0;
+    }
+    let s = s as u64;
+    10 * s - 3 + hash(m.seed, SALT_BOOK_IDS, !s) % 3
+}
+
 /// The book of one slot in fixed-point units: bids descending, asks ascending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Book {
@@ -893,18 +1049,18 @@ pub(crate) struct Book {
 
 /// The mid price of slot `s`, rounded to the tick: the best ask; the best bid is one tick lower.
 #[inline]
-fn book_mid(m: &Market, s: i64) -> i64 {
+pub(crate) fn book_mid(m: &Market, s: i64) -> i64 {
     m.round_tick(m.smooth_price_at(s * BOOK_SLOT_MS) * SCALE as f64)
 }
 
 /// The quantity of the level at `price` on one side during slot `s`.
 #[inline]
-fn level_qty(m: &Market, price: i64, bid: bool, s: i64) -> i64 {
+pub(crate) fn level_qty(m: &Market, price: i64, bid: bool, s: i64) -> i64 {
     let h0 = hash(m.seed, SALT_BOOK, (price as u64) ^ (u64::from(bid) << 63));
     let epoch = (s.max(0) as u64 + h0 % BOOK_QTY_PERIOD) / BOOK_QTY_PERIOD;
     let h = mix(h0 ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let notional_usd = 10f64.powf(1.0 + 3.5 * unit(h));
-    let qty = m.to_steps(notional_usd / m.base_usd * SCALE as f64, 1);
+    let qty = m.to_steps(notional_usd / m.qty_usd * SCALE as f64, 1);
     i64::try_from(qty).unwrap_or(i64::MAX)
 }
 

@@ -73,6 +73,32 @@ pub fn push_fixed8_wide(buf: &mut String, units: i128) {
     buf.push_str(&tail[1..]);
 }
 
+/// Appends an amount of 1e-4 units with exactly 4 fractional digits (`6543` → `0.6543`), the
+/// way Binance prints long/short ratios.
+#[inline]
+pub fn push_fixed4(buf: &mut String, units: i64) {
+    if units < 0 {
+        buf.push('-');
+    }
+    let u = units.unsigned_abs();
+    push_u64(buf, u / 10_000);
+    let mut frac = u % 10_000;
+    let mut tmp = [b'0'; 5];
+    tmp[0] = b'.';
+    for slot in tmp[1..].iter_mut().rev() {
+        *slot = b'0' + (frac % 10) as u8;
+        frac /= 10;
+    }
+    buf.push_str(std::str::from_utf8(&tmp).unwrap_or(".0000"));
+}
+
+/// Formats an amount of 1e-4 units as an owned string (see [`push_fixed4`]).
+pub fn fixed4(units: i64) -> String {
+    let mut s = String::with_capacity(12);
+    push_fixed4(&mut s, units);
+    s
+}
+
 /// Formats a fixed-point amount as an owned string (see [`push_fixed8`]).
 pub fn fixed8(units: i64) -> String {
     let mut s = String::with_capacity(24);
@@ -131,6 +157,9 @@ mod tests {
         assert_eq!(fixed8(0), "0.00000000");
         assert_eq!(fixed8(-150_000_000), "-1.50000000");
         assert_eq!(fixed8(SCALE * 7 + 12_345), "7.00012345");
+        assert_eq!(fixed4(6543), "0.6543");
+        assert_eq!(fixed4(24_087), "2.4087");
+        assert_eq!(fixed4(10_000), "1.0000");
         let mut s = String::new();
         push_fixed8_wide(&mut s, 123_456_789_012_345_678_901_234);
         assert_eq!(s, "1234567890123456.78901234");

@@ -7,12 +7,21 @@
 //! that lets tests compute the exact records the server returns without going through HTTP or
 //! WebSocket.
 //!
-//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `api` (REST endpoints),
-//! `limiter` (request weights, 429/418), `query` (query strings), `fmt` (number formatting),
-//! [`data`] (the deterministic records), [`symbols`] (symbol rules), `ws` and `streams`
+//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `market` ([`SimMarket`]:
+//! prefixes, per-market symbols, salts), `api` (REST endpoints of every market),
+//! `futures_api` (the futures-only endpoints), `limiter` (request weights, 429/418, request
+//! counts), `query` (query strings), `fmt` (number formatting), [`data`] (the deterministic
+//! records), `futures` (mark/index/premium prices, funding, open interest, ratios,
+//! liquidations; public through [`data`]), [`symbols`] (symbol rules), `ws` and `streams`
 //! (WebSocket sessions and market streams), and `archive` (the bulk archive: `layout` of paths
 //! and publication, `generate` of CSV-in-zip files, `body` for ranges and streamed,
 //! fault-injected downloads).
+//!
+//! Three markets share one port ([`SimMarket`]): spot at the root (below), USD-M futures
+//! under `/usdm` ([`SimServer::fapi_url`], [`SimServer::fws_url`]) and COIN-M futures under
+//! `/coinm` ([`SimServer::dapi_url`], [`SimServer::dws_url`]); see "Futures" below. Each
+//! market's data differs from the others' for the same symbol name (a salted seed); within a
+//! market, REST, WebSocket and archive agree exactly.
 //!
 //! The server mirrors what a loader meets on `api.binance.com`: the market-data endpoints
 //! (`/api/v3/ping`, `time`, `exchangeInfo`, `klines`, `aggTrades`, `historicalTrades`,
@@ -74,6 +83,55 @@
 //! "latency_ms":0,"bandwidth":0}`; a POST may send only some fields; a GET shows the counts
 //! still to come).
 //!
+//! # Futures
+//!
+//! USD-M symbols are the USDT/USDC-quoted spot symbols (`BTCUSDT`, listed: the USDT ones of
+//! spot's list); COIN-M symbols are the perpetuals `<BASE>USD_PERP` of [`COINM_BASES`] (pair
+//! `<BASE>USD`, contract size 100 USD for BTC and 10 USD otherwise; quantities in contracts).
+//! Anything else is HTTP 400 `{"code":-1121,"msg":"Invalid symbol."}`.
+//!
+//! REST, under `/usdm` with `/fapi/v1/…` and under `/coinm` with `/dapi/v1/…`: `ping`, `time`,
+//! `exchangeInfo` (weight 1, no parameters), `klines`, `markPriceKlines`, `indexPriceKlines`
+//! (`pair`), `premiumIndexKlines` (limit 500/1500, weight 1/2/5/10 by limit, no `1s`; COIN-M:
+//! at most 200 days between startTime and endTime and, with both, the newest `limit` candles
+//! ending at endTime), `aggTrades` (weight 20, no `M`), `historicalTrades` (weight 20, limit
+//! 100/500, `quoteQty` on USD-M, `baseQty` on COIN-M), `depth` (limits 5…1000, weight
+//! 2/5/10/20, `E` and `T`, futures update ids) and `fundingRate` (every 8 h with a 0–9 ms
+//! jitter, 100/1000 rows); and `/futures/data/openInterestHist`,
+//! `globalLongShortAccountRatio`, `topLongShortAccountRatio`, `topLongShortPositionRatio`
+//! (USD-M by `symbol`, COIN-M by `pair`, `contractType` for COIN-M open interest; periods
+//! `5m`…`1d`, limit 30/500, last 30 days only (-1130 for an older startTime), with both
+//! bounds the newest `limit` rows ending at endTime). Each futures market has its own weight
+//! budget ([`SimConfig::usdm_weight_limit`], [`SimConfig::coinm_weight_limit`]) with the same
+//! headers, 429 and 418 mechanics as spot; `fundingRate` and `/futures/data/*` weigh nothing
+//! but have request-count limits of their own per market ([`SimConfig::funding_rate_limit`],
+//! [`SimConfig::futures_data_limit`]): over them HTTP 429 with `Retry-After`. [`SimStats`]
+//! splits the counters per market ([`SimStats::per_market`]). The REST [`Faults`] apply to
+//! every market.
+//!
+//! WebSocket, under `/usdm` and `/coinm`: `/ws`, `/ws/<stream>`, `/stream?streams=…` serve
+//! every futures stream, Binance's routed `/public/ws…`/`/public/stream…` only `@depth…` and
+//! `@bookTicker`, `/market/ws…`/`/market/stream…` only the others (a stream on the wrong
+//! route: HTTP 400, or an error answer to SUBSCRIBE). Streams: `<s>@aggTrade`,
+//! `<s>@kline_<iv>` (no `1s`), `<s>@depth` (250 ms), `<s>@depth@100ms`, `<s>@depth@500ms`
+//! (`pu` = the previous event's `u`; ids jump between events), `<s>@bookTicker`,
+//! `<s>@markPrice` (3 s), `<s>@markPrice@1s`, `<s>@forceOrder`, `!forceOrder@arr`; no
+//! `@trade`. Futures connections follow [`SimConfig::futures_ws`] ([`WsFaults::futures`]:
+//! 200 streams, 10 messages a second, pings every 3 minutes), changeable with
+//! [`SimServer::set_futures_ws_faults`] or `GET`/`POST /sim/futures_ws`;
+//! [`SimServer::disconnect_all`], [`SimServer::send_server_shutdown`] and
+//! [`SimServer::stall_all`] reach every market's connections.
+//!
+//! Archive: `/data/futures/um/…` and `/data/futures/cm/…` with `klines`, `markPriceKlines`,
+//! `indexPriceKlines` (COIN-M by pair), `premiumIndexKlines` (daily up to `1d`, monthly every
+//! interval), `aggTrades`, `trades` (daily and monthly) and daily `metrics`
+//! (`<SYM>-metrics-YYYY-MM-DD.zip`: 5-minute open interest and ratios, always with a header).
+//! Times in ms; files whose span starts in 2022 or later have a header row, older ones none;
+//! booleans `true`/`false`; aggTrades without best match (7 columns), trades
+//! `id,price,qty,quote_qty|base_qty,time,is_buyer_maker`. Same publication and
+//! [`ArchiveFaults`] as spot (names as zip names or whole keys; [`SimStats::archive_downloads`]
+//! counts futures files by whole key, since mark/index/premium files share the klines' names).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use exchange_sim::{SimConfig, SimServer};
@@ -91,8 +149,10 @@ mod api;
 mod archive;
 pub mod data;
 mod fmt;
-
+mod futures;
+mod futures_api;
 mod limiter;
+mod market;
 mod query;
 mod server;
 mod streams;
@@ -100,6 +160,7 @@ pub mod symbols;
 mod ws;
 
 pub use kline_interval::{Interval, ParseIntervalError};
+pub use market::{SimMarket, COINM_BASES};
 pub use server::SimServer;
 
 /// Settings of a simulated exchange.
@@ -132,6 +193,27 @@ pub struct SimConfig {
     /// Publication delays and faults of the bulk archive (`/data/…`); can be changed while
     /// running with [`SimServer::set_archive_faults`].
     pub archive: ArchiveFaults,
+    /// USD-M futures' own request-weight budget per [`weight_window`](Self::weight_window)
+    /// (Binance: 2,400 per minute), independent of spot's and COIN-M's.
+    pub usdm_weight_limit: u32,
+    /// COIN-M futures' own request-weight budget per window (Binance: 2,400 per minute).
+    pub coinm_weight_limit: u32,
+    /// `/fapi|dapi/v1/fundingRate` requests admitted per
+    /// [`funding_rate_window`](Self::funding_rate_window), per futures market (Binance: 500
+    /// per 5 minutes); weight 0, over it HTTP 429 with `Retry-After` and no ban.
+    pub funding_rate_limit: u32,
+    /// The fixed window (aligned to the epoch) of [`funding_rate_limit`](Self::funding_rate_limit).
+    pub funding_rate_window: Duration,
+    /// `/futures/data/*` requests admitted per
+    /// [`futures_data_window`](Self::futures_data_window), per futures market (Binance: 1,000
+    /// per 5 minutes); weight 0, over it HTTP 429 with `Retry-After` and no ban.
+    pub futures_data_limit: u32,
+    /// The fixed window of [`futures_data_limit`](Self::futures_data_limit).
+    pub futures_data_window: Duration,
+    /// WebSocket behaviours and faults of both futures markets' connections (`/usdm/…`,
+    /// `/coinm/…`); default [`WsFaults::futures`]. Change it while running with
+    /// [`SimServer::set_futures_ws_faults`].
+    pub futures_ws: WsFaults,
 }
 
 impl Default for SimConfig {
@@ -146,6 +228,13 @@ impl Default for SimConfig {
             faults: Faults::default(),
             ws: WsFaults::default(),
             archive: ArchiveFaults::default(),
+            usdm_weight_limit: 2400,
+            coinm_weight_limit: 2400,
+            funding_rate_limit: 500,
+            funding_rate_window: Duration::from_secs(300),
+            futures_data_limit: 1000,
+            futures_data_window: Duration::from_secs(300),
+            futures_ws: WsFaults::futures(),
         }
     }
 }
@@ -265,6 +354,22 @@ impl Default for WsFaults {
     }
 }
 
+impl WsFaults {
+    /// Binance's futures WebSocket behaviour (`fstream`/`dstream`): pings every 3 minutes, a
+    /// 10-minute pong timeout, 24-hour connections, 10 incoming messages a second, 200 streams
+    /// a connection, 300 connections per 5 minutes; kline updates every 250 ms.
+    pub fn futures() -> WsFaults {
+        WsFaults {
+            ping_interval: Duration::from_secs(180),
+            pong_timeout: Duration::from_secs(600),
+            max_incoming_per_sec: 10,
+            max_streams: 200,
+            kline_update: Duration::from_millis(250),
+            ..WsFaults::default()
+        }
+    }
+}
+
 /// Publication delays of the bulk archive (`/data/spot/…`, see the crate documentation) and the
 /// archive problems users report, injected. The default publishes every file as soon as its
 /// span has ended, with no faults.
@@ -320,29 +425,56 @@ pub struct ArchiveFaults {
     pub bandwidth: u64,
 }
 
-/// Counters of everything the server answered since it started.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SimStats {
-    /// REST requests received (not counting `/sim/*` nor the archive's `/data/…`).
+/// The REST counters of one market (see [`SimStats::per_market`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MarketStats {
+    /// REST requests received on the market's paths.
     pub requests: u64,
-    /// Request weight charged to the budget (rejected requests' weight included, requests
-    /// refused during a ban or a storm not).
+    /// Weight charged to the market's budget.
     pub weight_total: u64,
-    /// HTTP 429 responses (over budget or storm).
+    /// The highest weight the market's budget accepted within any single window.
+    pub max_window_weight: u32,
+    /// HTTP 429 responses: over the weight budget, over a request-count limit (`fundingRate`,
+    /// `/futures/data/*`) or storm.
     pub responses_429: u64,
     /// HTTP 418 responses (banned or storm).
+    pub responses_418: u64,
+    /// 429/418 the client caused (storm responses excluded), request-count 429s included.
+    pub budget_violations: u64,
+}
+
+/// Counters of everything the server answered since it started.
+///
+/// The REST counters at the top level count every market together (spot, USD-M, COIN-M);
+/// [`per_market`](Self::per_market) splits them by market.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimStats {
+    /// REST requests received on every market (not counting `/sim/*` nor the archive's
+    /// `/data/…`).
+    pub requests: u64,
+    /// Request weight charged to the budgets of every market (rejected requests' weight
+    /// included, requests refused during a ban or a storm not).
+    pub weight_total: u64,
+    /// HTTP 429 responses of every market (over budget, over a request-count limit, or storm).
+    pub responses_429: u64,
+    /// HTTP 418 responses of every market (banned or storm).
     pub responses_418: u64,
     /// HTTP 5xx responses (injected).
     pub responses_5xx: u64,
     /// Connections closed without a response (injected).
     pub dropped: u64,
-    /// The highest weight accepted (served, not rejected) within any single window.
+    /// The highest weight accepted (served, not rejected) within any single window of any
+    /// market's budget.
     pub max_window_weight: u32,
-    /// Requests that were over the budget or banned when they arrived: each 429/418 the client
-    /// caused (storm responses excluded).
+    /// Requests that were over a budget or limit, or banned, when they arrived: each 429/418
+    /// the client caused (storm responses excluded), every market.
     pub budget_violations: u64,
-    /// Requests per path (`"other"` for unknown paths).
+    /// Requests per full path, market prefix included (`/api/v3/klines`,
+    /// `/usdm/fapi/v1/klines`, `/coinm/futures/data/openInterestHist`; `"other"` for unknown
+    /// paths).
     pub per_endpoint: BTreeMap<String, u64>,
+    /// REST counters per market: keys `spot`, `usdm`, `coinm` (always all three).
+    pub per_market: BTreeMap<String, MarketStats>,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

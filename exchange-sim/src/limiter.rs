@@ -126,6 +126,15 @@ impl Limiter {
         self.max_accepted
     }
 
+    /// The ban in force at `now`, if any, as a verdict (nothing is charged).
+    pub fn banned(&mut self, now: i64) -> Option<Verdict> {
+        self.roll(now);
+        (now < self.banned_until).then(|| Verdict::Banned {
+            until_ms: self.banned_until,
+            retry_after_secs: ceil_secs(self.banned_until - now),
+        })
+    }
+
     /// Charges `weight` at time `now` and decides whether the request may be served.
     pub fn check(&mut self, now: i64, weight: u32) -> Checked {
         self.roll(now);
@@ -170,6 +179,43 @@ impl Limiter {
             used: self.used,
             charged: weight,
         }
+    }
+}
+
+/// A request-count limit without weights, strikes or bans: a fixed window aligned to the Unix
+/// epoch and a number of requests it admits (Binance's 500 `fundingRate` and 1,000
+/// `/futures/data/*` requests per 5 minutes per IP).
+#[derive(Debug)]
+pub(crate) struct CountLimiter {
+    limit: u64,
+    window_ms: i64,
+    window: i64,
+    count: u64,
+}
+
+impl CountLimiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        CountLimiter {
+            limit: u64::from(limit),
+            window_ms: window.as_millis().clamp(1, i64::MAX as u128 / 4) as i64,
+            window: i64::MIN,
+            count: 0,
+        }
+    }
+
+    /// Counts a request at `now`; `Err` with the seconds to the window's end when the window
+    /// already admitted `limit` requests.
+    pub fn check(&mut self, now: i64) -> Result<(), u64> {
+        let w = now.div_euclid(self.window_ms);
+        if w > self.window {
+            self.window = w;
+            self.count = 0;
+        }
+        self.count += 1;
+        if self.count > self.limit {
+            return Err(ceil_secs((self.window + 1) * self.window_ms - now));
+        }
+        Ok(())
     }
 }
 
@@ -278,6 +324,16 @@ mod tests {
         // A request stamped a moment earlier, locked later, stays in the newer window.
         assert_eq!(l.check(t0 + 999, 4).used, 8);
         assert_eq!(l.used(t0 + 1001), 8);
+    }
+
+    #[test]
+    fn count_limits_reset_with_the_window() {
+        let mut c = CountLimiter::new(2, Duration::from_secs(10));
+        let t0 = 1_000_000;
+        assert_eq!(c.check(t0), Ok(()));
+        assert_eq!(c.check(t0 + 1), Ok(()));
+        assert_eq!(c.check(t0 + 2_500), Err(8));
+        assert_eq!(c.check(t0 + 10_000), Ok(()));
     }
 
     #[test]

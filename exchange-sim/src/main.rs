@@ -1,6 +1,7 @@
 //! The `exchange-sim` binary: parses flags (each also an environment variable), starts a
 //! [`SimServer`], prints `listening on http://IP:PORT` (then `websocket on ws://IP:PORT`, the
-//! same port) and runs until SIGINT or SIGTERM.
+//! same port, and the USD-M and COIN-M futures bases `usdm on …/usdm`, `coinm on …/coinm`) and
+//! runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -190,6 +191,60 @@ struct Args {
     /// Archive: bytes per second at which each zip is sent (0 = unlimited).
     #[arg(long, env = "EXCHANGE_SIM_ARCHIVE_BANDWIDTH", default_value_t = 0)]
     archive_bandwidth: u64,
+    /// USD-M futures (/usdm): request-weight budget per window.
+    #[arg(long, env = "EXCHANGE_SIM_USDM_WEIGHT_LIMIT", default_value_t = 2400)]
+    usdm_weight_limit: u32,
+    /// COIN-M futures (/coinm): request-weight budget per window.
+    #[arg(long, env = "EXCHANGE_SIM_COINM_WEIGHT_LIMIT", default_value_t = 2400)]
+    coinm_weight_limit: u32,
+    /// Futures: fundingRate requests per window and market.
+    #[arg(long, env = "EXCHANGE_SIM_FUNDING_RATE_LIMIT", default_value_t = 500)]
+    funding_rate_limit: u32,
+    /// Futures: the fundingRate request window in milliseconds.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUNDING_RATE_WINDOW_MS",
+        default_value_t = 300_000
+    )]
+    funding_rate_window_ms: u64,
+    /// Futures: /futures/data/* requests per window and market.
+    #[arg(long, env = "EXCHANGE_SIM_FUTURES_DATA_LIMIT", default_value_t = 1000)]
+    futures_data_limit: u32,
+    /// Futures: the /futures/data/* request window in milliseconds.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_DATA_WINDOW_MS",
+        default_value_t = 300_000
+    )]
+    futures_data_window_ms: u64,
+    /// Futures WebSocket: milliseconds between the server's pings.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_WS_PING_INTERVAL_MS",
+        default_value_t = 180_000
+    )]
+    futures_ws_ping_interval_ms: u64,
+    /// Futures WebSocket: a ping unanswered this many milliseconds closes the connection.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_WS_PONG_TIMEOUT_MS",
+        default_value_t = 600_000
+    )]
+    futures_ws_pong_timeout_ms: u64,
+    /// Futures WebSocket: incoming messages per second above which a connection is closed.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_WS_MAX_INCOMING_PER_SEC",
+        default_value_t = 10
+    )]
+    futures_ws_max_incoming_per_sec: u32,
+    /// Futures WebSocket: streams per connection.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_WS_MAX_STREAMS",
+        default_value_t = 200
+    )]
+    futures_ws_max_streams: usize,
 }
 
 /// Parses `NAME[:COUNT]`; no count means every download.
@@ -290,6 +345,29 @@ async fn main() -> std::io::Result<()> {
             latency: Duration::from_millis(args.archive_latency_ms),
             bandwidth: args.archive_bandwidth,
         },
+        usdm_weight_limit: args.usdm_weight_limit,
+        coinm_weight_limit: args.coinm_weight_limit,
+        funding_rate_limit: args.funding_rate_limit,
+        funding_rate_window: Duration::from_millis(args.funding_rate_window_ms),
+        futures_data_limit: args.futures_data_limit,
+        futures_data_window: Duration::from_millis(args.futures_data_window_ms),
+        // The spot WebSocket fault flags (drops, stalls, depth gaps, lifetime, connection
+        // limit) apply to the futures connections too.
+        futures_ws: WsFaults {
+            ping_interval: Duration::from_millis(args.futures_ws_ping_interval_ms),
+            pong_timeout: Duration::from_millis(args.futures_ws_pong_timeout_ms),
+            max_lifetime: Duration::from_millis(args.ws_max_lifetime_ms),
+            shutdown_grace: Duration::from_millis(args.ws_shutdown_grace_ms),
+            drop_every: never_if_zero(args.ws_drop_every_ms),
+            stall: false,
+            stall_after: never_if_zero(args.ws_stall_after_ms),
+            depth_gap_every: args.ws_depth_gap_every,
+            max_incoming_per_sec: args.futures_ws_max_incoming_per_sec,
+            max_streams: args.futures_ws_max_streams,
+            max_connections_per_window: args.ws_max_connections,
+            connection_window: Duration::from_millis(args.ws_connection_window_ms),
+            ..WsFaults::futures()
+        },
     };
     let stop = stop_signal();
     let server = SimServer::start(cfg, args.listen).await?;
@@ -297,9 +375,13 @@ async fn main() -> std::io::Result<()> {
         // One write, errors ignored: a reader may close the pipe after the first line.
         use std::io::Write;
         let text = format!(
-            "listening on {}\nwebsocket on {}\n",
+            "listening on {}\nwebsocket on {}\nusdm on {} ({})\ncoinm on {} ({})\n",
             server.base_url(),
-            server.ws_url()
+            server.ws_url(),
+            server.fapi_url(),
+            server.fws_url(),
+            server.dapi_url(),
+            server.dws_url()
         );
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());

@@ -20,14 +20,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::api::{self, ApiError, Ctx, Endpoint};
+use crate::api::{self, ApiError, CountLimit, Ctx, Endpoint};
 use crate::archive::{self, Archive, CutStream, FileBody};
 use crate::data::Data;
 use crate::fmt::push_i64;
-use crate::limiter::{Limiter, Verdict, WindowDesc};
+use crate::limiter::{CountLimiter, Limiter, Verdict, WindowDesc};
+use crate::market::SimMarket;
 use crate::query::Query;
 use crate::ws::{self, Control, Hub};
-use crate::{ArchiveFaults, Faults, SimConfig, SimStats, Storm, WsFaults};
+use crate::{ArchiveFaults, Faults, MarketStats, SimConfig, SimStats, Storm, WsFaults};
 
 /// Response bodies: whole ones for REST, `/sim/*`, WebSocket handshakes and small archive
 /// answers, streamed ones for archive zips.
@@ -52,9 +53,19 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The rate limits of one market: its weight budget and, on futures, the request-count limits
+/// of `fundingRate` and `/futures/data/*`.
+struct MarketLimits {
+    weight: Limiter,
+    funding: CountLimiter,
+    futures_data: CountLimiter,
+    stats: MarketStats,
+}
+
 /// Mutable state behind one lock: every request touches it briefly.
 struct State {
-    limiter: Limiter,
+    /// Indexed by [`SimMarket::index`].
+    markets: [MarketLimits; 3],
     faults: Faults,
     data: Arc<Data>,
     storm_left: u32,
@@ -63,13 +74,19 @@ struct State {
 }
 
 struct Shared {
-    weight_limit: u32,
+    /// Indexed by [`SimMarket::index`].
+    weight_limits: [u32; 3],
+    funding_limit: (u32, Duration),
+    futures_data_limit: (u32, Duration),
     window: WindowDesc,
     window_header: HeaderName,
     spacing: i64,
     listed_at: i64,
     state: Mutex<State>,
+    /// Spot's WebSocket connections.
     ws: Arc<Hub>,
+    /// Both futures markets' WebSocket connections, with their own [`WsFaults`].
+    fws: Arc<Hub>,
     archive: Archive,
 }
 
@@ -90,7 +107,13 @@ impl Shared {
         st.data_requests = 0;
         st.data = data.clone();
         st.faults = faults;
-        self.ws.set_data(data);
+        self.ws.set_data(data.clone());
+        self.fws.set_data(data);
+    }
+
+    /// Sends `c` to the sessions of every market; returns how many got it.
+    fn broadcast(&self, c: Control) -> usize {
+        self.ws.broadcast(c) + self.fws.broadcast(c)
     }
 }
 
@@ -99,7 +122,8 @@ impl Shared {
 /// the connection short (a truncated archive download).
 struct Conn {
     peer: IpAddr,
-    pending: Mutex<Option<ws::Pending>>,
+    /// The upgrade and the hub (spot's or the futures') whose session it becomes.
+    pending: Mutex<Option<(Arc<Hub>, ws::Pending)>>,
     cut: Arc<AtomicBool>,
 }
 
@@ -119,21 +143,29 @@ impl SimServer {
         let window = WindowDesc::new(cfg.weight_window);
         let window_header = HeaderName::from_bytes(window.header_name().as_bytes())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let limiter = Limiter::new(
+        let weight_limits = [
             cfg.weight_limit,
-            &window,
-            cfg.strikes_before_ban,
-            cfg.ban_duration,
-        );
+            cfg.usdm_weight_limit,
+            cfg.coinm_weight_limit,
+        ];
+        let markets = weight_limits.map(|limit| MarketLimits {
+            weight: Limiter::new(limit, &window, cfg.strikes_before_ban, cfg.ban_duration),
+            funding: CountLimiter::new(cfg.funding_rate_limit, cfg.funding_rate_window),
+            futures_data: CountLimiter::new(cfg.futures_data_limit, cfg.futures_data_window),
+            stats: MarketStats::default(),
+        });
         let hub = Arc::new(Hub::new(cfg.ws.clone(), Arc::new(cfg.data())));
+        let fws = Arc::new(Hub::new(cfg.futures_ws.clone(), Arc::new(cfg.data())));
         let shared = Arc::new(Shared {
-            weight_limit: cfg.weight_limit,
+            weight_limits,
+            funding_limit: (cfg.funding_rate_limit, cfg.funding_rate_window),
+            futures_data_limit: (cfg.futures_data_limit, cfg.futures_data_window),
             window,
             window_header,
             spacing: cfg.agg_trade_spacing_ms,
             listed_at: cfg.listed_at_ms,
             state: Mutex::new(State {
-                limiter,
+                markets,
                 faults: Faults::default(),
                 data: Arc::new(cfg.data()),
                 storm_left: 0,
@@ -141,6 +173,7 @@ impl SimServer {
                 stats: SimStats::default(),
             }),
             ws: hub,
+            fws,
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
         });
         shared.set_faults(cfg.faults);
@@ -165,6 +198,29 @@ impl SimServer {
         self.addr
     }
 
+    /// `http://IP:PORT/usdm`: the USD-M futures REST base (append `/fapi/v1/klines`,
+    /// `/futures/data/openInterestHist`, …), Binance's `https://fapi.binance.com`.
+    pub fn fapi_url(&self) -> String {
+        format!("http://{}/usdm", self.addr)
+    }
+
+    /// `http://IP:PORT/coinm`: the COIN-M futures REST base (append `/dapi/v1/…`,
+    /// `/futures/data/…`), Binance's `https://dapi.binance.com`.
+    pub fn dapi_url(&self) -> String {
+        format!("http://{}/coinm", self.addr)
+    }
+
+    /// `ws://IP:PORT/usdm`: the USD-M futures WebSocket base (append `/ws/<stream>`, `/ws`,
+    /// `/stream?streams=a/b`, or the routed `/public/…` and `/market/…` forms).
+    pub fn fws_url(&self) -> String {
+        format!("ws://{}/usdm", self.addr)
+    }
+
+    /// `ws://IP:PORT/coinm`: the COIN-M futures WebSocket base (like [`fws_url`](Self::fws_url)).
+    pub fn dws_url(&self) -> String {
+        format!("ws://{}/coinm", self.addr)
+    }
+
     /// `ws://IP:PORT` of the WebSocket streams (the same port as [`base_url`](Self::base_url)):
     /// connect to `{ws_url}/ws/btcusdt@trade`, `{ws_url}/stream?streams=a/b` or `{ws_url}/ws`.
     pub fn ws_url(&self) -> String {
@@ -182,24 +238,36 @@ impl SimServer {
         self.shared.ws.faults()
     }
 
-    /// Drops every open WebSocket connection abruptly (TCP close without a close frame);
-    /// returns how many there were.
+    /// Replaces the WebSocket behaviours and faults of the futures markets' connections
+    /// (`/usdm/…`, `/coinm/…`); open connections follow at their next tick.
+    pub fn set_futures_ws_faults(&self, f: WsFaults) {
+        self.shared.fws.set_faults(f);
+    }
+
+    /// The futures markets' WebSocket behaviours and faults in force.
+    pub fn futures_ws_faults(&self) -> WsFaults {
+        self.shared.fws.faults()
+    }
+
+    /// Drops every open WebSocket connection of every market abruptly (TCP close without a
+    /// close frame); returns how many there were.
     pub fn disconnect_all(&self) -> usize {
-        self.shared.ws.broadcast(Control::Disconnect)
+        self.shared.broadcast(Control::Disconnect)
     }
 
     /// Sends a `serverShutdown` event (`{"e":"serverShutdown","E":ms}`; in combined streams
     /// `{"stream":"!serverShutdown","data":{…}}`) to every open WebSocket connection, which
     /// keeps streaming for [`WsFaults::shutdown_grace`] and then gets a close frame (1001).
-    /// Returns how many connections were notified.
+    /// Every market's connections. Returns how many connections were notified.
     pub fn send_server_shutdown(&self) -> usize {
-        self.shared.ws.broadcast(Control::Shutdown)
+        self.shared.broadcast(Control::Shutdown)
     }
 
-    /// Makes every open WebSocket connection go silent for good (see [`WsFaults::stall`]);
-    /// connections opened later are not affected. Returns how many there were.
+    /// Makes every open WebSocket connection of every market go silent for good (see
+    /// [`WsFaults::stall`]); connections opened later are not affected. Returns how many there
+    /// were.
     pub fn stall_all(&self) -> usize {
-        self.shared.ws.broadcast(Control::Stall)
+        self.shared.broadcast(Control::Stall)
     }
 
     /// Replaces the bulk-archive delays and faults; applies from the next archive request.
@@ -264,10 +332,18 @@ fn snapshot(shared: &Shared) -> SimStats {
     let mut stats = {
         let st = shared.lock();
         let mut stats = st.stats.clone();
-        stats.max_window_weight = u32::try_from(st.limiter.max_window_weight()).unwrap_or(u32::MAX);
+        for market in SimMarket::ALL {
+            let limits = &st.markets[market.index()];
+            let mut ms = limits.stats.clone();
+            ms.max_window_weight =
+                u32::try_from(limits.weight.max_window_weight()).unwrap_or(u32::MAX);
+            stats.max_window_weight = stats.max_window_weight.max(ms.max_window_weight);
+            stats.per_market.insert(market.name().to_string(), ms);
+        }
         stats
     };
     shared.ws.fill_stats(&mut stats);
+    shared.fws.fill_stats(&mut stats);
     shared.archive.fill_stats(&mut stats);
     stats
 }
@@ -300,8 +376,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
                             tracing::debug!(error = %e, "connection ended");
                         }
                         let pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
-                        if let Some(pending) = pending {
-                            ws::serve(shared.ws.clone(), pending).await;
+                        if let Some((hub, pending)) = pending {
+                            ws::serve(hub, pending).await;
                         }
                     });
                 }
@@ -340,13 +416,27 @@ fn respond(shared: &Shared, status: u16, body: String, meta: &Meta) -> Response<
     resp
 }
 
-fn too_many_body(shared: &Shared) -> String {
+fn too_many_body(shared: &Shared, market: SimMarket) -> String {
     api::error_body(
         -1003,
         &format!(
             "Too much request weight used; current limit is {} request weight per {} {}. \
              Please use WebSocket Streams for live updates to avoid polling the API.",
-            shared.weight_limit, shared.window.num, shared.window.unit
+            shared.weight_limits[market.index()],
+            shared.window.num,
+            shared.window.unit
+        ),
+    )
+}
+
+/// The 429 body of a request-count limit (`fundingRate`, `/futures/data/*`).
+fn too_many_requests_body(limit: u32, window: Duration) -> String {
+    api::error_body(
+        -1003,
+        &format!(
+            "Too many requests; current limit is {limit} requests per {} seconds. \
+             Please use WebSocket Streams for live updates to avoid polling the API.",
+            window.as_secs_f64()
         ),
     )
 }
@@ -390,25 +480,51 @@ async fn handle(
             .serve(req.method(), path, range, data, now_ms(), conn.cut.clone())
             .await);
     }
-    if ws::is_ws_path(path) {
-        let (resp, pending) = ws::upgrade(&shared.ws, &mut req, conn.peer);
-        if pending.is_some() {
-            *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
+    let (market, rest) = SimMarket::split_path(path);
+    let ws_endpoint = match market {
+        SimMarket::Spot => ws::is_ws_path(path).then_some((ws::Route::All, path)),
+        _ => ws::futures_route(rest),
+    };
+    if let Some((route, inner)) = ws_endpoint {
+        let hub = if market.is_futures() {
+            shared.fws.clone()
+        } else {
+            shared.ws.clone()
+        };
+        let inner = inner.to_string();
+        let ep = ws::Endpoint {
+            market,
+            route,
+            path: &inner,
+        };
+        let (resp, pending) = ws::upgrade(&hub, &mut req, conn.peer, ep);
+        if let Some(pending) = pending {
+            *conn.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((hub, pending));
         }
         return Ok(resp.map(Either::Left));
     }
-    let ep = Endpoint::from_path(path);
+    let ep = Endpoint::of(market, rest);
     let query = Query::parse(req.uri().query());
-    let weight = ep.weight(&query);
+    let weight = ep.weight_in(market, &query);
+    let count_limit = ep.count_limit();
     let now = now_ms();
+    let mi = market.index();
 
     let (plan, used, retry_after, latency) = {
-        let mut st = shared.lock();
+        let mut guard = shared.lock();
+        let st = &mut *guard;
         st.stats.requests += 1;
-        match st.stats.per_endpoint.get_mut(ep.key()) {
+        st.markets[mi].stats.requests += 1;
+        // Known endpoints are counted under their full path, prefix included.
+        let key = if ep == Endpoint::NotFound {
+            "other"
+        } else {
+            path
+        };
+        match st.stats.per_endpoint.get_mut(key) {
             Some(n) => *n += 1,
             None => {
-                st.stats.per_endpoint.insert(ep.key().to_string(), 1);
+                st.stats.per_endpoint.insert(key.to_string(), 1);
             }
         }
         let latency = st.faults.latency;
@@ -420,22 +536,69 @@ async fn handle(
                 retry_after_secs: 1,
             });
             match storm.status {
-                418 => st.stats.responses_418 += 1,
-                429 => st.stats.responses_429 += 1,
+                418 => {
+                    st.stats.responses_418 += 1;
+                    st.markets[mi].stats.responses_418 += 1;
+                }
+                429 => {
+                    st.stats.responses_429 += 1;
+                    st.markets[mi].stats.responses_429 += 1;
+                }
                 500.. => st.stats.responses_5xx += 1,
                 _ => {}
             }
-            let used = st.limiter.used(now);
+            let used = st.markets[mi].weight.used(now);
             let retry = storm.retry_after_secs;
             (Plan::Storm(storm), used, Some(retry), latency)
         } else {
-            let checked = st.limiter.check(now, weight);
+            let limits = &mut st.markets[mi];
+            // Count-limited endpoints weigh nothing: only a ban stops them before their own
+            // limit does.
+            let checked = match count_limit {
+                Some(_) => match limits.weight.banned(now) {
+                    Some(verdict) => crate::limiter::Checked {
+                        verdict,
+                        used: limits.weight.used(now),
+                        charged: 0,
+                    },
+                    None => crate::limiter::Checked {
+                        verdict: Verdict::Accept,
+                        used: limits.weight.used(now),
+                        charged: 0,
+                    },
+                },
+                None => limits.weight.check(now, weight),
+            };
             st.stats.weight_total += u64::from(checked.charged);
+            limits.stats.weight_total += u64::from(checked.charged);
+            let counted = match (checked.verdict, count_limit) {
+                (Verdict::Accept, Some(CountLimit::FundingRate)) => limits
+                    .funding
+                    .check(now)
+                    .map_err(|retry| (retry, shared.funding_limit)),
+                (Verdict::Accept, Some(CountLimit::FuturesData)) => limits
+                    .futures_data
+                    .check(now)
+                    .map_err(|retry| (retry, shared.futures_data_limit)),
+                _ => Ok(()),
+            };
             match checked.verdict {
+                _ if counted.is_err() => {
+                    let (retry_after_secs, (limit, window)) = counted.err().unwrap_or_default();
+                    st.stats.responses_429 += 1;
+                    st.stats.budget_violations += 1;
+                    limits.stats.responses_429 += 1;
+                    limits.stats.budget_violations += 1;
+                    let body = too_many_requests_body(limit, window);
+                    let plan = Plan::Reject { status: 429, body };
+                    (plan, checked.used, Some(retry_after_secs), latency)
+                }
                 Verdict::TooMany { retry_after_secs } => {
                     st.stats.responses_429 += 1;
                     st.stats.budget_violations += 1;
-                    let body = too_many_body(&shared);
+                    limits.stats.responses_429 += 1;
+                    limits.stats.budget_violations += 1;
+                    let body = too_many_body(&shared, market);
                     let plan = Plan::Reject { status: 429, body };
                     (plan, checked.used, Some(retry_after_secs), latency)
                 }
@@ -445,6 +608,8 @@ async fn handle(
                 } => {
                     st.stats.responses_418 += 1;
                     st.stats.budget_violations += 1;
+                    limits.stats.responses_418 += 1;
+                    limits.stats.budget_violations += 1;
                     let plan = Plan::Reject {
                         status: 418,
                         body: banned_body(until_ms),
@@ -483,7 +648,7 @@ async fn handle(
                     now.saturating_add((storm.retry_after_secs as i64).saturating_mul(1000));
                 banned_body(until)
             } else {
-                too_many_body(&shared)
+                too_many_body(&shared, market)
             };
             (storm.status, body)
         }
@@ -497,9 +662,10 @@ async fn handle(
         ),
         Plan::Serve(data) => {
             let ctx = Ctx {
+                market,
                 data: &data,
                 now,
-                weight_limit: shared.weight_limit,
+                weight_limit: shared.weight_limits[mi],
                 window: &shared.window,
             };
             match api::respond(ep, &query, &ctx) {
@@ -515,7 +681,7 @@ async fn handle(
 /// statistics.
 async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Response<Body> {
     let meta = Meta {
-        used: shared.lock().limiter.used(now_ms()),
+        used: shared.lock().markets[0].weight.used(now_ms()),
         retry_after: None,
     };
     let (status, body) = match (name, req.method()) {
@@ -565,9 +731,20 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
                 Err(msg) => (400, api::error_body(-1102, &msg)),
             }
         }
-        ("ws/disconnect", &Method::POST) => ws_count(shared.ws.broadcast(Control::Disconnect)),
-        ("ws/shutdown", &Method::POST) => ws_count(shared.ws.broadcast(Control::Shutdown)),
-        ("ws/stall", &Method::POST) => ws_count(shared.ws.broadcast(Control::Stall)),
+        ("futures_ws", &Method::GET) => (200, ws_faults_json(&shared.fws.faults())),
+        ("futures_ws", &Method::POST) | ("futures_ws", &Method::PUT) => {
+            match read_json::<WsFaultsJson>(req).await {
+                Ok(j) => {
+                    let f = j.apply(shared.fws.faults());
+                    shared.fws.set_faults(f.clone());
+                    (200, ws_faults_json(&f))
+                }
+                Err(msg) => (400, api::error_body(-1102, &msg)),
+            }
+        }
+        ("ws/disconnect", &Method::POST) => ws_count(shared.broadcast(Control::Disconnect)),
+        ("ws/shutdown", &Method::POST) => ws_count(shared.broadcast(Control::Shutdown)),
+        ("ws/stall", &Method::POST) => ws_count(shared.broadcast(Control::Stall)),
         _ => (404, ApiError::not_found().body()),
     };
     respond(shared, status, body, &meta)

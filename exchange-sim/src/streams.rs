@@ -1,33 +1,54 @@
-//! Binance market streams: parsing stream names (`btcusdt@trade`, `btcusdt@kline_1m`, …) and
-//! turning the deterministic data of [`crate::data`] into each stream's events, in Binance's
-//! JSON shapes, as wall-clock time passes.
+//! Binance market streams: parsing stream names (`btcusdt@trade`, `btcusdt@kline_1m`,
+//! `btcusd_perp@markPrice@1s`, …) per market and turning the deterministic data of
+//! [`crate::data`] and [`crate::futures`] into each stream's events, in Binance's JSON shapes
+//! (spot's or the futures'), as wall-clock time passes.
 //!
 //! Every subscription keeps a cursor (the next trade id, the current candle, the last book
-//! slot sent), so events are exactly the REST records of the same server: trades in id order as
-//! their trade time passes, kline updates and closed candles equal to `/api/v3/klines`, and
-//! diff-depth events that chain the books `/api/v3/depth` shows (see [`crate::data::order_book`]).
+//! slot sent, the next mark-price second), so events are exactly the REST records of the same
+//! server and market: trades in id order as their trade time passes, kline updates and closed
+//! candles equal to the klines endpoint, diff-depth events that chain the books the depth
+//! endpoint shows (see [`crate::data::order_book_in`]), mark prices and funding rates equal to
+//! the mark-price klines and `fundingRate`.
 
 use crate::data::{self, Data, Market};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_json_str, push_u64};
-use crate::symbols::parse_symbol;
+use crate::futures::{self, FUNDING_INTERVAL_MS};
+use crate::market::SimMarket;
 use kline_interval::Interval;
 
 /// At most this many events per stream and poll; the rest follow at the next poll.
 const MAX_EVENTS_PER_POLL: usize = 2000;
-/// A `@depth` (1000 ms) event covers this many book slots.
-const SLOW_DEPTH_SLOTS: i64 = 1000 / data::BOOK_SLOT_MS;
+/// A liquidation stream that fell further behind than this skips to the present.
+const MAX_LIQUIDATION_CATCH_UP_MS: i64 = 3_600_000;
 
 /// What a stream carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// Spot only.
     Trade,
     AggTrade,
     Kline(Interval),
-    /// Diff depth, every 100 ms when `fast`, else every second.
+    /// Diff depth, one event per `period_ms` (spot: 100 or 1000; futures: 100, 250 or 500).
     Depth {
-        fast: bool,
+        period_ms: i64,
     },
     BookTicker,
+    /// Futures only from here on: mark price, index and funding every `every_ms`.
+    MarkPrice {
+        every_ms: i64,
+    },
+    /// Liquidations of one symbol.
+    ForceOrder,
+    /// `!forceOrder@arr`: liquidations of every listed symbol of the market.
+    ForceOrderAll,
+}
+
+impl Kind {
+    /// Whether the routed futures endpoint `/public/…` serves it (book streams); every other
+    /// stream is served by `/market/…`.
+    pub fn is_public(self) -> bool {
+        matches!(self, Kind::Depth { .. } | Kind::BookTicker)
+    }
 }
 
 /// A valid stream name.
@@ -35,35 +56,58 @@ pub(crate) enum Kind {
 pub(crate) struct StreamName {
     /// The name as the client sent it (`btcusdt@depth@100ms`).
     pub name: String,
-    /// The upper-case symbol (`BTCUSDT`).
+    /// The upper-case symbol (`BTCUSDT`; empty for `!forceOrder@arr`).
     pub symbol: String,
     pub kind: Kind,
+    pub market: SimMarket,
 }
 
-/// Parses `<lower-case symbol>@<type>`; `None` for anything Binance would not stream.
-pub(crate) fn parse_stream(name: &str) -> Option<StreamName> {
+/// Parses `<lower-case symbol>@<type>` of `market`; `None` for anything Binance would not
+/// stream there (futures: no `@trade`, no `1s` klines; spot: no mark prices, liquidations).
+pub(crate) fn parse_stream(market: SimMarket, name: &str) -> Option<StreamName> {
+    let futures = market.is_futures();
+    if futures && name == "!forceOrder@arr" {
+        return Some(StreamName {
+            name: name.to_string(),
+            symbol: String::new(),
+            kind: Kind::ForceOrderAll,
+            market,
+        });
+    }
     let (sym, rest) = name.split_once('@')?;
     if sym.is_empty()
         || !sym
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || (futures && b == b'_'))
     {
         return None;
     }
     let symbol = sym.to_ascii_uppercase();
-    parse_symbol(&symbol).ok()?;
-    let kind = match rest {
-        "trade" => Kind::Trade,
-        "aggTrade" => Kind::AggTrade,
-        "bookTicker" => Kind::BookTicker,
-        "depth" | "depth@1000ms" => Kind::Depth { fast: false },
-        "depth@100ms" => Kind::Depth { fast: true },
-        other => Kind::Kline(other.strip_prefix("kline_")?.parse().ok()?),
+    market.parse_symbol(&symbol).ok()?;
+    let kind = match (rest, futures) {
+        ("trade", false) => Kind::Trade,
+        ("aggTrade", _) => Kind::AggTrade,
+        ("bookTicker", _) => Kind::BookTicker,
+        ("depth" | "depth@1000ms", false) => Kind::Depth { period_ms: 1000 },
+        ("depth@100ms", _) => Kind::Depth { period_ms: 100 },
+        ("depth" | "depth@250ms", true) => Kind::Depth { period_ms: 250 },
+        ("depth@500ms", true) => Kind::Depth { period_ms: 500 },
+        ("markPrice", true) => Kind::MarkPrice { every_ms: 3000 },
+        ("markPrice@1s", true) => Kind::MarkPrice { every_ms: 1000 },
+        ("forceOrder", true) => Kind::ForceOrder,
+        (other, _) => {
+            let iv: Interval = other.strip_prefix("kline_")?.parse().ok()?;
+            if futures && iv == Interval::S1 {
+                return None;
+            }
+            Kind::Kline(iv)
+        }
     };
     Some(StreamName {
         name: name.to_string(),
         symbol,
         kind,
+        market,
     })
 }
 
@@ -90,13 +134,24 @@ enum State {
         last_update: i64,
     },
     Depth {
-        fast: bool,
+        period_ms: i64,
         last_slot: i64,
         events: u64,
     },
     BookTicker {
         last_slot: i64,
         last_top: Option<data::BookTop>,
+    },
+    MarkPrice {
+        every_ms: i64,
+        /// The next event time (a multiple of `every_ms`).
+        next: i64,
+    },
+    ForceOrder {
+        /// Liquidations with time `>= from` are still to be sent.
+        from: i64,
+        /// The symbols covered (one, or every listed one for `!forceOrder@arr`).
+        symbols: Vec<(String, Market)>,
     },
 }
 
@@ -105,6 +160,7 @@ enum State {
 pub(crate) struct Stream {
     pub name: String,
     symbol: String,
+    venue: SimMarket,
     market: Market,
     state: State,
 }
@@ -113,7 +169,7 @@ impl Stream {
     /// A subscription made at `now`: trades from the first one after `now`, the current candle,
     /// book changes after the current slot.
     pub fn new(parsed: StreamName, data: &Data, now: i64) -> Stream {
-        let market = Market::new(&parsed.symbol);
+        let market = Market::of(parsed.market, &parsed.symbol);
         let first_agg = || data.agg_ceil_existing(&market, now.saturating_add(1));
         let slot = data::book_slot(now);
         let state = match parsed.kind {
@@ -128,8 +184,8 @@ impl Stream {
                 open: interval.align_down(now),
                 last_update: i64::MIN,
             },
-            Kind::Depth { fast } => State::Depth {
-                fast,
+            Kind::Depth { period_ms } => State::Depth {
+                period_ms,
                 last_slot: slot,
                 events: 0,
             },
@@ -137,10 +193,31 @@ impl Stream {
                 last_slot: i64::MIN,
                 last_top: None,
             },
+            Kind::MarkPrice { every_ms } => State::MarkPrice {
+                every_ms,
+                next: (now.div_euclid(every_ms) + 1) * every_ms,
+            },
+            Kind::ForceOrder => State::ForceOrder {
+                from: now.saturating_add(1),
+                symbols: vec![(parsed.symbol.clone(), market.clone())],
+            },
+            Kind::ForceOrderAll => State::ForceOrder {
+                from: now.saturating_add(1),
+                symbols: parsed
+                    .market
+                    .listed_symbols()
+                    .into_iter()
+                    .map(|s| {
+                        let m = Market::of(parsed.market, &s);
+                        (s, m)
+                    })
+                    .collect(),
+            },
         };
         Stream {
             name: parsed.name,
             symbol: parsed.symbol,
+            venue: parsed.market,
             market,
             state,
         }
@@ -150,6 +227,8 @@ impl Stream {
     pub fn poll(&mut self, ctx: &PollCtx<'_>, out: &mut Vec<String>) {
         let m = &self.market;
         let sym = self.symbol.as_str();
+        let venue = self.venue;
+        let futures = venue.is_futures();
         match &mut self.state {
             State::Trade { next_raw } => {
                 if *next_raw == u64::MAX {
@@ -196,7 +275,16 @@ impl Stream {
                     push_u64(&mut s, a.last);
                     s.push_str(",\"T\":");
                     push_i64(&mut s, a.time);
-                    push_maker(&mut s, a.buyer_maker);
+                    if futures {
+                        // Futures events have no best-match flag.
+                        s.push_str(if a.buyer_maker {
+                            ",\"m\":true}"
+                        } else {
+                            ",\"m\":false}"
+                        });
+                    } else {
+                        push_maker(&mut s, a.buyer_maker);
+                    }
                     out.push(s);
                 }
                 if let Some(last) = rows.last() {
@@ -226,17 +314,14 @@ impl Stream {
                 }
             }
             State::Depth {
-                fast,
+                period_ms,
                 last_slot,
                 events,
             } => {
                 let cur = data::book_slot(ctx.now);
-                let due = if *fast {
-                    cur > *last_slot
-                } else {
-                    cur / SLOW_DEPTH_SLOTS > *last_slot / SLOW_DEPTH_SLOTS
-                };
-                if !due {
+                // An event is due when the slots enter a new period (100 ms: every slot).
+                let period = |slot: i64| (slot * data::BOOK_SLOT_MS).div_euclid(*period_ms);
+                if period(cur) <= period(*last_slot) {
                     return;
                 }
                 let from = *last_slot + 1;
@@ -249,11 +334,20 @@ impl Stream {
                 }
                 let old = data::book_at(m, from - 1);
                 let new = data::book_at(m, cur);
-                let mut s = event_head("depthUpdate", ctx.now, sym, 4096);
+                let mut s = if futures {
+                    futures_head("depthUpdate", ctx.now, ctx.now, sym, 4096)
+                } else {
+                    event_head("depthUpdate", ctx.now, sym, 4096)
+                };
                 s.push_str(",\"U\":");
-                push_u64(&mut s, data::slot_first_update_id(m, from));
+                push_u64(&mut s, data::first_update_id(venue, m, from));
                 s.push_str(",\"u\":");
-                push_u64(&mut s, data::slot_last_update_id(m, cur));
+                push_u64(&mut s, data::last_update_id(venue, m, cur));
+                if futures {
+                    // Futures ids jump between events: clients chain them by `pu`.
+                    s.push_str(",\"pu\":");
+                    push_u64(&mut s, data::last_update_id(venue, m, from - 1));
+                }
                 s.push_str(",\"b\":");
                 push_levels(&mut s, &data::side_diff(&old.bids, &new.bids, true));
                 s.push_str(",\"a\":");
@@ -277,9 +371,18 @@ impl Stream {
                 *last_top = Some(top);
                 let (bid, (ask, ask_qty)) = top;
                 let (bid, bid_qty) = bid.unwrap_or((0, 0));
-                let mut s = String::with_capacity(160);
-                s.push_str("{\"u\":");
-                push_u64(&mut s, data::slot_last_update_id(m, cur));
+                let mut s = String::with_capacity(200);
+                if futures {
+                    s.push_str("{\"e\":\"bookTicker\",\"u\":");
+                    push_u64(&mut s, data::last_update_id(venue, m, cur));
+                    s.push_str(",\"E\":");
+                    push_i64(&mut s, ctx.now);
+                    s.push_str(",\"T\":");
+                    push_i64(&mut s, ctx.now);
+                } else {
+                    s.push_str("{\"u\":");
+                    push_u64(&mut s, data::slot_last_update_id(m, cur));
+                }
                 s.push_str(",\"s\":");
                 push_json_str(&mut s, sym);
                 for (key, v) in [(",\"b\":\"", bid), ("\",\"B\":\"", bid_qty)] {
@@ -293,8 +396,106 @@ impl Stream {
                 s.push_str("\"}");
                 out.push(s);
             }
+            State::MarkPrice { every_ms, next } => {
+                if ctx.now.saturating_sub(*next) > MAX_LIQUIDATION_CATCH_UP_MS {
+                    // Far behind (the client did not read for ages): skip to the present.
+                    *next = ctx.now.div_euclid(*every_ms) * *every_ms;
+                }
+                while *next <= ctx.now {
+                    out.push(mark_price_event(m, sym, *next));
+                    *next += *every_ms;
+                }
+            }
+            State::ForceOrder { from, symbols } => {
+                if ctx.now < *from {
+                    return;
+                }
+                if ctx.now - *from > MAX_LIQUIDATION_CATCH_UP_MS {
+                    *from = ctx.now - MAX_LIQUIDATION_CATCH_UP_MS;
+                }
+                let mut due = Vec::new();
+                for (symbol, m) in symbols.iter() {
+                    let mut sec = from.div_euclid(1000) * 1000;
+                    while sec <= ctx.now {
+                        if let Some(l) = futures::liquidation_at(m, sec)
+                            .filter(|l| l.time >= *from && l.time <= ctx.now)
+                        {
+                            due.push((l, symbol.as_str()));
+                        }
+                        sec += 1000;
+                    }
+                }
+                due.sort_by_key(|(l, s)| (l.time, *s));
+                for (l, symbol) in due {
+                    out.push(force_order_event(ctx.now, symbol, &l));
+                }
+                *from = ctx.now + 1;
+            }
         }
     }
+}
+
+/// `{"e":"<event>","E":<now>,"T":<time>,"s":"<SYMBOL>"` (the object is left open): the futures
+/// events' head, with a transaction time.
+fn futures_head(event: &str, now: i64, time: i64, symbol: &str, capacity: usize) -> String {
+    let mut s = String::with_capacity(capacity);
+    s.push_str("{\"e\":\"");
+    s.push_str(event);
+    s.push_str("\",\"E\":");
+    push_i64(&mut s, now);
+    s.push_str(",\"T\":");
+    push_i64(&mut s, time);
+    s.push_str(",\"s\":");
+    push_json_str(&mut s, symbol);
+    s
+}
+
+/// The `markPriceUpdate` of second `t`: mark, index, estimated settle price, and the rate and
+/// time of the next funding (the rate `fundingRate` reports for that funding).
+fn mark_price_event(m: &Market, sym: &str, t: i64) -> String {
+    let k = futures::next_funding_index(t);
+    let mut s = event_head("markPriceUpdate", t, sym, 220);
+    for (key, v) in [
+        (",\"p\":\"", futures::mark_units(m, t)),
+        ("\",\"i\":\"", futures::index_units(m, t)),
+        ("\",\"P\":\"", futures::settle_units(m, t)),
+        ("\",\"r\":\"", futures::funding_units(m, k)),
+    ] {
+        s.push_str(key);
+        push_fixed8(&mut s, v);
+    }
+    s.push_str("\",\"T\":");
+    push_i64(&mut s, k * FUNDING_INTERVAL_MS);
+    s.push('}');
+    s
+}
+
+/// A `forceOrder` event: the liquidation order, filled at once.
+fn force_order_event(now: i64, sym: &str, l: &futures::LiqUnits) -> String {
+    let mut s = String::with_capacity(260);
+    s.push_str("{\"e\":\"forceOrder\",\"E\":");
+    push_i64(&mut s, now.max(l.time));
+    s.push_str(",\"o\":{\"s\":");
+    push_json_str(&mut s, sym);
+    s.push_str(if l.sell {
+        ",\"S\":\"SELL\""
+    } else {
+        ",\"S\":\"BUY\""
+    });
+    s.push_str(",\"o\":\"LIMIT\",\"f\":\"IOC\",\"q\":\"");
+    push_fixed8(&mut s, l.qty);
+    s.push_str("\",\"p\":\"");
+    push_fixed8(&mut s, l.price);
+    s.push_str("\",\"ap\":\"");
+    push_fixed8(&mut s, l.avg_price);
+    s.push_str("\",\"X\":\"FILLED\",\"l\":\"");
+    push_fixed8(&mut s, l.qty);
+    s.push_str("\",\"z\":\"");
+    push_fixed8(&mut s, l.qty);
+    s.push_str("\",\"T\":");
+    push_i64(&mut s, l.time);
+    s.push_str("}}");
+    s
 }
 
 /// `{"e":"<event>","E":<now>,"s":"<SYMBOL>"` (the object is left open).
@@ -397,19 +598,39 @@ mod tests {
 
     #[test]
     fn stream_names() {
-        let s = parse_stream("btcusdt@depth@100ms").unwrap();
+        let spot = |n: &str| parse_stream(SimMarket::Spot, n);
+        let s = spot("btcusdt@depth@100ms").unwrap();
         assert_eq!(
             (s.symbol.as_str(), s.kind),
-            ("BTCUSDT", Kind::Depth { fast: true })
+            ("BTCUSDT", Kind::Depth { period_ms: 100 })
         );
         assert_eq!(
-            parse_stream("ethbtc@kline_1M").unwrap().kind,
+            spot("ethbtc@kline_1M").unwrap().kind,
             Kind::Kline(Interval::Mo1)
         );
+        assert_eq!(spot("ethbtc@aggTrade").unwrap().kind, Kind::AggTrade);
+        let usdm = |n: &str| parse_stream(SimMarket::UsdM, n);
+        let coinm = |n: &str| parse_stream(SimMarket::CoinM, n);
         assert_eq!(
-            parse_stream("ethbtc@aggTrade").unwrap().kind,
-            Kind::AggTrade
+            usdm("btcusdt@depth").unwrap().kind,
+            Kind::Depth { period_ms: 250 }
         );
+        assert_eq!(
+            coinm("btcusd_perp@markPrice@1s").unwrap().kind,
+            Kind::MarkPrice { every_ms: 1000 }
+        );
+        assert_eq!(usdm("!forceOrder@arr").unwrap().kind, Kind::ForceOrderAll);
+        for bad in [
+            "btcusdt@trade",
+            "btcusdt@kline_1s",
+            "ethbtc@aggTrade",
+            "btcusd_perp@aggTrade",
+        ] {
+            assert!(usdm(bad).is_none(), "{bad}");
+        }
+        assert!(coinm("btcusdt@aggTrade").is_none());
+        assert!(spot("btcusdt@markPrice").is_none());
+        assert!(spot("!forceOrder@arr").is_none());
         for bad in [
             "BTCUSDT@trade",
             "btcusdt@aggtrade",
@@ -420,7 +641,7 @@ mod tests {
             "btcusdt@depth@250ms",
             "btcusdt@ticker",
         ] {
-            assert!(parse_stream(bad).is_none(), "{bad}");
+            assert!(spot(bad).is_none(), "{bad}");
         }
     }
 
@@ -434,7 +655,8 @@ mod tests {
             kline_update_ms: 1000,
             depth_gap_every: 3,
         };
-        let mut agg = Stream::new(parse_stream("bnbusdt@aggTrade").unwrap(), &data, now);
+        let parse = |n: &str| parse_stream(SimMarket::Spot, n).unwrap();
+        let mut agg = Stream::new(parse("bnbusdt@aggTrade"), &data, now);
         let mut out = Vec::new();
         agg.poll(&ctx(now), &mut out);
         assert!(out.is_empty(), "nothing before the subscription");
@@ -456,7 +678,7 @@ mod tests {
             assert_eq!((a.price.as_str(), a.time), (v["p"].as_str().unwrap(), t));
         }
 
-        let mut depth = Stream::new(parse_stream("bnbusdt@depth@100ms").unwrap(), &data, now);
+        let mut depth = Stream::new(parse("bnbusdt@depth@100ms"), &data, now);
         let mut out = Vec::new();
         for t in (now..now + 1_000).step_by(100) {
             depth.poll(&ctx(t + 50), &mut out);

@@ -1,5 +1,7 @@
 //! The WebSocket side of the simulator: the HTTP upgrade on `/ws`, `/ws/<stream>` and
-//! `/stream?streams=…` (handshake, stream validation, per-IP connection limit), and the
+//! `/stream?streams=…` of each market (spot at the root, futures under `/usdm` and `/coinm`,
+//! where Binance's routed `/public/…` (book streams) and `/market/…` (the others) forms are
+//! served too), with handshake, stream validation, per-IP connection limit; and the
 //! per-connection session: live SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS/SET_PROPERTY/
 //! GET_PROPERTY requests, stream events on a fixed tick, and Binance's connection behaviours and
 //! injected faults (pings and pong timeout, lifetime rotation, `serverShutdown`, message-rate
@@ -34,8 +36,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::api::error_body;
 use crate::data::Data;
 use crate::fmt::{push_i64, push_json_str};
+use crate::market::SimMarket;
 use crate::query::Query;
-use crate::streams::{parse_stream, PollCtx, Stream, StreamName};
+use crate::streams::{parse_stream, Kind, PollCtx, Stream, StreamName};
 use crate::{SimStats, WsFaults};
 
 type Body = Full<Bytes>;
@@ -124,21 +127,22 @@ impl Hub {
         self.ctl.send(c).unwrap_or(0)
     }
 
+    /// Adds this hub's counters to `s` (the server has one hub for spot, one for futures).
     pub fn fill_stats(&self, s: &mut SimStats) {
         let c = &self.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        s.ws_connections_opened = get(&c.opened);
-        s.ws_connections_open = get(&c.open);
-        s.ws_messages_sent = get(&c.sent);
-        s.ws_pings_sent = get(&c.pings);
-        s.ws_pongs_received = get(&c.pongs);
-        s.ws_forced_disconnects = get(&c.forced);
-        s.ws_connection_attempts_rejected = get(&c.rejected);
-        s.ws_pong_timeouts = get(&c.pong_timeouts);
-        s.ws_lifetime_closes = get(&c.lifetime);
-        s.ws_rate_limit_closes = get(&c.rate);
-        s.ws_shutdown_notices = get(&c.shutdown);
-        s.ws_stalled = get(&c.stalled);
+        s.ws_connections_opened += get(&c.opened);
+        s.ws_connections_open += get(&c.open);
+        s.ws_messages_sent += get(&c.sent);
+        s.ws_pings_sent += get(&c.pings);
+        s.ws_pongs_received += get(&c.pongs);
+        s.ws_forced_disconnects += get(&c.forced);
+        s.ws_connection_attempts_rejected += get(&c.rejected);
+        s.ws_pong_timeouts += get(&c.pong_timeouts);
+        s.ws_lifetime_closes += get(&c.lifetime);
+        s.ws_rate_limit_closes += get(&c.rate);
+        s.ws_shutdown_notices += get(&c.shutdown);
+        s.ws_stalled += get(&c.stalled);
     }
 
     /// Records a connection of `ip` unless it is over the limit; `Err` = seconds to wait.
@@ -171,11 +175,50 @@ pub(crate) struct Pending {
     on_upgrade: OnUpgrade,
     streams: Vec<StreamName>,
     combined: bool,
+    market: SimMarket,
+    route: Route,
+}
+
+/// Which streams a WebSocket endpoint serves: every one (spot, and the futures' legacy
+/// `/ws`, `/stream`), or on futures the routed `/public/…` (book streams: `@depth…`,
+/// `@bookTicker`) and `/market/…` (all others).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    All,
+    Public,
+    Market,
+}
+
+impl Route {
+    fn allows(self, kind: Kind) -> bool {
+        match self {
+            Route::All => true,
+            Route::Public => kind.is_public(),
+            Route::Market => !kind.is_public(),
+        }
+    }
 }
 
 /// Whether `path` is one of the WebSocket endpoints.
 pub(crate) fn is_ws_path(path: &str) -> bool {
     path == "/ws" || path.starts_with("/ws/") || path == "/stream" || path == "/stream/"
+}
+
+/// The route and the `/ws…` or `/stream` part of a futures WebSocket path (the part after the
+/// market's prefix): `/ws/x`, `/public/stream`, `/market/ws/x`, …
+pub(crate) fn futures_route(rest: &str) -> Option<(Route, &str)> {
+    let (route, inner) = if let Some(inner) = rest.strip_prefix("/public") {
+        (Route::Public, inner)
+    } else if let Some(inner) = rest.strip_prefix("/market") {
+        (Route::Market, inner)
+    } else {
+        (Route::All, rest)
+    };
+    is_ws_path(inner).then_some((route, inner))
+}
+
+fn wrong_route(name: &str) -> String {
+    format!("Invalid request: stream {name} is not served on this endpoint")
 }
 
 fn plain(status: u16, body: String) -> Response<Body> {
@@ -195,14 +238,24 @@ fn header_has_token(req: &Request<Incoming>, name: hyper::header::HeaderName, to
     })
 }
 
+/// Where an upgrade request goes: the market, the route and the `/ws…` or `/stream` part of
+/// the path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Endpoint<'p> {
+    pub market: SimMarket,
+    pub route: Route,
+    pub path: &'p str,
+}
+
 /// Answers a request on a WebSocket path: the 101 response and the pending session, or the
 /// refusal (400 bad handshake or streams, 429 over the connection limit) and `None`.
 pub(crate) fn upgrade(
     hub: &Hub,
     req: &mut Request<Incoming>,
     peer: IpAddr,
+    ep: Endpoint<'_>,
 ) -> (Response<Body>, Option<Pending>) {
-    match try_upgrade(hub, req, peer) {
+    match try_upgrade(hub, req, peer, ep) {
         Ok((resp, pending)) => (resp, Some(pending)),
         Err(resp) => (*resp, None),
     }
@@ -212,6 +265,7 @@ fn try_upgrade(
     hub: &Hub,
     req: &mut Request<Incoming>,
     peer: IpAddr,
+    ep: Endpoint<'_>,
 ) -> Result<(Response<Body>, Pending), Box<Response<Body>>> {
     let key = req.headers().get(SEC_WEBSOCKET_KEY).cloned();
     let handshake_ok = req.method() == Method::GET
@@ -235,7 +289,7 @@ fn try_upgrade(
         bump(&hub.counters.rejected, 1);
         Box::new(plain(status, body))
     };
-    let path = req.uri().path();
+    let path = ep.path;
     let (names, combined): (Vec<String>, bool) = if let Some(rest) = path.strip_prefix("/ws") {
         (
             rest.split('/')
@@ -257,12 +311,15 @@ fn try_upgrade(
     };
     let mut streams: Vec<StreamName> = Vec::with_capacity(names.len());
     for name in &names {
-        let Some(parsed) = parse_stream(name) else {
+        let Some(parsed) = parse_stream(ep.market, name) else {
             return Err(reject(
                 400,
                 ws_error_inner(2, "Invalid request: invalid stream"),
             ));
         };
+        if !ep.route.allows(parsed.kind) {
+            return Err(reject(400, ws_error_inner(2, &wrong_route(name))));
+        }
         if !streams.iter().any(|s| s.name == parsed.name) {
             streams.push(parsed);
         }
@@ -300,6 +357,8 @@ fn try_upgrade(
         on_upgrade: hyper::upgrade::on(req),
         streams,
         combined,
+        market: ep.market,
+        route: ep.route,
     };
     Ok((resp, pending))
 }
@@ -357,6 +416,8 @@ pub(crate) async fn serve(hub: Arc<Hub>, pending: Pending) {
     let session = Session {
         hub,
         subs,
+        market: pending.market,
+        route: pending.route,
         combined: pending.combined,
         opened,
         last_ping: opened,
@@ -398,6 +459,8 @@ enum End {
 struct Session {
     hub: Arc<Hub>,
     subs: Vec<Stream>,
+    market: SimMarket,
+    route: Route,
     combined: bool,
     opened: Instant,
     last_ping: Instant,
@@ -698,7 +761,10 @@ impl Session {
                 };
                 let mut parsed = Vec::with_capacity(list.len());
                 for p in list {
-                    match p.as_str().and_then(parse_stream) {
+                    match p.as_str().and_then(|n| parse_stream(self.market, n)) {
+                        Some(s) if !self.route.allows(s.kind) => {
+                            return ws_error(2, &wrong_route(&s.name), &id)
+                        }
                         Some(s) => parsed.push(s),
                         None => return ws_error(2, "Invalid request: invalid stream", &id),
                     }

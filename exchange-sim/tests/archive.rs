@@ -454,7 +454,8 @@ async fn interval_rules_monthly_files_and_s3_not_found() {
         daily_klines("BTCUSDT", "1m", "2024-02-30"),
         daily("aggTrades", "BTCXYZ", "2024-01-01"),
         "/data/spot/daily/klines/BTCUSDT/1m/".to_string(),
-        "/data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip".to_string(),
+        // Futures exist, but have no 1-second candles.
+        "/data/futures/um/daily/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01-01.zip".to_string(),
         "/data/".to_string(),
     ];
     for path in &missing {

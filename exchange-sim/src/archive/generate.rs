@@ -1,7 +1,8 @@
 //! Writing one archive file: the CSV rows of a day or month (the same records and decimal
-//! strings as the REST endpoints, times in ms or µs), streamed into a deflate zip on disk,
-//! and the SHA-256 of the finished zip. Runs on a blocking thread; memory use stays small
-//! whatever the file's size.
+//! strings as the REST endpoints, times in ms or µs; futures files with their own columns,
+//! header rows and lower-case booleans), streamed into a deflate zip on disk, and the SHA-256
+//! of the finished zip. Runs on a blocking thread; memory use stays small whatever the file's
+//! size.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -13,15 +14,28 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use super::layout::{date_of, FileKey, Kind};
-use crate::data::{self, split_raw, Data, Market};
+use crate::data::{self, split_raw, Data};
 use crate::fmt::{push_fixed8, push_fixed8_wide, push_i64, push_u64};
+use crate::futures::{self, METRICS_PERIOD_MS};
+use crate::market::SimMarket;
 
-/// Header rows, named like Binance's futures files.
+/// Header rows, named like Binance's futures files (spot files get them from the `header`
+/// fault, with a best-match column).
 const KLINES_HEADER: &str = "open_time,open,high,low,close,volume,close_time,quote_volume,count,\
                              taker_buy_volume,taker_buy_quote_volume,ignore\n";
 const AGG_TRADES_HEADER: &str = "agg_trade_id,price,quantity,first_trade_id,last_trade_id,\
                                  transact_time,is_buyer_maker,is_best_match\n";
 const TRADES_HEADER: &str = "id,price,qty,quote_qty,time,is_buyer_maker,is_best_match\n";
+/// COIN-M klines: volumes in contracts, then the base-asset volumes.
+const CM_KLINES_HEADER: &str = "open_time,open,high,low,close,volume,close_time,base_volume,count,\
+                                taker_buy_volume,taker_buy_base_volume,ignore\n";
+const FUTURES_AGG_TRADES_HEADER: &str = "agg_trade_id,price,quantity,first_trade_id,\
+                                         last_trade_id,transact_time,is_buyer_maker\n";
+const UM_TRADES_HEADER: &str = "id,price,qty,quote_qty,time,is_buyer_maker\n";
+const CM_TRADES_HEADER: &str = "id,price,qty,base_qty,time,is_buyer_maker\n";
+const METRICS_HEADER: &str = "create_time,symbol,sum_open_interest,sum_open_interest_value,\
+                              count_toptrader_long_short_ratio,sum_toptrader_long_short_ratio,\
+                              count_long_short_ratio,sum_taker_long_short_vol_ratio\n";
 
 /// With the `duplicate_rows` fault, every this many rows one is written twice.
 const DUPLICATE_EVERY: u64 = 1000;
@@ -114,9 +128,12 @@ fn estimated_csv_bytes(key: &FileKey, data: &Data) -> u64 {
     let span = (end - start).max(0) as u64;
     let spacing = data.spacing.max(1) as u64;
     match key.kind {
-        Kind::Klines(iv) => (span / iv.nominal_ms().max(1) as u64 + 1) * 300,
+        Kind::Klines(iv) | Kind::PriceKlines(_, iv) => {
+            (span / iv.nominal_ms().max(1) as u64 + 1) * 300
+        }
         Kind::AggTrades => (span / spacing + 1) * 150,
         Kind::Trades => (span / spacing + 1) * 4 * 150,
+        Kind::Metrics => (span / METRICS_PERIOD_MS as u64 + 1) * 200,
     }
 }
 
@@ -130,6 +147,8 @@ struct Rows<'w, W: Write> {
     duplicate: bool,
     last_doubled: bool,
     micros: bool,
+    /// Futures files write booleans in lower case.
+    lower_bools: bool,
     cancel: &'w AtomicBool,
 }
 
@@ -185,7 +204,12 @@ impl<W: Write> Rows<'_, W> {
     }
 
     fn boolean(&mut self, v: bool) {
-        self.row.push_str(if v { "True" } else { "False" });
+        self.row.push_str(match (v, self.lower_bools) {
+            (true, false) => "True",
+            (false, false) => "False",
+            (true, true) => "true",
+            (false, true) => "false",
+        });
     }
 }
 
@@ -204,18 +228,76 @@ fn write_csv<W: Write>(
         duplicate: variant.duplicate_rows,
         last_doubled: false,
         micros: key.micros(),
+        lower_bools: key.market.is_futures(),
         cancel,
     };
-    if variant.header {
+    let futures = key.market.is_futures();
+    let coinm = key.market == SimMarket::CoinM;
+    if variant.header || key.native_header() {
         rows.buf.push_str(match key.kind {
-            Kind::Klines(_) => KLINES_HEADER,
+            Kind::Klines(_) | Kind::PriceKlines(..) if coinm => CM_KLINES_HEADER,
+            Kind::Klines(_) | Kind::PriceKlines(..) => KLINES_HEADER,
+            Kind::AggTrades if futures => FUTURES_AGG_TRADES_HEADER,
             Kind::AggTrades => AGG_TRADES_HEADER,
+            Kind::Trades if coinm => CM_TRADES_HEADER,
+            Kind::Trades if futures => UM_TRADES_HEADER,
             Kind::Trades => TRADES_HEADER,
+            Kind::Metrics => METRICS_HEADER,
         });
     }
     let (start, end) = key.span();
-    let m = Market::new(&key.symbol);
+    // COIN-M index files are keyed by pair: their data is the perpetual's.
+    let m = futures::market_of(key.market, &key.symbol);
+    // Futures rows have no best-match column.
+    let best_match = if futures { "" } else { ",True" };
     match key.kind {
+        Kind::PriceKlines(series, iv) => {
+            let mut t = iv.align_up(start.max(data.listed_at));
+            while t < end {
+                let k = futures::price_kline(&m, series, iv, t, i64::MAX);
+                let r = &mut rows;
+                r.row.clear();
+                push_i64(&mut r.row, k.open_time);
+                for v in [k.open, k.high, k.low, k.close] {
+                    r.row.push(',');
+                    push_fixed8(&mut r.row, v);
+                }
+                r.row.push_str(",0,");
+                push_i64(&mut r.row, k.close_time);
+                r.row.push_str(",0,0,0,0,0");
+                r.emit()?;
+                t = iv.next_open(t);
+            }
+        }
+        Kind::Metrics => {
+            let first = data.listed_at.max(start);
+            let mut t = first
+                + (METRICS_PERIOD_MS - first.rem_euclid(METRICS_PERIOD_MS)) % METRICS_PERIOD_MS;
+            while t < end {
+                let (oi, value) = futures::open_interest_units(&m, t);
+                let ratios = futures::long_short_ratios(key.market, &key.symbol, t);
+                let r = &mut rows;
+                r.row.clear();
+                push_datetime(&mut r.row, t);
+                r.row.push(',');
+                r.row.push_str(&key.symbol);
+                r.row.push(',');
+                push_fixed8(&mut r.row, oi);
+                r.row.push(',');
+                push_fixed8(&mut r.row, value);
+                for v in [
+                    &ratios.top_account.long_short_ratio,
+                    &ratios.top_position.long_short_ratio,
+                    &ratios.global_account.long_short_ratio,
+                    &ratios.taker_buy_sell,
+                ] {
+                    r.row.push(',');
+                    r.row.push_str(v);
+                }
+                r.emit()?;
+                t += METRICS_PERIOD_MS;
+            }
+        }
         Kind::Klines(iv) => {
             let mut t = iv.align_up(start.max(data.listed_at));
             while t < end {
@@ -270,7 +352,7 @@ fn write_csv<W: Write>(
                         r.time(a.time);
                         r.row.push(',');
                         r.boolean(a.buyer_maker);
-                        r.row.push_str(",True");
+                        r.row.push_str(best_match);
                         r.emit()?;
                     } else {
                         for raw in a.first..=a.last {
@@ -287,7 +369,7 @@ fn write_csv<W: Write>(
                             r.time(t.time);
                             r.row.push(',');
                             r.boolean(t.buyer_maker);
-                            r.row.push_str(",True");
+                            r.row.push_str(best_match);
                             r.emit()?;
                         }
                     }
@@ -297,6 +379,20 @@ fn write_csv<W: Write>(
         }
     }
     rows.finish()
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a time in ms, the `create_time` of `metrics` rows.
+fn push_datetime(s: &mut String, t_ms: i64) {
+    use std::fmt::Write;
+    let (y, m, d) = date_of(t_ms);
+    let secs = t_ms.rem_euclid(86_400_000) / 1000;
+    let _ = write!(
+        s,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
 }
 
 /// The length and lowercase-hex SHA-256 of a file.

@@ -1,26 +1,37 @@
 //! The `data.binance.vision` layout of the bulk archive: which URL paths name a file (and which
-//! of them are `.CHECKSUM`s), the files' names and the time spans they cover, when a file is
-//! published, and the calendar arithmetic (UTC dates, HTTP dates) all of that needs.
+//! of them are `.CHECKSUM`s) on which market (`data/spot/…`, `data/futures/um/…`,
+//! `data/futures/cm/…`), the files' names and the time spans they cover, which ones carry a
+//! header row or µs times, when a file is published, and the calendar arithmetic (UTC dates,
+//! HTTP dates) all of that needs.
 
 use kline_interval::{civil_from_days, days_from_civil};
 use std::time::Duration;
 
 use kline_interval::Interval;
 
-use crate::symbols::parse_symbol;
+use crate::futures::PriceSeries;
+use crate::market::SimMarket;
 use crate::ArchiveFaults;
 
 const DAY_MS: i64 = 86_400_000;
 /// Spot archive files whose span starts at or after 2025-01-01T00:00:00Z write their times in
 /// microseconds; earlier ones in milliseconds.
 pub(crate) const MICROS_FROM_MS: i64 = 1_735_689_600_000;
+/// Futures archive files whose span starts at or after 2022-01-01T00:00:00Z have a header row;
+/// older ones have none (Binance did not redo them).
+pub(crate) const FUTURES_HEADER_FROM_MS: i64 = 1_640_995_200_000;
 
 /// The record type of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Klines(Interval),
+    /// Futures only: `markPriceKlines`, `indexPriceKlines` (keyed by pair on COIN-M),
+    /// `premiumIndexKlines`.
+    PriceKlines(PriceSeries, Interval),
     AggTrades,
     Trades,
+    /// Futures only, daily only: open interest and long/short ratios every 5 minutes.
+    Metrics,
 }
 
 /// The span of a file: one UTC day or one UTC calendar month.
@@ -33,6 +44,8 @@ pub(crate) enum Period {
 /// One archive file (a zip; its `.CHECKSUM` is named by the same key).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct FileKey {
+    pub market: SimMarket,
+    /// The symbol, or the pair of a COIN-M `indexPriceKlines` file.
     pub symbol: String,
     pub kind: Kind,
     pub period: Period,
@@ -46,7 +59,11 @@ fn has_daily_file(iv: Interval) -> bool {
 /// Parses a request path: the file it names and whether it is the `.CHECKSUM`, or `None` when
 /// no such file can exist (wrong layout, unknown symbol or interval, malformed date).
 pub(crate) fn parse_path(path: &str) -> Option<(FileKey, bool)> {
-    let rest = path.strip_prefix("/data/spot/")?;
+    let rest = path.strip_prefix("/data/")?;
+    let (market, rest) = [SimMarket::Spot, SimMarket::UsdM, SimMarket::CoinM]
+        .into_iter()
+        .find_map(|m| Some((m, rest.strip_prefix(m.archive_dir())?.strip_prefix('/')?)))?;
+    let futures = market.is_futures();
     let mut parts = rest.split('/');
     let daily = match parts.next()? {
         "daily" => true,
@@ -55,18 +72,31 @@ pub(crate) fn parse_path(path: &str) -> Option<(FileKey, bool)> {
     };
     let kind_seg = parts.next()?;
     let symbol = parts.next()?;
-    parse_symbol(symbol).ok()?;
-    let kind = match kind_seg {
-        "klines" => {
-            let seg = parts.next()?;
-            let iv: Interval = seg.parse().ok()?;
-            if iv.archive_str() != seg || (daily && !has_daily_file(iv)) {
-                return None;
-            }
-            Kind::Klines(iv)
+    if kind_seg == "indexPriceKlines" {
+        market.symbol_of_pair(symbol).ok()?;
+    } else {
+        market.parse_symbol(symbol).ok()?;
+    }
+    let mut interval = || -> Option<Interval> {
+        let seg = parts.next()?;
+        let iv: Interval = seg.parse().ok()?;
+        // Futures have no 1-second candles.
+        if iv.archive_str() != seg
+            || (daily && !has_daily_file(iv))
+            || (futures && iv == Interval::S1)
+        {
+            return None;
         }
+        Some(iv)
+    };
+    let kind = match kind_seg {
+        "klines" => Kind::Klines(interval()?),
         "aggTrades" => Kind::AggTrades,
         "trades" => Kind::Trades,
+        "markPriceKlines" if futures => Kind::PriceKlines(PriceSeries::Mark, interval()?),
+        "indexPriceKlines" if futures => Kind::PriceKlines(PriceSeries::Index, interval()?),
+        "premiumIndexKlines" if futures => Kind::PriceKlines(PriceSeries::Premium, interval()?),
+        "metrics" if futures && daily => Kind::Metrics,
         _ => return None,
     };
     let file = parts.next()?;
@@ -90,6 +120,7 @@ pub(crate) fn parse_path(path: &str) -> Option<(FileKey, bool)> {
         Period::Month { y, m }
     };
     let key = FileKey {
+        market,
         symbol: symbol.to_string(),
         kind,
         period,
@@ -98,12 +129,14 @@ pub(crate) fn parse_path(path: &str) -> Option<(FileKey, bool)> {
 }
 
 impl Kind {
-    /// The part of the file name after the symbol: `1m`, `1mo`, `aggTrades`, `trades`.
+    /// The part of the file name after the symbol: `1m`, `1mo`, `aggTrades`, `trades`,
+    /// `metrics`.
     fn name_part(self) -> &'static str {
         match self {
-            Kind::Klines(iv) => iv.archive_str(),
+            Kind::Klines(iv) | Kind::PriceKlines(_, iv) => iv.archive_str(),
             Kind::AggTrades => "aggTrades",
             Kind::Trades => "trades",
+            Kind::Metrics => "metrics",
         }
     }
 }
@@ -137,10 +170,41 @@ impl FileKey {
         };
         let dir = match self.kind {
             Kind::Klines(iv) => format!("klines/{}/{}", self.symbol, iv.archive_str()),
+            Kind::PriceKlines(series, iv) => {
+                let name = match series {
+                    PriceSeries::Mark => "markPriceKlines",
+                    PriceSeries::Index => "indexPriceKlines",
+                    PriceSeries::Premium => "premiumIndexKlines",
+                };
+                format!("{name}/{}/{}", self.symbol, iv.archive_str())
+            }
             Kind::AggTrades => format!("aggTrades/{}", self.symbol),
             Kind::Trades => format!("trades/{}", self.symbol),
+            Kind::Metrics => format!("metrics/{}", self.symbol),
         };
-        format!("data/spot/{period}/{dir}/{}", self.zip_name())
+        format!(
+            "data/{}/{period}/{dir}/{}",
+            self.market.archive_dir(),
+            self.zip_name()
+        )
+    }
+
+    /// The name the download counters use: the zip name on spot (as always), the whole key
+    /// on futures, whose mark/index/premium files share their names with the klines files.
+    pub fn download_name(&self) -> String {
+        if self.market.is_futures() {
+            self.zip_key()
+        } else {
+            self.zip_name()
+        }
+    }
+
+    /// Whether the CSV starts with a header row of its own: futures files whose span starts in
+    /// 2022 or later, and every `metrics` file. (Spot files get one only from the `header`
+    /// fault.)
+    pub fn native_header(&self) -> bool {
+        self.market.is_futures()
+            && (self.kind == Kind::Metrics || self.span().0 >= FUTURES_HEADER_FROM_MS)
     }
 
     pub fn is_daily(&self) -> bool {
@@ -165,9 +229,10 @@ impl FileKey {
         }
     }
 
-    /// Whether the file's times are in microseconds (spans from 2025 on).
+    /// Whether the file's times are in microseconds (spot spans from 2025 on; futures stay in
+    /// milliseconds).
     pub fn micros(&self) -> bool {
-        self.span().0 >= MICROS_FROM_MS
+        !self.market.is_futures() && self.span().0 >= MICROS_FROM_MS
     }
 
     /// Whether the `.CHECKSUM` ends with a newline: Binance's files are inconsistent; here
@@ -291,6 +356,14 @@ mod tests {
             "/data/spot/monthly/klines/BTCUSDT/1w/BTCUSDT-1w-2024-01.zip",
             "/data/spot/daily/aggTrades/BNBUSDT/BNBUSDT-aggTrades-2023-12-31.zip",
             "/data/spot/monthly/trades/BTCFDUSD/BTCFDUSD-trades-2025-03.zip",
+            "/data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip",
+            "/data/futures/um/monthly/markPriceKlines/BTCUSDT/1mo/BTCUSDT-1mo-2024-01.zip",
+            "/data/futures/cm/daily/indexPriceKlines/BTCUSD/1h/BTCUSD-1h-2024-01-01.zip",
+            "/data/futures/cm/daily/premiumIndexKlines/ETHUSD_PERP/1d/ETHUSD_PERP-1d-2021-01-01.zip",
+            "/data/futures/cm/monthly/aggTrades/BTCUSD_PERP/BTCUSD_PERP-aggTrades-2024-01.zip",
+            "/data/futures/um/daily/trades/ETHUSDT/ETHUSDT-trades-2024-01-01.zip",
+            "/data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2024-01-01.zip",
+            "/data/futures/cm/daily/metrics/BTCUSD_PERP/BTCUSD_PERP-metrics-2021-12-31.zip",
         ];
         for path in cases {
             let (key, checksum) = parse_path(path).unwrap_or_else(|| panic!("{path}"));
@@ -317,7 +390,13 @@ mod tests {
             "/data/spot/daily/klines/BTCUSDT/1m/",
             "/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-trades-2024-01-01.zip",
             "/data/spot/daily/aggTrades/BTCUSDT/x/BTCUSDT-aggTrades-2024-01-01.zip",
-            "/data/futures/um/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip",
+            "/data/futures/um/daily/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01-01.zip",
+            "/data/futures/um/daily/klines/ETHBTC/1m/ETHBTC-1m-2024-01-01.zip",
+            "/data/futures/cm/daily/klines/BTCUSD/1m/BTCUSD-1m-2024-01-01.zip",
+            "/data/futures/um/monthly/metrics/BTCUSDT/BTCUSDT-metrics-2024-01.zip",
+            "/data/spot/daily/metrics/BTCUSDT/BTCUSDT-metrics-2024-01-01.zip",
+            "/data/spot/daily/markPriceKlines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip",
+            "/data/futures/xm/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip",
             "/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip.CHECKSUM.zip",
         ];
         for path in bad {
