@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use exchange_sim::data::{self, Data};
 use loader_producer::config::KafkaArgs;
+use loader_producer::market::Market;
 use loader_producer::kafka;
 use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
 use loader_producer::registry::{DataType, HistoryType};
@@ -75,7 +76,7 @@ fn generate(
             let name = interval.to_string();
             let times = data::interval_open_times(interval, range.start_ms, range.end_ms);
             for chunk in times.chunks(page) {
-                let mut batch = RecordBatch::new(symbol.clone(), chunk.len());
+                let mut batch = RecordBatch::new(Market::Spot, symbol.clone(), chunk.len());
                 for &t in chunk {
                     let k = data::kline(&symbol, interval, t);
                     let row = RawKline(
@@ -108,7 +109,7 @@ fn generate(
                 let rows = gen.trades_from_id(&symbol, from, range.end_ms - 1, page);
                 let Some(last) = rows.last() else { break };
                 from = last.id + 1;
-                let mut batch = RecordBatch::new(symbol.clone(), rows.len());
+                let mut batch = RecordBatch::new(Market::Spot, symbol.clone(), rows.len());
                 for t in &rows {
                     batch
                         .push_agg_trade(&RawAggTrade {
@@ -119,7 +120,7 @@ fn generate(
                             l: t.last_trade_id,
                             time: t.time,
                             m: t.is_buyer_maker,
-                            best_match: t.is_best_match,
+                            best_match: Some(t.is_best_match),
                         })
                         .map_err(|e| e.to_string())?;
                 }

@@ -37,7 +37,7 @@ pub struct ArchiveConfig {
 /// named `BTCUSDT-1m-<date>.zip`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveLayout {
-    /// `data/spot` (futures will add `data/futures/um`, …).
+    /// The market's root: `data/spot`, `data/futures/um` or `data/futures/cm`.
     pub market: &'static str,
     /// Directory under `daily/` and `monthly/`: `klines/BTCUSDT/1m`, `aggTrades/BTCUSDT`.
     pub dir: String,
@@ -45,6 +45,8 @@ pub struct ArchiveLayout {
     pub stem: String,
     /// Whether daily files exist (klines only up to `1d`).
     pub daily: bool,
+    /// Whether monthly files exist (not for futures `metrics`, which are daily only).
+    pub monthly: bool,
 }
 
 /// The period one archive file covers.
@@ -578,12 +580,16 @@ pub mod fields {
         }
     }
 
-    /// A flag column some files lack (futures trades have no best-match column: every trade is
-    /// one): true when absent.
-    pub fn optional_boolean(row: &csv::ByteRecord, i: usize, what: &str) -> Result<bool, String> {
+    /// A flag column some files lack (futures trades have no best-match column, as their REST
+    /// rows have no `M`): `None` when absent, so both sources give the same record.
+    pub fn optional_boolean(
+        row: &csv::ByteRecord,
+        i: usize,
+        what: &str,
+    ) -> Result<Option<bool>, String> {
         match row.get(i) {
-            Some(_) => boolean(row, i, what),
-            None => Ok(true),
+            Some(t) if !t.is_empty() => boolean(row, i, what).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -605,6 +611,7 @@ mod tests {
             dir: "klines/BTCUSDT/1mo".into(),
             stem: "BTCUSDT-1mo".into(),
             daily: false,
+            monthly: true,
         };
         let d = NaiveDate::from_ymd_opt(2024, 12, 1).unwrap();
         let f = l.file(Period::Month(d));

@@ -9,7 +9,9 @@ use exchange_sim::{SimConfig, SimServer};
 use rdkafka::mocking::MockCluster;
 
 use crate::archive::ArchiveConfig;
-use crate::config::{BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, MessageKey};
+use crate::config::{
+    BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, Market, MessageKey,
+};
 use crate::error::{LoaderError, Result};
 use crate::job;
 use crate::source::SourceMode;
@@ -70,8 +72,20 @@ impl Drop for MockKafka {
 }
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
-    let symbols = crate::config::parse_symbols(&args.symbol).map_err(LoaderError::config)?;
+    let market: Market = args.market.parse().map_err(LoaderError::config)?;
+    let symbols = match (&args.symbol, market) {
+        (Some(s), _) => s.clone(),
+        (None, Market::CoinM) => "BTCUSD_PERP,ETHUSD_PERP".into(),
+        (None, _) => "BTCUSDT,ETHUSDT".into(),
+    };
+    let symbols = crate::config::parse_symbols(&symbols).map_err(LoaderError::config)?;
     let data_type = DataType::parse(&args.data_type, None).map_err(LoaderError::config)?;
+    if !data_type.markets().contains(&market) {
+        return Err(LoaderError::config(format!(
+            "--type {} is not offered on --market {market}",
+            data_type.name()
+        )));
+    }
     if args.days == 0 {
         return Err(LoaderError::config("--days must be at least 1"));
     }
@@ -79,16 +93,22 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
+    // Otherwise at now, or for candles at the last candle boundary at least 2 s ago, so the
+    // last candle of the range has closed and settled before the load asks for it (a range
+    // ending inside an open candle would leave verify a candle the loader could not have yet).
     let end = if source == SourceMode::Archive {
         today
     } else {
-        now - now % 1000
+        match data_type.interval() {
+            Some(iv) => iv.align_down(now - 2_000).max(today - args.days as i64 * DAY_MS + 1),
+            None => now - now % 1000,
+        }
     };
     let range = TimeRange {
         start_ms: today - args.days as i64 * DAY_MS,
         end_ms: end,
     };
-    let topic = format!("demo-{}", data_type.name().replace('_', "-"));
+    let topic = format!("demo-{market}-{}", data_type.name().replace('_', "-"));
 
     // One aggregate trade a second on average keeps a few days within the mock cluster.
     let sim_cfg = SimConfig {
@@ -99,13 +119,17 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         .await
         .map_err(|e| LoaderError::Other(format!("cannot start the exchange simulator: {e}")))?;
     let kafka_mock = MockKafka::start(&topic)?;
+    let (api_url, ws_url) = match market {
+        Market::Spot => (sim.base_url(), sim.ws_url()),
+        Market::UsdM => (sim.fapi_url(), sim.fws_url()),
+        Market::CoinM => (sim.dapi_url(), sim.dws_url()),
+    };
     println!(
-        "exchange simulator: {}   mock Kafka: {}",
-        sim.base_url(),
+        "exchange simulator: {api_url}   mock Kafka: {}",
         kafka_mock.bootstrap
     );
     println!(
-        "loading {} {} for {range} into topic {topic} ...",
+        "loading {market} {} {} for {range} into topic {topic} ...",
         symbols.join(","),
         data_type.name()
     );
@@ -119,7 +143,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         topic_partitions: DEMO_PARTITIONS,
     };
     let cfg = JobConfig {
-        queue_id: format!("demo-{}", data_type.name()),
+        queue_id: format!("demo-{market}-{}", data_type.name()),
         symbols,
         data_type,
         range: Some(range),
@@ -143,12 +167,14 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         resume: false,
         shard: crate::config::Shard::WHOLE,
         binance: BinanceConfig {
-            api_url: sim.base_url(),
-            ws_url: String::new(),
+            market,
+            api_url,
+            ws_url,
             api_key: None,
             rate_limit_share: 0.5,
             concurrency: 16,
             page_limit: 1000,
+            kline_page_limit: market.default_kline_page(),
             max_retries: 8,
             max_retry_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
@@ -159,7 +185,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             book_depth: 20,
             idle_timeout: Duration::from_secs(60),
             rotate_after: Duration::from_secs(84_600),
-            streams_per_connection: 1024,
+            streams_per_connection: market.max_streams_per_connection(),
         },
         kafka: kafka.clone(),
         control_kafka: kafka.clone(),
@@ -195,6 +221,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let verified = tokio::task::spawn_blocking(move || {
         let expect = verify::Expectation {
             range: Some(range),
+            market: Some(market),
             ..Default::default()
         };
         verify::verify_topic(&kafka, &topic, &expect)

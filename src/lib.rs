@@ -16,6 +16,7 @@ pub mod error;
 pub mod job;
 pub mod kafka;
 pub mod lifecycle;
+pub mod market;
 pub mod metrics;
 pub mod record;
 pub mod registry;

@@ -35,6 +35,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         queue_id: cfg.queue_id.clone(),
         symbol: cfg.symbols.join(","),
         data_type: cfg.data_type.name(),
+        market: cfg.binance.market.to_string(),
         producer: cfg.producer_id.clone(),
         time_range: cfg.range_text(),
         kafka_topic: cfg.topic.clone(),
@@ -49,7 +50,11 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     let done = CancellationToken::new();
     spawn_signal_handler(stop.clone());
     if cfg.metrics_port != 0 {
-        match metrics::serve(cfg.metrics_port, status.clone(), done.clone()).await {
+        let labels = vec![
+            ("market", cfg.binance.market.to_string()),
+            ("type", cfg.data_type.name()),
+        ];
+        match metrics::serve(cfg.metrics_port, status.clone(), labels, done.clone()).await {
             Ok(addr) => tracing::info!(%addr, "metrics on /metrics, health on /healthz"),
             Err(e) => {
                 tracing::warn!(port = cfg.metrics_port, error = %e, "cannot serve metrics (METRICS_PORT); going on without")
@@ -119,17 +124,18 @@ async fn run_protocol(
     // What an earlier attempt of this job already published (a restarted pod): continue after
     // it. A topic that does not exist yet holds nothing to resume from.
     let resume = {
-        let (k, topic, symbols, kind, range) = (
+        let (k, topic, symbols, market, kind, range) = (
             cfg.kafka.clone(),
             cfg.topic.clone(),
             cfg.symbols.clone(),
+            cfg.binance.market,
             cfg.data_type.record_kind(),
             cfg.range,
         );
         let wanted = cfg.resume;
         tokio::task::spawn_blocking(move || {
             if wanted {
-                resume::find(&k, &topic, &symbols, kind, range)
+                resume::find(&k, &topic, &symbols, market, kind, range)
             } else {
                 Ok(Resume::default())
             }
@@ -326,6 +332,7 @@ async fn report_early_error(args: &JobArgs, e: &LoaderError) {
         queue_id: args.queue_id.clone().unwrap_or_default(),
         symbol: args.symbol.clone().unwrap_or_default(),
         data_type: args.data_type.clone().unwrap_or_default(),
+        market: args.market.trim().to_ascii_lowercase(),
         producer: args.telemetry_producer_id.clone().unwrap_or_default(),
         time_range: args.time_range.clone().unwrap_or_default(),
         kafka_topic: args.kafka_topic.clone().unwrap_or_default(),

@@ -114,15 +114,24 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))??;
     if !args.offline && report.needs_exchange() {
-        // Gaps and empty groups are looked up at the exchange: what it lacks too is no loss.
-        let symbols: Vec<String> = report.groups.iter().map(|g| g.symbol.clone()).collect();
-        let binance = args.binance_config()?;
-        match Exchange::connect(&binance, &symbols, CancellationToken::new()).await {
-            Ok(ex) => report.ask_exchange(&ex).await?,
-            Err(e) => report.notes.push(format!(
-                "could not ask Binance at BINANCE_API_URL {} whether the gaps are its own ({e}); every gap counts as missing",
-                binance.api_url
-            )),
+        // Gaps and empty groups are looked up at the exchange of their market: what it lacks
+        // too is no loss.
+        for market in report.markets_to_ask() {
+            let symbols: Vec<String> = report
+                .groups
+                .iter()
+                .filter(|g| g.market == market)
+                .map(|g| g.symbol.clone())
+                .collect();
+            let binance = args.binance_config(market)?;
+            match Exchange::connect(&binance, &symbols, CancellationToken::new()).await {
+                Ok(ex) => report.ask_exchange(&ex).await?,
+                Err(e) => report.notes.push(format!(
+                    "could not ask Binance at {} {} whether the {market} gaps are its own ({e}); every gap counts as missing",
+                    market.rest_url_var().0,
+                    binance.api_url
+                )),
+            }
         }
     }
     if args.json {

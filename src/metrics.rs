@@ -155,14 +155,21 @@ impl Collector for JobCollector {
 }
 
 /// Serves `/metrics` and `/healthz` on `0.0.0.0:port` until `stop`; returns the bound address.
+/// Every metric carries `labels` (the job's market and type), so one dashboard can tell jobs
+/// of several markets apart.
 pub async fn serve(
     port: u16,
     status: Arc<JobStatus>,
+    labels: Vec<(&'static str, String)>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
     let addr = listener.local_addr()?;
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_labels(
+        labels
+            .into_iter()
+            .map(|(k, v)| (std::borrow::Cow::Borrowed(k), std::borrow::Cow::Owned(v))),
+    );
     registry.register_collector(Box::new(JobCollector(status.clone())));
     let registry = Arc::new(registry);
     tokio::spawn(async move {

@@ -1,8 +1,9 @@
 //! The records the loader publishes and their wire form: one JSON object per Kafka message.
 //!
 //! Decimals stay the strings Binance sent (lossless), times are integer epoch ms, and every record
-//! carries `symbol`, `timestamp` and a deterministic `_key` so downstream upserts make redelivery
-//! harmless. Records are serialised straight from the borrowed REST rows into one buffer per page:
+//! carries `market`, `symbol`, `timestamp` and a deterministic `_key` (`[<market>_]<SYMBOL>_<tag>_<ordinal>`,
+//! the market prefix for futures only) so downstream upserts make redelivery harmless and records
+//! of several markets can share a topic. Records are serialised straight from the borrowed REST rows into one buffer per page:
 //! no intermediate trees, one allocation per page rather than per record.
 
 use std::sync::Arc;
@@ -11,11 +12,13 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoaderError, Result};
+use crate::market::Market;
 
 /// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct KlineRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     pub interval: &'a str,
     pub timestamp: i64,
@@ -36,6 +39,7 @@ pub struct KlineRecord<'a> {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct AggTradeRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     pub trade_id: u64,
     pub price: &'a str,
@@ -44,20 +48,25 @@ pub struct AggTradeRecord<'a> {
     pub last_trade_id: u64,
     pub timestamp: i64,
     pub is_buyer_maker: bool,
-    pub is_best_match: bool,
+    /// Spot only: futures trades carry no best-match flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_best_match: Option<bool>,
 }
 
 /// One raw trade (`api_raw_trades`, `ws_trades`; `_key` = `SYMBOL_trade_ID`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TradeRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     pub trade_id: u64,
     pub price: &'a str,
     pub quantity: &'a str,
     pub timestamp: i64,
     pub is_buyer_maker: bool,
-    pub is_best_match: bool,
+    /// Spot only: futures trades carry no best-match flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_best_match: Option<bool>,
 }
 
 /// One diff-depth event (`ws_depth`; `_key` = `SYMBOL_depth_FINALUPDATEID`). Price levels are
@@ -65,6 +74,7 @@ pub struct TradeRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct DepthUpdateRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     pub timestamp: i64,
     pub first_update_id: u64,
@@ -80,6 +90,7 @@ pub struct DepthUpdateRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct OrderBookRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     pub timestamp: i64,
     pub last_update_id: u64,
@@ -93,6 +104,7 @@ pub struct OrderBookRecord<'a> {
 #[derive(Debug, Serialize)]
 pub struct BookTickerRecord<'a> {
     pub _key: &'a str,
+    pub market: &'a str,
     pub symbol: &'a str,
     /// Receive time: Binance's spot bookTicker carries no event time.
     pub timestamp: i64,
@@ -101,6 +113,108 @@ pub struct BookTickerRecord<'a> {
     pub best_bid_qty: &'a str,
     pub best_ask_price: &'a str,
     pub best_ask_qty: &'a str,
+}
+
+/// One futures mark-, index- or premium-index candle (`api_<series>_price_candles_<iv>`;
+/// `_key` = `SYMBOL_<mark|index|premium>_<interval>_<open time>`). Binance's volume columns are
+/// empty for these series, so they are not carried.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct PriceKlineRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    /// `mark`, `index` or `premium`.
+    pub series: &'a str,
+    pub interval: &'a str,
+    pub timestamp: i64,
+    pub open_time: i64,
+    pub open: &'a str,
+    pub high: &'a str,
+    pub low: &'a str,
+    pub close: &'a str,
+    pub close_time: i64,
+}
+
+/// One funding-rate settlement (`api_funding_rate`; `_key` = `SYMBOL_funding_<funding time>`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct FundingRateRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    pub timestamp: i64,
+    pub funding_time: i64,
+    pub funding_rate: &'a str,
+    /// USDⓈ-M only: the mark price at settlement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark_price: Option<&'a str>,
+}
+
+/// Open interest at the end of a period (`api_open_interest_<period>`;
+/// `_key` = `SYMBOL_open_interest_<period>_<time>`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpenInterestRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    pub period: &'a str,
+    pub timestamp: i64,
+    /// Contracts (COIN-M) or base asset (USDⓈ-M).
+    pub sum_open_interest: &'a str,
+    /// In the quote asset (USDⓈ-M) or the base asset (COIN-M).
+    pub sum_open_interest_value: &'a str,
+}
+
+/// A long/short ratio of a period (`api_long_short_ratio_<period>` and the top-trader ones;
+/// `_key` = `SYMBOL_<global_ratio|top_account_ratio|top_position_ratio>_<period>_<time>`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct LongShortRatioRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    /// `global_accounts`, `top_accounts` or `top_positions`.
+    pub ratio: &'a str,
+    pub period: &'a str,
+    pub timestamp: i64,
+    pub long_short_ratio: &'a str,
+    /// Share of accounts (or of positions) that are long, 0..1.
+    pub long_share: &'a str,
+    pub short_share: &'a str,
+}
+
+/// A mark-price update (`ws_mark_price`; `_key` = `SYMBOL_markprice_<event time>`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MarkPriceRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    pub timestamp: i64,
+    pub mark_price: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_price: Option<&'a str>,
+    pub estimated_settle_price: &'a str,
+    pub funding_rate: &'a str,
+    pub next_funding_time: i64,
+}
+
+/// A liquidation order (`ws_liquidations`; `_key` = `SYMBOL_liquidation_<trade time>`): Binance
+/// pushes the latest one per symbol each second, so this is a sample, not every liquidation.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct LiquidationRecord<'a> {
+    pub _key: &'a str,
+    pub market: &'a str,
+    pub symbol: &'a str,
+    pub timestamp: i64,
+    pub event_time: i64,
+    /// `BUY` or `SELL`.
+    pub side: &'a str,
+    pub order_type: &'a str,
+    pub time_in_force: &'a str,
+    pub quantity: &'a str,
+    pub price: &'a str,
+    pub average_price: &'a str,
+    pub status: &'a str,
+    pub last_filled_quantity: &'a str,
+    pub filled_quantity: &'a str,
 }
 
 /// A REST kline row: `[openTime, open, high, low, close, volume, closeTime, quoteVolume, trades,
@@ -131,7 +245,7 @@ pub struct RawTrade<'a> {
     pub time: i64,
     pub is_buyer_maker: bool,
     #[serde(default)]
-    pub is_best_match: bool,
+    pub is_best_match: Option<bool>,
 }
 
 /// A REST aggregate-trade row.
@@ -146,7 +260,7 @@ pub struct RawAggTrade<'a> {
     pub time: i64,
     pub m: bool,
     #[serde(rename = "M", default)]
-    pub best_match: bool,
+    pub best_match: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +273,7 @@ struct Entry {
 /// Serialised records of one symbol, in order, ready for the sink.
 #[derive(Debug)]
 pub struct RecordBatch {
+    pub market: Market,
     pub symbol: Arc<str>,
     buf: Vec<u8>,
     entries: Vec<Entry>,
@@ -171,8 +286,9 @@ pub struct RecordBatch {
 const KEY_PREFIX: &[u8] = b"{\"_key\":\"";
 
 impl RecordBatch {
-    pub fn new(symbol: Arc<str>, capacity: usize) -> Self {
+    pub fn new(market: Market, symbol: Arc<str>, capacity: usize) -> Self {
         RecordBatch {
+            market,
             symbol,
             buf: Vec::with_capacity(capacity * 320),
             entries: Vec::with_capacity(capacity),
@@ -231,6 +347,26 @@ impl RecordBatch {
     }
 
     /// Appends any record whose first field is `_key` (equal to `key`).
+    /// The `_key` of this batch's record with `tag` and `ordinal`, written into the batch's
+    /// scratch string (take it with [`take_key`](Self::take_key)).
+    pub fn key(&mut self, tag: impl std::fmt::Display, ordinal: impl std::fmt::Display) -> String {
+        use std::fmt::Write;
+        let mut key = std::mem::take(&mut self.key_scratch);
+        key.clear();
+        let _ = write!(
+            key,
+            "{}{}_{tag}_{ordinal}",
+            self.market.key_prefix(),
+            self.symbol
+        );
+        key
+    }
+
+    /// Gives the key's allocation back for the next record.
+    pub fn reuse_key(&mut self, key: String) {
+        self.key_scratch = key;
+    }
+
     pub fn push_record<T: Serialize>(
         &mut self,
         timestamp: i64,
@@ -241,13 +377,11 @@ impl RecordBatch {
     }
 
     pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) -> Result<()> {
-        use std::fmt::Write;
-        let mut key = std::mem::take(&mut self.key_scratch);
-        key.clear();
-        let _ = write!(key, "{}_{}_{}", self.symbol, interval, k.0);
+        let key = self.key(interval, k.0);
         let symbol = self.symbol.clone();
         let rec = KlineRecord {
             _key: &key,
+            market: self.market.as_str(),
             symbol: &symbol,
             interval,
             timestamp: k.0,
@@ -269,13 +403,11 @@ impl RecordBatch {
     }
 
     pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) -> Result<()> {
-        use std::fmt::Write;
-        let mut key = std::mem::take(&mut self.key_scratch);
-        key.clear();
-        let _ = write!(key, "{}_agg_{}", self.symbol, t.a);
+        let key = self.key("agg", t.a);
         let symbol = self.symbol.clone();
         let rec = AggTradeRecord {
             _key: &key,
+            market: self.market.as_str(),
             symbol: &symbol,
             trade_id: t.a,
             price: t.p,
@@ -293,13 +425,11 @@ impl RecordBatch {
 
     /// Appends a raw trade (`_key` = `SYMBOL_trade_ID`), from REST, the archive or the stream.
     pub fn push_trade(&mut self, t: &RawTrade<'_>) -> Result<()> {
-        use std::fmt::Write;
-        let mut key = std::mem::take(&mut self.key_scratch);
-        key.clear();
-        let _ = write!(key, "{}_trade_{}", self.symbol, t.id);
+        let key = self.key("trade", t.id);
         let symbol = self.symbol.clone();
         let rec = TradeRecord {
             _key: &key,
+            market: self.market.as_str(),
             symbol: &symbol,
             trade_id: t.id,
             price: t.price,
@@ -322,7 +452,7 @@ mod tests {
     fn kline_rows_become_lossless_json_with_keys() {
         let body = br#"[[1672531200000,"16541.77000000","16545.70000000","16508.39000000","16529.67000000","4364.83570000",1672531259999,"72146210.91866570",5000,"2137.69070000","35333858.63540000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(body).unwrap();
-        let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
+        let mut batch = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
         batch.push_kline("1m", &rows[0]).unwrap();
         let (payload, key) = batch.iter().next().unwrap();
         assert_eq!(key, b"BTCUSDT_1m_1672531200000");
@@ -341,7 +471,7 @@ mod tests {
             symbol: &'a str,
             _key: &'a str,
         }
-        let mut batch = RecordBatch::new("BTCUSDT".into(), 1);
+        let mut batch = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
         let rec = Misordered {
             symbol: "BTCUSDT",
             _key: "BTCUSDT_x_1",
@@ -379,13 +509,13 @@ mod tests {
     fn agg_trades_keep_ids_and_flags() {
         let body = br#"[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true},{"a":26130,"p":"0.1","q":"1","f":27782,"l":27783,"T":1498793709154,"m":false,"M":true}]"#;
         let rows: Vec<RawAggTrade> = serde_json::from_slice(body).unwrap();
-        let mut batch = RecordBatch::new("ETHBTC".into(), 2);
+        let mut batch = RecordBatch::new(Market::UsdM, "ETHBTC".into(), 2);
         for r in &rows {
             batch.push_agg_trade(r).unwrap();
         }
         let all: Vec<_> = batch.iter().collect();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[1].1, b"ETHBTC_agg_26130");
+        assert_eq!(all[1].1, b"usdm_ETHBTC_agg_26130");
         let rec: AggTradeRecord = serde_json::from_slice(all[0].0).unwrap();
         assert_eq!(
             (rec.trade_id, rec.first_trade_id, rec.is_buyer_maker),

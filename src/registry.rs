@@ -11,9 +11,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::binance::api::{AggTrades, Trades};
+use crate::binance::endpoint::{FuturesSeries, PriceSeries};
 use crate::binance::Interval;
+use crate::market::Market;
 use crate::source::trade_ids::TradeHistory;
-use crate::source::{klines, History};
+use crate::source::{funding, futures_data, klines, History};
 
 /// Where records can come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,23 +47,44 @@ pub enum HistoryType {
     AggTrades,
     /// Raw trades, `/api/v3/historicalTrades`, archive `trades/<SYM>`.
     Trades,
+    /// Futures mark, index or premium-index candles, archive `<series>/<SYM>/<iv>`.
+    PriceCandles(PriceSeries, Interval),
+    /// Futures funding rates, `fundingRate`.
+    FundingRate,
+    /// Futures open interest or long/short ratios per period, `/futures/data/…` (last 30 days;
+    /// open interest from the archive's `metrics` files before that).
+    FuturesData(FuturesSeries, Interval),
 }
 
 impl HistoryType {
     /// The module that loads this type.
     pub fn loader(self) -> Arc<dyn History> {
         match self {
-            HistoryType::Candles(interval) => Arc::new(klines::KlineHistory { interval }),
+            HistoryType::Candles(interval) => Arc::new(klines::KlineHistory {
+                interval,
+                series: None,
+            }),
+            HistoryType::PriceCandles(series, interval) => Arc::new(klines::KlineHistory {
+                interval,
+                series: Some(series),
+            }),
             HistoryType::AggTrades => Arc::new(TradeHistory::<AggTrades>::new()),
             HistoryType::Trades => Arc::new(TradeHistory::<Trades>::new()),
+            HistoryType::FundingRate => Arc::new(funding::FundingHistory),
+            HistoryType::FuturesData(series, period) => {
+                Arc::new(futures_data::FuturesDataHistory { series, period })
+            }
         }
     }
 
     pub fn record_kind(self) -> RecordKind {
         match self {
             HistoryType::Candles(iv) => RecordKind::Candles(iv),
+            HistoryType::PriceCandles(s, iv) => RecordKind::PriceCandles(s, iv),
             HistoryType::AggTrades => RecordKind::AggTrades,
             HistoryType::Trades => RecordKind::Trades,
+            HistoryType::FundingRate => RecordKind::FundingRate,
+            HistoryType::FuturesData(s, p) => RecordKind::FuturesData(s, p),
         }
     }
 }
@@ -81,6 +104,10 @@ pub enum LiveType {
     OrderBook,
     /// Best bid and ask, `@bookTicker`.
     BookTicker,
+    /// Futures mark and index price with the funding rate, `@markPrice@1s`.
+    MarkPrice,
+    /// Futures liquidation orders, `@forceOrder`.
+    Liquidations,
 }
 
 impl LiveType {
@@ -93,6 +120,18 @@ impl LiveType {
             LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
             LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
             LiveType::BookTicker => format!("{s}@bookTicker"),
+            LiveType::MarkPrice => format!("{s}@markPrice@1s"),
+            LiveType::Liquidations => format!("{s}@forceOrder"),
+        }
+    }
+
+    /// The routed WebSocket endpoint of the stream on `market`: futures serve book streams
+    /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market`.
+    pub fn route(self, market: Market) -> &'static str {
+        match (market, self) {
+            (Market::Spot, _) => "",
+            (_, LiveType::BookTicker | LiveType::Depth | LiveType::OrderBook) => "/public",
+            _ => "/market",
         }
     }
 
@@ -104,6 +143,8 @@ impl LiveType {
             LiveType::Depth => RecordKind::DepthUpdates,
             LiveType::OrderBook => RecordKind::OrderBook,
             LiveType::BookTicker => RecordKind::BookTicker,
+            LiveType::MarkPrice => RecordKind::MarkPrice,
+            LiveType::Liquidations => RecordKind::Liquidations,
         }
     }
 }
@@ -143,18 +184,52 @@ pub enum RecordKind {
     OrderBook,
     /// `_key` = `SYMBOL_bookticker_<update id>`.
     BookTicker,
+    /// `_key` = `SYMBOL_<mark|index|premium>_<interval>_<open time>`.
+    PriceCandles(PriceSeries, Interval),
+    /// `_key` = `SYMBOL_funding_<funding time>`.
+    FundingRate,
+    /// `_key` = `SYMBOL_<open_interest|global_ratio|top_account_ratio|top_position_ratio>_<period>_<time>`.
+    FuturesData(FuturesSeries, Interval),
+    /// `_key` = `SYMBOL_markprice_<event time>`.
+    MarkPrice,
+    /// `_key` = `SYMBOL_liquidation_<trade time>`.
+    Liquidations,
+}
+
+/// The `_key` tag of a price series' candles.
+pub fn price_series_tag(s: PriceSeries) -> &'static str {
+    match s {
+        PriceSeries::Mark => "mark",
+        PriceSeries::Index => "index",
+        PriceSeries::Premium => "premium",
+    }
+}
+
+/// The `_key` tag of a `/futures/data/` series.
+pub fn futures_series_tag(s: FuturesSeries) -> &'static str {
+    match s {
+        FuturesSeries::OpenInterest => "open_interest",
+        FuturesSeries::GlobalAccountRatio => "global_ratio",
+        FuturesSeries::TopAccountRatio => "top_account_ratio",
+        FuturesSeries::TopPositionRatio => "top_position_ratio",
+    }
 }
 
 impl RecordKind {
     /// The tag between symbol and ordinal in `_key`.
-    pub fn key_tag(self) -> &'static str {
+    pub fn key_tag(self) -> String {
         match self {
-            RecordKind::Candles(iv) => iv.as_str(),
-            RecordKind::AggTrades => "agg",
-            RecordKind::Trades => "trade",
-            RecordKind::DepthUpdates => "depth",
-            RecordKind::OrderBook => "book",
-            RecordKind::BookTicker => "bookticker",
+            RecordKind::Candles(iv) => iv.as_str().into(),
+            RecordKind::AggTrades => "agg".into(),
+            RecordKind::Trades => "trade".into(),
+            RecordKind::DepthUpdates => "depth".into(),
+            RecordKind::OrderBook => "book".into(),
+            RecordKind::BookTicker => "bookticker".into(),
+            RecordKind::PriceCandles(s, iv) => format!("{}_{iv}", price_series_tag(s)),
+            RecordKind::FundingRate => "funding".into(),
+            RecordKind::FuturesData(s, p) => format!("{}_{p}", futures_series_tag(s)),
+            RecordKind::MarkPrice => "markprice".into(),
+            RecordKind::Liquidations => "liquidation".into(),
         }
     }
 
@@ -167,15 +242,28 @@ impl RecordKind {
             RecordKind::DepthUpdates => "depth".into(),
             RecordKind::OrderBook => "order_book".into(),
             RecordKind::BookTicker => "book_ticker".into(),
+            RecordKind::PriceCandles(s, iv) => format!("{}_price_candles_{iv}", price_series_tag(s)),
+            RecordKind::FundingRate => "funding_rates".into(),
+            RecordKind::FuturesData(s, p) => format!("{}_{p}", futures_series_tag(s)),
+            RecordKind::MarkPrice => "mark_price".into(),
+            RecordKind::Liquidations => "liquidations".into(),
         }
     }
 
     pub fn sequence(self) -> Sequence {
         match self {
-            RecordKind::Candles(iv) => Sequence::TimeGrid(iv),
+            RecordKind::Candles(iv)
+            | RecordKind::PriceCandles(_, iv)
+            | RecordKind::FuturesData(_, iv) => Sequence::TimeGrid(iv),
             RecordKind::AggTrades | RecordKind::Trades => Sequence::Ids,
             RecordKind::DepthUpdates => Sequence::UpdateSpans,
-            RecordKind::OrderBook | RecordKind::BookTicker => Sequence::Samples,
+            // Funding times are not an exact grid (Binance's carry a few ms, and the funding
+            // interval of a symbol can change), so only duplicates and the range are checked.
+            RecordKind::FundingRate
+            | RecordKind::OrderBook
+            | RecordKind::BookTicker
+            | RecordKind::MarkPrice
+            | RecordKind::Liquidations => Sequence::Samples,
         }
     }
 
@@ -185,13 +273,17 @@ impl RecordKind {
             RecordKind::Candles(iv) => Some(HistoryType::Candles(iv)),
             RecordKind::AggTrades => Some(HistoryType::AggTrades),
             RecordKind::Trades => Some(HistoryType::Trades),
+            RecordKind::PriceCandles(s, iv) => Some(HistoryType::PriceCandles(s, iv)),
+            RecordKind::FundingRate => Some(HistoryType::FundingRate),
+            RecordKind::FuturesData(s, p) => Some(HistoryType::FuturesData(s, p)),
             _ => None,
         }
     }
 
-    /// The kind and ordinal a record's `_key` names, given its symbol.
-    pub fn from_key(symbol: &str, key: &str) -> Option<(RecordKind, i64)> {
-        let rest = key.strip_prefix(symbol)?.strip_prefix('_')?;
+    /// The kind and ordinal a record's `_key` names, given what keys of its market and symbol
+    /// start with ([`Market::key_stem`]).
+    pub fn from_key(stem: &str, key: &str) -> Option<(RecordKind, i64)> {
+        let rest = key.strip_prefix(stem)?.strip_prefix('_')?;
         let (tag, ordinal) = rest.rsplit_once('_')?;
         let ordinal: i64 = ordinal.parse().ok()?;
         let kind = match tag {
@@ -200,7 +292,21 @@ impl RecordKind {
             "depth" => RecordKind::DepthUpdates,
             "book" => RecordKind::OrderBook,
             "bookticker" => RecordKind::BookTicker,
-            iv => RecordKind::Candles(iv.parse().ok()?),
+            "funding" => RecordKind::FundingRate,
+            "markprice" => RecordKind::MarkPrice,
+            "liquidation" => RecordKind::Liquidations,
+            tag => match tag.rsplit_once('_') {
+                Some((series, iv)) => {
+                    let iv: Interval = iv.parse().ok()?;
+                    if let Some(s) = PriceSeries::ALL.into_iter().find(|&s| price_series_tag(s) == series) {
+                        RecordKind::PriceCandles(s, iv)
+                    } else {
+                        let s = FUTURES_SERIES.into_iter().find(|&s| futures_series_tag(s) == series)?;
+                        RecordKind::FuturesData(s, iv)
+                    }
+                }
+                None => RecordKind::Candles(tag.parse().ok()?),
+            },
         };
         Some((kind, ordinal))
     }
@@ -212,6 +318,27 @@ impl fmt::Display for RecordKind {
     }
 }
 
+const FUTURES_SERIES: [FuturesSeries; 4] = [
+    FuturesSeries::OpenInterest,
+    FuturesSeries::GlobalAccountRatio,
+    FuturesSeries::TopAccountRatio,
+    FuturesSeries::TopPositionRatio,
+];
+
+const ALL_MARKETS: &[Market] = &[Market::Spot, Market::UsdM, Market::CoinM];
+const FUTURES: &[Market] = &[Market::UsdM, Market::CoinM];
+
+/// What the interval of a type that takes one may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntervalRule {
+    /// Any kline interval (`1s` on spot only).
+    Candles,
+    /// The statistics periods of `/futures/data/`: 5m 15m 30m 1h 2h 4h 6h 12h 1d.
+    Periods,
+}
+
+const PERIODS: &str = "5m 15m 30m 1h 2h 4h 6h 12h 1d";
+
 /// One family of `TYPE` names.
 pub struct TypeEntry {
     /// The canonical name; with `takes_interval`, `<name>_<interval>` or `<name>` + INTERVAL.
@@ -219,6 +346,9 @@ pub struct TypeEntry {
     /// Other spellings accepted (case-insensitive, like the name).
     pub aliases: &'static [&'static str],
     pub takes_interval: bool,
+    pub interval_rule: IntervalRule,
+    /// The markets that offer it.
+    pub markets: &'static [Market],
     /// What it loads, for `--help` and error messages.
     pub what: &'static str,
     /// Where its records come from, in order of preference.
@@ -232,6 +362,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "api_candles",
         aliases: &[],
         takes_interval: true,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "candles (klines) of a range",
         origins: &[Origin::Archive, Origin::Rest],
         build: |iv| DataType::History(HistoryType::Candles(iv.expect("interval"))),
@@ -240,6 +372,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "api_trades",
         aliases: &["api_aggtrades", "api_agg_trades"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "aggregate trades of a range",
         origins: &[Origin::Archive, Origin::Rest],
         build: |_| DataType::History(HistoryType::AggTrades),
@@ -248,14 +382,99 @@ pub static TYPES: &[TypeEntry] = &[
         name: "api_raw_trades",
         aliases: &["api_rawtrades", "api_historical_trades"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "raw (individual) trades of a range",
         origins: &[Origin::Archive, Origin::Rest],
         build: |_| DataType::History(HistoryType::Trades),
     },
     TypeEntry {
+        name: "api_mark_price_candles",
+        aliases: &["api_mark_candles", "api_markprice_candles", "api_mark_price_klines"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "mark-price candles of a range (futures)",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |iv| DataType::History(HistoryType::PriceCandles(PriceSeries::Mark, iv.expect("interval"))),
+    },
+    TypeEntry {
+        name: "api_index_price_candles",
+        aliases: &["api_index_candles", "api_indexprice_candles", "api_index_price_klines"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "index-price candles of a range (futures; asked by pair)",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |iv| DataType::History(HistoryType::PriceCandles(PriceSeries::Index, iv.expect("interval"))),
+    },
+    TypeEntry {
+        name: "api_premium_index_candles",
+        aliases: &["api_premium_candles", "api_premiumindex_candles", "api_premium_index_klines"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "premium-index candles of a range (futures)",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |iv| DataType::History(HistoryType::PriceCandles(PriceSeries::Premium, iv.expect("interval"))),
+    },
+    TypeEntry {
+        name: "api_funding_rate",
+        aliases: &["api_funding_rates", "api_funding", "api_funding_rate_history"],
+        takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "funding rates of a range (futures perpetuals)",
+        origins: &[Origin::Rest],
+        build: |_| DataType::History(HistoryType::FundingRate),
+    },
+    TypeEntry {
+        name: "api_open_interest",
+        aliases: &["api_oi", "api_open_interest_hist"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Periods,
+        markets: FUTURES,
+        what: "open interest per period (futures; REST keeps 30 days, older from the archive's metrics files)",
+        origins: &[Origin::Archive, Origin::Rest],
+        build: |iv| DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, iv.expect("period"))),
+    },
+    TypeEntry {
+        name: "api_long_short_ratio",
+        aliases: &["api_global_long_short_ratio", "api_global_long_short_account_ratio"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Periods,
+        markets: FUTURES,
+        what: "long/short ratio of all accounts per period (futures; last 30 days only)",
+        origins: &[Origin::Rest],
+        build: |iv| DataType::History(HistoryType::FuturesData(FuturesSeries::GlobalAccountRatio, iv.expect("period"))),
+    },
+    TypeEntry {
+        name: "api_top_long_short_account_ratio",
+        aliases: &["api_top_account_ratio"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Periods,
+        markets: FUTURES,
+        what: "long/short ratio of the top traders' accounts per period (futures; last 30 days only)",
+        origins: &[Origin::Rest],
+        build: |iv| DataType::History(HistoryType::FuturesData(FuturesSeries::TopAccountRatio, iv.expect("period"))),
+    },
+    TypeEntry {
+        name: "api_top_long_short_position_ratio",
+        aliases: &["api_top_position_ratio"],
+        takes_interval: true,
+        interval_rule: IntervalRule::Periods,
+        markets: FUTURES,
+        what: "long/short ratio of the top traders' positions per period (futures; last 30 days only)",
+        origins: &[Origin::Rest],
+        build: |iv| DataType::History(HistoryType::FuturesData(FuturesSeries::TopPositionRatio, iv.expect("period"))),
+    },
+    TypeEntry {
         name: "ws_trades",
         aliases: &["ws_raw_trades"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        // Futures streams have no raw trades, only aggregate ones.
+        markets: &[Market::Spot],
         what: "live raw trades",
         origins: &[Origin::WebSocket, Origin::Rest],
         build: |_| DataType::Live(LiveType::Trades),
@@ -264,6 +483,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "ws_aggtrades",
         aliases: &["ws_agg_trades"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "live aggregate trades",
         origins: &[Origin::WebSocket, Origin::Rest],
         build: |_| DataType::Live(LiveType::AggTrades),
@@ -272,6 +493,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "ws_candles",
         aliases: &[],
         takes_interval: true,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "live closed candles",
         origins: &[Origin::WebSocket, Origin::Rest],
         build: |iv| DataType::Live(LiveType::Candles(iv.expect("interval"))),
@@ -280,6 +503,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "ws_depth",
         aliases: &[],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "live diff-depth events",
         origins: &[Origin::WebSocket],
         build: |_| DataType::Live(LiveType::Depth),
@@ -288,6 +513,8 @@ pub static TYPES: &[TypeEntry] = &[
         name: "ws_orderbook",
         aliases: &["ws_order_book"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "live order-book snapshots",
         origins: &[Origin::WebSocket, Origin::Rest],
         build: |_| DataType::Live(LiveType::OrderBook),
@@ -296,9 +523,31 @@ pub static TYPES: &[TypeEntry] = &[
         name: "ws_bookticker",
         aliases: &["ws_book_ticker"],
         takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: ALL_MARKETS,
         what: "live best bid and ask",
         origins: &[Origin::WebSocket],
         build: |_| DataType::Live(LiveType::BookTicker),
+    },
+    TypeEntry {
+        name: "ws_mark_price",
+        aliases: &["ws_markprice", "ws_mark_prices"],
+        takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "live mark and index price with the funding rate, every second (futures)",
+        origins: &[Origin::WebSocket],
+        build: |_| DataType::Live(LiveType::MarkPrice),
+    },
+    TypeEntry {
+        name: "ws_liquidations",
+        aliases: &["ws_force_orders", "ws_forceorder", "ws_force_order", "ws_liquidation"],
+        takes_interval: false,
+        interval_rule: IntervalRule::Candles,
+        markets: FUTURES,
+        what: "live liquidation orders, the latest per symbol each second (futures)",
+        origins: &[Origin::WebSocket],
+        build: |_| DataType::Live(LiveType::Liquidations),
     },
 ];
 
@@ -317,6 +566,7 @@ pub fn valid_types() -> String {
         })
         .collect();
     names.push(format!("intervals: {INTERVALS}"));
+    names.push(format!("periods (open interest, ratios): {PERIODS}"));
     names.join(", ")
 }
 
@@ -326,12 +576,27 @@ fn parse_interval(iv: &str, var: &str) -> Result<Interval, String> {
     })
 }
 
+impl IntervalRule {
+    fn parse(self, iv: &str, var: &str) -> Result<Interval, String> {
+        match self {
+            IntervalRule::Candles => parse_interval(iv, var),
+            IntervalRule::Periods => match iv.parse::<Interval>() {
+                Ok(p) if PERIODS.split(' ').any(|x| x == p.as_str()) => Ok(p),
+                _ => Err(format!(
+                    "{var} {iv:?} is not a statistics period; expected one of: {PERIODS}"
+                )),
+            },
+        }
+    }
+}
+
 impl DataType {
     /// Parses `TYPE` (and `INTERVAL` for the types that take one). Names are case-insensitive;
     /// intervals are not (`1m` is a minute, `1M` a month).
     pub fn parse(type_value: &str, interval: Option<&str>) -> Result<DataType, String> {
         let t = type_value.trim();
         let interval = interval.map(str::trim).filter(|s| !s.is_empty());
+        let mut bad_interval = None;
         for entry in TYPES {
             for name in std::iter::once(&entry.name).chain(entry.aliases) {
                 if t.eq_ignore_ascii_case(name) {
@@ -344,7 +609,7 @@ impl DataType {
                         return Ok((entry.build)(None));
                     }
                     return match interval {
-                        Some(iv) => Ok((entry.build)(Some(parse_interval(iv, "INTERVAL")?))),
+                        Some(iv) => Ok((entry.build)(Some(entry.interval_rule.parse(iv, "INTERVAL")?))),
                         None => Err(format!(
                             "TYPE {t} needs INTERVAL (e.g. INTERVAL=1m), or name the interval in TYPE: {}_1m",
                             entry.name
@@ -357,7 +622,15 @@ impl DataType {
                 let (head, suffix) = t.split_at(name.len());
                 if head.eq_ignore_ascii_case(name) && suffix.starts_with('_') {
                     let iv = &suffix[1..];
-                    let parsed = parse_interval(iv, "the interval in TYPE")?;
+                    // `api_open_interest_hist_1h` starts like `api_open_interest`: a longer
+                    // name may still match, so a bad interval is only the answer if none does.
+                    let parsed = match entry.interval_rule.parse(iv, "the interval in TYPE") {
+                        Ok(p) => p,
+                        Err(e) => {
+                            bad_interval.get_or_insert(e);
+                            continue;
+                        }
+                    };
                     if let Some(other) = interval {
                         if other.parse::<Interval>().ok() != Some(parsed) {
                             return Err(format!(
@@ -369,10 +642,12 @@ impl DataType {
                 }
             }
         }
-        Err(format!(
-            "TYPE {t:?} is not a known data type; valid forms: {}",
-            valid_types()
-        ))
+        Err(bad_interval.unwrap_or_else(|| {
+            format!(
+                "TYPE {t:?} is not a known data type; valid forms: {}",
+                valid_types()
+            )
+        }))
     }
 
     /// The registry entry of this type.
@@ -388,10 +663,21 @@ impl DataType {
 
     pub fn interval(&self) -> Option<Interval> {
         match self {
-            DataType::History(HistoryType::Candles(iv)) | DataType::Live(LiveType::Candles(iv)) => {
-                Some(*iv)
-            }
+            DataType::History(HistoryType::Candles(iv))
+            | DataType::History(HistoryType::PriceCandles(_, iv))
+            | DataType::History(HistoryType::FuturesData(_, iv))
+            | DataType::Live(LiveType::Candles(iv)) => Some(*iv),
             _ => None,
+        }
+    }
+
+    /// The markets that offer this type (futures have no `1s` candles).
+    pub fn markets(&self) -> &'static [Market] {
+        let markets = self.entry().markets;
+        match self.interval() {
+            Some(Interval::S1) if markets.contains(&Market::Spot) => &[Market::Spot],
+            Some(Interval::S1) => &[],
+            _ => markets,
         }
     }
 
@@ -487,6 +773,21 @@ mod tests {
         assert!(p("api_trades", Some("1h"))
             .unwrap_err()
             .contains("INTERVAL"));
+        assert_eq!(
+            p("api_open_interest_hist_5m", None).unwrap(),
+            DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, Interval::M5))
+        );
+        assert!(p("api_open_interest_1m", None).unwrap_err().contains("5m 15m"));
+        assert!(p("api_long_short_ratio", Some("3m")).unwrap_err().contains("period"));
+        assert_eq!(
+            p("API_Mark_Price_Candles", Some("1M")).unwrap().name(),
+            "api_mark_price_candles_1M"
+        );
+        assert_eq!(p("ws_force_orders", None).unwrap().name(), "ws_liquidations");
+        let futures_only = p("api_funding_rate", None).unwrap();
+        assert_eq!(futures_only.markets(), [Market::UsdM, Market::CoinM]);
+        assert_eq!(p("api_candles_1s", None).unwrap().markets(), [Market::Spot]);
+        assert!(p("api_mark_price_candles_1s", None).unwrap().markets().is_empty());
     }
 
     #[test]
@@ -501,11 +802,32 @@ mod tests {
         );
         assert_eq!(RecordKind::from_key("BTCUSDT", "ETHUSDT_agg_1"), None);
         assert_eq!(RecordKind::from_key("BTCUSDT", "BTCUSDT_7m_1"), None);
+        assert_eq!(
+            RecordKind::from_key("usdm_BTCUSDT", "usdm_BTCUSDT_open_interest_5m_1704067200000"),
+            Some((
+                RecordKind::FuturesData(FuturesSeries::OpenInterest, Interval::M5),
+                1_704_067_200_000
+            ))
+        );
+        assert_eq!(
+            RecordKind::from_key("coinm_BTCUSD_PERP", "coinm_BTCUSD_PERP_mark_1M_1"),
+            Some((RecordKind::PriceCandles(PriceSeries::Mark, Interval::Mo1), 1))
+        );
+        // A spot key is not a futures key of the same symbol, nor the other way round.
+        assert_eq!(RecordKind::from_key("usdm_BTCUSDT", "BTCUSDT_1m_1"), None);
+        assert_eq!(RecordKind::from_key("BTCUSDT", "usdm_BTCUSDT_1m_1"), None);
         for kind in [
             RecordKind::Trades,
             RecordKind::DepthUpdates,
             RecordKind::OrderBook,
             RecordKind::BookTicker,
+            RecordKind::FundingRate,
+            RecordKind::MarkPrice,
+            RecordKind::Liquidations,
+            RecordKind::PriceCandles(PriceSeries::Premium, Interval::H1),
+            RecordKind::PriceCandles(PriceSeries::Index, Interval::S1),
+            RecordKind::FuturesData(FuturesSeries::TopPositionRatio, Interval::D1),
+            RecordKind::FuturesData(FuturesSeries::GlobalAccountRatio, Interval::M15),
         ] {
             let key = format!("ETHBTC_{}_7", kind.key_tag());
             assert_eq!(RecordKind::from_key("ETHBTC", &key), Some((kind, 7)));

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 use crate::kafka::{self, CapturingContext};
+use crate::market::Market;
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
 
@@ -66,12 +67,13 @@ pub fn partition_of(symbol: &str, partitions: usize) -> usize {
     (crc32fast::hash(symbol.as_bytes()) as usize) % partitions.max(1)
 }
 
-/// Finds, for each of `symbols`, the last record of `kind` within `range` (if any) that
-/// `topic` holds. Blocking.
+/// Finds, for each of `symbols`, the last record of `market` and `kind` within `range` (if any)
+/// that `topic` holds. Blocking.
 pub fn find(
     k: &KafkaConfig,
     topic: &str,
     symbols: &[String],
+    market: Market,
     kind: RecordKind,
     range: Option<TimeRange>,
 ) -> Result<Resume> {
@@ -128,7 +130,8 @@ pub fn find(
                     {
                         return None;
                     }
-                    match RecordKind::from_key(f.symbol, f.key) {
+                    // Another market's records of the symbol have other keys.
+                    match RecordKind::from_key(&market.key_stem(f.symbol), f.key) {
                         Some((k, ordinal)) if k == kind => Some(ordinal),
                         _ => None,
                     }

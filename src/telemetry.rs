@@ -23,6 +23,8 @@ pub struct JobIdentity {
     pub queue_id: String,
     pub symbol: String,
     pub data_type: String,
+    /// `spot`, `usdm` or `coinm`.
+    pub market: String,
     pub producer: String,
     pub time_range: String,
     pub kafka_topic: String,
@@ -128,6 +130,7 @@ impl TelemetryPublisher {
             "queue_id": id.queue_id,
             "symbol": id.symbol,
             "type": id.data_type,
+            "market": id.market,
             "status": status.as_str(),
             "event": status.as_str(),
             "message": message,

@@ -3,8 +3,9 @@
 //! candles, missing ids for trades, uncovered update ids for diff depth) and records outside the
 //! range. Any problem is a non-zero exit.
 //!
-//! The kind of each record comes from its `_key` (`SYMBOL_<tag>_<ordinal>`, see the registry),
-//! or is checked against `TYPE` when it is given. A gap is only a lost record if the exchange
+//! The kind of each record comes from its `_key` (`[<market>_]SYMBOL_<tag>_<ordinal>`, see the
+//! registry), or is checked against `TYPE` when it is given; groups are per market too, so a
+//! topic holding spot and futures records of one symbol is checked as two. A gap is only a lost record if the exchange
 //! has records in it: when Binance can be asked (`BINANCE_API_URL`), every gap is looked up and
 //! the ones the exchange has too (maintenance, delistings) are reported apart, and so is a range
 //! that truly holds no data.
@@ -20,6 +21,7 @@ use crate::binance::{Exchange, Interval};
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 use crate::kafka::{self, CapturingContext};
+use crate::market::Market;
 use crate::registry::{RecordKind, Sequence};
 use crate::source::Probe;
 use crate::time_range::{fmt_ms, TimeRange};
@@ -34,7 +36,10 @@ struct Fields<'a> {
     key: Option<&'a str>,
     #[serde(borrow)]
     symbol: Option<&'a str>,
+    #[serde(borrow)]
+    market: Option<&'a str>,
     timestamp: Option<i64>,
+    funding_time: Option<i64>,
     open_time: Option<i64>,
     trade_id: Option<u64>,
     first_update_id: Option<u64>,
@@ -47,11 +52,15 @@ impl Fields<'_> {
     /// The ordinal the record's own fields give for `kind` (to check `_key` against).
     fn ordinal(&self, kind: RecordKind) -> Option<i64> {
         match kind {
-            RecordKind::Candles(_) => self.open_time,
+            RecordKind::Candles(_) | RecordKind::PriceCandles(..) => self.open_time,
             RecordKind::AggTrades | RecordKind::Trades => self.trade_id.map(|v| v as i64),
             RecordKind::DepthUpdates => self.final_update_id.map(|v| v as i64),
             RecordKind::OrderBook => self.last_update_id.map(|v| v as i64),
             RecordKind::BookTicker => self.update_id.map(|v| v as i64),
+            RecordKind::FundingRate => self.funding_time,
+            RecordKind::FuturesData(..) | RecordKind::MarkPrice | RecordKind::Liquidations => {
+                self.timestamp
+            }
         }
     }
 }
@@ -73,11 +82,14 @@ pub struct Expectation {
     pub range: Option<TimeRange>,
     pub symbols: Vec<String>,
     pub kind: Option<RecordKind>,
+    /// `MARKET`, when given: records of other markets are of the wrong type.
+    pub market: Option<Market>,
 }
 
 /// The verdict on one (symbol, kind).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroupReport {
+    pub market: Market,
     pub symbol: String,
     pub data_type: String,
     pub records: u64,
@@ -151,7 +163,8 @@ impl VerifyReport {
         s.push('\n');
         for g in &self.groups {
             s += &format!(
-                "  {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}  {}\n",
+                "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}  {}\n",
+                g.market,
                 g.symbol,
                 g.data_type,
                 g.records,
@@ -165,7 +178,7 @@ impl VerifyReport {
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
-            let candles = matches!(g.kind, Some(RecordKind::Candles(_)));
+            let candles = matches!(g.kind.map(RecordKind::sequence), Some(Sequence::TimeGrid(_)));
             let show = |label: &str, ranges: &[(i64, i64)], s: &mut String| {
                 for (a, b) in ranges {
                     if candles {
@@ -208,15 +221,28 @@ impl VerifyReport {
         s
     }
 
-    /// Looks every gap and empty group up at the exchange: what it does not have either is an
-    /// exchange gap, not a lost record.
+    /// The markets whose groups need the exchange asked.
+    pub fn markets_to_ask(&self) -> Vec<Market> {
+        let mut markets: Vec<Market> = self
+            .groups
+            .iter()
+            .filter(|g| !g.all_missing.is_empty() || g.records == 0)
+            .map(|g| g.market)
+            .collect();
+        markets.sort();
+        markets.dedup();
+        markets
+    }
+
+    /// Looks every gap and empty group of `exchange`'s market up at the exchange: what it does
+    /// not have either is an exchange gap, not a lost record.
     pub async fn ask_exchange(&mut self, exchange: &Exchange) -> Result<()> {
         let mut lookups = 0usize;
         let range = self.range.map(|(a, b)| TimeRange {
             start_ms: a,
             end_ms: b,
         });
-        for g in &mut self.groups {
+        for g in self.groups.iter_mut().filter(|g| g.market == exchange.market()) {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
@@ -265,8 +291,8 @@ impl VerifyReport {
 
 /// How many ordinals `[a, b]` holds for `kind`.
 fn count(kind: Option<RecordKind>, a: i64, b: i64) -> u64 {
-    match kind {
-        Some(RecordKind::Candles(iv)) => {
+    match kind.map(RecordKind::sequence) {
+        Some(Sequence::TimeGrid(iv)) => {
             let (mut n, mut t) = (0u64, a);
             while t <= b {
                 n += 1;
@@ -329,7 +355,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         .map_err(|e| LoaderError::kafka(format!("cannot read topic {topic}: {e}")))?;
 
     let now = chrono::Utc::now().timestamp_millis();
-    let mut groups: BTreeMap<(String, RecordKind), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(Market, String, RecordKind), Group> = BTreeMap::new();
     let mut wrong_type: BTreeMap<String, u64> = BTreeMap::new();
     let mut records = 0u64;
     let mut unreadable = 0u64;
@@ -363,15 +389,23 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             unreadable += 1;
             continue;
         };
-        let Some((kind, ordinal)) = RecordKind::from_key(symbol, key) else {
+        // Records of versions before markets are spot records.
+        let Ok(market) = f.market.unwrap_or("spot").parse::<Market>() else {
             unreadable += 1;
             continue;
         };
-        if expect.kind.is_some_and(|k| k != kind) {
+        let Some((kind, ordinal)) = RecordKind::from_key(&market.key_stem(symbol), key) else {
+            unreadable += 1;
+            continue;
+        };
+        if expect.kind.is_some_and(|k| k != kind) || expect.market.is_some_and(|m| m != market)
+        {
             *wrong_type.entry(symbol.to_string()).or_default() += 1;
             continue;
         }
-        let g = groups.entry((symbol.to_string(), kind)).or_default();
+        let g = groups
+            .entry((market, symbol.to_string(), kind))
+            .or_default();
         g.values.push(ordinal);
         if let (Some(first), Some(last)) = (f.first_update_id, f.final_update_id) {
             g.spans.push((first, last));
@@ -387,14 +421,15 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     }
     // Groups SYMBOL and TYPE promise, even when the topic has nothing of them.
     if let Some(kind) = expect.kind {
+        let market = expect.market.unwrap_or_default();
         for s in &expect.symbols {
-            groups.entry((s.clone(), kind)).or_default();
+            groups.entry((market, s.clone(), kind)).or_default();
         }
     }
 
     let mut notes = Vec::new();
     let mut reports = Vec::new();
-    for ((symbol, kind), mut g) in groups {
+    for ((market, symbol, kind), mut g) in groups {
         g.values.sort_unstable();
         let total = g.values.len() as u64;
         g.values.dedup();
@@ -425,6 +460,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             }
         };
         reports.push(GroupReport {
+            market,
             symbol,
             data_type: kind.name(),
             records: total,
@@ -441,7 +477,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         });
     }
     for (symbol, n) in wrong_type {
-        notes.push(format!("{symbol}: {n} records are not of the TYPE given"));
+        notes.push(format!(
+            "{symbol}: {n} records are not of the TYPE (or MARKET) given"
+        ));
         if let Some(r) = reports.iter_mut().find(|r| r.symbol == symbol) {
             r.wrong_type += n;
             continue;

@@ -147,6 +147,55 @@ fn each_bad_setting_exits_2_naming_its_variable() {
             "TELEMETRY_INTERVAL",
             "positive",
         ),
+        (with(&[("MARKET", "margin")], &[]), "MARKET", "coinm"),
+        (
+            with(&[("MARKET", "usdm"), ("TYPE", "ws_trades")], &[]),
+            "MARKET=usdm",
+            "MARKET=spot",
+        ),
+        (
+            with(&[("MARKET", "spot"), ("TYPE", "api_funding_rate")], &[]),
+            "TYPE api_funding_rate",
+            "MARKET=usdm or coinm",
+        ),
+        (
+            with(&[("MARKET", "coinm"), ("TYPE", "api_candles_1s")], &[]),
+            "TYPE api_candles_1s",
+            "exists on MARKET=spot",
+        ),
+        (
+            with(&[("MARKET", "usdm"), ("TYPE", "api_open_interest_1m")], &[]),
+            "the interval in TYPE",
+            "5m 15m",
+        ),
+        (
+            with(
+                &[("MARKET", "usdm"), ("TYPE", "ws_orderbook"), ("ORDERBOOK_DEPTH", "5000")],
+                &[],
+            ),
+            "ORDERBOOK_DEPTH",
+            "1000",
+        ),
+        (
+            with(&[("MARKET", "coinm"), ("WS_STREAMS_PER_CONNECTION", "1024")], &[]),
+            "WS_STREAMS_PER_CONNECTION",
+            "200",
+        ),
+        (
+            with(&[("MARKET", "usdm"), ("BINANCE_FAPI_URL", "fapi.binance.com")], &[]),
+            "BINANCE_FAPI_URL",
+            "http",
+        ),
+        (
+            with(&[("MARKET", "coinm"), ("BINANCE_DWS_URL", "dstream.binance.com")], &[]),
+            "BINANCE_DWS_URL",
+            "ws(s)",
+        ),
+        (
+            with(&[("MARKET", "usdm"), ("LIMIT", "1501")], &[]),
+            "PAGE_LIMIT",
+            "1500",
+        ),
     ];
     for (env, var, hint) in cases {
         let out = loader(&env, &[]);

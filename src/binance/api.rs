@@ -9,9 +9,10 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, FuturesSeries, PriceSeries};
 use super::{exchange_error, Exchange, Interval};
 use crate::error::{LoaderError, Result};
+use crate::market::Market;
 use crate::record::{RawAggTrade, RawKline, RawTrade};
 
 /// Binance refuses `startTime`/`endTime` windows on aggTrades of an hour or more.
@@ -42,6 +43,63 @@ pub struct Trades;
 impl RowKind for Trades {
     type Row<'a> = RawTrade<'a>;
     const WHAT: &'static str = "trades";
+}
+
+/// Funding-rate rows (`fundingRate`).
+pub struct FundingRates;
+impl RowKind for FundingRates {
+    type Row<'a> = RawFundingRate<'a>;
+    const WHAT: &'static str = "funding rates";
+}
+
+/// A `fundingRate` row (USDⓈ-M adds the mark price).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawFundingRate<'a> {
+    pub funding_time: i64,
+    pub funding_rate: &'a str,
+    #[serde(default)]
+    pub mark_price: Option<&'a str>,
+}
+
+/// `/futures/data/` rows: open interest or a long/short ratio.
+pub struct FuturesData;
+impl RowKind for FuturesData {
+    type Row<'a> = RawFuturesData<'a>;
+    const WHAT: &'static str = "futures statistics";
+}
+
+/// A `/futures/data/` row. Open interest fills the first two, ratios the others; the long and
+/// short shares are `longAccount`/`shortAccount`, or `longPosition`/`shortPosition` in COIN-M's
+/// position ratio. Binance has sent `timestamp` both as a number and as a string.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawFuturesData<'a> {
+    #[serde(default, borrow)]
+    pub sum_open_interest: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub sum_open_interest_value: Option<&'a str>,
+    #[serde(default, borrow)]
+    pub long_short_ratio: Option<&'a str>,
+    #[serde(default, borrow, alias = "longPosition")]
+    pub long_account: Option<&'a str>,
+    #[serde(default, borrow, alias = "shortPosition")]
+    pub short_account: Option<&'a str>,
+    #[serde(deserialize_with = "int_or_string")]
+    pub timestamp: i64,
+}
+
+fn int_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum IntOrString<'a> {
+        Int(i64),
+        Str(&'a str),
+    }
+    match IntOrString::deserialize(d)? {
+        IntOrString::Int(i) => Ok(i),
+        IntOrString::Str(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
 }
 
 /// One response body of `K` rows.
@@ -94,6 +152,10 @@ pub struct DepthSnapshot {
 }
 
 impl Exchange {
+    pub fn market(&self) -> Market {
+        self.client.market()
+    }
+
     async fn call(
         &self,
         endpoint: Endpoint,
@@ -103,7 +165,7 @@ impl Exchange {
         self.client
             .get(endpoint, query)
             .await
-            .map_err(|e| exchange_error(e, Some(symbol)))
+            .map_err(|e| exchange_error(e, self.market(), Some(symbol)))
     }
 
     /// Candles of `interval` with open time in `[start, end_inclusive]`, oldest first, at most
@@ -124,7 +186,99 @@ impl Exchange {
             ("limit", limit.to_string()),
         ];
         Ok(Page::new(
-            self.call(Endpoint::Klines, symbol, &query).await?,
+            self.call(Endpoint::Klines { limit }, symbol, &query).await?,
+        ))
+    }
+
+    /// Futures mark-, index- or premium-index candles, as [`klines`](Self::klines). Index
+    /// candles are asked by pair (COIN-M: `BTCUSD_PERP` → `BTCUSD`).
+    pub async fn price_klines(
+        &self,
+        series: PriceSeries,
+        symbol: &str,
+        interval: Interval,
+        start: i64,
+        end_inclusive: i64,
+        limit: u32,
+    ) -> Result<Page<Klines>> {
+        let subject = if series.by_pair() {
+            ("pair", self.pair_of(symbol)?.to_string())
+        } else {
+            ("symbol", symbol.to_string())
+        };
+        let query = [
+            subject,
+            ("interval", interval.as_str().to_string()),
+            ("startTime", start.to_string()),
+            ("endTime", end_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(
+            self.call(Endpoint::PriceKlines { series, limit }, symbol, &query)
+                .await?,
+        ))
+    }
+
+    /// The pair a COIN-M endpoint wants for `symbol`.
+    fn pair_of<'s>(&self, symbol: &'s str) -> Result<&'s str> {
+        self.market().pair_of(symbol).ok_or_else(|| {
+            LoaderError::config(format!(
+                "SYMBOL {symbol}: on MARKET={} this data type exists for perpetuals only (e.g. {})",
+                self.market(),
+                self.market().example_symbol()
+            ))
+        })
+    }
+
+    /// Funding settlements with time in `[start, end_inclusive]`, oldest first, at most `limit`.
+    pub async fn funding_rates(
+        &self,
+        symbol: &str,
+        start: i64,
+        end_inclusive: i64,
+        limit: u32,
+    ) -> Result<Page<FundingRates>> {
+        let query = [
+            ("symbol", symbol.to_string()),
+            ("startTime", start.to_string()),
+            ("endTime", end_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        Ok(Page::new(
+            self.call(Endpoint::FundingRate, symbol, &query).await?,
+        ))
+    }
+
+    /// `/futures/data/` rows of `period` with time in `[start, end_inclusive]`. USDⓈ-M asks by
+    /// symbol, COIN-M by pair (and, for open interest, the perpetual contract type).
+    pub async fn futures_data(
+        &self,
+        series: FuturesSeries,
+        symbol: &str,
+        period: Interval,
+        start: i64,
+        end_inclusive: i64,
+        limit: u32,
+    ) -> Result<Page<FuturesData>> {
+        let mut query = Vec::with_capacity(6);
+        match self.market() {
+            Market::CoinM => {
+                query.push(("pair", self.pair_of(symbol)?.to_string()));
+                if series == FuturesSeries::OpenInterest {
+                    query.push(("contractType", "PERPETUAL".to_string()));
+                }
+            }
+            _ => query.push(("symbol", symbol.to_string())),
+        }
+        query.extend([
+            ("period", period.as_str().to_string()),
+            ("startTime", start.to_string()),
+            ("endTime", end_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ]);
+        Ok(Page::new(
+            self.call(Endpoint::FuturesData(series), symbol, &query)
+                .await?,
         ))
     }
 

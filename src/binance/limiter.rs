@@ -79,6 +79,10 @@ impl WeightLimiter {
         self.budget
     }
 
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms
+    }
+
     pub fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms as u64)
     }

@@ -18,6 +18,7 @@ pub use endpoint::Endpoint;
 
 use crate::config::BinanceConfig;
 use crate::error::LoaderError;
+use crate::market::Market;
 use bytes::Bytes;
 use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
@@ -51,13 +52,14 @@ impl Exchange {
         let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| match e {
             RestError::Cancelled { .. } => LoaderError::Cancelled,
             e => LoaderError::Exchange(format!(
-                "cannot reach Binance at BINANCE_API_URL {}: {e}",
+                "cannot reach Binance at {} {}: {e}",
+                cfg.market.rest_url_var().0,
                 cfg.api_url
             )),
         })?;
         let body = exchange_info(&client, symbols).await?;
         for symbol in symbols {
-            check_symbol_status(&body, symbol);
+            check_symbol_status(&body, cfg.market, symbol)?;
         }
         let rule = rest::weight_rule(&body).unwrap_or_default();
         let limiter = Arc::new(WeightLimiter::new(
@@ -90,9 +92,17 @@ impl Exchange {
     }
 }
 
-/// One `exchangeInfo` call for all symbols (weight 20 whatever their number). When Binance
-/// refuses the list, each symbol is asked alone so that the error names the wrong one.
+/// One `exchangeInfo` call for all symbols (spot: weight 20 whatever their number). When Binance
+/// refuses the list, each symbol is asked alone so that the error names the wrong one. Futures
+/// take no parameters and list every symbol (weight 1).
 async fn exchange_info(client: &RestClient, symbols: &[String]) -> Result<Bytes, LoaderError> {
+    let market = client.market();
+    if market.is_futures() {
+        return client
+            .get(Endpoint::ExchangeInfo, &[])
+            .await
+            .map_err(|e| exchange_error(e, market, None));
+    }
     let query = match symbols {
         [one] => vec![("symbol", one.clone())],
         many => vec![(
@@ -107,18 +117,24 @@ async fn exchange_info(client: &RestClient, symbols: &[String]) -> Result<Bytes,
                 client
                     .get(Endpoint::ExchangeInfo, &[("symbol", symbol.clone())])
                     .await
-                    .map_err(|e| exchange_error(e, Some(symbol)))?;
+                    .map_err(|e| exchange_error(e, market, Some(symbol)))?;
             }
             Err(LoaderError::config(format!(
                 "SYMBOL {}: Binance refused the list although it accepts each symbol alone",
                 symbols.join(",")
             )))
         }
-        Err(e) => Err(exchange_error(e, symbols.first().map(String::as_str))),
+        Err(e) => Err(exchange_error(
+            e,
+            market,
+            symbols.first().map(String::as_str),
+        )),
     }
 }
 
-fn check_symbol_status(body: &[u8], symbol: &str) {
+/// Warns about a symbol that is not trading; on futures, where `exchangeInfo` lists every
+/// symbol, a symbol missing from the list is an error naming SYMBOL.
+fn check_symbol_status(body: &[u8], market: Market, symbol: &str) -> Result<(), LoaderError> {
     #[derive(Deserialize)]
     struct Info {
         #[serde(default)]
@@ -127,23 +143,38 @@ fn check_symbol_status(body: &[u8], symbol: &str) {
     #[derive(Deserialize)]
     struct Sym {
         symbol: String,
-        status: String,
+        /// Spot and USDⓈ-M say `status`, COIN-M `contractStatus`.
+        #[serde(alias = "contractStatus")]
+        status: Option<String>,
     }
-    if let Ok(info) = serde_json::from_slice::<Info>(body) {
-        if let Some(s) = info.symbols.iter().find(|s| s.symbol == symbol) {
-            if s.status != "TRADING" {
-                tracing::warn!(symbol, status = %s.status, "symbol is not trading now; loading the history that exists");
+    let Ok(info) = serde_json::from_slice::<Info>(body) else {
+        return Ok(());
+    };
+    match info.symbols.iter().find(|s| s.symbol == symbol) {
+        Some(s) => {
+            let status = s.status.as_deref().unwrap_or("TRADING");
+            if status != "TRADING" {
+                tracing::warn!(symbol, status, "symbol is not trading now; loading the history that exists");
             }
+            Ok(())
         }
+        None if market.is_futures() && !info.symbols.is_empty() => {
+            Err(LoaderError::config(format!(
+                "SYMBOL {symbol} is not a Binance {market} symbol (exchangeInfo does not list it); check the spelling and MARKET, e.g. {}",
+                market.example_symbol()
+            )))
+        }
+        None => Ok(()),
     }
 }
 
 /// Turns a REST failure into the loader's error, naming SYMBOL when Binance says it is wrong.
-pub fn exchange_error(e: RestError, symbol: Option<&str>) -> LoaderError {
+pub fn exchange_error(e: RestError, market: Market, symbol: Option<&str>) -> LoaderError {
     match (&e, symbol) {
         (RestError::Cancelled { .. }, _) => LoaderError::Cancelled,
         (RestError::Binance { code: -1121, msg, .. }, Some(s)) => LoaderError::config(format!(
-            "SYMBOL {s} is not a Binance spot symbol (Binance: {msg:?}, code -1121); check the spelling, e.g. BTCUSDT"
+            "SYMBOL {s} is not a Binance {market} symbol (Binance: {msg:?}, code -1121); check the spelling and MARKET, e.g. {}",
+            market.example_symbol()
         )),
         (RestError::Binance { code: -1100, msg, .. }, Some(s)) => {
             LoaderError::config(format!("SYMBOL {s} was refused by Binance: {msg} (code -1100)"))

@@ -13,9 +13,10 @@ use serde::Deserialize;
 
 use tokio_util::sync::CancellationToken;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Cost, Endpoint, RequestLimit};
 use super::limiter::WeightLimiter;
 use crate::config::BinanceConfig;
+use crate::market::Market;
 
 /// Counters a job reports (telemetry, metrics, the final summary).
 #[derive(Debug, Default)]
@@ -97,7 +98,12 @@ impl Default for WeightRule {
 pub struct RestClient {
     http: reqwest::Client,
     base: String,
+    market: Market,
     limiter: Arc<WeightLimiter>,
+    /// Limits counted in requests (futures `fundingRate`, `/futures/data/`), made on first use
+    /// with the same share of the budget as the weight limiter.
+    request_limiters: std::sync::Mutex<Vec<(RequestLimit, Arc<WeightLimiter>)>>,
+    share: f64,
     max_retries: u32,
     max_retry_after: Duration,
     pub stats: Arc<RestStats>,
@@ -133,7 +139,10 @@ impl RestClient {
         Ok(RestClient {
             http,
             base: cfg.api_url.clone(),
+            market: cfg.market,
             limiter,
+            request_limiters: Default::default(),
+            share: cfg.rate_limit_share,
             max_retries: cfg.max_retries,
             max_retry_after: cfg.max_retry_after,
             stats,
@@ -145,6 +154,32 @@ impl RestClient {
         &self.limiter
     }
 
+    pub fn market(&self) -> Market {
+        self.market
+    }
+
+    /// The limiter that `endpoint`'s requests wait on, and the weight each costs there.
+    fn limiter_for(&self, endpoint: Endpoint) -> (Arc<WeightLimiter>, u32) {
+        match endpoint.cost(self.market) {
+            Cost::Weight(w) => (self.limiter.clone(), w),
+            Cost::Request(limit) => {
+                let mut all = self.request_limiters.lock().unwrap();
+                if let Some((_, l)) = all.iter().find(|(l, _)| *l == limit) {
+                    return (l.clone(), 1);
+                }
+                let l = Arc::new(WeightLimiter::new(
+                    limit.requests,
+                    limit.window,
+                    self.share,
+                    self.limiter.clock_offset_ms(),
+                    Duration::ZERO,
+                ));
+                all.push((limit, l.clone()));
+                (l, 1)
+            }
+        }
+    }
+
     /// GETs `endpoint` with `query`, reserving its weight first; retries what is safe to
     /// retry. Returns [`RestError::Cancelled`] as soon as the job stops.
     pub async fn get(
@@ -152,10 +187,9 @@ impl RestClient {
         endpoint: Endpoint,
         query: &[(&str, String)],
     ) -> Result<Bytes, RestError> {
-        let path = endpoint.path();
         tokio::select! {
             biased;
-            _ = self.cancel.cancelled() => Err(RestError::Cancelled { path: path.to_string() }),
+            _ = self.cancel.cancelled() => Err(RestError::Cancelled { path: endpoint.path(self.market) }),
             r = self.get_uncancelled(endpoint, query) => r,
         }
     }
@@ -165,21 +199,28 @@ impl RestClient {
         endpoint: Endpoint,
         query: &[(&str, String)],
     ) -> Result<Bytes, RestError> {
-        let (path, weight) = (endpoint.path(), endpoint.weight());
+        let path = endpoint.path(self.market);
+        let path = path.as_str();
+        let (limiter, weight) = self.limiter_for(endpoint);
         let url = format!("{}{}", self.base, path);
         let mut failures = 0u32;
         let mut rate_limited = 0u32;
         loop {
-            let grant = self.limiter.acquire(weight).await;
+            let grant = limiter.acquire(weight).await;
             RestStats::bump(&self.stats.requests);
             self.stats
                 .weight
-                .fetch_add(weight as u64, Ordering::Relaxed);
+                .fetch_add(endpoint.weight(self.market) as u64, Ordering::Relaxed);
             let outcome = self.http.get(&url).query(query).send().await;
             let last_error = match outcome {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    self.limiter.complete(grant, used_weight(resp.headers()));
+                    // Only the weight budget has a server count in the headers.
+                    let server_used = match Arc::ptr_eq(&limiter, &self.limiter) {
+                        true => used_weight(resp.headers()),
+                        false => None,
+                    };
+                    limiter.complete(grant, server_used);
                     match status {
                         200..=299 => match resp.bytes().await {
                             Ok(body) => return Ok(body),
@@ -224,7 +265,7 @@ impl RestClient {
                                     },
                                 });
                             }
-                            self.limiter.pause(retry_after);
+                            limiter.pause(retry_after);
                             RestStats::bump(&self.stats.retries);
                             continue;
                         }
@@ -258,7 +299,7 @@ impl RestClient {
                     }
                 }
                 Err(e) => {
-                    self.limiter.complete(grant, None);
+                    limiter.complete(grant, None);
                     RestStats::bump(&self.stats.transport_errors);
                     let kind = if e.is_timeout() {
                         "timed out"
@@ -325,7 +366,7 @@ pub async fn clock_offset(client: &RestClient) -> Result<(i64, Duration), RestEr
     let rtt = started.elapsed();
     let t1 = chrono::Utc::now().timestamp_millis();
     let st: ServerTime = serde_json::from_slice(&body).map_err(|e| RestError::Protocol {
-        path: Endpoint::Time.path().into(),
+        path: Endpoint::Time.path(client.market()),
         detail: e.to_string(),
     })?;
     Ok((st.server_time - (t0 + t1) / 2, rtt))
@@ -368,6 +409,52 @@ pub fn weight_rule(exchange_info: &[u8]) -> Option<WeightRule> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_counted_endpoints_wait_on_their_own_limits() {
+        let cfg = BinanceConfig {
+            market: Market::UsdM,
+            api_url: "http://127.0.0.1:1".into(),
+            ws_url: String::new(),
+            api_key: None,
+            rate_limit_share: 0.5,
+            concurrency: 4,
+            page_limit: 1000,
+            kline_page_limit: 499,
+            max_retries: 0,
+            max_retry_after: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        let weight = Arc::new(WeightLimiter::new(
+            2400,
+            Duration::from_secs(60),
+            0.5,
+            0,
+            Duration::ZERO,
+        ));
+        let client = RestClient::new(
+            &cfg,
+            weight.clone(),
+            Arc::default(),
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let (l, w) = client.limiter_for(Endpoint::Klines { limit: 499 });
+        assert!(Arc::ptr_eq(&l, &weight) && w == 2);
+        let (funding, w) = client.limiter_for(Endpoint::FundingRate);
+        assert!(!Arc::ptr_eq(&funding, &weight) && w == 1);
+        // 500 requests per 5 minutes at the job's share of the IP.
+        assert_eq!(
+            (funding.budget(), funding.window()),
+            (250, Duration::from_secs(300))
+        );
+        let (again, _) = client.limiter_for(Endpoint::FundingRate);
+        assert!(Arc::ptr_eq(&funding, &again), "one limiter per limit");
+        let (stats, _) =
+            client.limiter_for(Endpoint::FuturesData(super::super::endpoint::FuturesSeries::OpenInterest));
+        assert_eq!(stats.budget(), 500);
+        assert!(!Arc::ptr_eq(&stats, &funding));
+    }
 
     #[test]
     fn reads_the_weight_rule() {

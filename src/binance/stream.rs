@@ -65,11 +65,12 @@ pub struct StreamPlan {
     pub subscribe: Vec<Vec<String>>,
 }
 
-/// The base of every stream URL: `BINANCE_WS_URL` as users write it (with or without `/ws` or
-/// `/stream`, with or without a trailing slash) reduced to scheme, host and port.
+/// The base of every stream URL: `BINANCE_WS_URL` (or a futures one) as users write it (with or
+/// without `/ws` or `/stream`, futures' routed `/public` or `/market`, a trailing slash) reduced
+/// to scheme, host, port and any path prefix before those.
 pub fn stream_base(url: &str) -> String {
     let mut base = url.trim().trim_end_matches('/');
-    for suffix in ["/ws", "/stream"] {
+    for suffix in ["/ws", "/stream", "/public", "/market"] {
         if let Some(b) = base.strip_suffix(suffix) {
             base = b.trim_end_matches('/');
         }
@@ -77,9 +78,10 @@ pub fn stream_base(url: &str) -> String {
     base.to_string()
 }
 
-/// The combined-stream connection for `streams` under `base`.
-pub fn combined_plan(base: &str, streams: &[String]) -> StreamPlan {
-    let base = stream_base(base);
+/// The combined-stream connection for `streams` under `base` and `route` (futures' `/public` or
+/// `/market`, empty on spot).
+pub fn combined_plan(base: &str, route: &str, streams: &[String]) -> StreamPlan {
+    let base = format!("{}{route}", stream_base(base));
     let url = format!("{base}/stream?streams={}", streams.join("/"));
     if url.len() <= MAX_URL_LEN {
         return StreamPlan {
@@ -301,15 +303,29 @@ mod tests {
             "wss://stream.binance.com:9443/ws/",
             "wss://stream.binance.com:9443/stream",
         ] {
-            let plan = combined_plan(base, &two);
+            let plan = combined_plan(base, "", &two);
             assert_eq!(plan.url, expected, "{base}");
             assert!(plan.subscribe.is_empty());
+        }
+        // Futures: the routed endpoint is added to the base however the base was written.
+        for base in [
+            "wss://fstream.binance.com",
+            "wss://fstream.binance.com/ws",
+            "wss://fstream.binance.com/market/",
+            "wss://fstream.binance.com/public/stream",
+        ] {
+            let plan = combined_plan(base, "/market", &two[..1]);
+            assert_eq!(
+                plan.url,
+                "wss://fstream.binance.com/market/stream?streams=btcusdt@trade",
+                "{base}"
+            );
         }
         // 1,024 streams would make a URL of tens of kilobytes: SUBSCRIBE instead.
         let many: Vec<String> = (0..1024)
             .map(|i| format!("sym{i:04}usdt@aggTrade"))
             .collect();
-        let plan = combined_plan("wss://stream.binance.com:9443/ws", &many);
+        let plan = combined_plan("wss://stream.binance.com:9443/ws", "", &many);
         assert_eq!(plan.url, "wss://stream.binance.com:9443/stream");
         assert_eq!(plan.subscribe.len(), 6);
         assert_eq!(plan.subscribe.concat(), many);

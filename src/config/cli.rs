@@ -10,13 +10,17 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 fn long_about() -> String {
     let kinds: Vec<String> = crate::registry::TYPES
         .iter()
-        .map(|t| format!("  {:<16} {}", t.name, t.what))
+        .map(|t| {
+            let markets: Vec<&str> = t.markets.iter().map(|m| m.as_str()).collect();
+            format!("  {:<34} {:<16} {}", t.name, markets.join(","), t.what)
+        })
         .collect();
     format!(
         "Loads Binance market data for one or more symbols into a Kafka topic as one JSON object per \
 message, exactly once per record: history of a time range from the data.binance.vision archive and the \
-REST API within Binance's request-weight budget, or live data from WebSocket streams.\n\nData types \
-(TYPE):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
+REST API within Binance's request-weight budget, or live data from WebSocket streams, on the spot \
+market or the USDⓈ-M and COIN-M futures markets (MARKET).\n\nData types (TYPE, the markets that offer \
+them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
         kinds.join("\n")
     )
@@ -173,7 +177,11 @@ pub struct JobArgs {
     )]
     pub telemetry_interval: f64,
 
-    /// Binance REST base URL (the exchange simulator's URL in tests)
+    /// Binance market: spot, usdm (USDⓈ-M futures; also um, usd-m, futures) or coinm (COIN-M futures; also cm, coin-m, delivery)
+    #[arg(long, env = "MARKET", default_value = "spot", value_name = "MARKET")]
+    pub market: String,
+
+    /// Binance spot REST base URL (the exchange simulator's URL in tests)
     #[arg(
         long,
         env = "BINANCE_API_URL",
@@ -181,6 +189,24 @@ pub struct JobArgs {
         value_name = "URL"
     )]
     pub binance_api_url: String,
+
+    /// USDⓈ-M futures REST base URL (MARKET=usdm)
+    #[arg(
+        long,
+        env = "BINANCE_FAPI_URL",
+        default_value = "https://fapi.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_fapi_url: String,
+
+    /// COIN-M futures REST base URL (MARKET=coinm)
+    #[arg(
+        long,
+        env = "BINANCE_DAPI_URL",
+        default_value = "https://dapi.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_dapi_url: String,
 
     /// Where history comes from: auto (archive files where they exist, REST for the rest), rest, or archive (never REST)
     #[arg(long, env = "SOURCE", default_value = "auto", value_name = "SOURCE")]
@@ -208,7 +234,7 @@ pub struct JobArgs {
     #[arg(long, env = "ARCHIVE_DIR", value_name = "DIR")]
     pub archive_dir: Option<PathBuf>,
 
-    /// Binance WebSocket base URL (live data types)
+    /// Binance spot WebSocket base URL (live data types)
     #[arg(
         long,
         env = "BINANCE_WS_URL",
@@ -216,6 +242,24 @@ pub struct JobArgs {
         value_name = "URL"
     )]
     pub binance_ws_url: String,
+
+    /// USDⓈ-M futures WebSocket base URL (MARKET=usdm; routed /public and /market paths are added per stream)
+    #[arg(
+        long,
+        env = "BINANCE_FWS_URL",
+        default_value = "wss://fstream.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_fws_url: String,
+
+    /// COIN-M futures WebSocket base URL (MARKET=coinm)
+    #[arg(
+        long,
+        env = "BINANCE_DWS_URL",
+        default_value = "wss://dstream.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_dws_url: String,
 
     /// Binance API key, sent as X-MBX-APIKEY (market data needs none)
     #[arg(
@@ -325,14 +369,9 @@ pub struct JobArgs {
     )]
     pub ws_rotate_after: f64,
 
-    /// Live types: streams per WebSocket connection, at most 1024
-    #[arg(
-        long,
-        env = "WS_STREAMS_PER_CONNECTION",
-        default_value_t = 1024,
-        value_name = "N"
-    )]
-    pub ws_streams_per_connection: usize,
+    /// Live types: streams per WebSocket connection [default and maximum: 1024 on spot, 200 on futures]
+    #[arg(long, env = "WS_STREAMS_PER_CONNECTION", value_name = "N")]
+    pub ws_streams_per_connection: Option<usize>,
 
     /// Continue after what an earlier attempt of this job already published to KAFKA_TOPIC (needs KAFKA_MESSAGE_KEY=symbol); false loads the whole range again
     #[arg(long, env = "RESUME", value_parser = clap::builder::BoolishValueParser::new(), default_value = "true", value_name = "BOOL")]
@@ -474,6 +513,26 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_api_url: String,
+    /// Market the topic's records come from (spot, usdm, coinm); without it each record's market
+    /// is read from its _key
+    #[arg(long, env = "MARKET", value_name = "MARKET")]
+    pub market: Option<String>,
+    /// USDⓈ-M futures REST base URL, for gaps in usdm records
+    #[arg(
+        long,
+        env = "BINANCE_FAPI_URL",
+        default_value = "https://fapi.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_fapi_url: String,
+    /// COIN-M futures REST base URL, for gaps in coinm records
+    #[arg(
+        long,
+        env = "BINANCE_DAPI_URL",
+        default_value = "https://dapi.binance.com",
+        value_name = "URL"
+    )]
+    pub binance_dapi_url: String,
     /// Do not ask Binance about gaps: every gap counts as missing
     #[arg(long)]
     pub offline: bool,
@@ -486,9 +545,9 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Symbols to load
-    #[arg(long, default_value = "BTCUSDT,ETHUSDT")]
-    pub symbol: String,
+    /// Symbols to load [default: BTCUSDT,ETHUSDT; on coinm BTCUSD_PERP,ETHUSD_PERP]
+    #[arg(long)]
+    pub symbol: Option<String>,
     /// Data type
     #[arg(long = "type", default_value = "api_candles_1m")]
     pub data_type: String,
@@ -500,4 +559,7 @@ pub struct DemoArgs {
     /// Where history comes from: auto, rest or archive (the simulator serves both)
     #[arg(long, default_value = "auto")]
     pub source: String,
+    /// Market: spot, usdm or coinm (the simulator serves all three)
+    #[arg(long, default_value = "spot")]
+    pub market: String,
 }

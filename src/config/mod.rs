@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::archive::ArchiveConfig;
+pub use crate::market::Market;
 pub use crate::registry::{DataType, LiveType};
 use crate::source::SourceMode;
 use crate::time_range::TimeRange;
@@ -65,12 +66,17 @@ pub struct KafkaConfig {
 
 #[derive(Debug, Clone)]
 pub struct BinanceConfig {
+    /// The market every request and stream goes to; `api_url` and `ws_url` are its URLs.
+    pub market: Market,
     pub api_url: String,
     pub ws_url: String,
     pub api_key: Option<Secret>,
     pub rate_limit_share: f64,
     pub concurrency: usize,
+    /// Rows per page of aggregate trades (and raw trades, up to the market's maximum).
     pub page_limit: u32,
+    /// Candles per klines request: the market's cheapest page unless PAGE_LIMIT says otherwise.
+    pub kline_page_limit: u32,
     pub max_retries: u32,
     pub max_retry_after: Duration,
     pub request_timeout: Duration,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
 use super::{
+    Market,
     BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, MessageKey, Secret,
     Shard,
 };
@@ -209,23 +210,36 @@ impl VerifyArgs {
             range,
             symbols,
             kind,
+            market: self.market()?,
         })
     }
 
-    /// How verify asks Binance about gaps: a small share of the budget, few retries.
-    pub fn binance_config(&self) -> Result<BinanceConfig> {
-        let api_url = http_url(
-            "BINANCE_API_URL",
-            &self.binance_api_url,
-            "https://api.binance.com",
-        )?;
+    /// The market named by MARKET, if set.
+    pub fn market(&self) -> Result<Option<Market>> {
+        non_empty(&self.market)
+            .map(|m| m.parse::<Market>().map_err(LoaderError::config))
+            .transpose()
+    }
+
+    /// How verify asks Binance about gaps in `market`'s records: a small share of the budget,
+    /// few retries.
+    pub fn binance_config(&self, market: Market) -> Result<BinanceConfig> {
+        let (var, example) = market.rest_url_var();
+        let value = match market {
+            Market::Spot => &self.binance_api_url,
+            Market::UsdM => &self.binance_fapi_url,
+            Market::CoinM => &self.binance_dapi_url,
+        };
+        let api_url = http_url(var, value, example)?;
         Ok(BinanceConfig {
+            market,
             api_url,
             ws_url: String::new(),
             api_key: None,
             rate_limit_share: 0.2,
             concurrency: 4,
             page_limit: 1000,
+            kline_page_limit: market.default_kline_page(),
             max_retries: 2,
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
@@ -294,12 +308,16 @@ impl JobArgs {
                 self.fetch_concurrency
             )));
         }
-        let page_limit = self.page_limit.or(self.limit_alias).unwrap_or(1000);
-        if !(1..=1000).contains(&page_limit) {
+        let market: Market = self.market.parse().map_err(LoaderError::config)?;
+        let given_page = self.page_limit.or(self.limit_alias);
+        let max_page = market.max_kline_page();
+        if let Some(p) = given_page.filter(|p| !(1..=max_page).contains(p)) {
             return Err(LoaderError::config(format!(
-                "PAGE_LIMIT (alias LIMIT) must be between 1 and 1000 (Binance's maximum page), got {page_limit}"
+                "PAGE_LIMIT (alias LIMIT) must be between 1 and {max_page} (Binance's largest {market} page), got {p}"
             )));
         }
+        let page_limit = given_page.unwrap_or(1000).min(1000);
+        let kline_page_limit = given_page.unwrap_or(market.default_kline_page());
         let message_key = match self.kafka_message_key.trim().to_ascii_lowercase().as_str() {
             "symbol" => MessageKey::Symbol,
             "record" | "_key" => MessageKey::Record,
@@ -332,17 +350,30 @@ impl JobArgs {
         let symbols = shard.symbols(&all_symbols);
         // Pods of one Job share the egress IP, so they share its rate budget too.
         let share = share / f64::from(shard.count);
-        let api_url = http_url(
-            "BINANCE_API_URL",
-            &self.binance_api_url,
-            "https://api.binance.com",
-        )?;
-        let ws_url = crate::binance::stream::stream_base(&self.binance_ws_url);
+        let (rest_var, rest_example) = market.rest_url_var();
+        let (ws_var, ws_example) = market.ws_url_var();
+        let (rest_value, ws_value) = match market {
+            Market::Spot => (&self.binance_api_url, &self.binance_ws_url),
+            Market::UsdM => (&self.binance_fapi_url, &self.binance_fws_url),
+            Market::CoinM => (&self.binance_dapi_url, &self.binance_dws_url),
+        };
+        let api_url = http_url(rest_var, rest_value, rest_example)?;
+        let ws_url = crate::binance::stream::stream_base(ws_value);
         if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
             return Err(LoaderError::config(format!(
-                "BINANCE_WS_URL {:?} is not a ws(s) URL, e.g. wss://stream.binance.com:9443 (with or without /ws)",
-                self.binance_ws_url
+                "{ws_var} {ws_value:?} is not a ws(s) URL, e.g. {ws_example} (with or without /ws or /stream)"
             )));
+        }
+        if !data_type.markets().contains(&market) {
+            let on = data_type.markets().iter().map(|m| m.as_str()).collect::<Vec<_>>();
+            return Err(LoaderError::config(match on.is_empty() {
+                true => format!("TYPE {}: 1s candles exist on MARKET=spot only", data_type.name()),
+                false => format!(
+                    "TYPE {} is not offered on MARKET={market}; it exists on MARKET={}",
+                    data_type.name(),
+                    on.join(" or ")
+                ),
+            }));
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
         let archive_url = http_url(
@@ -407,12 +438,14 @@ impl JobArgs {
             resume: self.resume,
             shard,
             binance: BinanceConfig {
+                market,
                 api_url,
                 ws_url,
                 api_key: non_empty(&self.binance_api_key).map(Secret::new),
                 rate_limit_share: share,
                 concurrency: self.fetch_concurrency,
                 page_limit,
+                kline_page_limit,
                 max_retries: self.max_retries,
                 max_retry_after: Duration::from_secs(self.max_retry_after),
                 request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
@@ -421,16 +454,21 @@ impl JobArgs {
                 all_kline_updates: self.ws_all_kline_updates,
                 book_snapshot_interval: seconds("ORDERBOOK_SNAPSHOT_INTERVAL", self.orderbook_snapshot_interval)?,
                 book_depth: match self.orderbook_depth {
-                    1..=5000 => self.orderbook_depth,
-                    n => return Err(LoaderError::config(format!("ORDERBOOK_DEPTH must be between 1 and 5000, got {n}"))),
+                    n if n >= 1 && n <= market.max_depth_limit() as usize => n,
+                    n => return Err(LoaderError::config(format!(
+                        "ORDERBOOK_DEPTH must be between 1 and {} on MARKET={market} (Binance's deepest snapshot), got {n}",
+                        market.max_depth_limit()
+                    ))),
                 },
                 idle_timeout: seconds("WS_IDLE_TIMEOUT", self.ws_idle_timeout)?,
                 rotate_after: seconds("WS_ROTATE_AFTER", self.ws_rotate_after)?,
                 streams_per_connection: match self.ws_streams_per_connection {
-                    1..=1024 => self.ws_streams_per_connection,
-                    n => {
+                    None => market.max_streams_per_connection(),
+                    Some(n) if n >= 1 && n <= market.max_streams_per_connection() => n,
+                    Some(n) => {
                         return Err(LoaderError::config(format!(
-                            "WS_STREAMS_PER_CONNECTION must be between 1 and 1024 (Binance's limit), got {n}"
+                            "WS_STREAMS_PER_CONNECTION must be between 1 and {} (Binance's limit on MARKET={market}), got {n}",
+                            market.max_streams_per_connection()
                         )))
                     }
                 },

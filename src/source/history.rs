@@ -57,7 +57,7 @@ pub async fn load(
     if range.end_ms <= range.start_ms {
         return Ok(out.summary);
     }
-    let layout = kind.archive_layout(&ctx.symbol);
+    let layout = kind.archive_layout(ctx.market, &ctx.symbol);
     let mut fallbacks = Vec::new();
     let steps = plan::plan(&ctx, layout.as_ref(), range, &mut fallbacks).await?;
     describe(&ctx, &steps);
@@ -147,10 +147,11 @@ async fn publish_file(
     out: Emitter,
 ) -> Result<(Cursor, Emitter, Result<(), ArchiveError>)> {
     let symbol = ctx.symbol.clone();
+    let market = ctx.market;
     let stop = ctx.stop.clone();
     let task = tokio::task::spawn_blocking(move || {
         let (mut cursor, mut out) = (cursor, out);
-        let mut batch = RecordBatch::new(symbol.clone(), ARCHIVE_BATCH);
+        let mut batch = RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH);
         let mut header_checked = false;
         let mut failure: Option<LoaderError> = None;
         let read = file.read_rows(|row| {
@@ -166,7 +167,7 @@ async fn publish_file(
                     return Ok(false);
                 }
                 let full =
-                    std::mem::replace(&mut batch, RecordBatch::new(symbol.clone(), ARCHIVE_BATCH));
+                    std::mem::replace(&mut batch, RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH));
                 if let Err(e) = out.blocking_send(full, Origin::Archive) {
                     failure = Some(e);
                     return Ok(false);

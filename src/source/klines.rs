@@ -1,12 +1,15 @@
-//! Candles (`api_candles_<interval>`): every closed candle whose open time lies in the range,
-//! exactly once, from the archive's `klines` files and the REST `klines` endpoint.
+//! Candles (`api_candles_<interval>`, and on futures the mark-, index- and premium-index candles
+//! `api_<series>_price_candles_<interval>`): every closed candle whose open time lies in the
+//! range, exactly once, from the archive's kline files and the REST klines endpoints.
 //!
 //! Over REST the range is cut into windows of one page (`limit` candles) each, fetched
 //! concurrently with `buffered`, which yields them in window order, so records still reach Kafka
-//! in time order. Each request is bounded by `endTime` so no page overshoots the range, and the
-//! next request in a window starts one millisecond after the last open time seen, so page
-//! boundaries never repeat. [`pages`] is the one implementation of that paging; live candles
-//! use it for their backfills too.
+//! in time order. Each request is bounded by `endTime` and asks for exactly the candles of its
+//! window, so no page overshoots the range, Binance's two orders (oldest first from startTime on
+//! spot and USDⓈ-M, most recent first from endTime on COIN-M) return the same rows, and futures,
+//! which charge by `limit`, are charged for what is asked. The next request in a window starts
+//! one millisecond after the last open time seen, so page boundaries never repeat. [`pages`] is
+//! the one implementation of that paging; live candles use it for their backfills too.
 
 use futures::future::BoxFuture;
 use futures::{stream, Stream, StreamExt};
@@ -14,10 +17,12 @@ use futures::{stream, Stream, StreamExt};
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::{Klines, Page};
+use crate::binance::endpoint::PriceSeries;
 use crate::binance::{Exchange, Interval};
 use crate::error::{LoaderError, Result};
-use crate::record::{RawKline, RecordBatch};
-use crate::registry::{Origin, RecordKind};
+use crate::market::Market;
+use crate::record::{PriceKlineRecord, RawKline, RecordBatch};
+use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
 
 /// How long after its close a candle counts as settled (the same margin as trades).
@@ -25,12 +30,16 @@ pub const SETTLE_MS: i64 = 1_000;
 
 pub struct KlineHistory {
     pub interval: Interval,
+    /// `None` for trade candles; a futures price series otherwise.
+    pub series: Option<PriceSeries>,
 }
 
-/// The pages of candles with open time in `[from, to)`, in order: windows of `limit` candles
-/// fetched `concurrency` at a time.
+/// The pages of candles (of `series`, or trade candles) with open time in `[from, to)`, in
+/// order: windows of at most `limit` candles fetched `concurrency` at a time.
+#[allow(clippy::too_many_arguments)]
 pub fn pages<'a>(
     exchange: &'a Exchange,
+    series: Option<PriceSeries>,
     symbol: &'a str,
     interval: Interval,
     from: i64,
@@ -38,33 +47,49 @@ pub fn pages<'a>(
     limit: u32,
     concurrency: usize,
 ) -> impl Stream<Item = Result<Vec<Page<Klines>>>> + Send + 'a {
-    stream::iter(windows(interval, interval.align_up(from), to, limit as i64))
-        .map(move |(ws, we)| window(exchange, symbol, interval, ws, we, limit))
-        .buffered(concurrency.max(1))
+    let market = exchange.market();
+    let limit = limit.min(market.max_kline_page());
+    stream::iter(windows(
+        interval,
+        interval.align_up(from),
+        to,
+        limit as i64,
+        market.max_kline_span_ms(),
+    ))
+    .map(move |(ws, we, n)| window(exchange, series, symbol, interval, ws, we, n as u32))
+    .buffered(concurrency.max(1))
 }
 
-/// All candles with open time in `[ws, we)`: usually one request.
+/// All candles with open time in `[ws, we)` (`n` of them at most): usually one request.
 async fn window(
     exchange: &Exchange,
+    series: Option<PriceSeries>,
     symbol: &str,
     iv: Interval,
     ws: i64,
     we: i64,
-    limit: u32,
+    n: u32,
 ) -> Result<Vec<Page<Klines>>> {
     let mut out = Vec::with_capacity(1);
     let mut cursor = ws;
     while cursor < we {
-        let page = exchange.klines(symbol, iv, cursor, we - 1, limit).await?;
+        let page = match series {
+            None => exchange.klines(symbol, iv, cursor, we - 1, n).await?,
+            Some(s) => {
+                exchange
+                    .price_klines(s, symbol, iv, cursor, we - 1, n)
+                    .await?
+            }
+        };
         let rows = page.rows()?;
         let last_open = rows.iter().map(|r| r.0).filter(|&t| t < we).max();
-        let n = rows.len();
+        let got = rows.len();
         drop(rows);
         out.push(page);
         // A short page, or a full one that reached the window's last candle, is the end:
         // asking again would only cost weight for an empty answer.
         match last_open {
-            Some(last) if n >= limit as usize && iv.next_open(last) < we && last >= cursor => {
+            Some(last) if got >= n as usize && iv.next_open(last) < we && last >= cursor => {
                 cursor = last + 1
             }
             _ => break,
@@ -73,28 +98,70 @@ async fn window(
     Ok(out)
 }
 
-/// `[start, end)` windows of `per_window` candles each, covering `[first, end)`.
-fn windows(iv: Interval, first: i64, end: i64, per_window: i64) -> Vec<(i64, i64)> {
+/// `[start, end)` windows of at most `per_window` candles each (and at most `max_span` ms from
+/// first to last open time), covering `[first, end)`, with their candle counts.
+fn windows(
+    iv: Interval,
+    first: i64,
+    end: i64,
+    per_window: i64,
+    max_span: Option<i64>,
+) -> Vec<(i64, i64, i64)> {
     let mut out = Vec::new();
     let mut w = first;
     while w < end {
-        let mut we = w;
-        for _ in 0..per_window {
-            we = iv.next_open(we);
-            if we >= end {
+        let (mut we, mut n) = (w, 0);
+        while n < per_window && we < end {
+            let next = iv.next_open(we);
+            if n > 0 && max_span.is_some_and(|span| next - 1 - w > span) {
                 break;
             }
+            we = next;
+            n += 1;
         }
         let we = we.min(end);
-        out.push((w, we));
+        out.push((w, we, n));
         w = we;
     }
     out
 }
 
+impl KlineHistory {
+    /// The `_key` tag and the `interval` field: `1m`, or `mark_1m` for a price series.
+    fn push_row(&self, batch: &mut RecordBatch, k: &RawKline<'_>) -> Result<()> {
+        let iv = self.interval.as_str();
+        let Some(series) = self.series else {
+            return batch.push_kline(iv, k);
+        };
+        let tag = price_series_tag(series);
+        let key = batch.key(format_args!("{tag}_{iv}"), k.0);
+        let symbol = batch.symbol.clone();
+        let rec = PriceKlineRecord {
+            _key: &key,
+            market: batch.market.as_str(),
+            symbol: &symbol,
+            series: tag,
+            interval: iv,
+            timestamp: k.0,
+            open_time: k.0,
+            open: k.1,
+            high: k.2,
+            low: k.3,
+            close: k.4,
+            close_time: k.6,
+        };
+        let r = batch.push_record(k.0, &key, &rec);
+        batch.reuse_key(key);
+        r
+    }
+}
+
 impl History for KlineHistory {
     fn kind(&self) -> RecordKind {
-        RecordKind::Candles(self.interval)
+        match self.series {
+            None => RecordKind::Candles(self.interval),
+            Some(s) => RecordKind::PriceCandles(s, self.interval),
+        }
     }
 
     fn settled_end(&self, now: i64) -> i64 {
@@ -102,14 +169,21 @@ impl History for KlineHistory {
         self.interval.align_down(now - SETTLE_MS)
     }
 
-    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout> {
+    fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
         let iv = self.interval.archive_str();
+        let (dir, name) = match self.series {
+            None => ("klines", symbol),
+            // COIN-M keeps index candles under the pair.
+            Some(PriceSeries::Index) => ("indexPriceKlines", market.pair_of(symbol)?),
+            Some(s) => (s.endpoint_name(), symbol),
+        };
         Some(ArchiveLayout {
-            market: "data/spot",
-            dir: format!("klines/{symbol}/{iv}"),
-            stem: format!("{symbol}-{iv}"),
+            market: market.archive_root(),
+            dir: format!("{dir}/{name}/{iv}"),
+            stem: format!("{name}-{iv}"),
             // Daily kline files exist up to 1d; 3d, 1w and 1mo only monthly.
             daily: self.interval.fixed_ms().is_some_and(|ms| ms <= 86_400_000),
+            monthly: true,
         })
     }
 
@@ -139,7 +213,7 @@ impl History for KlineHistory {
             t(10, "taker buy quote volume")?,
             serde::de::IgnoredAny,
         );
-        batch.push_kline(self.interval.as_str(), &k)
+        self.push_row(batch, &k)
     }
 
     fn load_rest<'a>(
@@ -158,21 +232,22 @@ impl History for KlineHistory {
             };
             let mut pages = std::pin::pin!(pages(
                 exchange,
+                self.series,
                 &ctx.symbol,
                 iv,
                 from,
                 span.end_ms,
-                ctx.page_limit,
+                ctx.kline_page_limit,
                 ctx.concurrency
             ));
             while let Some(window) = pages.next().await {
                 let window = window?;
-                let mut batch = RecordBatch::new(ctx.symbol.clone(), ctx.page_limit as usize);
+                let mut batch = ctx.batch(ctx.kline_page_limit as usize);
                 for page in &window {
                     for row in page.rows()? {
                         // Guard the range and page boundaries even if the server overshoots.
                         if row.0 < span.end_ms && cursor.admit(row.0, row.0) {
-                            batch.push_kline(iv.as_str(), &row)?;
+                            self.push_row(&mut batch, &row)?;
                         }
                     }
                 }
@@ -196,10 +271,26 @@ impl History for KlineHistory {
             if to_inclusive < from {
                 return Ok(false);
             }
-            let page = exchange
-                .klines(symbol, self.interval, from, to_inclusive, 1)
-                .await?;
-            Ok(!page.rows()?.is_empty())
+            // Whichever end Binance answers from, one candle in the window says it is not
+            // empty; COIN-M windows are cut at its 200-day limit.
+            let span = exchange.market().max_kline_span_ms().unwrap_or(i64::MAX);
+            let mut start = from;
+            while start <= to_inclusive {
+                let end = to_inclusive.min(start.saturating_add(span));
+                let page = match self.series {
+                    None => exchange.klines(symbol, self.interval, start, end, 1).await?,
+                    Some(s) => {
+                        exchange
+                            .price_klines(s, symbol, self.interval, start, end, 1)
+                            .await?
+                    }
+                };
+                if !page.rows()?.is_empty() {
+                    return Ok(true);
+                }
+                start = end.saturating_add(1);
+            }
+            Ok(false)
         })
     }
 }
@@ -211,25 +302,34 @@ mod tests {
     #[test]
     fn windows_tile_the_range() {
         let iv: Interval = "1m".parse().unwrap();
-        let w = windows(iv, 0, 2_500 * 60_000, 1000);
+        let w = windows(iv, 0, 2_500 * 60_000, 1000, None);
         assert_eq!(
             w,
             vec![
-                (0, 60_000_000),
-                (60_000_000, 120_000_000),
-                (120_000_000, 150_000_000)
+                (0, 60_000_000, 1000),
+                (60_000_000, 120_000_000, 1000),
+                (120_000_000, 150_000_000, 500)
             ]
         );
         let month: Interval = "1M".parse().unwrap();
         let start = 1_704_067_200_000; // 2024-01-01
-        let w = windows(month, start, start + 400 * 86_400_000, 1000);
+        let w = windows(month, start, start + 400 * 86_400_000, 1000, None);
         assert_eq!(w.len(), 1);
+        // COIN-M: at most 200 days from startTime to endTime.
+        let day: Interval = "1d".parse().unwrap();
+        let w = windows(day, start, start + 450 * 86_400_000, 1500, Market::CoinM.max_kline_span_ms());
+        assert_eq!(
+            w.iter().map(|w| w.2).collect::<Vec<_>>(),
+            vec![200, 200, 50]
+        );
+        assert!(w.iter().all(|(a, b, _)| b - 1 - a <= 200 * 86_400_000));
     }
 
     #[test]
     fn the_newest_candle_waits_the_same_settling_margin_as_trades() {
         let kh = KlineHistory {
             interval: Interval::M1,
+            series: None,
         };
         let ten = 1_704_103_200_000; // 2024-01-01T10:00:00Z
                                      // At 10:00:00.500 the 09:59 candle closed half a second ago: not settled yet.
@@ -244,6 +344,7 @@ mod tests {
     fn csv_rows_become_the_same_records_as_rest_rows() {
         let kh = KlineHistory {
             interval: Interval::M1,
+            series: None,
         };
         let range = TimeRange {
             start_ms: 0,
@@ -251,7 +352,7 @@ mod tests {
         };
         let rest = br#"[[1735689600000,"1.00000000","2.00000000","0.50000000","1.50000000","10.00000000",1735689659999,"15.00000000",7,"5.00000000","7.50000000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(rest).unwrap();
-        let mut from_rest = RecordBatch::new("BTCUSDT".into(), 1);
+        let mut from_rest = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
         from_rest.push_kline("1m", &rows[0]).unwrap();
         // The same candle in a 2025 archive file: microsecond times.
         let csv_row = csv::ByteRecord::from(vec![
@@ -268,7 +369,7 @@ mod tests {
             "7.50000000",
             "0",
         ]);
-        let mut from_csv = RecordBatch::new("BTCUSDT".into(), 1);
+        let mut from_csv = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
         kh.push_csv_row(&csv_row, &mut Cursor::new(kh.kind(), range), &mut from_csv)
             .unwrap();
         assert_eq!(from_rest.iter().next(), from_csv.iter().next());

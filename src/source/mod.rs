@@ -4,6 +4,8 @@
 //! `live` follows WebSocket streams. Which types exist is the registry's business.
 
 pub mod agg_trades;
+pub mod funding;
+pub mod futures_data;
 pub mod history;
 pub mod klines;
 pub mod live;
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::archive::{ArchiveClient, ArchiveLayout};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
+use crate::market::Market;
 use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::status::JobStatus;
@@ -34,9 +37,13 @@ pub struct HistoryContext {
     /// The archive; absent with `SOURCE=rest`.
     pub archive: Option<Arc<ArchiveClient>>,
     pub mode: SourceMode,
+    pub market: Market,
     pub symbol: Arc<str>,
     pub range: TimeRange,
+    /// Rows per page of trades and other id- or time-paged endpoints.
     pub page_limit: u32,
+    /// Candles per klines request.
+    pub kline_page_limit: u32,
     /// REST requests in flight for this symbol.
     pub concurrency: usize,
     /// Archive files downloaded ahead of the one being published.
@@ -57,6 +64,11 @@ impl HistoryContext {
                 self.symbol
             ))
         })
+    }
+
+    /// An empty batch of this symbol's records.
+    pub fn batch(&self, capacity: usize) -> RecordBatch {
+        RecordBatch::new(self.market, self.symbol.clone(), capacity)
     }
 
     /// The current time: the exchange's clock when connected, the local clock otherwise.
@@ -87,7 +99,7 @@ pub trait History: Send + Sync + 'static {
     fn settled_end(&self, now: i64) -> i64;
 
     /// Where the archive keeps this type for `symbol`, if it does.
-    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout>;
+    fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout>;
 
     /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
     fn push_csv_row(

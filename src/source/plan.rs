@@ -175,6 +175,16 @@ pub async fn plan(
     let strict = ctx.mode == SourceMode::Archive;
     let concurrency = ctx.archive_concurrency * 2;
     let mut pieces = pieces(range, layout.daily);
+    if !layout.monthly {
+        // Daily files only (futures metrics): every whole month is its days.
+        pieces = pieces
+            .into_iter()
+            .flat_map(|p| match p {
+                Piece::WholeMonth(m) => days_of(m).collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .collect();
+    }
 
     // Months first: a month without a monthly file becomes its days (or REST).
     let months: Vec<ArchiveFile> = pieces

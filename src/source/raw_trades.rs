@@ -1,6 +1,6 @@
 //! Raw trades (`api_raw_trades`): every individual trade whose time lies in the range, exactly
-//! once, from the archive's `trades` files and the REST `historicalTrades` endpoint (weight 25,
-//! paged by id only). The same records as the live `ws_trades` type.
+//! once, from the archive's `trades` files and the REST `historicalTrades` endpoint (spot: weight
+//! 25 for 1,000; futures: 20 for 500; paged by id only). The same records as the live `ws_trades` type.
 //!
 //! `historicalTrades` cannot search by time: an aggregate trade at or after a time tells the
 //! first raw trade id at or after it (aggregate trades cover contiguous raw ids of one time).
@@ -14,6 +14,7 @@ use crate::archive::fields;
 use crate::binance::api::{AggTradeRef, Page, Trades};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
+use crate::market::Market;
 use crate::record::{RawTrade, RecordBatch};
 use crate::registry::RecordKind;
 
@@ -37,6 +38,11 @@ impl TradeType for Trades {
         agg.first_trade_id
     }
 
+    /// Futures serve 500 raw trades a page, spot 1,000.
+    fn max_page(market: Market) -> u32 {
+        market.max_trades_page()
+    }
+
     fn fetch<'a>(
         exchange: &'a Exchange,
         symbol: &'a str,
@@ -46,7 +52,8 @@ impl TradeType for Trades {
         exchange.historical_trades(symbol, from, limit)
     }
 
-    /// `id, price, qty, quoteQty, time, isBuyerMaker[, isBestMatch]`.
+    /// `id, price, qty, quoteQty (COIN-M: baseQty), time, isBuyerMaker[, isBestMatch]` (futures
+    /// files have no best-match column).
     fn push_csv_row(
         row: &csv::ByteRecord,
         cursor: &mut Cursor,

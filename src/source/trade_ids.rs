@@ -17,8 +17,10 @@ use super::klines::SETTLE_MS;
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::ArchiveLayout;
 use crate::binance::api::{AggTradeRef, Page, RowKind};
+use crate::binance::endpoint::MAX_PAGE_LIMIT;
 use crate::binance::Exchange;
 use crate::error::Result;
+use crate::market::Market;
 use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
@@ -38,6 +40,12 @@ pub trait TradeType: RowKind + Sized + Send + Sync + 'static {
     /// The id of this type that an aggregate trade marks (its own id, or its first raw trade's):
     /// how a time becomes an id, since only aggTrades can be asked by time.
     fn id_at(agg: AggTradeRef) -> u64;
+
+    /// The largest page `market` serves of this type.
+    fn max_page(market: Market) -> u32 {
+        let _ = market;
+        MAX_PAGE_LIMIT
+    }
 
     /// A page of trades with id `>= from`.
     fn fetch<'a>(
@@ -79,12 +87,13 @@ impl<T: TradeType> History for TradeHistory<T> {
         now - SETTLE_MS
     }
 
-    fn archive_layout(&self, symbol: &str) -> Option<ArchiveLayout> {
+    fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
         Some(ArchiveLayout {
-            market: "data/spot",
+            market: market.archive_root(),
             dir: format!("{}/{symbol}", T::ARCHIVE_NAME),
             stem: format!("{symbol}-{}", T::ARCHIVE_NAME),
             daily: true,
+            monthly: true,
         })
     }
 
@@ -147,7 +156,7 @@ pub async fn load<F: TradeType>(
     if cursor.last.is_none() && span.from > 0 {
         cursor.last = Some(span.from as i64 - 1);
     }
-    let limit = u64::from(page_limit);
+    let limit = u64::from(page_limit.min(F::max_page(exchange.market())));
     let bounds = move |f: u64| (f, span.end_id.map_or(f + limit, |e| (f + limit).min(e)));
     let starts: Box<dyn Iterator<Item = u64> + Send> = match span.end_id {
         Some(e) => Box::new((span.from..e).step_by(limit as usize)),
@@ -165,7 +174,7 @@ pub async fn load<F: TradeType>(
         let rows = page.rows()?;
         // A short page means there is nothing newer.
         let mut reached_end = (rows.len() as u64) < to - from;
-        let mut batch = RecordBatch::new(symbol.into(), rows.len());
+        let mut batch = RecordBatch::new(exchange.market(), symbol.into(), rows.len());
         for r in rows.iter().filter(|r| F::id(r) >= from) {
             let (id, time) = (F::id(r), F::time(r));
             // A trade at or after the end ends the span, even one past this page (ids missing

@@ -73,6 +73,7 @@ impl LiveSource {
         let now = self.exchange.server_now_ms();
         let mut pages = std::pin::pin!(crate::source::klines::pages(
             &self.exchange,
+            None,
             &st.symbol,
             iv,
             from,
@@ -81,7 +82,7 @@ impl LiveSource {
             self.concurrency
         ));
         while let Some(window) = pages.next().await {
-            let mut batch = RecordBatch::new(st.symbol.clone(), self.page_limit as usize);
+            let mut batch = RecordBatch::new(self.exchange.market(), st.symbol.clone(), self.page_limit as usize);
             for page in &window? {
                 for row in page.rows()? {
                     // Closed candles only: the one still open is published when it closes.
@@ -132,8 +133,13 @@ impl LiveSource {
                 }
                 Ok(())
             }
-            // Binance keeps no history of depth, books or tickers.
-            LiveType::Depth | LiveType::OrderBook | LiveType::BookTicker => Ok(()),
+            // Binance keeps no history of depth, books, tickers, mark prices (beyond the
+            // 1-minute mark-price candles, a different record) or liquidations.
+            LiveType::Depth
+            | LiveType::OrderBook
+            | LiveType::BookTicker
+            | LiveType::MarkPrice
+            | LiveType::Liquidations => Ok(()),
         }
     }
 
@@ -144,7 +150,10 @@ impl LiveSource {
         }
         let snap = self
             .exchange
-            .depth(&st.symbol, snapshot_limit(self.cfg.book_depth))
+            .depth(
+                &st.symbol,
+                snapshot_limit(self.exchange.market(), self.cfg.book_depth),
+            )
             .await?;
         tracing::info!(symbol = %st.symbol, last_update_id = snap.last_update_id, "order book snapshot loaded");
         st.book.load_snapshot(snap);

@@ -7,31 +7,40 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::binance::api::DepthSnapshot;
-use crate::binance::endpoint::MAX_DEPTH_LIMIT;
 use crate::error::Result;
+use crate::market::Market;
 use crate::record::{OrderBookRecord, RecordBatch};
 
-/// A diff-depth event (`@depth@100ms`).
+/// A diff-depth event (`@depth@100ms`). Futures events add `pu`, the previous event's `u`: their
+/// update ids are not contiguous between events, so `pu` is what chains them.
 #[derive(Deserialize)]
 #[allow(non_snake_case)]
 pub struct WsDepth<'a> {
     pub E: i64,
     pub U: u64,
     pub u: u64,
+    #[serde(default)]
+    pub pu: Option<u64>,
     #[serde(borrow)]
     pub b: Vec<[&'a str; 2]>,
     #[serde(borrow)]
     pub a: Vec<[&'a str; 2]>,
 }
 
-/// The snapshot size to ask for `depth` published levels: the smallest of Binance's weight
-/// steps (100, 500, 1,000, 5,000 levels for weight 5, 25, 50, 250) that holds them.
-pub fn snapshot_limit(depth: usize) -> u32 {
-    match depth {
-        0..=100 => 100,
-        101..=500 => 500,
-        501..=1000 => 1000,
-        _ => MAX_DEPTH_LIMIT,
+/// The snapshot size to ask for `depth` published levels: at least 100 (so levels just below
+/// the published ones are known when prices move), else the smallest of the market's weight
+/// steps that holds them (spot 100, 500, 1,000, 5,000 for weight 5, 25, 50, 250; futures 100,
+/// 500, 1,000 for 5, 10, 20).
+pub fn snapshot_limit(market: Market, depth: usize) -> u32 {
+    let levels = u32::try_from(depth).unwrap_or(u32::MAX).max(100);
+    match market {
+        Market::Spot => match levels {
+            0..=100 => 100,
+            101..=500 => 500,
+            501..=1000 => 1000,
+            _ => 5000,
+        },
+        _ => market.depth_limit_for(levels),
     }
 }
 
@@ -116,19 +125,35 @@ impl Book {
         self.awaiting_first = true;
     }
 
-    /// Applies a diff per Binance's rules (drop what the snapshot holds; the first applied diff
-    /// straddles it; each next one starts right after the previous).
+    /// Applies a diff per Binance's rules: drop what the snapshot holds; the first applied diff
+    /// straddles it; each next one starts right after the previous (spot: `U` = previous `u` +
+    /// 1; futures: `pu` = previous `u`, and the first has `U <= lastUpdateId <= u`).
     pub fn apply(&mut self, d: &WsDepth<'_>) -> Applied {
         if self.needs_snapshot {
             return Applied::NeedsSnapshot;
         }
-        if d.u <= self.last_update_id {
-            return Applied::Ok; // already in the snapshot, or a duplicate
-        }
-        let fits = if self.awaiting_first {
-            d.U <= self.last_update_id + 1
-        } else {
-            d.U == self.last_update_id + 1
+        let last = self.last_update_id;
+        let fits = match d.pu {
+            None => {
+                if d.u <= last {
+                    return Applied::Ok; // already in the snapshot, or a duplicate
+                }
+                if self.awaiting_first {
+                    d.U <= last + 1
+                } else {
+                    d.U == last + 1
+                }
+            }
+            Some(pu) => {
+                if d.u < last || (!self.awaiting_first && d.u == last) {
+                    return Applied::Ok;
+                }
+                if self.awaiting_first {
+                    d.U <= last
+                } else {
+                    pu == last
+                }
+            }
         };
         if !fits {
             self.resyncs += 1;
@@ -164,12 +189,14 @@ impl Book {
             .take(depth)
             .map(|(p, q)| [p.as_str(), q.as_str()])
             .collect();
-        let key = format!("{symbol}_book_{}", self.last_update_id);
+        let key = batch.key("book", self.last_update_id);
+        let market = batch.market.as_str();
         batch.push_record(
             self.last_event_ms,
             &key,
             &OrderBookRecord {
                 _key: &key,
+                market,
                 symbol,
                 timestamp: self.last_event_ms,
                 last_update_id: self.last_update_id,
@@ -198,11 +225,14 @@ mod tests {
 
     #[test]
     fn the_snapshot_holds_every_published_level() {
-        assert_eq!(snapshot_limit(20), 100);
-        assert_eq!(snapshot_limit(100), 100);
-        assert_eq!(snapshot_limit(101), 500);
-        assert_eq!(snapshot_limit(1000), 1000);
-        assert_eq!(snapshot_limit(5000), 5000);
+        let spot = |d| snapshot_limit(Market::Spot, d);
+        assert_eq!(spot(20), 100);
+        assert_eq!(spot(100), 100);
+        assert_eq!(spot(101), 500);
+        assert_eq!(spot(1000), 1000);
+        assert_eq!(spot(5000), 5000);
+        let futures = |d| snapshot_limit(Market::UsdM, d);
+        assert_eq!((futures(20), futures(101), futures(1000)), (100, 500, 1000));
     }
 
     #[test]
@@ -212,6 +242,7 @@ mod tests {
             E: 1,
             U: u0,
             u: u1,
+            pu: None,
             b: vec![["1.0", "2.0"]],
             a: vec![],
         };
@@ -233,5 +264,45 @@ mod tests {
             "13 is missing"
         );
         assert_eq!(book.resyncs, 1);
+    }
+
+    #[test]
+    fn futures_events_chain_by_their_previous_update_id() {
+        // Futures ids jump between events; `pu` names the previous event's `u`.
+        let mut book = Book::new();
+        let d = |u0: u64, u1: u64, pu: u64| WsDepth {
+            E: 1,
+            U: u0,
+            u: u1,
+            pu: Some(pu),
+            b: vec![["1.0", "2.0"]],
+            a: vec![],
+        };
+        book.load_snapshot(DepthSnapshot {
+            last_update_id: 100,
+            bids: vec![],
+            asks: vec![],
+        });
+        assert_eq!(book.apply(&d(80, 90, 70)), Applied::Ok, "before the snapshot");
+        assert_eq!(
+            book.apply(&d(95, 130, 90)),
+            Applied::Ok,
+            "U <= lastUpdateId <= u: the first applied"
+        );
+        assert_eq!(book.last_update_id, 130);
+        assert_eq!(book.apply(&d(150, 170, 130)), Applied::Ok, "pu = previous u");
+        assert_eq!(
+            book.apply(&d(190, 200, 180)),
+            Applied::NeedsSnapshot,
+            "the event ending at 180 was lost"
+        );
+        assert_eq!(book.resyncs, 1);
+        // After a snapshot past every event so far, an event starting after it cannot be first.
+        book.load_snapshot(DepthSnapshot {
+            last_update_id: 300,
+            bids: vec![],
+            asks: vec![],
+        });
+        assert_eq!(book.apply(&d(310, 320, 300)), Applied::NeedsSnapshot);
     }
 }

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use super::book::{Applied, WsDepth};
 use super::{LiveSource, SymbolState};
 use crate::error::{LoaderError, Result};
-use crate::record::{BookTickerRecord, DepthUpdateRecord, RawAggTrade, RawKline, RawTrade};
+use crate::record::{
+    BookTickerRecord, DepthUpdateRecord, LiquidationRecord, MarkPriceRecord, RawAggTrade, RawKline,
+    RawTrade,
+};
 use crate::registry::LiveType;
 
 #[derive(Deserialize)]
@@ -23,7 +26,7 @@ struct WsTrade<'a> {
     time: i64,
     m: bool,
     #[serde(rename = "M", default)]
-    best_match: bool,
+    best_match: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -73,11 +76,51 @@ impl<'a> WsKline<'a> {
 #[derive(Deserialize)]
 #[allow(non_snake_case)]
 struct WsBookTicker<'a> {
+    /// Futures only: the event time.
+    #[serde(default)]
+    E: Option<i64>,
     u: u64,
     b: &'a str,
     B: &'a str,
     a: &'a str,
     A: &'a str,
+}
+
+/// `@markPrice@1s` (futures).
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsMarkPrice<'a> {
+    E: i64,
+    p: &'a str,
+    #[serde(default)]
+    i: Option<&'a str>,
+    P: &'a str,
+    r: &'a str,
+    T: i64,
+}
+
+/// `@forceOrder` (futures): the order under `o`.
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsForceOrder<'a> {
+    E: i64,
+    #[serde(borrow)]
+    o: WsLiquidation<'a>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsLiquidation<'a> {
+    S: &'a str,
+    o: &'a str,
+    f: &'a str,
+    q: &'a str,
+    p: &'a str,
+    ap: &'a str,
+    X: &'a str,
+    l: &'a str,
+    z: &'a str,
+    T: i64,
 }
 
 /// Where a time lies relative to the range.
@@ -181,10 +224,14 @@ impl LiveSource {
                 if !self.gate(st, d.E) {
                     return Ok(());
                 }
-                let sequence_break = st
-                    .cursor
-                    .last
-                    .is_some_and(|last| d.u as i64 > last && d.U as i64 != last + 1);
+                // Spot ids chain as U = previous u + 1; futures events name the previous u.
+                let sequence_break = st.cursor.last.is_some_and(|last| {
+                    d.u as i64 > last
+                        && match d.pu {
+                            Some(pu) => pu as i64 != last,
+                            None => d.U as i64 != last + 1,
+                        }
+                });
                 if !st.cursor.admit(d.E, d.u as i64) {
                     return Ok(());
                 }
@@ -192,12 +239,13 @@ impl LiveSource {
                     st.out.summary.sequence_breaks += 1;
                     tracing::warn!(symbol = %st.symbol, got = d.U, "diff depth sequence broke: updates were lost");
                 }
-                let key = format!("{}_depth_{}", st.symbol, d.u);
+                let key = st.batch.key("depth", d.u);
                 st.batch.push_record(
                     d.E,
                     &key,
                     &DepthUpdateRecord {
                         _key: &key,
+                        market: self.exchange.market().as_str(),
                         symbol: &st.symbol,
                         timestamp: d.E,
                         first_update_id: d.U,
@@ -211,17 +259,18 @@ impl LiveSource {
             LiveType::BookTicker => {
                 let b: WsBookTicker = serde_json::from_str(data).map_err(bad)?;
                 // Binance's spot bookTicker carries no event time: the receive time stands in.
-                let now = chrono::Utc::now().timestamp_millis();
+                let now = b.E.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
                 self.note_event(now);
                 if !self.gate(st, now) || !st.cursor.admit(now, b.u as i64) {
                     return Ok(());
                 }
-                let key = format!("{}_bookticker_{}", st.symbol, b.u);
+                let key = st.batch.key("bookticker", b.u);
                 st.batch.push_record(
                     now,
                     &key,
                     &BookTickerRecord {
                         _key: &key,
+                        market: self.exchange.market().as_str(),
                         symbol: &st.symbol,
                         timestamp: now,
                         update_id: b.u,
@@ -229,6 +278,58 @@ impl LiveSource {
                         best_bid_qty: b.B,
                         best_ask_price: b.a,
                         best_ask_qty: b.A,
+                    },
+                )?;
+            }
+            LiveType::MarkPrice => {
+                let m: WsMarkPrice = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(m.E);
+                if !self.gate(st, m.E) || !st.cursor.admit(m.E, m.E) {
+                    return Ok(());
+                }
+                let key = st.batch.key("markprice", m.E);
+                st.batch.push_record(
+                    m.E,
+                    &key,
+                    &MarkPriceRecord {
+                        _key: &key,
+                        market: self.exchange.market().as_str(),
+                        symbol: &st.symbol,
+                        timestamp: m.E,
+                        mark_price: m.p,
+                        index_price: m.i,
+                        estimated_settle_price: m.P,
+                        funding_rate: m.r,
+                        next_funding_time: m.T,
+                    },
+                )?;
+            }
+            LiveType::Liquidations => {
+                let f: WsForceOrder = serde_json::from_str(data).map_err(bad)?;
+                self.note_event(f.E);
+                let o = &f.o;
+                if !self.gate(st, o.T) || !st.cursor.admit(o.T, o.T) {
+                    return Ok(());
+                }
+                let key = st.batch.key("liquidation", o.T);
+                st.batch.push_record(
+                    o.T,
+                    &key,
+                    &LiquidationRecord {
+                        _key: &key,
+                        market: self.exchange.market().as_str(),
+                        symbol: &st.symbol,
+                        timestamp: o.T,
+                        event_time: f.E,
+                        side: o.S,
+                        order_type: o.o,
+                        time_in_force: o.f,
+                        quantity: o.q,
+                        price: o.p,
+                        average_price: o.ap,
+                        status: o.X,
+                        last_filled_quantity: o.l,
+                        filled_quantity: o.z,
                     },
                 )?;
             }

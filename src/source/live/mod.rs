@@ -75,7 +75,8 @@ impl SymbolState {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, RecordBatch::new(self.symbol.clone(), 256));
+        let fresh = RecordBatch::new(self.batch.market, self.symbol.clone(), 256);
+        let batch = std::mem::replace(&mut self.batch, fresh);
         self.out.send(batch, Origin::WebSocket).await
     }
 }
@@ -128,7 +129,7 @@ impl LiveSource {
             .map(|s| SymbolState {
                 symbol: s.clone(),
                 out: Emitter::new(tx.clone(), s, self.status.clone()),
-                batch: RecordBatch::new(s.clone(), 256),
+                batch: RecordBatch::new(self.exchange.market(), s.clone(), 256),
                 cursor: {
                     let mut c = Cursor::new(self.live_type.record_kind(), range);
                     c.last = self.resume.get(&**s).map(|p| p.ordinal);
@@ -168,7 +169,11 @@ impl LiveSource {
 
         let (msg_tx, mut msg_rx) = mpsc::channel::<StreamMessage>(8192);
         let connector = WsConnector {
-            plan: stream::combined_plan(&self.ws_url, &streams),
+            plan: stream::combined_plan(
+                &self.ws_url,
+                self.live_type.route(self.exchange.market()),
+                &streams,
+            ),
             idle_timeout: self.cfg.idle_timeout,
             tx: msg_tx,
         };
