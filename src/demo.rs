@@ -100,7 +100,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         today
     } else {
         match data_type.interval() {
-            Some(iv) => iv.align_down(now - 2_000).max(today - args.days as i64 * DAY_MS + 1),
+            Some(iv) => iv
+                .align_down(now - 2_000)
+                .max(today - args.days as i64 * DAY_MS + 1),
             None => now - now % 1000,
         }
     };

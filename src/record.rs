@@ -79,6 +79,10 @@ pub struct DepthUpdateRecord<'a> {
     pub timestamp: i64,
     pub first_update_id: u64,
     pub final_update_id: u64,
+    /// Futures only (`pu`): the previous event's final update id, which chains futures events
+    /// (their ids are not contiguous between events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_final_update_id: Option<u64>,
     pub bids: &'a [[&'a str; 2]],
     pub asks: &'a [[&'a str; 2]],
     /// The previous event of this symbol did not end at `first_update_id - 1`: updates were lost.

@@ -242,7 +242,9 @@ impl RecordKind {
             RecordKind::DepthUpdates => "depth".into(),
             RecordKind::OrderBook => "order_book".into(),
             RecordKind::BookTicker => "book_ticker".into(),
-            RecordKind::PriceCandles(s, iv) => format!("{}_price_candles_{iv}", price_series_tag(s)),
+            RecordKind::PriceCandles(s, iv) => {
+                format!("{}_price_candles_{iv}", price_series_tag(s))
+            }
             RecordKind::FundingRate => "funding_rates".into(),
             RecordKind::FuturesData(s, p) => format!("{}_{p}", futures_series_tag(s)),
             RecordKind::MarkPrice => "mark_price".into(),
@@ -298,10 +300,15 @@ impl RecordKind {
             tag => match tag.rsplit_once('_') {
                 Some((series, iv)) => {
                     let iv: Interval = iv.parse().ok()?;
-                    if let Some(s) = PriceSeries::ALL.into_iter().find(|&s| price_series_tag(s) == series) {
+                    if let Some(s) = PriceSeries::ALL
+                        .into_iter()
+                        .find(|&s| price_series_tag(s) == series)
+                    {
                         RecordKind::PriceCandles(s, iv)
                     } else {
-                        let s = FUTURES_SERIES.into_iter().find(|&s| futures_series_tag(s) == series)?;
+                        let s = FUTURES_SERIES
+                            .into_iter()
+                            .find(|&s| futures_series_tag(s) == series)?;
                         RecordKind::FuturesData(s, iv)
                     }
                 }
@@ -775,19 +782,32 @@ mod tests {
             .contains("INTERVAL"));
         assert_eq!(
             p("api_open_interest_hist_5m", None).unwrap(),
-            DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, Interval::M5))
+            DataType::History(HistoryType::FuturesData(
+                FuturesSeries::OpenInterest,
+                Interval::M5
+            ))
         );
-        assert!(p("api_open_interest_1m", None).unwrap_err().contains("5m 15m"));
-        assert!(p("api_long_short_ratio", Some("3m")).unwrap_err().contains("period"));
+        assert!(p("api_open_interest_1m", None)
+            .unwrap_err()
+            .contains("5m 15m"));
+        assert!(p("api_long_short_ratio", Some("3m"))
+            .unwrap_err()
+            .contains("period"));
         assert_eq!(
             p("API_Mark_Price_Candles", Some("1M")).unwrap().name(),
             "api_mark_price_candles_1M"
         );
-        assert_eq!(p("ws_force_orders", None).unwrap().name(), "ws_liquidations");
+        assert_eq!(
+            p("ws_force_orders", None).unwrap().name(),
+            "ws_liquidations"
+        );
         let futures_only = p("api_funding_rate", None).unwrap();
         assert_eq!(futures_only.markets(), [Market::UsdM, Market::CoinM]);
         assert_eq!(p("api_candles_1s", None).unwrap().markets(), [Market::Spot]);
-        assert!(p("api_mark_price_candles_1s", None).unwrap().markets().is_empty());
+        assert!(p("api_mark_price_candles_1s", None)
+            .unwrap()
+            .markets()
+            .is_empty());
     }
 
     #[test]
@@ -803,7 +823,10 @@ mod tests {
         assert_eq!(RecordKind::from_key("BTCUSDT", "ETHUSDT_agg_1"), None);
         assert_eq!(RecordKind::from_key("BTCUSDT", "BTCUSDT_7m_1"), None);
         assert_eq!(
-            RecordKind::from_key("usdm_BTCUSDT", "usdm_BTCUSDT_open_interest_5m_1704067200000"),
+            RecordKind::from_key(
+                "usdm_BTCUSDT",
+                "usdm_BTCUSDT_open_interest_5m_1704067200000"
+            ),
             Some((
                 RecordKind::FuturesData(FuturesSeries::OpenInterest, Interval::M5),
                 1_704_067_200_000
@@ -811,7 +834,10 @@ mod tests {
         );
         assert_eq!(
             RecordKind::from_key("coinm_BTCUSD_PERP", "coinm_BTCUSD_PERP_mark_1M_1"),
-            Some((RecordKind::PriceCandles(PriceSeries::Mark, Interval::Mo1), 1))
+            Some((
+                RecordKind::PriceCandles(PriceSeries::Mark, Interval::Mo1),
+                1
+            ))
         );
         // A spot key is not a futures key of the same symbol, nor the other way round.
         assert_eq!(RecordKind::from_key("usdm_BTCUSDT", "BTCUSDT_1m_1"), None);

@@ -44,6 +44,7 @@ struct Fields<'a> {
     trade_id: Option<u64>,
     first_update_id: Option<u64>,
     final_update_id: Option<u64>,
+    previous_final_update_id: Option<u64>,
     last_update_id: Option<u64>,
     update_id: Option<u64>,
 }
@@ -68,8 +69,9 @@ impl Fields<'_> {
 #[derive(Default)]
 struct Group {
     values: Vec<i64>,
-    /// Diff depth: (first, final) update ids, to check the sequence.
-    spans: Vec<(u64, u64)>,
+    /// Diff depth: (first, final, previous final) update ids, to check the sequence (spot by
+    /// contiguous ids, futures by the previous final id each event names).
+    spans: Vec<(u64, u64, Option<u64>)>,
     first_ts: Option<i64>,
     last_ts: Option<i64>,
     outside: u64,
@@ -178,7 +180,10 @@ impl VerifyReport {
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
-            let candles = matches!(g.kind.map(RecordKind::sequence), Some(Sequence::TimeGrid(_)));
+            let candles = matches!(
+                g.kind.map(RecordKind::sequence),
+                Some(Sequence::TimeGrid(_))
+            );
             let show = |label: &str, ranges: &[(i64, i64)], s: &mut String| {
                 for (a, b) in ranges {
                     if candles {
@@ -242,7 +247,11 @@ impl VerifyReport {
             start_ms: a,
             end_ms: b,
         });
-        for g in self.groups.iter_mut().filter(|g| g.market == exchange.market()) {
+        for g in self
+            .groups
+            .iter_mut()
+            .filter(|g| g.market == exchange.market())
+        {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
@@ -398,8 +407,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             unreadable += 1;
             continue;
         };
-        if expect.kind.is_some_and(|k| k != kind) || expect.market.is_some_and(|m| m != market)
-        {
+        if expect.kind.is_some_and(|k| k != kind) || expect.market.is_some_and(|m| m != market) {
             *wrong_type.entry(symbol.to_string()).or_default() += 1;
             continue;
         }
@@ -408,7 +416,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             .or_default();
         g.values.push(ordinal);
         if let (Some(first), Some(last)) = (f.first_update_id, f.final_update_id) {
-            g.spans.push((first, last));
+            g.spans.push((first, last, f.previous_final_update_id));
         }
         g.first_ts = Some(g.first_ts.map_or(ts, |t| t.min(ts)));
         g.last_ts = Some(g.last_ts.map_or(ts, |t| t.max(ts)));
@@ -520,12 +528,23 @@ fn candle_gaps(iv: Interval, present: &[i64], from: i64, to: i64) -> Vec<(i64, i
 }
 
 /// Update ids no diff-depth event covers, between the first and the last event.
-fn update_gaps(spans: &mut [(u64, u64)]) -> Vec<(i64, i64)> {
+/// Uncovered update ids between consecutive diff-depth events: on spot an event must start
+/// right after the previous one's final id; a futures event names the previous final id (`pu`),
+/// and a break there is reported as the ids between the two events.
+fn update_gaps(spans: &mut [(u64, u64, Option<u64>)]) -> Vec<(i64, i64)> {
     spans.sort_unstable_by_key(|s| s.1);
     spans
         .windows(2)
-        .filter(|w| w[1].0 > w[0].1 + 1)
-        .map(|w| (w[0].1 as i64 + 1, w[1].0 as i64 - 1))
+        .filter(|w| match w[1].2 {
+            Some(pu) => pu != w[0].1,
+            None => w[1].0 > w[0].1 + 1,
+        })
+        .map(|w| {
+            (
+                w[0].1 as i64 + 1,
+                (w[1].0 as i64 - 1).max(w[0].1 as i64 + 1),
+            )
+        })
         .collect()
 }
 
@@ -552,7 +571,20 @@ mod tests {
         assert_eq!(gaps.iter().map(|&(a, b)| count(kind, a, b)).sum::<u64>(), 4);
         assert_eq!(id_gaps(&[1, 2, 5, 6, 9]), vec![(3, 4), (7, 8)]);
         assert_eq!(count(Some(RecordKind::AggTrades), 3, 4), 2);
-        assert_eq!(update_gaps(&mut [(1, 5), (8, 9), (6, 7)]), vec![]);
-        assert_eq!(update_gaps(&mut [(1, 5), (9, 9)]), vec![(6, 8)]);
+        let spot = |v: &[(u64, u64)]| -> Vec<(u64, u64, Option<u64>)> {
+            v.iter().map(|&(a, b)| (a, b, None)).collect()
+        };
+        assert_eq!(update_gaps(&mut spot(&[(1, 5), (8, 9), (6, 7)])), vec![]);
+        assert_eq!(update_gaps(&mut spot(&[(1, 5), (9, 9)])), vec![(6, 8)]);
+        // Futures: ids jump between events; `pu` chains them.
+        assert_eq!(
+            update_gaps(&mut [(1, 5, Some(0)), (9, 12, Some(5)), (20, 30, Some(12))]),
+            vec![]
+        );
+        assert_eq!(
+            update_gaps(&mut [(1, 5, Some(0)), (20, 30, Some(12))]),
+            vec![(6, 19)],
+            "the event ending at 12 is missing"
+        );
     }
 }

@@ -170,24 +170,40 @@ fn each_bad_setting_exits_2_naming_its_variable() {
         ),
         (
             with(
-                &[("MARKET", "usdm"), ("TYPE", "ws_orderbook"), ("ORDERBOOK_DEPTH", "5000")],
+                &[
+                    ("MARKET", "usdm"),
+                    ("TYPE", "ws_orderbook"),
+                    ("ORDERBOOK_DEPTH", "5000"),
+                ],
                 &[],
             ),
             "ORDERBOOK_DEPTH",
             "1000",
         ),
         (
-            with(&[("MARKET", "coinm"), ("WS_STREAMS_PER_CONNECTION", "1024")], &[]),
+            with(
+                &[("MARKET", "coinm"), ("WS_STREAMS_PER_CONNECTION", "1024")],
+                &[],
+            ),
             "WS_STREAMS_PER_CONNECTION",
             "200",
         ),
         (
-            with(&[("MARKET", "usdm"), ("BINANCE_FAPI_URL", "fapi.binance.com")], &[]),
+            with(
+                &[("MARKET", "usdm"), ("BINANCE_FAPI_URL", "fapi.binance.com")],
+                &[],
+            ),
             "BINANCE_FAPI_URL",
             "http",
         ),
         (
-            with(&[("MARKET", "coinm"), ("BINANCE_DWS_URL", "dstream.binance.com")], &[]),
+            with(
+                &[
+                    ("MARKET", "coinm"),
+                    ("BINANCE_DWS_URL", "dstream.binance.com"),
+                ],
+                &[],
+            ),
             "BINANCE_DWS_URL",
             "ws(s)",
         ),

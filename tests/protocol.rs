@@ -334,7 +334,10 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("loader_status{status=\"loading\"} 1"),
+        // Every metric names the job's market and type.
+        metrics.contains(
+            "loader_status{market=\"spot\",type=\"api_candles_1m\",status=\"loading\"} 1"
+        ),
         "{metrics}"
     );
     assert!(

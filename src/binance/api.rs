@@ -186,7 +186,8 @@ impl Exchange {
             ("limit", limit.to_string()),
         ];
         Ok(Page::new(
-            self.call(Endpoint::Klines { limit }, symbol, &query).await?,
+            self.call(Endpoint::Klines { limit }, symbol, &query)
+                .await?,
         ))
     }
 

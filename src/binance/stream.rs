@@ -142,6 +142,11 @@ async fn connect_and_read(
         return Ok("source ended".into());
     }
     let mut unanswered = plan.subscribe.len();
+    // Liveness: any frame counts. A quiet stream (futures servers ping only every 3 minutes, an
+    // illiquid symbol's liquidations may not come for longer) is probed with a ping of our own
+    // halfway through the idle timeout; only a connection that answers nothing is dead.
+    let mut last_frame = Instant::now();
+    let mut probed = false;
     loop {
         if let Some((i, streams)) = pending_subscribes.peek() {
             if Instant::now() >= next_subscribe {
@@ -153,25 +158,35 @@ async fn connect_and_read(
                 next_subscribe = Instant::now() + SUBSCRIBE_SPACING;
             }
         }
-        let wait = if pending_subscribes.peek().is_some() {
-            next_subscribe
-                .saturating_duration_since(Instant::now())
-                .min(idle_timeout)
-        } else {
-            idle_timeout
-        };
+        let dead_at = last_frame + idle_timeout;
+        let probe_at = last_frame + idle_timeout / 2;
+        let mut until = if probed { dead_at } else { probe_at };
+        if pending_subscribes.peek().is_some() {
+            until = until.min(next_subscribe);
+        }
+        let wait = until.saturating_duration_since(Instant::now());
         let frame = match tokio::time::timeout(wait, ws.next()).await {
-            Err(_) if pending_subscribes.peek().is_some() => continue,
-            Err(_) => {
+            Err(_) if Instant::now() >= dead_at => {
                 let _ = ws.close(None).await;
                 return Err(format!(
-                    "no data and no ping for {idle_timeout:?}: connection presumed dead"
+                    "no data, no ping and no answer to ours for {idle_timeout:?}: connection presumed dead"
                 ));
+            }
+            Err(_) => {
+                if !probed && Instant::now() >= probe_at {
+                    ws.send(Message::Ping(b"keepalive".to_vec().into()))
+                        .await
+                        .map_err(|e| format!("cannot ping: {e}"))?;
+                    probed = true;
+                }
+                continue;
             }
             Ok(None) => return Err("connection closed".into()),
             Ok(Some(Err(e))) => return Err(format!("connection failed: {e}")),
             Ok(Some(Ok(f))) => f,
         };
+        last_frame = Instant::now();
+        probed = false;
         if let Message::Text(text) = &frame {
             if let Ok(reply) = serde_json::from_str::<Reply>(text.as_str()) {
                 if reply.id.is_some() {
@@ -316,8 +331,7 @@ mod tests {
         ] {
             let plan = combined_plan(base, "/market", &two[..1]);
             assert_eq!(
-                plan.url,
-                "wss://fstream.binance.com/market/stream?streams=btcusdt@trade",
+                plan.url, "wss://fstream.binance.com/market/stream?streams=btcusdt@trade",
                 "{base}"
             );
         }

@@ -351,7 +351,7 @@ pub struct JobArgs {
     #[arg(long, env = "ORDERBOOK_DEPTH", default_value_t = 20, value_name = "N")]
     pub orderbook_depth: usize,
 
-    /// Live types: seconds without data or ping before a connection counts as dead and is replaced
+    /// Live types: seconds without any frame before a connection counts as dead and is replaced (the loader pings halfway through, so a quiet stream that answers stays)
     #[arg(
         long,
         env = "WS_IDLE_TIMEOUT",

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
 use super::{
-    Market,
-    BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, MessageKey, Secret,
-    Shard,
+    BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, Market, MessageKey,
+    Secret, Shard,
 };
 use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
@@ -365,9 +364,16 @@ impl JobArgs {
             )));
         }
         if !data_type.markets().contains(&market) {
-            let on = data_type.markets().iter().map(|m| m.as_str()).collect::<Vec<_>>();
+            let on = data_type
+                .markets()
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>();
             return Err(LoaderError::config(match on.is_empty() {
-                true => format!("TYPE {}: 1s candles exist on MARKET=spot only", data_type.name()),
+                true => format!(
+                    "TYPE {}: 1s candles exist on MARKET=spot only",
+                    data_type.name()
+                ),
                 false => format!(
                     "TYPE {} is not offered on MARKET={market}; it exists on MARKET={}",
                     data_type.name(),

@@ -118,7 +118,9 @@ impl History for FundingHistory {
             if to_inclusive < from {
                 return Ok(false);
             }
-            let page = exchange.funding_rates(symbol, from, to_inclusive, 1).await?;
+            let page = exchange
+                .funding_rates(symbol, from, to_inclusive, 1)
+                .await?;
             Ok(!page.rows()?.is_empty())
         })
     }

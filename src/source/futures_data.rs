@@ -38,7 +38,9 @@ pub struct FuturesDataHistory {
 
 impl FuturesDataHistory {
     fn period_ms(&self) -> i64 {
-        self.period.fixed_ms().expect("statistics periods are fixed")
+        self.period
+            .fixed_ms()
+            .expect("statistics periods are fixed")
     }
 
     /// The oldest period time REST still serves at `now`.

@@ -166,8 +166,10 @@ async fn publish_file(
                 if stop.is_cancelled() {
                     return Ok(false);
                 }
-                let full =
-                    std::mem::replace(&mut batch, RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH));
+                let full = std::mem::replace(
+                    &mut batch,
+                    RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH),
+                );
                 if let Err(e) = out.blocking_send(full, Origin::Archive) {
                     failure = Some(e);
                     return Ok(false);

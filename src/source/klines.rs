@@ -278,7 +278,11 @@ impl History for KlineHistory {
             while start <= to_inclusive {
                 let end = to_inclusive.min(start.saturating_add(span));
                 let page = match self.series {
-                    None => exchange.klines(symbol, self.interval, start, end, 1).await?,
+                    None => {
+                        exchange
+                            .klines(symbol, self.interval, start, end, 1)
+                            .await?
+                    }
                     Some(s) => {
                         exchange
                             .price_klines(s, symbol, self.interval, start, end, 1)
@@ -317,7 +321,13 @@ mod tests {
         assert_eq!(w.len(), 1);
         // COIN-M: at most 200 days from startTime to endTime.
         let day: Interval = "1d".parse().unwrap();
-        let w = windows(day, start, start + 450 * 86_400_000, 1500, Market::CoinM.max_kline_span_ms());
+        let w = windows(
+            day,
+            start,
+            start + 450 * 86_400_000,
+            1500,
+            Market::CoinM.max_kline_span_ms(),
+        );
         assert_eq!(
             w.iter().map(|w| w.2).collect::<Vec<_>>(),
             vec![200, 200, 50]

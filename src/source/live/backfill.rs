@@ -82,7 +82,11 @@ impl LiveSource {
             self.concurrency
         ));
         while let Some(window) = pages.next().await {
-            let mut batch = RecordBatch::new(self.exchange.market(), st.symbol.clone(), self.page_limit as usize);
+            let mut batch = RecordBatch::new(
+                self.exchange.market(),
+                st.symbol.clone(),
+                self.page_limit as usize,
+            );
             for page in &window? {
                 for row in page.rows()? {
                     // Closed candles only: the one still open is published when it closes.

@@ -283,14 +283,22 @@ mod tests {
             bids: vec![],
             asks: vec![],
         });
-        assert_eq!(book.apply(&d(80, 90, 70)), Applied::Ok, "before the snapshot");
+        assert_eq!(
+            book.apply(&d(80, 90, 70)),
+            Applied::Ok,
+            "before the snapshot"
+        );
         assert_eq!(
             book.apply(&d(95, 130, 90)),
             Applied::Ok,
             "U <= lastUpdateId <= u: the first applied"
         );
         assert_eq!(book.last_update_id, 130);
-        assert_eq!(book.apply(&d(150, 170, 130)), Applied::Ok, "pu = previous u");
+        assert_eq!(
+            book.apply(&d(150, 170, 130)),
+            Applied::Ok,
+            "pu = previous u"
+        );
         assert_eq!(
             book.apply(&d(190, 200, 180)),
             Applied::NeedsSnapshot,

@@ -250,6 +250,7 @@ impl LiveSource {
                         timestamp: d.E,
                         first_update_id: d.U,
                         final_update_id: d.u,
+                        previous_final_update_id: d.pu,
                         bids: &d.b,
                         asks: &d.a,
                         sequence_break,

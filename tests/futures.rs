@@ -1,0 +1,437 @@
+//! Futures markets (`MARKET=usdm`, `MARKET=coinm`) end to end: the real binary loads every
+//! history type of each futures market from the exchange simulator's `fapi`/`dapi` endpoints and
+//! its `data/futures/um|cm` archive into the real broker; topics from REST and from the archive
+//! are compared byte for byte, `verify` (asking the market's own endpoints) must find nothing
+//! lost or doubled, and the simulator's counters prove which market was asked and that its
+//! weights and request limits were never exceeded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{Duration as Days, Utc};
+use exchange_sim::{SimConfig, SimServer, SimStats};
+use serde_json::Value;
+use support::loader::{fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run};
+
+/// One futures market as the tests use it.
+#[derive(Clone, Copy)]
+struct Futures {
+    market: &'static str,
+    symbol: &'static str,
+    url_var: &'static str,
+    prefix: &'static str,
+}
+
+const USDM: Futures = Futures {
+    market: "usdm",
+    symbol: "BTCUSDT",
+    url_var: "BINANCE_FAPI_URL",
+    prefix: "/usdm/fapi/v1",
+};
+const COINM: Futures = Futures {
+    market: "coinm",
+    symbol: "BTCUSD_PERP",
+    url_var: "BINANCE_DAPI_URL",
+    prefix: "/coinm/dapi/v1",
+};
+
+impl Futures {
+    fn rest_url(self, sim: &SimServer) -> String {
+        match self.market {
+            "usdm" => sim.fapi_url(),
+            _ => sim.dapi_url(),
+        }
+    }
+
+    fn ws_url(self, sim: &SimServer) -> String {
+        match self.market {
+            "usdm" => sim.fws_url(),
+            _ => sim.dws_url(),
+        }
+    }
+
+    /// The market's variables for a job or `verify`.
+    fn vars(self, sim: &SimServer) -> Vec<(&'static str, String)> {
+        vec![
+            ("MARKET", self.market.into()),
+            (self.url_var, self.rest_url(sim)),
+            (
+                match self.market {
+                    "usdm" => "BINANCE_FWS_URL",
+                    _ => "BINANCE_DWS_URL",
+                },
+                self.ws_url(sim),
+            ),
+        ]
+    }
+
+    fn requests(self, st: &SimStats, endpoint: &str) -> u64 {
+        st.per_endpoint
+            .get(&format!("{}/{endpoint}", self.prefix))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
+async fn sim(cfg: SimConfig) -> SimServer {
+    SimServer::start(
+        SimConfig {
+            agg_trade_spacing_ms: 10_000,
+            ..cfg
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("simulator starts")
+}
+
+/// Loads `ty` of `m`'s symbol for `range` with `SOURCE=source` into a fresh topic.
+async fn load(
+    sim: &SimServer,
+    m: Futures,
+    ty: &str,
+    range: &str,
+    source: &str,
+    extra: &[(&'static str, &str)],
+) -> (Run, String) {
+    let topic = fresh_topic(&format!("{}-{}-{source}", m.market, ty.replace('_', "-")));
+    let mut env = job_env(&sim.base_url(), &topic, m.symbol, ty, range);
+    env.extend(m.vars(sim));
+    let env = with(env, &[("SOURCE", source)]);
+    let run = run_loader_async(with(env, extra), vec![]).await;
+    (run, topic)
+}
+
+/// `verify` of `topic` asking `m`'s endpoints about gaps; asserts it passes.
+fn verify_ok(sim: &SimServer, m: Futures, topic: &str, range: &str, ty: &str) -> Value {
+    let mut extra = m.vars(sim);
+    extra.push(("SYMBOL", m.symbol.into()));
+    extra.push(("TYPE", ty.into()));
+    let v = verify_topic(topic, range, &extra, &[]);
+    assert_eq!(v.code, Some(0), "verify {ty}: {}{}", v.stdout, v.stderr);
+    serde_json::from_str(&v.stdout).expect("verify --json")
+}
+
+fn payloads(topic: &str) -> Vec<Vec<u8>> {
+    read_raw(topic).into_iter().map(|(_, v)| v).collect()
+}
+
+fn records(topic: &str) -> Vec<Value> {
+    payloads(topic)
+        .iter()
+        .map(|p| serde_json::from_slice(p).expect("JSON record"))
+        .collect()
+}
+
+fn date(days_from_today: i64) -> String {
+    (Utc::now().date_naive() + Days::days(days_from_today))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Candles of every series, from REST and from the archive across the 2022 switch to header
+/// rows, byte-identical and complete, for both futures markets.
+#[tokio::test(flavor = "multi_thread")]
+async fn candles_of_every_series_load_exactly_once_from_rest_and_archive() {
+    let sim = sim(SimConfig::default()).await;
+    let range = "2021-12-30:2022-01-03";
+    for m in [USDM, COINM] {
+        for ty in [
+            "api_candles_1h",
+            "api_mark_price_candles_1h",
+            "api_index_price_candles_1h",
+            "api_premium_index_candles_1h",
+        ] {
+            let (rest, rest_topic) = load(&sim, m, ty, range, "rest", &[]).await;
+            rest.assert_ok();
+            let (auto, auto_topic) = load(&sim, m, ty, range, "auto", &[]).await;
+            auto.assert_ok();
+            assert!(
+                auto.stdout.contains("from 4 archive file(s)"),
+                "{ty}: {}",
+                auto.stdout
+            );
+            let (a, b) = (payloads(&rest_topic), payloads(&auto_topic));
+            assert_eq!(a.len(), 96, "{} {ty}: 4 days of hours", m.market);
+            assert!(a == b, "{} {ty}: REST and archive topics differ", m.market);
+            let report = verify_ok(&sim, m, &rest_topic, range, ty);
+            assert_eq!(report["records"], 96);
+            let first: Value = serde_json::from_slice(&a[0]).unwrap();
+            assert_eq!(first["market"], m.market);
+            assert_eq!(first["symbol"], m.symbol);
+            let tag = ty.trim_start_matches("api_").trim_end_matches("_1h");
+            let tag = match tag {
+                "candles" => String::new(),
+                t => format!("{}_", t.split('_').next().unwrap()),
+            };
+            assert_eq!(
+                first["_key"],
+                format!("{}_{}_{tag}1h_1640822400000", m.market, m.symbol),
+                "{ty}"
+            );
+        }
+        let st = sim.stats();
+        for endpoint in [
+            "klines",
+            "markPriceKlines",
+            "indexPriceKlines",
+            "premiumIndexKlines",
+        ] {
+            // 96 candles fit one page: one request per REST load, none for the archive.
+            assert_eq!(m.requests(&st, endpoint), 1, "{endpoint}: {st:?}");
+        }
+    }
+    let st = sim.stats();
+    assert!(
+        st.archive_downloads
+            .keys()
+            .any(|k| k.ends_with("/BTCUSD_PERP-1h-2022-01-01.zip")),
+        "{:?}",
+        st.archive_downloads
+    );
+    assert_eq!(
+        (st.responses_429, st.responses_418),
+        (0, 0),
+        "no rate-limit rejection"
+    );
+    sim.shutdown().await;
+}
+
+/// Aggregate and raw trades of two days, one before and one after header rows appeared, from
+/// REST (futures pages: 1,000 aggregate trades for 20, 500 raw trades for 20) and from the
+/// archive, byte-identical and without a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn trades_load_exactly_once_from_rest_and_archive() {
+    let sim = sim(SimConfig::default()).await;
+    let range = "2021-12-31:2022-01-02";
+    for m in [USDM, COINM] {
+        for (ty, endpoint, page) in [
+            ("api_trades", "aggTrades", 1000),
+            ("api_raw_trades", "historicalTrades", 500),
+        ] {
+            let before = m.requests(&sim.stats(), endpoint);
+            let (rest, rest_topic) = load(&sim, m, ty, range, "rest", &[]).await;
+            rest.assert_ok();
+            let requests = m.requests(&sim.stats(), endpoint) - before;
+            let (auto, auto_topic) = load(&sim, m, ty, range, "auto", &[]).await;
+            auto.assert_ok();
+            assert_eq!(
+                m.requests(&sim.stats(), endpoint) - before,
+                requests,
+                "{} {ty}: the archive load made no {endpoint} request",
+                m.market
+            );
+            let (a, b) = (payloads(&rest_topic), payloads(&auto_topic));
+            assert!(a.len() > 10_000, "{} {ty}: {} records", m.market, a.len());
+            assert!(a == b, "{} {ty}: REST and archive topics differ", m.market);
+            // Pages as full as the market allows (plus the searches for the range ends).
+            let pages = (a.len() as u64).div_ceil(page);
+            assert!(
+                requests <= pages + 2,
+                "{} {ty}: {requests} requests for {} records",
+                m.market,
+                a.len()
+            );
+            let r: Value = serde_json::from_slice(&a[0]).unwrap();
+            assert!(r.get("is_best_match").is_none(), "futures trades: {r}");
+            let report = verify_ok(&sim, m, &rest_topic, range, ty);
+            assert_eq!(report["records"], a.len() as u64);
+        }
+    }
+    let st = sim.stats();
+    assert_eq!((st.responses_429, st.budget_violations), (0, 0), "{st:?}");
+    sim.shutdown().await;
+}
+
+/// Funding rates of four years come from REST in a few pages and hold every settlement once;
+/// funding times are not a grid, so paging follows the last time seen.
+#[tokio::test(flavor = "multi_thread")]
+async fn funding_rates_load_exactly_once() {
+    let sim = sim(SimConfig::default()).await;
+    let range = "2019-01-01:2023-01-01";
+    for m in [USDM, COINM] {
+        let (run, topic) = load(&sim, m, "api_funding_rate", range, "auto", &[]).await;
+        run.assert_ok();
+        let recs = records(&topic);
+        // Three settlements a day for 1,461 days (the simulator lists symbols in 2017).
+        assert_eq!(recs.len(), 3 * 1461, "{}", m.market);
+        assert!(recs.windows(2).all(
+            |w| w[0]["funding_time"].as_i64().unwrap() < w[1]["funding_time"].as_i64().unwrap()
+        ));
+        assert_eq!(recs[0]["market"], m.market);
+        assert_eq!(recs[0]["mark_price"].is_string(), m.market == "usdm");
+        verify_ok(&sim, m, &topic, range, "api_funding_rate");
+        assert_eq!(
+            m.requests(&sim.stats(), "fundingRate"),
+            5,
+            "{}: 4,383 rows in pages of 1,000",
+            m.market
+        );
+    }
+    sim.shutdown().await;
+}
+
+/// Open interest: the last 30 days from REST, older days from the archive's metrics files;
+/// both give the same records where they overlap. Long/short ratios: REST only, and a range
+/// older than 30 days is refused naming TIME_RANGE before anything is published.
+#[tokio::test(flavor = "multi_thread")]
+async fn open_interest_and_ratios_load_exactly_once_within_what_binance_keeps() {
+    let sim = sim(SimConfig::default()).await;
+    for m in [USDM, COINM] {
+        // 40 days up to yesterday: metrics files for every day, REST for none.
+        let old = format!("{}:{}", date(-40), date(0));
+        let (run, topic) = load(&sim, m, "api_open_interest_1h", &old, "auto", &[]).await;
+        run.assert_ok();
+        assert_eq!(records(&topic).len(), 40 * 24, "{}", m.market);
+        assert!(
+            run.stdout.contains("from 40 archive file(s)"),
+            "{}",
+            run.stdout
+        );
+        verify_ok(&sim, m, &topic, &old, "api_open_interest_1h");
+
+        // The last 5 whole days from both sources: the same records.
+        let recent = format!("{}:{}", date(-5), date(0));
+        let (rest, rest_topic) = load(&sim, m, "api_open_interest_5m", &recent, "rest", &[]).await;
+        rest.assert_ok();
+        let (auto, auto_topic) = load(&sim, m, "api_open_interest_5m", &recent, "auto", &[]).await;
+        auto.assert_ok();
+        let (a, b) = (payloads(&rest_topic), payloads(&auto_topic));
+        assert_eq!(a.len(), 5 * 288);
+        assert!(a == b, "{}: metrics files and REST differ", m.market);
+
+        // Older than REST keeps, without the archive: refused, nothing published.
+        let (refused, refused_topic) =
+            load(&sim, m, "api_open_interest_1h", &old, "rest", &[]).await;
+        assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("TIME_RANGE") && refused.stderr.contains("30 days"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            !support::broker::topic_exists(
+                &support::broker::Broker::shared().bootstrap(),
+                &refused_topic
+            ) || payloads(&refused_topic).is_empty()
+        );
+
+        for ty in [
+            "api_long_short_ratio_15m",
+            "api_top_long_short_account_ratio_1h",
+            "api_top_long_short_position_ratio_5m",
+        ] {
+            let range = format!("{}:{}", date(-3), date(0));
+            let (run, topic) = load(&sim, m, ty, &range, "auto", &[]).await;
+            run.assert_ok();
+            let recs = records(&topic);
+            assert!(!recs.is_empty());
+            for r in &recs {
+                let (l, s) = (
+                    r["long_share"].as_str().unwrap().parse::<f64>().unwrap(),
+                    r["short_share"].as_str().unwrap().parse::<f64>().unwrap(),
+                );
+                assert!((l + s - 1.0).abs() < 1e-3, "{r}");
+            }
+            verify_ok(&sim, m, &topic, &range, ty);
+            let (refused, _) = load(&sim, m, ty, &old, "auto", &[]).await;
+            assert_eq!(refused.code, Some(2), "{ty}: {}", refused.stderr);
+            assert!(refused.stderr.contains("TIME_RANGE"), "{}", refused.stderr);
+        }
+    }
+    let st = sim.stats();
+    assert_eq!((st.responses_429, st.budget_violations), (0, 0), "{st:?}");
+    sim.shutdown().await;
+}
+
+/// Spot and USDⓈ-M records of the same symbol share a topic without sharing a key, and
+/// `verify` checks them as two groups.
+#[tokio::test(flavor = "multi_thread")]
+async fn spot_and_futures_records_of_one_symbol_never_share_a_key() {
+    let sim = sim(SimConfig::default()).await;
+    let topic = fresh_topic("mixed-markets");
+    let range = "2024-03-01:2024-03-03";
+    let spot = job_env(&sim.base_url(), &topic, "BTCUSDT", "api_candles_1h", range);
+    run_loader_async(with(spot, &[("SOURCE", "rest")]), vec![])
+        .await
+        .assert_ok();
+    let mut usdm = job_env(&sim.base_url(), &topic, "BTCUSDT", "api_candles_1h", range);
+    usdm.extend(USDM.vars(&sim));
+    run_loader_async(with(usdm, &[("SOURCE", "rest")]), vec![])
+        .await
+        .assert_ok();
+    let recs = records(&topic);
+    assert_eq!(recs.len(), 96);
+    let mut keys: Vec<&str> = recs.iter().map(|r| r["_key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), 96, "keys are unique across markets");
+    assert!(keys.contains(&"BTCUSDT_1h_1709251200000"));
+    assert!(keys.contains(&"usdm_BTCUSDT_1h_1709251200000"));
+    // Different markets, different prices: the futures endpoints were asked.
+    assert_ne!(recs[0]["close"], recs[48]["close"]);
+    let v = verify_topic(&topic, range, &[], &["--offline"]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    let markets: Vec<&str> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["market"].as_str().unwrap())
+        .collect();
+    assert_eq!(markets, ["spot", "usdm"]);
+    sim.shutdown().await;
+}
+
+/// Each futures market has its own weight budget, read from its `exchangeInfo`; squeezed, a
+/// load waits for the next window instead of taking a 429, and the request-counted endpoints
+/// stay within their own limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn futures_weights_and_request_limits_are_honoured_with_no_429() {
+    let sim = sim(SimConfig {
+        weight_window: Duration::from_secs(2),
+        usdm_weight_limit: 120,
+        coinm_weight_limit: 120,
+        ..SimConfig::default()
+    })
+    .await;
+    for m in [USDM, COINM] {
+        // A day of aggregate trades: 9 pages of 20 and the range-end searches, several
+        // windows of the default share (60 of 120).
+        let (run, topic) = load(&sim, m, "api_trades", "2024-03-01:2024-03-02", "rest", &[]).await;
+        run.assert_ok();
+        verify_ok(&sim, m, &topic, "2024-03-01:2024-03-02", "api_trades");
+        // Request-counted endpoints next to the weighed ones.
+        let (run, _) = load(
+            &sim,
+            m,
+            "api_funding_rate",
+            "2019-01-01:2023-01-01",
+            "rest",
+            &[],
+        )
+        .await;
+        run.assert_ok();
+        let range = format!("{}:{}", date(-2), date(0));
+        let (run, _) = load(&sim, m, "api_open_interest_5m", &range, "rest", &[]).await;
+        run.assert_ok();
+    }
+    let st = sim.stats();
+    for m in ["usdm", "coinm"] {
+        let ms = &st.per_market[m];
+        assert_eq!(
+            (ms.responses_429, ms.responses_418, ms.budget_violations),
+            (0, 0, 0),
+            "{m}: {ms:?}"
+        );
+        assert!(ms.max_window_weight <= 120, "{m}: {ms:?}");
+        assert!(
+            ms.weight_total > 120,
+            "{m}: the budget was used past one window"
+        );
+    }
+    sim.shutdown().await;
+}

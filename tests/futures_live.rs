@@ -1,0 +1,302 @@
+//! Futures live types end to end, per futures market: the simulator's `fstream`/`dstream`
+//! (routed `/public` and `/market` endpoints) streams and drops connections; aggregate trades
+//! must come through a reconnect complete (Binance offers a backfill for them), the order book
+//! must follow the futures `pu` chain and resync after a lost event, and mark prices,
+//! liquidations, book tickers and diff depth must publish on both sides of a reconnect with
+//! nothing doubled and equal to the exchange's own values.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
+use serde_json::Value;
+use support::broker::{consume_all, Broker};
+use support::loader::{
+    fresh_topic, parse_records, run_loader_async, verify_topic, wait_until, with,
+};
+
+#[derive(Clone, Copy)]
+struct Futures {
+    market: &'static str,
+    sim: SimMarket,
+    symbol: &'static str,
+    others: [&'static str; 2],
+}
+
+const USDM: Futures = Futures {
+    market: "usdm",
+    sim: SimMarket::UsdM,
+    symbol: "BTCUSDT",
+    others: ["ETHUSDT", "BNBUSDT"],
+};
+const COINM: Futures = Futures {
+    market: "coinm",
+    sim: SimMarket::CoinM,
+    symbol: "BTCUSD_PERP",
+    others: ["ETHUSD_PERP", "BNBUSD_PERP"],
+};
+
+async fn sim(spacing_ms: i64, futures_ws: WsFaults) -> SimServer {
+    let cfg = SimConfig {
+        agg_trade_spacing_ms: spacing_ms,
+        futures_ws,
+        ..SimConfig::default()
+    };
+    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts")
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A live range starting shortly and lasting `secs` seconds, on whole seconds.
+fn live_range(secs: i64) -> (i64, i64) {
+    let start = (now_ms() / 1000 + 2) * 1000;
+    (start, start + secs * 1000)
+}
+
+fn env(
+    sim: &SimServer,
+    m: Futures,
+    topic: &str,
+    symbols: &str,
+    ty: &str,
+    range: (i64, i64),
+) -> Vec<(&'static str, String)> {
+    let (rest, ws) = match m.market {
+        "usdm" => ("BINANCE_FAPI_URL", "BINANCE_FWS_URL"),
+        _ => ("BINANCE_DAPI_URL", "BINANCE_DWS_URL"),
+    };
+    let (rest_url, ws_url) = match m.market {
+        "usdm" => (sim.fapi_url(), sim.fws_url()),
+        _ => (sim.dapi_url(), sim.dws_url()),
+    };
+    vec![
+        ("MARKET", m.market.to_string()),
+        ("SYMBOL", symbols.to_string()),
+        ("TYPE", ty.to_string()),
+        ("KAFKA_TOPIC", topic.to_string()),
+        ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
+        (rest, rest_url),
+        (ws, ws_url),
+        ("METRICS_PORT", "0".to_string()),
+        ("WS_IDLE_TIMEOUT", "1.5".to_string()),
+        ("TIME_RANGE", format!("{}:{}", range.0, range.1)),
+    ]
+}
+
+fn read(topic: &str) -> Vec<Value> {
+    parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn published(topic: &str) -> usize {
+    support::broker::message_count(&Broker::shared().bootstrap(), topic).max(0) as usize
+}
+
+fn verify_ok(topic: &str, range: (i64, i64)) {
+    let v = verify_topic(
+        topic,
+        &format!("{}:{}", range.0, range.1),
+        &[],
+        &["--offline"],
+    );
+    assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+}
+
+/// Starts a live job, waits until it has published `before` records, drops every connection
+/// of the simulator, and returns the finished run's records.
+async fn run_through_a_disconnect(
+    sim: &SimServer,
+    env: Vec<(&'static str, String)>,
+    topic: &str,
+    before: usize,
+) -> Vec<Value> {
+    let handle = tokio::spawn(run_loader_async(env, vec![]));
+    wait_until(
+        "records of the range published",
+        Duration::from_secs(20),
+        || published(topic) >= before,
+    )
+    .await;
+    assert!(
+        sim.disconnect_all() > 0,
+        "the loader is connected mid-range"
+    );
+    let run = handle.await.unwrap();
+    run.assert_ok();
+    read(topic)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregate_trades_come_through_a_reconnect_complete() {
+    let sim = sim(50, WsFaults::futures()).await;
+    for m in [USDM, COINM] {
+        let topic = fresh_topic(&format!("{}-ws-agg", m.market));
+        let range = live_range(6);
+        let opened = sim.stats().ws_connections_opened;
+        let records = run_through_a_disconnect(
+            &sim,
+            env(&sim, m, &topic, m.symbol, "ws_aggtrades", range),
+            &topic,
+            20,
+        )
+        .await;
+        assert!(
+            sim.stats().ws_connections_opened >= opened + 2,
+            "reconnected"
+        );
+        let expected = SimConfig {
+            agg_trade_spacing_ms: 50,
+            ..SimConfig::default()
+        }
+        .data()
+        .trades_between_in(m.sim, m.symbol, range.0, range.1 - 1);
+        let got: Vec<u64> = records
+            .iter()
+            .map(|r| r["trade_id"].as_u64().unwrap())
+            .collect();
+        let want: Vec<u64> = expected.iter().map(|t| t.id).collect();
+        assert_eq!(
+            got, want,
+            "{}: every aggregate trade, once, in order",
+            m.market
+        );
+        for (r, t) in records.iter().zip(&expected) {
+            assert_eq!(r["price"], t.price);
+            assert_eq!(r["market"], m.market);
+            assert!(r.get("is_best_match").is_none());
+        }
+        verify_ok(&topic, range);
+        // The stream went to the routed market endpoint.
+        let key = format!("{}_{}_agg_{}", m.market, m.symbol, want[0]);
+        assert_eq!(records[0]["_key"], key);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_order_book_follows_the_pu_chain_and_resyncs_after_a_lost_event() {
+    let sim = sim(
+        250,
+        WsFaults {
+            depth_gap_every: 15,
+            ..WsFaults::futures()
+        },
+    )
+    .await;
+    for m in [USDM, COINM] {
+        let topic = fresh_topic(&format!("{}-ws-book", m.market));
+        let range = live_range(5);
+        let run = run_loader_async(
+            with(
+                env(&sim, m, &topic, m.symbol, "ws_orderbook", range),
+                &[
+                    ("ORDERBOOK_SNAPSHOT_INTERVAL", "0.5"),
+                    ("ORDERBOOK_DEPTH", "10"),
+                ],
+            ),
+            vec![],
+        )
+        .await;
+        run.assert_ok();
+        assert!(
+            run.stderr.contains("resyncing from a new snapshot"),
+            "{}",
+            run.stderr
+        );
+        let records = read(&topic);
+        assert!(records.len() >= 5, "{}: {}", m.market, records.len());
+        let mut resynced = false;
+        for r in &records {
+            let book = data::order_book_in(m.sim, m.symbol, r["timestamp"].as_i64().unwrap());
+            assert_eq!(r["last_update_id"], book.last_update_id, "{r}");
+            let side = |levels: &[(String, String)]| {
+                serde_json::json!(levels
+                    .iter()
+                    .take(10)
+                    .map(|(p, q)| [p.clone(), q.clone()])
+                    .collect::<Vec<_>>())
+            };
+            assert_eq!(r["bids"], side(&book.bids), "{}: bids", m.market);
+            assert_eq!(r["asks"], side(&book.asks), "{}: asks", m.market);
+            resynced |= r["resyncs"].as_u64().unwrap() > 0;
+        }
+        assert!(resynced, "{}: snapshots record the resync", m.market);
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect() {
+    let sim = sim(250, WsFaults::futures()).await;
+    for m in [USDM, COINM] {
+        let symbols = format!("{},{},{}", m.symbol, m.others[0], m.others[1]);
+        // Diff depth first, without a reconnect (Binance has no backfill for it: a reconnect
+        // is a real gap, which verify reports): the `pu` chain holds from end to end.
+        let topic = fresh_topic(&format!("{}-ws-depth", m.market));
+        let range = live_range(4);
+        run_loader_async(env(&sim, m, &topic, &symbols, "ws_depth", range), vec![])
+            .await
+            .assert_ok();
+        let records = read(&topic);
+        assert!(records.len() > 30, "{}", records.len());
+        assert!(records
+            .iter()
+            .all(|r| r["sequence_break"] == false && r["previous_final_update_id"].is_u64()));
+        verify_ok(&topic, range);
+        for ty in ["ws_mark_price", "ws_bookticker", "ws_liquidations"] {
+            let topic = fresh_topic(&format!("{}-{ty}", m.market));
+            let range = live_range(8);
+            // Liquidations are sparse: wait for the first one before cutting the connection.
+            let records = run_through_a_disconnect(
+                &sim,
+                env(&sim, m, &topic, &symbols, ty, range),
+                &topic,
+                1,
+            )
+            .await;
+            assert!(!records.is_empty(), "{} {ty}", m.market);
+            assert!(records.iter().all(|r| r["market"] == m.market));
+            verify_ok(&topic, range);
+            match ty {
+                "ws_mark_price" => {
+                    for r in &records {
+                        let t = r["timestamp"].as_i64().unwrap();
+                        let sym = r["symbol"].as_str().unwrap();
+                        assert_eq!(r["mark_price"], data::mark_price(m.sim, sym, t), "{r}");
+                        assert!(r["funding_rate"].is_string() && r["next_funding_time"].is_i64());
+                    }
+                    // One a second per symbol on both sides of the reconnect.
+                    let mid = (range.0 + range.1) / 2;
+                    assert!(records
+                        .iter()
+                        .any(|r| r["timestamp"].as_i64().unwrap() < mid));
+                    assert!(records
+                        .iter()
+                        .any(|r| r["timestamp"].as_i64().unwrap() >= mid));
+                }
+                "ws_liquidations" => {
+                    // Every one published is the exchange's, and none is doubled.
+                    for r in &records {
+                        let sym = r["symbol"].as_str().unwrap();
+                        let t = r["timestamp"].as_i64().unwrap();
+                        let l = data::liquidations(m.sim, sym, t, t);
+                        assert_eq!(l.len(), 1, "{r}");
+                        assert_eq!(r["side"], l[0].side);
+                        assert_eq!(r["price"], l[0].price);
+                        assert_eq!(r["quantity"], l[0].qty);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    sim.shutdown().await;
+}
