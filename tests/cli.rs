@@ -420,7 +420,7 @@ async fn invalid_symbol_is_a_config_error_and_an_unreachable_broker_fails_fast()
 }
 
 #[test]
-fn the_offline_demo_loads_and_verifies_both_rest_types() {
+fn the_offline_demo_loads_and_verifies_both_rest_types_and_futures() {
     for args in [
         &["demo", "--days", "2"][..],
         &[
@@ -431,6 +431,16 @@ fn the_offline_demo_loads_and_verifies_both_rest_types() {
             "1",
             "--symbol",
             "ETHUSDT",
+        ][..],
+        &["demo", "--market", "usdm", "--days", "1"][..],
+        &[
+            "demo",
+            "--market",
+            "coinm",
+            "--type",
+            "api_open_interest_15m",
+            "--days",
+            "2",
         ][..],
     ] {
         let out = loader(&[], args);

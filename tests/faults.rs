@@ -14,7 +14,7 @@ use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
 use rand::Rng;
 use serde_json::Value;
 use support::broker::{message_count, Broker};
-use support::loader::{fresh_topic, run_loader_async, wait_until, Run};
+use support::loader::{fresh_topic, run_loader_async, wait_until, with, Run};
 
 async fn sim(cfg: SimConfig) -> SimServer {
     SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -428,6 +428,65 @@ async fn shards_of_an_indexed_job_split_the_symbols_and_the_budget() {
         "{}{}",
         run.stdout,
         run.stderr
+    );
+    sim.shutdown().await;
+}
+
+/// A USDⓈ-M load killed mid-way resumes after its own last record, in a topic that also holds
+/// the spot records of the same symbol (same partition, other keys): nothing of either market
+/// is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_futures_load_resumes_after_its_own_records_next_to_spot_ones() {
+    let broker = Broker::durable();
+    let sim = sim(slower_sim(100)).await;
+    let topic = fresh_topic("killed-usdm");
+    let range = "2024-01-01:2024-01-31";
+    let per_market = 30 * 1440;
+    let spot = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
+    run_loader_async(with(spot.clone(), &[("FETCH_CONCURRENCY", "8")]), vec![])
+        .await
+        .assert_ok();
+    let mut usdm = spot;
+    usdm.extend([
+        ("MARKET", "usdm".to_string()),
+        ("BINANCE_FAPI_URL", sim.fapi_url()),
+    ]);
+    let b = broker.bootstrap();
+    let mut child = spawn(&usdm);
+    wait_until(
+        "a third of the futures loaded",
+        Duration::from_secs(60),
+        || message_count(&b, &topic) >= per_market + per_market / 3,
+    )
+    .await;
+    child.kill().expect("SIGKILL");
+    assert_eq!(finish(child).code, None, "killed by a signal");
+    let run = run_loader_async(usdm, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    let env = vec![
+        ("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap()),
+        ("KAFKA_TOPIC", topic.clone()),
+        ("TIME_RANGE", range.to_string()),
+    ];
+    let v = run_loader_async(env, vec!["verify", "--json", "--offline"]).await;
+    assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(report["records"], 2 * per_market, "{report}");
+    let groups: Vec<(&str, u64)> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["market"].as_str().unwrap(),
+                g["records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [("spot", per_market as u64), ("usdm", per_market as u64)]
     );
     sim.shutdown().await;
 }

@@ -253,8 +253,26 @@ async fn funding_rates_load_exactly_once() {
     let sim = sim(SimConfig::default()).await;
     let range = "2019-01-01:2023-01-01";
     for m in [USDM, COINM] {
-        let (run, topic) = load(&sim, m, "api_funding_rate", range, "auto", &[]).await;
+        let events = fresh_topic(&format!("{}-funding-events", m.market));
+        let (run, topic) = load(
+            &sim,
+            m,
+            "api_funding_rate",
+            range,
+            "auto",
+            &[("QUEUE_EVENTS_TOPIC", &events)],
+        )
+        .await;
         run.assert_ok();
+        // Telemetry says which market the job loads.
+        let finished: Vec<Value> = read_raw(&events)
+            .into_iter()
+            .map(|(_, v)| serde_json::from_slice::<Value>(&v).unwrap())
+            .filter(|e| e["status"] == "finished")
+            .collect();
+        assert_eq!(finished.len(), 1);
+        assert_eq!(finished[0]["market"], m.market);
+        assert_eq!(finished[0]["type"], "api_funding_rate");
         let recs = records(&topic);
         // Three settlements a day for 1,461 days (the simulator lists symbols in 2017).
         assert_eq!(recs.len(), 3 * 1461, "{}", m.market);
