@@ -280,6 +280,7 @@ pub async fn load(
                     ws_url: cfg.binance.ws_url.clone(),
                     cfg: cfg.live.clone(),
                     page_limit: cfg.binance.page_limit,
+                    kline_page_limit: cfg.binance.kline_page_limit,
                     concurrency: cfg.binance.concurrency,
                     status: status.clone(),
                     stop: stop.clone(),

@@ -164,13 +164,11 @@ impl Market {
         }
     }
 
-    /// For COIN-M endpoints that take a `pair` (index klines, open interest, ratios): the pair of
-    /// a perpetual (`BTCUSD_PERP` → `BTCUSD`). USDⓈ-M pairs are the symbol itself.
-    pub fn pair_of(self, symbol: &str) -> Option<&str> {
-        match self {
-            Market::CoinM => symbol.strip_suffix("_PERP"),
-            _ => Some(symbol),
-        }
+    /// For endpoints that take a `pair` (index klines; on COIN-M also open interest and ratios):
+    /// the symbol without its contract suffix (`BTCUSD_PERP`, `BTCUSD_251226` → `BTCUSD`;
+    /// `BTCUSDT_250328` → `BTCUSDT`).
+    pub fn pair_of(self, symbol: &str) -> &str {
+        symbol.split_once('_').map_or(symbol, |(pair, _)| pair)
     }
 }
 
@@ -247,7 +245,9 @@ mod tests {
     fn keys_of_markets_never_collide() {
         let stems: Vec<String> = Market::ALL.iter().map(|m| m.key_stem("BTCUSDT")).collect();
         assert_eq!(stems, ["BTCUSDT", "usdm_BTCUSDT", "coinm_BTCUSDT"]);
-        assert_eq!(Market::CoinM.pair_of("BTCUSD_PERP"), Some("BTCUSD"));
-        assert_eq!(Market::CoinM.pair_of("BTCUSD_251226"), None);
+        assert_eq!(Market::CoinM.pair_of("BTCUSD_PERP"), "BTCUSD");
+        assert_eq!(Market::CoinM.pair_of("BTCUSD_251226"), "BTCUSD");
+        assert_eq!(Market::UsdM.pair_of("BTCUSDT_250328"), "BTCUSDT");
+        assert_eq!(Market::UsdM.pair_of("BTCUSDT"), "BTCUSDT");
     }
 }

@@ -125,13 +125,16 @@ impl LiveType {
         }
     }
 
-    /// The routed WebSocket endpoint of the stream on `market`: futures serve book streams
-    /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market`.
+    /// The routed WebSocket endpoint of the stream on `market`: USDⓈ-M serves book streams
+    /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market` (its legacy
+    /// unrouted URLs were retired in 2026); spot and COIN-M have one endpoint for all.
     pub fn route(self, market: Market) -> &'static str {
         match (market, self) {
-            (Market::Spot, _) => "",
-            (_, LiveType::BookTicker | LiveType::Depth | LiveType::OrderBook) => "/public",
-            _ => "/market",
+            (Market::Spot | Market::CoinM, _) => "",
+            (Market::UsdM, LiveType::BookTicker | LiveType::Depth | LiveType::OrderBook) => {
+                "/public"
+            }
+            (Market::UsdM, _) => "/market",
         }
     }
 

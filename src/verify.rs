@@ -86,6 +86,9 @@ pub struct Expectation {
     pub kind: Option<RecordKind>,
     /// `MARKET`, when given: records of other markets are of the wrong type.
     pub market: Option<Market>,
+    /// Where a symbol of `kind` with no records at all is reported (and looked up): `MARKET`,
+    /// else the first market that offers the type.
+    pub home_market: Market,
 }
 
 /// The verdict on one (symbol, kind).
@@ -429,9 +432,13 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     }
     // Groups SYMBOL and TYPE promise, even when the topic has nothing of them.
     if let Some(kind) = expect.kind {
-        let market = expect.market.unwrap_or_default();
         for s in &expect.symbols {
-            groups.entry((market, s.clone(), kind)).or_default();
+            let seen = groups.keys().any(|(_, sym, k)| sym == s && *k == kind);
+            if !seen {
+                groups
+                    .entry((expect.home_market, s.clone(), kind))
+                    .or_default();
+            }
         }
     }
 
@@ -531,8 +538,10 @@ fn candle_gaps(iv: Interval, present: &[i64], from: i64, to: i64) -> Vec<(i64, i
 /// Uncovered update ids between consecutive diff-depth events: on spot an event must start
 /// right after the previous one's final id; a futures event names the previous final id (`pu`),
 /// and a break there is reported as the ids between the two events.
-fn update_gaps(spans: &mut [(u64, u64, Option<u64>)]) -> Vec<(i64, i64)> {
+fn update_gaps(spans: &mut Vec<(u64, u64, Option<u64>)>) -> Vec<(i64, i64)> {
     spans.sort_unstable_by_key(|s| s.1);
+    // A duplicate is counted as one already; its copy must not read as a broken chain.
+    spans.dedup_by_key(|s| s.1);
     spans
         .windows(2)
         .filter(|w| match w[1].2 {
@@ -575,14 +584,27 @@ mod tests {
             v.iter().map(|&(a, b)| (a, b, None)).collect()
         };
         assert_eq!(update_gaps(&mut spot(&[(1, 5), (8, 9), (6, 7)])), vec![]);
+        assert_eq!(
+            update_gaps(&mut vec![
+                (1, 5, Some(0)),
+                (9, 12, Some(5)),
+                (9, 12, Some(5))
+            ]),
+            vec![],
+            "a duplicated futures event is no gap"
+        );
         assert_eq!(update_gaps(&mut spot(&[(1, 5), (9, 9)])), vec![(6, 8)]);
         // Futures: ids jump between events; `pu` chains them.
         assert_eq!(
-            update_gaps(&mut [(1, 5, Some(0)), (9, 12, Some(5)), (20, 30, Some(12))]),
+            update_gaps(&mut vec![
+                (1, 5, Some(0)),
+                (9, 12, Some(5)),
+                (20, 30, Some(12))
+            ]),
             vec![]
         );
         assert_eq!(
-            update_gaps(&mut [(1, 5, Some(0)), (20, 30, Some(12))]),
+            update_gaps(&mut vec![(1, 5, Some(0)), (20, 30, Some(12))]),
             vec![(6, 19)],
             "the event ending at 12 is missing"
         );

@@ -110,9 +110,10 @@
 //! every market.
 //!
 //! WebSocket, under `/usdm` and `/coinm`: `/ws`, `/ws/<stream>`, `/stream?streams=…` serve
-//! every futures stream, Binance's routed `/public/ws…`/`/public/stream…` only `@depth…` and
-//! `@bookTicker`, `/market/ws…`/`/market/stream…` only the others (a stream on the wrong
-//! route: HTTP 400, or an error answer to SUBSCRIBE). Streams: `<s>@aggTrade`,
+//! every futures stream; on USD-M, Binance's routed `/public/ws…`/`/public/stream…` serve only
+//! `@depth…` and `@bookTicker`, `/market/ws…`/`/market/stream…` only the others (a stream on
+//! the wrong route: HTTP 400, or an error answer to SUBSCRIBE); COIN-M has no routed endpoints
+//! (HTTP 404 there). Streams: `<s>@aggTrade`,
 //! `<s>@kline_<iv>` (no `1s`), `<s>@depth` (250 ms), `<s>@depth@100ms`, `<s>@depth@500ms`
 //! (`pu` = the previous event's `u`; ids jump between events), `<s>@bookTicker`,
 //! `<s>@markPrice` (3 s), `<s>@markPrice@1s`, `<s>@forceOrder`, `!forceOrder@arr`; no

@@ -483,7 +483,10 @@ async fn handle(
     let (market, rest) = SimMarket::split_path(path);
     let ws_endpoint = match market {
         SimMarket::Spot => ws::is_ws_path(path).then_some((ws::Route::All, path)),
-        _ => ws::futures_route(rest),
+        // Binance split USD-M's streams into routed endpoints; COIN-M keeps one endpoint, so
+        // a client that routes COIN-M streams finds nothing there (HTTP 404), as on Binance.
+        SimMarket::CoinM => ws::futures_route(rest).filter(|(route, _)| *route == ws::Route::All),
+        SimMarket::UsdM => ws::futures_route(rest),
     };
     if let Some((route, inner)) = ws_endpoint {
         let hub = if market.is_futures() {

@@ -200,6 +200,11 @@ async fn routed_and_legacy_endpoints_serve_futures_shapes() {
     assert_eq!(refused(&format!("{fws}/ws/btcusdt@trade")).await, 400);
     assert_eq!(refused(&format!("{fws}/ws/btcusdt@kline_1s")).await, 400);
     assert_eq!(refused(&format!("{dws}/ws/btcusdt@aggTrade")).await, 400);
+    // COIN-M has no routed endpoints.
+    assert_eq!(
+        refused(&format!("{dws}/market/ws/btcusd_perp@aggTrade")).await,
+        404
+    );
     assert_eq!(
         refused(&format!("{}/ws/btcusdt@markPrice", server.ws_url())).await,
         400

@@ -203,7 +203,7 @@ impl Exchange {
         limit: u32,
     ) -> Result<Page<Klines>> {
         let subject = if series.by_pair() {
-            ("pair", self.pair_of(symbol)?.to_string())
+            ("pair", self.market().pair_of(symbol).to_string())
         } else {
             ("symbol", symbol.to_string())
         };
@@ -218,17 +218,6 @@ impl Exchange {
             self.call(Endpoint::PriceKlines { series, limit }, symbol, &query)
                 .await?,
         ))
-    }
-
-    /// The pair a COIN-M endpoint wants for `symbol`.
-    fn pair_of<'s>(&self, symbol: &'s str) -> Result<&'s str> {
-        self.market().pair_of(symbol).ok_or_else(|| {
-            LoaderError::config(format!(
-                "SYMBOL {symbol}: on MARKET={} this data type exists for perpetuals only (e.g. {})",
-                self.market(),
-                self.market().example_symbol()
-            ))
-        })
     }
 
     /// Funding settlements with time in `[start, end_inclusive]`, oldest first, at most `limit`.
@@ -264,8 +253,16 @@ impl Exchange {
         let mut query = Vec::with_capacity(6);
         match self.market() {
             Market::CoinM => {
-                query.push(("pair", self.pair_of(symbol)?.to_string()));
+                query.push(("pair", self.market().pair_of(symbol).to_string()));
                 if series == FuturesSeries::OpenInterest {
+                    // Kept per contract type; a delivery contract is CURRENT_QUARTER or
+                    // NEXT_QUARTER depending on the date, so only the perpetual is unambiguous.
+                    if !symbol.ends_with("_PERP") {
+                        return Err(LoaderError::config(format!(
+                            "SYMBOL {symbol}: COIN-M keeps open interest per contract type, not per delivery contract; load the perpetual ({}_PERP)",
+                            self.market().pair_of(symbol)
+                        )));
+                    }
                     query.push(("contractType", "PERPETUAL".to_string()));
                 }
             }

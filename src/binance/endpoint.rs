@@ -26,11 +26,12 @@ pub enum Endpoint {
     HistoricalTrades,
     /// `depth` with `limit` levels a side (the weight grows with the limit).
     Depth { limit: u32 },
-    /// Futures only: `fundingRate`, up to 1,000 rows. Not weighed: its own limit of 500
-    /// requests per 5 minutes per IP.
+    /// Futures only: `fundingRate`, up to 1,000 rows. Its own limit of 500 requests per 5
+    /// minutes per IP; COIN-M also documents weight 1, which is charged on both markets (an
+    /// unneeded unit of weight costs nothing, a missing one could cost a 429).
     FundingRate,
-    /// Futures only: the `/futures/data/` statistics (open interest, long/short ratios). Not
-    /// weighed: their own limit of 1,000 requests per 5 minutes per IP.
+    /// Futures only: the `/futures/data/` statistics (open interest, long/short ratios). Their
+    /// own limit of 1,000 requests per 5 minutes per IP, and weight 1 as `FundingRate`.
     FuturesData(FuturesSeries),
 }
 
@@ -110,12 +111,15 @@ pub const FUTURES_DATA_LIMIT: RequestLimit = RequestLimit {
 };
 
 /// What a request costs: request weight from the market's budget, or one request of its own
-/// limit.
+/// limit (plus one unit of weight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cost {
     Weight(u32),
     Request(RequestLimit),
 }
+
+/// The weight a request-counted endpoint is charged as well.
+pub const REQUEST_COUNTED_WEIGHT: u32 = 1;
 
 impl Endpoint {
     /// The path in `market`, appended to the market's base URL.
@@ -174,11 +178,11 @@ impl Endpoint {
         })
     }
 
-    /// The request weight charged to the market's budget (0 for endpoints with their own limit).
+    /// The request weight charged to the market's budget.
     pub fn weight(self, market: Market) -> u32 {
         match self.cost(market) {
             Cost::Weight(w) => w,
-            Cost::Request(_) => 0,
+            Cost::Request(_) => REQUEST_COUNTED_WEIGHT,
         }
     }
 }

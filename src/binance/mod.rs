@@ -39,7 +39,7 @@ impl Exchange {
         cancel: CancellationToken,
     ) -> Result<Exchange, LoaderError> {
         let stats = Arc::new(RestStats::default());
-        let default_rule = WeightRule::default();
+        let default_rule = WeightRule::documented(cfg.market);
         let provisional = Arc::new(WeightLimiter::new(
             default_rule.limit,
             default_rule.window,
@@ -61,7 +61,7 @@ impl Exchange {
         for symbol in symbols {
             check_symbol_status(&body, cfg.market, symbol)?;
         }
-        let rule = rest::weight_rule(&body).unwrap_or_default();
+        let rule = rest::weight_rule(&body).unwrap_or(default_rule);
         let limiter = Arc::new(WeightLimiter::new(
             rule.limit,
             rule.window,
@@ -132,8 +132,8 @@ async fn exchange_info(client: &RestClient, symbols: &[String]) -> Result<Bytes,
     }
 }
 
-/// Warns about a symbol that is not trading; on futures, where `exchangeInfo` lists every
-/// symbol, a symbol missing from the list is an error naming SYMBOL.
+/// Warns about a symbol that is not trading or, on futures (where `exchangeInfo` lists every
+/// symbol), not listed.
 fn check_symbol_status(body: &[u8], market: Market, symbol: &str) -> Result<(), LoaderError> {
     #[derive(Deserialize)]
     struct Info {
@@ -154,15 +154,24 @@ fn check_symbol_status(body: &[u8], market: Market, symbol: &str) -> Result<(), 
         Some(s) => {
             let status = s.status.as_deref().unwrap_or("TRADING");
             if status != "TRADING" {
-                tracing::warn!(symbol, status, "symbol is not trading now; loading the history that exists");
+                tracing::warn!(
+                    symbol,
+                    status,
+                    "symbol is not trading now; loading the history that exists"
+                );
             }
             Ok(())
         }
+        // Settled delivery contracts and delisted perpetuals leave the list but keep their
+        // history (in the archive at least): a misspelt symbol is refused by the first data
+        // request instead (-1121), with an error naming SYMBOL.
         None if market.is_futures() && !info.symbols.is_empty() => {
-            Err(LoaderError::config(format!(
-                "SYMBOL {symbol} is not a Binance {market} symbol (exchangeInfo does not list it); check the spelling and MARKET, e.g. {}",
-                market.example_symbol()
-            )))
+            tracing::warn!(
+                symbol,
+                %market,
+                "exchangeInfo does not list this symbol (delisted or settled?); loading the history that exists"
+            );
+            Ok(())
         }
         None => Ok(()),
     }

@@ -197,19 +197,22 @@ impl VerifyArgs {
             Some(s) => parse_symbols(s).map_err(LoaderError::config)?,
             None => Vec::new(),
         };
-        let kind = match non_empty(&self.data_type) {
-            Some(t) => Some(
-                DataType::parse(t, self.interval.as_deref())
-                    .map_err(LoaderError::config)?
-                    .record_kind(),
-            ),
+        let data_type = match non_empty(&self.data_type) {
+            Some(t) => {
+                Some(DataType::parse(t, self.interval.as_deref()).map_err(LoaderError::config)?)
+            }
             None => None,
         };
+        let market = self.market()?;
+        let home_market = market
+            .or_else(|| data_type.and_then(|t| t.markets().first().copied()))
+            .unwrap_or_default();
         Ok(crate::verify::Expectation {
             range,
             symbols,
-            kind,
-            market: self.market()?,
+            kind: data_type.map(|t| t.record_kind()),
+            market,
+            home_market,
         })
     }
 

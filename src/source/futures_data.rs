@@ -4,9 +4,9 @@
 //!
 //! Binance keeps these series for the last 30 days only. Open interest before that comes from
 //! the archive's daily `metrics` files (5-minute rows; a coarser period keeps the rows on its
-//! grid, which are the same snapshots REST returns); for the ratios nothing older exists, so a
-//! range that starts earlier is refused with the earliest start that works, before anything is
-//! published. Requests ask for windows of at most 500 periods each, so Binance's answer is the
+//! grid, which are the same snapshots REST returns); the metrics files' ratios lack the long and
+//! short shares these records carry, so for the ratios a range that starts earlier is refused
+//! with the earliest start that works, before anything is published. Requests ask for windows of at most 500 periods each, so Binance's answer is the
 //! same whether it counts from startTime or back from endTime.
 
 use chrono::NaiveDateTime;
@@ -202,7 +202,9 @@ impl History for FuturesDataHistory {
                     (FuturesSeries::OpenInterest, _) => {
                         "; the archive's metrics file of that day is not available either"
                     }
-                    _ => " and nothing older exists",
+                    // The metrics files hold older ratios, but not the long and short shares
+                    // these records carry.
+                    _ => " (the archive's metrics files have older ratios but not the long/short shares)",
                 };
                 return Err(LoaderError::config(format!(
                     "TIME_RANGE: Binance keeps {} for the last 30 days only{older}; {} for {} asks for {}, the earliest start that works now is {}",

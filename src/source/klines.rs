@@ -174,7 +174,7 @@ impl History for KlineHistory {
         let (dir, name) = match self.series {
             None => ("klines", symbol),
             // COIN-M keeps index candles under the pair.
-            Some(PriceSeries::Index) => ("indexPriceKlines", market.pair_of(symbol)?),
+            Some(PriceSeries::Index) => ("indexPriceKlines", market.pair_of(symbol)),
             Some(s) => (s.endpoint_name(), symbol),
         };
         Some(ArchiveLayout {

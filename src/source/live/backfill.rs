@@ -78,14 +78,14 @@ impl LiveSource {
             iv,
             from,
             to,
-            self.page_limit,
+            self.kline_page_limit,
             self.concurrency
         ));
         while let Some(window) = pages.next().await {
             let mut batch = RecordBatch::new(
                 self.exchange.market(),
                 st.symbol.clone(),
-                self.page_limit as usize,
+                self.kline_page_limit as usize,
             );
             for page in &window? {
                 for row in page.rows()? {

@@ -46,6 +46,8 @@ pub struct LiveSource {
     pub ws_url: String,
     pub cfg: LiveConfig,
     pub page_limit: u32,
+    /// Candles per klines request of a backfill (the market's cheapest page by default).
+    pub kline_page_limit: u32,
     /// REST requests in flight during a backfill.
     pub concurrency: usize,
     pub status: Arc<JobStatus>,
