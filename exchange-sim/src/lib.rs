@@ -110,7 +110,9 @@
 //! every market.
 //!
 //! WebSocket, under `/usdm` and `/coinm`: `/ws`, `/ws/<stream>`, `/stream?streams=…` serve
-//! every futures stream; on USD-M, Binance's routed `/public/ws…`/`/public/stream…` serve only
+//! every COIN-M stream but only USD-M's book streams (Binance retired USD-M's unrouted URLs in
+//! 2026: they still accept every subscription and then deliver only `@depth…`/`@bookTicker`);
+//! on USD-M, Binance's routed `/public/ws…`/`/public/stream…` serve only
 //! `@depth…` and `@bookTicker`, `/market/ws…`/`/market/stream…` only the others (a stream on
 //! the wrong route: HTTP 400, or an error answer to SUBSCRIBE); COIN-M has no routed endpoints
 //! (HTTP 404 there). Streams: `<s>@aggTrade`,

@@ -486,7 +486,10 @@ async fn handle(
         // Binance split USD-M's streams into routed endpoints; COIN-M keeps one endpoint, so
         // a client that routes COIN-M streams finds nothing there (HTTP 404), as on Binance.
         SimMarket::CoinM => ws::futures_route(rest).filter(|(route, _)| *route == ws::Route::All),
-        SimMarket::UsdM => ws::futures_route(rest),
+        SimMarket::UsdM => ws::futures_route(rest).map(|(route, inner)| match route {
+            ws::Route::All => (ws::Route::UsdmLegacy, inner),
+            routed => (routed, inner),
+        }),
     };
     if let Some((route, inner)) = ws_endpoint {
         let hub = if market.is_futures() {

@@ -159,6 +159,7 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Stream {
     pub name: String,
+    pub kind: Kind,
     symbol: String,
     venue: SimMarket,
     market: Market,
@@ -216,6 +217,7 @@ impl Stream {
         };
         Stream {
             name: parsed.name,
+            kind: parsed.kind,
             symbol: parsed.symbol,
             venue: parsed.market,
             market,

@@ -1,7 +1,7 @@
 //! The WebSocket side of the simulator: the HTTP upgrade on `/ws`, `/ws/<stream>` and
-//! `/stream?streams=…` of each market (spot at the root, futures under `/usdm` and `/coinm`,
-//! where Binance's routed `/public/…` (book streams) and `/market/…` (the others) forms are
-//! served too), with handshake, stream validation, per-IP connection limit; and the
+//! `/stream?streams=…` of each market (spot at the root, futures under `/usdm` and `/coinm`;
+//! on USD-M Binance's routed `/public/…` (book streams) and `/market/…` (the others), its
+//! unrouted forms delivering book streams only, as since their retirement), with handshake, stream validation, per-IP connection limit; and the
 //! per-connection session: live SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS/SET_PROPERTY/
 //! GET_PROPERTY requests, stream events on a fixed tick, and Binance's connection behaviours and
 //! injected faults (pings and pong timeout, lifetime rotation, `serverShutdown`, message-rate
@@ -179,22 +179,34 @@ pub(crate) struct Pending {
     route: Route,
 }
 
-/// Which streams a WebSocket endpoint serves: every one (spot, and the futures' legacy
-/// `/ws`, `/stream`), or on futures the routed `/public/…` (book streams: `@depth…`,
-/// `@bookTicker`) and `/market/…` (all others).
+/// Which streams a WebSocket endpoint serves: every one (spot and COIN-M `/ws`, `/stream`), on
+/// USD-M the routed `/public/…` (book streams: `@depth…`, `@bookTicker`) and `/market/…` (all
+/// others), and USD-M's retired unrouted `/ws`, `/stream`, which since 2026-04-23 accept every
+/// subscription but deliver only the book streams (the trap loaders fell into: connected,
+/// subscribed, and silent).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     All,
     Public,
     Market,
+    UsdmLegacy,
 }
 
 impl Route {
+    /// Whether a subscription to `kind` is accepted.
     fn allows(self, kind: Kind) -> bool {
         match self {
-            Route::All => true,
+            Route::All | Route::UsdmLegacy => true,
             Route::Public => kind.is_public(),
             Route::Market => !kind.is_public(),
+        }
+    }
+
+    /// Whether the events of an accepted `kind` are sent.
+    fn delivers(self, kind: Kind) -> bool {
+        match self {
+            Route::UsdmLegacy => kind.is_public(),
+            _ => true,
         }
     }
 }
@@ -674,6 +686,10 @@ impl Session {
             let mut sent = 0;
             for sub in &mut self.subs {
                 sub.poll(&ctx, &mut raw);
+                if !self.route.delivers(sub.kind) {
+                    raw.clear();
+                    continue;
+                }
                 for payload in raw.drain(..) {
                     let text = if self.combined {
                         wrap(&sub.name, &payload)

@@ -1,5 +1,6 @@
 //! End-to-end tests of the futures WebSocket streams (`/usdm/…`, `/coinm/…`) with real
-//! tokio-tungstenite clients on loopback: legacy and routed (`/public`, `/market`) endpoints,
+//! tokio-tungstenite clients on loopback: legacy and routed (`/public`, `/market`) endpoints
+//! (USD-M's retired unrouted one delivering book streams only),
 //! futures event shapes, consistency with the futures REST endpoints and the public `data`
 //! functions (aggregate trades, mark prices and funding, liquidations, the order book synced by
 //! the futures `pu` rule), and the futures connection behaviours and faults.
@@ -223,6 +224,21 @@ async fn routed_and_legacy_endpoints_serve_futures_shapes() {
     .await;
     assert_eq!(r, serde_json::json!({"result":null,"id":8}));
 
+    // USD-M's retired unrouted endpoint accepts every stream but delivers only book streams:
+    // while 20 book tickers arrive, not one of the aggregate trades (4 a second) does.
+    let mut retired = connect(&format!(
+        "{fws}/stream?streams=btcusdt@aggTrade/btcusdt@bookTicker"
+    ))
+    .await;
+    let mut tickers = 0;
+    while tickers < 20 {
+        let v = next_json(&mut retired, Duration::from_secs(5))
+            .await
+            .expect("book tickers keep coming");
+        assert_eq!(v["stream"], "btcusdt@bookTicker", "{v}");
+        tickers += 1;
+    }
+
     // Legacy endpoints serve everything; COIN-M symbols have an underscore.
     let mut legacy = connect(&format!("{dws}/ws/btcusd_perp@aggTrade")).await;
     let a = next_json(&mut legacy, Duration::from_secs(3))
@@ -254,7 +270,7 @@ async fn agg_trades_and_mark_prices_match_rest() {
     let fapi = server.fapi_url();
     let path = |url: &str| url.strip_prefix(&server.base_url()).unwrap().to_string();
     let mut ws = connect(&format!(
-        "{}/stream?streams=ethusdt@aggTrade/ethusdt@markPrice",
+        "{}/market/stream?streams=ethusdt@aggTrade/ethusdt@markPrice",
         server.fws_url()
     ))
     .await;
@@ -536,7 +552,7 @@ async fn futures_connection_limits_and_faults() {
     drop(ws);
 
     // Server pings at the futures interval; spot connections keep spot's (20 s).
-    let mut fut = connect(&format!("{fws}/ws/btcusdt@markPrice@1s")).await;
+    let mut fut = connect(&format!("{fws}/market/ws/btcusdt@markPrice@1s")).await;
     let mut spot = connect(&format!("{}/ws/btcusdt@aggTrade", server.ws_url())).await;
     let mut pings = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
