@@ -170,6 +170,9 @@ pub enum Sequence {
     UpdateSpans,
     /// Samples (snapshots, tickers): only duplicates can be wrong.
     Samples,
+    /// Events at times the exchange lists (funding settlements): no grid to check offline, so
+    /// `verify` compares them with the exchange's own list when it can ask.
+    Listed,
 }
 
 /// A kind of record, as it appears in a topic: its `_key` is `<SYMBOL>_<tag>_<ordinal>`.
@@ -263,9 +266,9 @@ impl RecordKind {
             RecordKind::AggTrades | RecordKind::Trades => Sequence::Ids,
             RecordKind::DepthUpdates => Sequence::UpdateSpans,
             // Funding times are not an exact grid (Binance's carry a few ms, and the funding
-            // interval of a symbol can change), so only duplicates and the range are checked.
-            RecordKind::FundingRate
-            | RecordKind::OrderBook
+            // interval of a symbol can change): the exchange's list is the reference.
+            RecordKind::FundingRate => Sequence::Listed,
+            RecordKind::OrderBook
             | RecordKind::BookTicker
             | RecordKind::MarkPrice
             | RecordKind::Liquidations => Sequence::Samples,

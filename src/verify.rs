@@ -119,9 +119,17 @@ pub struct GroupReport {
     kind: Option<RecordKind>,
     #[serde(skip)]
     all_missing: Vec<(i64, i64)>,
+    /// The ordinals present, kept for kinds checked against the exchange's list.
+    #[serde(skip)]
+    present: Vec<i64>,
 }
 
 impl GroupReport {
+    fn needs_exchange(&self, has_range: bool) -> bool {
+        let listed = has_range && self.kind.map(RecordKind::sequence) == Some(Sequence::Listed);
+        !self.all_missing.is_empty() || self.records == 0 || listed
+    }
+
     pub fn ok(&self) -> bool {
         self.duplicates == 0
             && self.missing == 0
@@ -157,7 +165,7 @@ impl VerifyReport {
     pub fn needs_exchange(&self) -> bool {
         self.groups
             .iter()
-            .any(|g| !g.all_missing.is_empty() || g.records == 0)
+            .any(|g| g.needs_exchange(self.range.is_some()))
     }
 
     pub fn render(&self) -> String {
@@ -183,13 +191,14 @@ impl VerifyReport {
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
-            let candles = matches!(
-                g.kind.map(RecordKind::sequence),
-                Some(Sequence::TimeGrid(_))
-            );
+            let seq = g.kind.map(RecordKind::sequence);
+            let candles = matches!(seq, Some(Sequence::TimeGrid(_)));
+            let listed = seq == Some(Sequence::Listed);
             let show = |label: &str, ranges: &[(i64, i64)], s: &mut String| {
                 for (a, b) in ranges {
-                    if candles {
+                    if listed {
+                        *s += &format!("      {label} record at {}\n", fmt_ms(*a));
+                    } else if candles {
                         *s += &format!("      {label} candles {} .. {}\n", fmt_ms(*a), fmt_ms(*b));
                     } else {
                         *s += &format!("      {label} ids {a} .. {b}\n");
@@ -234,7 +243,7 @@ impl VerifyReport {
         let mut markets: Vec<Market> = self
             .groups
             .iter()
-            .filter(|g| !g.all_missing.is_empty() || g.records == 0)
+            .filter(|g| g.needs_exchange(self.range.is_some()))
             .map(|g| g.market)
             .collect();
         markets.sort();
@@ -264,6 +273,19 @@ impl VerifyReport {
                     g.empty_confirmed = !source.exists(exchange, &g.symbol, Probe::Time(r)).await?;
                 }
                 continue;
+            }
+            // No grid: every record the exchange lists in the range must be there.
+            if let Some(r) = range {
+                if let Some(listed) = source.listed(exchange, &g.symbol, r).await? {
+                    let lost: Vec<(i64, i64)> = listed
+                        .into_iter()
+                        .filter(|t| g.present.binary_search(t).is_err())
+                        .map(|t| (t, t))
+                        .collect();
+                    g.missing = lost.len() as u64;
+                    g.missing_ranges = lost.iter().take(10).copied().collect();
+                    continue;
+                }
             }
             let mut lost = Vec::new();
             let (mut lost_n, mut gap_n) = (0u64, 0u64);
@@ -471,7 +493,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
                 }
                 Sequence::Ids => id_gaps(&g.values),
                 Sequence::UpdateSpans => update_gaps(&mut g.spans),
-                Sequence::Samples => Vec::new(),
+                Sequence::Samples | Sequence::Listed => Vec::new(),
             }
         };
         reports.push(GroupReport {
@@ -488,6 +510,10 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             bad_keys: g.bad_keys,
             kind: Some(kind),
             all_missing: missing,
+            present: match kind.sequence() {
+                Sequence::Listed => std::mem::take(&mut g.values),
+                _ => Vec::new(),
+            },
             ..GroupReport::default()
         });
     }

@@ -104,6 +104,35 @@ impl History for FundingHistory {
         })
     }
 
+    fn listed<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        range: TimeRange,
+    ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
+        Box::pin(async move {
+            let mut times = Vec::new();
+            let mut from = range.start_ms;
+            while from < range.end_ms {
+                let page = exchange
+                    .funding_rates(symbol, from, range.end_ms - 1, MAX_PAGE_LIMIT)
+                    .await?;
+                let rows = page.rows()?;
+                let before = times.len();
+                times.extend(
+                    rows.iter()
+                        .map(|r| r.funding_time)
+                        .filter(|&t| range.contains(t) && t >= from),
+                );
+                match times.get(before..).and_then(|new| new.iter().max()) {
+                    Some(&t) if rows.len() >= MAX_PAGE_LIMIT as usize => from = t + 1,
+                    _ => break,
+                }
+            }
+            Ok(Some(times))
+        })
+    }
+
     fn exists<'a>(
         &'a self,
         exchange: &'a Exchange,

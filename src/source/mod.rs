@@ -118,6 +118,18 @@ pub trait History: Send + Sync + 'static {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// The ordinals of every record the exchange lists in `range`, for types without a grid
+    /// ([`Sequence::Listed`](crate::registry::Sequence::Listed)); `None` for the others.
+    fn listed<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        range: TimeRange,
+    ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
+        let _ = (exchange, symbol, range);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether the exchange has any record in `probe` (for `verify`: a gap the exchange also
     /// has is not a lost record).
     fn exists<'a>(
