@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::{now_ms, request, start, Resp};
+
 use std::io::{Cursor, Read};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use exchange_sim::{ArchiveFaults, Faults, SimConfig, SimServer};
 use serde_json::Value;
@@ -21,75 +22,8 @@ const JAN_1_2024: i64 = 1_704_067_200_000;
 /// 2025-01-01T00:00:00Z, from when spot archives write µs.
 const JAN_1_2025: i64 = 1_735_689_600_000;
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn content_length(&self) -> usize {
-        self.header("content-length")
-            .unwrap_or_else(|| panic!("no content-length in {:?}", self.headers))
-            .parse()
-            .unwrap()
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("utf-8 body")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-}
-
-/// One request on a fresh connection. The body is whatever arrived before the server closed
-/// the connection, so a cut-off download comes back shorter than its `Content-Length`.
-async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-        }
-    }
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&raw)));
-    let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let (status, headers) = common::parse_head(head);
-    Resp {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    }
-}
-
 async fn get(server: &SimServer, path: &str) -> Resp {
     request(server.local_addr(), "GET", path, &[]).await
-}
-
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
 }
 
 /// A configuration with few trades (one a minute), for tests where volume does not matter.
@@ -98,13 +32,6 @@ fn sparse() -> SimConfig {
         agg_trade_spacing_ms: 60_000,
         ..SimConfig::default()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

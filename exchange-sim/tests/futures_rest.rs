@@ -6,15 +6,14 @@
 
 mod common;
 
+use common::{get_path, now_ms, start, Resp};
+
 use std::io::{Cursor, Read};
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use exchange_sim::data::{self, Data};
 use exchange_sim::{ArchiveFaults, Interval, SimConfig, SimMarket, SimServer};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const MIN: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -24,64 +23,12 @@ const JAN_1_2024: i64 = 1_704_067_200_000;
 /// 2021-06-01T00:00:00Z: before futures archives had header rows.
 const JUN_1_2021: i64 = 1_622_505_600_000;
 
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn used(&self) -> u64 {
-        self.header("x-mbx-used-weight-1m")
-            .unwrap_or_else(|| panic!("no weight header in {:?}", self.headers))
-            .parse()
-            .unwrap()
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("utf-8 body")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-
-    fn code(&self) -> i64 {
-        self.json()["code"].as_i64().unwrap()
-    }
-}
-
-async fn request(addr: SocketAddr, path: &str) -> Resp {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let (status, headers) = common::parse_head(std::str::from_utf8(&raw[..end]).unwrap());
-    Resp {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    }
-}
-
 /// GET `url` (a full `http://…` URL of the server).
 async fn get(server: &SimServer, url: &str) -> Resp {
     let path = url
         .strip_prefix(&server.base_url())
         .unwrap_or_else(|| panic!("{url} is not on {}", server.base_url()));
-    request(server.local_addr(), path).await
+    get_path(server.local_addr(), path).await
 }
 
 async fn json(server: &SimServer, url: &str) -> Value {
@@ -90,24 +37,11 @@ async fn json(server: &SimServer, url: &str) -> Value {
     r.json()
 }
 
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
 fn sparse() -> SimConfig {
     SimConfig {
         agg_trade_spacing_ms: 60_000,
         ..SimConfig::default()
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 fn kline_json(k: &data::Kline) -> Value {
@@ -904,7 +838,7 @@ fn csv_of(zip_bytes: &[u8], stem: &str) -> String {
 }
 
 async fn fetch_csv(server: &SimServer, path: &str) -> String {
-    let r = request(server.local_addr(), path).await;
+    let r = get_path(server.local_addr(), path).await;
     assert_eq!(
         r.status,
         200,
@@ -1162,25 +1096,25 @@ async fn futures_archive_faults_and_names() {
     let server = start(sparse()).await;
     let um = "/data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-01-02.zip";
     let mark = "/data/futures/um/daily/markPriceKlines/BTCUSDT/1h/BTCUSDT-1h-2024-01-02.zip";
-    let clean = request(server.local_addr(), um).await.body;
+    let clean = get_path(server.local_addr(), um).await.body;
     // A fault named by the whole key hits that file only.
     server.set_archive_faults(ArchiveFaults {
         corrupt: vec![(um[1..].to_string(), 1)],
         missing_days: vec!["2024-01-03".into()],
         ..ArchiveFaults::default()
     });
-    let bad = request(server.local_addr(), um).await.body;
+    let bad = get_path(server.local_addr(), um).await.body;
     assert_eq!(bad.len(), clean.len());
     assert_ne!(bad, clean);
-    assert_eq!(request(server.local_addr(), um).await.body, clean);
-    assert_eq!(request(server.local_addr(), mark).await.status, 200);
-    let r = request(
+    assert_eq!(get_path(server.local_addr(), um).await.body, clean);
+    assert_eq!(get_path(server.local_addr(), mark).await.status, 200);
+    let r = get_path(
         server.local_addr(),
         "/data/futures/cm/daily/aggTrades/BTCUSD_PERP/BTCUSD_PERP-aggTrades-2024-01-03.zip",
     )
     .await;
     assert_eq!(r.status, 404);
-    let r = request(server.local_addr(), &format!("{um}.CHECKSUM")).await;
+    let r = get_path(server.local_addr(), &format!("{um}.CHECKSUM")).await;
     assert!(r.text().ends_with("  BTCUSDT-1h-2024-01-02.zip\n"));
     let stats = server.stats();
     assert_eq!(stats.archive_downloads[&um[1..]], 3);

@@ -5,27 +5,19 @@
 //! functions (aggregate trades, mark prices and funding, liquidations, the order book synced by
 //! the futures `pu` rule), and the futures connection behaviours and faults.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use common::{collect, keys, next_json, now_ms, reply, rest, sorted, start, Client};
+use std::time::Duration;
 
 use exchange_sim::data::{self, SimMarket};
 use exchange_sim::{SimConfig, SimServer, WsFaults};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const HOUR: i64 = 3_600_000;
-
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
 
 /// A server whose symbols trade every few milliseconds.
 async fn busy(futures_ws: WsFaults) -> SimServer {
@@ -35,13 +27,6 @@ async fn busy(futures_ws: WsFaults) -> SimServer {
         ..SimConfig::default()
     })
     .await
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 async fn connect(url: &str) -> Client {
@@ -58,29 +43,6 @@ async fn refused(url: &str) -> u16 {
         Err(other) => panic!("{url}: {other}"),
         Ok(_) => panic!("{url} was accepted"),
     }
-}
-
-async fn next_json(ws: &mut Client, within: Duration) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                return Some(serde_json::from_str(t.as_str()).unwrap())
-            }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {}
-            Ok(Some(Ok(Message::Binary(_)))) => panic!("binary message"),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-async fn collect(ws: &mut Client, d: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + d;
-    let mut out = Vec::new();
-    while let Some(v) = next_json(ws, deadline - tokio::time::Instant::now()).await {
-        out.push(v);
-    }
-    out
 }
 
 /// Waits for the next message that `pick` accepts (other messages are dropped).
@@ -108,35 +70,6 @@ async fn ends(ws: &mut Client, within: Duration) -> bool {
             Ok(Some(Ok(_))) => {}
         }
     }
-}
-
-async fn rest(addr: SocketAddr, path: &str) -> Value {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    serde_json::from_str(body).unwrap()
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    k.sort_unstable();
-    k
-}
-
-fn sorted(list: &[&'static str]) -> Vec<&'static str> {
-    let mut v = list.to_vec();
-    v.sort_unstable();
-    v
-}
-
-async fn reply(ws: &mut Client, v: Value) -> Value {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-    wait_for(ws, Duration::from_secs(2), |m| m.get("id").is_some()).await
 }
 
 #[tokio::test]

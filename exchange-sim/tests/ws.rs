@@ -4,8 +4,10 @@
 //! injected faults (pings and pong timeout, lifetime rotation, serverShutdown, forced
 //! disconnects, stalls, depth gaps, message-rate and connection-attempt limits).
 
+mod common;
+
+use common::{collect, keys, next_json, reply, rest, send_json, sorted, start, Client};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use exchange_sim::data;
@@ -14,17 +16,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
 
 /// A server whose symbols trade every few milliseconds.
 async fn busy(ws: WsFaults) -> SimServer {
@@ -39,32 +33,6 @@ async fn busy(ws: WsFaults) -> SimServer {
 async fn connect(server: &SimServer, path: &str) -> Client {
     let url = format!("{}{path}", server.ws_url());
     connect_async(url).await.unwrap().0
-}
-
-/// The next text message as JSON (pings and pongs skipped), or `None` when the connection
-/// ended or nothing came within `within`.
-async fn next_json(ws: &mut Client, within: Duration) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                return Some(serde_json::from_str(t.as_str()).unwrap());
-            }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {}
-            Ok(Some(Ok(Message::Binary(_)))) => panic!("binary message"),
-            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// Every text message received during `d`.
-async fn collect(ws: &mut Client, d: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + d;
-    let mut out = Vec::new();
-    while let Some(v) = next_json(ws, deadline - tokio::time::Instant::now()).await {
-        out.push(v);
-    }
-    out
 }
 
 /// How a connection ended, read to its end.
@@ -101,46 +69,6 @@ async fn read_to_end(ws: &mut Client, within: Duration) -> Ending {
             }
             Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) => return e,
             Ok(Some(Err(other))) => panic!("unexpected error {other}"),
-        }
-    }
-}
-
-/// A plain REST GET (JSON body).
-async fn rest(addr: SocketAddr, path: &str) -> Value {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    serde_json::from_str(body).unwrap()
-}
-
-fn keys(v: &Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    k.sort_unstable();
-    k
-}
-
-fn sorted(list: &[&'static str]) -> Vec<&'static str> {
-    let mut v = list.to_vec();
-    v.sort_unstable();
-    v
-}
-
-async fn send_json(ws: &mut Client, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-/// Sends a request and returns the answer (the next message with an `id`).
-async fn reply(ws: &mut Client, v: Value) -> Value {
-    send_json(ws, v).await;
-    loop {
-        let m = next_json(ws, Duration::from_secs(2)).await.unwrap();
-        if m.get("id").is_some() {
-            return m;
         }
     }
 }
