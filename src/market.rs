@@ -30,6 +30,12 @@ impl Market {
         }
     }
 
+    /// The market a record's `market` field names (exactly as records write it: no
+    /// allocation, for readers of every record).
+    pub fn of_record(name: &str) -> Option<Market> {
+        Market::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     pub fn is_futures(self) -> bool {
         self != Market::Spot
     }
@@ -43,11 +49,6 @@ impl Market {
             Market::UsdM => "usdm_",
             Market::CoinM => "coinm_",
         }
-    }
-
-    /// What `_key` starts with for `symbol`'s records: `[<market>_]<SYMBOL>`.
-    pub fn key_stem(self, symbol: &str) -> String {
-        format!("{}{symbol}", self.key_prefix())
     }
 
     /// The REST path prefix of the market's versioned endpoints.
@@ -148,14 +149,6 @@ impl Market {
         }
     }
 
-    /// Messages a client may send one connection per second (SUBSCRIBE requests, pings).
-    pub fn max_incoming_per_sec(self) -> u32 {
-        match self {
-            Market::Spot => 5,
-            Market::UsdM | Market::CoinM => 10,
-        }
-    }
-
     /// A symbol as the market spells it, for error messages.
     pub fn example_symbol(self) -> &'static str {
         match self {
@@ -243,7 +236,10 @@ mod tests {
 
     #[test]
     fn keys_of_markets_never_collide() {
-        let stems: Vec<String> = Market::ALL.iter().map(|m| m.key_stem("BTCUSDT")).collect();
+        let stems: Vec<String> = Market::ALL
+            .iter()
+            .map(|m| format!("{}BTCUSDT", m.key_prefix()))
+            .collect();
         assert_eq!(stems, ["BTCUSDT", "usdm_BTCUSDT", "coinm_BTCUSDT"]);
         assert_eq!(Market::CoinM.pair_of("BTCUSD_PERP"), "BTCUSD");
         assert_eq!(Market::CoinM.pair_of("BTCUSD_251226"), "BTCUSD");

@@ -288,8 +288,14 @@ impl RecordKind {
         }
     }
 
+    /// [`from_key`](Self::from_key) for a record of `market` and `symbol`, without building
+    /// the stem (verify and resume call it for every record they read).
+    pub fn from_market_key(market: Market, symbol: &str, key: &str) -> Option<(RecordKind, i64)> {
+        Self::from_key(symbol, key.strip_prefix(market.key_prefix())?)
+    }
+
     /// The kind and ordinal a record's `_key` names, given what keys of its market and symbol
-    /// start with ([`Market::key_stem`]).
+    /// start with (`[<market prefix>]<SYMBOL>`, see [`Market::key_prefix`]).
     pub fn from_key(stem: &str, key: &str) -> Option<(RecordKind, i64)> {
         let rest = key.strip_prefix(stem)?.strip_prefix('_')?;
         let (tag, ordinal) = rest.rsplit_once('_')?;
@@ -848,6 +854,14 @@ mod tests {
         // A spot key is not a futures key of the same symbol, nor the other way round.
         assert_eq!(RecordKind::from_key("usdm_BTCUSDT", "BTCUSDT_1m_1"), None);
         assert_eq!(RecordKind::from_key("BTCUSDT", "usdm_BTCUSDT_1m_1"), None);
+        assert_eq!(
+            RecordKind::from_market_key(Market::UsdM, "BTCUSDT", "usdm_BTCUSDT_1m_1"),
+            Some((RecordKind::Candles(Interval::M1), 1))
+        );
+        assert_eq!(
+            RecordKind::from_market_key(Market::CoinM, "BTCUSDT", "usdm_BTCUSDT_1m_1"),
+            None
+        );
         for kind in [
             RecordKind::Trades,
             RecordKind::DepthUpdates,

@@ -131,7 +131,7 @@ pub fn find(
                         return None;
                     }
                     // Another market's records of the symbol have other keys.
-                    match RecordKind::from_key(&market.key_stem(f.symbol), f.key) {
+                    match RecordKind::from_market_key(market, f.symbol, f.key) {
                         Some((k, ordinal)) if k == kind => Some(ordinal),
                         _ => None,
                     }

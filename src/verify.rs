@@ -424,11 +424,11 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             continue;
         };
         // Records of versions before markets are spot records.
-        let Ok(market) = f.market.unwrap_or("spot").parse::<Market>() else {
+        let Some(market) = Market::of_record(f.market.unwrap_or("spot")) else {
             unreadable += 1;
             continue;
         };
-        let Some((kind, ordinal)) = RecordKind::from_key(&market.key_stem(symbol), key) else {
+        let Some((kind, ordinal)) = RecordKind::from_market_key(market, symbol, key) else {
             unreadable += 1;
             continue;
         };

@@ -13,7 +13,9 @@ use std::time::Duration;
 use chrono::{Duration as Days, Utc};
 use exchange_sim::{SimConfig, SimServer, SimStats};
 use serde_json::Value;
-use support::loader::{fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run};
+use support::loader::{
+    fresh_topic, job_env, read_raw, read_records, run_loader_async, verify_topic, with, Run,
+};
 
 /// One futures market as the tests use it.
 #[derive(Clone, Copy)]
@@ -117,13 +119,6 @@ fn verify_ok(sim: &SimServer, m: Futures, topic: &str, range: &str, ty: &str) ->
 
 fn payloads(topic: &str) -> Vec<Vec<u8>> {
     read_raw(topic).into_iter().map(|(_, v)| v).collect()
-}
-
-fn records(topic: &str) -> Vec<Value> {
-    payloads(topic)
-        .iter()
-        .map(|p| serde_json::from_slice(p).expect("JSON record"))
-        .collect()
 }
 
 fn date(days_from_today: i64) -> String {
@@ -273,7 +268,7 @@ async fn funding_rates_load_exactly_once() {
         assert_eq!(finished.len(), 1);
         assert_eq!(finished[0]["market"], m.market);
         assert_eq!(finished[0]["type"], "api_funding_rate");
-        let recs = records(&topic);
+        let recs = read_records(&topic);
         // Three settlements a day for 1,461 days (the simulator lists symbols in 2017).
         assert_eq!(recs.len(), 3 * 1461, "{}", m.market);
         assert!(recs.windows(2).all(
@@ -311,7 +306,7 @@ async fn open_interest_and_ratios_load_exactly_once_within_what_binance_keeps() 
         let old = format!("{}:{}", date(-40), date(0));
         let (run, topic) = load(&sim, m, "api_open_interest_1h", &old, "auto", &[]).await;
         run.assert_ok();
-        assert_eq!(records(&topic).len(), 40 * 24, "{}", m.market);
+        assert_eq!(read_records(&topic).len(), 40 * 24, "{}", m.market);
         assert!(
             run.stdout.contains("from 40 archive file(s)"),
             "{}",
@@ -353,7 +348,7 @@ async fn open_interest_and_ratios_load_exactly_once_within_what_binance_keeps() 
             let range = format!("{}:{}", date(-3), date(0));
             let (run, topic) = load(&sim, m, ty, &range, "auto", &[]).await;
             run.assert_ok();
-            let recs = records(&topic);
+            let recs = read_records(&topic);
             assert!(!recs.is_empty());
             for r in &recs {
                 let (l, s) = (
@@ -389,7 +384,7 @@ async fn spot_and_futures_records_of_one_symbol_never_share_a_key() {
     run_loader_async(with(usdm, &[("SOURCE", "rest")]), vec![])
         .await
         .assert_ok();
-    let recs = records(&topic);
+    let recs = read_records(&topic);
     assert_eq!(recs.len(), 96);
     let mut keys: Vec<&str> = recs.iter().map(|r| r["_key"].as_str().unwrap()).collect();
     keys.sort_unstable();

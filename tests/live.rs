@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
 use serde_json::Value;
-use support::broker::{consume_all, Broker};
+use support::broker::Broker;
 use support::loader::{
-    fresh_topic, job_env, parse_records, read_raw, run_loader_async, wait_until, with, Run,
+    fresh_topic, job_env, live_range, now_ms, read_raw, read_records, run_loader_async, wait_until,
+    with, Run,
 };
 
 async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
@@ -23,16 +24,6 @@ async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
     SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("simulator starts")
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A live range starting shortly and lasting `secs` seconds, on whole seconds.
-fn live_range(secs: i64) -> (i64, i64) {
-    let start = (now_ms() / 1000 + 2) * 1000;
-    (start, start + secs * 1000)
 }
 
 fn env(
@@ -60,7 +51,7 @@ fn env(
 
 /// The trade ids in `topic`, in order.
 fn trade_ids(topic: &str) -> Vec<u64> {
-    read(topic)
+    read_records(topic)
         .iter()
         .map(|r| r["trade_id"].as_u64().unwrap())
         .collect()
@@ -82,17 +73,10 @@ fn exchange_trade_ids(spacing_ms: i64, symbol: &str, range: (i64, i64)) -> Vec<u
 /// Records published so far (0 while the topic does not exist yet).
 fn published(topic: &str) -> usize {
     if support::broker::topic_exists(&Broker::shared().bootstrap(), topic) {
-        read(topic).len()
+        read_records(topic).len()
     } else {
         0
     }
-}
-
-fn read(topic: &str) -> Vec<Value> {
-    parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect()
 }
 
 fn verify(topic: &str, range: (i64, i64)) -> Run {
@@ -148,7 +132,7 @@ async fn aggregate_trades_survive_drops_rotations_and_shutdowns() {
     );
     let run = handle.await.unwrap();
     run.assert_ok();
-    let records = read(&topic);
+    let records = read_records(&topic);
     let expected = SimConfig {
         agg_trade_spacing_ms: 20,
         ..SimConfig::default()
@@ -195,7 +179,7 @@ async fn raw_trades_are_backfilled_after_a_stalled_connection() {
     )
     .await;
     run.assert_ok();
-    let records = read(&topic);
+    let records = read_records(&topic);
     let data = SimConfig {
         agg_trade_spacing_ms: 20,
         ..SimConfig::default()
@@ -253,7 +237,7 @@ async fn closed_candles_match_rest_across_forced_disconnects() {
     )
     .await;
     run.assert_ok();
-    let records = read(&topic);
+    let records = read_records(&topic);
     let iv: Interval = "1s".parse().unwrap();
     for symbol in ["BTCUSDT", "ETHUSDT"] {
         let mine: Vec<&Value> = records.iter().filter(|r| r["symbol"] == symbol).collect();
@@ -303,7 +287,7 @@ async fn order_book_resyncs_after_a_gap_and_matches_the_exchange() {
         "{}",
         run.stderr
     );
-    let records = read(&topic);
+    let records = read_records(&topic);
     assert!(records.len() >= 5, "{}", records.len());
     let mut resynced = false;
     for r in &records {
@@ -354,7 +338,7 @@ async fn diff_depth_and_book_ticker_are_contiguous_and_unique() {
         )
         .await;
         run.assert_ok();
-        let records = read(&topic);
+        let records = read_records(&topic);
         assert!(records.len() >= 4, "{ty}: {}", records.len());
         let v = verify(&topic, range);
         assert_eq!(v.code, Some(0), "{ty}: {}", v.stdout);
@@ -400,7 +384,7 @@ async fn a_live_job_without_a_range_runs_until_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Stopped on request"), "{stdout}");
-    let ids: Vec<u64> = read(&topic)
+    let ids: Vec<u64> = read_records(&topic)
         .iter()
         .map(|r| r["trade_id"].as_u64().unwrap())
         .collect();
@@ -602,7 +586,7 @@ async fn many_streams_subscribe_instead_of_a_long_url() {
     )
     .await;
     run.assert_ok();
-    let records = read(&topic);
+    let records = read_records(&topic);
     for s in &symbols {
         assert!(
             records.iter().any(|r| r["symbol"] == s.as_str()),

@@ -140,13 +140,9 @@ impl History for FundingHistory {
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let (from, to_inclusive) = match probe {
-                Probe::Ordinals(a, b) => (a, b),
-                Probe::Time(r) => (r.start_ms, r.end_ms - 1),
-            };
-            if to_inclusive < from {
+            let Some((from, to_inclusive)) = probe.time_bounds(None) else {
                 return Ok(false);
-            }
+            };
             let page = exchange
                 .funding_rates(symbol, from, to_inclusive, 1)
                 .await?;

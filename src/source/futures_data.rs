@@ -244,13 +244,9 @@ impl History for FuturesDataHistory {
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let (from, to_inclusive) = match probe {
-                Probe::Ordinals(a, b) => (a, b),
-                Probe::Time(r) => (self.period.align_up(r.start_ms), r.end_ms - 1),
-            };
-            if to_inclusive < from {
+            let Some((from, to_inclusive)) = probe.time_bounds(Some(self.period)) else {
                 return Ok(false);
-            }
+            };
             // Older than REST remembers: the exchange cannot say, so the gap counts as lost.
             if from < self.oldest_on_rest(exchange.server_now_ms()) {
                 return Ok(true);

@@ -264,13 +264,9 @@ impl History for KlineHistory {
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            let (from, to_inclusive) = match probe {
-                Probe::Ordinals(a, b) => (a, b),
-                Probe::Time(r) => (self.interval.align_up(r.start_ms), r.end_ms - 1),
-            };
-            if to_inclusive < from {
+            let Some((from, to_inclusive)) = probe.time_bounds(Some(self.interval)) else {
                 return Ok(false);
-            }
+            };
             // Whichever end Binance answers from, one candle in the window says it is not
             // empty; COIN-M windows are cut at its 200-day limit.
             let span = exchange.market().max_kline_span_ms().unwrap_or(i64::MAX);

@@ -89,6 +89,21 @@ pub enum Probe {
     Time(TimeRange),
 }
 
+impl Probe {
+    /// For time-ordered types: the inclusive times to ask about (a span starts at its first
+    /// `grid` boundary, when the type has one), or `None` when nothing fits.
+    pub fn time_bounds(self, grid: Option<crate::binance::Interval>) -> Option<(i64, i64)> {
+        let (from, to_inclusive) = match self {
+            Probe::Ordinals(a, b) => (a, b),
+            Probe::Time(r) => (
+                grid.map_or(r.start_ms, |iv| iv.align_up(r.start_ms)),
+                r.end_ms - 1,
+            ),
+        };
+        (from <= to_inclusive).then_some((from, to_inclusive))
+    }
+}
+
 /// A history data type: how its records come from the REST API and from the archive. Each
 /// implementation lives in its own module; the registry maps `TYPE` names to them.
 pub trait History: Send + Sync + 'static {

@@ -181,3 +181,18 @@ pub async fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl F
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Every record of `topic` on the shared broker, parsed, without message keys.
+pub fn read_records(topic: &str) -> Vec<Value> {
+    read_topic(topic).into_iter().map(|(_, v)| v).collect()
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A live range starting shortly and lasting `secs` seconds, on whole seconds.
+pub fn live_range(secs: i64) -> (i64, i64) {
+    let start = (now_ms() / 1000 + 2) * 1000;
+    (start, start + secs * 1000)
+}
