@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
 use serde_json::Value;
-use support::broker::{consume_all, Broker};
+use support::broker::Broker;
 use support::loader::{
-    fresh_topic, parse_records, run_loader_async, verify_topic, wait_until, with,
+    fresh_topic, live_range, read_records, run_loader_async, verify_topic, wait_until, with,
 };
 
 #[derive(Clone, Copy)]
@@ -49,16 +49,6 @@ async fn sim(spacing_ms: i64, futures_ws: WsFaults) -> SimServer {
         .expect("simulator starts")
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// A live range starting shortly and lasting `secs` seconds, on whole seconds.
-fn live_range(secs: i64) -> (i64, i64) {
-    let start = (now_ms() / 1000 + 2) * 1000;
-    (start, start + secs * 1000)
-}
-
 fn env(
     sim: &SimServer,
     m: Futures,
@@ -89,13 +79,6 @@ fn env(
     ]
 }
 
-fn read(topic: &str) -> Vec<Value> {
-    parse_records(consume_all(&Broker::shared().bootstrap(), topic, &[]))
-        .into_iter()
-        .map(|(_, v)| v)
-        .collect()
-}
-
 fn published(topic: &str) -> usize {
     support::broker::message_count(&Broker::shared().bootstrap(), topic).max(0) as usize
 }
@@ -116,12 +99,15 @@ async fn run_through_a_disconnect(
     sim: &SimServer,
     env: Vec<(&'static str, String)>,
     topic: &str,
+    range: (i64, i64),
     before: usize,
 ) -> Vec<Value> {
     let handle = tokio::spawn(run_loader_async(env, vec![]));
+    // The range may start some seconds ahead: the deadline counts from its start.
+    let until_start = Duration::from_millis((range.0 - support::loader::now_ms()).max(0) as u64);
     wait_until(
         "records of the range published",
-        Duration::from_secs(20),
+        until_start + Duration::from_secs(20),
         || published(topic) >= before,
     )
     .await;
@@ -131,7 +117,7 @@ async fn run_through_a_disconnect(
     );
     let run = handle.await.unwrap();
     run.assert_ok();
-    read(topic)
+    read_records(topic)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,6 +131,7 @@ async fn aggregate_trades_come_through_a_reconnect_complete() {
             &sim,
             env(&sim, m, &topic, m.symbol, "ws_aggtrades", range),
             &topic,
+            range,
             20,
         )
         .await;
@@ -211,7 +198,7 @@ async fn the_order_book_follows_the_pu_chain_and_resyncs_after_a_lost_event() {
             "{}",
             run.stderr
         );
-        let records = read(&topic);
+        let records = read_records(&topic);
         assert!(records.len() >= 5, "{}: {}", m.market, records.len());
         let mut resynced = false;
         for r in &records {
@@ -245,7 +232,7 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
         run_loader_async(env(&sim, m, &topic, &symbols, "ws_depth", range), vec![])
             .await
             .assert_ok();
-        let records = read(&topic);
+        let records = read_records(&topic);
         assert!(records.len() > 30, "{}", records.len());
         assert!(records
             .iter()
@@ -253,12 +240,32 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
         verify_ok(&topic, range);
         for ty in ["ws_mark_price", "ws_bookticker", "ws_liquidations"] {
             let topic = fresh_topic(&format!("{}-{ty}", m.market));
-            let range = live_range(8);
-            // Liquidations are sparse: wait for the first one before cutting the connection.
+            let range = match ty {
+                // Liquidations are sparse (a few a minute): the exchange's own schedule picks
+                // an 8 s range holding at least three, so one arrives before the disconnect and
+                // more after it.
+                "ws_liquidations" => (0..60)
+                    .map(|s| {
+                        let (a, b) = live_range(8);
+                        (a + s * 1000, b + s * 1000)
+                    })
+                    .find(|&(a, b)| {
+                        let symbols = [m.symbol, m.others[0], m.others[1]];
+                        symbols
+                            .iter()
+                            .map(|sym| data::liquidations(m.sim, sym, a, b - 1).len())
+                            .sum::<usize>()
+                            >= 3
+                    })
+                    .expect("liquidations within a minute"),
+                _ => live_range(8),
+            };
+            // Wait for the first record before cutting the connection.
             let records = run_through_a_disconnect(
                 &sim,
                 env(&sim, m, &topic, &symbols, ty, range),
                 &topic,
+                range,
                 1,
             )
             .await;
