@@ -146,7 +146,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     };
     let cfg = JobConfig {
         queue_id: format!("demo-{market}-{}", data_type.name()),
-        symbols,
+        symbols: symbols.clone(),
         data_type,
         range: Some(range),
         topic: topic.clone(),
@@ -168,6 +168,22 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         metrics_port: 0,
         resume: false,
         shard: crate::config::Shard::WHOLE,
+        job_id: crate::identity::JobId::new(&crate::identity::JobIdentityParts {
+            queue_id: &format!("demo-{market}-{}", data_type.name()),
+            exchange: "binance",
+            market: market.as_str(),
+            data_type: &data_type.name(),
+            range: Some((range.start_ms, range.end_ms)),
+            job_uid: None,
+            symbols: &symbols,
+            shard_index: 0,
+            shard_count: 1,
+        }),
+        // The mock cluster supports transactions: the demo runs the production default.
+        transactions: crate::sink::TransactionsSetting::Auto,
+        stall_timeout: Duration::from_secs(60),
+        shutdown_timeout: Duration::from_secs(20),
+        resumable: true,
         binance: BinanceConfig {
             market,
             api_url,

@@ -30,6 +30,17 @@ pub enum LoaderError {
     /// purpose. Sources end with it; the job reports `interrupted`, not an error.
     #[error("the job was stopped")]
     Cancelled,
+    /// A signal (SIGTERM from a node drain, an eviction, a preemption; SIGINT) stopped the job
+    /// before it was done: what was fetched was flushed, and the next attempt resumes after it.
+    /// Not 0, so Kubernetes does not count the load as complete; not 2, so it is not a
+    /// configuration error. The manifests ignore it (podFailurePolicy) so a drain does not
+    /// spend the Job's retries.
+    #[error("{message}")]
+    Signalled { signal: Signal, message: String },
+    /// Another instance of the same job fenced this one (transactional producers): it stopped
+    /// without publishing more; the other carries the load.
+    #[error("{0}")]
+    Fenced(String),
     /// Anything else (I/O, internal invariants).
     #[error("{0}")]
     Other(String),
@@ -41,6 +52,8 @@ impl LoaderError {
         match self {
             LoaderError::Config(_) => 2,
             LoaderError::Cancelled => 0,
+            LoaderError::Signalled { signal, .. } => signal.exit_code(),
+            LoaderError::Fenced(_) => EXIT_FENCED,
             _ => 1,
         }
     }
@@ -51,6 +64,34 @@ impl LoaderError {
 
     pub fn kafka(msg: impl fmt::Display) -> Self {
         LoaderError::Kafka(msg.to_string())
+    }
+}
+
+/// Exit code of a job fenced by another instance of itself.
+pub const EXIT_FENCED: i32 = 3;
+
+/// The signals that stop a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Int,
+}
+
+impl Signal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+        }
+    }
+
+    /// 128 + the signal's number, as a shell reports a process ended by it: 143 for SIGTERM,
+    /// 130 for SIGINT.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Signal::Term => 143,
+            Signal::Int => 130,
+        }
     }
 }
 

@@ -22,10 +22,10 @@ use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::DataType;
 use crate::resume::Resume;
-use crate::sink::KafkaSink;
+use crate::sink::{KafkaSink, SinkOptions};
 use crate::source::live::LiveSource;
 use crate::source::{history, HistoryContext, SourceMode, SourceSummary};
-use crate::status::{JobStatus, Phase};
+use crate::status::{JobStatus, Phase, StopReason};
 
 /// Where the job's records come from: the REST API and/or the archive, as `SOURCE` and `TYPE`
 /// need them.
@@ -122,12 +122,18 @@ impl JobReport {
     }
 }
 
-/// Connects to Kafka (blocking work on a blocking thread). Fails fast on bad credentials or CA.
+/// Connects to Kafka (blocking work on a blocking thread). Fails fast on bad credentials or CA;
+/// with transactions, fences any older instance of this job.
 pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
     let kafka = cfg.kafka.clone();
-    let topic = cfg.topic.clone();
-    let key = cfg.message_key;
-    tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &topic, key))
+    let opts = SinkOptions {
+        topic: cfg.topic.clone(),
+        key: cfg.message_key,
+        job: cfg.job_id.clone(),
+        transactions: cfg.transactions,
+        stall_timeout: cfg.stall_timeout,
+    };
+    tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &opts))
         .await
         .map_err(|e| LoaderError::Other(format!("Kafka connection task failed: {e}")))?
 }
@@ -238,6 +244,12 @@ pub async fn load(
     // A few pages of slack between fetching and publishing; more only costs memory.
     let (tx, mut rx) = mpsc::channel::<RecordBatch>(8);
     let sink_status = status.clone();
+    // After a signal the sink waits for Kafka at most SHUTDOWN_TIMEOUT more.
+    let (grace_status, grace) = (status.clone(), cfg.shutdown_timeout);
+    sink.set_deadline(Box::new(move || match grace_status.stop_reason.get() {
+        Some((StopReason::Signal(_), at)) => Some(*at + grace),
+        _ => None,
+    }));
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())
         .spawn(move || -> Result<(u64, u64)> {
@@ -251,12 +263,13 @@ pub async fn load(
                             batch.last_timestamp,
                         );
                     }
-                    // Idle: serve delivery reports while waiting for the next batch.
-                    Err(mpsc::error::TryRecvError::Empty) => sink.poll(Duration::from_millis(2)),
+                    // Idle: serve delivery reports (and find failures and stalls at once) while
+                    // waiting for the next batch.
+                    Err(mpsc::error::TryRecvError::Empty) => sink.idle(Duration::from_millis(2))?,
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             }
-            let acked = sink.flush(Duration::from_secs(120))?;
+            let acked = sink.flush()?;
             let bytes = sink.acked_bytes();
             // Everything is acknowledged; tearing librdkafka down takes a while and nobody
             // needs to wait for it.

@@ -218,27 +218,32 @@ fn describe_fatal(k: &KafkaConfig, reason: &str) -> String {
     )
 }
 
-/// Creates `topic` unless it exists, then waits until its partitions have leaders.
+/// Creates `topic` unless it exists, then waits until its partitions have leaders; returns
+/// its partition count.
 pub fn ensure_topic<C: ClientContext + 'static>(
     client: &Client<C>,
     admin_config: &ClientConfig,
     topic: &str,
     partitions: i32,
     timeout: Duration,
-) -> Result<()> {
-    let exists = |client: &Client<C>| -> Result<bool> {
+) -> Result<i32> {
+    let ready = |client: &Client<C>| -> Result<Option<i32>> {
         let md = client
             .fetch_metadata(None, timeout)
             .map_err(|e| LoaderError::kafka(format!("cannot list Kafka topics: {e}")))?;
-        Ok(md.topics().iter().any(|t| {
-            t.name() == topic
-                && t.error().is_none()
-                && !t.partitions().is_empty()
-                && t.partitions().iter().all(|p| p.leader() >= 0)
-        }))
+        Ok(md
+            .topics()
+            .iter()
+            .find(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+            .map(|t| t.partitions().len() as i32))
     };
-    if exists(client)? {
-        return Ok(());
+    if let Some(n) = ready(client)? {
+        return Ok(n);
     }
     let admin: AdminClient<CapturingContext> = admin_config
         .create_with_context(CapturingContext::default())
@@ -272,8 +277,8 @@ pub fn ensure_topic<C: ClientContext + 'static>(
     loop {
         // Asking for this topic's metadata also triggers auto-creation where the broker allows it.
         let _ = client.fetch_metadata(Some(topic), Duration::from_millis(500));
-        if exists(client)? {
-            return Ok(());
+        if let Some(n) = ready(client)? {
+            return Ok(n);
         }
         if Instant::now() >= deadline {
             return Err(LoaderError::kafka(format!(

@@ -13,6 +13,7 @@ pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod identity;
 pub mod job;
 pub mod kafka;
 pub mod lifecycle;

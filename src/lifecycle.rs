@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{JobArgs, JobConfig};
 use crate::control::{ControlCommand, ControlListener};
-use crate::error::{LoaderError, Result};
+use crate::error::{LoaderError, Result, Signal};
 use crate::job::{self, JobReport, Upstream};
 use crate::metrics;
 use crate::registry::RecordKind;
 use crate::resume::{self, Resume};
-use crate::status::{JobStatus, Phase};
+use crate::status::{JobStatus, Phase, StopReason};
 use crate::telemetry::{EventStatus, JobIdentity, TelemetryPublisher};
 use crate::time_range::fmt_ms;
 
@@ -48,7 +48,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     let status = Arc::new(JobStatus::new(cfg.range, &cfg.symbols));
     let stop = CancellationToken::new();
     let done = CancellationToken::new();
-    spawn_signal_handler(stop.clone());
+    spawn_signal_handler(stop.clone(), status.clone());
     if cfg.metrics_port != 0 {
         let labels = vec![
             ("market", cfg.binance.market.to_string()),
@@ -64,6 +64,22 @@ pub async fn run(args: &JobArgs) -> Result<()> {
 
     let outcome = run_protocol(&cfg, &telemetry, &status, &stop, &done).await;
     done.cancel();
+    let reason = status.stop_reason.get().map(|(r, _)| *r);
+    // A signal means the pod is going away before the work is done: whatever the sources were
+    // doing ends as `interrupted`, and the exit code says the load is not complete.
+    let outcome = match (outcome, reason) {
+        (Ok(r), _) if !r.interrupted => Ok(r),
+        (Err(e @ LoaderError::Fenced(_)), _) => Err(e),
+        (_, Some(StopReason::Signal(signal))) => Err(LoaderError::Signalled {
+            signal,
+            message: format!(
+                "stopped by {} after publishing {} records; the load is not complete, and the next attempt resumes after them",
+                signal.name(),
+                status.records_written()
+            ),
+        }),
+        (other, _) => other,
+    };
     let (event, message, phase) = match &outcome {
         Ok(r) if r.interrupted => (
             EventStatus::Interrupted,
@@ -78,19 +94,37 @@ pub async fn run(args: &JobArgs) -> Result<()> {
             format!("Loaded and published {} records", r.records_written),
             Phase::Finished,
         ),
+        Err(e @ (LoaderError::Signalled { .. } | LoaderError::Fenced(_))) => {
+            (EventStatus::Interrupted, e.to_string(), Phase::Interrupted)
+        }
         Err(e) => (EventStatus::Error, e.to_string(), Phase::Error),
     };
     status.set_phase(phase);
     let mut extra = Map::new();
-    if let Ok(r) = &outcome {
-        // The acknowledged count, never more than what the broker confirmed.
-        extra.insert("records_written".into(), json!(r.records_written));
-        if r.missing_ids() > 0 {
-            extra.insert("missing_ids".into(), json!(r.missing_ids()));
+    match &outcome {
+        Ok(r) => {
+            // The acknowledged count, never more than what the broker confirmed.
+            extra.insert("records_written".into(), json!(r.records_written));
+            if r.missing_ids() > 0 {
+                extra.insert("missing_ids".into(), json!(r.missing_ids()));
+            }
+            if r.fallbacks() > 0 {
+                let all: Vec<&String> = r.sources.iter().flat_map(|s| &s.fallbacks).collect();
+                extra.insert("archive_fallback_files".into(), json!(all));
+            }
         }
-        if r.fallbacks() > 0 {
-            let all: Vec<&String> = r.sources.iter().flat_map(|s| &s.fallbacks).collect();
-            extra.insert("archive_fallback_files".into(), json!(all));
+        Err(LoaderError::Fenced(_)) => {
+            extra.insert("reason".into(), json!("fenced"));
+        }
+        Err(_) => {}
+    }
+    if event == EventStatus::Interrupted && !extra.contains_key("reason") {
+        extra.insert(
+            "reason".into(),
+            json!(reason.map_or("stop_command", StopReason::as_str)),
+        );
+        if let Some(StopReason::Signal(signal)) = reason {
+            extra.insert("signal".into(), json!(signal.name()));
         }
     }
     telemetry.emit(event, &message, Some(&status), extra);
@@ -121,31 +155,13 @@ async fn run_protocol(
     let listener = tokio::task::spawn_blocking(move || {
         ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
     });
-    // What an earlier attempt of this job already published (a restarted pod): continue after
-    // it. A topic that does not exist yet holds nothing to resume from.
-    let resume = {
-        let (k, topic, symbols, market, kind, range) = (
-            cfg.kafka.clone(),
-            cfg.topic.clone(),
-            cfg.symbols.clone(),
-            cfg.binance.market,
-            cfg.data_type.record_kind(),
-            cfg.range,
-        );
-        let wanted = cfg.resume;
-        tokio::task::spawn_blocking(move || {
-            if wanted {
-                resume::find(&k, &topic, &symbols, market, kind, range)
-            } else {
-                Ok(Resume::default())
-            }
-        })
-    };
+    // Binance and Kafka at once. The data producer connects first: with transactions its
+    // `init_transactions` fences an older instance of this job, so the tail read next is final.
     let connected = tokio::select! {
         both = futures::future::try_join(Upstream::connect(cfg, stop), job::connect_sink(cfg)) => both,
         _ = stop.cancelled() => Err(LoaderError::Cancelled),
     };
-    let (upstream, sink) = match connected {
+    let (upstream, mut sink) = match connected {
         Ok(both) => both,
         Err(LoaderError::Cancelled) => {
             return Ok(JobReport {
@@ -155,12 +171,61 @@ async fn run_protocol(
         }
         Err(e) => return Err(e),
     };
+    // What an earlier attempt of this job already published (a restarted pod): continue after
+    // it. A topic that does not exist yet holds nothing to resume from.
+    let resume = {
+        let k = cfg.kafka.clone();
+        let job = cfg.clone();
+        let wanted = cfg.resume && cfg.resumable;
+        if cfg.resume && !cfg.resumable {
+            tracing::info!("a live job without TIME_RANGE resumes only within its own Kubernetes Job (JOB_UID), and none is set: starting from now");
+        }
+        tokio::task::spawn_blocking(move || {
+            if wanted {
+                resume::find(
+                    &k,
+                    &resume::Search {
+                        topic: &job.topic,
+                        symbols: &job.symbols,
+                        market: job.binance.market,
+                        kind: job.data_type.record_kind(),
+                        range: job.range,
+                        job: &job.job_id,
+                    },
+                )
+            } else {
+                Ok(Resume::default())
+            }
+        })
+    };
     let listener = listener
         .await
         .map_err(|e| LoaderError::Other(e.to_string()))?;
-    let resume = resume
-        .await
-        .map_err(|e| LoaderError::Other(e.to_string()))??;
+    let resume = tokio::select! {
+        r = resume => r.map_err(|e| LoaderError::Other(e.to_string()))??,
+        _ = stop.cancelled() => {
+            return Ok(JobReport {
+                interrupted: true,
+                ..JobReport::default()
+            })
+        }
+    };
+    if let Some(n) = resume.partitions {
+        if sink.partitions() != Some(n) {
+            tracing::warn!(
+                partitions_now = ?sink.partitions(),
+                partitions_of_the_job = n,
+                "the topic's partition count changed since this job's first attempt: its records keep going to the partitions they went to"
+            );
+        }
+        sink.pin_partitions(n);
+    }
+    for (symbol, n) in &resume.foreign {
+        if !resume.points.contains_key(symbol) {
+            tracing::warn!(%symbol, records = n, topic = %cfg.topic,
+                "the topic holds records of this symbol and type in the range that another job published (or a loader without job headers): they are not this job's progress, so its range is loaded from the start");
+        }
+    }
     status.note_resume(&resume);
     let mut resumed = String::new();
     for (symbol, p) in &resume.points {
@@ -172,13 +237,19 @@ async fn run_protocol(
     telemetry.emit(
         EventStatus::Started,
         &format!(
-            "Started loading {} {} for {}{resumed}",
+            "Started loading {} {} for {} ({} producer){resumed}",
             cfg.symbols.join(","),
             cfg.data_type.name(),
-            cfg.range_text()
+            cfg.range_text(),
+            sink.mode().as_str()
         ),
         Some(status),
-        Map::new(),
+        {
+            let mut extra = Map::new();
+            extra.insert("delivery_mode".into(), json!(sink.mode().as_str()));
+            extra.insert("job_id".into(), json!(cfg.job_id.fingerprint()));
+            extra
+        },
     );
 
     // Commands.
@@ -187,7 +258,12 @@ async fn run_protocol(
     let commands = tokio::spawn(async move {
         while let Some(cmd) = cmd_rx.recv().await {
             match cmd {
-                ControlCommand::Stop => s2.cancel(),
+                ControlCommand::Stop => {
+                    let _ = status2
+                        .stop_reason
+                        .set((StopReason::StopCommand, std::time::Instant::now()));
+                    s2.cancel()
+                }
                 ControlCommand::Ping { timestamp } => {
                     let mut extra = Map::new();
                     extra.insert(
@@ -260,8 +336,9 @@ async fn report_progress(
     }
 }
 
-/// SIGTERM and SIGINT stop the job gracefully; a second one exits at once.
-fn spawn_signal_handler(stop: CancellationToken) {
+/// SIGTERM and SIGINT stop the job gracefully (what was fetched is published, then the job
+/// exits with the signal's code, not 0: the load is not complete); a second one exits at once.
+fn spawn_signal_handler(stop: CancellationToken, status: Arc<JobStatus>) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -275,26 +352,35 @@ fn spawn_signal_handler(stop: CancellationToken) {
             };
             let mut seen = 0;
             loop {
-                let name = tokio::select! {
-                    _ = term.recv() => "SIGTERM",
-                    _ = int.recv() => "SIGINT",
+                let sig = tokio::select! {
+                    _ = term.recv() => Signal::Term,
+                    _ = int.recv() => Signal::Int,
                 };
                 seen += 1;
                 if seen == 1 {
                     tracing::warn!(
-                        signal = name,
-                        "stopping: finishing in-flight records (send it again to exit at once)"
+                        signal = sig.name(),
+                        "stopping: publishing what was fetched, then exiting (send it again to exit at once)"
                     );
+                    let _ = status
+                        .stop_reason
+                        .set((StopReason::Signal(sig), std::time::Instant::now()));
                     stop.cancel();
                 } else {
-                    eprintln!("error: second {name}: exiting at once without waiting for in-flight records");
-                    std::process::exit(1);
+                    eprintln!(
+                        "error: second {}: exiting at once without waiting for in-flight records",
+                        sig.name()
+                    );
+                    std::process::exit(sig.exit_code());
                 }
             }
         }
         #[cfg(not(unix))]
         {
             if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = status
+                    .stop_reason
+                    .set((StopReason::Signal(Signal::Int), std::time::Instant::now()));
                 stop.cancel();
             }
         }

@@ -1,23 +1,34 @@
 //! Resume: where an earlier attempt of the same job stopped publishing, so a restarted Job (a
-//! killed pod, an exit 1 retried by Kubernetes, a stop followed by a new Job) continues strictly
-//! after it: nothing doubled, nothing skipped, records still in order per symbol.
+//! killed pod, an exit 1 retried by Kubernetes, a drain, a stop followed by a new Job with the
+//! same settings) continues strictly after it: nothing doubled, nothing skipped, records still in
+//! order per symbol.
 //!
-//! With `KAFKA_MESSAGE_KEY=symbol` every record of a symbol lands in one partition, in the order
-//! it was published, and the idempotent producer never leaves a hole in that order; so the last
-//! record of the symbol in its partition is exactly where to continue. It is found by reading
-//! each partition backwards from its end, a chunk at a time, until every symbol expected there
-//! has been seen: for a job that owns its topic that is one chunk, however many records the topic
-//! holds, never the whole topic.
+//! Only records of this job count: each carries the job's fingerprint in its `loader-job`
+//! header ([`JobId`]), so another job's records of the same symbol and type (an earlier load of
+//! another range into the same topic, yesterday's live job) are never taken for this job's
+//! progress; a job that finds none of its own loads its range from the start.
+//!
+//! With `KAFKA_MESSAGE_KEY=symbol` the sink puts every record of a symbol into one partition
+//! (chosen from the partition count the job's first attempt saw, which its headers carry), in
+//! the order it was published, and neither the idempotent nor the transactional producer leaves a
+//! hole in that order; so the last record of the symbol in its partition is exactly where to
+//! continue. The tail of every partition is read first (that is where a job that owns its topic
+//! finds itself, and where the partition count its records were spread by shows); then each
+//! symbol still missing is looked for backwards, a chunk at a time, in its own partition. The
+//! newest record of a symbol over every partition read wins. Reads are `read_committed`: what an
+//! aborted or fenced transaction wrote is not progress.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
+use crate::identity::{JobId, JOB_HEADER};
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::RecordKind;
@@ -44,6 +55,12 @@ pub struct Resume {
     /// Messages read to find the points.
     pub messages_read: u64,
     pub elapsed: Duration,
+    /// The partition count an earlier attempt of this job spread its records by, when one was
+    /// found: the job keeps it.
+    pub partitions: Option<i32>,
+    /// Per symbol, records of its type in the range that other jobs published (among those
+    /// read): not continued.
+    pub foreign: BTreeMap<String, u64>,
 }
 
 impl Resume {
@@ -67,21 +84,65 @@ pub fn partition_of(symbol: &str, partitions: usize) -> usize {
     (crc32fast::hash(symbol.as_bytes()) as usize) % partitions.max(1)
 }
 
-/// Finds, for each of `symbols`, the last record of `market` and `kind` within `range` (if any)
-/// that `topic` holds. Blocking.
-pub fn find(
-    k: &KafkaConfig,
-    topic: &str,
-    symbols: &[String],
-    market: Market,
-    kind: RecordKind,
-    range: Option<TimeRange>,
-) -> Result<Resume> {
+/// What a search needs to know about the job.
+#[derive(Debug, Clone)]
+pub struct Search<'a> {
+    pub topic: &'a str,
+    pub symbols: &'a [String],
+    pub market: Market,
+    pub kind: RecordKind,
+    pub range: Option<TimeRange>,
+    pub job: &'a JobId,
+}
+
+/// What one message is, to a search.
+enum Seen {
+    /// This job's record of `symbol` (with the partition count its header names).
+    Own(String, ResumePoint, Option<i32>),
+    /// Another job's record of a wanted symbol, kind and range.
+    Foreign(String),
+    Other,
+}
+
+impl Search<'_> {
+    fn classify(&self, payload: Option<&[u8]>, header: Option<&[u8]>) -> Seen {
+        let Some(f) = payload.and_then(|p| serde_json::from_slice::<Fields>(p).ok()) else {
+            return Seen::Other;
+        };
+        if !self.symbols.iter().any(|s| s == f.symbol)
+            || !self.range.is_none_or(|r| r.contains(f.timestamp))
+        {
+            return Seen::Other;
+        }
+        // Another market's records of the symbol have other keys.
+        let ordinal = match RecordKind::from_market_key(self.market, f.symbol, f.key) {
+            Some((k, ordinal)) if k == self.kind => ordinal,
+            _ => return Seen::Other,
+        };
+        match header.and_then(|h| self.job.matches(h)) {
+            Some(partitions) => Seen::Own(
+                f.symbol.to_string(),
+                ResumePoint {
+                    ordinal,
+                    timestamp: f.timestamp,
+                },
+                partitions,
+            ),
+            None => Seen::Foreign(f.symbol.to_string()),
+        }
+    }
+}
+
+/// Finds, for each symbol of `search`, the last record this job published (if any) in
+/// `search.topic`. Blocking.
+pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
     let started = Instant::now();
+    let topic = search.topic;
     let mut cfg = kafka::base_config(k);
     cfg.set("group.id", "loader-producer-resume")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
         .set("client.id", "loader-producer-resume");
     kafka::apply_consumer_overrides(&mut cfg, k);
     let consumer: BaseConsumer<CapturingContext> = cfg
@@ -102,55 +163,64 @@ pub fn find(
         return Ok(out); // no topic, nothing published yet
     };
     let partitions: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-    let wanted: HashSet<&str> = symbols.iter().map(String::as_str).collect();
+    let mut tails: BTreeMap<i32, (i64, i64)> = BTreeMap::new();
     for &p in &partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(|e| {
             LoaderError::kafka(format!("cannot read the offsets of {topic}/{p}: {e}"))
         })?;
         out.records_in_topic += (high - low).max(0) as u64;
-        let mut expected: HashSet<&str> = symbols
-            .iter()
-            .filter(|s| partitions.len() == 1 || partition_of(s, partitions.len()) == p as usize)
-            .map(String::as_str)
-            .filter(|s| !out.points.contains_key(*s))
-            .collect();
-        let mut end = high;
-        while end > low && !expected.is_empty() {
-            let start = (end - CHUNK).max(low);
-            let found = read_window(
-                &consumer,
-                topic,
-                p,
-                start,
-                end,
-                timeout,
-                &mut out.messages_read,
-                |f| {
-                    if !wanted.contains(f.symbol) || !range.is_none_or(|r| r.contains(f.timestamp))
-                    {
-                        return None;
-                    }
-                    // Another market's records of the symbol have other keys.
-                    match RecordKind::from_market_key(market, f.symbol, f.key) {
-                        Some((k, ordinal)) if k == kind => Some(ordinal),
-                        _ => None,
-                    }
-                },
-            )?;
-            for (symbol, point) in found {
-                expected.remove(symbol.as_str());
-                out.points.entry(symbol).or_insert(point);
+        tails.insert(p, (low, high));
+    }
+    let note = |out: &mut Resume, payload: Option<&[u8]>, header: Option<&[u8]>| match search
+        .classify(payload, header)
+    {
+        Seen::Own(symbol, point, n) => {
+            if let Some(n) = n {
+                out.partitions.get_or_insert(n);
             }
-            end = start;
+            // The newest over every partition read.
+            let e = out.points.entry(symbol).or_insert(point);
+            if point.ordinal > e.ordinal {
+                *e = point;
+            }
+        }
+        Seen::Foreign(symbol) => *out.foreign.entry(symbol).or_default() += 1,
+        Seen::Other => {}
+    };
+    // Every partition's tail: a job that owns its topic finds all of itself here.
+    for (&p, (low, end)) in tails.iter_mut() {
+        if *end > *low {
+            let start = (*end - CHUNK).max(*low);
+            out.messages_read += read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
+                note(&mut out, m, h)
+            })?;
+            *end = start;
+        }
+    }
+    // Each symbol still missing, further back in its own partition.
+    let count = out.partitions.unwrap_or(partitions.len() as i32).max(1) as usize;
+    for (&p, (low, end)) in tails.iter_mut() {
+        let mut missing: HashSet<&str> = search
+            .symbols
+            .iter()
+            .filter(|s| partition_of(s, count) == p as usize && !out.points.contains_key(*s))
+            .map(String::as_str)
+            .collect();
+        while *end > *low && !missing.is_empty() {
+            let start = (*end - CHUNK).max(*low);
+            out.messages_read += read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
+                note(&mut out, m, h)
+            })?;
+            missing.retain(|s| !out.points.contains_key(*s));
+            *end = start;
         }
     }
     out.elapsed = started.elapsed();
     Ok(out)
 }
 
-/// Reads offsets `[start, end)` of one partition; returns per symbol the last record that
-/// `accept` gives an ordinal for.
-#[allow(clippy::too_many_arguments)]
+/// Reads offsets `[start, end)` of one partition, handing each message's payload and job
+/// header to `visit` in order; returns how many were read.
 fn read_window(
     consumer: &BaseConsumer<CapturingContext>,
     topic: &str,
@@ -158,17 +228,16 @@ fn read_window(
     start: i64,
     end: i64,
     timeout: Duration,
-    read: &mut u64,
-    accept: impl Fn(&Fields<'_>) -> Option<i64>,
-) -> Result<BTreeMap<String, ResumePoint>> {
+    visit: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
+) -> Result<u64> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))
         .map_err(|e| LoaderError::kafka(e.to_string()))?;
     consumer
         .assign(&tpl)
         .map_err(|e| LoaderError::kafka(format!("cannot read {topic}/{partition}: {e}")))?;
-    let mut found: BTreeMap<String, ResumePoint> = BTreeMap::new();
     let mut last_progress = Instant::now();
+    let mut read = 0u64;
     loop {
         let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
             if last_progress.elapsed() > timeout {
@@ -191,27 +260,19 @@ fn read_window(
         if msg.offset() >= end {
             break;
         }
-        *read += 1;
-        if let Some(f) = msg
-            .payload()
-            .and_then(|p| serde_json::from_slice::<Fields>(p).ok())
-        {
-            if let Some(ordinal) = accept(&f) {
-                // In order within the partition: a later message is a later record.
-                found.insert(
-                    f.symbol.to_string(),
-                    ResumePoint {
-                        ordinal,
-                        timestamp: f.timestamp,
-                    },
-                );
-            }
-        }
+        read += 1;
+        let header = msg.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == JOB_HEADER)
+                .and_then(|h| h.value)
+        });
+        // In order within the partition: a later message is a later record.
+        visit(msg.payload(), header);
         if msg.offset() + 1 >= end {
             break;
         }
     }
-    Ok(found)
+    Ok(read)
 }
 
 #[cfg(test)]

@@ -68,6 +68,27 @@ pub struct JobStatus {
     /// many messages the topic held at the start.
     pub resumed_from: OnceLock<Vec<(String, i64)>>,
     pub records_in_topic: AtomicU64,
+    /// Why the job was asked to stop, and when (the first request wins).
+    pub stop_reason: OnceLock<(StopReason, Instant)>,
+}
+
+/// Who asked the job to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A `stop` command on the control topic: the platform wants it stopped (exit 0).
+    StopCommand,
+    /// A signal: the pod is going away (drain, eviction, preemption); the load is not done.
+    Signal(crate::error::Signal),
+}
+
+impl StopReason {
+    /// As `interrupted` events name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::StopCommand => "stop_command",
+            StopReason::Signal(_) => "signal",
+        }
+    }
 }
 
 impl JobStatus {
@@ -93,6 +114,7 @@ impl JobStatus {
             archive: OnceLock::new(),
             resumed_from: OnceLock::new(),
             records_in_topic: AtomicU64::new(0),
+            stop_reason: OnceLock::new(),
         }
     }
 

@@ -245,10 +245,11 @@ async fn the_broker_restarting_mid_load_is_ridden_out_or_resumed_after() {
     )
     .await;
 
-    // A long one: records time out, the job exits 1, and its restart resumes.
+    // Longer than KAFKA_STALL_TIMEOUT: the job gives up (exit 1) without sending anything
+    // more, and its restart resumes after what the broker holds.
     let topic = fresh_topic("broker-down");
     let mut env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
-    env.push(("KAFKA_PRODUCER_CONFIG", "message.timeout.ms=3000".into()));
+    env.push(("KAFKA_STALL_TIMEOUT", "3".into()));
     let child = spawn_until_a_third(&env, &broker, &topic, total).await;
     broker.stop();
     let run = finish_async(child).await;
@@ -488,5 +489,83 @@ async fn a_killed_futures_load_resumes_after_its_own_records_next_to_spot_ones()
         groups,
         [("spot", per_market as u64), ("usdm", per_market as u64)]
     );
+    sim.shutdown().await;
+}
+
+/// The broker goes away while the load goes on producing, and stays away longer than the
+/// delivery timeout loaders usually have (librdkafka's `message.timeout.ms`, 120 s here before):
+/// records must not time out in the queue while later ones are written after them (a hole that
+/// resume would never fill). The broker comes back before the loader's stall watchdog
+/// (KAFKA_STALL_TIMEOUT, 300 s by default) gives up: the job finishes by itself and `verify`
+/// finds every record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_outage_past_the_old_delivery_timeout_leaves_no_hole() {
+    let mut broker = Broker::durable();
+    // About a page a second: the job is still fetching and producing throughout the outage.
+    let sim = sim(slower_sim(1_000)).await;
+    let range = "2024-04-01:2024-05-01";
+    let total = 30 * 1440;
+    let topic = fresh_topic("broker-outage");
+    let env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
+    let b = broker.bootstrap();
+    let mut child = spawn(&env);
+    wait_until("some candles published", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= 2_000
+    })
+    .await;
+    broker.stop();
+    let pages_at_stop = sim.stats().per_endpoint.get("/api/v3/klines").copied().unwrap_or(0);
+    // The outage's length is the scenario itself (longer than 120 s), not a wait for
+    // something to happen.
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    let pages_now = sim.stats().per_endpoint.get("/api/v3/klines").copied().unwrap_or(0);
+    assert!(
+        pages_now > pages_at_stop,
+        "the load went on fetching during the outage ({pages_at_stop} -> {pages_now} pages)"
+    );
+    if let Some(status) = child.try_wait().unwrap() {
+        let run = finish(child);
+        panic!(
+            "the loader gave up during a 125 s outage ({status}): {}\n{}",
+            run.stdout, run.stderr
+        );
+    }
+    broker.restart();
+    let run = finish_async(child).await;
+    run.assert_ok();
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BTCUSDT",
+        total as u64,
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+/// Two loads of one symbol and type into one topic are two jobs: the second resumes only from
+/// its own records, so a January-February load after a February load loads January too
+/// (February is then in the topic twice, once per job; nothing is skipped).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_load_on_the_same_topic_never_skips_what_another_job_loaded() {
+    let broker = Broker::plain();
+    let sim = sim(SimConfig::default()).await;
+    let topic = fresh_topic("two-jobs");
+    let feb = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-02-01:2024-03-01");
+    let run = run_loader_async(with(feb, &[("FETCH_CONCURRENCY", "4")]), vec![]).await;
+    run.assert_ok();
+    let jan_feb = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-01-01:2024-03-01");
+    let run = run_loader_async(with(jan_feb, &[("FETCH_CONCURRENCY", "4")]), vec![]).await;
+    run.assert_ok();
+    assert!(!run.stdout.contains("resumed after"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("published 1440 records"),
+        "January and February, 60 days of hours: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("another job published"), "{}", run.stderr);
+    assert_eq!(message_count(&broker.bootstrap(), &topic), 29 * 24 + 60 * 24);
     sim.shutdown().await;
 }

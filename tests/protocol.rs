@@ -320,6 +320,7 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
         1,
         "{st:?}"
     );
+    assert_eq!(ev.last().unwrap()["reason"], "stop_command");
     let pong = ev.iter().find(|e| e["status"] == "pong").unwrap();
     assert_eq!(pong["ping_timestamp"], 1234.5);
     let last = ev.last().unwrap();
@@ -347,8 +348,12 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
     sim.shutdown().await;
 }
 
+/// A stop addressed to every queue is the platform's word: exit 0. SIGTERM (a node drain, an
+/// eviction, a preemption) is not: the job publishes what it fetched, reports `interrupted`
+/// with the reason, exits 143 (so a `restartPolicy: Never` Job does not count the load as done),
+/// and the next attempt resumes and finishes the range, every record once.
 #[tokio::test(flavor = "multi_thread")]
-async fn stop_addressed_to_all_and_sigterm_both_interrupt() {
+async fn stop_addressed_to_all_exits_0_and_sigterm_exits_143_then_the_rerun_finishes() {
     let sim = slow_sim().await;
     for how in ["all", "sigterm"] {
         let s = setup(
@@ -357,7 +362,7 @@ async fn stop_addressed_to_all_and_sigterm_both_interrupt() {
             &[("FETCH_CONCURRENCY", "1"), ("SOURCE", "rest")],
         );
         let env = s.env.clone();
-        let (exit, ev) = tokio::task::spawn_blocking(move || {
+        let (exit, ev, s) = tokio::task::spawn_blocking(move || {
             let child = spawn(&env);
             wait_for_event(&s, "loading", Duration::from_secs(60));
             if how == "all" {
@@ -370,21 +375,66 @@ async fn stop_addressed_to_all_and_sigterm_both_interrupt() {
                 assert!(ok.success());
             }
             let exit = wait(child, Duration::from_secs(30));
-            (exit, events(&s))
+            let ev = events(&s);
+            (exit, ev, s)
         })
         .await
         .unwrap();
-        assert_eq!(exit.code, Some(0), "{how}: {}", exit.stderr);
         assert!(
             exit.took < Duration::from_secs(15),
             "{how}: took {:?}",
             exit.took
         );
+        let last = ev.last().unwrap();
+        assert_eq!(last["status"], "interrupted", "{how}: {ev:?}");
+        if how == "all" {
+            assert_eq!(exit.code, Some(0), "{how}: {}", exit.stderr);
+            assert_eq!(last["reason"], "stop_command", "{last}");
+            continue;
+        }
+        assert_eq!(exit.code, Some(143), "{how}: {}", exit.stderr);
+        assert_eq!(last["reason"], "signal", "{last}");
+        assert_eq!(last["signal"], "SIGTERM", "{last}");
+        let published = tokio::task::spawn_blocking({
+            let s2 = Setup {
+                env: vec![],
+                queue_id: s.queue_id.clone(),
+                data_topic: s.data_topic.clone(),
+                events_topic: s.events_topic.clone(),
+                control_topic: s.control_topic.clone(),
+            };
+            move || data_count(&s2)
+        })
+        .await
+        .unwrap();
         assert_eq!(
-            statuses(&ev).last().map(String::as_str),
-            Some("interrupted"),
-            "{how}"
+            last["records_written"], published,
+            "interrupted reports exactly what reached the topic"
         );
+        assert!(published > 0 && published < 86_400, "mid-load: {published}");
+        // Kubernetes starts the pod again with the same environment: it resumes and finishes.
+        let env = s.env.clone();
+        let rerun = tokio::task::spawn_blocking(move || {
+            let mut env = env;
+            env.retain(|(k, _)| *k != "FETCH_CONCURRENCY");
+            wait(spawn(&env), Duration::from_secs(120))
+        })
+        .await
+        .unwrap();
+        assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+        assert!(rerun.stdout.contains("resumed after"), "{}", rerun.stdout);
+        let verify = support::loader::verify_topic(
+            &s.data_topic,
+            "2024-01-01:2024-03-01",
+            &[
+                ("TYPE", "api_candles_1m".to_string()),
+                ("SYMBOL", "BTCUSDT".to_string()),
+            ],
+            &["--offline"],
+        );
+        assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
+        let report: Value = serde_json::from_str(&verify.stdout).unwrap();
+        assert_eq!(report["records"], 86_400, "{report}");
     }
     sim.shutdown().await;
 }

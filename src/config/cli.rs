@@ -129,7 +129,7 @@ pub enum Command {
 /// The job's settings, exactly as given.
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
-    /// Queue this job belongs to; key of its telemetry events [default: loader-<symbol>-<type>]
+    /// Queue this job belongs to; key of its telemetry events [default: loader-<symbols>-<type>-<start>-<end>, without the range for live jobs without one]
     #[arg(long, env = "QUEUE_ID", value_name = "ID")]
     pub queue_id: Option<String>,
 
@@ -411,6 +411,37 @@ pub struct JobArgs {
         value_name = "PASSWORD"
     )]
     pub kafka_password_consumer: Option<String>,
+
+    /// Exactly once against a second instance of this job: auto (a transactional producer whose id is the job's, which fences an older instance, where the Kafka cluster supports transactions; the idempotent producer where it does not), on (transactions or fail), off (idempotent only)
+    #[arg(
+        long,
+        env = "KAFKA_TRANSACTIONS",
+        default_value = "auto",
+        value_name = "MODE"
+    )]
+    pub kafka_transactions: String,
+
+    /// Seconds Kafka may acknowledge nothing while records wait before the job gives up (exit 1; the next attempt resumes); records never time out on their own, so an outage shorter than this is ridden out with nothing lost
+    #[arg(
+        long,
+        env = "KAFKA_STALL_TIMEOUT",
+        default_value_t = 300.0,
+        value_name = "SECONDS"
+    )]
+    pub kafka_stall_timeout: f64,
+
+    /// Seconds a SIGTERM or SIGINT leaves for publishing what was fetched before the job exits anyway (keep it below the pod's terminationGracePeriodSeconds)
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT",
+        default_value_t = 20.0,
+        value_name = "SECONDS"
+    )]
+    pub shutdown_timeout: f64,
+
+    /// The Kubernetes Job's uid (the manifests set it from the pod's batch.kubernetes.io/controller-uid label): a live job without TIME_RANGE resumes only records of its own Kubernetes Job, and without JOB_UID never resumes
+    #[arg(long, env = "JOB_UID", value_name = "UID")]
+    pub job_uid: Option<String>,
 
     /// More log output
     #[arg(long, env = "DEBUG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]

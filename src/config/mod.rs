@@ -143,6 +143,17 @@ pub struct JobConfig {
     pub resume: bool,
     /// This pod's shard and the number of shards (`JOB_COMPLETION_INDEX`, `SHARD_COUNT`).
     pub shard: Shard,
+    /// What identifies this job (and so its records, its resume point, its transactional id).
+    pub job_id: crate::identity::JobId,
+    /// Whether the data producer is transactional (`KAFKA_TRANSACTIONS`).
+    pub transactions: crate::sink::TransactionsSetting,
+    /// How long Kafka may acknowledge nothing before the job gives up (`KAFKA_STALL_TIMEOUT`).
+    pub stall_timeout: Duration,
+    /// How long a signal leaves for publishing what was fetched (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+    /// A live job without a range that has no `JOB_UID` cannot tell its own records from an
+    /// earlier Job's: it never resumes.
+    pub resumable: bool,
     pub binance: BinanceConfig,
     pub live: LiveConfig,
     pub kafka: KafkaConfig,

@@ -275,15 +275,11 @@ impl JobArgs {
                 ))
             }
         };
+        // The default names carry the range, so two loads of one symbol and type into default
+        // topics never share one.
         let queue_id = non_empty(&self.queue_id)
             .map(str::to_string)
-            .unwrap_or_else(|| {
-                format!(
-                    "loader-{}-{}",
-                    symbols.join("-").to_ascii_lowercase(),
-                    data_type.name()
-                )
-            });
+            .unwrap_or_else(|| default_queue_id(&symbols, &data_type.name(), range));
         let topic = non_empty(&self.kafka_topic)
             .unwrap_or(&queue_id)
             .to_string();
@@ -404,6 +400,20 @@ impl JobArgs {
             )));
         }
         let kafka = self.kafka.resolve()?;
+        let transactions: crate::sink::TransactionsSetting =
+            self.kafka_transactions.parse().map_err(LoaderError::config)?;
+        let job_uid = non_empty(&self.job_uid);
+        let job_id = crate::identity::JobId::new(&crate::identity::JobIdentityParts {
+            queue_id: &queue_id,
+            exchange: "binance",
+            market: market.as_str(),
+            data_type: &data_type.name(),
+            range: range.map(|r| (r.start_ms, r.end_ms)),
+            job_uid,
+            symbols: &all_symbols,
+            shard_index: shard.index,
+            shard_count: shard.count,
+        });
         let control_kafka = match (
             non_empty(&self.kafka_user_consumer),
             non_empty(&self.kafka_password_consumer),
@@ -446,6 +456,11 @@ impl JobArgs {
             metrics_port: self.metrics_port,
             resume: self.resume,
             shard,
+            job_id,
+            transactions,
+            stall_timeout: seconds("KAFKA_STALL_TIMEOUT", self.kafka_stall_timeout)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout)?,
+            resumable: range.is_some() || job_uid.is_some(),
             binance: BinanceConfig {
                 market,
                 api_url,
@@ -512,6 +527,33 @@ impl JobConfig {
     }
 }
 
+/// `loader-<symbols>-<type>[-<start>-<end>]`: days as `YYYY-MM-DD` when the range is on whole
+/// days, epoch milliseconds otherwise; a name past Kafka's 249 characters keeps its start and a
+/// hash of the rest.
+fn default_queue_id(symbols: &[String], type_name: &str, range: Option<TimeRange>) -> String {
+    let edge = |ms: i64| {
+        if ms.rem_euclid(86_400_000) == 0 {
+            crate::time_range::fmt_ms(ms)[..10].to_string()
+        } else {
+            ms.to_string()
+        }
+    };
+    let mut name = format!(
+        "loader-{}-{type_name}",
+        symbols.join("-").to_ascii_lowercase()
+    );
+    if let Some(r) = range {
+        name += &format!("-{}-{}", edge(r.start_ms), edge(r.end_ms));
+    }
+    if name.len() > 249 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        name = format!("{}-{hash}", &name[..200]);
+    }
+    name
+}
+
 /// Kafka's own rule for topic names.
 pub fn check_topic_name(var: &str, topic: &str) -> Result<()> {
     let ok = !topic.is_empty()
@@ -557,6 +599,29 @@ mod tests {
         assert!(parse_properties("linger.ms", "KAFKA_PRODUCER_CONFIG")
             .unwrap_err()
             .contains("KAFKA_PRODUCER_CONFIG"));
+    }
+
+    #[test]
+    fn default_names_carry_the_range() {
+        let s = vec!["BTCUSDT".to_string(), "ETHUSDT".to_string()];
+        let feb = TimeRange::parse("2024-02-01:2024-03-01").unwrap();
+        assert_eq!(
+            default_queue_id(&s, "api_candles_1m", Some(feb)),
+            "loader-btcusdt-ethusdt-api_candles_1m-2024-02-01-2024-03-01"
+        );
+        let hour = TimeRange::parse("1704067200000:1704070800000").unwrap();
+        assert_eq!(
+            default_queue_id(&s[..1], "api_trades", Some(hour)),
+            "loader-btcusdt-api_trades-2024-01-01-1704070800000"
+        );
+        assert_eq!(
+            default_queue_id(&s[..1], "ws_trades", None),
+            "loader-btcusdt-ws_trades"
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("SYMBOL{i}USDT")).collect();
+        let long = default_queue_id(&many, "api_candles_1m", Some(feb));
+        assert!(check_topic_name("KAFKA_TOPIC", &long).is_ok(), "{long}");
+        assert_ne!(long, default_queue_id(&many[1..], "api_candles_1m", Some(feb)));
     }
 
     #[test]
