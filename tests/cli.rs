@@ -212,6 +212,58 @@ fn each_bad_setting_exits_2_naming_its_variable() {
             "PAGE_LIMIT",
             "1500",
         ),
+        // A sharded pod that does not know its index would load shard 0 again.
+        (
+            with(&[("SHARD_COUNT", "2")], &[]),
+            "JOB_COMPLETION_INDEX",
+            "completionMode: Indexed",
+        ),
+        (
+            with(&[("SHARD_COUNT", "2")], &[]),
+            "SHARD_COUNT=2",
+            "JOB_COMPLETION_INDEX is not set",
+        ),
+        // Overrides of what the exactly-once guarantees rest on need the opt-in.
+        (
+            with(
+                &[(
+                    "KAFKA_PRODUCER_CONFIG",
+                    "linger.ms=5,enable.idempotence=false",
+                )],
+                &[],
+            ),
+            "KAFKA_PRODUCER_CONFIG item 2",
+            "enable.idempotence",
+        ),
+        (
+            with(&[("KAFKA_PRODUCER_CONFIG", "acks=1")], &[]),
+            "KAFKA_PRODUCER_CONFIG",
+            "KAFKA_ALLOW_UNSAFE_CONFIG=true",
+        ),
+        (
+            with(&[("KAFKA_PRODUCER_CONFIG", "sasl.password=s3cret-pw")], &[]),
+            "KAFKA_PRODUCER_CONFIG",
+            "sasl.password",
+        ),
+        (
+            with(
+                &[("KAFKA_CONSUMER_CONFIG", "isolation.level=read_uncommitted")],
+                &[],
+            ),
+            "KAFKA_CONSUMER_CONFIG",
+            "isolation.level",
+        ),
+        (
+            with(
+                &[
+                    ("KAFKA_PRODUCER_CONFIG", "acks=1"),
+                    ("KAFKA_ALLOW_UNSAFE_CONFIG", "maybe"),
+                ],
+                &[],
+            ),
+            "KAFKA_ALLOW_UNSAFE_CONFIG",
+            "--kafka-allow-unsafe-config",
+        ),
     ];
     for (env, var, hint) in cases {
         let out = loader(&env, &[]);
@@ -232,6 +284,131 @@ fn each_bad_setting_exits_2_naming_its_variable() {
         );
         assert!(!err.contains("s3cret-pw"), "a secret leaked: {err}");
     }
+}
+
+/// Environment, arguments, and what the message must say.
+type Run = (
+    Vec<(&'static str, &'static str)>,
+    &'static [&'static str],
+    &'static str,
+);
+
+#[test]
+fn kafka_overrides_are_refused_without_echoing_any_value() {
+    let secret = "s3cret-pw";
+    let cases: Vec<Run> = vec![
+        // A password with a comma: its second half is an item without '='.
+        (
+            with(
+                &[(
+                    "KAFKA_PRODUCER_CONFIG",
+                    "linger.ms=5,sasl.password=ab,s3cret-pw",
+                )],
+                &[],
+            ),
+            &[],
+            "KAFKA_PRODUCER_CONFIG item 3 has no '='",
+        ),
+        (
+            with(
+                &[
+                    ("KAFKA_PRODUCER_CONFIG", "sasl.password=ab,s3cret-pw"),
+                    ("KAFKA_ALLOW_UNSAFE_CONFIG", "true"),
+                ],
+                &[],
+            ),
+            &[],
+            "KAFKA_PRODUCER_CONFIG item 2 has no '='",
+        ),
+        // A name librdkafka does not know may be a fragment of a secret too.
+        (
+            with(
+                &[("KAFKA_PRODUCER_CONFIG", "no.such.s3cret-pw=s3cret-pw")],
+                &[],
+            ),
+            &[],
+            "KAFKA_PRODUCER_CONFIG item 1: librdkafka does not accept this property",
+        ),
+        (
+            with(
+                &[("KAFKA_CONSUMER_CONFIG", "fetch.wait.max.ms=s3cret-pw")],
+                &[],
+            ),
+            &[],
+            "fetch.wait.max.ms",
+        ),
+        // verify reads the same settings.
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+                ("KAFKA_PRODUCER_CONFIG", "linger.ms=5,s3cret-pw"),
+            ],
+            &["verify", "--kafka-topic", "candles"],
+            "KAFKA_PRODUCER_CONFIG item 2 has no '='",
+        ),
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+                ("KAFKA_CONSUMER_CONFIG", "isolation.level=read_uncommitted"),
+            ],
+            &["verify", "--kafka-topic", "candles"],
+            "KAFKA_CONSUMER_CONFIG item 1 sets isolation.level",
+        ),
+    ];
+    for (env, args, says) in cases {
+        let out = loader(&env, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains(says), "{env:?}: should say {says:?}: {err}");
+        let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        assert!(!all.contains(secret), "a value leaked: {all}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_unsafe_opt_in_gets_past_configuration_with_one_warning() {
+    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let url: &'static str = Box::leak(sim.base_url().into_boxed_str());
+    let out = tokio::task::spawn_blocking(move || {
+        loader(
+            &with(
+                &[
+                    ("BINANCE_API_URL", url),
+                    (
+                        "KAFKA_PRODUCER_CONFIG",
+                        "linger.ms=5,message.timeout.ms=300000",
+                    ),
+                    ("KAFKA_CONSUMER_CONFIG", "isolation.level=read_committed"),
+                    ("KAFKA_ALLOW_UNSAFE_CONFIG", "true"),
+                    ("KAFKA_CONNECT_TIMEOUT", "1"),
+                ],
+                &[],
+            ),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let err = stderr(&out);
+    // Past configuration, the job fails where it should: nothing answers on 127.0.0.1:1.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot reach Kafka"), "{err}");
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("KAFKA_ALLOW_UNSAFE_CONFIG=true"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains("message.timeout.ms")
+            && warnings[0].contains("isolation.level")
+            && !warnings[0].contains("linger.ms")
+            && !warnings[0].contains("300000"),
+        "the warning names the guarded keys allowed, no value: {}",
+        warnings[0]
+    );
+    sim.shutdown().await;
 }
 
 /// Every environment variable the configuration defines, from the configuration itself.

@@ -94,8 +94,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  the load finished (or was stopped on request)
   1  any other failure: Binance, Kafka, delivery; a retry may help
-  2  configuration error, including credentials or a CA certificate Kafka refuses: a retry
-     repeats it; fix the variable named in the message
+  2  configuration error: a retry repeats it; fix the variable named in the message. Of
+     Kafka's answers only credentials it refuses or a certificate that cannot be verified
+     count (a dropped TLS handshake, as in a broker's restart, is 1)
 
 Every option is also read from the environment variable shown beside it; a flag wins over the
 variable. Secrets (passwords, API keys) are never printed.";
@@ -381,14 +382,9 @@ pub struct JobArgs {
     #[arg(long, env = "SHARD_COUNT", default_value_t = 1, value_name = "N")]
     pub shard_count: u32,
 
-    /// This pod's shard, 0..SHARD_COUNT (Kubernetes sets it in Indexed Jobs)
-    #[arg(
-        long,
-        env = "JOB_COMPLETION_INDEX",
-        default_value_t = 0,
-        value_name = "INDEX"
-    )]
-    pub job_completion_index: u32,
+    /// This pod's shard, 0..SHARD_COUNT; required when SHARD_COUNT is above 1 (Kubernetes sets it in Indexed Jobs, completionMode: Indexed) [default with SHARD_COUNT=1: 0]
+    #[arg(long, env = "JOB_COMPLETION_INDEX", value_name = "INDEX")]
+    pub job_completion_index: Option<u32>,
 
     /// Port of the Prometheus /metrics and /healthz endpoint; 0 disables it
     #[arg(
@@ -481,7 +477,7 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_CA_PATH", hide = true)]
     pub kafka_ca_path_alias: Option<PathBuf>,
 
-    /// Extra librdkafka properties for every Kafka client (data and telemetry producers, control consumer, admin, verify), key=value[,key=value], e.g. linger.ms=50,compression.type=zstd
+    /// Extra librdkafka properties for every Kafka client (data and telemetry producers, control consumer, admin, verify), key=value[,key=value], e.g. linger.ms=50,compression.type=gzip; properties the exactly-once guarantees rest on (idempotence, acks, partitioner, in-flight, timeouts, retries, transactions, bootstrap servers, security protocol, sasl.*, certificate checks) need KAFKA_ALLOW_UNSAFE_CONFIG
     #[arg(
         long,
         env = "KAFKA_PRODUCER_CONFIG",
@@ -490,7 +486,7 @@ pub struct KafkaArgs {
     )]
     pub kafka_producer_config: Option<String>,
 
-    /// Extra librdkafka properties for the consumers only (control listener, verify), applied after KAFKA_PRODUCER_CONFIG
+    /// Extra librdkafka properties for the consumers only (control listener, verify), applied after KAFKA_PRODUCER_CONFIG; the same properties are guarded (KAFKA_ALLOW_UNSAFE_CONFIG)
     #[arg(
         long,
         env = "KAFKA_CONSUMER_CONFIG",
@@ -498,6 +494,10 @@ pub struct KafkaArgs {
         value_name = "PROPS"
     )]
     pub kafka_consumer_config: Option<String>,
+
+    /// Allow KAFKA_PRODUCER_CONFIG and KAFKA_CONSUMER_CONFIG to override the properties the exactly-once guarantees rest on (a warning names them); the guarantees are then yours to keep
+    #[arg(long, env = "KAFKA_ALLOW_UNSAFE_CONFIG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub kafka_allow_unsafe_config: bool,
 
     /// Seconds to wait for Kafka to answer before failing
     #[arg(

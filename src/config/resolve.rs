@@ -123,18 +123,31 @@ impl KafkaArgs {
                 None
             }
         };
-        let overrides = match non_empty(&self.kafka_producer_config) {
-            None => Vec::new(),
-            Some(raw) => {
-                parse_properties(raw, "KAFKA_PRODUCER_CONFIG").map_err(LoaderError::config)?
-            }
-        };
-        let consumer_overrides = match non_empty(&self.kafka_consumer_config) {
-            None => Vec::new(),
-            Some(raw) => {
-                parse_properties(raw, "KAFKA_CONSUMER_CONFIG").map_err(LoaderError::config)?
-            }
-        };
+        let allow = self.kafka_allow_unsafe_config;
+        let mut allowed = Vec::new();
+        let overrides = checked_overrides(
+            "KAFKA_PRODUCER_CONFIG",
+            non_empty(&self.kafka_producer_config),
+            allow,
+            &mut allowed,
+        )?;
+        let consumer_overrides = checked_overrides(
+            "KAFKA_CONSUMER_CONFIG",
+            non_empty(&self.kafka_consumer_config),
+            allow,
+            &mut allowed,
+        )?;
+        if !allowed.is_empty() {
+            // The job resolves these settings again to report an early error: one warning.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    keys = %allowed.join("; "),
+                    "KAFKA_ALLOW_UNSAFE_CONFIG=true: overrides of properties the exactly-once guarantees rest on \
+                     are applied; those guarantees are now the configuration's to keep"
+                )
+            });
+        }
         if self.kafka_topic_partitions < 1 {
             return Err(LoaderError::config(format!(
                 "KAFKA_TOPIC_PARTITIONS must be at least 1, got {}",
@@ -163,14 +176,31 @@ fn check_ca_file(p: &std::path::Path) -> Result<()> {
     }
 }
 
-/// Parses `KAFKA_PRODUCER_CONFIG` or `KAFKA_CONSUMER_CONFIG` (`var`): `key=value,key=value`.
+/// Parses `KAFKA_PRODUCER_CONFIG` or `KAFKA_CONSUMER_CONFIG` (`var`): `key=value,key=value`,
+/// each item a property librdkafka accepts. An error names `var` and the item's position, never
+/// its text: a value (a password with a comma, say) may be a secret.
 pub fn parse_properties(raw: &str, var: &str) -> Result<Vec<(String, Secret)>, String> {
+    let items = parse_items(raw, var)?;
+    for (n, key, value) in &items {
+        check_librdkafka_accepts(var, *n, key, value)?;
+    }
+    Ok(items.into_iter().map(|(_, k, v)| (k, v)).collect())
+}
+
+/// The items of `raw` with their 1-based positions (counting empty ones, so a position is the
+/// number of commas before the item plus one).
+fn parse_items(raw: &str, var: &str) -> Result<Vec<(usize, String, Secret)>, String> {
     let mut out = Vec::new();
-    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for (i, item) in raw.split(',').enumerate() {
+        let n = i + 1;
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
         let Some((k, v)) = item.split_once('=') else {
             return Err(format!(
-                "{var} item {:?} has no '=': expected key=value[,key=value], e.g. linger.ms=50",
-                item.split('=').next().unwrap_or(item)
+                "{var} item {n} has no '=': expected key=value[,key=value], e.g. linger.ms=50 \
+                 (a comma always separates items, so no value can contain one)"
             ));
         };
         let k = k.trim();
@@ -179,9 +209,67 @@ pub fn parse_properties(raw: &str, var: &str) -> Result<Vec<(String, Secret)>, S
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
         {
-            return Err(format!("{var} key {k:?} is not a librdkafka property name"));
+            return Err(format!(
+                "{var} item {n}: what comes before '=' is not a librdkafka property name \
+                 (letters, digits, '.', '_' and '-'): expected key=value[,key=value], e.g. linger.ms=50"
+            ));
         }
-        out.push((k.to_string(), Secret::new(v.trim())));
+        out.push((n, k.to_string(), Secret::new(v.trim())));
+    }
+    Ok(out)
+}
+
+/// Tries the property on a scratch librdkafka configuration, so a property it rejects is
+/// reported here, by position, instead of by librdkafka's own message at client creation, which
+/// repeats the name and value. The name is shown only when librdkafka knows it (then the value
+/// was wrong); an unknown name may be a fragment of a secret.
+fn check_librdkafka_accepts(var: &str, n: usize, key: &str, value: &Secret) -> Result<(), String> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaConfRes;
+    match rdkafka::ClientConfig::new()
+        .set(key, value.expose())
+        .create_native_config()
+    {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(RDKafkaConfRes::RD_KAFKA_CONF_INVALID, ..)) => Err(format!(
+            "{var} item {n}: librdkafka does not accept this property (unknown name or invalid value): \
+             {key} is a librdkafka property, so its value is not valid (the value is not shown)"
+        )),
+        Err(_) => Err(format!(
+            "{var} item {n}: librdkafka does not accept this property (unknown name or invalid value); \
+             the item is not shown, in case it holds part of a secret"
+        )),
+    }
+}
+
+/// The items of `raw` (KAFKA_PRODUCER_CONFIG or KAFKA_CONSUMER_CONFIG, named by `var`), each
+/// checked in order: a guarded property (`kafka::GUARDED_PROPERTIES`) is refused unless
+/// `allow_unsafe`, when it is added to `allowed`; then librdkafka must accept it.
+fn checked_overrides(
+    var: &str,
+    raw: Option<&str>,
+    allow_unsafe: bool,
+    allowed: &mut Vec<String>,
+) -> Result<Vec<(String, Secret)>> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let items = parse_items(raw, var).map_err(LoaderError::config)?;
+    let mut out = Vec::with_capacity(items.len());
+    for (n, key, value) in items {
+        if let Some(group) = crate::kafka::guarded_group(&key) {
+            if !allow_unsafe {
+                return Err(LoaderError::config(format!(
+                    "{var} item {n} sets {key}, one of the properties the exactly-once guarantees rest on \
+                     ({}: {}); remove it, or set KAFKA_ALLOW_UNSAFE_CONFIG=true (flag --kafka-allow-unsafe-config) \
+                     to allow it and keep the guarantees yourself",
+                    group.name, group.why
+                )));
+            }
+            allowed.push(format!("{var}: {key}"));
+        }
+        check_librdkafka_accepts(var, n, &key, &value).map_err(LoaderError::config)?;
+        out.push((key, value));
     }
     Ok(out)
 }
@@ -334,14 +422,8 @@ impl JobArgs {
                 self.kafka_message_key.trim()
             )));
         }
-        if self.shard_count == 0 || self.job_completion_index >= self.shard_count {
-            return Err(LoaderError::config(format!(
-                "JOB_COMPLETION_INDEX must be below SHARD_COUNT (and SHARD_COUNT at least 1), got index {} of {}",
-                self.job_completion_index, self.shard_count
-            )));
-        }
         let shard = Shard {
-            index: self.job_completion_index,
+            index: shard_index(self.job_completion_index, self.shard_count)?,
             count: self.shard_count,
         };
         let all_symbols = symbols;
@@ -513,6 +595,27 @@ impl JobArgs {
     }
 }
 
+/// This pod's shard from JOB_COMPLETION_INDEX and SHARD_COUNT. Only a single shard may go
+/// without the index: a pod of a sharded Job that does not know its index would load shard 0
+/// again and report success.
+fn shard_index(index: Option<u32>, count: u32) -> Result<u32> {
+    match (index, count) {
+        (_, 0) => Err(LoaderError::config(
+            "SHARD_COUNT must be at least 1, got 0",
+        )),
+        (None, 1) => Ok(0),
+        (None, count) => Err(LoaderError::config(format!(
+            "SHARD_COUNT={count} but JOB_COMPLETION_INDEX is not set: each of the {count} pods must know its shard. \
+             Kubernetes sets JOB_COMPLETION_INDEX in Indexed Jobs (completionMode: Indexed); set it \
+             (flag --job-completion-index), or SHARD_COUNT=1"
+        ))),
+        (Some(index), count) if index >= count => Err(LoaderError::config(format!(
+            "JOB_COMPLETION_INDEX must be below SHARD_COUNT, got index {index} of {count}"
+        ))),
+        (Some(index), _) => Ok(index),
+    }
+}
+
 impl JobConfig {
     /// The range as telemetry and logs show it (`live` without one).
     pub fn range_text(&self) -> String {
@@ -590,15 +693,195 @@ mod tests {
     #[test]
     fn properties_parse() {
         let p = parse_properties(
-            "linger.ms=50, compression.type=zstd",
+            "linger.ms=50, compression.type=gzip",
             "KAFKA_PRODUCER_CONFIG",
         )
         .unwrap();
         assert_eq!(p[0].0, "linger.ms");
-        assert_eq!(p[1].1.expose(), "zstd");
+        assert_eq!(p[1].1.expose(), "gzip");
         assert!(parse_properties("linger.ms", "KAFKA_PRODUCER_CONFIG")
             .unwrap_err()
             .contains("KAFKA_PRODUCER_CONFIG"));
+    }
+
+    fn kafka_args(producer: Option<&str>, consumer: Option<&str>, allow: bool) -> KafkaArgs {
+        KafkaArgs {
+            kafka_bootstrap_servers: Some("127.0.0.1:1".into()),
+            kafka_user_producer: None,
+            kafka_user_alias: None,
+            kafka_password_producer: None,
+            kafka_password_alias: None,
+            ca_path: None,
+            kafka_ca_path_alias: None,
+            kafka_producer_config: producer.map(str::to_string),
+            kafka_consumer_config: consumer.map(str::to_string),
+            kafka_allow_unsafe_config: allow,
+            kafka_connect_timeout: 1.0,
+            kafka_topic_partitions: 1,
+        }
+    }
+
+    fn config_error(result: Result<KafkaConfig>) -> String {
+        match result {
+            Err(e @ LoaderError::Config(_)) => {
+                assert_eq!(e.exit_code(), 2);
+                e.to_string()
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn guarded_overrides_are_refused_by_variable_and_key() {
+        for (producer, consumer, var, key) in [
+            (
+                Some("linger.ms=5,enable.idempotence=false"),
+                None,
+                "KAFKA_PRODUCER_CONFIG",
+                "enable.idempotence",
+            ),
+            (Some(" ACKS = 1 "), None, "KAFKA_PRODUCER_CONFIG", "ACKS"),
+            (
+                Some("partitioner=random"),
+                None,
+                "KAFKA_PRODUCER_CONFIG",
+                "partitioner",
+            ),
+            (
+                Some("sasl.password=s3cret-pw"),
+                None,
+                "KAFKA_PRODUCER_CONFIG",
+                "sasl.password",
+            ),
+            (
+                Some("enable.ssl.certificate.verification=false"),
+                None,
+                "KAFKA_PRODUCER_CONFIG",
+                "enable.ssl.certificate.verification",
+            ),
+            (
+                None,
+                Some("isolation.level=read_uncommitted"),
+                "KAFKA_CONSUMER_CONFIG",
+                "isolation.level",
+            ),
+            (
+                Some("linger.ms=5"),
+                Some("security.protocol=plaintext"),
+                "KAFKA_CONSUMER_CONFIG",
+                "security.protocol",
+            ),
+        ] {
+            let m = config_error(kafka_args(producer, consumer, false).resolve());
+            assert!(
+                m.contains(var) && m.contains(key) && m.contains("KAFKA_ALLOW_UNSAFE_CONFIG=true"),
+                "{m}"
+            );
+            assert!(
+                !m.contains("s3cret") && !m.contains("read_uncommitted") && !m.contains("random"),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_opt_in_allows_guarded_overrides() {
+        let k = kafka_args(
+            Some("acks=1,linger.ms=5"),
+            Some("isolation.level=read_uncommitted"),
+            true,
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(k.overrides.len(), 2);
+        assert_eq!(k.overrides[0].0, "acks");
+        assert_eq!(k.consumer_overrides[0].1.expose(), "read_uncommitted");
+        // Other properties never needed it.
+        let k = kafka_args(
+            Some("linger.ms=50,compression.type=gzip,batch.size=100000,client.id=x,ssl.key.location=/k.pem"),
+            Some("fetch.max.bytes=1048576"),
+            false,
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(k.overrides.len(), 5);
+    }
+
+    #[test]
+    fn malformed_items_are_named_by_position_never_by_text() {
+        for (raw, position) in [
+            // A password with a comma: the second item is a fragment of it.
+            ("linger.ms=5,sasl.password=pw-s3cret,tail-s3cret", "item 3"),
+            ("linger.ms=5,,tail-s3cret", "item 3"),
+            ("pass s3cret=x", "item 1"),
+            ("=s3cret", "item 1"),
+        ] {
+            for allow in [false, true] {
+                let m = config_error(kafka_args(Some(raw), None, allow).resolve());
+                assert!(
+                    m.contains("KAFKA_PRODUCER_CONFIG") && m.contains(position),
+                    "{m}"
+                );
+                assert!(m.contains("key=value"), "{m}");
+                assert!(!m.contains("s3cret") && !m.contains("pw-"), "{raw}: {m}");
+            }
+        }
+        let m = config_error(kafka_args(None, Some("a=1,b"), false).resolve());
+        assert!(m.contains("KAFKA_CONSUMER_CONFIG item 2"), "{m}");
+    }
+
+    #[test]
+    fn properties_librdkafka_rejects_are_named_only_when_it_knows_them() {
+        // An unknown name may be a fragment of a secret: neither it nor the value is shown.
+        let m = config_error(
+            kafka_args(Some("linger.ms=5,no.such.s3cret=v4lue-s3cret"), None, false).resolve(),
+        );
+        assert!(
+            m.contains("KAFKA_PRODUCER_CONFIG item 2: librdkafka does not accept this property"),
+            "{m}"
+        );
+        assert!(!m.contains("s3cret") && !m.contains("no.such"), "{m}");
+        // A known name with a value it refuses: the name is shown, the value is not.
+        let m = config_error(kafka_args(Some("linger.ms=s3cret-nan"), None, false).resolve());
+        assert!(
+            m.contains("item 1: librdkafka does not accept this property")
+                && m.contains("linger.ms"),
+            "{m}"
+        );
+        assert!(!m.contains("s3cret"), "{m}");
+        // The opt-in does not let librdkafka's refusals through.
+        let m = config_error(
+            kafka_args(None, Some("sasl.mechanisms=PLAIN,acks=s3cret"), true).resolve(),
+        );
+        assert!(
+            m.contains("KAFKA_CONSUMER_CONFIG item 2") && m.contains("acks"),
+            "{m}"
+        );
+        assert!(!m.contains("s3cret"), "{m}");
+    }
+
+    #[test]
+    fn a_sharded_pod_must_know_its_index() {
+        assert_eq!(shard_index(None, 1).unwrap(), 0);
+        assert_eq!(shard_index(Some(0), 1).unwrap(), 0);
+        assert_eq!(shard_index(Some(1), 2).unwrap(), 1);
+        let m = shard_index(None, 2).unwrap_err();
+        assert_eq!(m.exit_code(), 2);
+        let m = m.to_string();
+        assert!(
+            m.contains("SHARD_COUNT=2")
+                && m.contains("JOB_COMPLETION_INDEX")
+                && m.contains("completionMode: Indexed"),
+            "{m}"
+        );
+        assert!(shard_index(Some(2), 2)
+            .unwrap_err()
+            .to_string()
+            .contains("below SHARD_COUNT"));
+        assert!(shard_index(Some(0), 0)
+            .unwrap_err()
+            .to_string()
+            .contains("SHARD_COUNT must be at least 1"));
     }
 
     #[test]
