@@ -128,6 +128,8 @@ async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
         "KAFKA_PRODUCER_CONFIG",
         "sasl.password=correct-horse-battery".into(),
     ));
+    // SASL settings are guarded: overriding them takes the explicit opt-in.
+    overridden.push(("KAFKA_ALLOW_UNSAFE_CONFIG", "true".into()));
     overridden.push(("KAFKA_TOPIC", "secure-override".into()));
     overridden.retain(|(k, v)| *k != "KAFKA_TOPIC" || v == "secure-override");
     let run = run_loader_async(overridden.clone(), vec![]).await;
@@ -165,6 +167,7 @@ async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
             "KAFKA_PASSWORD",
             "KAFKA_CA_PATH",
             "KAFKA_PRODUCER_CONFIG",
+            "KAFKA_ALLOW_UNSAFE_CONFIG",
             "KAFKA_TOPIC",
             "TIME_RANGE",
         ]
