@@ -65,6 +65,11 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     let outcome = run_protocol(&cfg, &telemetry, &status, &stop, &done).await;
     done.cancel();
     let reason = status.stop_reason.get().map(|(r, _)| *r);
+    // What an interrupted load did is printed whatever stopped it.
+    let stopped_report = match (&outcome, reason) {
+        (Ok(r), Some(StopReason::Signal(_))) if r.interrupted => Some(r.clone()),
+        _ => None,
+    };
     // A signal means the pod is going away before the work is done: whatever the sources were
     // doing ends as `interrupted`, and the exit code says the load is not complete.
     let outcome = match (outcome, reason) {
@@ -132,8 +137,16 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     // The terminal event gets as long as a Kafka connection may take, at most 5 s.
     let wait = cfg.kafka.connect_timeout.min(Duration::from_secs(5));
     let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush(wait)).await;
+    if let (Some(report), Some(StopReason::Signal(signal))) = (&stopped_report, reason) {
+        print_summary(&cfg, report, &format!("Stopped by {} after publishing", signal.name()));
+    }
     let report = outcome?;
-    print_summary(&cfg, &report);
+    let verb = if report.interrupted {
+        "Stopped on request after publishing"
+    } else {
+        "Loaded and published"
+    };
+    print_summary(&cfg, &report, verb);
     Ok(())
 }
 
@@ -428,7 +441,7 @@ async fn report_early_error(args: &JobArgs, e: &LoaderError) {
     let _ = tokio::task::spawn_blocking(move || telemetry.flush(Duration::from_secs(3))).await;
 }
 
-fn print_summary(cfg: &JobConfig, report: &JobReport) {
+fn print_summary(cfg: &JobConfig, report: &JobReport, verb: &str) {
     for s in &report.sources {
         if let Some(end) = s.clamped_end {
             println!(
@@ -482,11 +495,6 @@ fn print_summary(cfg: &JobConfig, report: &JobReport) {
             );
         }
     }
-    let verb = if report.interrupted {
-        "Stopped on request after publishing"
-    } else {
-        "Loaded and published"
-    };
     println!(
         "{verb} {} records of {} for {} {} into topic {} in {:.2} s ({:.0} records/s; {} requests, weight {}, {} x 429, {} x 418)",
         report.records_written,

@@ -381,7 +381,7 @@ impl KafkaSink {
     /// A fenced producer means another instance of this job took over.
     fn classify(&self, failure: String) -> LoaderError {
         let lower = failure.to_ascii_lowercase();
-        if lower.contains("fenced") || lower.contains("old epoch") {
+        if lower.contains("fence") || lower.contains("old epoch") {
             LoaderError::Fenced(format!(
                 "another instance of this job (transactional id {}) took over topic {}: this one stops without publishing more ({failure})",
                 self.job.transactional_id(),

@@ -569,3 +569,28 @@ async fn a_second_load_on_the_same_topic_never_skips_what_another_job_loaded() {
     assert_eq!(message_count(&broker.bootstrap(), &topic), 29 * 24 + 60 * 24);
     sim.shutdown().await;
 }
+
+/// Kubernetes may run a Job's program twice (and a force-deleted pod on a partitioned node
+/// keeps running): two instances of one job resume from the same tail. With transactions, the
+/// second one's `init_transactions` fences the first, which exits 3 without publishing more;
+/// the second continues after what the first committed, and `verify` (read_committed) finds
+/// every record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_of_one_job_never_both_publish() {
+    let broker = Broker::plain();
+    let sim = sim(slower_sim(300)).await;
+    let range = "2024-01-01:2024-01-21";
+    let total = 20 * 1440;
+    let topic = fresh_topic("twice");
+    let mut env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
+    env.push(("KAFKA_TRANSACTIONS", "on".into()));
+    let first = spawn_until_a_third(&env, &broker, &topic, total).await;
+    let second = spawn(&env);
+    let (first, second) = (finish_async(first).await, finish_async(second).await);
+    assert_eq!(first.code, Some(3), "the first instance is fenced: {}", first.stderr);
+    assert!(first.stderr.contains("another instance of this job"), "{}", first.stderr);
+    second.assert_ok();
+    assert!(second.stdout.contains("resumed after"), "{}", second.stdout);
+    verify_clean(&broker, &topic, range, "api_candles_1m", "BTCUSDT", total as u64).await;
+    sim.shutdown().await;
+}
