@@ -21,14 +21,18 @@ use crate::verify;
 const DEMO_PARTITIONS: i32 = 32;
 
 /// A mock Kafka cluster on its own thread (it is not `Send`), alive until dropped.
-struct MockKafka {
-    bootstrap: String,
+/// librdkafka's in-process mock cluster on its own thread (it is `!Send`), serving real TCP on
+/// loopback: the demo's Kafka, and the tests' broker where a feature needs what nisshi lacks
+/// (transactions).
+pub struct MockKafka {
+    pub bootstrap: String,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MockKafka {
-    fn start(topic: &str) -> Result<MockKafka> {
+    /// Starts a one-broker cluster holding `topic` with `partitions` partitions.
+    pub fn start(topic: &str, partitions: i32) -> Result<MockKafka> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let topic = topic.to_string();
@@ -41,7 +45,7 @@ impl MockKafka {
                 }
             };
             // The mock cluster keeps only about 5 MB per partition: spread the demo over many.
-            if let Err(e) = cluster.create_topic(&topic, DEMO_PARTITIONS, 1) {
+            if let Err(e) = cluster.create_topic(&topic, partitions, 1) {
                 let _ = ready_tx.send(Err(e.to_string()));
                 return;
             }
@@ -120,7 +124,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let sim = SimServer::start(sim_cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .map_err(|e| LoaderError::Other(format!("cannot start the exchange simulator: {e}")))?;
-    let kafka_mock = MockKafka::start(&topic)?;
+    let kafka_mock = MockKafka::start(&topic, DEMO_PARTITIONS)?;
     let (api_url, ws_url) = match market {
         Market::Spot => (sim.base_url(), sim.ws_url()),
         Market::UsdM => (sim.fapi_url(), sim.fws_url()),

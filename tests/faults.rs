@@ -570,27 +570,79 @@ async fn a_second_load_on_the_same_topic_never_skips_what_another_job_loaded() {
     sim.shutdown().await;
 }
 
-/// Kubernetes may run a Job's program twice (and a force-deleted pod on a partitioned node
-/// keeps running): two instances of one job resume from the same tail. With transactions, the
-/// second one's `init_transactions` fences the first, which exits 3 without publishing more;
-/// the second continues after what the first committed, and `verify` (read_committed) finds
-/// every record once.
+/// With transactions (librdkafka's mock cluster has them; nisshi refuses them), a load killed
+/// mid-way resumes after what committed: the second attempt's `init_transactions` ends the first
+/// one's open transaction, and the topic ends up with every record once.
 #[tokio::test(flavor = "multi_thread")]
-async fn two_instances_of_one_job_never_both_publish() {
-    let broker = Broker::plain();
-    let sim = sim(slower_sim(300)).await;
+async fn a_transactional_load_killed_mid_way_resumes_after_what_committed() {
+    let topic = fresh_topic("txn-killed");
+    let mock = loader_producer::demo::MockKafka::start(&topic, 1).expect("mock cluster");
+    let sim = sim(slower_sim(150)).await;
     let range = "2024-01-01:2024-01-21";
     let total = 20 * 1440;
-    let topic = fresh_topic("twice");
-    let mut env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range);
-    env.push(("KAFKA_TRANSACTIONS", "on".into()));
-    let first = spawn_until_a_third(&env, &broker, &topic, total).await;
-    let second = spawn(&env);
-    let (first, second) = (finish_async(first).await, finish_async(second).await);
-    assert_eq!(first.code, Some(3), "the first instance is fenced: {}", first.stderr);
-    assert!(first.stderr.contains("another instance of this job"), "{}", first.stderr);
-    second.assert_ok();
-    assert!(second.stdout.contains("resumed after"), "{}", second.stdout);
-    verify_clean(&broker, &topic, range, "api_candles_1m", "BTCUSDT", total as u64).await;
+    let env = vec![
+        ("SYMBOL", "BTCUSDT".to_string()),
+        ("TYPE", "api_candles_1m".into()),
+        ("TIME_RANGE", range.into()),
+        ("KAFKA_TOPIC", topic.clone()),
+        ("KAFKA_BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+        ("KAFKA_TRANSACTIONS", "on".into()),
+        ("BINANCE_API_URL", sim.base_url()),
+        ("QUEUE_ID", format!("q-{topic}")),
+        ("SOURCE", "rest".into()),
+        ("FETCH_CONCURRENCY", "1".into()),
+        ("METRICS_PORT", "0".into()),
+    ];
+    let mut child = spawn(&env);
+    let b = mock.bootstrap.clone();
+    wait_until("a third loaded", Duration::from_secs(60), || {
+        message_count(&b, &topic) >= total / 3
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    let first = finish(child);
+    assert!(first.stderr.contains("\"mode\":\"transactional\""), "{}", first.stderr);
+    let run = run_loader_async(env, vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    let verify = run_loader_async(
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVERS", mock.bootstrap.clone()),
+            ("KAFKA_TOPIC", topic.clone()),
+            ("TIME_RANGE", range.to_string()),
+            ("TYPE", "api_candles_1m".to_string()),
+            ("SYMBOL", "BTCUSDT".to_string()),
+        ],
+        vec!["verify", "--json", "--offline"],
+    )
+    .await;
+    assert_eq!(verify.code, Some(0), "{}{}", verify.stdout, verify.stderr);
+    let report: Value = serde_json::from_str(&verify.stdout).unwrap();
+    assert_eq!(report["records"], total, "{report}");
+    sim.shutdown().await;
+}
+
+/// nisshi refuses transactional ids: the default (`auto`) publishes with the idempotent producer
+/// and says so; `KAFKA_TRANSACTIONS=on` makes it an error that names the variable.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_transactions_the_default_says_it_is_idempotent_and_on_fails() {
+    let broker = Broker::plain();
+    let sim = sim(SimConfig::default()).await;
+    let topic = fresh_topic("no-txn");
+    let env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-01-01:2024-01-02");
+    let run = run_loader_async(env.clone(), vec![]).await;
+    run.assert_ok();
+    assert!(run.stderr.contains("refused transactions"), "{}", run.stderr);
+    assert!(run.stderr.contains("\"mode\":\"idempotent\""), "{}", run.stderr);
+    let events = support::broker::consume_all(&broker.bootstrap(), &format!("{topic}-events"), &[]);
+    let started: Value = events
+        .iter()
+        .filter_map(|(_, v)| serde_json::from_slice::<Value>(v).ok())
+        .find(|e| e["status"] == "started")
+        .expect("a started event");
+    assert_eq!(started["delivery_mode"], "idempotent", "{started}");
+    let run = run_loader_async(with(env, &[("KAFKA_TRANSACTIONS", "on")]), vec![]).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("KAFKA_TRANSACTIONS=on"), "{}", run.stderr);
     sim.shutdown().await;
 }
