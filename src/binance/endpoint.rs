@@ -233,9 +233,7 @@ impl Endpoint {
     /// too wherever a time is looked up.
     pub fn horizon(self, market: Market) -> Option<Horizon> {
         match (self, market) {
-            (Endpoint::AggTrades, Market::UsdM | Market::CoinM) => {
-                Some(FUTURES_AGG_TRADES_HORIZON)
-            }
+            (Endpoint::AggTrades, Market::UsdM | Market::CoinM) => Some(FUTURES_AGG_TRADES_HORIZON),
             _ => None,
         }
     }
