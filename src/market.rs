@@ -36,6 +36,15 @@ impl Market {
         Market::ALL.into_iter().find(|m| m.as_str() == name)
     }
 
+    /// The market as Binance names it, for messages: spot, USDⓈ-M, COIN-M.
+    pub fn title(self) -> &'static str {
+        match self {
+            Market::Spot => "spot",
+            Market::UsdM => "USDⓈ-M",
+            Market::CoinM => "COIN-M",
+        }
+    }
+
     pub fn is_futures(self) -> bool {
         self != Market::Spot
     }

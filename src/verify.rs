@@ -8,7 +8,10 @@
 //! topic holding spot and futures records of one symbol is checked as two. A gap is only a lost record if the exchange
 //! has records in it: when Binance can be asked (`BINANCE_API_URL`), every gap is looked up and
 //! the ones the exchange has too (maintenance, delistings) are reported apart, and so is a range
-//! that truly holds no data.
+//! that truly holds no data. Trades (ids) are checked up to the range's edges too: the exchange
+//! is asked for the first id at the range's start and for trades after the last record before
+//! its end. What the exchange cannot answer (unreachable, an error, older than its REST horizon)
+//! is reported as unchecked, which fails the verdict: it is never taken for an exchange gap.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use crate::error::{LoaderError, Result};
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::{RecordKind, Sequence};
-use crate::source::Probe;
+use crate::source::{Edge, IdEnds, Probe};
 use crate::time_range::{fmt_ms, TimeRange};
 
 /// At most this many gaps are looked up at the exchange; more are counted as missing.
@@ -68,7 +71,11 @@ impl Fields<'_> {
 
 #[derive(Default)]
 struct Group {
+    /// Ordinals, for every sequence but ids.
     values: Vec<i64>,
+    /// Ids with their record's timestamp: a gap's time tells whether the exchange can still be
+    /// asked about it.
+    timed: Vec<(i64, i64)>,
     /// Diff depth: (first, final, previous final) update ids, to check the sequence (spot by
     /// contiguous ids, futures by the previous final id each event names).
     spans: Vec<(u64, u64, Option<u64>)>,
@@ -91,6 +98,18 @@ pub struct Expectation {
     pub home_market: Market,
 }
 
+/// A span the exchange could not be asked about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UncheckedSpan {
+    /// First and last ordinal (id or open time), inclusive, where known: the range's head has
+    /// no first, its tail no last, an empty symbol or a listed type neither.
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    /// When: the time of the record before it, or the range's start.
+    pub at: i64,
+    pub reason: String,
+}
+
 /// The verdict on one (symbol, kind).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroupReport {
@@ -109,6 +128,12 @@ pub struct GroupReport {
     /// Missing open times or ids the exchange does not have either: not a loss.
     pub exchange_gaps: u64,
     pub exchange_gap_ranges: Vec<(i64, i64)>,
+    /// Spans (gaps, the range's head or tail, an empty symbol) the exchange could not be asked
+    /// about: unreachable, an error, or older than its REST serves. A problem: nothing proves
+    /// them complete.
+    pub unchecked: u64,
+    /// Up to 10 of them, each with why.
+    pub unchecked_ranges: Vec<UncheckedSpan>,
     pub outside_range: u64,
     pub bad_keys: u64,
     /// Records of another kind than `TYPE` names.
@@ -119,20 +144,40 @@ pub struct GroupReport {
     kind: Option<RecordKind>,
     #[serde(skip)]
     all_missing: Vec<(i64, i64)>,
+    /// Ids: the time of the record before each of `all_missing`.
+    #[serde(skip)]
+    gap_times: Vec<i64>,
+    /// Ids: the first and last record present.
+    #[serde(skip)]
+    ends: Option<IdEnds>,
     /// The ordinals present, kept for kinds checked against the exchange's list.
     #[serde(skip)]
     present: Vec<i64>,
 }
 
 impl GroupReport {
+    fn note_unchecked(&mut self, first: Option<i64>, last: Option<i64>, at: i64, reason: String) {
+        self.unchecked += 1;
+        if self.unchecked_ranges.len() < 10 {
+            self.unchecked_ranges.push(UncheckedSpan {
+                first,
+                last,
+                at,
+                reason,
+            });
+        }
+    }
+
     fn needs_exchange(&self, has_range: bool) -> bool {
         let listed = has_range && self.kind.map(RecordKind::sequence) == Some(Sequence::Listed);
-        !self.all_missing.is_empty() || self.records == 0 || listed
+        let edges = has_range && self.ends.is_some();
+        !self.all_missing.is_empty() || self.records == 0 || listed || edges
     }
 
     pub fn ok(&self) -> bool {
         self.duplicates == 0
             && self.missing == 0
+            && self.unchecked == 0
             && self.outside_range == 0
             && self.bad_keys == 0
             && self.wrong_type == 0
@@ -176,7 +221,7 @@ impl VerifyReport {
         s.push('\n');
         for g in &self.groups {
             s += &format!(
-                "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}  {}\n",
+                "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}{}  {}\n",
                 g.market,
                 g.symbol,
                 g.data_type,
@@ -187,6 +232,7 @@ impl VerifyReport {
                 g.missing,
                 g.outside_range,
                 if g.exchange_gaps > 0 { format!(" exchange_gaps={}", g.exchange_gaps) } else { String::new() },
+                if g.unchecked > 0 { format!(" unchecked={}", g.unchecked) } else { String::new() },
                 if g.bad_keys > 0 { format!(" bad_keys={}", g.bad_keys) } else { String::new() },
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
@@ -207,6 +253,19 @@ impl VerifyReport {
             };
             show("missing", &g.missing_ranges, &mut s);
             show("the exchange has no", &g.exchange_gap_ranges, &mut s);
+            for u in &g.unchecked_ranges {
+                let at = fmt_ms(u.at);
+                let what = match (u.first, u.last) {
+                    (Some(a), Some(b)) if candles => {
+                        format!("candles {} .. {}", fmt_ms(a), fmt_ms(b))
+                    }
+                    (Some(a), Some(b)) => format!("ids {a}..{b} (at {at})"),
+                    (None, Some(b)) => format!("ids of the range up to {b} (from {at})"),
+                    (Some(a), None) => format!("ids of the range from {a} (after {at})"),
+                    (None, None) => format!("the range's records (from {at})"),
+                };
+                s += &format!("      {}; {what} cannot be checked\n", u.reason);
+            }
             if g.records == 0 {
                 s += if g.empty_confirmed {
                     "      no records, and the exchange has none in the range\n"
@@ -251,32 +310,78 @@ impl VerifyReport {
         markets
     }
 
-    /// Looks every gap and empty group of `exchange`'s market up at the exchange: what it does
-    /// not have either is an exchange gap, not a lost record.
-    pub async fn ask_exchange(&mut self, exchange: &Exchange) -> Result<()> {
+    /// Looks every gap, edge and empty group of `market` up at its exchange (`Err`: why it
+    /// cannot be asked at all): what it does not have either is an exchange gap, not a lost
+    /// record; what it cannot answer is unchecked.
+    pub async fn ask_exchange(
+        &mut self,
+        market: Market,
+        exchange: std::result::Result<&Exchange, String>,
+    ) {
         let mut lookups = 0usize;
         let range = self.range.map(|(a, b)| TimeRange {
             start_ms: a,
             end_ms: b,
         });
-        for g in self
-            .groups
-            .iter_mut()
-            .filter(|g| g.market == exchange.market())
-        {
+        let now = match exchange {
+            Ok(ex) => ex.server_now_ms(),
+            Err(_) => chrono::Utc::now().timestamp_millis(),
+        };
+        // After a lookup fails, the market's other lookups are not tried: each would wait out the
+        // same retries.
+        let (exchange, mut failed) = match exchange {
+            Ok(ex) => (Some(ex), None),
+            Err(why) => (None, Some(why)),
+        };
+        let mut notes = Vec::new();
+        for g in self.groups.iter_mut().filter(|g| g.market == market) {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
             let source = history.loader();
+            let beyond = |by_time: bool, t: i64| {
+                source
+                    .horizon(market, by_time)
+                    .filter(|h| t < h.oldest(now))
+                    .map(|h| h.reason(market))
+            };
             if g.records == 0 {
                 if let Some(r) = range {
-                    g.empty_confirmed = !source.exists(exchange, &g.symbol, Probe::Time(r)).await?;
+                    let answer = match (beyond(true, r.start_ms), failed.clone(), exchange) {
+                        (Some(why), ..) | (None, Some(why), _) => Err(why),
+                        (None, None, Some(ex)) => source
+                            .exists(ex, &g.symbol, Probe::Time(r))
+                            .await
+                            .map_err(|e| fail(&mut failed, e)),
+                        (None, None, None) => continue,
+                    };
+                    match answer {
+                        Ok(has) => g.empty_confirmed = !has,
+                        Err(why) => g.note_unchecked(None, None, r.start_ms, why),
+                    }
                 }
                 continue;
             }
             // No grid: every record the exchange lists in the range must be there.
             if let Some(r) = range {
-                if let Some(listed) = source.listed(exchange, &g.symbol, r).await? {
+                let listed = match (failed.clone(), exchange) {
+                    (Some(why), _) => Err(why),
+                    (None, Some(ex)) => source
+                        .listed(ex, &g.symbol, r)
+                        .await
+                        .map_err(|e| fail(&mut failed, e)),
+                    (None, None) => Ok(None),
+                };
+                let listed = match listed {
+                    Ok(listed) => listed,
+                    // Only types without a grid list; a failure says nothing of the others.
+                    Err(why) if g.kind.map(RecordKind::sequence) == Some(Sequence::Listed) => {
+                        g.note_unchecked(None, None, r.start_ms, why);
+                        continue;
+                    }
+                    Err(_) => None,
+                };
+                if let Some(listed) = listed {
                     let lost: Vec<(i64, i64)> = listed
                         .into_iter()
                         .filter(|t| g.present.binary_search(t).is_err())
@@ -290,37 +395,115 @@ impl VerifyReport {
             let mut lost = Vec::new();
             let (mut lost_n, mut gap_n) = (0u64, 0u64);
             g.exchange_gap_ranges.clear();
-            for &(a, b) in &g.all_missing {
+            let gaps = std::mem::take(&mut g.all_missing);
+            for (i, &(a, b)) in gaps.iter().enumerate() {
                 let n = count(g.kind, a, b);
-                let exists = if lookups < MAX_LOOKUPS {
-                    lookups += 1;
-                    source
-                        .exists(exchange, &g.symbol, Probe::Ordinals(a, b))
-                        .await?
-                } else {
-                    true
+                // Ids: the time of the record before the gap; other ordinals are times.
+                let at = g.gap_times.get(i).copied().unwrap_or(a);
+                let answer = match (beyond(false, at), failed.clone(), exchange) {
+                    (Some(why), ..) | (None, Some(why), _) => Err(why),
+                    (None, None, Some(_)) if lookups >= MAX_LOOKUPS => Ok(true),
+                    (None, None, Some(ex)) => {
+                        lookups += 1;
+                        source
+                            .exists(ex, &g.symbol, Probe::Ordinals(a, b))
+                            .await
+                            .map_err(|e| fail(&mut failed, e))
+                    }
+                    (None, None, None) => Ok(true),
                 };
-                if exists {
-                    lost_n += n;
-                    lost.push((a, b));
-                } else {
-                    gap_n += n;
-                    if g.exchange_gap_ranges.len() < 10 {
-                        g.exchange_gap_ranges.push((a, b));
+                match answer {
+                    Ok(true) => {
+                        lost_n += n;
+                        lost.push((a, b));
+                    }
+                    Ok(false) => {
+                        gap_n += n;
+                        if g.exchange_gap_ranges.len() < 10 {
+                            g.exchange_gap_ranges.push((a, b));
+                        }
+                    }
+                    Err(why) => g.note_unchecked(Some(a), Some(b), at, why),
+                }
+            }
+            g.all_missing = gaps;
+            // Ids: what the exchange has of the range before the first record and after the last.
+            if let (Some(r), Some(ends)) = (range, g.ends) {
+                let reaches_past_now = r.end_ms > now;
+                if reaches_past_now {
+                    notes.push(format!(
+                        "{} {} {}: the range reaches past the present; checked up to the last record",
+                        g.market, g.symbol, g.data_type
+                    ));
+                }
+                let answers = match (failed.clone(), exchange) {
+                    (Some(why), _) => Some((Err(why.clone()), Err(why))),
+                    (None, Some(ex)) => {
+                        source
+                            .id_edges(ex, &g.symbol, r, ends)
+                            .await
+                            .map(|(head, tail)| {
+                                let head = head.map_err(|e| fail(&mut failed, e));
+                                (head, tail.map_err(|e| fail(&mut failed, e)))
+                            })
+                    }
+                    (None, None) => None,
+                };
+                if let Some((head, tail)) = answers {
+                    let mut edge = |answer: std::result::Result<Edge, String>,
+                                    span: (Option<i64>, Option<i64>),
+                                    at: i64,
+                                    g: &mut GroupReport| {
+                        match answer {
+                            Ok(Edge::Complete) => {}
+                            Ok(Edge::Missing(a, b)) => {
+                                lost_n += count(g.kind, a, b);
+                                lost.push((a, b));
+                            }
+                            Ok(Edge::Unchecked(why)) | Err(why) => {
+                                g.note_unchecked(span.0, span.1, at, why)
+                            }
+                        }
+                    };
+                    edge(head, (None, Some(ends.first.0 - 1)), r.start_ms, g);
+                    if !reaches_past_now {
+                        edge(tail, (Some(ends.last.0 + 1), None), ends.last.1, g);
                     }
                 }
             }
+            lost.sort_unstable();
             g.missing = lost_n;
             g.exchange_gaps = gap_n;
             g.missing_ranges = lost.into_iter().take(10).collect();
         }
+        self.notes.append(&mut notes);
         if lookups >= MAX_LOOKUPS {
             self.notes.push(format!(
                 "more than {MAX_LOOKUPS} gaps: the rest were counted as missing without asking the exchange"
             ));
         }
-        Ok(())
     }
+
+    /// With `--offline`: the ids of a range before the first record and after the last cannot
+    /// be checked without the exchange; said, not failed.
+    pub fn note_offline_edges(&mut self) {
+        if self.range.is_none() {
+            return;
+        }
+        for g in self.groups.iter().filter(|g| g.ends.is_some()) {
+            self.notes.push(format!(
+                "{} {} {}: offline, so the ids of the range before the first record and after the last were not checked",
+                g.market, g.symbol, g.data_type
+            ));
+        }
+    }
+}
+
+/// Why a lookup failed, remembered so that the market's next lookups are not tried.
+fn fail(failed: &mut Option<String>, e: LoaderError) -> String {
+    let why = format!("Binance could not be asked ({e})");
+    failed.get_or_insert_with(|| why.clone());
+    why
 }
 
 /// How many ordinals `[a, b]` holds for `kind`.
@@ -439,7 +622,11 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         let g = groups
             .entry((market, symbol.to_string(), kind))
             .or_default();
-        g.values.push(ordinal);
+        if kind.sequence() == Sequence::Ids {
+            g.timed.push((ordinal, ts));
+        } else {
+            g.values.push(ordinal);
+        }
         if let (Some(first), Some(last)) = (f.first_update_id, f.final_update_id) {
             g.spans.push((first, last, f.previous_final_update_id));
         }
@@ -467,11 +654,16 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     let mut notes = Vec::new();
     let mut reports = Vec::new();
     for ((market, symbol, kind), mut g) in groups {
+        let ids = kind.sequence() == Sequence::Ids;
+        let total = (g.values.len() + g.timed.len()) as u64;
         g.values.sort_unstable();
-        let total = g.values.len() as u64;
         g.values.dedup();
-        let duplicates = total - g.values.len() as u64;
-        let missing = if g.values.is_empty() {
+        g.timed.sort_unstable();
+        g.timed.dedup_by_key(|r| r.0);
+        let unique = (g.values.len() + g.timed.len()) as u64;
+        let duplicates = total - unique;
+        let mut gap_times = Vec::new();
+        let missing = if unique == 0 {
             Vec::new()
         } else {
             match kind.sequence() {
@@ -491,7 +683,11 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
                     }
                     candle_gaps(iv, &g.values, from, to)
                 }
-                Sequence::Ids => id_gaps(&g.values),
+                Sequence::Ids => {
+                    let (gaps, times) = id_gaps(&g.timed);
+                    gap_times = times;
+                    gaps
+                }
                 Sequence::UpdateSpans => update_gaps(&mut g.spans),
                 Sequence::Samples | Sequence::Listed => Vec::new(),
             }
@@ -510,6 +706,11 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             bad_keys: g.bad_keys,
             kind: Some(kind),
             all_missing: missing,
+            gap_times,
+            ends: match (ids, g.timed.first(), g.timed.last()) {
+                (true, Some(&first), Some(&last)) => Some(IdEnds { first, last }),
+                _ => None,
+            },
             present: match kind.sequence() {
                 Sequence::Listed => std::mem::take(&mut g.values),
                 _ => Vec::new(),
@@ -583,13 +784,14 @@ fn update_gaps(spans: &mut Vec<(u64, u64, Option<u64>)>) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// Missing ids between the smallest and largest present.
-fn id_gaps(present: &[i64]) -> Vec<(i64, i64)> {
+/// Missing ids between the smallest and largest present (sorted unique (id, time) pairs), with
+/// the time of the record before each gap.
+fn id_gaps(present: &[(i64, i64)]) -> (Vec<(i64, i64)>, Vec<i64>) {
     present
         .windows(2)
-        .filter(|w| w[1] > w[0] + 1)
-        .map(|w| (w[0] + 1, w[1] - 1))
-        .collect()
+        .filter(|w| w[1].0 > w[0].0 + 1)
+        .map(|w| ((w[0].0 + 1, w[1].0 - 1), w[0].1))
+        .unzip()
 }
 
 #[cfg(test)]
@@ -604,7 +806,8 @@ mod tests {
         assert_eq!(gaps, vec![(120_000, 180_000), (300_000, 360_000)]);
         let kind = Some(RecordKind::Candles(iv));
         assert_eq!(gaps.iter().map(|&(a, b)| count(kind, a, b)).sum::<u64>(), 4);
-        assert_eq!(id_gaps(&[1, 2, 5, 6, 9]), vec![(3, 4), (7, 8)]);
+        let timed: Vec<(i64, i64)> = [1, 2, 5, 6, 9].iter().map(|&i| (i, i * 10)).collect();
+        assert_eq!(id_gaps(&timed), (vec![(3, 4), (7, 8)], vec![20, 60]));
         assert_eq!(count(Some(RecordKind::AggTrades), 3, 4), 2);
         let spot = |v: &[(u64, u64)]| -> Vec<(u64, u64, Option<u64>)> {
             v.iter().map(|&(a, b)| (a, b, None)).collect()

@@ -79,12 +79,14 @@ fn published(topic: &str) -> usize {
     }
 }
 
-fn verify(topic: &str, range: (i64, i64)) -> Run {
+/// `verify`, asking the simulator (trades are checked up to the range's edges there).
+fn verify(sim: &SimServer, topic: &str, range: (i64, i64)) -> Run {
     support::loader::run_loader(
         &[
             ("KAFKA_BOOTSTRAP_SERVERS", Broker::shared().bootstrap()),
             ("KAFKA_TOPIC", topic.to_string()),
             ("TIME_RANGE", format!("{}:{}", range.0, range.1)),
+            ("BINANCE_API_URL", sim.base_url()),
         ],
         &["verify"],
     )
@@ -158,7 +160,7 @@ async fn aggregate_trades_survive_drops_rotations_and_shutdowns() {
         st.ws_forced_disconnects > 0 && st.ws_shutdown_notices > 0 && st.ws_connections_opened >= 4,
         "{st:?}"
     );
-    let v = verify(&topic, range);
+    let v = verify(&sim, &topic, range);
     assert_eq!(v.code, Some(0), "{}", v.stdout);
     sim.shutdown().await;
 }
@@ -256,7 +258,7 @@ async fn closed_candles_match_rest_across_forced_disconnects() {
         }
     }
     assert!(sim.stats().ws_forced_disconnects > 0);
-    let v = verify(&topic, range);
+    let v = verify(&sim, &topic, range);
     assert_eq!(v.code, Some(0), "{}", v.stdout);
     sim.shutdown().await;
 }
@@ -340,7 +342,7 @@ async fn diff_depth_and_book_ticker_are_contiguous_and_unique() {
         run.assert_ok();
         let records = read_records(&topic);
         assert!(records.len() >= 4, "{ty}: {}", records.len());
-        let v = verify(&topic, range);
+        let v = verify(&sim, &topic, range);
         assert_eq!(v.code, Some(0), "{ty}: {}", v.stdout);
         if ty == "ws_depth" {
             assert!(records.iter().all(|r| r["sequence_break"] == false));
@@ -418,7 +420,7 @@ async fn server_pings_are_answered_so_the_connection_lives() {
         st.ws_connections_opened, 1,
         "one connection for the whole range: {st:?}"
     );
-    let v = verify(&topic, range);
+    let v = verify(&sim, &topic, range);
     assert_eq!(v.code, Some(0), "{}", v.stdout);
     sim.shutdown().await;
 }

@@ -306,6 +306,8 @@ pub(crate) struct Ctx<'a> {
     pub now: i64,
     pub weight_limit: u32,
     pub window: &'a WindowDesc,
+    /// How old an aggregate trade `aggTrades` still serves, in ms before `now` (futures).
+    pub agg_horizon_ms: Option<i64>,
 }
 
 /// Answers a request that the limiter and the faults let through.
@@ -505,8 +507,17 @@ fn agg_trades(q: &Query, ctx: &Ctx<'_>) -> Result<String, ApiError> {
     let m = Market::of(ctx.market, symbol);
     let d = ctx.data;
     let mut rows: Vec<AggUnits> = Vec::with_capacity(limit);
+    // Futures serve trades of the last year only; what Binance answers about older ones is not
+    // documented: an empty list is assumed.
+    let oldest = ctx.agg_horizon_ms.map(|h| ctx.now.saturating_sub(h));
     match (from_id, start, end) {
-        (Some(from), _, _) => d.agg_from_id(&m, from, ctx.now, limit, &mut rows),
+        (Some(from), _, _) => {
+            d.agg_from_id(&m, from, ctx.now, limit, &mut rows);
+            if oldest.is_some_and(|o| rows.first().is_some_and(|a| a.time < o)) {
+                rows.clear();
+            }
+        }
+        (None, Some(s), _) if oldest.is_some_and(|o| s < o) => {}
         (None, Some(s), e) => {
             if let Some(first) = d.agg_ceil_existing(&m, s) {
                 let until = e.unwrap_or(ctx.now).min(ctx.now);

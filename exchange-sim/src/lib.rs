@@ -217,6 +217,14 @@ pub struct SimConfig {
     /// `/coinm/…`); default [`WsFaults::futures`]. Change it while running with
     /// [`SimServer::set_futures_ws_faults`].
     pub futures_ws: WsFaults,
+    /// How old a futures aggregate trade may be for `/fapi|dapi/v1/aggTrades` to serve it,
+    /// counted back from the simulator's clock (Binance: one year since 2024-10-17, derivatives
+    /// change log of 2024-10-10: `Some(365 days)`). A `startTime` before it, or a `fromId` whose
+    /// trade is older, is answered with an empty list: Binance documents the limit but not its
+    /// answer, so that is an assumption. `None` (the default) serves every trade since the
+    /// listing, because the suites load futures trades of 2021-2024 over REST, which Binance no
+    /// longer does (issue 16).
+    pub futures_agg_trades_horizon: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -238,6 +246,7 @@ impl Default for SimConfig {
             futures_data_limit: 1000,
             futures_data_window: Duration::from_secs(300),
             futures_ws: WsFaults::futures(),
+            futures_agg_trades_horizon: None,
         }
     }
 }

@@ -197,6 +197,14 @@ struct Args {
     /// COIN-M futures (/coinm): request-weight budget per window.
     #[arg(long, env = "EXCHANGE_SIM_COINM_WEIGHT_LIMIT", default_value_t = 2400)]
     coinm_weight_limit: u32,
+    /// Futures: aggTrades serve trades no older than this many days before the clock (Binance:
+    /// 365); 0 serves every trade.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_FUTURES_AGG_TRADES_HORIZON_DAYS",
+        default_value_t = 0
+    )]
+    futures_agg_trades_horizon_days: u64,
     /// Futures: fundingRate requests per window and market.
     #[arg(long, env = "EXCHANGE_SIM_FUNDING_RATE_LIMIT", default_value_t = 500)]
     funding_rate_limit: u32,
@@ -351,6 +359,8 @@ async fn main() -> std::io::Result<()> {
         funding_rate_window: Duration::from_millis(args.funding_rate_window_ms),
         futures_data_limit: args.futures_data_limit,
         futures_data_window: Duration::from_millis(args.futures_data_window_ms),
+        futures_agg_trades_horizon: (args.futures_agg_trades_horizon_days > 0)
+            .then(|| Duration::from_secs(args.futures_agg_trades_horizon_days * 86_400)),
         // The spot WebSocket fault flags (drops, stalls, depth gaps, lifetime, connection
         // limit) apply to the futures connections too.
         futures_ws: WsFaults {

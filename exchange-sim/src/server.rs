@@ -82,6 +82,8 @@ struct Shared {
     window_header: HeaderName,
     spacing: i64,
     listed_at: i64,
+    /// [`SimConfig::futures_agg_trades_horizon`], in ms.
+    futures_agg_horizon_ms: Option<i64>,
     state: Mutex<State>,
     /// Spot's WebSocket connections.
     ws: Arc<Hub>,
@@ -164,6 +166,9 @@ impl SimServer {
             window_header,
             spacing: cfg.agg_trade_spacing_ms,
             listed_at: cfg.listed_at_ms,
+            futures_agg_horizon_ms: cfg
+                .futures_agg_trades_horizon
+                .map(|d| d.as_millis().min(i64::MAX as u128) as i64),
             state: Mutex::new(State {
                 markets,
                 faults: Faults::default(),
@@ -673,6 +678,9 @@ async fn handle(
                 now,
                 weight_limit: shared.weight_limits[mi],
                 window: &shared.window,
+                agg_horizon_ms: shared
+                    .futures_agg_horizon_ms
+                    .filter(|_| market.is_futures()),
             };
             match api::respond(ep, &query, &ctx) {
                 Ok(body) => (200, body),

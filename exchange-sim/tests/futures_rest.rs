@@ -1125,3 +1125,46 @@ async fn futures_archive_faults_and_names() {
     assert!(d.trade_in(SimMarket::UsdM, "BTCUSDT", 0).is_some());
     server.shutdown().await;
 }
+
+/// With Binance's one-year horizon set, futures `aggTrades` answer nothing older than a year
+/// before the simulator's clock, by time or by id, and the same as before for recent trades;
+/// spot is not limited.
+#[tokio::test]
+async fn futures_aggregate_trades_older_than_the_horizon_are_not_served() {
+    let server = start(SimConfig {
+        futures_agg_trades_horizon: Some(Duration::from_secs(365 * 86_400)),
+        ..SimConfig::default()
+    })
+    .await;
+    let (fapi, dapi, base) = (server.fapi_url(), server.dapi_url(), server.base_url());
+    let d = server.data();
+    let old = now_ms() - 366 * DAY;
+    let recent = now_ms() - 300 * DAY;
+    for (url, symbol, market) in [
+        (&fapi, "BTCUSDT", SimMarket::UsdM),
+        (&dapi, "BTCUSD_PERP", SimMarket::CoinM),
+    ] {
+        let path = if market == SimMarket::UsdM {
+            "fapi/v1/aggTrades"
+        } else {
+            "dapi/v1/aggTrades"
+        };
+        let by_time = |t: i64| format!("{url}/{path}?symbol={symbol}&startTime={t}&limit=2");
+        assert_eq!(json(&server, &by_time(old)).await, serde_json::json!([]));
+        let rows = json(&server, &by_time(recent)).await;
+        assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+        let by_id = |id: u64| format!("{url}/{path}?symbol={symbol}&fromId={id}&limit=2");
+        let old_id = d.first_id_at_or_after_in(market, symbol, old);
+        assert_eq!(json(&server, &by_id(old_id)).await, serde_json::json!([]));
+        let recent_id = d.first_id_at_or_after_in(market, symbol, recent);
+        let rows = json(&server, &by_id(recent_id)).await;
+        assert_eq!(rows[0]["a"], recent_id);
+    }
+    let spot = json(
+        &server,
+        &format!("{base}/api/v3/aggTrades?symbol=BTCUSDT&startTime={old}&limit=1"),
+    )
+    .await;
+    assert_eq!(spot.as_array().unwrap().len(), 1, "{spot}");
+    server.shutdown().await;
+}

@@ -124,11 +124,12 @@ impl<K: RowKind> Page<K> {
     }
 }
 
-/// Where an aggregate trade sits: its id, the first raw trade id it covers and its time.
+/// Where an aggregate trade sits: its id, the raw trade ids it covers and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggTradeRef {
     pub id: u64,
     pub first_trade_id: u64,
+    pub last_trade_id: u64,
     pub time: i64,
 }
 
@@ -137,6 +138,7 @@ impl AggTradeRef {
         AggTradeRef {
             id: r.a,
             first_trade_id: r.f,
+            last_trade_id: r.l,
             time: r.time,
         }
     }

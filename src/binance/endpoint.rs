@@ -187,6 +187,58 @@ impl Endpoint {
     }
 }
 
+/// How far back an endpoint serves history, where Binance limits it: older records exist only
+/// in the archive, and the endpoint cannot be asked about them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// How old a record may be, in ms before the exchange's present.
+    pub ms: i64,
+    /// The span in words ("the last year").
+    pub span: &'static str,
+    /// What is limited ("aggregate trades").
+    pub what: &'static str,
+}
+
+impl Horizon {
+    /// The oldest time the endpoint answers for at `now_ms` (the exchange's clock).
+    pub fn oldest(self, now_ms: i64) -> i64 {
+        now_ms - self.ms
+    }
+
+    /// Why a time before [`oldest`](Self::oldest) cannot be asked about in `market`.
+    pub fn reason(self, market: Market) -> String {
+        format!(
+            "Binance's REST serves {} {} of {} only",
+            market.title(),
+            self.what,
+            self.span
+        )
+    }
+}
+
+/// USDⓈ-M and COIN-M `aggTrades` (`/fapi/v1/aggTrades`, `/dapi/v1/aggTrades`) serve trades no
+/// older than one year: Binance derivatives change log of 2024-10-10, effective 2024-10-17, and
+/// the endpoints' documentation ("support querying futures trade histories that are not older
+/// than one year"). Counted as 365 days, which no year is shorter than. What Binance answers
+/// about older trades is not documented.
+pub const FUTURES_AGG_TRADES_HORIZON: Horizon = Horizon {
+    ms: 365 * 86_400_000,
+    span: "the last year",
+    what: "aggregate trades",
+};
+
+impl Endpoint {
+    /// How far back the endpoint serves history in `market`; `None` where Binance sets no limit.
+    /// Futures raw trades are found by time through `aggTrades`, so that limit holds for them
+    /// too wherever a time is looked up.
+    pub fn horizon(self, market: Market) -> Option<Horizon> {
+        match (self, market) {
+            (Endpoint::AggTrades, Market::UsdM | Market::CoinM) => Some(FUTURES_AGG_TRADES_HORIZON),
+            _ => None,
+        }
+    }
+}
+
 /// The largest page of aggregate trades, funding rates; spot's klines and raw trades.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
 
@@ -241,6 +293,19 @@ mod tests {
         assert_eq!(
             Endpoint::FuturesData(FuturesSeries::OpenInterest).path(Market::CoinM),
             "/futures/data/openInterestHist"
+        );
+    }
+
+    #[test]
+    fn only_futures_aggregate_trades_have_a_rest_horizon() {
+        assert_eq!(Endpoint::AggTrades.horizon(Market::Spot), None);
+        assert_eq!(Endpoint::HistoricalTrades.horizon(Market::UsdM), None);
+        let h = Endpoint::AggTrades.horizon(Market::UsdM).unwrap();
+        assert_eq!(Endpoint::AggTrades.horizon(Market::CoinM), Some(h));
+        assert_eq!(h.oldest(400 * 86_400_000), 35 * 86_400_000);
+        assert_eq!(
+            h.reason(Market::UsdM),
+            "Binance's REST serves USDⓈ-M aggregate trades of the last year only"
         );
     }
 }

@@ -14,7 +14,7 @@ use super::trade_ids::TradeType;
 use super::Cursor;
 use crate::archive::fields;
 use crate::binance::api::{AggTradeRef, AggTrades, Page};
-use crate::binance::Exchange;
+use crate::binance::{Endpoint, Exchange};
 use crate::error::{LoaderError, Result};
 use crate::record::{RawAggTrade, RecordBatch};
 use crate::registry::RecordKind;
@@ -33,6 +33,12 @@ impl TradeType for AggTrades {
 
     fn push(row: &RawAggTrade<'_>, batch: &mut RecordBatch) -> Result<()> {
         batch.push_agg_trade(row)
+    }
+
+    const ENDPOINT: Endpoint = Endpoint::AggTrades;
+
+    fn id_after(agg: AggTradeRef) -> u64 {
+        agg.id + 1
     }
 
     fn id_at(agg: AggTradeRef) -> u64 {

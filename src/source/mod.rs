@@ -104,6 +104,25 @@ impl Probe {
     }
 }
 
+/// What `verify` learns at the exchange about one edge of an id-ordered topic: the ids of the
+/// range before its first record, or after its last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    /// The exchange has no record there that the topic lacks.
+    Complete,
+    /// The exchange has these ids (inclusive) and the topic does not.
+    Missing(i64, i64),
+    /// The exchange cannot be asked (its REST horizon): why.
+    Unchecked(String),
+}
+
+/// Where an id-ordered topic's records start and end: (id, time) of the first and the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdEnds {
+    pub first: (i64, i64),
+    pub last: (i64, i64),
+}
+
 /// A history data type: how its records come from the REST API and from the archive. Each
 /// implementation lives in its own module; the registry maps `TYPE` names to them.
 pub trait History: Send + Sync + 'static {
@@ -153,6 +172,27 @@ pub trait History: Send + Sync + 'static {
         symbol: &'a str,
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>>;
+
+    /// How far back [`exists`](Self::exists) can ask the exchange about a probe in `market`
+    /// (`by_time`: a [`Probe::Time`], else [`Probe::Ordinals`]); `None` where unlimited.
+    fn horizon(&self, market: Market, by_time: bool) -> Option<crate::binance::endpoint::Horizon> {
+        let _ = (market, by_time);
+        None
+    }
+
+    /// For id-ordered types ([`Sequence::Ids`](crate::registry::Sequence::Ids)): what the
+    /// exchange has of `range` before the first record present and after the last (head, tail);
+    /// `None` for the others.
+    fn id_edges<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        range: TimeRange,
+        ends: IdEnds,
+    ) -> BoxFuture<'a, Option<(Result<Edge>, Result<Edge>)>> {
+        let _ = (exchange, symbol, range, ends);
+        Box::pin(async { None })
+    }
 }
 
 /// Keeps one symbol's records in order and unique across spans (monthly, daily, REST): a

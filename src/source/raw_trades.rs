@@ -12,7 +12,7 @@ use super::trade_ids::TradeType;
 use super::Cursor;
 use crate::archive::fields;
 use crate::binance::api::{AggTradeRef, Page, Trades};
-use crate::binance::Exchange;
+use crate::binance::{Endpoint, Exchange};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{RawTrade, RecordBatch};
@@ -32,6 +32,12 @@ impl TradeType for Trades {
 
     fn push(row: &RawTrade<'_>, batch: &mut RecordBatch) -> Result<()> {
         batch.push_trade(row)
+    }
+
+    const ENDPOINT: Endpoint = Endpoint::HistoricalTrades;
+
+    fn id_after(agg: AggTradeRef) -> u64 {
+        agg.last_trade_id + 1
     }
 
     fn id_at(agg: AggTradeRef) -> u64 {

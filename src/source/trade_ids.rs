@@ -14,10 +14,10 @@ use futures::future::BoxFuture;
 use futures::{stream, StreamExt};
 
 use super::klines::SETTLE_MS;
-use super::{Cursor, Emitter, History, HistoryContext, Probe};
+use super::{Cursor, Edge, Emitter, History, HistoryContext, IdEnds, Probe};
 use crate::archive::ArchiveLayout;
 use crate::binance::api::{AggTradeRef, Page, RowKind};
-use crate::binance::endpoint::MAX_PAGE_LIMIT;
+use crate::binance::endpoint::{Endpoint, Horizon, MAX_PAGE_LIMIT};
 use crate::binance::Exchange;
 use crate::error::Result;
 use crate::market::Market;
@@ -40,6 +40,12 @@ pub trait TradeType: RowKind + Sized + Send + Sync + 'static {
     /// The id of this type that an aggregate trade marks (its own id, or its first raw trade's):
     /// how a time becomes an id, since only aggTrades can be asked by time.
     fn id_at(agg: AggTradeRef) -> u64;
+
+    /// The first id of this type after those an aggregate trade covers.
+    fn id_after(agg: AggTradeRef) -> u64;
+
+    /// The endpoint [`fetch`](Self::fetch) calls.
+    const ENDPOINT: Endpoint;
 
     /// The largest page `market` serves of this type.
     fn max_page(market: Market) -> u32 {
@@ -124,6 +130,98 @@ impl<T: TradeType> History for TradeHistory<T> {
     ) -> BoxFuture<'a, Result<bool>> {
         Box::pin(exists::<T>(exchange, symbol, probe))
     }
+
+    /// By time, trades are found through aggTrades; by id, through this type's own endpoint.
+    fn horizon(&self, market: Market, by_time: bool) -> Option<Horizon> {
+        let endpoint = if by_time {
+            Endpoint::AggTrades
+        } else {
+            T::ENDPOINT
+        };
+        endpoint.horizon(market)
+    }
+
+    fn id_edges<'a>(
+        &'a self,
+        exchange: &'a Exchange,
+        symbol: &'a str,
+        range: TimeRange,
+        ends: IdEnds,
+    ) -> BoxFuture<'a, Option<(Result<Edge>, Result<Edge>)>> {
+        Box::pin(async move {
+            let head = head::<T>(exchange, symbol, range, ends.first.0).await;
+            let tail = tail::<T>(exchange, symbol, range, ends.last).await;
+            Some((head, tail))
+        })
+    }
+}
+
+/// Why the exchange cannot be asked through `endpoint` about a time before `t`, if it cannot.
+fn beyond_horizon(exchange: &Exchange, endpoint: Endpoint, t: i64) -> Option<String> {
+    let market = exchange.market();
+    endpoint
+        .horizon(market)
+        .filter(|h| t < h.oldest(exchange.server_now_ms()))
+        .map(|h| h.reason(market))
+}
+
+/// The ids of `range` before `first` (the first id present) that the exchange has: from the
+/// first trade at or after the range's start, found as the loader finds it.
+async fn head<F: TradeType>(
+    exchange: &Exchange,
+    symbol: &str,
+    range: TimeRange,
+    first: i64,
+) -> Result<Edge> {
+    if let Some(why) = beyond_horizon(exchange, Endpoint::AggTrades, range.start_ms) {
+        return Ok(Edge::Unchecked(why));
+    }
+    Ok(
+        match exchange
+            .first_agg_trade_at_or_after(symbol, range.start_ms)
+            .await?
+        {
+            Some(agg) if agg.time < range.end_ms && (F::id_at(agg) as i64) < first => {
+                Edge::Missing(F::id_at(agg) as i64, first - 1)
+            }
+            _ => Edge::Complete,
+        },
+    )
+}
+
+/// The ids of `range` after `last` (the last (id, time) present) that the exchange has: the
+/// trade after it, if it is before the range's end, up to the first trade at or after the end
+/// (or the newest).
+async fn tail<F: TradeType>(
+    exchange: &Exchange,
+    symbol: &str,
+    range: TimeRange,
+    (last, last_time): (i64, i64),
+) -> Result<Edge> {
+    let why = beyond_horizon(exchange, F::ENDPOINT, last_time)
+        .or_else(|| beyond_horizon(exchange, Endpoint::AggTrades, range.end_ms));
+    if let Some(why) = why {
+        return Ok(Edge::Unchecked(why));
+    }
+    let page = F::fetch(exchange, symbol, (last + 1).max(0) as u64, 1).await?;
+    let next = page.rows()?.first().map(|r| (F::id(r), F::time(r)));
+    let Some((next, time)) = next else {
+        return Ok(Edge::Complete);
+    };
+    if time >= range.end_ms {
+        return Ok(Edge::Complete);
+    }
+    let end = match exchange
+        .first_agg_trade_at_or_after(symbol, range.end_ms)
+        .await?
+    {
+        Some(agg) => F::id_at(agg),
+        None => exchange
+            .newest_agg_trade(symbol)
+            .await?
+            .map_or(next + 1, F::id_after),
+    };
+    Ok(Edge::Missing(next as i64, end.max(next + 1) as i64 - 1))
 }
 
 /// Which ids to load.

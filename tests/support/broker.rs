@@ -804,3 +804,29 @@ pub fn produce(bootstrap: &str, topic: &str, payload: &str) {
         .flush(REQUEST_TIMEOUT)
         .expect("the message is acknowledged");
 }
+
+/// Publishes `records` (key, payload) to `topic` in order with one producer, and waits until
+/// the broker has acknowledged them all. Panics on failure.
+pub fn produce_all(bootstrap: &str, topic: &str, records: &[Record]) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = client_config(bootstrap, &[]).create().expect("producer");
+    for (key, payload) in records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(payload.as_slice());
+        if let Some(key) = key {
+            record = record.key(key.as_slice());
+        }
+        // A full local queue empties as the broker acknowledges: serve its events meanwhile.
+        while let Err((e, back)) = producer.send(record) {
+            match e {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    producer.poll(Duration::from_millis(50));
+                    record = back;
+                }
+                e => panic!("produce_all({topic}): {e}"),
+            }
+        }
+    }
+    producer
+        .flush(REQUEST_TIMEOUT)
+        .unwrap_or_else(|e| panic!("produce_all({topic}): flush: {e}"));
+}
