@@ -527,6 +527,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     let mut cfg = kafka::base_config(k);
     cfg.set("group.id", "loader-producer-verify")
         .set("enable.auto.commit", "false")
+        // What a fenced or failed transaction wrote was aborted: it is not in the topic for any
+        // reader that asks for exactly once.
+        .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760");

@@ -536,7 +536,8 @@ pub struct VerifyArgs {
     #[arg(long, env = "INTERVAL", value_name = "INTERVAL")]
     pub interval: Option<String>,
     /// Binance REST base URL, asked whether a gap is the exchange's own (no data there) or a
-    /// lost record; unreachable means every gap counts as missing
+    /// lost record; what it cannot answer (unreachable, a REST horizon) is reported as unchecked
+    /// and fails the verdict
     #[arg(
         long,
         env = "BINANCE_API_URL",
@@ -564,7 +565,8 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_dapi_url: String,
-    /// Do not ask Binance about gaps: every gap counts as missing
+    /// Do not ask Binance about gaps: every inner gap counts as missing, and the edges of
+    /// id-ordered types are not checked (a note says so)
     #[arg(long)]
     pub offline: bool,
     /// Print the report as JSON
