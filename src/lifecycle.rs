@@ -138,7 +138,11 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     let wait = cfg.kafka.connect_timeout.min(Duration::from_secs(5));
     let _ = tokio::task::spawn_blocking(move || flush_telemetry.flush(wait)).await;
     if let (Some(report), Some(StopReason::Signal(signal))) = (&stopped_report, reason) {
-        print_summary(&cfg, report, &format!("Stopped by {} after publishing", signal.name()));
+        print_summary(
+            &cfg,
+            report,
+            &format!("Stopped by {} after publishing", signal.name()),
+        );
     }
     let report = outcome?;
     let verb = if report.interrupted {

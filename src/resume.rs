@@ -191,9 +191,10 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
     for (&p, (low, end)) in tails.iter_mut() {
         if *end > *low {
             let start = (*end - CHUNK).max(*low);
-            out.messages_read += read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
-                note(&mut out, m, h)
-            })?;
+            out.messages_read +=
+                read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
+                    note(&mut out, m, h)
+                })?;
             *end = start;
         }
     }
@@ -208,9 +209,10 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
             .collect();
         while *end > *low && !missing.is_empty() {
             let start = (*end - CHUNK).max(*low);
-            out.messages_read += read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
-                note(&mut out, m, h)
-            })?;
+            out.messages_read +=
+                read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
+                    note(&mut out, m, h)
+                })?;
             missing.retain(|s| !out.points.contains_key(*s));
             *end = start;
         }
@@ -218,6 +220,9 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
     out.elapsed = started.elapsed();
     Ok(out)
 }
+
+/// What a search does with a message's payload and `loader-job` header.
+type Visit<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
 
 /// Reads offsets `[start, end)` of one partition, handing each message's payload and job
 /// header to `visit` in order; returns how many were read.
@@ -228,7 +233,7 @@ fn read_window(
     start: i64,
     end: i64,
     timeout: Duration,
-    visit: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
+    visit: &mut Visit<'_>,
 ) -> Result<u64> {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(start))
@@ -261,11 +266,9 @@ fn read_window(
             break;
         }
         read += 1;
-        let header = msg.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == JOB_HEADER)
-                .and_then(|h| h.value)
-        });
+        let header = msg
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == JOB_HEADER).and_then(|h| h.value));
         // In order within the partition: a later message is a later record.
         visit(msg.payload(), header);
         if msg.offset() + 1 >= end {

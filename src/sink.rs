@@ -401,7 +401,10 @@ impl KafkaSink {
     }
 
     fn transaction_error(&mut self, what: &str, e: KafkaError) -> LoaderError {
-        let text = format!("cannot {what} a Kafka transaction on topic {}: {e}", self.topic);
+        let text = format!(
+            "cannot {what} a Kafka transaction on topic {}: {e}",
+            self.topic
+        );
         let err = self.classify(text);
         self.abandon();
         err
@@ -459,15 +462,7 @@ impl KafkaSink {
             }
             self.queued += 1;
         }
-        self.producer.poll(Duration::ZERO);
-        self.check()?;
-        if self
-            .transaction
-            .is_some_and(|t| t.elapsed() >= COMMIT_INTERVAL)
-        {
-            self.commit()?;
-        }
-        Ok(())
+        self.idle(Duration::ZERO)
     }
 
     /// Serves delivery reports for up to `wait` and checks them (call while idle, so counts stay

@@ -514,11 +514,21 @@ async fn a_broker_outage_past_the_old_delivery_timeout_leaves_no_hole() {
     })
     .await;
     broker.stop();
-    let pages_at_stop = sim.stats().per_endpoint.get("/api/v3/klines").copied().unwrap_or(0);
+    let pages_at_stop = sim
+        .stats()
+        .per_endpoint
+        .get("/api/v3/klines")
+        .copied()
+        .unwrap_or(0);
     // The outage's length is the scenario itself (longer than 120 s), not a wait for
     // something to happen.
     tokio::time::sleep(Duration::from_secs(125)).await;
-    let pages_now = sim.stats().per_endpoint.get("/api/v3/klines").copied().unwrap_or(0);
+    let pages_now = sim
+        .stats()
+        .per_endpoint
+        .get("/api/v3/klines")
+        .copied()
+        .unwrap_or(0);
     assert!(
         pages_now > pages_at_stop,
         "the load went on fetching during the outage ({pages_at_stop} -> {pages_now} pages)"
@@ -553,10 +563,24 @@ async fn a_second_load_on_the_same_topic_never_skips_what_another_job_loaded() {
     let broker = Broker::plain();
     let sim = sim(SimConfig::default()).await;
     let topic = fresh_topic("two-jobs");
-    let feb = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-02-01:2024-03-01");
+    let feb = job_env(
+        &broker,
+        &sim,
+        &topic,
+        "BTCUSDT",
+        "api_candles_1h",
+        "2024-02-01:2024-03-01",
+    );
     let run = run_loader_async(with(feb, &[("FETCH_CONCURRENCY", "4")]), vec![]).await;
     run.assert_ok();
-    let jan_feb = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-01-01:2024-03-01");
+    let jan_feb = job_env(
+        &broker,
+        &sim,
+        &topic,
+        "BTCUSDT",
+        "api_candles_1h",
+        "2024-01-01:2024-03-01",
+    );
     let run = run_loader_async(with(jan_feb, &[("FETCH_CONCURRENCY", "4")]), vec![]).await;
     run.assert_ok();
     assert!(!run.stdout.contains("resumed after"), "{}", run.stdout);
@@ -565,8 +589,15 @@ async fn a_second_load_on_the_same_topic_never_skips_what_another_job_loaded() {
         "January and February, 60 days of hours: {}",
         run.stdout
     );
-    assert!(run.stderr.contains("another job published"), "{}", run.stderr);
-    assert_eq!(message_count(&broker.bootstrap(), &topic), 29 * 24 + 60 * 24);
+    assert!(
+        run.stderr.contains("another job published"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        message_count(&broker.bootstrap(), &topic),
+        29 * 24 + 60 * 24
+    );
     sim.shutdown().await;
 }
 
@@ -601,7 +632,11 @@ async fn a_transactional_load_killed_mid_way_resumes_after_what_committed() {
     .await;
     child.kill().expect("SIGKILL");
     let first = finish(child);
-    assert!(first.stderr.contains("\"mode\":\"transactional\""), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("\"mode\":\"transactional\""),
+        "{}",
+        first.stderr
+    );
     let run = run_loader_async(env, vec![]).await;
     run.assert_ok();
     assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
@@ -629,11 +664,26 @@ async fn without_transactions_the_default_says_it_is_idempotent_and_on_fails() {
     let broker = Broker::plain();
     let sim = sim(SimConfig::default()).await;
     let topic = fresh_topic("no-txn");
-    let env = job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1h", "2024-01-01:2024-01-02");
+    let env = job_env(
+        &broker,
+        &sim,
+        &topic,
+        "BTCUSDT",
+        "api_candles_1h",
+        "2024-01-01:2024-01-02",
+    );
     let run = run_loader_async(env.clone(), vec![]).await;
     run.assert_ok();
-    assert!(run.stderr.contains("refused transactions"), "{}", run.stderr);
-    assert!(run.stderr.contains("\"mode\":\"idempotent\""), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refused transactions"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("\"mode\":\"idempotent\""),
+        "{}",
+        run.stderr
+    );
     let events = support::broker::consume_all(&broker.bootstrap(), &format!("{topic}-events"), &[]);
     let started: Value = events
         .iter()
@@ -643,6 +693,10 @@ async fn without_transactions_the_default_says_it_is_idempotent_and_on_fails() {
     assert_eq!(started["delivery_mode"], "idempotent", "{started}");
     let run = run_loader_async(with(env, &[("KAFKA_TRANSACTIONS", "on")]), vec![]).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains("KAFKA_TRANSACTIONS=on"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("KAFKA_TRANSACTIONS=on"),
+        "{}",
+        run.stderr
+    );
     sim.shutdown().await;
 }

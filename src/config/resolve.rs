@@ -482,8 +482,10 @@ impl JobArgs {
             )));
         }
         let kafka = self.kafka.resolve()?;
-        let transactions: crate::sink::TransactionsSetting =
-            self.kafka_transactions.parse().map_err(LoaderError::config)?;
+        let transactions: crate::sink::TransactionsSetting = self
+            .kafka_transactions
+            .parse()
+            .map_err(LoaderError::config)?;
         let job_uid = non_empty(&self.job_uid);
         let job_id = crate::identity::JobId::new(&crate::identity::JobIdentityParts {
             queue_id: &queue_id,
@@ -904,7 +906,10 @@ mod tests {
         let many: Vec<String> = (0..100).map(|i| format!("SYMBOL{i}USDT")).collect();
         let long = default_queue_id(&many, "api_candles_1m", Some(feb));
         assert!(check_topic_name("KAFKA_TOPIC", &long).is_ok(), "{long}");
-        assert_ne!(long, default_queue_id(&many[1..], "api_candles_1m", Some(feb)));
+        assert_ne!(
+            long,
+            default_queue_id(&many[1..], "api_candles_1m", Some(feb))
+        );
     }
 
     #[test]
