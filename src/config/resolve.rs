@@ -886,6 +886,70 @@ mod tests {
             .contains("SHARD_COUNT must be at least 1"));
     }
 
+    /// A job's settings as the command line gives them.
+    fn job(args: &[&str]) -> Result<JobConfig> {
+        use clap::Parser;
+        let mut all = vec![
+            "loader-producer",
+            "--kafka-bootstrap-servers",
+            "127.0.0.1:1",
+        ];
+        all.extend_from_slice(args);
+        super::super::Cli::try_parse_from(all)
+            .expect("valid flags")
+            .job
+            .resolve()
+    }
+
+    #[test]
+    fn a_job_is_identified_by_what_it_publishes() {
+        let feb = job(&[
+            "--symbol=BTCUSDT",
+            "--type=api_candles_1m",
+            "--time-range=2024-02-01:2024-03-01",
+        ])
+        .unwrap();
+        assert!(feb.resumable);
+        assert_eq!(
+            feb.queue_id,
+            "loader-btcusdt-api_candles_1m-2024-02-01-2024-03-01"
+        );
+        let jan_feb = job(&[
+            "--symbol=BTCUSDT",
+            "--type=api_candles_1m",
+            "--time-range=2024-01-01:2024-03-01",
+            "--kafka-topic",
+            &feb.topic,
+        ])
+        .unwrap();
+        assert_eq!(jan_feb.topic, feb.topic);
+        assert_ne!(jan_feb.job_id, feb.job_id, "another range is another job");
+        let tuned = job(&[
+            "--symbol=BTCUSDT",
+            "--type=api_candles_1m",
+            "--time-range=2024-02-01:2024-03-01",
+            "--source=rest",
+            "--fetch-concurrency=2",
+        ])
+        .unwrap();
+        assert_eq!(tuned.job_id, feb.job_id, "how it fetches is not what it is");
+        // A live job without a range resumes only within its own Kubernetes Job.
+        let live = job(&["--symbol=BTCUSDT", "--type=ws_trades"]).unwrap();
+        assert!(!live.resumable);
+        let today = job(&["--symbol=BTCUSDT", "--type=ws_trades", "--job-uid=a"]).unwrap();
+        let tomorrow = job(&["--symbol=BTCUSDT", "--type=ws_trades", "--job-uid=b"]).unwrap();
+        assert!(today.resumable);
+        assert_ne!(today.job_id, tomorrow.job_id);
+        assert!(job(&[
+            "--symbol=BTCUSDT",
+            "--type=ws_trades",
+            "--kafka-transactions=maybe"
+        ])
+        .unwrap_err()
+        .to_string()
+        .contains("KAFKA_TRANSACTIONS"));
+    }
+
     #[test]
     fn default_names_carry_the_range() {
         let s = vec!["BTCUSDT".to_string(), "ETHUSDT".to_string()];
