@@ -92,11 +92,14 @@ fn env_of_flag(cmd: &clap::Command, long: &str) -> Option<String> {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  the load finished (or was stopped on request)
-  1  any other failure: Binance, Kafka, delivery; a retry may help
-  2  configuration error: a retry repeats it; fix the variable named in the message. Of
-     Kafka's answers only credentials it refuses or a certificate that cannot be verified
-     count (a dropped TLS handshake, as in a broker's restart, is 1)
+  0    the load finished, or a `stop` command on the control topic stopped it
+  1    any other failure: Binance, Kafka, delivery; a retry may help (it resumes)
+  2    configuration error: a retry repeats it; fix the variable named in the message. Of
+       Kafka's answers only credentials it refuses or a certificate that cannot be verified
+       count (a dropped TLS handshake, as in a broker's restart, is 1)
+  3    fenced: a second instance of this job took over (transactional producers)
+  143  SIGTERM (130: SIGINT) stopped the load before it was done; what was fetched was
+       published, and the next attempt resumes after it
 
 Every option is also read from the environment variable shown beside it; a flag wins over the
 variable. Secrets (passwords, API keys) are never printed.";
