@@ -5,7 +5,8 @@
 //! The records are the very bytes the loader would publish for the same range: candles and
 //! aggregate trades come from the exchange simulator's generator (`exchange_sim::data`) and are
 //! serialised with the loader's own `RecordBatch` in pages of 1000, keyed by symbol (the
-//! loader's default `KAFKA_MESSAGE_KEY`). All of that happens before the clock starts; the
+//! loader's default `KAFKA_MESSAGE_KEY`), each ending with a `loader_job` field of the loader's
+//! length (the sink appends one to every record). All of that happens before the clock starts; the
 //! timed part is only sending and the final flush, from the first `send` to the flush's
 //! completion, with the sink's pattern (`KafkaSink::publish`): a `BaseProducer`, `poll(5 ms)`
 //! while the queue is full, `poll(0)` after every page.
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use exchange_sim::data::{self, Data};
 use loader_producer::config::KafkaArgs;
+use loader_producer::identity::{JobId, JobIdentityParts};
 use loader_producer::kafka;
 use loader_producer::market::Market;
 use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
@@ -137,6 +139,58 @@ fn generate(
     Ok(pages)
 }
 
+/// A page's records as the sink sends them: each with the job's field appended.
+struct TaggedPage {
+    symbol: Arc<str>,
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl TaggedPage {
+    fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let r = &self.buf[start..end];
+            start = end;
+            r
+        })
+    }
+}
+
+/// Appends a job field like the sink's to every record (page by page, so the untagged copy is
+/// freed as it goes).
+fn tag(pages: Vec<RecordBatch>, args: &Args, range: TimeRange) -> Vec<TaggedPage> {
+    let symbols = [args.symbol.to_ascii_uppercase()];
+    let job = JobId::new(&JobIdentityParts {
+        queue_id: &args.kafka_topic,
+        exchange: "binance",
+        market: "spot",
+        data_type: &args.data_type,
+        range: Some((range.start_ms, range.end_ms)),
+        job_uid: None,
+        symbols: &symbols,
+        shard_index: 0,
+        shard_count: 1,
+    });
+    let suffix = job.record_suffix(Some(1));
+    pages
+        .into_iter()
+        .map(|page| {
+            let mut t = TaggedPage {
+                symbol: page.symbol.clone(),
+                buf: Vec::with_capacity(page.iter().map(|(p, _)| p.len() + suffix.len()).sum()),
+                ends: Vec::with_capacity(page.len()),
+            };
+            for (payload, _) in page.iter() {
+                t.buf.extend_from_slice(&payload[..payload.len() - 1]);
+                t.buf.extend_from_slice(&suffix);
+                t.ends.push(t.buf.len());
+            }
+            t
+        })
+        .collect()
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let data_type = DataType::parse(&args.data_type, None)?;
@@ -144,12 +198,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let k = args.kafka.resolve()?;
 
     let gen_started = Instant::now();
-    let pages = generate(&args, data_type, range)?;
+    let pages = tag(generate(&args, data_type, range)?, &args, range);
     let gen_seconds = gen_started.elapsed().as_secs_f64();
-    let records: u64 = pages.iter().map(|p| p.len() as u64).sum();
+    let records: u64 = pages.iter().map(|p| p.ends.len() as u64).sum();
     let bytes: u64 = pages
         .iter()
-        .flat_map(|p| p.iter().map(|(payload, _)| payload.len() as u64))
+        .flat_map(|p| p.iter().map(|payload| payload.len() as u64))
         .sum();
 
     let connecting = Instant::now();
@@ -169,7 +223,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     for page in &pages {
         let key = page.symbol.as_bytes();
-        for (payload, _) in page.iter() {
+        for payload in page.iter() {
             let mut record = BaseRecord::to(&args.kafka_topic).payload(payload).key(key);
             loop {
                 match producer.send(record) {

@@ -240,7 +240,7 @@ async fn run_protocol(
     for (symbol, n) in &resume.foreign {
         if !resume.points.contains_key(symbol) {
             tracing::warn!(%symbol, records = n, topic = %cfg.topic,
-                "the topic holds records of this symbol and type in the range that another job published (or a loader without job headers): they are not this job's progress, so its range is loaded from the start");
+                "the topic holds records of this symbol and type in the range that another job published (or an older loader, whose records carry no loader_job): they are not this job's progress, so its range is loaded from the start");
         }
     }
     status.note_resume(&resume);

@@ -3,13 +3,13 @@
 //! same settings) continues strictly after it: nothing doubled, nothing skipped, records still in
 //! order per symbol.
 //!
-//! Only records of this job count: each carries the job's fingerprint in its `loader-job`
-//! header ([`JobId`]), so another job's records of the same symbol and type (an earlier load of
+//! Only records of this job count: each carries the job's fingerprint in its `loader_job`
+//! field ([`JobId`]), so another job's records of the same symbol and type (an earlier load of
 //! another range into the same topic, yesterday's live job) are never taken for this job's
 //! progress; a job that finds none of its own loads its range from the start.
 //!
 //! With `KAFKA_MESSAGE_KEY=symbol` the sink puts every record of a symbol into one partition
-//! (chosen from the partition count the job's first attempt saw, which its headers carry), in
+//! (chosen from the partition count the job's first attempt saw, which its records carry), in
 //! the order it was published, and neither the idempotent nor the transactional producer leaves a
 //! hole in that order; so the last record of the symbol in its partition is exactly where to
 //! continue. The tail of every partition is read first (that is where a job that owns its topic
@@ -22,13 +22,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
 use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
-use crate::identity::{JobId, JOB_HEADER};
+use crate::identity::JobId;
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::RecordKind;
@@ -76,6 +75,9 @@ struct Fields<'a> {
     #[serde(borrow)]
     symbol: &'a str,
     timestamp: i64,
+    /// Which job wrote the record (records of loaders before it have none).
+    #[serde(borrow, default, rename = "loader_job")]
+    job: Option<&'a str>,
 }
 
 /// The partition librdkafka's default partitioner (`consistent_random`: CRC-32 of the key)
@@ -97,7 +99,7 @@ pub struct Search<'a> {
 
 /// What one message is, to a search.
 enum Seen {
-    /// This job's record of `symbol` (with the partition count its header names).
+    /// This job's record of `symbol` (with the partition count its tag names).
     Own(String, ResumePoint, Option<i32>),
     /// Another job's record of a wanted symbol, kind and range.
     Foreign(String),
@@ -105,7 +107,7 @@ enum Seen {
 }
 
 impl Search<'_> {
-    fn classify(&self, payload: Option<&[u8]>, header: Option<&[u8]>) -> Seen {
+    fn classify(&self, payload: Option<&[u8]>) -> Seen {
         let Some(f) = payload.and_then(|p| serde_json::from_slice::<Fields>(p).ok()) else {
             return Seen::Other;
         };
@@ -119,7 +121,7 @@ impl Search<'_> {
             Some((k, ordinal)) if k == self.kind => ordinal,
             _ => return Seen::Other,
         };
-        match header.and_then(|h| self.job.matches(h)) {
+        match f.job.and_then(|h| self.job.matches(h)) {
             Some(partitions) => Seen::Own(
                 f.symbol.to_string(),
                 ResumePoint {
@@ -171,9 +173,7 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
         out.records_in_topic += (high - low).max(0) as u64;
         tails.insert(p, (low, high));
     }
-    let note = |out: &mut Resume, payload: Option<&[u8]>, header: Option<&[u8]>| match search
-        .classify(payload, header)
-    {
+    let note = |out: &mut Resume, payload: Option<&[u8]>| match search.classify(payload) {
         Seen::Own(symbol, point, n) => {
             if let Some(n) = n {
                 out.partitions.get_or_insert(n);
@@ -192,8 +192,8 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
         if *end > *low {
             let start = (*end - CHUNK).max(*low);
             out.messages_read +=
-                read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
-                    note(&mut out, m, h)
+                read_window(&consumer, topic, p, start, *end, timeout, &mut |m| {
+                    note(&mut out, m)
                 })?;
             *end = start;
         }
@@ -210,8 +210,8 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
         while *end > *low && !missing.is_empty() {
             let start = (*end - CHUNK).max(*low);
             out.messages_read +=
-                read_window(&consumer, topic, p, start, *end, timeout, &mut |m, h| {
-                    note(&mut out, m, h)
+                read_window(&consumer, topic, p, start, *end, timeout, &mut |m| {
+                    note(&mut out, m)
                 })?;
             missing.retain(|s| !out.points.contains_key(*s));
             *end = start;
@@ -221,11 +221,11 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
     Ok(out)
 }
 
-/// What a search does with a message's payload and `loader-job` header.
-type Visit<'a> = dyn FnMut(Option<&[u8]>, Option<&[u8]>) + 'a;
+/// What a search does with a message's payload.
+type Visit<'a> = dyn FnMut(Option<&[u8]>) + 'a;
 
-/// Reads offsets `[start, end)` of one partition, handing each message's payload and job
-/// header to `visit` in order; returns how many were read.
+/// Reads offsets `[start, end)` of one partition, handing each message's payload to `visit` in
+/// order; returns how many were read.
 fn read_window(
     consumer: &BaseConsumer<CapturingContext>,
     topic: &str,
@@ -266,11 +266,8 @@ fn read_window(
             break;
         }
         read += 1;
-        let header = msg
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == JOB_HEADER).and_then(|h| h.value));
         // In order within the partition: a later message is a later record.
-        visit(msg.payload(), header);
+        visit(msg.payload());
         if msg.offset() + 1 >= end {
             break;
         }

@@ -18,8 +18,9 @@
 //! visible to `read_committed` consumers when their transaction commits (about every second).
 //! A failed transaction is aborted and the job fails: resume continues after what committed.
 //!
-//! Every record carries the job's identity in the [`JOB_HEADER`] header, and with the symbol as
-//! message key its partition is chosen by the sink from the job's pinned partition count.
+//! Every record carries the job's identity as its last field ([`JOB_FIELD`], appended here), and
+//! with the symbol as message key its partition is chosen by the sink from the job's pinned
+//! partition count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -28,14 +29,15 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
 };
 
 use crate::config::{KafkaConfig, MessageKey};
 use crate::error::{LoaderError, Result};
-use crate::identity::{JobId, JOB_HEADER};
+use crate::identity::JobId;
+#[cfg(doc)]
+use crate::identity::JOB_FIELD;
 use crate::kafka::{self, ErrorCapture};
 use crate::record::RecordBatch;
 use crate::resume::partition_of;
@@ -198,8 +200,10 @@ pub struct KafkaSink {
     job: JobId,
     /// Partitions the job's records are spread over by symbol (pinned across attempts).
     partitions: Option<i32>,
-    /// The `loader-job` header value.
-    header: Vec<u8>,
+    /// Replaces each record's closing brace: the job's `loader_job` field and the brace.
+    suffix: Vec<u8>,
+    /// The record being sent, with `suffix` (librdkafka copies it).
+    scratch: Vec<u8>,
     /// Records handed to librdkafka (for the message when some are never acknowledged).
     queued: u64,
     stall_timeout: Duration,
@@ -264,7 +268,8 @@ impl KafkaSink {
             topic: opts.topic.clone(),
             key: opts.key,
             mode,
-            header: opts.job.header_value(pinned),
+            suffix: opts.job.record_suffix(pinned),
+            scratch: Vec::with_capacity(1024),
             job: opts.job.clone(),
             partitions: pinned,
             queued: 0,
@@ -294,7 +299,7 @@ impl KafkaSink {
     pub fn pin_partitions(&mut self, n: i32) {
         if self.key == MessageKey::Symbol {
             self.partitions = Some(n);
-            self.header = self.job.header_value(Some(n));
+            self.suffix = self.job.record_suffix(Some(n));
         }
     }
 
@@ -423,18 +428,33 @@ impl KafkaSink {
             _ => None,
         };
         // Records borrow these while the sink checks itself between sends.
-        let (topic, header) = (self.topic.clone(), self.header.clone());
+        let topic = self.topic.clone();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let result = self.send_all(batch, &topic, &mut scratch, partition);
+        self.scratch = scratch;
+        result?;
+        self.idle(Duration::ZERO)
+    }
+
+    fn send_all(
+        &mut self,
+        batch: &RecordBatch,
+        topic: &str,
+        scratch: &mut Vec<u8>,
+        partition: Option<i32>,
+    ) -> Result<()> {
         for (payload, record_key) in batch.iter() {
             let key: Option<&[u8]> = match self.key {
                 MessageKey::Symbol => Some(batch.symbol.as_bytes()),
                 MessageKey::Record => Some(record_key),
                 MessageKey::None => None,
             };
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: JOB_HEADER,
-                value: Some(header.as_slice()),
-            });
-            let mut record = BaseRecord::to(&topic).payload(payload).headers(headers);
+            // Every record is one JSON object (RecordBatch serialises nothing else).
+            debug_assert_eq!(payload.last(), Some(&b'}'));
+            scratch.clear();
+            scratch.extend_from_slice(&payload[..payload.len() - 1]);
+            scratch.extend_from_slice(&self.suffix);
+            let mut record = BaseRecord::to(topic).payload(scratch.as_slice());
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -462,7 +482,7 @@ impl KafkaSink {
             }
             self.queued += 1;
         }
-        self.idle(Duration::ZERO)
+        Ok(())
     }
 
     /// Serves delivery reports for up to `wait` and checks them (call while idle, so counts stay

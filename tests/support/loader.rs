@@ -144,9 +144,30 @@ pub fn read_topic(topic: &str) -> Vec<(Option<String>, Value)> {
     parse_records(read_raw(topic))
 }
 
-/// Every message of `topic` on the shared broker, as bytes (key, payload), in order.
+/// Every message of `topic` on the shared broker, as bytes (key, payload), in order, each
+/// payload without its `loader_job` field (which names the job, so it differs between two jobs
+/// that publish the same records; [`read_tagged`] keeps it).
 pub fn read_raw(topic: &str) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    read_tagged(topic)
+        .into_iter()
+        .map(|(k, v)| (k, without_job(v)))
+        .collect()
+}
+
+/// Every message of `topic` on the shared broker, exactly as published.
+pub fn read_tagged(topic: &str) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     super::broker::consume_all(&super::broker::Broker::shared().bootstrap(), topic, &[])
+}
+
+/// `payload` without the `loader_job` field the sink appends last (unchanged without one).
+pub fn without_job(mut payload: Vec<u8>) -> Vec<u8> {
+    const FIELD: &[u8] = b",\"loader_job\":\"";
+    let at = payload.windows(FIELD.len()).rposition(|w| w == FIELD);
+    if let Some(at) = at.filter(|_| payload.ends_with(b"\"}")) {
+        payload.truncate(at);
+        payload.push(b'}');
+    }
+    payload
 }
 
 /// `loader-producer verify --json` on `topic` for `range`, with `extra` variables and `args`.
