@@ -665,6 +665,7 @@ async fn sigterm_during_a_backfill_paused_by_retry_after_stops_within_seconds() 
             status: 429,
             count: 1_000,
             retry_after_secs: 60,
+            code: None,
         }),
         ..exchange_sim::Faults::default()
     });

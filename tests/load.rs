@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use exchange_sim::{data, Faults, Interval, SimConfig, SimServer, Storm};
 use serde_json::Value;
-use support::loader::{fresh_topic, read_topic, run_loader_async, verify_topic, with, Run};
+use support::loader::{
+    fresh_topic, read_tagged, read_topic, run_loader_async, verify_topic, with, Run,
+};
 
 const DAY: i64 = 86_400_000;
 const JAN1_2024: i64 = 1_704_067_200_000;
@@ -26,6 +28,7 @@ fn storm(status: u16, count: u32, retry_after_secs: u64) -> SimConfig {
         status,
         count,
         retry_after_secs,
+        code: None,
     };
     SimConfig {
         faults: Faults {
@@ -422,6 +425,115 @@ async fn rate_limit_storms_are_waited_out_and_nothing_is_lost() {
         );
         sim.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binances_try_again_answers_are_retried_and_nothing_is_lost() {
+    // 408 (a backend timeout) and the "try again" codes, at startup (server time) and after.
+    for (status, code) in [(408u16, None), (400, Some(-1008)), (400, Some(-1000))] {
+        let cfg = SimConfig {
+            faults: Faults {
+                storm: Some(Storm {
+                    status,
+                    count: 3,
+                    retry_after_secs: 0,
+                    code,
+                }),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        };
+        let sim = sim(cfg).await;
+        let topic = fresh_topic("try-again");
+        let run = run_loader_async(
+            with(
+                job_env(
+                    &sim,
+                    &topic,
+                    "BTCUSDT",
+                    "api_candles_1h",
+                    "2024-01-01:2024-01-03",
+                ),
+                &[("SOURCE", "rest")],
+            ),
+            vec![],
+        )
+        .await;
+        run.assert_ok();
+        assert!(
+            run.stderr.contains("retrying request"),
+            "HTTP {status} {code:?} is retried: {}",
+            run.stderr
+        );
+        assert_candles(
+            &read_topic(&topic),
+            "BTCUSDT",
+            "1h".parse().unwrap(),
+            JAN1_2024,
+            JAN1_2024 + 2 * DAY,
+        );
+        // Every record names its job, the same for all of them.
+        let tags: std::collections::BTreeSet<String> = read_tagged(&topic)
+            .iter()
+            .map(|(_, p)| {
+                let v: Value = serde_json::from_slice(p).unwrap();
+                v["loader_job"]
+                    .as_str()
+                    .expect("every record has loader_job")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(tags.len(), 1, "{tags:?}");
+        let tag = tags.into_iter().next().unwrap();
+        let (fp, p) = tag.split_once(";p=").expect("fingerprint;p=N");
+        assert!(
+            fp.len() == 32 && fp.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{tag}"
+        );
+        assert!(p.parse::<u32>().is_ok(), "{tag}");
+        sim.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restricted_location_is_a_configuration_error_and_is_not_retried() {
+    let cfg = SimConfig {
+        faults: Faults {
+            storm: Some(Storm {
+                status: 451,
+                count: 100,
+                retry_after_secs: 0,
+                code: None,
+            }),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = sim(cfg).await;
+    let topic = fresh_topic("restricted");
+    let run = run_loader_async(
+        with(
+            job_env(
+                &sim,
+                &topic,
+                "BTCUSDT",
+                "api_candles_1h",
+                "2024-01-01:2024-01-02",
+            ),
+            &[("SOURCE", "rest")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 451") && run.stderr.contains("location"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(sim.stats().requests, 1, "asked once, never again");
+    sim.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

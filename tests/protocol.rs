@@ -466,6 +466,7 @@ async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_1
             status: 418,
             count: 1000,
             retry_after_secs: 900,
+            code: None,
         }),
         ..Faults::default()
     });

@@ -211,6 +211,33 @@ impl ApiError {
     }
 }
 
+/// Binance's messages for the codes that mean "try again" (spot `errors.md`, "10xx - General
+/// Server or Network issues"; the derivatives error-code pages use the same codes and words).
+pub(crate) fn retry_message(code: i32) -> Option<&'static str> {
+    Some(match code {
+        -1000 => "An unknown error occurred while processing the request.",
+        -1001 => "Internal error; unable to process your request. Please try your request again.",
+        -1006 => "An unexpected response was received from the message bus. Execution status unknown.",
+        -1007 => "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
+        -1008 => "Server is currently overloaded with other requests. Please try again in a few minutes.",
+        _ => return None,
+    })
+}
+
+/// The body of a storm response other than 429/418: HTTP 451 is Binance's refusal of a
+/// restricted location (spot `rest-api.md`, "HTTP Return Codes"), 408 a timeout waiting for the
+/// backend (-1007), anything else a "try again" code (-1001 unless the storm names one).
+pub(crate) fn storm_body(status: u16, code: Option<i32>) -> String {
+    if status == 451 {
+        return error_body(
+            0,
+            "Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in error.",
+        );
+    }
+    let code = code.unwrap_or(if status == 408 { -1007 } else { -1001 });
+    error_body(code, retry_message(code).unwrap_or("Unknown error."))
+}
+
 /// `{"code":code,"msg":"msg"}`
 pub(crate) fn error_body(code: i32, msg: &str) -> String {
     let mut s = String::with_capacity(msg.len() + 24);

@@ -281,16 +281,20 @@ pub struct Faults {
     pub missing_agg_ids: Vec<(u64, u64)>,
 }
 
-/// A burst of rate-limit rejections that the client did not cause (e.g. many clients of one
-/// IP reconnecting at once).
+/// A burst of rejections that the client did not cause: rate limits (many clients of one IP
+/// reconnecting at once), Binance's "try again" answers, or a refused location.
 #[derive(Clone, Debug)]
 pub struct Storm {
-    /// 429 or 418.
+    /// 429 or 418 (with `Retry-After`); 408 (a backend timeout); 400 or 5xx with a "try again"
+    /// `code`; 451 (a restricted location).
     pub status: u16,
     /// How many requests get it.
     pub count: u32,
-    /// The `Retry-After` header value.
+    /// The `Retry-After` header value (429 and 418 only).
     pub retry_after_secs: u64,
+    /// The body's Binance error code for statuses other than 429/418 (`None`: the one Binance
+    /// sends with that status, see [`api::storm_body`](crate::api::storm_body)).
+    pub code: Option<i32>,
 }
 
 /// WebSocket behaviours and injected WebSocket faults. The default is Binance's behaviour;

@@ -545,6 +545,7 @@ async fn handle(
                 status: 429,
                 count: 0,
                 retry_after_secs: 1,
+                code: None,
             });
             match storm.status {
                 418 => {
@@ -559,8 +560,8 @@ async fn handle(
                 _ => {}
             }
             let used = st.markets[mi].weight.used(now);
-            let retry = storm.retry_after_secs;
-            (Plan::Storm(storm), used, Some(retry), latency)
+            let retry = matches!(storm.status, 429 | 418).then_some(storm.retry_after_secs);
+            (Plan::Storm(storm), used, retry, latency)
         } else {
             let limits = &mut st.markets[mi];
             // Count-limited endpoints weigh nothing: only a ban stops them before their own
@@ -654,12 +655,14 @@ async fn handle(
     let (status, body) = match plan {
         Plan::Drop => return Err(DropConnection),
         Plan::Storm(storm) => {
-            let body = if storm.status == 418 {
-                let until =
-                    now.saturating_add((storm.retry_after_secs as i64).saturating_mul(1000));
-                banned_body(until)
-            } else {
-                too_many_body(&shared, market)
+            let body = match storm.status {
+                418 => {
+                    let until =
+                        now.saturating_add((storm.retry_after_secs as i64).saturating_mul(1000));
+                    banned_body(until)
+                }
+                429 => too_many_body(&shared, market),
+                other => api::storm_body(other, storm.code),
             };
             (storm.status, body)
         }
@@ -899,7 +902,10 @@ struct FaultsJson {
 struct StormJson {
     status: u16,
     count: u32,
+    #[serde(default)]
     retry_after_secs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<i32>,
 }
 
 impl From<&Faults> for FaultsJson {
@@ -912,6 +918,7 @@ impl From<&Faults> for FaultsJson {
                 status: s.status,
                 count: s.count,
                 retry_after_secs: s.retry_after_secs,
+                code: s.code,
             }),
             missing_agg_ids: f.missing_agg_ids.clone(),
         }
@@ -923,8 +930,18 @@ impl TryFrom<FaultsJson> for Faults {
 
     fn try_from(j: FaultsJson) -> Result<Faults, String> {
         if let Some(s) = &j.storm {
-            if s.status != 429 && s.status != 418 {
-                return Err(format!("storm status must be 429 or 418, not {}", s.status));
+            if !matches!(s.status, 400 | 408 | 418 | 429 | 451 | 500..=504) {
+                return Err(format!(
+                    "storm status must be 429, 418, 408, 451, 400 or 500-504, not {}",
+                    s.status
+                ));
+            }
+            if let Some(code) = s.code {
+                if api::retry_message(code).is_none() {
+                    return Err(format!(
+                        "storm code must be one of Binance's try-again codes (-1000, -1001, -1006, -1007, -1008), not {code}"
+                    ));
+                }
             }
         }
         Ok(Faults {
@@ -935,6 +952,7 @@ impl TryFrom<FaultsJson> for Faults {
                 status: s.status,
                 count: s.count,
                 retry_after_secs: s.retry_after_secs,
+                code: s.code,
             }),
             missing_agg_ids: j.missing_agg_ids,
         })

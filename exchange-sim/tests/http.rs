@@ -669,6 +669,7 @@ async fn storms_reject_whatever_the_budget() {
             status: 429,
             count: 2,
             retry_after_secs: 7,
+            code: None,
         }),
         ..Faults::default()
     });
@@ -685,6 +686,7 @@ async fn storms_reject_whatever_the_budget() {
             status: 418,
             count: 1,
             retry_after_secs: 3,
+            code: None,
         }),
         ..Faults::default()
     });
@@ -698,6 +700,40 @@ async fn storms_reject_whatever_the_budget() {
         stats.budget_violations, 0,
         "storms are not the client's fault"
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn storms_answer_binances_try_again_and_restricted_location_bodies() {
+    let server = start(SimConfig::default()).await;
+    let path = "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=2";
+    for (status, code, expected) in [
+        (408, None, -1007),
+        (400, Some(-1008), -1008),
+        (503, Some(-1006), -1006),
+        (451, None, 0),
+    ] {
+        server.set_faults(Faults {
+            storm: Some(Storm {
+                status,
+                count: 1,
+                retry_after_secs: 0,
+                code,
+            }),
+            ..Faults::default()
+        });
+        let r = get(&server, path).await;
+        assert_eq!((r.status, r.code()), (status, expected), "{}", r.body);
+        assert_eq!(
+            r.header("retry-after"),
+            None,
+            "Retry-After is for 429 and 418 only"
+        );
+        if status == 451 {
+            assert!(r.body.contains("restricted location"), "{}", r.body);
+        }
+        assert_eq!(get(&server, path).await.status, 200, "one request only");
+    }
     server.shutdown().await;
 }
 
@@ -801,11 +837,20 @@ async fn sim_endpoints_report_stats_and_set_faults() {
         server.local_addr(),
         "POST",
         "/sim/faults",
-        r#"{"storm":{"status":500,"count":1,"retry_after_secs":1}}"#,
+        r#"{"storm":{"status":302,"count":1,"retry_after_secs":1}}"#,
     )
     .await
     .unwrap();
     assert_eq!(r.status, 400);
+    let r = request(
+        server.local_addr(),
+        "POST",
+        "/sim/faults",
+        r#"{"storm":{"status":400,"count":1,"code":-1121}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "only try-again codes");
     assert_eq!(server.stats().requests, 3);
     server.shutdown().await;
 }

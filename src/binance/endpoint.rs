@@ -309,3 +309,48 @@ mod tests {
         );
     }
 }
+
+/// What Binance's answers other than 2xx, 429 and 418 mean, from the spot REST documentation
+/// ("HTTP Return Codes", `rest-api.md`, and "10xx - General Server or Network issues",
+/// `errors.md`); the USDⓈ-M and COIN-M pages list the same statuses and codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Try again later: a 5xx ("the execution status is UNKNOWN"), HTTP 408 (a timeout waiting
+    /// for the backend), or one of [`TRY_AGAIN_CODES`] whatever the status.
+    TryAgain,
+    /// HTTP 451: Binance refuses requests from a restricted location (its terms, "b.
+    /// Eligibility"); no retry from the same place helps.
+    RestrictedLocation,
+    /// Anything else: the request itself is wrong; retrying it changes nothing.
+    Final,
+}
+
+/// Error codes that mean "unknown outcome, try again": -1000 UNKNOWN, -1001 DISCONNECTED,
+/// -1006 UNEXPECTED_RESP, -1007 TIMEOUT, -1008 SERVER_BUSY (`errors.md`). A market-data GET
+/// changes nothing on Binance, so repeating it is always safe.
+pub const TRY_AGAIN_CODES: [i64; 5] = [-1000, -1001, -1006, -1007, -1008];
+
+/// Classifies an answer by its HTTP status and, when the body has one, Binance's error code.
+pub fn answer(status: u16, code: Option<i64>) -> Answer {
+    match status {
+        451 => Answer::RestrictedLocation,
+        408 | 500..=599 => Answer::TryAgain,
+        _ if code.is_some_and(|c| TRY_AGAIN_CODES.contains(&c)) => Answer::TryAgain,
+        _ => Answer::Final,
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn try_again_answers_are_the_documented_ones() {
+        assert_eq!(answer(408, None), Answer::TryAgain);
+        assert_eq!(answer(503, None), Answer::TryAgain);
+        assert_eq!(answer(400, Some(-1008)), Answer::TryAgain);
+        assert_eq!(answer(400, Some(-1121)), Answer::Final);
+        assert_eq!(answer(404, None), Answer::Final);
+        assert_eq!(answer(451, Some(0)), Answer::RestrictedLocation);
+    }
+}

@@ -51,6 +51,7 @@ impl Exchange {
             .map_err(LoaderError::config)?;
         let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| match e {
             RestError::Cancelled { .. } => LoaderError::Cancelled,
+            e @ RestError::RestrictedLocation { .. } => LoaderError::config(e.to_string()),
             e => LoaderError::Exchange(format!(
                 "cannot reach Binance at {} {}: {e}",
                 cfg.market.rest_url_var().0,
@@ -181,6 +182,8 @@ fn check_symbol_status(body: &[u8], market: Market, symbol: &str) -> Result<(), 
 pub fn exchange_error(e: RestError, market: Market, symbol: Option<&str>) -> LoaderError {
     match (&e, symbol) {
         (RestError::Cancelled { .. }, _) => LoaderError::Cancelled,
+        // Where the job runs is configuration: Kubernetes must not retry it (exit 2).
+        (RestError::RestrictedLocation { .. }, _) => LoaderError::config(e.to_string()),
         (RestError::Binance { code: -1121, msg, .. }, Some(s)) => LoaderError::config(format!(
             "SYMBOL {s} is not a Binance {market} symbol (Binance: {msg:?}, code -1121); check the spelling and MARKET, e.g. {}",
             market.example_symbol()

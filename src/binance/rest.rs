@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use tokio_util::sync::CancellationToken;
 
-use super::endpoint::{Cost, Endpoint, RequestLimit, REQUEST_COUNTED_WEIGHT};
+use super::endpoint::{self, Answer, Cost, Endpoint, RequestLimit, REQUEST_COUNTED_WEIGHT};
 use super::limiter::WeightLimiter;
 use crate::config::BinanceConfig;
 use crate::market::Market;
@@ -66,6 +66,8 @@ pub enum RestError {
     },
     #[error("Binance refused {path} with HTTP 403 (web application firewall): the request pattern or IP is blocked")]
     Forbidden { path: String },
+    #[error("Binance refused {path} with HTTP 451: it does not serve requests from this location (restricted under its terms, 'b. Eligibility'); retrying from here will not help: run the job where Binance serves")]
+    RestrictedLocation { path: String },
     #[error("unexpected answer from {path}: {detail}")]
     Protocol { path: String, detail: String },
     /// The job is stopping: the request was abandoned (before it was sent or while waiting).
@@ -283,27 +285,46 @@ impl RestClient {
                                 path: path.to_string(),
                             })
                         }
-                        500..=599 => {
-                            RestStats::bump(&self.stats.responses_5xx);
-                            format!("HTTP {status}")
-                        }
                         _ => {
                             let body = resp.bytes().await.unwrap_or_default();
-                            return Err(match serde_json::from_slice::<BinanceErrorBody>(&body) {
-                                Ok(b) => RestError::Binance {
-                                    path: path.to_string(),
-                                    status,
-                                    code: b.code,
-                                    msg: b.msg,
-                                },
-                                Err(_) => RestError::Protocol {
-                                    path: path.to_string(),
-                                    detail: format!(
-                                        "HTTP {status}: {}",
-                                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                                    ),
-                                },
-                            });
+                            let parsed = serde_json::from_slice::<BinanceErrorBody>(&body).ok();
+                            match endpoint::answer(status, parsed.as_ref().map(|b| b.code)) {
+                                Answer::TryAgain => {
+                                    if status >= 500 {
+                                        RestStats::bump(&self.stats.responses_5xx);
+                                    }
+                                    match parsed {
+                                        Some(b) => {
+                                            format!("HTTP {status}: {} (code {})", b.msg, b.code)
+                                        }
+                                        None => format!("HTTP {status}"),
+                                    }
+                                }
+                                Answer::RestrictedLocation => {
+                                    return Err(RestError::RestrictedLocation {
+                                        path: path.to_string(),
+                                    })
+                                }
+                                Answer::Final => {
+                                    return Err(match parsed {
+                                        Some(b) => RestError::Binance {
+                                            path: path.to_string(),
+                                            status,
+                                            code: b.code,
+                                            msg: b.msg,
+                                        },
+                                        None => RestError::Protocol {
+                                            path: path.to_string(),
+                                            detail: format!(
+                                                "HTTP {status}: {}",
+                                                String::from_utf8_lossy(
+                                                    &body[..body.len().min(200)]
+                                                )
+                                            ),
+                                        },
+                                    })
+                                }
+                            }
                         }
                     }
                 }
