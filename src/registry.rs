@@ -638,7 +638,10 @@ impl DataType {
                 if !entry.takes_interval || t.len() <= name.len() + 1 {
                     continue;
                 }
-                let (head, suffix) = t.split_at(name.len());
+                // `get`, not `split_at`: a non-ASCII TYPE may have no character boundary there.
+                let (Some(head), Some(suffix)) = (t.get(..name.len()), t.get(name.len()..)) else {
+                    continue;
+                };
                 if head.eq_ignore_ascii_case(name) && suffix.starts_with('_') {
                     let iv = &suffix[1..];
                     // `api_open_interest_hist_1h` starts like `api_open_interest`: a longer
@@ -730,6 +733,22 @@ impl fmt::Display for DataType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Any TYPE, ASCII or not, is parsed or refused with a message naming it; none panics.
+    #[test]
+    fn non_ascii_types_are_refused_not_panicked_on() {
+        for t in [
+            "ws_trädes",
+            "api_candlés_1m",
+            "ws_candles_1ü",
+            "ü",
+            "api_candles_1m\u{0301}",
+            "日本語_1m",
+        ] {
+            let err = DataType::parse(t, None).expect_err(t);
+            assert!(err.contains("TYPE"), "{t}: {err}");
+        }
+    }
 
     #[test]
     fn every_entry_round_trips_through_its_name() {
