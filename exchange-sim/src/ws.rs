@@ -732,8 +732,25 @@ impl Session {
         None
     }
 
-    /// Answers one request message.
+    /// Answers one request message, errors in the market's own shape: futures wrap them in
+    /// `{"error":{…},"id":…}`, spot sends `{"code":…,"msg":…,"id":…}` (no `id` when the request
+    /// had none; Binance's spot web-socket-streams.md, "Error Messages").
     fn request(&mut self, text: &str, f: &WsFaults) -> String {
+        let reply = self.answer(text, f);
+        if self.market != SimMarket::Spot || !reply.starts_with("{\"error\":") {
+            return reply;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&reply) else {
+            return reply;
+        };
+        let mut out = v["error"].as_object().cloned().unwrap_or_default();
+        if !v["id"].is_null() {
+            out.insert("id".into(), v["id"].clone());
+        }
+        Value::Object(out).to_string()
+    }
+
+    fn answer(&mut self, text: &str, f: &WsFaults) -> String {
         let null = Value::Null;
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,

@@ -112,12 +112,32 @@ pub async fn run_connection(
     let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
 }
 
+/// An answer to one of our requests. Futures wrap an error in `error`; spot sends `code` and
+/// `msg` at the top level, with the request's `id` or without one (spot web-socket-streams.md,
+/// "Error Messages"). No event has a top-level `code`.
 #[derive(Deserialize)]
 struct Reply {
     #[serde(default)]
     id: Option<u64>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+    #[serde(default)]
+    msg: Option<serde_json::Value>,
+}
+
+impl Reply {
+    /// The refusal, when this answer is one.
+    fn refusal(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.to_string());
+        }
+        self.code.as_ref().map(|code| match &self.msg {
+            Some(msg) => format!("{{\"code\":{code},\"msg\":{msg}}}"),
+            None => format!("{{\"code\":{code}}}"),
+        })
+    }
 }
 
 async fn connect_and_read(
@@ -189,10 +209,10 @@ async fn connect_and_read(
         probed = false;
         if let Message::Text(text) = &frame {
             if let Ok(reply) = serde_json::from_str::<Reply>(text.as_str()) {
+                if let Some(e) = reply.refusal() {
+                    return Err(format!("SUBSCRIBE refused: {e}"));
+                }
                 if reply.id.is_some() {
-                    if let Some(e) = reply.error {
-                        return Err(format!("SUBSCRIBE refused: {e}"));
-                    }
                     unanswered = unanswered.saturating_sub(1);
                     if unanswered == 0 && tx.send(StreamMessage::Connected { conn }).await.is_err()
                     {
@@ -294,6 +314,22 @@ impl ConnectionAttempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spot's and futures' refusals are both refusals; an acknowledgement and events are not.
+    #[test]
+    fn spot_and_futures_subscribe_refusals_are_recognised() {
+        let refusal = |t: &str| serde_json::from_str::<Reply>(t).unwrap().refusal();
+        let spot = refusal(r#"{"code":2,"msg":"Invalid request: invalid stream","id":3}"#);
+        assert!(spot.unwrap().contains("invalid stream"));
+        assert!(refusal(r#"{"code":3,"msg":"Invalid JSON"}"#).is_some());
+        let futures = refusal(r#"{"error":{"code":2,"msg":"Invalid request"},"id":1}"#);
+        assert!(futures.unwrap().contains("Invalid request"));
+        assert_eq!(refusal(r#"{"result":null,"id":1}"#), None);
+        assert_eq!(
+            refusal(r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1,"m":true}"#),
+            None
+        );
+    }
 
     #[test]
     fn connection_attempts_are_limited_per_window() {
