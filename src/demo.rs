@@ -186,6 +186,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         // The mock cluster supports transactions: the demo runs the production default.
         transactions: crate::sink::TransactionsSetting::Auto,
         stall_timeout: Duration::from_secs(60),
+        lease_topic: None,
         shutdown_timeout: Duration::from_secs(20),
         resumable: true,
         binance: BinanceConfig {

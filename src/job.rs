@@ -123,8 +123,9 @@ impl JobReport {
 }
 
 /// Connects to Kafka (blocking work on a blocking thread). Fails fast on bad credentials or CA;
-/// with transactions, fences any older instance of this job.
-pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
+/// fences any other instance of this job (transactions), or waits for the job's lease until
+/// `stop`.
+pub async fn connect_sink(cfg: &JobConfig, stop: &CancellationToken) -> Result<KafkaSink> {
     let kafka = cfg.kafka.clone();
     let opts = SinkOptions {
         topic: cfg.topic.clone(),
@@ -132,8 +133,10 @@ pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
         job: cfg.job_id.clone(),
         transactions: cfg.transactions,
         stall_timeout: cfg.stall_timeout,
+        lease_topic: cfg.lease_topic.clone(),
     };
-    tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &opts))
+    let stop = stop.clone();
+    tokio::task::spawn_blocking(move || KafkaSink::connect(&kafka, &opts, &|| stop.is_cancelled()))
         .await
         .map_err(|e| LoaderError::Other(format!("Kafka connection task failed: {e}")))?
 }
@@ -142,7 +145,7 @@ pub async fn connect_sink(cfg: &JobConfig) -> Result<KafkaSink> {
 pub async fn run(cfg: &JobConfig) -> Result<JobReport> {
     let stop = CancellationToken::new();
     let upstream = Upstream::connect(cfg, &stop).await?;
-    let sink = connect_sink(cfg).await?;
+    let sink = connect_sink(cfg, &stop).await?;
     let status = Arc::new(JobStatus::new(cfg.range, &cfg.symbols));
     load(cfg, upstream, sink, status, stop, &Resume::default()).await
 }
@@ -271,6 +274,8 @@ pub async fn load(
             }
             let acked = sink.flush()?;
             let bytes = sink.acked_bytes();
+            // Nothing more will be sent: a standby instance may take over now.
+            sink.release_lease();
             // Everything is acknowledged; tearing librdkafka down takes a while and nobody
             // needs to wait for it.
             std::thread::spawn(move || drop(sink));

@@ -16,6 +16,7 @@ pub mod error;
 pub mod identity;
 pub mod job;
 pub mod kafka;
+pub mod lease;
 pub mod lifecycle;
 pub mod market;
 pub mod metrics;

@@ -173,9 +173,10 @@ async fn run_protocol(
         ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
     });
     // Binance and Kafka at once. The data producer connects first: with transactions its
-    // `init_transactions` fences an older instance of this job, so the tail read next is final.
+    // `init_transactions` fences an older instance of this job, without them it waits for the
+    // job's lease, so the tail read next is final.
     let connected = tokio::select! {
-        both = futures::future::try_join(Upstream::connect(cfg, stop), job::connect_sink(cfg)) => both,
+        both = futures::future::try_join(Upstream::connect(cfg, stop), job::connect_sink(cfg, stop)) => both,
         _ = stop.cancelled() => Err(LoaderError::Cancelled),
     };
     let (upstream, mut sink) = match connected {

@@ -18,6 +18,10 @@
 //! visible to `read_committed` consumers when their transaction commits (about every second).
 //! A failed transaction is aborted and the job fails: resume continues after what committed.
 //!
+//! Without transactions the sink can hold the job's [`JobLease`] instead (`KAFKA_LEASE_TOPIC`): a
+//! second instance waits until this one is done, and a sink whose lease is lost publishes
+//! nothing more (exit 3).
+//!
 //! Every record carries the job's identity as its last field ([`JOB_FIELD`], appended here), and
 //! with the symbol as message key its partition is chosen by the sink from the job's pinned
 //! partition count.
@@ -39,6 +43,7 @@ use crate::identity::JobId;
 #[cfg(doc)]
 use crate::identity::JOB_FIELD;
 use crate::kafka::{self, ErrorCapture};
+use crate::lease::JobLease;
 use crate::record::RecordBatch;
 use crate::resume::partition_of;
 
@@ -112,7 +117,8 @@ impl std::str::FromStr for TransactionsSetting {
 pub enum DeliveryMode {
     /// A transactional producer: a second instance of the job fences this one.
     Transactional,
-    /// The idempotent producer: no duplicates or holes from retries, no fencing.
+    /// The idempotent producer: no duplicates or holes from retries; a second instance is
+    /// fenced only by the job's lease (`KAFKA_LEASE_TOPIC`).
     Idempotent,
 }
 
@@ -134,6 +140,9 @@ pub struct SinkOptions {
     pub transactions: TransactionsSetting,
     /// Longest time Kafka may acknowledge nothing while records wait, before the job gives up.
     pub stall_timeout: Duration,
+    /// The one-partition topic whose consumer group holds the job's lease when the producer is
+    /// not transactional (`KAFKA_LEASE_TOPIC`); `None`: no lease.
+    pub lease_topic: Option<String>,
 }
 
 /// A transaction is committed once it is this old (and at the end).
@@ -213,6 +222,8 @@ pub struct KafkaSink {
     transaction: Option<Instant>,
     /// When the job must stop waiting for Kafka, once it is known (a signal's grace period).
     deadline: Option<Deadline>,
+    /// The job's lease (idempotent mode). Last, so it is released after the producer is gone.
+    lease: Option<JobLease>,
 }
 
 /// Tells the sink when it must give up waiting (after a signal); `None` until then.
@@ -220,8 +231,13 @@ pub type Deadline = Box<dyn Fn() -> Option<Instant> + Send>;
 
 impl KafkaSink {
     /// Connects (failing fast on bad credentials or certificates), makes sure the topic exists
-    /// and, with transactions, fences any older instance of the job. Blocking.
-    pub fn connect(k: &KafkaConfig, opts: &SinkOptions) -> Result<KafkaSink> {
+    /// and fences any other instance of the job: with transactions on the broker, otherwise by
+    /// waiting for the job's lease (until `cancelled`). Blocking.
+    pub fn connect(
+        k: &KafkaConfig,
+        opts: &SinkOptions,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<KafkaSink> {
         let base = kafka::base_config(k);
         let wants_txn = opts.transactions != TransactionsSetting::Off;
         let (producer, mode) = if wants_txn {
@@ -231,7 +247,7 @@ impl KafkaSink {
             match producer.init_transactions(timeout) {
                 Ok(()) => (producer, DeliveryMode::Transactional),
                 Err(e) if opts.transactions == TransactionsSetting::Auto => {
-                    tracing::warn!(error = %e, "the Kafka cluster refused transactions: publishing with the idempotent producer (no fencing of a second instance of this job; KAFKA_TRANSACTIONS=on makes this an error)");
+                    tracing::warn!(error = %e, "the Kafka cluster refused transactions: publishing with the idempotent producer (a second instance of this job is fenced only by a lease, KAFKA_LEASE_TOPIC; KAFKA_TRANSACTIONS=on makes this an error)");
                     std::thread::spawn(move || drop(producer));
                     let producer = create(&producer_config(k))?;
                     wait_for(&producer, k)?;
@@ -256,6 +272,12 @@ impl KafkaSink {
             k.connect_timeout.max(Duration::from_secs(10)),
         )?;
         let pinned = (opts.key == MessageKey::Symbol).then_some(partitions);
+        let lease = match (mode, &opts.lease_topic) {
+            (DeliveryMode::Idempotent, Some(topic)) => {
+                Some(JobLease::acquire(k, topic, &opts.job, cancelled)?)
+            }
+            _ => None,
+        };
         tracing::info!(
             mode = mode.as_str(),
             topic = %opts.topic,
@@ -277,6 +299,7 @@ impl KafkaSink {
             progress: (0, Instant::now()),
             transaction: None,
             deadline: None,
+            lease,
         })
     }
 
@@ -342,6 +365,14 @@ impl KafkaSink {
     /// Kafka has acknowledged nothing for the stall timeout while records wait, or when the
     /// job's deadline has passed with records still waiting.
     fn check(&mut self) -> Result<()> {
+        if let Some(lease) = self.lease.as_ref().filter(|l| l.lost()) {
+            let group = lease.group_name().to_string();
+            self.abandon();
+            return Err(LoaderError::Fenced(format!(
+                "this job's lease (consumer group {group}) was revoked or lost: another instance of the job may publish to topic {} now, so this one stops without publishing more",
+                self.topic
+            )));
+        }
         if let Some(f) = self.failure() {
             self.abandon();
             return Err(self.classify(f));
@@ -417,6 +448,9 @@ impl KafkaSink {
 
     /// Hands every record of `batch` to librdkafka, waiting while its queue is full. Blocking.
     pub fn publish(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.lease.as_ref().is_some_and(|l| l.lost()) {
+            return self.check();
+        }
         if self.mode == DeliveryMode::Transactional && self.transaction.is_none() {
             if let Err(e) = self.producer.begin_transaction() {
                 return Err(self.transaction_error("begin", e));
@@ -522,6 +556,12 @@ impl KafkaSink {
             }
             Err(e) => Err(self.transaction_error("commit", e)),
         }
+    }
+
+    /// Leaves the job's lease group (after [`flush`](Self::flush): nothing more is sent), so a
+    /// waiting instance takes over at once. Blocks briefly.
+    pub fn release_lease(&mut self) {
+        self.lease.take();
     }
 
     /// Waits until every queued record is acknowledged (and committed), or fails. Blocking.

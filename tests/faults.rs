@@ -1,7 +1,8 @@
 //! Faults survived with nothing lost and nothing doubled, against real processes: the loader
 //! binary killed with SIGKILL and restarted with the same environment (as Kubernetes restarts a
 //! Job's pod), the broker (nisshi with sqlite storage, which keeps what it acknowledged) stopped
-//! and restarted, the exchange unreachable, a stop followed by a new job; each ends with
+//! and restarted, the exchange unreachable, a stop followed by a new job, two instances of one
+//! job at once (the second waits for the job's lease, also when the first is killed); each ends with
 //! `loader-producer verify` finding every record of the range exactly once.
 
 mod support;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use exchange_sim::{Faults, SimConfig, SimServer, WsFaults};
 use rand::Rng;
 use serde_json::Value;
-use support::broker::{message_count, Broker};
+use support::broker::{group_members, message_count, Broker};
 use support::loader::{fresh_topic, run_loader_async, wait_until, with, Run};
 
 async fn sim(cfg: SimConfig) -> SimServer {
@@ -698,5 +699,121 @@ async fn without_transactions_the_default_says_it_is_idempotent_and_on_fails() {
         "{}",
         run.stderr
     );
+    sim.shutdown().await;
+}
+
+/// Waits until the job's lease group (the broker holds one job's) is stable with `n` members.
+async fn lease_members(broker: &Broker, n: usize) {
+    let b = broker.bootstrap();
+    wait_until(
+        &format!("{n} member(s) in the job's stable lease group"),
+        Duration::from_secs(60),
+        || {
+            group_members(&b, "loader-producer-lease-")
+                .iter()
+                .any(|(_, m, state)| *m == n && state == "Stable")
+        },
+    )
+    .await;
+}
+
+/// Kubernetes may start a Job's program twice. Without transactions (nisshi) and with
+/// `KAFKA_LEASE_TOPIC`, the second instance waits for the job's lease while the first publishes, then resumes after all of it:
+/// the range is in the topic once, not "the rest of the range twice".
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_at_once_never_both_publish() {
+    let broker = Broker::plain();
+    let sim = sim(slower_sim(150)).await;
+    let topic = fresh_topic("two-instances");
+    let range = "2024-01-01:2024-01-21";
+    let total = 20 * 1440;
+    let env = with(
+        job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range),
+        &[("KAFKA_LEASE_TOPIC", "loader-producer-leases")],
+    );
+    let first = spawn_until_a_third(&env, &broker, &topic, total).await;
+    lease_members(&broker, 1).await;
+    let second = spawn(&env);
+    // The second has joined the group while the first still loads.
+    lease_members(&broker, 2).await;
+    assert!(
+        message_count(&broker.bootstrap(), &topic) < total,
+        "the first instance finished before the second joined: the test shows nothing"
+    );
+    let first = finish_async(first).await;
+    first.assert_ok();
+    // The first leaves the group when it is done: the second takes over at once, not after
+    // the 10 s session timeout (the limit is for a loaded machine, far below it).
+    let b = broker.bootstrap();
+    wait_until(
+        "the first left the lease group",
+        Duration::from_secs(5),
+        || {
+            !group_members(&b, "loader-producer-lease-")
+                .iter()
+                .any(|(_, m, _)| *m == 2)
+        },
+    )
+    .await;
+    let second = finish_async(second).await;
+    second.assert_ok();
+    assert!(
+        second.stderr.contains("waiting as a standby"),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stdout.contains("resumed after"), "{}", second.stdout);
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BTCUSDT",
+        total as u64,
+    )
+    .await;
+    sim.shutdown().await;
+}
+
+/// The lease holder killed (SIGKILL: it never leaves the group) while a second instance waits:
+/// the group gives the lease to the waiting one after the session timeout, and it resumes after
+/// what the first published.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_lease_holder_is_taken_over_by_the_waiting_instance() {
+    let broker = Broker::plain();
+    let sim = sim(slower_sim(150)).await;
+    let topic = fresh_topic("lease-takeover");
+    let range = "2024-01-01:2024-01-21";
+    let total = 20 * 1440;
+    let env = with(
+        job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range),
+        &[("KAFKA_LEASE_TOPIC", "loader-producer-leases")],
+    );
+    let mut first = spawn_until_a_third(&env, &broker, &topic, total).await;
+    lease_members(&broker, 1).await;
+    let second = spawn(&env);
+    lease_members(&broker, 2).await;
+    first.kill().expect("SIGKILL");
+    let first = finish_async(first).await;
+    assert_eq!(first.code, None, "killed by a signal: {}", first.stderr);
+    let published = message_count(&broker.bootstrap(), &topic);
+    assert!(published < total, "{published}");
+    let second = finish_async(second).await;
+    second.assert_ok();
+    assert!(
+        second.stderr.contains("waiting as a standby"),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stdout.contains("resumed after"), "{}", second.stdout);
+    verify_clean(
+        &broker,
+        &topic,
+        range,
+        "api_candles_1m",
+        "BTCUSDT",
+        total as u64,
+    )
+    .await;
     sim.shutdown().await;
 }

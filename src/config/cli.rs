@@ -420,6 +420,10 @@ pub struct JobArgs {
     )]
     pub kafka_transactions: String,
 
+    /// Fences a second instance of a job where the Kafka cluster refuses transactions: a one-partition topic (created if missing, e.g. loader-producer-leases) whose consumer group loader-producer-lease-<job fingerprint> holds the job's lease; a second instance waits until the first is done or stops answering for 10 s. Unset: no lease. The holder also stops (exit 3, the next attempt resumes) when it loses the group coordinator for 10 s
+    #[arg(long, env = "KAFKA_LEASE_TOPIC", value_name = "TOPIC")]
+    pub kafka_lease_topic: Option<String>,
+
     /// Seconds Kafka may acknowledge nothing while records wait before the job gives up (exit 1; the next attempt resumes); records never time out on their own, so an outage shorter than this is ridden out with nothing lost
     #[arg(
         long,

@@ -149,6 +149,9 @@ pub struct JobConfig {
     pub transactions: crate::sink::TransactionsSetting,
     /// How long Kafka may acknowledge nothing before the job gives up (`KAFKA_STALL_TIMEOUT`).
     pub stall_timeout: Duration,
+    /// The topic whose consumer groups hold job leases without transactions
+    /// (`KAFKA_LEASE_TOPIC`); `None`: no lease.
+    pub lease_topic: Option<String>,
     /// How long a signal leaves for publishing what was fetched (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
     /// A live job without a range that has no `JOB_UID` cannot tell its own records from an

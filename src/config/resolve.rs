@@ -543,6 +543,13 @@ impl JobArgs {
             job_id,
             transactions,
             stall_timeout: seconds("KAFKA_STALL_TIMEOUT", self.kafka_stall_timeout)?,
+            lease_topic: match non_empty(&self.kafka_lease_topic) {
+                Some(t) => {
+                    check_topic_name("KAFKA_LEASE_TOPIC", t)?;
+                    Some(t.to_string())
+                }
+                None => None,
+            },
             shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout)?,
             resumable: range.is_some() || job_uid.is_some(),
             binance: BinanceConfig {

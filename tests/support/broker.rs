@@ -517,6 +517,9 @@ impl Process {
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().expect("clone log"))
             .stderr(log_file)
+            // Kafka's 3 s wait for more members before a new group's first assignment would delay
+            // every loader start in these tests (the job lease joins a group of its own).
+            .env("GROUP_INITIAL_REBALANCE_DELAY", "0s")
             .env_remove("RUST_LOG");
         if let Some(level) = env::var_os("NISSHI_LOG") {
             command.env("RUST_LOG", level);
@@ -791,6 +794,28 @@ pub fn message_count(bootstrap: &str, topic: &str) -> i64 {
         })
         .map(|(low, high)| high - low)
         .sum()
+}
+
+/// Members and state ("Stable", "PreparingRebalance", …) of each consumer group whose name
+/// starts with `prefix` (empty when the broker cannot be asked).
+pub fn group_members(bootstrap: &str, prefix: &str) -> Vec<(String, usize, String)> {
+    let Ok(consumer) = client_config(bootstrap, &[]).create::<BaseConsumer>() else {
+        return Vec::new();
+    };
+    let Ok(list) = consumer.fetch_group_list(None, REQUEST_TIMEOUT) else {
+        return Vec::new();
+    };
+    list.groups()
+        .iter()
+        .filter(|g| g.name().starts_with(prefix))
+        .map(|g| {
+            (
+                g.name().to_string(),
+                g.members().len(),
+                g.state().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// Publishes one message (no key) to `topic` and waits for its acknowledgement.
