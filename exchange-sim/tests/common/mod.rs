@@ -169,7 +169,8 @@ pub async fn reply(ws: &mut Client, v: Value) -> Value {
     send_json(ws, v).await;
     loop {
         let m = next_json(ws, Duration::from_secs(2)).await.unwrap();
-        if m.get("id").is_some() {
+        // Spot errors to a request without a usable id carry no `id`, only `code` and `msg`.
+        if m.get("id").is_some() || m.get("code").is_some() {
             return m;
         }
     }
