@@ -16,6 +16,7 @@ use chrono::{Datelike, NaiveDate};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::bounds::{self, BodyError};
 use crate::time_range::{TimeRange, DAY_MS};
 
 /// Settings of the archive (`ARCHIVE_URL`, `ARCHIVE_DIR`, …).
@@ -243,10 +244,15 @@ impl ArchiveClient {
         let mut failures = 0;
         loop {
             let outcome = async {
-                let resp = self.http.get(&url).send().await?;
+                let resp = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(BodyError::Transport)?;
                 let status = resp.status();
-                let body = resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, body))
+                let body = bounds::read_capped(resp, bounds::MAX_CHECKSUM_FILE).await?;
+                Ok::<_, BodyError>((status, body))
             }
             .await;
             let err = match outcome {
@@ -268,6 +274,12 @@ impl ArchiveClient {
                     });
                 }
                 Ok((s, _)) => format!("HTTP {s} for {url}"),
+                Err(e @ BodyError::TooLarge { .. }) => {
+                    return Err(ArchiveError::BadChecksumFile {
+                        name: file.name.clone(),
+                        content: e.to_string(),
+                    })
+                }
                 Err(e) => format!("{e} ({url})"),
             };
             failures += 1;
@@ -408,6 +420,15 @@ impl ArchiveClient {
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
+                    if *written + chunk.len() as u64 > bounds::MAX_ARCHIVE_FILE {
+                        return Err(ArchiveError::Transfer {
+                            name: file.name.clone(),
+                            detail: format!(
+                                "larger than {} GiB, which no Binance archive file is ({url})",
+                                bounds::MAX_ARCHIVE_FILE >> 30
+                            ),
+                        });
+                    }
                     out.write_all(&chunk).map_err(disk)?;
                     *written += chunk.len() as u64;
                     self.stats
@@ -507,7 +528,7 @@ impl VerifiedFile {
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(1 << 20)
-            .from_reader(entry);
+            .from_reader(bounds::LineBounded::new(entry, bounds::MAX_CSV_LINE));
         let mut row = csv::ByteRecord::new();
         let mut rows = 0u64;
         loop {

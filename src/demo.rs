@@ -193,7 +193,8 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             market,
             api_url,
             ws_url,
-            api_key: None,
+            // The simulator, like Binance, wants a key for futures historicalTrades; any will do.
+            api_key: Some(crate::config::Secret::new("loader-producer-demo")),
             rate_limit_share: 0.5,
             concurrency: 16,
             page_limit: 1000,

@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod backoff;
 pub mod binance;
+pub mod bounds;
 pub mod config;
 pub mod control;
 #[cfg(feature = "demo")]

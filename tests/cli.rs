@@ -212,6 +212,75 @@ fn each_bad_setting_exits_2_naming_its_variable() {
             "PAGE_LIMIT",
             "1500",
         ),
+        // Every number has bounds: a tiny interval would round to a zero timer, a huge wait would
+        // overflow the clock.
+        (
+            with(
+                &[
+                    ("TYPE", "ws_orderbook"),
+                    ("ORDERBOOK_SNAPSHOT_INTERVAL", "0.000000001"),
+                ],
+                &[],
+            ),
+            "ORDERBOOK_SNAPSHOT_INTERVAL",
+            "from 0.1 to 86400",
+        ),
+        (
+            with(&[("WS_ROTATE_AFTER", "1e30")], &[]),
+            "WS_ROTATE_AFTER",
+            "86400",
+        ),
+        (
+            with(&[("MAX_RETRY_AFTER", "18446744073709551615")], &[]),
+            "MAX_RETRY_AFTER",
+            "259200",
+        ),
+        (
+            with(&[("MAX_RETRIES", "4294967295")], &[]),
+            "MAX_RETRIES",
+            "between 0 and 100",
+        ),
+        (
+            with(&[("KAFKA_TOPIC_PARTITIONS", "100000")], &[]),
+            "KAFKA_TOPIC_PARTITIONS",
+            "10000",
+        ),
+        (
+            with(
+                &[("SHARD_COUNT", "5000"), ("JOB_COMPLETION_INDEX", "1")],
+                &[],
+            ),
+            "SHARD_COUNT",
+            "1000",
+        ),
+        // Futures historicalTrades needs a key: found out at start, not on every retry.
+        (
+            with(&[("MARKET", "usdm"), ("TYPE", "api_raw_trades")], &[]),
+            "BINANCE_API_KEY",
+            "SOURCE=archive",
+        ),
+        // Plain text only to this machine, unless the user opts in.
+        (
+            with(&[("BINANCE_API_URL", "http://10.0.0.5:8080")], &[]),
+            "BINANCE_API_URL",
+            "ALLOW_INSECURE_URLS=true",
+        ),
+        (
+            with(&[("ARCHIVE_URL", "http://data.binance.vision")], &[]),
+            "ARCHIVE_URL",
+            "https://data.binance.vision",
+        ),
+        (
+            with(
+                &[
+                    ("TYPE", "ws_trades"),
+                    ("BINANCE_WS_URL", "ws://stream.binance.com:9443"),
+                ],
+                &[],
+            ),
+            "BINANCE_WS_URL",
+            "wss://",
+        ),
         // A sharded pod that does not know its index would load shard 0 again.
         (
             with(&[("SHARD_COUNT", "2")], &[]),

@@ -222,10 +222,15 @@ async fn trades_load_exactly_once_from_rest_and_archive() {
             ("api_raw_trades", "historicalTrades", 500),
         ] {
             let before = m.requests(&sim.stats(), endpoint);
-            let (rest, rest_topic) = load(&sim, m, ty, range, "rest", &[]).await;
+            // Futures historicalTrades needs an API key (any; the simulator checks it is sent).
+            let key: &[(&'static str, &str)] = match ty {
+                "api_raw_trades" => &[("BINANCE_API_KEY", "sim-key")],
+                _ => &[],
+            };
+            let (rest, rest_topic) = load(&sim, m, ty, range, "rest", key).await;
             rest.assert_ok();
             let requests = m.requests(&sim.stats(), endpoint) - before;
-            let (auto, auto_topic) = load(&sim, m, ty, range, "auto", &[]).await;
+            let (auto, auto_topic) = load(&sim, m, ty, range, "auto", key).await;
             auto.assert_ok();
             assert_eq!(
                 m.requests(&sim.stats(), endpoint) - before,

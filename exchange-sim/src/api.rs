@@ -335,6 +335,8 @@ pub(crate) struct Ctx<'a> {
     pub window: &'a WindowDesc,
     /// How old an aggregate trade `aggTrades` still serves, in ms before `now` (futures).
     pub agg_horizon_ms: Option<i64>,
+    /// Whether the request carried a non-empty `X-MBX-APIKEY`.
+    pub api_key: bool,
 }
 
 /// Answers a request that the limiter and the faults let through.
@@ -355,6 +357,13 @@ pub(crate) fn respond(ep: Endpoint, q: &Query, ctx: &Ctx<'_>) -> Result<String, 
         Endpoint::IndexPriceKlines => klines(q, ctx, Some(PriceSeries::Index)),
         Endpoint::PremiumIndexKlines => klines(q, ctx, Some(PriceSeries::Premium)),
         Endpoint::AggTrades => agg_trades(q, ctx),
+        // Futures `historicalTrades` is MARKET_DATA, which needs an API key (USDⓈ-M and COIN-M
+        // "Old Trades Lookup"; spot's became NONE on 2023-07-11). Without one Binance answers 401.
+        Endpoint::HistoricalTrades if ctx.market.is_futures() && !ctx.api_key => Err(ApiError {
+            status: 401,
+            code: -2014,
+            msg: "API-key format invalid.".into(),
+        }),
         Endpoint::HistoricalTrades => historical_trades(q, ctx),
         Endpoint::Depth if ctx.market.is_futures() => futures_depth(q, ctx),
         Endpoint::Depth => depth(q, ctx),

@@ -516,6 +516,10 @@ async fn handle(
     }
     let ep = Endpoint::of(market, rest);
     let query = Query::parse(req.uri().query());
+    let api_key = req
+        .headers()
+        .get("x-mbx-apikey")
+        .is_some_and(|v| !v.is_empty());
     let weight = ep.weight_in(market, &query);
     let count_limit = ep.count_limit();
     let now = now_ms();
@@ -684,6 +688,7 @@ async fn handle(
                 agg_horizon_ms: shared
                     .futures_agg_horizon_ms
                     .filter(|_| market.is_futures()),
+                api_key,
             };
             match api::respond(ep, &query, &ctx) {
                 Ok(body) => (200, body),

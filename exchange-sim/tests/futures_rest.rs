@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{get_path, now_ms, start, Resp};
+use common::{get_path, now_ms, request, start, Resp};
 
 use std::io::{Cursor, Read};
 use std::time::Duration;
@@ -23,12 +23,19 @@ const JAN_1_2024: i64 = 1_704_067_200_000;
 /// 2021-06-01T00:00:00Z: before futures archives had header rows.
 const JUN_1_2021: i64 = 1_622_505_600_000;
 
-/// GET `url` (a full `http://…` URL of the server).
+/// GET `url` (a full `http://…` URL of the server) with an API key, as the loader sends one for
+/// futures historicalTrades.
 async fn get(server: &SimServer, url: &str) -> Resp {
     let path = url
         .strip_prefix(&server.base_url())
         .unwrap_or_else(|| panic!("{url} is not on {}", server.base_url()));
-    get_path(server.local_addr(), path).await
+    request(
+        server.local_addr(),
+        "GET",
+        path,
+        &[("X-MBX-APIKEY", "sim-key")],
+    )
+    .await
 }
 
 async fn json(server: &SimServer, url: &str) -> Value {
@@ -436,6 +443,20 @@ async fn trades_and_depth() {
     )
     .await;
     assert_eq!((r.status, r.code()), (400, -1130));
+    // MARKET_DATA: without a key, 401 on both futures markets; spot needs none.
+    for url in [
+        "/usdm/fapi/v1/historicalTrades?symbol=ETHUSDT".to_string(),
+        format!("/coinm/dapi/v1/historicalTrades?symbol=ETHUSD_PERP&fromId={first}"),
+    ] {
+        let r = get_path(server.local_addr(), &url).await;
+        assert_eq!((r.status, r.code()), (401, -2014), "{url}: {}", r.text());
+    }
+    let r = get_path(
+        server.local_addr(),
+        "/api/v3/historicalTrades?symbol=BTCUSDT&limit=1",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 
     // depth: Binance's futures limits and weights, E and T, futures update ids.
     for (limit, weight) in [("5", 2), ("50", 2), ("100", 5), ("", 10), ("1000", 20)] {

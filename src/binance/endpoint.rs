@@ -140,6 +140,13 @@ impl Endpoint {
         format!("{}/{name}", market.api_prefix())
     }
 
+    /// Whether the request needs `X-MBX-APIKEY` in `market` (security type MARKET_DATA): futures
+    /// `historicalTrades` ("Old Trades Lookup" on USDⓈ-M and COIN-M). Spot's became NONE on
+    /// 2023-07-11 (spot change log); every other market-data endpoint is NONE.
+    pub fn needs_api_key(self, market: Market) -> bool {
+        matches!(self, Endpoint::HistoricalTrades) && market.is_futures()
+    }
+
     /// What Binance charges for the request in `market`.
     pub fn cost(self, market: Market) -> Cost {
         if market == Market::Spot {

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{self, Answer, Cost, Endpoint, RequestLimit, REQUEST_COUNTED_WEIGHT};
 use super::limiter::WeightLimiter;
+use crate::bounds::{self, BodyError};
 use crate::config::BinanceConfig;
 use crate::market::Market;
 
@@ -138,6 +139,7 @@ impl RestClient {
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(cfg.concurrency * 2)
             .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
+            .redirect(crate::bounds::same_origin_redirects())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(RestClient {
@@ -233,11 +235,17 @@ impl RestClient {
                         }
                     }
                     match status {
-                        200..=299 => match resp.bytes().await {
+                        200..=299 => match bounds::read_capped(resp, bounds::MAX_REST_BODY).await {
                             Ok(body) => return Ok(body),
+                            Err(e @ BodyError::TooLarge { .. }) => {
+                                return Err(RestError::Protocol {
+                                    path: path.to_string(),
+                                    detail: e.to_string(),
+                                })
+                            }
                             Err(e) => {
                                 RestStats::bump(&self.stats.transport_errors);
-                                format!("reading the response body: {e}")
+                                e.to_string()
                             }
                         },
                         429 | 418 => {
@@ -286,7 +294,10 @@ impl RestClient {
                             })
                         }
                         _ => {
-                            let body = resp.bytes().await.unwrap_or_default();
+                            // An error body is a line of JSON; a larger one is not Binance's.
+                            let body = bounds::read_capped(resp, bounds::MAX_ERROR_BODY)
+                                .await
+                                .unwrap_or_default();
                             let parsed = serde_json::from_slice::<BinanceErrorBody>(&body).ok();
                             match endpoint::answer(status, parsed.as_ref().map(|b| b.code)) {
                                 Answer::TryAgain => {
@@ -332,6 +343,14 @@ impl RestClient {
                     limiter.complete(grant, None);
                     if let Some(w) = weight_grant {
                         self.limiter.complete(w, None);
+                    }
+                    if e.is_redirect() {
+                        // Where the server sends us is not going to change on a retry.
+                        return Err(RestError::Protocol {
+                            path: path.to_string(),
+                            detail: std::error::Error::source(&e)
+                                .map_or_else(|| e.to_string(), |s| s.to_string()),
+                        });
                     }
                     RestStats::bump(&self.stats.transport_errors);
                     let kind = if e.is_timeout() {
@@ -488,6 +507,100 @@ mod tests {
         ));
         assert_eq!(stats.budget(), 500);
         assert!(!Arc::ptr_eq(&stats, &funding));
+    }
+
+    /// A server that answers each request on its own connection with `answer(path, head)`.
+    async fn http_server(
+        answer: impl Fn(&str, &str) -> String + Send + Sync + 'static,
+    ) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer = Arc::new(answer);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let _ = conn.write_all(answer(&path, &head).as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn redirect(to: &str) -> String {
+        format!("HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+    }
+
+    #[tokio::test]
+    async fn redirects_stay_on_the_configured_host_so_the_api_key_does_too() {
+        let elsewhere_saw = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = elsewhere_saw.clone();
+        let elsewhere = http_server(move |_, head| {
+            seen.lock().unwrap().push(head.to_string());
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into()
+        })
+        .await;
+        let home = http_server(move |path, head| {
+            if !head.contains("x-mbx-apikey: the-key") {
+                "HTTP/1.1 400 Bad Request\r\ncontent-length: 10\r\nconnection: close\r\n\r\nno api key".into()
+            } else if path.starts_with("/api/v3/time") {
+                // localhost is another host than 127.0.0.1 as far as origins go.
+                redirect(&format!("http://localhost:{}/api/v3/time", elsewhere.port()))
+            } else if path.starts_with("/api/v3/exchangeInfo") {
+                redirect("/api/v3/moved")
+            } else {
+                "HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\n{\"a\":1}".into()
+            }
+        })
+        .await;
+        let cfg = BinanceConfig {
+            market: Market::Spot,
+            api_url: format!("http://{home}"),
+            ws_url: String::new(),
+            api_key: Some(crate::config::Secret::new("the-key")),
+            rate_limit_share: 0.5,
+            concurrency: 1,
+            page_limit: 1000,
+            kline_page_limit: 1000,
+            max_retries: 3,
+            max_retry_after: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(10),
+        };
+        let limiter = Arc::new(WeightLimiter::new(
+            6000,
+            Duration::from_secs(60),
+            0.5,
+            0,
+            Duration::ZERO,
+        ));
+        let client =
+            RestClient::new(&cfg, limiter, Arc::default(), CancellationToken::new()).unwrap();
+        // The same host: followed, key and all.
+        let body = client.get(Endpoint::ExchangeInfo, &[]).await.unwrap();
+        assert_eq!(&body[..], b"{\"a\":1}");
+        // Another host: refused at once, not retried, and nothing reaches it.
+        match client.get(Endpoint::Time, &[]).await {
+            Err(RestError::Protocol { detail, .. }) => {
+                assert!(detail.contains("another host"), "{detail}")
+            }
+            other => panic!("expected a refused redirect, got {other:?}"),
+        }
+        assert_eq!(client.stats.retries.load(Ordering::Relaxed), 0);
+        assert!(
+            elsewhere_saw.lock().unwrap().is_empty(),
+            "the other host was asked"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What a connection reports.
@@ -148,7 +149,15 @@ async fn connect_and_read(
 ) -> Result<String, String> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(plan.url.as_str()),
+        tokio_tungstenite::connect_async_with_config(
+            plan.url.as_str(),
+            Some(
+                WebSocketConfig::default()
+                    .max_message_size(Some(crate::bounds::MAX_WS_MESSAGE))
+                    .max_frame_size(Some(crate::bounds::MAX_WS_MESSAGE)),
+            ),
+            false,
+        ),
     )
     .await
     .map_err(|_| "connecting timed out".to_string())?

@@ -265,6 +265,10 @@ pub struct JobArgs {
     )]
     pub binance_dws_url: String,
 
+    /// Allow plain http:// and ws:// URLs to hosts that are not loopback (a simulator or proxy on a network you trust); without it only https/wss, or http/ws to localhost, are accepted
+    #[arg(long, env = "ALLOW_INSECURE_URLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub allow_insecure_urls: bool,
+
     /// Binance API key, sent as X-MBX-APIKEY (market data needs none)
     #[arg(
         long,
@@ -572,6 +576,19 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_dapi_url: String,
+    /// Allow plain http:// and ws:// URLs to hosts that are not loopback (a simulator or proxy on a network you trust); without it only https/wss, or http/ws to localhost, are accepted
+    #[arg(long, env = "ALLOW_INSECURE_URLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub allow_insecure_urls: bool,
+
+    /// Binance API key, sent as X-MBX-APIKEY: futures historicalTrades (asked about gaps in a
+    /// futures raw-trades topic) needs one
+    #[arg(
+        long,
+        env = "BINANCE_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub binance_api_key: Option<String>,
     /// Do not ask Binance about gaps: every inner gap counts as missing, and the edges of
     /// id-ordered types are not checked (a note says so)
     #[arg(long)]

@@ -14,16 +14,53 @@ use crate::error::{LoaderError, Result};
 use crate::source::SourceMode;
 use crate::time_range::TimeRange;
 
-/// `value` without a trailing slash, if it is an http(s) URL; else an error naming `var`.
-fn http_url(var: &str, value: &str, example: &str) -> Result<String> {
+/// `value` without a trailing slash, if it is an https URL, or plain http to a loopback host (a
+/// simulator, a local proxy) or with ALLOW_INSECURE_URLS; else an error naming `var`.
+fn http_url(var: &str, value: &str, example: &str, allow_plain: bool) -> Result<String> {
+    service_url(var, value, example, ("https", "http"), allow_plain)
+}
+
+/// [`http_url`] for WebSocket URLs: wss, or ws where plain text is allowed.
+fn ws_url(var: &str, value: &str, example: &str, allow_plain: bool) -> Result<String> {
+    service_url(var, value, example, ("wss", "ws"), allow_plain)
+}
+
+fn service_url(
+    var: &str,
+    value: &str,
+    example: &str,
+    (secure, plain): (&str, &str),
+    allow_plain: bool,
+) -> Result<String> {
     let url = value.trim().trim_end_matches('/').to_string();
-    if url.starts_with("http://") || url.starts_with("https://") {
-        Ok(url)
-    } else {
-        Err(LoaderError::config(format!(
-            "{var} {url:?} is not an http(s) URL, e.g. {example}"
-        )))
+    let parsed = reqwest::Url::parse(&url).ok().filter(|u| u.has_host());
+    let Some(parsed) = parsed.filter(|u| [secure, plain].contains(&u.scheme())) else {
+        return Err(LoaderError::config(format!(
+            "{var} {url:?} is not a {plain}(s) URL, e.g. {example}"
+        )));
+    };
+    if parsed.scheme() == plain && !allow_plain && !is_loopback(&parsed) {
+        return Err(LoaderError::config(format!(
+            "{var} {url:?} is plain {plain}:// to a host that is not loopback: what the loader fetches \
+             (and BINANCE_API_KEY, when set) would cross the network unencrypted and unauthenticated. \
+             Use {secure}://, e.g. {example}, or set ALLOW_INSECURE_URLS=true (flag --allow-insecure-urls) \
+             for a network you trust"
+        )));
     }
+    Ok(url)
+}
+
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn non_empty(v: &Option<String>) -> Option<&str> {
@@ -34,12 +71,15 @@ fn first_of(primary: &Option<String>, alias: &Option<String>) -> Option<String> 
     non_empty(primary).or(non_empty(alias)).map(str::to_string)
 }
 
-fn seconds(var: &str, v: f64) -> Result<Duration> {
-    if v.is_finite() && v > 0.0 && v < 1e7 {
+/// A duration setting within its bounds: below `lo` a timer would spin (or round to zero and
+/// panic), above `hi` nothing sensible waits that long (and `Instant` arithmetic stays far from
+/// overflow).
+fn seconds(var: &str, v: f64, lo: f64, hi: f64) -> Result<Duration> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
         Ok(Duration::from_secs_f64(v))
     } else {
         Err(LoaderError::config(format!(
-            "{var} must be a positive number of seconds, got {v}"
+            "{var} must be a positive number of seconds from {lo} to {hi}, got {v}"
         )))
     }
 }
@@ -148,9 +188,9 @@ impl KafkaArgs {
                 )
             });
         }
-        if self.kafka_topic_partitions < 1 {
+        if !(1..=10_000).contains(&self.kafka_topic_partitions) {
             return Err(LoaderError::config(format!(
-                "KAFKA_TOPIC_PARTITIONS must be at least 1, got {}",
+                "KAFKA_TOPIC_PARTITIONS must be between 1 and 10000, got {}",
                 self.kafka_topic_partitions
             )));
         }
@@ -159,7 +199,12 @@ impl KafkaArgs {
             security,
             overrides,
             consumer_overrides,
-            connect_timeout: seconds("KAFKA_CONNECT_TIMEOUT", self.kafka_connect_timeout)?,
+            connect_timeout: seconds(
+                "KAFKA_CONNECT_TIMEOUT",
+                self.kafka_connect_timeout,
+                0.1,
+                3600.0,
+            )?,
             topic_partitions: self.kafka_topic_partitions,
         })
     }
@@ -320,12 +365,12 @@ impl VerifyArgs {
             Market::UsdM => &self.binance_fapi_url,
             Market::CoinM => &self.binance_dapi_url,
         };
-        let api_url = http_url(var, value, example)?;
+        let api_url = http_url(var, value, example, self.allow_insecure_urls)?;
         Ok(BinanceConfig {
             market,
             api_url,
             ws_url: String::new(),
-            api_key: None,
+            api_key: non_empty(&self.binance_api_key).map(Secret::new),
             rate_limit_share: 0.2,
             concurrency: 4,
             page_limit: 1000,
@@ -394,6 +439,25 @@ impl JobArgs {
                 self.fetch_concurrency
             )));
         }
+        if self.max_retries > 100 {
+            return Err(LoaderError::config(format!(
+                "MAX_RETRIES must be between 0 and 100 (retries of one request, with backoff up to 10 s each), got {}",
+                self.max_retries
+            )));
+        }
+        // Binance's bans run from 2 minutes to 3 days for repeat offenders (spot REST docs, "LIMITS").
+        if !(1..=259_200).contains(&self.max_retry_after) {
+            return Err(LoaderError::config(format!(
+                "MAX_RETRY_AFTER must be between 1 and 259200 seconds (3 days, Binance's longest ban), got {}",
+                self.max_retry_after
+            )));
+        }
+        if self.shard_count > 1000 {
+            return Err(LoaderError::config(format!(
+                "SHARD_COUNT must be between 1 and 1000, got {}",
+                self.shard_count
+            )));
+        }
         let market: Market = self.market.parse().map_err(LoaderError::config)?;
         let given_page = self.page_limit.or(self.limit_alias);
         let max_page = market.max_kline_page();
@@ -437,13 +501,13 @@ impl JobArgs {
             Market::UsdM => (&self.binance_fapi_url, &self.binance_fws_url),
             Market::CoinM => (&self.binance_dapi_url, &self.binance_dws_url),
         };
-        let api_url = http_url(rest_var, rest_value, rest_example)?;
-        let ws_url = crate::binance::stream::stream_base(ws_value);
-        if !(ws_url.starts_with("ws://") || ws_url.starts_with("wss://")) {
-            return Err(LoaderError::config(format!(
-                "{ws_var} {ws_value:?} is not a ws(s) URL, e.g. {ws_example} (with or without /ws or /stream)"
-            )));
-        }
+        let api_url = http_url(rest_var, rest_value, rest_example, self.allow_insecure_urls)?;
+        let ws_url = ws_url(
+            ws_var,
+            &crate::binance::stream::stream_base(ws_value),
+            &format!("{ws_example} (with or without /ws or /stream)"),
+            self.allow_insecure_urls,
+        )?;
         if !data_type.markets().contains(&market) {
             let on = data_type
                 .markets()
@@ -463,10 +527,25 @@ impl JobArgs {
             }));
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
+        let api_key = non_empty(&self.binance_api_key).map(Secret::new);
+        let reads_raw_trades = data_type == DataType::History(crate::registry::HistoryType::Trades);
+        if reads_raw_trades
+            && source != SourceMode::Archive
+            && api_key.is_none()
+            && crate::binance::endpoint::Endpoint::HistoricalTrades.needs_api_key(market)
+        {
+            return Err(LoaderError::config(format!(
+                "TYPE {} on MARKET={market} reads Binance's historicalTrades, which needs an API key on futures: \
+                 set BINANCE_API_KEY (a key without any permission will do; it is sent only to {rest_var}), \
+                 or SOURCE=archive to load from the archive's files alone",
+                data_type.name()
+            )));
+        }
         let archive_url = http_url(
             "ARCHIVE_URL",
             &self.archive_url,
             "https://data.binance.vision",
+            self.allow_insecure_urls,
         )?;
         if !(1..=64).contains(&self.archive_concurrency) {
             return Err(LoaderError::config(format!(
@@ -527,7 +606,7 @@ impl JobArgs {
             archive: ArchiveConfig {
                 url: archive_url,
                 dir: archive_dir,
-                timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?.max(std::time::Duration::from_secs(30)),
+                timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?.max(std::time::Duration::from_secs(30)),
                 max_retries: self.max_retries,
                 attempts: 3,
             },
@@ -535,14 +614,14 @@ impl JobArgs {
             producer_id,
             control_topic,
             events_topic,
-            telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval)?,
+            telemetry_interval: seconds("TELEMETRY_INTERVAL", self.telemetry_interval, 0.1, 3600.0)?,
             message_key,
             metrics_port: self.metrics_port,
             resume: self.resume,
             shard,
             job_id,
             transactions,
-            stall_timeout: seconds("KAFKA_STALL_TIMEOUT", self.kafka_stall_timeout)?,
+            stall_timeout: seconds("KAFKA_STALL_TIMEOUT", self.kafka_stall_timeout, 1.0, 86_400.0)?,
             lease_topic: match non_empty(&self.kafka_lease_topic) {
                 Some(t) => {
                     check_topic_name("KAFKA_LEASE_TOPIC", t)?;
@@ -550,24 +629,24 @@ impl JobArgs {
                 }
                 None => None,
             },
-            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout)?,
+            shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout, 0.1, 3600.0)?,
             resumable: range.is_some() || job_uid.is_some(),
             binance: BinanceConfig {
                 market,
                 api_url,
                 ws_url,
-                api_key: non_empty(&self.binance_api_key).map(Secret::new),
+                api_key,
                 rate_limit_share: share,
                 concurrency: self.fetch_concurrency,
                 page_limit,
                 kline_page_limit,
                 max_retries: self.max_retries,
                 max_retry_after: Duration::from_secs(self.max_retry_after),
-                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout)?,
+                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?,
             },
             live: LiveConfig {
                 all_kline_updates: self.ws_all_kline_updates,
-                book_snapshot_interval: seconds("ORDERBOOK_SNAPSHOT_INTERVAL", self.orderbook_snapshot_interval)?,
+                book_snapshot_interval: seconds("ORDERBOOK_SNAPSHOT_INTERVAL", self.orderbook_snapshot_interval, 0.1, 86_400.0)?,
                 book_depth: match self.orderbook_depth {
                     n if n >= 1 && n <= market.max_depth_limit() as usize => n,
                     n => return Err(LoaderError::config(format!(
@@ -575,8 +654,8 @@ impl JobArgs {
                         market.max_depth_limit()
                     ))),
                 },
-                idle_timeout: seconds("WS_IDLE_TIMEOUT", self.ws_idle_timeout)?,
-                rotate_after: seconds("WS_ROTATE_AFTER", self.ws_rotate_after)?,
+                idle_timeout: seconds("WS_IDLE_TIMEOUT", self.ws_idle_timeout, 1.0, 3600.0)?,
+                rotate_after: seconds("WS_ROTATE_AFTER", self.ws_rotate_after, 1.0, 86_400.0)?,
                 streams_per_connection: match self.ws_streams_per_connection {
                     None => market.max_streams_per_connection(),
                     Some(n) if n >= 1 && n <= market.max_streams_per_connection() => n,
@@ -906,6 +985,50 @@ mod tests {
             .expect("valid flags")
             .job
             .resolve()
+    }
+
+    #[test]
+    fn plain_text_urls_only_to_loopback_or_with_the_opt_in() {
+        let base = [
+            "--symbol=BTCUSDT",
+            "--type=api_candles_1m",
+            "--time-range=2024-02-01:2024-03-01",
+        ];
+        let with = |extra: &[&str]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            job(&all)
+        };
+        for local in [
+            "http://127.0.0.1:9000",
+            "http://127.8.0.1:9000/",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+        ] {
+            let cfg = with(&["--binance-api-url", local, "--archive-url", local]).unwrap();
+            assert_eq!(cfg.binance.api_url, local.trim_end_matches('/'));
+        }
+        let remote = ["--binance-api-url", "http://10.0.0.5:9000"];
+        let err = with(&remote).unwrap_err().to_string();
+        assert!(
+            err.contains("BINANCE_API_URL") && err.contains("ALLOW_INSECURE_URLS"),
+            "{err}"
+        );
+        // A host that only looks local is not.
+        let err = with(&["--archive-url", "http://localhost.example.com"]).unwrap_err();
+        assert!(err.to_string().contains("ARCHIVE_URL"), "{err}");
+        let err = with(&["--binance-ws-url", "ws://10.0.0.5:9443"]).unwrap_err();
+        assert!(err.to_string().contains("BINANCE_WS_URL"), "{err}");
+        let allowed = with(&[
+            "--binance-api-url",
+            "http://10.0.0.5:9000",
+            "--binance-ws-url",
+            "ws://10.0.0.5:9443/ws",
+            "--allow-insecure-urls",
+        ])
+        .unwrap();
+        assert_eq!(allowed.binance.api_url, "http://10.0.0.5:9000");
+        assert_eq!(allowed.binance.ws_url, "ws://10.0.0.5:9443");
     }
 
     #[test]
