@@ -150,11 +150,12 @@ impl Market {
         }
     }
 
-    /// Streams one WebSocket connection may carry.
+    /// Streams one WebSocket connection may carry: 1024 on spot and on USDⓈ-M (since 2025-07-02,
+    /// USDⓈ-M change log), 200 on COIN-M (derivatives docs, "Websocket Market Streams").
     pub fn max_streams_per_connection(self) -> usize {
         match self {
-            Market::Spot => 1024,
-            Market::UsdM | Market::CoinM => 200,
+            Market::Spot | Market::UsdM => 1024,
+            Market::CoinM => 200,
         }
     }
 

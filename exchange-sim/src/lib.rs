@@ -120,7 +120,8 @@
 //! (`pu` = the previous event's `u`; ids jump between events), `<s>@bookTicker`,
 //! `<s>@markPrice` (3 s), `<s>@markPrice@1s`, `<s>@forceOrder`, `!forceOrder@arr`; no
 //! `@trade`. Futures connections follow [`SimConfig::futures_ws`] ([`WsFaults::futures`]:
-//! 200 streams, 10 messages a second, pings every 3 minutes), changeable with
+//! 1024 streams on USDⓈ-M and 200 on COIN-M, 10 messages a second, pings every 3 minutes),
+//! changeable with
 //! [`SimServer::set_futures_ws_faults`] or `GET`/`POST /sim/futures_ws`;
 //! [`SimServer::disconnect_all`], [`SimServer::send_server_shutdown`] and
 //! [`SimServer::stall_all`] reach every market's connections.
@@ -336,7 +337,8 @@ pub struct WsFaults {
     /// which a connection is closed (Binance: 5; `0` = no limit). Pongs answering the server's
     /// pings do not count, so compressed ping intervals cannot trip it.
     pub max_incoming_per_sec: u32,
-    /// Streams per connection (Binance: 1024): a URL with more is refused with HTTP 400, a
+    /// Streams per connection (Binance: 1024 on spot and, since 2025-07-02, USDⓈ-M; COIN-M
+    /// keeps 200, which caps this on COIN-M): a URL with more is refused with HTTP 400, a
     /// SUBSCRIBE that would exceed it gets an error.
     pub max_streams: usize,
     /// Connections one IP may open per [`connection_window`](Self::connection_window)
@@ -370,18 +372,32 @@ impl Default for WsFaults {
     }
 }
 
+/// COIN-M's streams per connection (derivatives docs, "Websocket Market Streams": "A single
+/// connection can listen to a maximum of 200 streams"); USDⓈ-M raised its limit to 1024 on
+/// 2025-07-02 (USDⓈ-M change log).
+pub const COINM_MAX_STREAMS: usize = 200;
+
 impl WsFaults {
     /// Binance's futures WebSocket behaviour (`fstream`/`dstream`): pings every 3 minutes, a
-    /// 10-minute pong timeout, 24-hour connections, 10 incoming messages a second, 200 streams
-    /// a connection, 300 connections per 5 minutes; kline updates every 250 ms.
+    /// 10-minute pong timeout, 24-hour connections, 10 incoming messages a second, 1024 streams
+    /// a connection on USDⓈ-M and 200 on COIN-M, 300 connections per 5 minutes; kline updates
+    /// every 250 ms.
     pub fn futures() -> WsFaults {
         WsFaults {
             ping_interval: Duration::from_secs(180),
             pong_timeout: Duration::from_secs(600),
             max_incoming_per_sec: 10,
-            max_streams: 200,
+            max_streams: 1024,
             kline_update: Duration::from_millis(250),
             ..WsFaults::default()
+        }
+    }
+
+    /// Streams one connection of `market` may carry.
+    pub fn max_streams_in(&self, market: SimMarket) -> usize {
+        match market {
+            SimMarket::CoinM => self.max_streams.min(COINM_MAX_STREAMS),
+            _ => self.max_streams,
         }
     }
 }

@@ -246,11 +246,11 @@ struct Args {
         default_value_t = 10
     )]
     futures_ws_max_incoming_per_sec: u32,
-    /// Futures WebSocket: streams per connection.
+    /// Futures WebSocket: streams per connection (COIN-M never more than 200).
     #[arg(
         long,
         env = "EXCHANGE_SIM_FUTURES_WS_MAX_STREAMS",
-        default_value_t = 200
+        default_value_t = 1024
     )]
     futures_ws_max_streams: usize,
 }

@@ -336,8 +336,11 @@ fn try_upgrade(
             streams.push(parsed);
         }
     }
-    if streams.len() > faults.max_streams {
-        return Err(reject(400, ws_error_inner(2, &too_many_streams(&faults))));
+    if streams.len() > faults.max_streams_in(ep.market) {
+        return Err(reject(
+            400,
+            ws_error_inner(2, &too_many_streams(&faults, ep.market)),
+        ));
     }
     if let Err(retry_after) = hub.admit(peer, &faults) {
         let mut resp = reject(
@@ -375,10 +378,10 @@ fn try_upgrade(
     Ok((resp, pending))
 }
 
-fn too_many_streams(f: &WsFaults) -> String {
+fn too_many_streams(f: &WsFaults, market: SimMarket) -> String {
     format!(
         "Invalid request: too many streams; at most {} per connection",
-        f.max_streams
+        f.max_streams_in(market)
     )
 }
 
@@ -809,8 +812,8 @@ impl Session {
                 }
                 parsed.retain(|p| !self.subs.iter().any(|s| s.name == p.name));
                 parsed.dedup_by(|a, b| a.name == b.name);
-                if self.subs.len() + parsed.len() > f.max_streams {
-                    return ws_error(2, &too_many_streams(f), &id);
+                if self.subs.len() + parsed.len() > f.max_streams_in(self.market) {
+                    return ws_error(2, &too_many_streams(f, self.market), &id);
                 }
                 let data = self.hub.data.borrow().clone();
                 let now = now_ms();

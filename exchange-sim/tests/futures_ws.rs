@@ -465,24 +465,34 @@ async fn futures_connection_limits_and_faults() {
     })
     .await;
     let fws = server.fws_url();
-    // 200 streams a connection (any USDT-quoted symbol is served; liquidations are quiet).
-    let names: Vec<String> = (0..201).map(|i| format!("c{i}usdt@forceOrder")).collect();
+    // 1024 streams a connection on USDⓈ-M (any USDT-quoted symbol is served; liquidations are
+    // quiet), 200 on COIN-M.
+    let names: Vec<String> = (0..1025).map(|i| format!("c{i}usdt@forceOrder")).collect();
     assert_eq!(
-        refused(&format!("{fws}/stream?streams={}", names.join("/"))).await,
+        refused(&format!("{fws}/market/stream?streams={}", names.join("/"))).await,
         400
     );
     let mut ws = connect(&format!(
         "{fws}/market/stream?streams={}",
-        names[..200].join("/")
+        names[..1024].join("/")
     ))
     .await;
     let r = reply(
         &mut ws,
-        serde_json::json!({"method":"SUBSCRIBE","params":[names[200]],"id":1}),
+        serde_json::json!({"method":"SUBSCRIBE","params":[names[1024]],"id":1}),
     )
     .await;
     assert_eq!(r["error"]["code"], 2, "{r}");
     drop(ws);
+    // COIN-M keeps 200 (its 8 perpetuals have fewer distinct streams than that to connect with).
+    let f = WsFaults::futures();
+    assert_eq!(
+        (
+            f.max_streams_in(SimMarket::UsdM),
+            f.max_streams_in(SimMarket::CoinM)
+        ),
+        (1024, 200)
+    );
 
     // Server pings at the futures interval; spot connections keep spot's (20 s).
     let mut fut = connect(&format!("{fws}/market/ws/btcusdt@markPrice@1s")).await;
@@ -528,7 +538,7 @@ async fn futures_connection_limits_and_faults() {
     assert!(ends(&mut spot, Duration::from_secs(3)).await);
     // /sim/futures_ws reads and changes the futures knobs only.
     let v = rest(server.local_addr(), "/sim/futures_ws").await;
-    assert_eq!(v["max_streams"], 200);
+    assert_eq!(v["max_streams"], 1024);
     assert_eq!(v["max_incoming_per_sec"], 10);
     assert_eq!(server.ws_faults(), WsFaults::default());
     server.shutdown().await;

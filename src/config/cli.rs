@@ -377,7 +377,7 @@ pub struct JobArgs {
     )]
     pub ws_rotate_after: f64,
 
-    /// Live types: streams per WebSocket connection [default and maximum: 1024 on spot, 200 on futures]
+    /// Live types: streams per WebSocket connection [default and maximum: 1024 on spot and usdm, 200 on coinm]
     #[arg(long, env = "WS_STREAMS_PER_CONNECTION", value_name = "N")]
     pub ws_streams_per_connection: Option<usize>,
 
