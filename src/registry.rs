@@ -125,6 +125,14 @@ impl LiveType {
         }
     }
 
+    /// Whether the stream pushes only when something happens, so that a range without a single
+    /// event is normal: `@forceOrder` sends a liquidation when one occurs, at most one a second
+    /// per symbol (derivatives docs, "Liquidation Order Streams"). The other streams push on a
+    /// clock or on every book change.
+    pub fn may_stay_silent(self) -> bool {
+        matches!(self, LiveType::Liquidations)
+    }
+
     /// The routed WebSocket endpoint of the stream on `market`: USDⓈ-M serves book streams
     /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market` (its legacy
     /// unrouted URLs were retired in 2026); spot and COIN-M have one endpoint for all.

@@ -311,3 +311,35 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
     }
     sim.shutdown().await;
 }
+
+/// Binance pushes `@forceOrder` only when a liquidation happens: a range in which none does is
+/// a complete load of nothing (exit 0), not a stream that failed (a retried Job would fail for
+/// good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_without_liquidations_is_a_complete_empty_load() {
+    let sim = sim(60_000, WsFaults::futures()).await;
+    let m = USDM;
+    // The exchange's own schedule picks a 3 s range, within the next two minutes, in which the
+    // symbol has no liquidation, nor in the seconds before it while the loader connects early.
+    let range = (0..120)
+        .map(|s| {
+            let (a, b) = live_range(3);
+            (a + s * 1000, b + s * 1000)
+        })
+        .find(|&(a, b)| data::liquidations(m.sim, m.symbol, a - 5_000, b - 1).is_empty())
+        .expect("a quiet 3 s within two minutes");
+    let topic = fresh_topic("usdm-quiet-liquidations");
+    let run = run_loader_async(
+        env(&sim, m, &topic, m.symbol, "ws_liquidations", range),
+        vec![],
+    )
+    .await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("pushes only when something happens"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(published(&topic), 0);
+    sim.shutdown().await;
+}

@@ -186,13 +186,19 @@ impl LiveSource {
         let is_book = self.live_type == LiveType::OrderBook;
         let close_at = self.range.map(|r| self.close_at(r));
 
+        // Whether Binance ever accepted the streams (a connection whose subscriptions were all
+        // acknowledged): what tells a quiet stream from one that was never there.
+        let mut subscribed = false;
         let outcome: Result<Ending> = loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break Ok(Ending::Stopped),
                 msg = msg_rx.recv() => {
                     let Some(msg) = msg else { break Ok(Ending::Stopped) };
                     match msg {
-                        StreamMessage::Connected { conn } => tracing::info!(conn, "live stream connected"),
+                        StreamMessage::Connected { conn } => {
+                            subscribed = true;
+                            tracing::info!(conn, "live stream connected");
+                        }
                         StreamMessage::Event { conn, stream, data } => {
                             sup.on_event(conn);
                             let Some(&idx) = by_stream.get(stream.as_str()) else {
@@ -261,7 +267,7 @@ impl LiveSource {
                         Err(e) => return Err(e),
                     }
                 }
-                self.check_stream_delivered(&states)?;
+                self.check_stream_delivered(&states, subscribed)?;
                 Ok(finish(states, reconnects, false))
             }
         }
@@ -277,9 +283,20 @@ impl LiveSource {
 
     /// A stream that delivered nothing for a whole range, while the exchange had records in it,
     /// is misconfigured (for example a `BINANCE_WS_URL` path Binance does not serve): the range
-    /// was completed over REST, but the job must not look healthy.
-    fn check_stream_delivered(&self, states: &[SymbolState]) -> Result<()> {
+    /// was completed over REST, but the job must not look healthy. A stream that pushes only
+    /// when something happens (liquidations) may be quiet for a whole range: once Binance
+    /// accepted it, silence is the answer.
+    fn check_stream_delivered(&self, states: &[SymbolState], subscribed: bool) -> Result<()> {
         if states.iter().any(|s| s.received > 0) {
+            return Ok(());
+        }
+        if self.live_type.may_stay_silent() && subscribed {
+            tracing::info!(
+                symbols = states.len(),
+                stream = %self.live_type.stream("<symbol>"),
+                "no event during the whole TIME_RANGE: this stream pushes only when something happens, \
+                 and nothing did"
+            );
             return Ok(());
         }
         let fetched: u64 = states.iter().map(|s| s.out.summary.backfilled).sum();
