@@ -158,6 +158,8 @@ pub enum ArchiveError {
     Unreadable { name: String, detail: String },
     #[error("{name}: cannot write the download to ARCHIVE_DIR: {detail}")]
     Disk { name: String, detail: String },
+    #[error("the archive at ARCHIVE_URL {url} cannot be reached ({detail})")]
+    Unreachable { url: String, detail: String },
     #[error("the job is stopping")]
     Cancelled,
 }
@@ -191,6 +193,10 @@ pub struct ArchiveClient {
     cfg: ArchiveConfig,
     pub stats: Arc<ArchiveStats>,
     cancel: CancellationToken,
+    /// Set by the first probe that could not connect: the archive is not asked again by this
+    /// job (clusters whose egress allows only the REST host are common, and each probe would
+    /// otherwise be retried as a transient error before anything is published).
+    unreachable: std::sync::OnceLock<String>,
 }
 
 enum Fetch {
@@ -212,7 +218,33 @@ impl ArchiveClient {
             cfg,
             stats: Arc::new(ArchiveStats::default()),
             cancel,
+            unreachable: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Why the archive cannot be reached, once a probe found that out.
+    pub fn unreachable(&self) -> Option<ArchiveError> {
+        self.unreachable
+            .get()
+            .map(|detail| ArchiveError::Unreachable {
+                url: self.cfg.url.clone(),
+                detail: detail.clone(),
+            })
+    }
+
+    /// Records that the archive cannot be reached; says so once.
+    fn mark_unreachable(&self, e: &reqwest::Error) -> ArchiveError {
+        let detail =
+            std::error::Error::source(e).map_or_else(|| e.to_string(), |s| format!("{e}: {s}"));
+        if self.unreachable.set(detail).is_ok() {
+            tracing::warn!(
+                archive_url = %self.cfg.url,
+                error = %e,
+                "the archive at ARCHIVE_URL cannot be reached: this job asks it nothing more \
+                 (SOURCE=auto loads everything over REST; SOURCE=archive fails)"
+            );
+        }
+        self.unreachable().expect("just set")
     }
 
     pub fn base_url(&self) -> &str {
@@ -243,6 +275,9 @@ impl ArchiveClient {
         let url = self.url(&format!("{}.CHECKSUM", file.path));
         let mut failures = 0;
         loop {
+            if let Some(e) = self.unreachable() {
+                return Err(e);
+            }
             let outcome = async {
                 let resp = self
                     .http
@@ -279,6 +314,11 @@ impl ArchiveClient {
                         name: file.name.clone(),
                         content: e.to_string(),
                     })
+                }
+                // Not a connection that failed, but one that never was: asking again would
+                // only repeat the wait.
+                Err(BodyError::Transport(e)) if e.is_connect() => {
+                    return Err(self.mark_unreachable(&e))
                 }
                 Err(e) => format!("{e} ({url})"),
             };

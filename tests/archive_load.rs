@@ -11,7 +11,9 @@ use std::time::Duration;
 use chrono::{Datelike, NaiveDate, Utc};
 use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
 use serde_json::Value;
-use support::loader::{fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run};
+use support::loader::{
+    closed_port, fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run,
+};
 
 /// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
 async fn sim(archive: ArchiveFaults) -> SimServer {
@@ -348,5 +350,57 @@ async fn header_rows_are_read_and_an_empty_range_is_not_an_error() {
     assert!(run.stdout.contains("published 0 records"), "{}", run.stdout);
     let report = verify_ok(&topic, empty, "api_candles_1h", &sim);
     assert_eq!(report["groups"][0]["empty_confirmed"], true, "{report}");
+    sim.shutdown().await;
+}
+
+/// An archive that cannot be reached (egress that allows only the REST host is common) is found
+/// out by the first probe, said once and routed around at once: `auto` loads everything over
+/// REST without retrying a single probe, and `SOURCE=archive` fails naming `ARCHIVE_URL`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_archive_is_said_once_and_rest_loads_everything() {
+    let sim = sim(ArchiveFaults::default()).await;
+    let nowhere = format!("http://127.0.0.1:{}", closed_port());
+    // Two whole months and some days: dozens of files to ask about.
+    let range = "2024-01-01:2024-03-05";
+    let (run, topic, st) = load(
+        &sim,
+        "api_candles_1h",
+        range,
+        "auto",
+        &[("ARCHIVE_URL", &nowhere)],
+    )
+    .await;
+    run.assert_ok();
+    let said = run.stderr.matches("asks it nothing more").count();
+    assert_eq!(said, 1, "said once: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("retrying") && !run.stderr.contains("falling back to REST"),
+        "no probe retried, no warning per file: {}",
+        run.stderr
+    );
+    assert!(
+        st.archive_downloads.is_empty(),
+        "{:?}",
+        st.archive_downloads
+    );
+    let report = verify_ok(&topic, range, "api_candles_1h", &sim);
+    assert_eq!(report["records"], 64 * 24, "{report}");
+
+    let (run, _, _) = load(
+        &sim,
+        "api_candles_1h",
+        range,
+        "archive",
+        &[("ARCHIVE_URL", &nowhere)],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("SOURCE=archive")
+            && run.stderr.contains(&format!("ARCHIVE_URL {nowhere}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.matches("asks it nothing more").count(), 1);
     sim.shutdown().await;
 }

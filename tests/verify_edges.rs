@@ -13,7 +13,8 @@ use exchange_sim::{Faults, SimConfig, SimServer};
 use serde_json::Value;
 use support::broker::{create_topic, message_count, produce_all, Broker, Record};
 use support::loader::{
-    fresh_topic, job_env, read_raw, run_loader, run_loader_async, verify_topic, with, Run,
+    closed_port, fresh_topic, job_env, read_raw, run_loader, run_loader_async, verify_topic, with,
+    Run,
 };
 
 /// 2024-01-01T00:00:00Z.
@@ -73,12 +74,6 @@ fn report(run: &Run) -> Value {
 /// The range of ids a report entry names, `[first, last]`.
 fn ids(v: &Value) -> (i64, i64) {
     (v[0].as_i64().unwrap(), v[1].as_i64().unwrap())
-}
-
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("address").port()
 }
 
 /// A complete topic passes; the same records without the first 7 and the last 5 fail with

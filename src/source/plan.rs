@@ -173,6 +173,14 @@ pub async fn plan(
             (_, Some(a), Some(l)) => (a.as_ref(), l),
         };
     let strict = ctx.mode == SourceMode::Archive;
+    if let Some(e) = archive.unreachable() {
+        // Found out by an earlier symbol's plan: nothing to ask.
+        if strict {
+            return Err(archive_error(e));
+        }
+        note_unreachable(fallbacks, &e);
+        return Ok(vec![Step::Rest(range)]);
+    }
     let concurrency = ctx.archive_concurrency * 2;
     let mut pieces = pieces(range, layout.daily);
     if !layout.monthly {
@@ -278,12 +286,23 @@ pub async fn plan(
 }
 
 fn note_fallback(fallbacks: &mut Vec<String>, symbol: &str, file: &ArchiveFile, e: &ArchiveError) {
+    if matches!(e, ArchiveError::Unreachable { .. }) {
+        return note_unreachable(fallbacks, e);
+    }
     let why = format!(
         "{}: loaded over REST because the archive failed: {e}",
         file.name
     );
     tracing::warn!(symbol, file = %file.name, error = %e, "archive unavailable for this file: falling back to REST");
     fallbacks.push(why);
+}
+
+/// One entry per symbol for an archive that cannot be reached (the client said so once).
+fn note_unreachable(fallbacks: &mut Vec<String>, e: &ArchiveError) {
+    let why = format!("every archive file: loaded over REST because {e}");
+    if !fallbacks.contains(&why) {
+        fallbacks.push(why);
+    }
 }
 
 fn missing(file: &ArchiveFile, archive: &ArchiveClient) -> LoaderError {

@@ -208,6 +208,12 @@ pub fn read_records(topic: &str) -> Vec<Value> {
     read_topic(topic).into_iter().map(|(_, v)| v).collect()
 }
 
+/// A port nothing listens on (bound by the OS, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
