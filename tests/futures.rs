@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
-use exchange_sim::{SimConfig, SimServer, SimStats};
+use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
 use serde_json::Value;
 use support::loader::{
     fresh_topic, job_env, read_raw, read_records, run_loader_async, verify_topic, with, Run,
@@ -112,6 +112,8 @@ fn verify_ok(sim: &SimServer, m: Futures, topic: &str, range: &str, ty: &str) ->
     let mut extra = m.vars(sim);
     extra.push(("SYMBOL", m.symbol.into()));
     extra.push(("TYPE", ty.into()));
+    // Futures historicalTrades, asked about a raw-trades topic's tail, needs a key.
+    extra.push(("BINANCE_API_KEY", "sim-key".into()));
     let v = verify_topic(topic, range, &extra, &[]);
     assert_eq!(v.code, Some(0), "verify {ty}: {}{}", v.stdout, v.stderr);
     serde_json::from_str(&v.stdout).expect("verify --json")
@@ -209,13 +211,16 @@ async fn candles_of_every_series_load_exactly_once_from_rest_and_archive() {
     sim.shutdown().await;
 }
 
-/// Aggregate and raw trades of two days, one before and one after header rows appeared, from
-/// REST (futures pages: 1,000 aggregate trades for 20, 500 raw trades for 20) and from the
-/// archive, byte-identical and without a gap.
+/// Aggregate and raw trades of two recent days from REST (futures pages: 1,000 aggregate trades
+/// for 20, 500 raw trades for 20) and from the archive, byte-identical and without a gap. Older
+/// than the year Binance's REST serves (here across the 2022 switch to header rows), they come
+/// from the archive alone, the partial days at the edges from the filtered daily files, without
+/// one trade request; `SOURCE=rest` for them is refused before anything is published.
 #[tokio::test(flavor = "multi_thread")]
 async fn trades_load_exactly_once_from_rest_and_archive() {
     let sim = sim(SimConfig::default()).await;
-    let range = "2021-12-31:2022-01-02";
+    let recent = format!("{}:{}", date(-20), date(-18));
+    let range = recent.as_str();
     for m in [USDM, COINM] {
         for (ty, endpoint, page) in [
             ("api_trades", "aggTrades", 1000),
@@ -251,12 +256,80 @@ async fn trades_load_exactly_once_from_rest_and_archive() {
             );
             let r: Value = serde_json::from_slice(&a[0]).unwrap();
             assert!(r.get("is_best_match").is_none(), "futures trades: {r}");
-            let report = verify_old_trades_ok(m, &rest_topic, range, ty);
+            let report = verify_ok(&sim, m, &rest_topic, range, ty);
             assert_eq!(report["records"], a.len() as u64);
+        }
+    }
+    // 2021-12-31 12:00 to 2022-01-01 06:00: two partial days, a year and more ago.
+    let old = "1640952000000:1641016800000";
+    for m in [USDM, COINM] {
+        for (ty, endpoint) in [
+            ("api_trades", "aggTrades"),
+            ("api_raw_trades", "historicalTrades"),
+        ] {
+            let key = [("BINANCE_API_KEY", "sim-key")];
+            let requests = |st: &SimStats| m.requests(st, "aggTrades") + m.requests(st, endpoint);
+            let before = requests(&sim.stats());
+            let (auto, topic) = load(&sim, m, ty, old, "auto", &key).await;
+            auto.assert_ok();
+            assert_eq!(
+                requests(&sim.stats()),
+                before,
+                "{} {ty}: trades older than a year come from the archive only",
+                m.market
+            );
+            let report = verify_old_trades_ok(m, &topic, old, ty);
+            assert!(
+                report["records"].as_u64().unwrap() > 1_000,
+                "{} {ty}: {report}",
+                m.market
+            );
+            let (rest, topic) = load(&sim, m, ty, old, "rest", &key).await;
+            assert_eq!(rest.code, Some(2), "{} {ty}: {}", m.market, rest.stderr);
+            assert!(
+                rest.stderr.contains("TIME_RANGE") && rest.stderr.contains("of the last year only"),
+                "{}",
+                rest.stderr
+            );
+            assert_eq!(payloads(&topic).len(), 0);
         }
     }
     let st = sim.stats();
     assert_eq!((st.responses_429, st.budget_violations), (0, 0), "{st:?}");
+    sim.shutdown().await;
+}
+
+/// Where the archive lacks or spoils a file of trades older than REST's year, nothing can stand
+/// in for it: the job fails saying so (exit 1, the next attempt tries the archive again)
+/// instead of publishing a hole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_trade_file_the_archive_lacks_or_spoils_fails_the_job_not_silently() {
+    let sim = sim(SimConfig {
+        archive: ArchiveFaults {
+            missing_days: vec!["2021-12-31".into()],
+            bad_checksum: vec!["BTCUSDT-aggTrades-2022-01-01.zip".into()],
+            ..ArchiveFaults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    // 2021-12-31 12:00-18:00: its daily file is missing. 2022-01-01 00:00-06:00: its daily
+    // file never matches its CHECKSUM.
+    for (range, why) in [
+        ("1640952000000:1640973600000", "is not in the archive"),
+        ("1640995200000:1641016800000", "does not match its CHECKSUM"),
+    ] {
+        let before = USDM.requests(&sim.stats(), "aggTrades");
+        let (run, topic) = load(&sim, USDM, "api_trades", range, "auto", &[]).await;
+        assert_eq!(run.code, Some(1), "{range}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(why) && run.stderr.contains("of the last year only"),
+            "{range}: {}",
+            run.stderr
+        );
+        assert_eq!(USDM.requests(&sim.stats(), "aggTrades"), before);
+        assert_eq!(payloads(&topic).len(), 0, "{range}");
+    }
     sim.shutdown().await;
 }
 
@@ -444,9 +517,10 @@ async fn futures_weights_and_request_limits_are_honoured_with_no_429() {
     for m in [USDM, COINM] {
         // A day of aggregate trades: 9 pages of 20 and the range-end searches, several
         // windows of the default share (60 of 120).
-        let (run, topic) = load(&sim, m, "api_trades", "2024-03-01:2024-03-02", "rest", &[]).await;
+        let day = format!("{}:{}", date(-10), date(-9));
+        let (run, topic) = load(&sim, m, "api_trades", &day, "rest", &[]).await;
         run.assert_ok();
-        verify_old_trades_ok(m, &topic, "2024-03-01:2024-03-02", "api_trades");
+        verify_ok(&sim, m, &topic, &day, "api_trades");
         // Request-counted endpoints next to the weighed ones: their unit of weight is counted.
         let (run, _) = load(
             &sim,

@@ -154,8 +154,8 @@ async fn futures_trades_older_than_a_year_are_unchecked_not_exchange_gaps() {
     ];
     let mut env = job_env(&sim.base_url(), &topic, "BTCUSDT", "api_trades", &range);
     env.extend(futures.iter().cloned());
-    // The simulator's horizon is off by default: this loads old trades over REST.
-    run_loader_async(with(env, &[("SOURCE", "rest")]), vec![])
+    // Older than REST serves: from the archive's daily file, filtered to the hour.
+    run_loader_async(with(env, &[("SOURCE", "archive")]), vec![])
         .await
         .assert_ok();
     let records = records_by_id(&topic);

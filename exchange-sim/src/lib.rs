@@ -222,9 +222,8 @@ pub struct SimConfig {
     /// counted back from the simulator's clock (Binance: one year since 2024-10-17, derivatives
     /// change log of 2024-10-10: `Some(365 days)`). A `startTime` before it, or a `fromId` whose
     /// trade is older, is answered with an empty list: Binance documents the limit but not its
-    /// answer, so that is an assumption. `None` (the default) serves every trade since the
-    /// listing, because the suites load futures trades of 2021-2024 over REST, which Binance no
-    /// longer does (issue 16).
+    /// answer, so that is an assumption. The default is Binance's year; `None` serves every
+    /// trade since the listing (for tests of the simulator's own data over REST).
     pub futures_agg_trades_horizon: Option<Duration>,
 }
 
@@ -247,7 +246,7 @@ impl Default for SimConfig {
             futures_data_limit: 1000,
             futures_data_window: Duration::from_secs(300),
             futures_ws: WsFaults::futures(),
-            futures_agg_trades_horizon: None,
+            futures_agg_trades_horizon: Some(Duration::from_secs(365 * 86_400)),
         }
     }
 }

@@ -202,7 +202,7 @@ struct Args {
     #[arg(
         long,
         env = "EXCHANGE_SIM_FUTURES_AGG_TRADES_HORIZON_DAYS",
-        default_value_t = 0
+        default_value_t = 365
     )]
     futures_agg_trades_horizon_days: u64,
     /// Futures: fundingRate requests per window and market.

@@ -356,7 +356,12 @@ async fn coinm_klines_page_backwards_from_end_time() {
 
 #[tokio::test]
 async fn trades_and_depth() {
-    let server = start(SimConfig::default()).await;
+    // Trades of 2024 over REST: older than Binance's year, served here to test the rows.
+    let server = start(SimConfig {
+        futures_agg_trades_horizon: None,
+        ..SimConfig::default()
+    })
+    .await;
     let fapi = server.fapi_url();
     let dapi = server.dapi_url();
     let d = server.data();

@@ -59,7 +59,18 @@ pub async fn load(
     }
     let layout = kind.archive_layout(ctx.market, &ctx.symbol);
     let mut fallbacks = Vec::new();
-    let steps = plan::plan(&ctx, layout.as_ref(), range, &mut fallbacks).await?;
+    // Futures trades: REST serves the last year only; older spans come from the archive.
+    let rest_from = kind
+        .horizon(ctx.market, true)
+        .map(|h| plan::RestFrom::new(h, &ctx));
+    let steps = plan::plan(
+        &ctx,
+        layout.as_ref(),
+        range,
+        rest_from.as_ref(),
+        &mut fallbacks,
+    )
+    .await?;
     describe(&ctx, &steps);
     // Files the archive could not even be asked about fall back like files that fail later.
     for _ in &fallbacks {
@@ -102,6 +113,14 @@ pub async fn load(
                 match result {
                     Ok(()) => {}
                     Err(ArchiveError::Cancelled) => return Err(LoaderError::Cancelled),
+                    // REST cannot stand in for a file older than what it serves.
+                    Err(e)
+                        if ctx.mode == SourceMode::Auto
+                            && rest_from.as_ref().is_some_and(|f| f.excludes(*span)) =>
+                    {
+                        let from = rest_from.as_ref().expect("checked");
+                        return Err(from.error(*span, &e.to_string()));
+                    }
                     Err(e) if ctx.mode == SourceMode::Auto && e.can_fall_back() => {
                         tracing::warn!(symbol = %ctx.symbol, file = %file.name, error = %e,
                             "archive file unusable: loading its span over REST instead");

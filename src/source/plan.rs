@@ -155,28 +155,109 @@ async fn probe_all(
         .await
 }
 
+/// The oldest time the REST API serves a type's history from, where it has a horizon (futures
+/// trades: the last year), with a day's margin so that a span planned near the edge is still
+/// served when its request goes out.
+#[derive(Debug, Clone)]
+pub struct RestFrom {
+    pub ms: i64,
+    /// Why older spans cannot come from REST, e.g. "Binance's REST serves USDⓈ-M aggregate
+    /// trades of the last year only".
+    pub why: String,
+}
+
+impl RestFrom {
+    pub fn new(horizon: crate::binance::endpoint::Horizon, ctx: &HistoryContext) -> RestFrom {
+        RestFrom {
+            ms: horizon.oldest(ctx.now_ms()) + crate::time_range::DAY_MS,
+            why: horizon.reason(ctx.market),
+        }
+    }
+
+    /// Whether `span` starts before what REST serves.
+    pub fn excludes(&self, span: TimeRange) -> bool {
+        span.start_ms < self.ms
+    }
+
+    /// The error for a span that only the archive could serve and did not.
+    pub fn error(&self, span: TimeRange, archive_said: &str) -> LoaderError {
+        LoaderError::Archive(format!(
+            "{} to {} cannot be loaded: {archive_said}, and {} (since {}); Binance's archive is the \
+             only source of older data",
+            crate::time_range::fmt_ms(span.start_ms),
+            crate::time_range::fmt_ms(span.end_ms),
+            self.why,
+            crate::time_range::fmt_ms(self.ms),
+        ))
+    }
+}
+
 /// Plans `range` (already cut at the present) for one symbol. Fallbacks decided here (the
-/// archive could not be asked) are appended to `fallbacks`.
+/// archive could not be asked) are appended to `fallbacks`. No span older than `rest_from`
+/// is planned over REST: with `SOURCE=rest` that is a configuration error, with `auto` those
+/// pieces come from the archive's files (filtered at the edges) or the plan fails.
 pub async fn plan(
     ctx: &HistoryContext,
     layout: Option<&ArchiveLayout>,
     range: TimeRange,
+    rest_from: Option<&RestFrom>,
     fallbacks: &mut Vec<String>,
 ) -> Result<Vec<Step>> {
+    let too_old = |mode: &str| -> Option<LoaderError> {
+        let from = rest_from.filter(|f| f.excludes(range))?;
+        Some(LoaderError::config(format!(
+            "TIME_RANGE starts at {} but {} (since {}), and {mode}; use SOURCE=auto or archive \
+             (the archive's daily and monthly files hold older data), or a later start",
+            crate::time_range::fmt_ms(range.start_ms),
+            from.why,
+            crate::time_range::fmt_ms(from.ms),
+        )))
+    };
     let (archive, layout) =
         match (ctx.mode, &ctx.archive, layout) {
-            (SourceMode::Rest, _, _) | (_, None, _) => return Ok(vec![Step::Rest(range)]),
+            (SourceMode::Rest, _, _) | (_, None, _) => {
+                return match too_old("SOURCE=rest never reads the archive") {
+                    Some(e) => Err(e),
+                    None => Ok(vec![Step::Rest(range)]),
+                }
+            }
             (SourceMode::Archive, _, None) => return Err(LoaderError::config(
                 "SOURCE=archive: the archive has no files for this TYPE; use SOURCE=auto or rest",
             )),
-            (SourceMode::Auto, _, None) => return Ok(vec![Step::Rest(range)]),
+            (SourceMode::Auto, _, None) => {
+                return match too_old("the archive has no files for this TYPE") {
+                    Some(e) => Err(e),
+                    None => Ok(vec![Step::Rest(range)]),
+                }
+            }
             (_, Some(a), Some(l)) => (a.as_ref(), l),
         };
-    let strict = ctx.mode == SourceMode::Archive;
+    let archive_only = ctx.mode == SourceMode::Archive;
+    // A piece that must come from the archive: every piece with SOURCE=archive, and those REST
+    // cannot serve with auto.
+    let strict_for = |span: TimeRange| archive_only || rest_from.is_some_and(|f| f.excludes(span));
+    // Why a piece that had to come from the archive cannot.
+    let not_there = |span: TimeRange, file: &ArchiveFile| match rest_from {
+        Some(f) if !archive_only => f.error(
+            span,
+            &format!(
+                "{} is not in the archive at ARCHIVE_URL {}",
+                file.name,
+                archive.base_url()
+            ),
+        ),
+        _ => missing(file, archive),
+    };
+    let failed = |span: TimeRange, e: ArchiveError| match rest_from {
+        Some(f) if !archive_only && !matches!(e, ArchiveError::Cancelled) => {
+            f.error(span, &e.to_string())
+        }
+        _ => archive_error(e),
+    };
     if let Some(e) = archive.unreachable() {
         // Found out by an earlier symbol's plan: nothing to ask.
-        if strict {
-            return Err(archive_error(e));
+        if strict_for(range) {
+            return Err(failed(range, e));
         }
         note_unreachable(fallbacks, &e);
         return Ok(vec![Step::Rest(range)]);
@@ -209,14 +290,15 @@ pub async fn plan(
         match piece {
             Piece::WholeMonth(m) => {
                 let (file, probed) = month_files.next().expect("one probe per month");
+                let strict = strict_for(m.span());
                 match probed {
                     Probed::Found(sum) => expanded.push((piece, Some((file, sum)))),
                     Probed::Missing if layout.daily => {
                         expanded.extend(days_of(m).map(|d| (d, None)))
                     }
-                    Probed::Missing if strict => return Err(missing(&file, archive)),
+                    Probed::Missing if strict => return Err(not_there(m.span(), &file)),
                     Probed::Missing => expanded.push((Piece::Partial(m, m.span()), None)),
-                    Probed::Failed(e) if strict => return Err(archive_error(e)),
+                    Probed::Failed(e) if strict => return Err(failed(m.span(), e)),
                     Probed::Failed(e) => {
                         note_fallback(fallbacks, &ctx.symbol, &file, &e);
                         expanded.push((Piece::Partial(m, m.span()), None));
@@ -232,7 +314,7 @@ pub async fn plan(
         .filter_map(|(p, found)| match (p, found) {
             (_, Some(_)) => None,
             (Piece::WholeDay(d), None) => Some(layout.file(*d)),
-            (Piece::Partial(period, _), None) if strict => Some(layout.file(*period)),
+            (Piece::Partial(period, span), None) if strict_for(*span) => Some(layout.file(*period)),
             _ => None,
         })
         .collect();
@@ -242,6 +324,11 @@ pub async fn plan(
             resolved.push((piece, found));
             continue;
         }
+        let span = match piece {
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span(),
+            Piece::Partial(_, r) => r,
+        };
+        let strict = strict_for(span);
         let asked =
             matches!(piece, Piece::WholeDay(_)) || (strict && matches!(piece, Piece::Partial(..)));
         if !asked {
@@ -251,12 +338,12 @@ pub async fn plan(
         let (file, probed) = day_files.next().expect("one probe per file asked");
         match probed {
             Probed::Found(sum) => resolved.push((piece, Some((file, sum)))),
-            Probed::Missing if strict => return Err(missing(&file, archive)),
+            Probed::Missing if strict => return Err(not_there(span, &file)),
             Probed::Missing => {
                 tracing::info!(symbol = %ctx.symbol, file = %file.name, "not in the archive (yet): loading it over REST");
                 resolved.push((piece, None));
             }
-            Probed::Failed(e) if strict => return Err(archive_error(e)),
+            Probed::Failed(e) if strict => return Err(failed(span, e)),
             Probed::Failed(e) => {
                 note_fallback(fallbacks, &ctx.symbol, &file, &e);
                 resolved.push((piece, None));
