@@ -115,6 +115,12 @@ pub(crate) fn funding_rate(q: &crate::query::Query, ctx: &Ctx<'_>) -> Result<Str
     let first = futures::first_funding_index(ctx.data.listed_at);
     let hi = futures::funding_index_at_or_before(&m, end.unwrap_or(ctx.now).min(ctx.now));
     let (lo, hi) = match start {
+        // COIN-M documents no order for bounds holding more than `limit` rows; its klines
+        // answer the newest rows then, and so does this (a client must not rely on either).
+        Some(s) if end.is_some() && ctx.market == SimMarket::CoinM => {
+            let lo = futures::funding_index_at_or_after(&m, s).max(first);
+            (lo.max(hi - limit + 1), hi)
+        }
         Some(s) => {
             let lo = futures::funding_index_at_or_after(&m, s).max(first);
             (lo, hi.min(lo + limit - 1))

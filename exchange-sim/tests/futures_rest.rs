@@ -557,6 +557,36 @@ async fn funding_rates_page_with_jittered_times() {
         v[0],
         serde_json::json!({"symbol":"BTCUSD_PERP","fundingTime":f.funding_time,"fundingRate":f.funding_rate})
     );
+    // Both bounds around more rows than the limit: USDⓈ-M answers the oldest, COIN-M (which
+    // documents no order) the newest.
+    let day_end = t + DAY - 1;
+    let day = data::funding_rates(SimMarket::CoinM, "BTCUSD_PERP", t, day_end);
+    let v = json(
+        &server,
+        &format!(
+            "{dapi}/dapi/v1/fundingRate?symbol=BTCUSD_PERP&startTime={t}&endTime={day_end}&limit=2"
+        ),
+    )
+    .await;
+    let times: Vec<i64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fundingTime"].as_i64().unwrap())
+        .collect();
+    let newest: Vec<i64> = day[day.len() - 2..]
+        .iter()
+        .map(|f| f.funding_time)
+        .collect();
+    assert_eq!(times, newest);
+    let v = json(
+        &server,
+        &format!(
+            "{fapi}/fapi/v1/fundingRate?symbol=BTCUSDT&startTime={t}&endTime={day_end}&limit=2"
+        ),
+    )
+    .await;
+    assert_eq!(v[0]["fundingTime"], expect[0].funding_time);
     let r = get(
         &server,
         &format!("{fapi}/fapi/v1/fundingRate?symbol=BTCUSDT&limit=1001"),

@@ -249,6 +249,20 @@ impl Endpoint {
 /// The largest page of aggregate trades, funding rates; spot's klines and raw trades.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
 
+/// How `fundingRate` is paged in `market`: `None` where Binance documents that a request
+/// holding more than `limit` rows answers the oldest ones ("return as startTime + limit",
+/// USDⓈ-M "Get Funding Rate History"), so pages follow the last time seen; on COIN-M, which
+/// documents no order (and whose klines answer the newest rows when both bounds are sent),
+/// windows of `MAX_PAGE_LIMIT` hours: funding settles at most hourly (the shortest
+/// `fundingIntervalHours` Binance sets is 1), so a window never holds more than a page,
+/// whatever order the rows come in.
+pub fn funding_window_ms(market: Market) -> Option<i64> {
+    match market {
+        Market::CoinM => Some(MAX_PAGE_LIMIT as i64 * 3_600_000),
+        Market::Spot | Market::UsdM => None,
+    }
+}
+
 /// The largest page of `/futures/data/` rows.
 pub const MAX_FUTURES_DATA_PAGE: u32 = 500;
 

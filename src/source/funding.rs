@@ -1,10 +1,12 @@
 //! Funding rates (`api_funding_rate`, futures perpetuals): every settlement whose funding time
 //! lies in the range, exactly once, from the REST `fundingRate` endpoint.
 //!
-//! Settlements are sparse (every 8 hours on most symbols, a year is about 1,100 rows), so pages
-//! of 1,000 are fetched one after another from the last funding time seen: a year costs two
-//! requests of the endpoint's own limit (500 per 5 minutes), and paging never assumes a grid,
-//! since Binance's funding times carry a few milliseconds and a symbol's interval can change.
+//! Settlements are sparse (every 8 hours on most symbols, a year is about 1,100 rows), so on
+//! USDⓈ-M pages of 1,000 are fetched one after another from the last funding time seen: a year
+//! costs two requests of the endpoint's own limit (500 per 5 minutes), and paging never assumes
+//! a grid, since Binance's funding times carry a few milliseconds and a symbol's interval can
+//! change. COIN-M documents no order for a request holding more than a page, so it is asked in
+//! windows that cannot hold one ([`funding_window_ms`]): nine requests a year.
 //! The archive's monthly `fundingRate` files lack the mark price REST gives, so REST is the
 //! one source and records are the same whatever SOURCE says.
 
@@ -14,7 +16,7 @@ use super::klines::SETTLE_MS;
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::ArchiveLayout;
 use crate::binance::api::RawFundingRate;
-use crate::binance::endpoint::MAX_PAGE_LIMIT;
+use crate::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
@@ -23,6 +25,54 @@ use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
 
 pub struct FundingHistory;
+
+/// Which `fundingRate` requests cover `[from, end)`: pages after the last time seen, or fixed
+/// windows (see [`funding_window_ms`]).
+struct FundingPager {
+    from: i64,
+    end: i64,
+    window: Option<i64>,
+}
+
+impl FundingPager {
+    fn new(market: Market, from: i64, end: i64) -> Self {
+        FundingPager {
+            from,
+            end,
+            window: funding_window_ms(market),
+        }
+    }
+
+    /// The next request's `[startTime, endTime]`, while any of the range is left.
+    fn next_request(&self) -> Option<(i64, i64)> {
+        (self.from < self.end).then(|| {
+            let to = self
+                .window
+                .map_or(self.end, |w| (self.from + w).min(self.end));
+            (self.from, to - 1)
+        })
+    }
+
+    /// Moves past an answer of `rows` rows whose newest time is `newest`.
+    fn advance(&mut self, rows: usize, newest: Option<i64>, symbol: &str) -> Result<()> {
+        let full = rows >= MAX_PAGE_LIMIT as usize;
+        match self.window {
+            Some(w) if full => {
+                return Err(LoaderError::Exchange(format!(
+                    "Binance answered a full page of {rows} funding rates of {symbol} for {} hours: more \
+                     settlements than hourly funding allows, so some of them may be missing from the answer",
+                    w / 3_600_000
+                )))
+            }
+            Some(w) => self.from = (self.from + w).min(self.end),
+            None => match newest {
+                Some(t) if full && t >= self.from => self.from = t + 1,
+                _ => self.from = self.end,
+            },
+        }
+        Ok(())
+    }
+}
 
 fn push(batch: &mut RecordBatch, r: &RawFundingRate<'_>) -> Result<()> {
     let key = batch.key("funding", r.funding_time);
@@ -74,31 +124,29 @@ impl History for FundingHistory {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let exchange = ctx.rest()?;
-            let mut from = match cursor.last {
+            let from = match cursor.last {
                 Some(last) => (last + 1).max(span.start_ms),
                 None => span.start_ms,
             };
-            while from < span.end_ms {
+            let mut pager = FundingPager::new(exchange.market(), from, span.end_ms);
+            while let Some((start, end_inclusive)) = pager.next_request() {
                 let page = exchange
-                    .funding_rates(&ctx.symbol, from, span.end_ms - 1, MAX_PAGE_LIMIT)
+                    .funding_rates(&ctx.symbol, start, end_inclusive, MAX_PAGE_LIMIT)
                     .await?;
-                let rows = page.rows()?;
+                let mut rows = page.rows()?;
+                rows.sort_unstable_by_key(|r| r.funding_time);
                 let mut batch = ctx.batch(rows.len());
-                let mut newest = None;
                 for r in &rows {
-                    newest = newest.max(Some(r.funding_time));
-                    if r.funding_time < span.end_ms && cursor.admit(r.funding_time, r.funding_time)
+                    if (start..=end_inclusive).contains(&r.funding_time)
+                        && cursor.admit(r.funding_time, r.funding_time)
                     {
                         push(&mut batch, r)?;
                     }
                 }
-                let full = rows.len() >= MAX_PAGE_LIMIT as usize;
+                let (n, newest) = (rows.len(), rows.last().map(|r| r.funding_time));
                 drop(rows);
                 out.send(batch, Origin::Rest).await?;
-                match newest {
-                    Some(t) if full && t >= from => from = t + 1,
-                    _ => break,
-                }
+                pager.advance(n, newest, &ctx.symbol)?;
             }
             Ok(())
         })
@@ -112,22 +160,20 @@ impl History for FundingHistory {
     ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
         Box::pin(async move {
             let mut times = Vec::new();
-            let mut from = range.start_ms;
-            while from < range.end_ms {
+            let mut pager = FundingPager::new(exchange.market(), range.start_ms, range.end_ms);
+            while let Some((start, end_inclusive)) = pager.next_request() {
                 let page = exchange
-                    .funding_rates(symbol, from, range.end_ms - 1, MAX_PAGE_LIMIT)
+                    .funding_rates(symbol, start, end_inclusive, MAX_PAGE_LIMIT)
                     .await?;
                 let rows = page.rows()?;
-                let before = times.len();
-                times.extend(
-                    rows.iter()
-                        .map(|r| r.funding_time)
-                        .filter(|&t| range.contains(t) && t >= from),
-                );
-                match times.get(before..).and_then(|new| new.iter().max()) {
-                    Some(&t) if rows.len() >= MAX_PAGE_LIMIT as usize => from = t + 1,
-                    _ => break,
-                }
+                let mut new: Vec<i64> = rows
+                    .iter()
+                    .map(|r| r.funding_time)
+                    .filter(|t| (start..=end_inclusive).contains(t))
+                    .collect();
+                new.sort_unstable();
+                pager.advance(rows.len(), new.last().copied(), symbol)?;
+                times.extend(new);
             }
             Ok(Some(times))
         })
