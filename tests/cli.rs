@@ -259,6 +259,19 @@ fn each_bad_setting_exits_2_naming_its_variable() {
             "BINANCE_API_KEY",
             "SOURCE=archive",
         ),
+        // COIN-M keeps ratios per pair: two contracts of one pair would publish one series twice.
+        (
+            with(
+                &[
+                    ("MARKET", "coinm"),
+                    ("TYPE", "api_long_short_ratio_1h"),
+                    ("SYMBOL", "BTCUSD_PERP,BTCUSD_250926"),
+                ],
+                &[],
+            ),
+            "SYMBOL BTCUSD_250926",
+            "per pair",
+        ),
         // Plain text only to this machine, unless the user opts in.
         (
             with(&[("BINANCE_API_URL", "http://10.0.0.5:8080")], &[]),

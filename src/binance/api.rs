@@ -255,16 +255,11 @@ impl Exchange {
         let mut query = Vec::with_capacity(6);
         match self.market() {
             Market::CoinM => {
+                if let Some(e) = super::endpoint::coinm_series_symbol_error(series, symbol) {
+                    return Err(LoaderError::config(e));
+                }
                 query.push(("pair", self.market().pair_of(symbol).to_string()));
                 if series == FuturesSeries::OpenInterest {
-                    // Kept per contract type; a delivery contract is CURRENT_QUARTER or
-                    // NEXT_QUARTER depending on the date, so only the perpetual is unambiguous.
-                    if !symbol.ends_with("_PERP") {
-                        return Err(LoaderError::config(format!(
-                            "SYMBOL {symbol}: COIN-M keeps open interest per contract type, not per delivery contract; load the perpetual ({}_PERP)",
-                            self.market().pair_of(symbol)
-                        )));
-                    }
                     query.push(("contractType", "PERPETUAL".to_string()));
                 }
             }

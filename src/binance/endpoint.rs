@@ -86,6 +86,32 @@ impl FuturesSeries {
             FuturesSeries::TopPositionRatio => "topLongShortPositionRatio",
         }
     }
+
+    /// What COIN-M keeps the series per (COIN-M "Open Interest Statistics": `pair` and
+    /// `contractType`; the long/short ratio endpoints: `pair` alone). Either way one series
+    /// stands for every contract of a pair, and a delivery contract is the current or next
+    /// quarter depending on the date, so only the perpetual (`<PAIR>_PERP`) names it
+    /// unambiguously, and two contracts of one pair would publish one series twice.
+    pub fn coinm_kept_per(self) -> &'static str {
+        match self {
+            FuturesSeries::OpenInterest => "contract type",
+            _ => "pair",
+        }
+    }
+}
+
+/// Why `symbol` cannot name COIN-M's `series`, if it cannot (see
+/// [`FuturesSeries::coinm_kept_per`]).
+pub fn coinm_series_symbol_error(series: FuturesSeries, symbol: &str) -> Option<String> {
+    let pair = Market::CoinM.pair_of(symbol);
+    (!symbol.ends_with("_PERP")).then(|| {
+        format!(
+            "SYMBOL {symbol}: COIN-M keeps {} per {}, not per delivery contract; load the perpetual \
+             ({pair}_PERP), whose records stand for the pair",
+            series.endpoint_name(),
+            series.coinm_kept_per()
+        )
+    })
 }
 
 /// A limit counted in requests rather than weight, kept separately by the client.

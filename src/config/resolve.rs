@@ -526,6 +526,18 @@ impl JobArgs {
                 ),
             }));
         }
+        if let (
+            Market::CoinM,
+            DataType::History(crate::registry::HistoryType::FuturesData(series, _)),
+        ) = (market, data_type)
+        {
+            if let Some(e) = all_symbols
+                .iter()
+                .find_map(|s| crate::binance::endpoint::coinm_series_symbol_error(series, s))
+            {
+                return Err(LoaderError::config(e));
+            }
+        }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
         let api_key = non_empty(&self.binance_api_key).map(Secret::new);
         let reads_raw_trades = data_type == DataType::History(crate::registry::HistoryType::Trades);
