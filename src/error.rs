@@ -1,7 +1,8 @@
 //! The loader's error type and how each kind of failure maps to a process exit code.
 //!
 //! Kubernetes retries a Job on a non-zero exit, so the code says whether a retry can help:
-//! 2 for configuration mistakes (a retry repeats them), 1 for everything else.
+//! 2 for configuration mistakes (a retry repeats them), 4 for an IP Binance refuses for a long
+//! time (a retry at once would call during the ban), 1 for everything else.
 
 use std::fmt;
 
@@ -41,6 +42,12 @@ pub enum LoaderError {
     /// without publishing more; the other carries the load.
     #[error("{0}")]
     Fenced(String),
+    /// Binance refuses this IP for longer than the job may wait (a 418 ban or a 429 with a long
+    /// Retry-After beyond MAX_RETRY_AFTER, a 403 from its firewall). A pod restarted at once
+    /// would call while the ban runs, and repeat offenders are banned longer: the manifests do
+    /// not retry this exit code.
+    #[error("{0}")]
+    Banned(String),
     /// Anything else (I/O, internal invariants).
     #[error("{0}")]
     Other(String),
@@ -54,6 +61,7 @@ impl LoaderError {
             LoaderError::Cancelled => 0,
             LoaderError::Signalled { signal, .. } => signal.exit_code(),
             LoaderError::Fenced(_) => EXIT_FENCED,
+            LoaderError::Banned(_) => EXIT_BANNED,
             _ => 1,
         }
     }
@@ -69,6 +77,9 @@ impl LoaderError {
 
 /// Exit code of a job fenced by another instance of itself.
 pub const EXIT_FENCED: i32 = 3;
+
+/// Exit code of a job whose IP Binance refuses for longer than it may wait.
+pub const EXIT_BANNED: i32 = 4;
 
 /// The signals that stop a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -440,7 +440,7 @@ async fn stop_addressed_to_all_exits_0_and_sigterm_exits_143_then_the_rerun_fini
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_1() {
+async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_4() {
     let sim = slow_sim().await;
     let s = setup(
         &sim,
@@ -474,7 +474,7 @@ async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_1
         tokio::task::spawn_blocking(move || (wait(child, Duration::from_secs(60)), events(&s)))
             .await
             .unwrap();
-    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert_eq!(exit.code, Some(4), "{}", exit.stderr);
     assert!(!exit.stderr.contains("panicked"));
     // The last words are the error, as one JSON log line (off a terminal).
     let last: Value = serde_json::from_str(exit.stderr.lines().last().unwrap()).unwrap();

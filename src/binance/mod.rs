@@ -52,6 +52,7 @@ impl Exchange {
         let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| match e {
             RestError::Cancelled { .. } => LoaderError::Cancelled,
             e @ RestError::RestrictedLocation { .. } => LoaderError::config(e.to_string()),
+            e if e.ban().is_some() => LoaderError::Banned(e.ban().unwrap_or_default()),
             e => LoaderError::Exchange(format!(
                 "cannot reach Binance at {} {}: {e}",
                 cfg.market.rest_url_var().0,
@@ -184,6 +185,9 @@ pub fn exchange_error(e: RestError, market: Market, symbol: Option<&str>) -> Loa
         (RestError::Cancelled { .. }, _) => LoaderError::Cancelled,
         // Where the job runs is configuration: Kubernetes must not retry it (exit 2).
         (RestError::RestrictedLocation { .. }, _) => LoaderError::config(e.to_string()),
+        (RestError::RetryAfterTooLong { .. } | RestError::Forbidden { .. }, _) => {
+            LoaderError::Banned(e.ban().unwrap_or_else(|| e.to_string()))
+        }
         (RestError::Binance { code: -1121, msg, .. }, Some(s)) => LoaderError::config(format!(
             "SYMBOL {s} is not a Binance {market} symbol (Binance: {msg:?}, code -1121); check the spelling and MARKET, e.g. {}",
             market.example_symbol()

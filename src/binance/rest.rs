@@ -380,6 +380,28 @@ impl RestClient {
     }
 }
 
+impl RestError {
+    /// Whether Binance refuses this IP for longer than the job waits: a retry now would only
+    /// call during the ban (see [`LoaderError::Banned`](crate::error::LoaderError::Banned)).
+    pub fn ban(&self) -> Option<String> {
+        match self {
+            RestError::RetryAfterTooLong { retry_after, .. } => {
+                let until = chrono::Utc::now()
+                    + chrono::Duration::from_std(*retry_after).unwrap_or(chrono::Duration::MAX);
+                Some(format!(
+                    "{self}. Binance refuses this IP until about {}: the Job is not retried (exit 4); start it \
+                     again after that, or raise MAX_RETRY_AFTER to wait it out",
+                    until.format("%Y-%m-%dT%H:%M:%SZ")
+                ))
+            }
+            RestError::Forbidden { .. } => Some(format!(
+                "{self}. Binance does not say for how long: the Job is not retried (exit 4); start it again later"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// The server's weight count for the current window, from `X-MBX-USED-WEIGHT-<n><unit>`.
 fn used_weight(headers: &HeaderMap) -> Option<u32> {
     headers
