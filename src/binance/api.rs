@@ -323,15 +323,30 @@ impl Exchange {
 
     /// The first aggregate trade with time `>= t`, or `None` when there is none yet.
     ///
-    /// One request when a trade happened within the hour after `t` (the usual case); otherwise
-    /// the newest trade bounds the search and a binary search over ids (ids are ordered by
-    /// time) finds it in about 30 requests, however long ago `t` was or however quiet the
-    /// symbol has been since: never a walk over hours.
+    /// On spot one request (`startTime` alone). On futures one request when a trade happened
+    /// within the hour after `t` (the usual case); otherwise the newest trade bounds the search
+    /// and a binary search over ids (ids are ordered by time) finds it in about 30 requests,
+    /// however long ago `t` was or however quiet the symbol has been since: never a walk over
+    /// hours.
     pub async fn first_agg_trade_at_or_after(
         &self,
         symbol: &str,
         t: i64,
     ) -> Result<Option<AggTradeRef>> {
+        if super::endpoint::agg_trades_from_start_alone(self.market()) {
+            let query = [
+                ("symbol", symbol.to_string()),
+                ("startTime", t.to_string()),
+                ("limit", "1".to_string()),
+            ];
+            let page: Page<AggTrades> =
+                Page::new(self.call(Endpoint::AggTrades, symbol, &query).await?);
+            return Ok(page
+                .rows()?
+                .first()
+                .map(AggTradeRef::of)
+                .filter(|r| r.time >= t));
+        }
         let page = self
             .agg_trades_between(symbol, t, t + AGG_WINDOW_MS - 1, 1)
             .await?;

@@ -272,6 +272,14 @@ impl Endpoint {
     }
 }
 
+/// Whether `aggTrades` answers `startTime` alone with the first trades at or after it, however
+/// long ago: spot since 2023-07-11 (spot change log; weight 4). Futures keep the one-hour window
+/// between `startTime` and `endTime`, so a time there is found through a window and, past it, a
+/// search over ids.
+pub fn agg_trades_from_start_alone(market: Market) -> bool {
+    market == Market::Spot
+}
+
 /// The largest page of aggregate trades, funding rates; spot's klines and raw trades.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
 
