@@ -409,6 +409,26 @@ async fn open_interest_and_ratios_load_exactly_once_within_what_binance_keeps() 
         );
         verify_ok(&sim, m, &topic, &old, "api_open_interest_1h");
 
+        // A partial first day older than REST keeps comes from its metrics file, filtered.
+        let day_ms = |days: i64| {
+            (Utc::now().date_naive() + Days::days(days))
+                .and_hms_opt(0, 0, 0)
+                .unwrap()
+                .and_utc()
+                .timestamp_millis()
+        };
+        let partial = format!("{}:{}", day_ms(-35) + 6 * 3_600_000, day_ms(-33));
+        let oi_requests = |st: &SimStats| {
+            let path = format!("/{}/futures/data/openInterestHist", m.market);
+            st.per_endpoint.get(&path).copied().unwrap_or(0)
+        };
+        let before = oi_requests(&sim.stats());
+        let (run, topic) = load(&sim, m, "api_open_interest_1h", &partial, "auto", &[]).await;
+        run.assert_ok();
+        assert_eq!(read_records(&topic).len(), 42, "{}", m.market);
+        assert_eq!(oi_requests(&sim.stats()), before, "{}", m.market);
+        verify_ok(&sim, m, &topic, &partial, "api_open_interest_1h");
+
         // The last 5 whole days from both sources: the same records.
         let recent = format!("{}:{}", date(-5), date(0));
         let (rest, rest_topic) = load(&sim, m, "api_open_interest_5m", &recent, "rest", &[]).await;

@@ -13,6 +13,7 @@ use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
 use super::klines::SETTLE_MS;
+use super::plan::RestFrom;
 use super::{Cursor, Emitter, History, HistoryContext, Probe, SourceMode};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::RawFuturesData;
@@ -176,6 +177,19 @@ impl History for FuturesDataHistory {
             c: None,
         };
         self.push(batch, t, values)
+    }
+
+    /// Open interest older than REST keeps comes from the metrics files, the partial days at
+    /// the range's edges filtered from theirs; the ratios have no such source (their refusal is
+    /// in [`load_rest`](History::load_rest), which names what the files lack).
+    fn rest_from(&self, ctx: &HistoryContext) -> Option<RestFrom> {
+        (self.series == FuturesSeries::OpenInterest).then(|| RestFrom {
+            ms: self.oldest_on_rest(ctx.now_ms()) + crate::time_range::DAY_MS,
+            why: format!(
+                "Binance keeps {} for the last 30 days only",
+                self.series.endpoint_name()
+            ),
+        })
     }
 
     fn load_rest<'a>(

@@ -59,10 +59,9 @@ pub async fn load(
     }
     let layout = kind.archive_layout(ctx.market, &ctx.symbol);
     let mut fallbacks = Vec::new();
-    // Futures trades: REST serves the last year only; older spans come from the archive.
-    let rest_from = kind
-        .horizon(ctx.market, true)
-        .map(|h| plan::RestFrom::new(h, &ctx));
+    // Futures trades (the last year) and open interest (30 days): older spans come from the
+    // archive.
+    let rest_from = kind.rest_from(&ctx);
     let steps = plan::plan(
         &ctx,
         layout.as_ref(),

@@ -173,6 +173,14 @@ pub trait History: Send + Sync + 'static {
         probe: Probe,
     ) -> BoxFuture<'a, Result<bool>>;
 
+    /// The oldest time REST serves this type's history from (with a margin), where it has a
+    /// limit: no older span is planned over REST ([`plan::plan`]). By default the limit of
+    /// [`horizon`](Self::horizon) by time.
+    fn rest_from(&self, ctx: &HistoryContext) -> Option<plan::RestFrom> {
+        self.horizon(ctx.market, true)
+            .map(|h| plan::RestFrom::new(h, ctx))
+    }
+
     /// How far back [`exists`](Self::exists) can ask the exchange about a probe in `market`
     /// (`by_time`: a [`Probe::Time`], else [`Probe::Ordinals`]); `None` where unlimited.
     fn horizon(&self, market: Market, by_time: bool) -> Option<crate::binance::endpoint::Horizon> {
