@@ -27,6 +27,11 @@ pub const MAX_CSV_LINE: usize = 64 << 10;
 /// One WebSocket message (and frame). Binance's largest are depth updates of a few hundred KB.
 pub const MAX_WS_MESSAGE: usize = 16 << 20;
 
+/// What one WebSocket connection may hold for the live source while it is busy (a backfill, a
+/// paced order-book snapshot): the reader keeps reading and answering pings meanwhile, and past
+/// this gives the connection up. A second of 1,024 depth streams is a few MB.
+pub const MAX_WS_BACKLOG: usize = 64 << 20;
+
 /// Redirects followed for one REST request.
 const MAX_REDIRECTS: usize = 5;
 

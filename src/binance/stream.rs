@@ -99,6 +99,77 @@ pub fn combined_plan(base: &str, route: &str, streams: &[String]) -> StreamPlan 
     }
 }
 
+/// What a connection read and the live source has not taken yet. The reader keeps reading (and
+/// answering pings) while the source is busy with a backfill or a paced snapshot; once more
+/// than [`MAX_WS_BACKLOG`](crate::bounds::MAX_WS_BACKLOG) waits, the connection is given up
+/// like a dropped one (what it carried is backfilled where Binance allows), instead of the
+/// reader stopping until Binance closes it for pongs that never came.
+struct Outbox {
+    held: VecDeque<StreamMessage>,
+    bytes: usize,
+}
+
+/// Why the reader stops.
+enum Stop {
+    SourceEnded,
+    Overrun(usize),
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            held: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn size(msg: &StreamMessage) -> usize {
+        64 + match msg {
+            StreamMessage::Event { stream, data, .. } => stream.len() + data.get().len(),
+            _ => 0,
+        }
+    }
+
+    /// Hands `msg` on at once if the source has room and nothing waits before it; holds it
+    /// otherwise.
+    fn push(&mut self, tx: &mpsc::Sender<StreamMessage>, msg: StreamMessage) -> Result<(), Stop> {
+        let msg = if self.held.is_empty() {
+            match tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(msg)) => msg,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::SourceEnded),
+            }
+        } else {
+            msg
+        };
+        self.bytes += Self::size(&msg);
+        self.held.push_back(msg);
+        if self.bytes > crate::bounds::MAX_WS_BACKLOG {
+            return Err(Stop::Overrun(self.bytes));
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<StreamMessage> {
+        let msg = self.held.pop_front()?;
+        self.bytes -= Self::size(&msg);
+        Some(msg)
+    }
+}
+
+impl Stop {
+    fn reason(self) -> Result<String, String> {
+        match self {
+            Stop::SourceEnded => Ok("source ended".into()),
+            Stop::Overrun(bytes) => Err(format!(
+                "the loader fell {} behind this connection (it kept reading and answering pings meanwhile): \
+                 giving the connection up; what it carried is backfilled where Binance allows",
+                crate::bounds::human(bytes)
+            )),
+        }
+    }
+}
+
 /// Runs one connection until it closes; everything it sees goes to `tx`.
 pub async fn run_connection(
     plan: StreamPlan,
@@ -106,10 +177,17 @@ pub async fn run_connection(
     idle_timeout: Duration,
     tx: mpsc::Sender<StreamMessage>,
 ) {
-    let reason = match connect_and_read(&plan, conn, idle_timeout, &tx).await {
+    let mut outbox = Outbox::new();
+    let reason = match connect_and_read(&plan, conn, idle_timeout, &tx, &mut outbox).await {
         Ok(r) => r,
         Err(e) => e,
     };
+    // What the connection read before it ended is delivered before it is reported closed.
+    while let Some(msg) = outbox.pop() {
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
     let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
 }
 
@@ -146,6 +224,7 @@ async fn connect_and_read(
     conn: u64,
     idle_timeout: Duration,
     tx: &mpsc::Sender<StreamMessage>,
+    outbox: &mut Outbox,
 ) -> Result<String, String> {
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
@@ -165,10 +244,10 @@ async fn connect_and_read(
     // Subscriptions go out paced; their replies are read (and pings answered) in the loop below.
     let mut pending_subscribes = plan.subscribe.iter().enumerate().peekable();
     let mut next_subscribe = Instant::now();
-    if pending_subscribes.peek().is_none()
-        && tx.send(StreamMessage::Connected { conn }).await.is_err()
-    {
-        return Ok("source ended".into());
+    if pending_subscribes.peek().is_none() {
+        if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+            return stop.reason();
+        }
     }
     let mut unanswered = plan.subscribe.len();
     // Liveness: any frame counts. A quiet stream (futures servers ping only every 3 minutes, an
@@ -194,7 +273,18 @@ async fn connect_and_read(
             until = until.min(next_subscribe);
         }
         let wait = until.saturating_duration_since(Instant::now());
-        let frame = match tokio::time::timeout(wait, ws.next()).await {
+        let next = tokio::select! {
+            permit = tx.reserve(), if !outbox.held.is_empty() => {
+                match (permit, outbox.pop()) {
+                    (Ok(permit), Some(msg)) => permit.send(msg),
+                    (Err(_), _) => return Ok("source ended".into()),
+                    (Ok(_), None) => {}
+                }
+                continue;
+            }
+            next = tokio::time::timeout(wait, ws.next()) => next,
+        };
+        let frame = match next {
             Err(_) if Instant::now() >= dead_at => {
                 let _ = ws.close(None).await;
                 return Err(format!(
@@ -223,9 +313,10 @@ async fn connect_and_read(
                 }
                 if reply.id.is_some() {
                     unanswered = unanswered.saturating_sub(1);
-                    if unanswered == 0 && tx.send(StreamMessage::Connected { conn }).await.is_err()
-                    {
-                        return Ok("source ended".into());
+                    if unanswered == 0 {
+                        if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+                            return stop.reason();
+                        }
                     }
                     continue;
                 }
@@ -261,8 +352,8 @@ async fn connect_and_read(
                         }
                     },
                 };
-                if tx.send(msg).await.is_err() {
-                    return Ok("source ended".into());
+                if let Err(stop) = outbox.push(tx, msg) {
+                    return stop.reason();
                 }
             }
             Message::Ping(payload) => {
@@ -323,6 +414,81 @@ impl ConnectionAttempts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that sends `events` aggTrade events at once, then pings every 20 ms and reports
+    /// each pong it gets on the returned channel.
+    async fn pinging_server(events: u64) -> (String, mpsc::UnboundedReceiver<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "ws://{}/stream?streams=x@aggTrade",
+            listener.local_addr().unwrap()
+        );
+        let (pongs, pong_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for a in 0..events {
+                let text =
+                    format!(r#"{{"stream":"x@aggTrade","data":{{"e":"aggTrade","a":{a}}}}}"#);
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            let mut ping = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    _ = ping.tick() => {
+                        if ws.send(Message::Ping(b"p".to_vec().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    frame = ws.next() => match frame {
+                        Some(Ok(Message::Pong(_))) => {
+                            let _ = pongs.send(());
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+        });
+        (url, pong_rx)
+    }
+
+    /// However long the live source takes to come back for the next event (here: it takes
+    /// nothing until the server has had pongs), the reader keeps answering pings, and then
+    /// delivers every event it held, in order.
+    #[tokio::test]
+    async fn pings_are_answered_while_the_source_is_busy() {
+        let events = 500;
+        let (url, mut pongs) = pinging_server(events).await;
+        let (tx, mut rx) = mpsc::channel(1);
+        let plan = StreamPlan {
+            url,
+            subscribe: Vec::new(),
+        };
+        let reader = tokio::spawn(run_connection(plan, 7, Duration::from_secs(30), tx));
+        // The channel holds one message: the reader is 500 events ahead of a source that takes
+        // nothing. Pongs must keep coming all the same.
+        for _ in 0..5 {
+            tokio::time::timeout(Duration::from_secs(10), pongs.recv())
+                .await
+                .expect("a pong while the source was busy")
+                .expect("the server runs");
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Some(StreamMessage::Connected { conn: 7 })
+        ));
+        for a in 0..events {
+            match rx.recv().await {
+                Some(StreamMessage::Event { data, .. }) => {
+                    let v: serde_json::Value = serde_json::from_str(data.get()).unwrap();
+                    assert_eq!(v["a"], a);
+                }
+                other => panic!("event {a}: {other:?}"),
+            }
+        }
+        reader.abort();
+    }
 
     /// Spot's and futures' refusals are both refusals; an acknowledgement and events are not.
     #[test]
