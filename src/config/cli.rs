@@ -265,18 +265,8 @@ pub struct JobArgs {
     )]
     pub binance_dws_url: String,
 
-    /// Allow plain http:// and ws:// URLs to hosts that are not loopback (a simulator or proxy on a network you trust); without it only https/wss, or http/ws to localhost, are accepted
-    #[arg(long, env = "ALLOW_INSECURE_URLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
-    pub allow_insecure_urls: bool,
-
-    /// Binance API key, sent as X-MBX-APIKEY (market data needs none)
-    #[arg(
-        long,
-        env = "BINANCE_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub binance_api_key: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
 
     /// Binance API secret (accepted for compatibility; market data is unsigned)
     #[arg(
@@ -458,6 +448,23 @@ pub struct JobArgs {
     pub kafka: KafkaArgs,
 }
 
+/// How Binance is reached beyond its URLs; shared by the job and `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// Binance API key, sent as X-MBX-APIKEY and only to the configured REST URL. Market data needs none, except futures historicalTrades: TYPE api_raw_trades on usdm or coinm over REST, and verify asking about gaps in such a topic
+    #[arg(
+        long,
+        env = "BINANCE_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub binance_api_key: Option<String>,
+
+    /// Allow plain http:// and ws:// URLs to hosts that are not loopback (a simulator or proxy on a network you trust); without it only https/wss, or http/ws to localhost, are accepted
+    #[arg(long, env = "ALLOW_INSECURE_URLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
+    pub allow_insecure_urls: bool,
+}
+
 /// How to reach Kafka; shared by the job and `verify`.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
@@ -576,19 +583,8 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_dapi_url: String,
-    /// Allow plain http:// and ws:// URLs to hosts that are not loopback (a simulator or proxy on a network you trust); without it only https/wss, or http/ws to localhost, are accepted
-    #[arg(long, env = "ALLOW_INSECURE_URLS", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", value_name = "BOOL")]
-    pub allow_insecure_urls: bool,
-
-    /// Binance API key, sent as X-MBX-APIKEY: futures historicalTrades (asked about gaps in a
-    /// futures raw-trades topic) needs one
-    #[arg(
-        long,
-        env = "BINANCE_API_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub binance_api_key: Option<String>,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Do not ask Binance about gaps: every inner gap counts as missing, and the edges of
     /// id-ordered types are not checked (a note says so)
     #[arg(long)]

@@ -365,12 +365,12 @@ impl VerifyArgs {
             Market::UsdM => &self.binance_fapi_url,
             Market::CoinM => &self.binance_dapi_url,
         };
-        let api_url = http_url(var, value, example, self.allow_insecure_urls)?;
+        let api_url = http_url(var, value, example, self.access.allow_insecure_urls)?;
         Ok(BinanceConfig {
             market,
             api_url,
             ws_url: String::new(),
-            api_key: non_empty(&self.binance_api_key).map(Secret::new),
+            api_key: non_empty(&self.access.binance_api_key).map(Secret::new),
             rate_limit_share: 0.2,
             concurrency: 4,
             page_limit: 1000,
@@ -501,12 +501,17 @@ impl JobArgs {
             Market::UsdM => (&self.binance_fapi_url, &self.binance_fws_url),
             Market::CoinM => (&self.binance_dapi_url, &self.binance_dws_url),
         };
-        let api_url = http_url(rest_var, rest_value, rest_example, self.allow_insecure_urls)?;
+        let api_url = http_url(
+            rest_var,
+            rest_value,
+            rest_example,
+            self.access.allow_insecure_urls,
+        )?;
         let ws_url = ws_url(
             ws_var,
             &crate::binance::stream::stream_base(ws_value),
             &format!("{ws_example} (with or without /ws or /stream)"),
-            self.allow_insecure_urls,
+            self.access.allow_insecure_urls,
         )?;
         if !data_type.markets().contains(&market) {
             let on = data_type
@@ -539,7 +544,7 @@ impl JobArgs {
             }
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
-        let api_key = non_empty(&self.binance_api_key).map(Secret::new);
+        let api_key = non_empty(&self.access.binance_api_key).map(Secret::new);
         let reads_raw_trades = data_type == DataType::History(crate::registry::HistoryType::Trades);
         if reads_raw_trades
             && source != SourceMode::Archive
@@ -557,7 +562,7 @@ impl JobArgs {
             "ARCHIVE_URL",
             &self.archive_url,
             "https://data.binance.vision",
-            self.allow_insecure_urls,
+            self.access.allow_insecure_urls,
         )?;
         if !(1..=64).contains(&self.archive_concurrency) {
             return Err(LoaderError::config(format!(
