@@ -125,7 +125,7 @@ pub struct JobLease {
 
 impl JobLease {
     /// The consumer group that holds `job`'s lease.
-    pub fn group(job: &JobId) -> String {
+    pub fn group_for(job: &JobId) -> String {
         format!("loader-producer-lease-{}", job.fingerprint())
     }
 
@@ -137,7 +137,7 @@ impl JobLease {
         job: &JobId,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<JobLease> {
-        let group = Self::group(job);
+        let group = Self::group_for(job);
         let state = Arc::new(LeaseState::default());
         let mut cfg = kafka::base_config(k);
         kafka::apply_consumer_overrides(&mut cfg, k);
@@ -240,7 +240,8 @@ impl JobLease {
         self.state.lost.load(Ordering::SeqCst)
     }
 
-    pub fn group_name(&self) -> &str {
+    /// The consumer group this instance holds (or waits for).
+    pub fn group(&self) -> &str {
         &self.group
     }
 }

@@ -222,7 +222,9 @@ pub struct KafkaSink {
     transaction: Option<Instant>,
     /// When the job must stop waiting for Kafka, once it is known (a signal's grace period).
     deadline: Option<Deadline>,
-    /// The job's lease (idempotent mode). Last, so it is released after the producer is gone.
+    /// The job's lease (idempotent mode): released by [`release_lease`](Self::release_lease)
+    /// once the final flush is done, or, on any other end, when the sink is dropped (last, so
+    /// after the producer is gone).
     lease: Option<JobLease>,
 }
 
@@ -366,7 +368,7 @@ impl KafkaSink {
     /// job's deadline has passed with records still waiting.
     fn check(&mut self) -> Result<()> {
         if let Some(lease) = self.lease.as_ref().filter(|l| l.lost()) {
-            let group = lease.group_name().to_string();
+            let group = lease.group().to_string();
             self.abandon();
             return Err(LoaderError::Fenced(format!(
                 "this job's lease (consumer group {group}) was revoked or lost: another instance of the job may publish to topic {} now, so this one stops without publishing more",

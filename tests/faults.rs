@@ -720,22 +720,59 @@ async fn lease_members(broker: &Broker, n: usize) {
 /// Kubernetes may start a Job's program twice. Without transactions (nisshi) and with
 /// `KAFKA_LEASE_TOPIC`, the second instance waits for the job's lease while the first publishes, then resumes after all of it:
 /// the range is in the topic once, not "the rest of the range twice".
-#[tokio::test(flavor = "multi_thread")]
-async fn two_instances_at_once_never_both_publish() {
+/// The range both lease tests load: 20 days of 1m candles.
+const LEASE_RANGE: &str = "2024-01-01:2024-01-21";
+const LEASE_TOTAL: i64 = 20 * 1440;
+
+/// Two instances of one job with `KAFKA_LEASE_TOPIC`: the first loading (a third of the range
+/// published, the lease held), the second started after it and a member of the lease group.
+struct TwoInstances {
+    broker: Broker,
+    sim: SimServer,
+    topic: String,
+    first: Child,
+    second: Child,
+}
+
+async fn two_instances_with_a_lease(name: &str) -> TwoInstances {
     let broker = Broker::plain();
     let sim = sim(slower_sim(150)).await;
-    let topic = fresh_topic("two-instances");
-    let range = "2024-01-01:2024-01-21";
-    let total = 20 * 1440;
+    let topic = fresh_topic(name);
     let env = with(
-        job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range),
+        job_env(
+            &broker,
+            &sim,
+            &topic,
+            "BTCUSDT",
+            "api_candles_1m",
+            LEASE_RANGE,
+        ),
         &[("KAFKA_LEASE_TOPIC", "loader-producer-leases")],
     );
-    let first = spawn_until_a_third(&env, &broker, &topic, total).await;
+    let first = spawn_until_a_third(&env, &broker, &topic, LEASE_TOTAL).await;
     lease_members(&broker, 1).await;
     let second = spawn(&env);
-    // The second has joined the group while the first still loads.
     lease_members(&broker, 2).await;
+    TwoInstances {
+        broker,
+        sim,
+        topic,
+        first,
+        second,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_at_once_never_both_publish() {
+    let TwoInstances {
+        broker,
+        sim,
+        topic,
+        first,
+        second,
+    } = two_instances_with_a_lease("two-instances").await;
+    let (range, total) = (LEASE_RANGE, LEASE_TOTAL);
+    // The second has joined the group while the first still loads.
     assert!(
         message_count(&broker.bootstrap(), &topic) < total,
         "the first instance finished before the second joined: the test shows nothing"
@@ -780,19 +817,14 @@ async fn two_instances_at_once_never_both_publish() {
 /// what the first published.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_lease_holder_is_taken_over_by_the_waiting_instance() {
-    let broker = Broker::plain();
-    let sim = sim(slower_sim(150)).await;
-    let topic = fresh_topic("lease-takeover");
-    let range = "2024-01-01:2024-01-21";
-    let total = 20 * 1440;
-    let env = with(
-        job_env(&broker, &sim, &topic, "BTCUSDT", "api_candles_1m", range),
-        &[("KAFKA_LEASE_TOPIC", "loader-producer-leases")],
-    );
-    let mut first = spawn_until_a_third(&env, &broker, &topic, total).await;
-    lease_members(&broker, 1).await;
-    let second = spawn(&env);
-    lease_members(&broker, 2).await;
+    let TwoInstances {
+        broker,
+        sim,
+        topic,
+        mut first,
+        second,
+    } = two_instances_with_a_lease("lease-takeover").await;
+    let (range, total) = (LEASE_RANGE, LEASE_TOTAL);
     first.kill().expect("SIGKILL");
     let first = finish_async(first).await;
     assert_eq!(first.code, None, "killed by a signal: {}", first.stderr);
