@@ -24,11 +24,16 @@ async fn sim(cfg: SimConfig) -> SimServer {
 
 /// A simulator whose next `count` requests get `status` with `Retry-After: retry_after_secs`.
 fn storm(status: u16, count: u32, retry_after_secs: u64) -> SimConfig {
+    coded_storm(status, None, count, retry_after_secs)
+}
+
+/// The next `count` requests answered `status`, with Binance's error `code` where given.
+fn coded_storm(status: u16, code: Option<i32>, count: u32, retry_after_secs: u64) -> SimConfig {
     let storm = Storm {
         status,
         count,
         retry_after_secs,
-        code: None,
+        code,
     };
     SimConfig {
         faults: Faults {
@@ -431,19 +436,7 @@ async fn rate_limit_storms_are_waited_out_and_nothing_is_lost() {
 async fn binances_try_again_answers_are_retried_and_nothing_is_lost() {
     // 408 (a backend timeout) and the "try again" codes, at startup (server time) and after.
     for (status, code) in [(408u16, None), (400, Some(-1008)), (400, Some(-1000))] {
-        let cfg = SimConfig {
-            faults: Faults {
-                storm: Some(Storm {
-                    status,
-                    count: 3,
-                    retry_after_secs: 0,
-                    code,
-                }),
-                ..Faults::default()
-            },
-            ..SimConfig::default()
-        };
-        let sim = sim(cfg).await;
+        let sim = sim(coded_storm(status, code, 3, 0)).await;
         let topic = fresh_topic("try-again");
         let run = run_loader_async(
             with(
@@ -497,19 +490,7 @@ async fn binances_try_again_answers_are_retried_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restricted_location_is_a_configuration_error_and_is_not_retried() {
-    let cfg = SimConfig {
-        faults: Faults {
-            storm: Some(Storm {
-                status: 451,
-                count: 100,
-                retry_after_secs: 0,
-                code: None,
-            }),
-            ..Faults::default()
-        },
-        ..SimConfig::default()
-    };
-    let sim = sim(cfg).await;
+    let sim = sim(storm(451, 100, 0)).await;
     let topic = fresh_topic("restricted");
     let run = run_loader_async(
         with(
