@@ -662,8 +662,9 @@ async fn the_end_of_a_range_before_a_long_silence_is_found_without_walking_hours
         .collect();
     assert_eq!(got, want);
     let requests = sim.stats().per_endpoint["/api/v3/aggTrades"];
-    // 15 pages of 1,000 and a few single-request lookups: 19 (a search over ids made it 50,
-    // walking the silence hour by hour would take 8,760).
-    assert!(requests <= 20, "{requests} aggTrades requests");
+    // 15 pages of 1,000, the read-ahead pages in flight when the end is reached (their number
+    // depends on timing) and single-request lookups: 19 to 31 seen. A search over ids adds about
+    // 35 to the 15 pages (50 seen); walking the silence hour by hour would take 8,760.
+    assert!(requests <= 40, "{requests} aggTrades requests");
     sim.shutdown().await;
 }
