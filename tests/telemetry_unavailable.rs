@@ -48,9 +48,12 @@ async fn a_failing_events_topic_does_not_fail_the_load() {
         "{}",
         run.stdout
     );
+    // librdkafka refuses the event when it is queued if it already knows the topic's error,
+    // else when the broker answers: either way it is logged, and the load goes on.
     assert!(
         run.stderr
-            .contains("telemetry event could not be delivered"),
+            .contains("telemetry event could not be delivered")
+            || run.stderr.contains("cannot queue a telemetry event"),
         "the failing events topic is logged: {}",
         run.stderr
     );
