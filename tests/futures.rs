@@ -369,7 +369,7 @@ async fn funding_rates_load_exactly_once() {
         assert_eq!(recs[0]["market"], m.market);
         assert_eq!(recs[0]["mark_price"].is_string(), m.market == "usdm");
         // USDⓈ-M: 4,383 rows in pages of 1,000 after the last time seen; COIN-M, which
-        // documents no order, in windows of 1,000 hours that cannot hold a page (35,064 hours).
+        // documents no order, in windows of 999 hours that cannot fill a page (35,064 hours).
         let expected = if m.market == "usdm" { 5 } else { 36 };
         assert_eq!(
             m.requests(&sim.stats(), "fundingRate"),

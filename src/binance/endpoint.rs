@@ -287,12 +287,12 @@ pub const MAX_PAGE_LIMIT: u32 = 1000;
 /// holding more than `limit` rows answers the oldest ones ("return as startTime + limit",
 /// USDⓈ-M "Get Funding Rate History"), so pages follow the last time seen; on COIN-M, which
 /// documents no order (and whose klines answer the newest rows when both bounds are sent),
-/// windows of `MAX_PAGE_LIMIT` hours: funding settles at most hourly (the shortest
-/// `fundingIntervalHours` Binance sets is 1), so a window never holds more than a page,
-/// whatever order the rows come in.
+/// windows of `MAX_PAGE_LIMIT - 1` hours: funding settles at most hourly (the shortest
+/// `fundingIntervalHours` Binance sets is 1), so a window holds fewer rows than a page,
+/// whatever order they come in, and a full page can only mean more settlements than that.
 pub fn funding_window_ms(market: Market) -> Option<i64> {
     match market {
-        Market::CoinM => Some(MAX_PAGE_LIMIT as i64 * 3_600_000),
+        Market::CoinM => Some((MAX_PAGE_LIMIT as i64 - 1) * 3_600_000),
         Market::Spot | Market::UsdM => None,
     }
 }
