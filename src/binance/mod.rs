@@ -52,12 +52,14 @@ impl Exchange {
         let (offset, rtt) = rest::clock_offset(&client).await.map_err(|e| match e {
             RestError::Cancelled { .. } => LoaderError::Cancelled,
             e @ RestError::RestrictedLocation { .. } => LoaderError::config(e.to_string()),
-            e if e.ban().is_some() => LoaderError::Banned(e.ban().unwrap_or_default()),
-            e => LoaderError::Exchange(format!(
-                "cannot reach Binance at {} {}: {e}",
-                cfg.market.rest_url_var().0,
-                cfg.api_url
-            )),
+            e => match e.ban() {
+                Some(ban) => LoaderError::Banned(ban),
+                None => LoaderError::Exchange(format!(
+                    "cannot reach Binance at {} {}: {e}",
+                    cfg.market.rest_url_var().0,
+                    cfg.api_url
+                )),
+            },
         })?;
         let body = exchange_info(&client, symbols).await?;
         for symbol in symbols {
