@@ -72,9 +72,10 @@
 //! "max_lifetime_ms":86400000,"shutdown_grace_ms":1000,"drop_every_ms":0,"stall":false,
 //! "stall_after_ms":0,"depth_gap_every":0,"max_incoming_per_sec":5,"max_streams":1024,
 //! "max_connections_per_window":300,"connection_window_ms":300000,"kline_update_ms":1000}`;
-//! a POST may send only some fields), and `POST /sim/ws/disconnect`, `/sim/ws/shutdown` and
-//! `/sim/ws/stall` do what [`SimServer::disconnect_all`], [`SimServer::send_server_shutdown`]
-//! and [`SimServer::stall_all`] do, answering `{"connections":N}`.
+//! a POST may send only some fields), and `POST /sim/ws/disconnect`, `/sim/ws/shutdown`,
+//! `/sim/ws/stall` and `/sim/ws/lag?ms=N` do what [`SimServer::disconnect_all`],
+//! [`SimServer::send_server_shutdown`], [`SimServer::stall_all`] and [`SimServer::lag_all`]
+//! do, answering `{"connections":N}`.
 //! `GET`/`POST /sim/archive` reads or changes the [`ArchiveFaults`] (JSON with durations in ms,
 //! file names as zip names, counted faults as `[name, downloads]` pairs, `4294967295` = every
 //! download: `{"daily_delay_ms":0,"monthly_delay_ms":0,"missing_days":["2024-01-03"],

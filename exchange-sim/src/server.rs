@@ -275,6 +275,13 @@ impl SimServer {
         self.shared.broadcast(Control::Stall)
     }
 
+    /// Makes every open WebSocket connection of every market deliver what it sends from now on
+    /// `lag` late, in order, as over a congested link: events, `serverShutdown` notices and
+    /// answers are held for `lag`, and a close frame follows the last of them. Connections opened later are not affected. Returns how many were affected.
+    pub fn lag_all(&self, lag: Duration) -> usize {
+        self.shared.broadcast(Control::Lag(lag))
+    }
+
     /// Replaces the bulk-archive delays and faults; applies from the next archive request.
     /// Counted faults ([`ArchiveFaults::corrupt`], [`ArchiveFaults::truncate`]) start from
     /// the counts given.
@@ -767,6 +774,18 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
         ("ws/disconnect", &Method::POST) => ws_count(shared.broadcast(Control::Disconnect)),
         ("ws/shutdown", &Method::POST) => ws_count(shared.broadcast(Control::Shutdown)),
         ("ws/stall", &Method::POST) => ws_count(shared.broadcast(Control::Stall)),
+        ("ws/lag", &Method::POST) => {
+            let q = crate::query::Query::parse(req.uri().query());
+            match q.get("ms").map(str::parse::<u64>) {
+                Some(Ok(ms)) if ms <= 600_000 => ws_count(
+                    shared.broadcast(Control::Lag(Duration::from_millis(ms))),
+                ),
+                _ => (
+                    400,
+                    api::error_body(-1102, "ms must be a number of milliseconds, at most 600000"),
+                ),
+            }
+        }
         _ => (404, ApiError::not_found().body()),
     };
     respond(shared, status, body, &meta)

@@ -67,6 +67,52 @@ pub(crate) enum Control {
     Shutdown,
     /// Go silent for good.
     Stall,
+    /// Deliver everything sent from now on this much later (see [`crate::SimServer::lag_all`]).
+    Lag(Duration),
+}
+
+/// What a session sends, held back by its lag: messages leave in order, each no earlier than
+/// `lag` after it was sent, and a close frame after the last of them. With no lag and nothing
+/// held, messages go straight to the socket.
+#[derive(Default)]
+struct Outgoing {
+    lag: Duration,
+    held: VecDeque<(Instant, Message)>,
+}
+
+impl Outgoing {
+    /// Queues `msg` on the socket (or holds it); `Err` when the client is gone.
+    async fn feed(&mut self, ws: &mut Ws, msg: Message) -> Result<(), ()> {
+        if self.lag.is_zero() && self.held.is_empty() {
+            return ws.feed(msg).await.map_err(drop);
+        }
+        self.held.push_back((Instant::now() + self.lag, msg));
+        Ok(())
+    }
+
+    /// Sends what is due and flushes; `Err` when the client is gone.
+    async fn release(&mut self, ws: &mut Ws) -> Result<(), ()> {
+        let now = Instant::now();
+        let mut any = false;
+        while self.held.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, msg) = self.held.pop_front().expect("front");
+            ws.feed(msg).await.map_err(drop)?;
+            any = true;
+        }
+        if any {
+            ws.flush().await.map_err(drop)?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything held, each message when it is due (at most the lag from now).
+    async fn drain(&mut self, ws: &mut Ws) -> Result<(), ()> {
+        while let Some((due, msg)) = self.held.pop_front() {
+            tokio::time::sleep_until(due).await;
+            ws.send(msg).await.map_err(drop)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -439,6 +485,7 @@ pub(crate) async fn serve(hub: Arc<Hub>, pending: Pending) {
         outstanding: VecDeque::new(),
         incoming: VecDeque::new(),
         shutdown_at: None,
+        out: Outgoing::default(),
     };
     session.run(ws).await;
 }
@@ -484,6 +531,7 @@ struct Session {
     /// Arrival times of the counted incoming messages of the last second.
     incoming: VecDeque<Instant>,
     shutdown_at: Option<Instant>,
+    out: Outgoing,
 }
 
 impl Session {
@@ -511,6 +559,7 @@ impl Session {
                         break End::Abrupt;
                     }
                     Ok(Control::Stall) => break End::Stall,
+                    Ok(Control::Lag(lag)) => self.out.lag = lag,
                     Ok(Control::Shutdown) => {
                         if let Some(end) = self.on_shutdown(&mut ws).await {
                             break end;
@@ -535,6 +584,10 @@ impl Session {
                 drop(ws);
             }
             End::Close(code, reason) => {
+                // The close frame follows what the lag still holds, as on a real link.
+                if self.out.drain(&mut ws).await.is_err() {
+                    return;
+                }
                 let frame = CloseFrame {
                     code,
                     reason: reason.into(),
@@ -606,7 +659,9 @@ impl Session {
                     other => String::from_utf8_lossy(&other.clone().into_data()).into_owned(),
                 };
                 let reply = self.request(&text, &f);
-                if ws.send(Message::text(reply)).await.is_err() {
+                if self.out.feed(ws, Message::text(reply)).await.is_err()
+                    || ws.flush().await.is_err()
+                {
                     return Some(End::ClientGone);
                 }
                 bump(&self.hub.counters.sent, 1);
@@ -643,6 +698,9 @@ impl Session {
         let c = &self.hub.counters;
         let now = Instant::now();
         let age = now - self.opened;
+        if self.out.release(ws).await.is_err() {
+            return Some(End::ClientGone);
+        }
         if f.stall || f.stall_after.is_some_and(|d| age >= d) {
             return Some(End::Stall);
         }
@@ -699,7 +757,7 @@ impl Session {
                     } else {
                         payload
                     };
-                    if ws.feed(Message::text(text)).await.is_err() {
+                    if self.out.feed(ws, Message::text(text)).await.is_err() {
                         return Some(End::ClientGone);
                     }
                     sent += 1;
@@ -724,7 +782,7 @@ impl Session {
         } else {
             event
         };
-        if ws.send(Message::text(text)).await.is_err() {
+        if self.out.feed(ws, Message::text(text)).await.is_err() || ws.flush().await.is_err() {
             return Some(End::ClientGone);
         }
         bump(&self.hub.counters.sent, 1);

@@ -543,3 +543,79 @@ async fn futures_connection_limits_and_faults() {
     assert_eq!(server.ws_faults(), WsFaults::default());
     server.shutdown().await;
 }
+
+/// A lagging connection (`lag_all`, `/sim/ws/lag`) delivers everything late but in order and
+/// complete, its `serverShutdown` notice and close frame after what it held; connections opened
+/// later are on time, so a client that switches to one is ahead of the old one.
+#[tokio::test]
+async fn a_lagging_connection_delivers_late_in_order_and_complete() {
+    let server = busy(WsFaults {
+        shutdown_grace: Duration::from_secs(3),
+        ..WsFaults::futures()
+    })
+    .await;
+    let url = format!("{}/market/ws/btcusdt@markPrice@1s", server.fws_url());
+    let mut old = connect(&url).await;
+    let first = wait_for(&mut old, Duration::from_secs(3), |v| {
+        v["e"] == "markPriceUpdate"
+    })
+    .await;
+    let lag = Duration::from_millis(1500);
+    let r = common::request(server.local_addr(), "POST", "/sim/ws/lag?ms=1500", &[]).await;
+    assert_eq!(r.json()["connections"], 1, "{}", r.text());
+    // Events stamped after this were made after the lag was set.
+    let lagged_from = now_ms();
+    assert_eq!(
+        common::request(server.local_addr(), "POST", "/sim/ws/lag?ms=x", &[])
+            .await
+            .status,
+        400
+    );
+    // Every second, in order, each no earlier than its lag allows.
+    let mut last = first["E"].as_i64().unwrap();
+    let mut check = |v: &Value| {
+        let e = v["E"].as_i64().unwrap();
+        assert_eq!(e, last + 1000, "in order, none lost");
+        last = e;
+        if e > lagged_from {
+            assert!(now_ms() >= e + lag.as_millis() as i64, "held for the lag");
+        }
+        e
+    };
+    // Once the lag shows, a fresh connection is ahead of the old one.
+    loop {
+        let v = wait_for(&mut old, Duration::from_secs(5), |v| v["e"] == "markPriceUpdate").await;
+        if check(&v) > lagged_from {
+            break;
+        }
+    }
+    let mut fresh = connect(&url).await;
+    let fresh_first = wait_for(&mut fresh, Duration::from_secs(3), |v| {
+        v["e"] == "markPriceUpdate"
+    })
+    .await;
+    assert_eq!(server.send_server_shutdown(), 2);
+    // The old connection goes on, the notice among its events, the close after the last.
+    let mut behind = false;
+    let mut notice = false;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), old.next())
+            .await
+            .expect("the old connection ends");
+        let v: Value = match msg {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("{e}"),
+        };
+        if v["e"] == "serverShutdown" {
+            notice = true;
+            continue;
+        }
+        behind |= check(&v) < fresh_first["E"].as_i64().unwrap();
+    }
+    assert!(notice, "the notice arrives");
+    assert!(behind, "the old connection still delivered what the fresh one never had");
+    drop(fresh);
+    server.shutdown().await;
+}
