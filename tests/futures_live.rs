@@ -312,6 +312,76 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
     sim.shutdown().await;
 }
 
+/// On a connection switch the connection being replaced may lag behind its replacement (a
+/// congested link; here even Binance's `serverShutdown` notice arrives late): what the old one
+/// still holds is published before the new one takes over, so mark prices keep every second
+/// and diff depth keeps its `pu` chain, although Binance has no backfill for either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lagging_connection_hands_over_everything_it_had() {
+    let sim = sim(
+        250,
+        WsFaults {
+            shutdown_grace: Duration::from_secs(4),
+            ..WsFaults::futures()
+        },
+    )
+    .await;
+    let m = USDM;
+    let symbols = format!("{},{},{}", m.symbol, m.others[0], m.others[1]);
+    for ty in ["ws_mark_price", "ws_depth"] {
+        let topic = fresh_topic(&format!("{}-{ty}-lag", m.market));
+        let range = live_range(10);
+        let opened = sim.stats().ws_connections_opened;
+        let handle = tokio::spawn(run_loader_async(
+            env(&sim, m, &topic, &symbols, ty, range),
+            vec![],
+        ));
+        let until_start =
+            Duration::from_millis((range.0 - support::loader::now_ms()).max(0) as u64);
+        wait_until(
+            "records of the range published",
+            until_start + Duration::from_secs(20),
+            || published(&topic) >= 6,
+        )
+        .await;
+        assert!(sim.lag_all(Duration::from_millis(1500)) > 0);
+        assert!(sim.send_server_shutdown() > 0);
+        handle.await.unwrap().assert_ok();
+        assert!(
+            sim.stats().ws_connections_opened >= opened + 2,
+            "{ty}: the loader switched connections"
+        );
+        let records = read_records(&topic);
+        verify_ok(&topic, range);
+        match ty {
+            "ws_mark_price" => {
+                for sym in [m.symbol, m.others[0], m.others[1]] {
+                    let mut times: Vec<i64> = records
+                        .iter()
+                        .filter(|r| r["symbol"] == sym)
+                        .map(|r| r["timestamp"].as_i64().unwrap())
+                        .collect();
+                    times.sort_unstable();
+                    assert!(
+                        times.windows(2).all(|w| w[1] - w[0] == 1000),
+                        "{sym}: a second is missing or doubled: {times:?}"
+                    );
+                    assert_eq!(times.last(), Some(&(range.1 - 1000)), "{sym}: {times:?}");
+                }
+            }
+            _ => {
+                assert!(records.len() > 30, "{}", records.len());
+                let broken: Vec<&Value> = records
+                    .iter()
+                    .filter(|r| r["sequence_break"] != false)
+                    .collect();
+                assert!(broken.is_empty(), "updates lost at the switch: {broken:?}");
+            }
+        }
+    }
+    sim.shutdown().await;
+}
+
 /// Binance pushes `@forceOrder` only when a liquidation happens: a range in which none does is
 /// a complete load of nothing (exit 0), not a stream that failed (a retried Job would fail for
 /// good).

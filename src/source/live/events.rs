@@ -123,6 +123,49 @@ struct WsLiquidation<'a> {
     T: i64,
 }
 
+/// The fields that order one stream's events, per live type (see [`LiveSource::ordinal`]).
+#[derive(Deserialize)]
+struct AggIdOrdinal {
+    a: i64,
+}
+
+#[derive(Deserialize)]
+struct TradeIdOrdinal {
+    t: i64,
+}
+
+#[derive(Deserialize)]
+struct UpdateIdOrdinal {
+    u: i64,
+}
+
+#[derive(Deserialize)]
+struct KlineOrdinal {
+    k: OpenTime,
+}
+
+#[derive(Deserialize)]
+struct OpenTime {
+    t: i64,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct EventTimeOrdinal {
+    E: i64,
+}
+
+#[derive(Deserialize)]
+struct LiquidationOrdinal {
+    o: TradeTime,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct TradeTime {
+    T: i64,
+}
+
 /// Where a time lies relative to the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangePos {
@@ -154,6 +197,24 @@ impl LiveSource {
 
     fn note_event(&self, t: i64) {
         self.status.last_event_ms.fetch_max(t, Ordering::Relaxed);
+    }
+
+    /// The ordinal that orders a stream's events and de-duplicates them (the same one
+    /// [`on_event`](Self::on_event) admits by); `None` when the event cannot be read.
+    pub(super) fn ordinal(&self, data: &str) -> Option<i64> {
+        fn parse<'a, T: Deserialize<'a>>(data: &'a str) -> Option<T> {
+            serde_json::from_str(data).ok()
+        }
+        match self.live_type {
+            LiveType::AggTrades => parse(data).map(|o: AggIdOrdinal| o.a),
+            LiveType::Trades => parse(data).map(|o: TradeIdOrdinal| o.t),
+            LiveType::Depth | LiveType::OrderBook | LiveType::BookTicker => {
+                parse(data).map(|o: UpdateIdOrdinal| o.u)
+            }
+            LiveType::Candles(_) => parse(data).map(|o: KlineOrdinal| o.k.t),
+            LiveType::MarkPrice => parse(data).map(|o: EventTimeOrdinal| o.E),
+            LiveType::Liquidations => parse(data).map(|o: LiquidationOrdinal| o.o.T),
+        }
     }
 
     pub(super) async fn on_event(&self, st: &mut SymbolState, data: &str) -> Result<()> {

@@ -2,7 +2,8 @@
 //! with nothing lost and nothing doubled across reconnects, rotations and server shutdowns.
 //!
 //! The module is split by concern: `supervisor` owns the connections (replacement, rotation,
-//! backoff), `events` turns stream events into records, `backfill` fetches over REST what the
+//! backoff), `handover` orders the events of a connection and its replacement during a switch,
+//! `events` turns stream events into records, `backfill` fetches over REST what the
 //! stream did not deliver (after a gap, before the first event of a range that started in the
 //! past, and at the range's end), and `book` keeps local order books. This file runs the loop
 //! that ties them together: every connection's events go through it, so de-duplication is a
@@ -11,6 +12,7 @@
 mod backfill;
 mod book;
 mod events;
+mod handover;
 mod supervisor;
 
 use std::collections::HashMap;
@@ -31,6 +33,8 @@ use crate::registry::{LiveType, Origin};
 use crate::status::JobStatus;
 use crate::time_range::TimeRange;
 use book::Book;
+use handover::{FromNew, FromOld, Handover};
+use serde_json::value::RawValue;
 use supervisor::{Connector, Supervisor};
 
 /// After the range end, how long late events may still arrive before the range is closed over
@@ -189,6 +193,8 @@ impl LiveSource {
         // Whether Binance ever accepted the streams (a connection whose subscriptions were all
         // acknowledged): what tells a quiet stream from one that was never there.
         let mut subscribed = false;
+        // A connection switch in progress.
+        let mut handover: Option<Handover> = None;
         let outcome: Result<Ending> = loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break Ok(Ending::Stopped),
@@ -201,17 +207,27 @@ impl LiveSource {
                         }
                         StreamMessage::Event { conn, stream, data } => {
                             sup.on_event(conn);
+                            if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
+                                break Err(e);
+                            }
                             let Some(&idx) = by_stream.get(stream.as_str()) else {
                                 tracing::debug!(stream, "event for an unknown stream");
                                 continue;
                             };
-                            states[idx].received += 1;
-                            if let Err(e) = self.on_event(&mut states[idx], data.get()).await {
+                            let routed = self
+                                .route(&mut sup, &mut handover, &mut states, idx, conn, data)
+                                .await;
+                            if let Err(e) = routed {
                                 break Err(e);
                             }
                         }
                         StreamMessage::ServerShutdown { conn } => sup.on_shutdown_notice(conn),
-                        StreamMessage::Closed { conn, reason } => sup.on_closed(conn, &reason),
+                        StreamMessage::Closed { conn, reason } => {
+                            sup.on_closed(conn, &reason);
+                            if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
+                                break Err(e);
+                            }
+                        }
                     }
                 }
                 _ = flush.tick() => {
@@ -239,11 +255,21 @@ impl LiveSource {
             Err(LoaderError::Cancelled) => Ok(Ending::Stopped),
             o => o,
         };
-        // Whatever was received is published, also on stop.
+        // Whatever was received is published, also on stop: the replacement's held events
+        // too, now that no connection is left to deliver anything before them.
         let published = match &outcome {
             Err(_) => Ok(()),
             Ok(_) => {
-                let books = if is_book {
+                let released = match handover.take() {
+                    Some(h) => match self.release(h, &mut states).await {
+                        Err(LoaderError::Cancelled) => Ok(()),
+                        r => r,
+                    },
+                    None => Ok(()),
+                };
+                let books = if let Err(e) = released {
+                    Err(e)
+                } else if is_book {
                     self.publish_books(&mut states)
                 } else {
                     Ok(())
@@ -271,6 +297,80 @@ impl LiveSource {
                 Ok(finish(states, reconnects, false))
             }
         }
+    }
+
+    /// A stream event, counted and turned into records.
+    async fn deliver(&self, st: &mut SymbolState, data: &str) -> Result<()> {
+        st.received += 1;
+        self.on_event(st, data).await
+    }
+
+    /// An event of stream `idx` from `conn`, through the hand-over if a switch is in progress.
+    async fn route<C: Connector>(
+        &self,
+        sup: &mut Supervisor<C>,
+        handover: &mut Option<Handover>,
+        states: &mut [SymbolState],
+        idx: usize,
+        conn: u64,
+        data: Box<RawValue>,
+    ) -> Result<()> {
+        let Some(h) = handover.as_mut() else {
+            return self.deliver(&mut states[idx], data.get()).await;
+        };
+        let ordinal = self.ordinal(data.get());
+        let events = if conn == h.old {
+            match h.from_old(idx, ordinal) {
+                FromOld::Ignore => Vec::new(),
+                FromOld::Take(held) => std::iter::once(data).chain(held).collect(),
+            }
+        } else {
+            match h.from_new(idx, ordinal, data) {
+                FromNew::Hold => Vec::new(),
+                FromNew::Take(events) => events,
+            }
+        };
+        for d in &events {
+            self.deliver(&mut states[idx], d.get()).await?;
+        }
+        if h.complete() {
+            sup.retired();
+            *handover = None;
+        } else if h.over_limit() {
+            sup.abandon_replacement();
+            self.follow_switch(sup, handover, states).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the hand-over in step with the supervisor: one starts when a replacement takes
+    /// over; when the old connection goes, the replacement's held events follow, unless the
+    /// old one is active again (its replacement is gone), which has all of them itself.
+    async fn follow_switch<C: Connector>(
+        &self,
+        sup: &Supervisor<C>,
+        handover: &mut Option<Handover>,
+        states: &mut [SymbolState],
+    ) -> Result<()> {
+        let retiring = sup.retiring_id();
+        if handover.as_ref().map(|h| h.old) == retiring {
+            return Ok(());
+        }
+        if let Some(h) = handover.take() {
+            if sup.active_id() != h.old {
+                self.release(h, states).await?;
+            }
+        }
+        *handover = retiring.map(|old| Handover::new(old, states.len()));
+        Ok(())
+    }
+
+    /// Publishes every event a hand-over still holds.
+    async fn release(&self, h: Handover, states: &mut [SymbolState]) -> Result<()> {
+        for (idx, data) in h.release_all() {
+            self.deliver(&mut states[idx], data.get()).await?;
+        }
+        Ok(())
     }
 
     fn publish_books(&self, states: &mut [SymbolState]) -> Result<()> {

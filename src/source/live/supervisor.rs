@@ -1,7 +1,8 @@
-//! `Supervisor`: the WebSocket connections of one live source. It keeps one active connection
-//! and at most one replacement: a connection is replaced before Binance's 24-hour cut (or on
-//! `serverShutdown`) by opening the new one first and dropping the old one when the new one
-//! delivers; a lost connection is replaced at once the first time and with growing backoff after
+//! `Supervisor`: the WebSocket connections of one live source. It keeps one active connection,
+//! at most one replacement and at most one connection being retired: a connection is replaced
+//! before Binance's 24-hour cut (or on `serverShutdown`) by opening the new one first; when the
+//! new one delivers it becomes active and the old one is retired, kept open until the live
+//! source has taken what it still held (see `handover`) or it closes; a lost connection is replaced at once the first time and with growing backoff after
 //! that; a replacement that fails is retried with backoff too. Every attempt goes through
 //! Binance's 300-attempts-per-5-minutes allowance, so no failure pattern can spend it in a burst.
 //!
@@ -35,6 +36,8 @@ pub struct Supervisor<C: Connector> {
     rotate_after: Duration,
     active: Conn,
     pending: Option<Conn>,
+    /// The connection the active one replaced, still delivering what it held.
+    retiring: Option<Conn>,
     next_id: u64,
     /// Consecutive failures of the active connection.
     failures: u32,
@@ -66,6 +69,7 @@ impl<C: Connector> Supervisor<C> {
                 delivered: false,
             },
             pending: None,
+            retiring: None,
             next_id: 1,
             failures: 0,
             replacement_failures: 0,
@@ -86,9 +90,13 @@ impl<C: Connector> Supervisor<C> {
         }
     }
 
-    #[cfg(test)]
     pub fn active_id(&self) -> u64 {
         self.active.id
+    }
+
+    /// The connection being retired, if any.
+    pub fn retiring_id(&self) -> Option<u64> {
+        self.retiring.as_ref().map(|r| r.id)
     }
 
     #[cfg(test)]
@@ -96,17 +104,20 @@ impl<C: Connector> Supervisor<C> {
         self.pending.as_ref().map(|p| p.id)
     }
 
-    /// An event arrived on `conn`. A replacement that delivers takes over.
+    /// An event arrived on `conn`. A replacement that delivers takes over; the connection it
+    /// replaces is retired (an older one still retiring is closed).
     pub fn on_event(&mut self, conn: u64) {
         if self.pending.as_ref().is_some_and(|p| p.id == conn) {
             let new = self.pending.take().expect("pending");
-            self.active.task.abort();
+            if let Some(older) = self.retiring.take() {
+                older.task.abort();
+            }
             tracing::info!(
                 old = self.active.id,
                 new = new.id,
-                "switched to the new connection"
+                "switching to the new connection once the old one delivered what it still holds"
             );
-            self.active = new;
+            self.retiring = Some(std::mem::replace(&mut self.active, new));
             self.replacement_failures = 0;
         }
         if conn == self.active.id {
@@ -126,13 +137,55 @@ impl<C: Connector> Supervisor<C> {
         }
     }
 
+    /// The retired connection delivered everything the active one lacked: close it.
+    pub fn retired(&mut self) {
+        if let Some(old) = self.retiring.take() {
+            old.task.abort();
+            tracing::info!(
+                old = old.id,
+                new = self.active.id,
+                "switched to the new connection"
+            );
+        }
+    }
+
+    /// The retiring connection is too far behind to wait for: keep it active, close its
+    /// replacement, and try another one after a backoff.
+    pub fn abandon_replacement(&mut self) {
+        let Some(old) = self.retiring.take() else {
+            return;
+        };
+        let new = std::mem::replace(&mut self.active, old);
+        new.task.abort();
+        self.replacement_failures += 1;
+        let delay = backoff(self.replacement_failures);
+        tracing::warn!(
+            old = self.active.id,
+            new = new.id,
+            retry_in_ms = delay.as_millis() as u64,
+            "the connection being replaced is too far behind its replacement: keeping it, and \
+             trying another replacement later"
+        );
+        self.replacement_not_before = Some(Instant::now() + delay);
+    }
+
     /// `conn` closed (or never connected).
     pub fn on_closed(&mut self, conn: u64, reason: &str) {
+        if self.retiring.as_ref().is_some_and(|r| r.id == conn) {
+            self.retiring = None;
+            tracing::info!(conn, %reason, "the replaced connection closed");
+            return;
+        }
         if conn == self.active.id {
             self.reconnects += 1;
             tracing::warn!(conn, %reason, "live connection lost");
             if let Some(p) = self.pending.take() {
                 self.active = p;
+                return;
+            }
+            // The connection it replaced still runs and has everything: it is active again.
+            if let Some(old) = self.retiring.take() {
+                self.active = old;
                 return;
             }
             self.failures += 1;
@@ -171,8 +224,11 @@ impl<C: Connector> Supervisor<C> {
     /// Closes every connection.
     pub fn shutdown(&mut self) {
         self.active.task.abort();
-        if let Some(p) = self.pending.take() {
-            p.task.abort();
+        for c in [self.pending.take(), self.retiring.take()]
+            .into_iter()
+            .flatten()
+        {
+            c.task.abort();
         }
     }
 }
@@ -297,6 +353,39 @@ mod tests {
         let p = sup.pending_id().expect("a replacement");
         sup.on_event(p);
         assert_eq!((sup.active_id(), sup.pending_id()), (p, None));
+        assert_eq!(sup.retiring_id(), Some(1), "the old one hands over first");
+        sup.retired();
+        assert_eq!(sup.retiring_id(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retiring_connection_closes_quietly_or_takes_over_again() {
+        let rec = Recorder::default();
+        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        sup.on_event(1);
+        sup.on_shutdown_notice(1);
+        sup.on_event(2);
+        assert_eq!((sup.active_id(), sup.retiring_id()), (2, Some(1)));
+        // The old one closes as announced: no reconnect, nothing opened.
+        sup.on_closed(1, "closed by the server");
+        assert_eq!(
+            (sup.active_id(), sup.retiring_id(), sup.reconnects),
+            (2, None, 0)
+        );
+        // The new one is replaced in turn, and drops during the hand-over: the old one is
+        // active again instead of a fresh connection that would miss what it holds.
+        sup.on_shutdown_notice(2);
+        sup.on_event(3);
+        sup.on_closed(3, "dropped");
+        assert_eq!((sup.active_id(), sup.retiring_id()), (2, None));
+        assert_eq!(rec.opened().len(), 3, "no extra connection");
+        // A replacement given up on: the old one stays, the next replacement waits.
+        sup.on_shutdown_notice(2);
+        sup.on_event(4);
+        sup.abandon_replacement();
+        assert_eq!((sup.active_id(), sup.retiring_id()), (2, None));
+        assert_eq!(sup.replacement_failures, 1);
+        assert!(sup.replacement_not_before.is_some(), "rotation backs off");
     }
 
     #[tokio::test(start_paused = true)]

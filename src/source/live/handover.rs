@@ -1,0 +1,194 @@
+//! `Handover`: a connection switch without loss. When a replacement connection delivers its
+//! first event, the connection it replaces may still hold events the replacement never had
+//! (it was opened later; the old link may lag). Until the old connection has caught up, per
+//! stream, with the first event the new one delivered, that stream's events are taken from the
+//! old connection and the new one's are held; then the held events follow, and the stream
+//! listens to the new connection only. Events within one stream of one connection come in
+//! order, so an old event at or past the new one's first means the old connection has nothing
+//! left that the new one lacks.
+//!
+//! The held events are bounded ([`MAX_HELD_BYTES`]): an old connection that falls that far
+//! behind is kept and the replacement is given up (and tried again later), because switching
+//! would publish later events after earlier ones that were still on their way.
+
+use std::collections::VecDeque;
+
+use serde_json::value::RawValue;
+
+/// Bytes of the replacement's events held back during one hand-over.
+pub const MAX_HELD_BYTES: usize = 64 << 20;
+
+/// One stream's part of a hand-over.
+#[derive(Default)]
+struct Lane {
+    /// The stream listens to the new connection only.
+    switched: bool,
+    /// The highest ordinal the old connection delivered.
+    old_last: Option<i64>,
+    /// The new connection's events not taken yet, in order, with the first one's ordinal.
+    first_held: Option<i64>,
+    held: VecDeque<Box<RawValue>>,
+}
+
+/// A connection switch in progress.
+pub struct Handover {
+    /// The connection being replaced.
+    pub old: u64,
+    lanes: Vec<Lane>,
+    /// Lanes not switched yet.
+    waiting: usize,
+    held_bytes: usize,
+}
+
+/// What to do with an event of the old connection.
+pub enum FromOld {
+    /// The stream has switched: the new connection delivered this already.
+    Ignore,
+    /// Publish it, then the new connection's held events, in order.
+    Take(Vec<Box<RawValue>>),
+}
+
+/// What to do with an event of the new connection.
+pub enum FromNew {
+    /// Keep it until the old connection catches up.
+    Hold,
+    /// Publish these, in order (the held events, then this one).
+    Take(Vec<Box<RawValue>>),
+}
+
+impl Handover {
+    pub fn new(old: u64, streams: usize) -> Handover {
+        Handover {
+            old,
+            lanes: (0..streams).map(|_| Lane::default()).collect(),
+            waiting: streams,
+            held_bytes: 0,
+        }
+    }
+
+    /// An event of stream `idx` from the old connection, with its ordinal (`None`: unreadable,
+    /// taken as it is so that the event's own parser reports it).
+    pub fn from_old(&mut self, idx: usize, ordinal: Option<i64>) -> FromOld {
+        let lane = &mut self.lanes[idx];
+        if lane.switched {
+            return FromOld::Ignore;
+        }
+        let Some(ord) = ordinal else {
+            return FromOld::Take(Vec::new());
+        };
+        lane.old_last = Some(lane.old_last.map_or(ord, |l| l.max(ord)));
+        if lane.first_held.is_some_and(|f| ord >= f) {
+            FromOld::Take(self.switch(idx))
+        } else {
+            FromOld::Take(Vec::new())
+        }
+    }
+
+    /// An event of stream `idx` from the new connection.
+    pub fn from_new(&mut self, idx: usize, ordinal: Option<i64>, data: Box<RawValue>) -> FromNew {
+        let lane = &mut self.lanes[idx];
+        if lane.switched {
+            return FromNew::Take(vec![data]);
+        }
+        match ordinal {
+            // The old connection already delivered this one: nothing of it is left behind.
+            Some(ord) if lane.old_last.is_some_and(|l| l >= ord) => {
+                let mut events = self.switch(idx);
+                events.push(data);
+                FromNew::Take(events)
+            }
+            Some(ord) => {
+                lane.first_held.get_or_insert(ord);
+                self.held_bytes += data.get().len();
+                lane.held.push_back(data);
+                FromNew::Hold
+            }
+            None => FromNew::Take(vec![data]),
+        }
+    }
+
+    fn switch(&mut self, idx: usize) -> Vec<Box<RawValue>> {
+        let lane = &mut self.lanes[idx];
+        lane.switched = true;
+        self.waiting -= 1;
+        let held: Vec<Box<RawValue>> = std::mem::take(&mut lane.held).into();
+        self.held_bytes -= held.iter().map(|d| d.get().len()).sum::<usize>();
+        held
+    }
+
+    /// Every stream listens to the new connection: the old one can go.
+    pub fn complete(&self) -> bool {
+        self.waiting == 0
+    }
+
+    /// The old connection fell too far behind to wait for.
+    pub fn over_limit(&self) -> bool {
+        self.held_bytes > MAX_HELD_BYTES
+    }
+
+    /// The old connection is gone: every stream's held events, per stream in order.
+    pub fn release_all(self) -> Vec<(usize, Box<RawValue>)> {
+        self.lanes
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, lane)| lane.held.into_iter().map(move |d| (i, d)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    fn texts(v: &[Box<RawValue>]) -> Vec<&str> {
+        v.iter().map(|d| d.get()).collect()
+    }
+
+    #[test]
+    fn the_new_connection_waits_until_the_old_one_caught_up() {
+        let mut h = Handover::new(1, 2);
+        // New is ahead: its 5 and 6 wait while the old one still delivers 3 and 4.
+        assert!(matches!(h.from_new(0, Some(5), ev("5")), FromNew::Hold));
+        assert!(matches!(h.from_new(0, Some(6), ev("6")), FromNew::Hold));
+        assert!(matches!(h.from_old(0, Some(3)), FromOld::Take(v) if v.is_empty()));
+        assert!(matches!(h.from_old(0, Some(4)), FromOld::Take(v) if v.is_empty()));
+        // The old one reaches 5: the held events follow, and the old one is ignored after.
+        match h.from_old(0, Some(5)) {
+            FromOld::Take(v) => assert_eq!(texts(&v), ["5", "6"]),
+            FromOld::Ignore => panic!("5 is taken"),
+        }
+        assert!(matches!(h.from_old(0, Some(6)), FromOld::Ignore));
+        assert!(matches!(h.from_new(0, Some(7), ev("7")), FromNew::Take(v) if texts(&v) == ["7"]));
+        assert!(!h.complete(), "stream 1 has not switched");
+        // Stream 1: the old connection is ahead, so the new one's first event switches it.
+        assert!(matches!(h.from_old(1, Some(10)), FromOld::Take(_)));
+        assert!(matches!(h.from_new(1, Some(9), ev("9")), FromNew::Take(v) if texts(&v) == ["9"]));
+        assert!(h.complete());
+    }
+
+    #[test]
+    fn held_events_are_counted_and_released_when_the_old_connection_goes() {
+        let mut h = Handover::new(1, 2);
+        let big = format!("\"{}\"", "x".repeat(1 << 20));
+        for i in 0..64 {
+            assert!(!h.over_limit());
+            assert!(matches!(
+                h.from_new(i % 2, Some(i as i64), ev(&big)),
+                FromNew::Hold
+            ));
+        }
+        assert!(h.over_limit(), "64 MiB and more held");
+        let _ = h.from_new(0, Some(100), ev("1"));
+        let all = h.release_all();
+        assert_eq!(all.len(), 65);
+        assert!(
+            all[..33].iter().all(|(i, _)| *i == 0),
+            "per stream, in order"
+        );
+        assert_eq!(all[32].1.get(), "1");
+    }
+}
