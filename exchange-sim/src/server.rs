@@ -777,9 +777,9 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
         ("ws/lag", &Method::POST) => {
             let q = crate::query::Query::parse(req.uri().query());
             match q.get("ms").map(str::parse::<u64>) {
-                Some(Ok(ms)) if ms <= 600_000 => ws_count(
-                    shared.broadcast(Control::Lag(Duration::from_millis(ms))),
-                ),
+                Some(Ok(ms)) if ms <= 600_000 => {
+                    ws_count(shared.broadcast(Control::Lag(Duration::from_millis(ms))))
+                }
                 _ => (
                     400,
                     api::error_body(-1102, "ms must be a number of milliseconds, at most 600000"),

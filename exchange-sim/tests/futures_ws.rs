@@ -584,7 +584,10 @@ async fn a_lagging_connection_delivers_late_in_order_and_complete() {
     };
     // Once the lag shows, a fresh connection is ahead of the old one.
     loop {
-        let v = wait_for(&mut old, Duration::from_secs(5), |v| v["e"] == "markPriceUpdate").await;
+        let v = wait_for(&mut old, Duration::from_secs(5), |v| {
+            v["e"] == "markPriceUpdate"
+        })
+        .await;
         if check(&v) > lagged_from {
             break;
         }
@@ -615,7 +618,10 @@ async fn a_lagging_connection_delivers_late_in_order_and_complete() {
         behind |= check(&v) < fresh_first["E"].as_i64().unwrap();
     }
     assert!(notice, "the notice arrives");
-    assert!(behind, "the old connection still delivered what the fresh one never had");
+    assert!(
+        behind,
+        "the old connection still delivered what the fresh one never had"
+    );
     drop(fresh);
     server.shutdown().await;
 }
