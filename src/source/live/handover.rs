@@ -68,7 +68,7 @@ impl Handover {
 
     /// An event of stream `idx` from the old connection, with its ordinal (`None`: unreadable,
     /// taken as it is so that the event's own parser reports it).
-    pub fn from_old(&mut self, idx: usize, ordinal: Option<i64>) -> FromOld {
+    pub fn on_old_event(&mut self, idx: usize, ordinal: Option<i64>) -> FromOld {
         let lane = &mut self.lanes[idx];
         if lane.switched {
             return FromOld::Ignore;
@@ -85,7 +85,12 @@ impl Handover {
     }
 
     /// An event of stream `idx` from the new connection.
-    pub fn from_new(&mut self, idx: usize, ordinal: Option<i64>, data: Box<RawValue>) -> FromNew {
+    pub fn on_new_event(
+        &mut self,
+        idx: usize,
+        ordinal: Option<i64>,
+        data: Box<RawValue>,
+    ) -> FromNew {
         let lane = &mut self.lanes[idx];
         if lane.switched {
             return FromNew::Take(vec![data]);
@@ -152,21 +157,25 @@ mod tests {
     fn the_new_connection_waits_until_the_old_one_caught_up() {
         let mut h = Handover::new(1, 2);
         // New is ahead: its 5 and 6 wait while the old one still delivers 3 and 4.
-        assert!(matches!(h.from_new(0, Some(5), ev("5")), FromNew::Hold));
-        assert!(matches!(h.from_new(0, Some(6), ev("6")), FromNew::Hold));
-        assert!(matches!(h.from_old(0, Some(3)), FromOld::Take(v) if v.is_empty()));
-        assert!(matches!(h.from_old(0, Some(4)), FromOld::Take(v) if v.is_empty()));
+        assert!(matches!(h.on_new_event(0, Some(5), ev("5")), FromNew::Hold));
+        assert!(matches!(h.on_new_event(0, Some(6), ev("6")), FromNew::Hold));
+        assert!(matches!(h.on_old_event(0, Some(3)), FromOld::Take(v) if v.is_empty()));
+        assert!(matches!(h.on_old_event(0, Some(4)), FromOld::Take(v) if v.is_empty()));
         // The old one reaches 5: the held events follow, and the old one is ignored after.
-        match h.from_old(0, Some(5)) {
+        match h.on_old_event(0, Some(5)) {
             FromOld::Take(v) => assert_eq!(texts(&v), ["5", "6"]),
             FromOld::Ignore => panic!("5 is taken"),
         }
-        assert!(matches!(h.from_old(0, Some(6)), FromOld::Ignore));
-        assert!(matches!(h.from_new(0, Some(7), ev("7")), FromNew::Take(v) if texts(&v) == ["7"]));
+        assert!(matches!(h.on_old_event(0, Some(6)), FromOld::Ignore));
+        assert!(
+            matches!(h.on_new_event(0, Some(7), ev("7")), FromNew::Take(v) if texts(&v) == ["7"])
+        );
         assert!(!h.complete(), "stream 1 has not switched");
         // Stream 1: the old connection is ahead, so the new one's first event switches it.
-        assert!(matches!(h.from_old(1, Some(10)), FromOld::Take(_)));
-        assert!(matches!(h.from_new(1, Some(9), ev("9")), FromNew::Take(v) if texts(&v) == ["9"]));
+        assert!(matches!(h.on_old_event(1, Some(10)), FromOld::Take(_)));
+        assert!(
+            matches!(h.on_new_event(1, Some(9), ev("9")), FromNew::Take(v) if texts(&v) == ["9"])
+        );
         assert!(h.complete());
     }
 
@@ -177,12 +186,12 @@ mod tests {
         for i in 0..64 {
             assert!(!h.over_limit());
             assert!(matches!(
-                h.from_new(i % 2, Some(i as i64), ev(&big)),
+                h.on_new_event(i % 2, Some(i as i64), ev(&big)),
                 FromNew::Hold
             ));
         }
         assert!(h.over_limit(), "64 MiB and more held");
-        let _ = h.from_new(0, Some(100), ev("1"));
+        let _ = h.on_new_event(0, Some(100), ev("1"));
         let all = h.release_all();
         assert_eq!(all.len(), 65);
         assert!(

@@ -320,12 +320,12 @@ impl LiveSource {
         };
         let ordinal = self.ordinal(data.get());
         let events = if conn == h.old {
-            match h.from_old(idx, ordinal) {
+            match h.on_old_event(idx, ordinal) {
                 FromOld::Ignore => Vec::new(),
                 FromOld::Take(held) => std::iter::once(data).chain(held).collect(),
             }
         } else {
-            match h.from_new(idx, ordinal, data) {
+            match h.on_new_event(idx, ordinal, data) {
                 FromNew::Hold => Vec::new(),
                 FromNew::Take(events) => events,
             }
