@@ -247,6 +247,7 @@ impl Archive {
         let variant = Variant {
             header: faults.header,
             duplicate_rows: named(&faults.duplicate_rows),
+            missing_rows: named(&faults.missing_rows),
             nested_copy: named(&faults.nested_copy),
         };
         let made = match self.generated(&key, variant, data).await {
@@ -442,6 +443,8 @@ pub(crate) struct ArchiveFaultsJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     duplicate_rows: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    missing_rows: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     nested_copy: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     header: Option<bool>,
@@ -466,6 +469,7 @@ pub(crate) fn faults_json(f: &ArchiveFaults) -> String {
         bad_checksum: Some(f.bad_checksum.clone()),
         truncate: Some(f.truncate.clone()),
         duplicate_rows: Some(f.duplicate_rows.clone()),
+        missing_rows: Some(f.missing_rows.clone()),
         nested_copy: Some(f.nested_copy.clone()),
         header: Some(f.header),
         latency_ms: Some(ms(f.latency)),
@@ -514,6 +518,9 @@ impl ArchiveFaultsJson {
         }
         if let Some(v) = self.duplicate_rows {
             f.duplicate_rows = v;
+        }
+        if let Some(v) = self.missing_rows {
+            f.missing_rows = v;
         }
         if let Some(v) = self.nested_copy {
             f.nested_copy = v;

@@ -80,7 +80,7 @@
 //! file names as zip names, counted faults as `[name, downloads]` pairs, `4294967295` = every
 //! download: `{"daily_delay_ms":0,"monthly_delay_ms":0,"missing_days":["2024-01-03"],
 //! "missing_months":["2023-12"],"corrupt":[["BTCUSDT-1m-2024-01-02.zip",1]],
-//! "bad_checksum":[],"truncate":[],"duplicate_rows":[],"nested_copy":[],"header":false,
+//! "bad_checksum":[],"truncate":[],"duplicate_rows":[],"missing_rows":[],"nested_copy":[],"header":false,
 //! "latency_ms":0,"bandwidth":0}`; a POST may send only some fields; a GET shows the counts
 //! still to come).
 //!
@@ -440,6 +440,11 @@ pub struct ArchiveFaults {
     /// Zip names whose CSV repeats some rows right after themselves (every 1000th row and the
     /// last row); the published zip and its `.CHECKSUM` agree.
     pub duplicate_rows: Vec<String>,
+    /// Zip names whose CSV lacks the rows of a stretch in its middle (from the middle of the
+    /// file's span, a tenth of the span long) although REST serves them; the published zip and
+    /// its `.CHECKSUM` agree, as in Binance's short files (binance-public-data issues 106, 230
+    /// and 307).
+    pub missing_rows: Vec<String>,
     /// Zip names whose zip holds a second, identical copy of the CSV at `<name>/<name>.csv`
     /// besides `<name>.csv` (a nested duplicate); the `.CHECKSUM` agrees.
     pub nested_copy: Vec<String>,

@@ -173,6 +173,15 @@ struct Args {
         value_name = "NAME"
     )]
     archive_duplicate_rows: Vec<String>,
+    /// Archive: zips (comma-separated names) whose CSV lacks the rows of a tenth of its span,
+    /// from the middle on, with a CHECKSUM that matches the short file.
+    #[arg(
+        long,
+        env = "EXCHANGE_SIM_ARCHIVE_MISSING_ROWS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    archive_missing_rows: Vec<String>,
     /// Archive: zips (comma-separated names) holding a second copy of the CSV at
     /// NAME/NAME.csv.
     #[arg(
@@ -348,6 +357,7 @@ async fn main() -> std::io::Result<()> {
             bad_checksum: args.archive_bad_checksum,
             truncate: args.archive_truncate,
             duplicate_rows: args.archive_duplicate_rows,
+            missing_rows: args.archive_missing_rows,
             nested_copy: args.archive_nested_copy,
             header: args.archive_header,
             latency: Duration::from_millis(args.archive_latency_ms),

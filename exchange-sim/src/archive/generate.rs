@@ -49,6 +49,7 @@ const FLUSH_AT: usize = 1 << 16;
 pub(crate) struct Variant {
     pub header: bool,
     pub duplicate_rows: bool,
+    pub missing_rows: bool,
     pub nested_copy: bool,
 }
 
@@ -246,6 +247,13 @@ fn write_csv<W: Write>(
         });
     }
     let (start, end) = key.span();
+    // The `missing_rows` fault: rows at these times are left out.
+    let hole = if variant.missing_rows {
+        let from = start + (end - start) / 2;
+        from..from + (end - start) / 10
+    } else {
+        0..0
+    };
     // COIN-M index files are keyed by pair: their data is the perpetual's.
     let m = futures::market_of(key.market, &key.symbol);
     // Futures rows have no best-match column.
@@ -254,6 +262,10 @@ fn write_csv<W: Write>(
         Kind::PriceKlines(series, iv) => {
             let mut t = iv.align_up(start.max(data.listed_at));
             while t < end {
+                if hole.contains(&t) {
+                    t = iv.next_open(t);
+                    continue;
+                }
                 let k = futures::price_kline(&m, series, iv, t, i64::MAX);
                 let r = &mut rows;
                 r.row.clear();
@@ -274,6 +286,10 @@ fn write_csv<W: Write>(
             let mut t = first
                 + (METRICS_PERIOD_MS - first.rem_euclid(METRICS_PERIOD_MS)) % METRICS_PERIOD_MS;
             while t < end {
+                if hole.contains(&t) {
+                    t += METRICS_PERIOD_MS;
+                    continue;
+                }
                 let (oi, value) = futures::open_interest_units(&m, t);
                 let ratios = futures::long_short_ratios(key.market, &key.symbol, t);
                 let r = &mut rows;
@@ -301,6 +317,10 @@ fn write_csv<W: Write>(
         Kind::Klines(iv) => {
             let mut t = iv.align_up(start.max(data.listed_at));
             while t < end {
+                if hole.contains(&t) {
+                    t = iv.next_open(t);
+                    continue;
+                }
                 // Archived candles are final: the file is published after the span.
                 let k = data::kline_units(&m, iv, t, i64::MAX);
                 let r = &mut rows;
@@ -336,6 +356,10 @@ fn write_csv<W: Write>(
                 let mut id = first;
                 while let Some(next) = data.next_existing(id).filter(|&n| n <= last) {
                     let a = data.agg_units(&m, next);
+                    if hole.contains(&a.time) {
+                        id = next + 1;
+                        continue;
+                    }
                     let r = &mut rows;
                     if key.kind == Kind::AggTrades {
                         r.row.clear();
@@ -463,6 +487,35 @@ mod tests {
         let mut dedup = dup.clone();
         dedup.dedup();
         assert_eq!(dedup, clean);
+    }
+
+    #[test]
+    fn missing_rows_leave_out_a_tenth_of_the_span_from_its_middle() {
+        let data = Data::new(60_000, data::DEFAULT_LISTED_AT_MS, vec![]);
+        let short = Variant {
+            missing_rows: true,
+            ..Variant::default()
+        };
+        let path = "/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip";
+        let clean = csv_of(path, &data, Variant::default());
+        let holed = csv_of(path, &data, short);
+        let clean: Vec<&str> = clean.lines().collect();
+        let holed: Vec<&str> = holed.lines().collect();
+        // 144 of 1440 minutes, from 12:00 on.
+        assert_eq!(holed.len(), 1440 - 144);
+        assert_eq!(holed[..720], clean[..720]);
+        assert_eq!(holed[720..], clean[864..]);
+        // Trades: the aggregate trades of the stretch are missing, so their ids are.
+        let path = "/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-01.zip";
+        let ids = |csv: &str| -> Vec<u64> {
+            csv.lines()
+                .map(|l| l.split(',').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        let clean = ids(&csv_of(path, &data, Variant::default()));
+        let holed = ids(&csv_of(path, &data, short));
+        assert_eq!(holed.len(), clean.len() - 144);
+        assert_eq!(holed.windows(2).filter(|w| w[1] != w[0] + 1).count(), 1);
     }
 
     #[test]
