@@ -325,6 +325,74 @@ async fn archive_faults_fall_back_or_are_survived_and_nothing_is_lost_or_doubled
     sim.shutdown().await;
 }
 
+/// Binance's files sometimes lack rows that REST still serves, with a CHECKSUM that matches the
+/// short file: `auto` loads the hole over REST before the rows after it, so the topic is the
+/// same as a REST load, byte for byte; `archive` cannot, and `verify` finds the hole it left.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_missing_from_an_archive_file_are_loaded_over_rest_in_order() {
+    let holed = ["BTCUSDT-1m-2024-02.zip", "BTCUSDT-aggTrades-2024-01-03.zip"];
+    let sim = sim(ArchiveFaults {
+        missing_rows: holed.iter().map(|n| n.to_string()).collect(),
+        ..ArchiveFaults::default()
+    })
+    .await;
+    for (ty, range, file) in [
+        ("api_candles_1m", "2024-01-30:2024-03-01", holed[0]),
+        ("api_trades", "2024-01-02:2024-01-05", holed[1]),
+    ] {
+        let s0 = sim.stats();
+        let (rest, rest_topic, after_rest) = load(&sim, ty, range, "rest", &[]).await;
+        rest.assert_ok();
+        let expected = read_raw(&rest_topic);
+        let (archive, archive_topic, _) = load(&sim, ty, range, "archive", &[]).await;
+        archive.assert_ok();
+        let short = read_raw(&archive_topic).len();
+        assert!(
+            short < expected.len(),
+            "{ty}: the file really lacks rows ({short} of {})",
+            expected.len()
+        );
+        let v = verify_topic(
+            &archive_topic,
+            range,
+            &[
+                ("SYMBOL", "BTCUSDT".into()),
+                ("TYPE", ty.into()),
+                ("BINANCE_API_URL", sim.base_url()),
+            ],
+            &[],
+        );
+        assert_ne!(v.code, Some(0), "{ty}: verify finds the hole: {}", v.stdout);
+
+        let st0 = sim.stats();
+        let (auto, auto_topic, st) = load(&sim, ty, range, "auto", &[]).await;
+        auto.assert_ok();
+        assert!(
+            read_raw(&auto_topic) == expected,
+            "{ty}: SOURCE=auto differs from SOURCE=rest"
+        );
+        verify_ok(&auto_topic, range, ty, &sim);
+        assert!(
+            auto.stdout
+                .contains(&format!("{file}: records missing between")),
+            "{ty}: {}",
+            auto.stdout
+        );
+        assert!(
+            st.archive_downloads.get(file).is_some_and(|n| *n >= 1),
+            "{ty}: the file was used"
+        );
+        // Only the hole came over REST, not the file's span.
+        let rest_requests = data_requests(&after_rest) - data_requests(&s0);
+        let auto_requests = data_requests(&st) - data_requests(&st0);
+        assert!(
+            auto_requests * 4 < rest_requests,
+            "{ty}: {auto_requests} requests, a REST load made {rest_requests}"
+        );
+    }
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn header_rows_are_read_and_an_empty_range_is_not_an_error() {
     let sim = sim(ArchiveFaults {

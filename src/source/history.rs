@@ -4,6 +4,11 @@
 //! rows is published, then read as a stream on a blocking thread. One [`Cursor`] follows the
 //! symbol through every step, so the seams between monthly, daily and REST spans neither repeat
 //! nor lose a record, and a file that cannot be used falls back to REST with `SOURCE=auto`.
+//!
+//! Binance's files sometimes lack rows that REST still serves, with a CHECKSUM that matches the
+//! short file (binance-public-data issues 106, 230 and 307: up to 608 minutes of one day). With
+//! `SOURCE=auto`, where REST serves the file's span, a row that follows a hole (an id skipped,
+//! a candle missing) waits while the hole is loaded over REST, so the topic has no hole.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::plan::{self, archive_error, SourceMode, Step};
-use super::{Cursor, Emitter, History, HistoryContext, SourceSummary};
+use super::{Cursor, Emitter, History, HistoryContext, Hole, SourceSummary};
 use crate::archive::{ArchiveError, VerifiedFile};
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
@@ -79,6 +84,7 @@ pub async fn load(
 
     let mut cursor = Cursor::new(kind.kind(), range);
     cursor.last = ctx.resume.map(|p| p.ordinal);
+    cursor.last_time = ctx.resume.map(|p| p.timestamp);
     let mut prefetched: VecDeque<Option<Prefetch>> = VecDeque::new();
     let mut next_to_fetch = 0;
     for i in 0..steps.len() {
@@ -95,10 +101,14 @@ pub async fn load(
             Step::Rest(span) => kind.load_rest(&ctx, *span, &mut cursor, &mut out).await?,
             Step::Archive { file, span, .. } => {
                 let mut download = download.expect("archive steps are prefetched");
+                // Holes in the file are filled over REST where REST serves its span.
+                let fill = ctx.mode == SourceMode::Auto
+                    && ctx.exchange.is_some()
+                    && !rest_from.as_ref().is_some_and(|f| f.excludes(*span));
                 let result = match (&mut download.0).await {
                     Ok(Ok(verified)) => {
                         let (c, o, r) =
-                            publish_file(kind.clone(), &ctx, verified, cursor, out).await?;
+                            publish_file(kind.clone(), &ctx, verified, fill, cursor, out).await?;
                         cursor = c;
                         out = o;
                         r
@@ -155,20 +165,25 @@ fn start_download(ctx: &HistoryContext, step: &Step) -> Option<Prefetch> {
 }
 
 /// Publishes the rows of a verified file on a blocking thread and hands the cursor and emitter
-/// back. The inner result is the file's: a file that turns out unreadable can still fall back
-/// to REST from where the cursor stands. The outer one fails the load.
+/// back; with `fill`, a hole in the file is loaded over REST before the row after it. The inner
+/// result is the file's: a file that turns out unreadable can still fall back to REST from
+/// where the cursor stands. The outer one fails the load.
 async fn publish_file(
     kind: Arc<dyn History>,
     ctx: &HistoryContext,
     file: VerifiedFile,
+    fill: bool,
     cursor: Cursor,
     out: Emitter,
 ) -> Result<(Cursor, Emitter, Result<(), ArchiveError>)> {
     let symbol = ctx.symbol.clone();
     let market = ctx.market;
     let stop = ctx.stop.clone();
+    let ctx = ctx.clone();
+    let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let (mut cursor, mut out) = (cursor, out);
+        cursor.hold_holes = fill;
         let mut batch = RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH);
         let mut header_checked = false;
         let mut failure: Option<LoaderError> = None;
@@ -180,6 +195,26 @@ async fn publish_file(
                 }
             }
             kind.push_csv_row(row, &mut cursor, &mut batch)?;
+            if let Some(hole) = cursor.take_hole() {
+                // What precedes the hole goes first, then the hole, then this row again (a
+                // duplicate if REST served it too; after a hole REST has no records for either,
+                // the exchange's own gap).
+                let before = std::mem::replace(
+                    &mut batch,
+                    RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH),
+                );
+                let filled = out.blocking_send(before, Origin::Archive).and_then(|()| {
+                    runtime.block_on(fill_hole(&*kind, &ctx, &file, hole, &mut cursor, &mut out))
+                });
+                if let Err(e) = filled {
+                    failure = Some(e);
+                    return Ok(false);
+                }
+                cursor.hold_holes = false;
+                let again = kind.push_csv_row(row, &mut cursor, &mut batch);
+                cursor.hold_holes = fill;
+                again?;
+            }
             if batch.len() >= ARCHIVE_BATCH {
                 if stop.is_cancelled() {
                     return Ok(false);
@@ -195,6 +230,7 @@ async fn publish_file(
             }
             Ok(true)
         });
+        cursor.hold_holes = false;
         // Whatever was read is published, also when the file then turns out unreadable.
         let sent = out.blocking_send(batch, Origin::Archive);
         if let Some(e) = failure {
@@ -214,6 +250,32 @@ async fn publish_file(
     });
     task.await
         .map_err(|e| LoaderError::Other(format!("the archive reader thread failed: {e}")))?
+}
+
+/// Loads a hole of an archive file over REST, and says so.
+async fn fill_hole(
+    kind: &dyn History,
+    ctx: &HistoryContext,
+    file: &VerifiedFile,
+    hole: Hole,
+    cursor: &mut Cursor,
+    out: &mut Emitter,
+) -> Result<()> {
+    let before = cursor.last;
+    kind.load_rest(ctx, hole.span(), cursor, out).await?;
+    let found = cursor.last != before;
+    tracing::warn!(symbol = %ctx.symbol, file = %file.file.name, after = hole.after_ordinal,
+        before = hole.next_ordinal, from = %fmt_ms(hole.after_time), to = %fmt_ms(hole.next_time),
+        loaded_over_rest = found,
+        "the archive file lacks records that should lie between two of its rows: asked REST for them");
+    if found {
+        ctx.status.note_fallback();
+        out.summary.fallbacks.push(format!(
+            "{}: records missing between {} and {} loaded over REST",
+            file.file.name, hole.after_ordinal, hole.next_ordinal
+        ));
+    }
+    Ok(())
 }
 
 /// Logs the plan in one line per kind of step.

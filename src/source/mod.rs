@@ -206,16 +206,49 @@ pub trait History: Send + Sync + 'static {
 /// Keeps one symbol's records in order and unique across spans (monthly, daily, REST): a
 /// record is admitted only inside the range and after the last one admitted, and for id-ordered
 /// types a skipped id is noted as a gap in the exchange's data.
+///
+/// While [`hold_holes`](Self::hold_holes) is set (an archive file that REST can stand in for),
+/// a record that leaves a hole after the last one (an id skipped, an open time of the grid
+/// missing) is not admitted: the hole is kept in [`hole`](Self::hole) for the reader to fill
+/// over REST before the record is offered again.
 #[derive(Debug, Clone)]
 pub struct Cursor {
     pub range: TimeRange,
     ids: bool,
-    /// The last ordinal admitted (open time or id).
+    /// The open-time grid of candle-like kinds.
+    grid: Option<kline_interval::Interval>,
+    /// The last ordinal admitted (open time or id), and its record's time.
     pub last: Option<i64>,
+    pub last_time: Option<i64>,
+    /// Refuse a record after a hole, and keep the hole.
+    pub hold_holes: bool,
+    pub hole: Option<Hole>,
     /// Inclusive id ranges the exchange does not have.
     pub gaps: Vec<(u64, u64)>,
     /// Rows dropped because they were already admitted (duplicates in a file, seams).
     pub duplicates: u64,
+}
+
+/// Records missing between two that were offered one after the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hole {
+    /// The last record admitted: its ordinal and time.
+    pub after_ordinal: i64,
+    pub after_time: i64,
+    /// The record that was refused: its ordinal and time.
+    pub next_ordinal: i64,
+    pub next_time: i64,
+}
+
+impl Hole {
+    /// The span that holds the missing records and the refused one, for a REST request that
+    /// continues after the cursor.
+    pub fn span(&self) -> TimeRange {
+        TimeRange {
+            start_ms: self.after_time,
+            end_ms: self.next_time + 1,
+        }
+    }
 }
 
 impl Cursor {
@@ -223,7 +256,14 @@ impl Cursor {
         Cursor {
             range,
             ids: matches!(kind.sequence(), crate::registry::Sequence::Ids),
+            grid: match kind.sequence() {
+                crate::registry::Sequence::TimeGrid(iv) => Some(iv),
+                _ => None,
+            },
             last: None,
+            last_time: None,
+            hold_holes: false,
+            hole: None,
             gaps: Vec::new(),
             duplicates: 0,
         }
@@ -240,12 +280,33 @@ impl Cursor {
                 self.duplicates += 1;
                 return false;
             }
-            if self.ids && ordinal > last + 1 {
-                self.note_gap(last as u64 + 1, ordinal as u64 - 1);
+            let expected = match self.grid {
+                Some(iv) => iv.next_open(last),
+                None => last + 1,
+            };
+            if ordinal > expected && (self.ids || self.grid.is_some()) {
+                if self.hold_holes {
+                    self.hole = Some(Hole {
+                        after_ordinal: last,
+                        after_time: self.last_time.unwrap_or(self.range.start_ms),
+                        next_ordinal: ordinal,
+                        next_time: time,
+                    });
+                    return false;
+                }
+                if self.ids {
+                    self.note_gap(last as u64 + 1, ordinal as u64 - 1);
+                }
             }
         }
         self.last = Some(ordinal);
+        self.last_time = Some(time);
         true
+    }
+
+    /// Takes the hole found, if any.
+    pub fn take_hole(&mut self) -> Option<Hole> {
+        self.hole.take()
     }
 
     pub fn note_gap(&mut self, first: u64, last: u64) {
@@ -383,5 +444,39 @@ mod tests {
         let mut k = Cursor::new(RecordKind::Candles(crate::binance::Interval::M1), range);
         assert!(k.admit(120, 120) && k.admit(180, 180));
         assert!(k.gaps.is_empty(), "candles have no id gaps");
+    }
+
+    #[test]
+    fn a_cursor_holding_holes_refuses_the_record_after_one_and_keeps_it() {
+        let range = TimeRange {
+            start_ms: 0,
+            end_ms: 1_000_000,
+        };
+        let mut c = Cursor::new(RecordKind::AggTrades, range);
+        c.hold_holes = true;
+        assert!(c.admit(10, 1) && c.admit(20, 2));
+        assert!(!c.admit(50, 5), "ids 3 and 4 are missing");
+        let hole = c.take_hole().expect("the hole");
+        assert_eq!((hole.after_ordinal, hole.next_ordinal), (2, 5));
+        assert_eq!(
+            hole.span(),
+            TimeRange {
+                start_ms: 20,
+                end_ms: 51
+            }
+        );
+        assert_eq!(c.take_hole(), None);
+        // Offered again without holding: admitted, and the gap noted as the exchange's.
+        c.hold_holes = false;
+        assert!(c.admit(50, 5));
+        assert_eq!(c.gaps, vec![(3, 4)]);
+        // Candles: an open time of the grid missing.
+        let iv = crate::binance::Interval::M1;
+        let mut k = Cursor::new(RecordKind::Candles(iv), range);
+        k.hold_holes = true;
+        assert!(k.admit(0, 0) && k.admit(60_000, 60_000));
+        assert!(!k.admit(240_000, 240_000));
+        assert_eq!(k.take_hole().map(|h| h.span().start_ms), Some(60_000));
+        assert!(k.gaps.is_empty());
     }
 }
