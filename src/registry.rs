@@ -5,7 +5,8 @@
 //! Adding a data type means one entry in [`TYPES`], a variant in [`HistoryType`] or
 //! [`LiveType`] (plus [`RecordKind`] when its records are new), and its own module under
 //! `source/` implementing [`History`](crate::source::History) or a live handler; `config`,
-//! `job`, `verify`, `demo` and the help text take everything else from here.
+//! `job`, `verify`, `demo` and the help text take everything else from here, and
+//! `tests/compliance.rs` loads and verifies every entry on every market it lists.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,0 +1,249 @@
+//! One compliance test over the registry: every registered data type, on every market the
+//! registry offers it in, loads a short range from the exchange simulator (its REST API, its
+//! archive, its streams) into the broker with the default `SOURCE=auto`, and `verify`, asking
+//! the market's own endpoints, passes on the topic. The list comes from
+//! `loader_producer::registry::TYPES`: a type added there is in this test without a line here,
+//! and one that cannot pass it cannot land.
+//!
+//! History ranges end days ago and cross a day boundary (a whole day from the archive, the rest
+//! over REST); live ranges start seconds ahead, all live jobs running at once.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
+use loader_producer::market::Market;
+use loader_producer::registry::{IntervalRule, TYPES};
+use support::loader::{fresh_topic, job_env, now_ms, run_loader_async, verify_topic, Run};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// The symbol a market's jobs load.
+fn symbol(m: Market) -> &'static str {
+    match m {
+        Market::CoinM => "BTCUSD_PERP",
+        _ => "BTCUSDT",
+    }
+}
+
+fn sim_market(m: Market) -> SimMarket {
+    match m {
+        Market::Spot => SimMarket::Spot,
+        Market::UsdM => SimMarket::UsdM,
+        Market::CoinM => SimMarket::CoinM,
+    }
+}
+
+/// One `TYPE` value per registry entry: entries that take an interval get one that every market
+/// offers (`1s` exists on spot only, and the live candle range must close a candle soon).
+fn type_value(name: &str, takes_interval: bool, rule: IntervalRule, live: bool) -> String {
+    match (takes_interval, rule, live) {
+        (false, _, _) => name.to_string(),
+        (true, IntervalRule::Candles, true) => format!("{name}_1m"),
+        (true, _, _) => format!("{name}_1h"),
+    }
+}
+
+/// A job of one type on one market, with its range.
+struct Case {
+    market: Market,
+    ty: String,
+    range: (i64, i64),
+    topic: String,
+}
+
+impl Case {
+    fn label(&self) -> String {
+        format!("{} {}", self.market.as_str(), self.ty)
+    }
+
+    /// The job's variables: the market's REST, stream and archive URLs on the simulator, and
+    /// an API key (futures `historicalTrades` needs one; the others ignore it).
+    fn env(&self, sim: &SimServer) -> Vec<(&'static str, String)> {
+        let range = format!("{}:{}", self.range.0, self.range.1);
+        let mut env = job_env(
+            &sim.base_url(),
+            &self.topic,
+            symbol(self.market),
+            &self.ty,
+            &range,
+        );
+        env.extend(market_vars(sim, self.market));
+        env.push(("WS_IDLE_TIMEOUT", "3".into()));
+        env
+    }
+
+    fn verify(&self, sim: &SimServer) -> Run {
+        let mut extra = market_vars(sim, self.market);
+        extra.push(("SYMBOL", symbol(self.market).into()));
+        extra.push(("TYPE", self.ty.clone()));
+        verify_topic(
+            &self.topic,
+            &format!("{}:{}", self.range.0, self.range.1),
+            &extra,
+            &[],
+        )
+    }
+}
+
+fn market_vars(sim: &SimServer, m: Market) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("MARKET", m.as_str().to_string()),
+        ("ARCHIVE_URL", sim.base_url()),
+        ("BINANCE_API_KEY", "sim-key".to_string()),
+    ];
+    vars.extend(match m {
+        Market::Spot => [
+            ("BINANCE_API_URL", sim.base_url()),
+            ("BINANCE_WS_URL", sim.ws_url()),
+        ],
+        Market::UsdM => [
+            ("BINANCE_FAPI_URL", sim.fapi_url()),
+            ("BINANCE_FWS_URL", sim.fws_url()),
+        ],
+        Market::CoinM => [
+            ("BINANCE_DAPI_URL", sim.dapi_url()),
+            ("BINANCE_DWS_URL", sim.dws_url()),
+        ],
+    });
+    vars
+}
+
+/// A history range: trades over two hours across midnight (REST), everything else from noon
+/// three days ago to midnight yesterday (a whole day from the archive, half a day over REST).
+fn history_range(ty: &str) -> (i64, i64) {
+    let midnight = now_ms().div_euclid(DAY) * DAY - DAY;
+    if ty.contains("trades") {
+        (midnight - DAY - HOUR, midnight - DAY + HOUR)
+    } else {
+        (midnight - 2 * DAY - 12 * HOUR, midnight)
+    }
+}
+
+/// A live range starting `lead` ms ahead: a few seconds; for candles the minute that holds it
+/// (so one candle closes in it); for liquidations the first stretch of the simulator's own
+/// schedule with one in it.
+fn live_range(ty: &str, m: Market, lead: i64) -> (i64, i64) {
+    let start = (now_ms() + lead).div_euclid(1000) * 1000;
+    if ty.starts_with("ws_candles") {
+        let minute = start.div_euclid(60_000) * 60_000;
+        return (minute, minute + 60_000);
+    }
+    if ty == "ws_liquidations" {
+        return (0..120)
+            .map(|s| (start + s * 1000, start + s * 1000 + 8_000))
+            .find(|&(a, b)| !data::liquidations(sim_market(m), symbol(m), a, b - 1).is_empty())
+            .expect("a liquidation within two minutes");
+    }
+    (start, start + 4_000)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_registered_type_loads_on_every_market_and_verifies() {
+    let sim = SimServer::start(
+        SimConfig {
+            // A trade a second: live ranges of seconds have trades, history stays small.
+            agg_trade_spacing_ms: 1_000,
+            futures_ws: WsFaults::futures(),
+            ..SimConfig::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("simulator starts");
+
+    let mut cases: Vec<Case> = Vec::new();
+    for entry in TYPES {
+        let live = entry
+            .origins
+            .contains(&loader_producer::registry::Origin::WebSocket);
+        let ty = type_value(entry.name, entry.takes_interval, entry.interval_rule, live);
+        for &market in entry.markets {
+            cases.push(Case {
+                market,
+                range: (0, 0),
+                topic: fresh_topic(&format!("compliance-{}-{}", market.as_str(), ty)),
+                ty: ty.clone(),
+            });
+        }
+    }
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+
+    // Live jobs first, all at once (they mostly wait for their range), then history jobs a few
+    // at a time meanwhile.
+    let mut live_jobs = Vec::new();
+    for (i, case) in cases.iter_mut().enumerate() {
+        if case.ty.starts_with("ws_") {
+            case.range = live_range(&case.ty, case.market, 5_000);
+            live_jobs.push((i, tokio::spawn(run_loader_async(case.env(&sim), vec![]))));
+        } else {
+            case.range = history_range(&case.ty);
+        }
+    }
+    let mut results: Vec<Option<Run>> = cases.iter().map(|_| None).collect();
+    let history: Vec<usize> = (0..cases.len())
+        .filter(|&i| !cases[i].ty.starts_with("ws_"))
+        .collect();
+    for chunk in history.chunks(3) {
+        let jobs: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    tokio::spawn(run_loader_async(cases[i].env(&sim), vec![])),
+                )
+            })
+            .collect();
+        for (i, job) in jobs {
+            results[i] = Some(job.await.expect("job task"));
+        }
+    }
+    for (i, job) in live_jobs {
+        results[i] = Some(job.await.expect("job task"));
+    }
+
+    let mut failures = Vec::new();
+    for (case, run) in cases.iter().zip(&results) {
+        let run = run.as_ref().expect("every case ran");
+        if run.code != Some(0) {
+            failures.push(format!(
+                "{}: exit {:?}: {}",
+                case.label(),
+                run.code,
+                run.stderr
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+            continue;
+        }
+        let v = case.verify(&sim);
+        if v.code != Some(0) {
+            failures.push(format!(
+                "{}: verify exit {:?}: {}{}",
+                case.label(),
+                v.code,
+                v.stdout.chars().take(600).collect::<String>(),
+                v.stderr.lines().last().unwrap_or("")
+            ));
+            continue;
+        }
+        let report: serde_json::Value = serde_json::from_str(&v.stdout).expect("verify --json");
+        let records = report["groups"][0]["records"].as_u64().unwrap_or(0);
+        if records == 0 {
+            failures.push(format!("{}: the topic is empty", case.label()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    sim.shutdown().await;
+}
