@@ -360,6 +360,11 @@ def sample_record_size(bootstrap: str, topic: str, n: int = 20_000) -> float:
 # Statistics and formatting
 
 
+def cpu_per_m(cpu: float, records: int) -> float:
+    """CPU seconds per million records."""
+    return cpu / max(records, 1) * 1e6
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -499,22 +504,27 @@ class Bench:
             lw = [x.records / x.wall for x in r["loader"]]
             size = f"{r['size']:.0f} B" if r["size"] else "?"
             recs = fmt_n(r["records"]) if r["records"] else "?"
+            ccpu = [cpu_per_m(o["cpu_seconds_with_connect"], o["records"]) for o in r["ceiling"]]
+            lcpu = [cpu_per_m(x.cpu, x.records) for x in r["loader"]]
             if c:
                 rows.append([f"ceiling `{dtype}`", recs, size, fmt_n(med(c)), fmt_range(c),
-                             fmt_s(med([o["seconds"] for o in r["ceiling"]])), "100%", "", ""])
+                             fmt_s(med([o["seconds"] for o in r["ceiling"]])),
+                             f"{med([cpu_per_m(o['cpu_seconds'], o['records']) for o in r['ceiling']]):.2f}",
+                             "100%", "", ""])
                 rows.append([f"ceiling `{dtype}` (with Kafka connection)", recs, size, fmt_n(med(cc)),
                              fmt_range(cc),
                              fmt_s(med([o.get("seconds_with_connect", o["seconds"]) for o in r["ceiling"]])),
-                             "100%", "", ""])
+                             f"{med(ccpu):.2f}", "100%", "", ""])
             if lo:
                 ratio = med(lo) / med(c) if c else float("nan")
                 rows.append([f"loader `{dtype}` (summary line)", recs, size, fmt_n(med(lo)), fmt_range(lo),
-                             fmt_s(med([x.seconds for x in r["loader"]])), f"{ratio:.0%}", "≥ 70%",
+                             fmt_s(med([x.seconds for x in r["loader"]])), "", f"{ratio:.0%}", "≥ 70%",
                              verdict(ratio >= 0.70)])
                 ratio_w = med(lw) / med(cc) if cc else float("nan")
+                cpu_x = f" (CPU {med(lcpu) / med(ccpu):.2f}×)" if ccpu else ""
                 rows.append([f"loader `{dtype}` (whole process)", recs, size, fmt_n(med(lw)), fmt_range(lw),
-                             fmt_s(med([x.wall for x in r["loader"]])), f"{ratio_w:.0%}", "≥ 70%",
-                             verdict(ratio_w >= 0.70)])
+                             fmt_s(med([x.wall for x in r["loader"]])), f"{med(lcpu):.2f}",
+                             f"{ratio_w:.0%}{cpu_x}", "≥ 70%", verdict(ratio_w >= 0.70)])
         s.text += [
             f"Candles: `api_candles_1m`, TIME_RANGE {candles_range}; aggregate trades: `api_trades`, "
             f"TIME_RANGE {trades_range} (simulator spacing 250 ms, 345,600 trades a day); one symbol (BTCUSDT). "
@@ -535,12 +545,17 @@ class Bench:
             "- On this 2-core machine the loader shares the CPU with the simulator it reads from (about 1 "
             "CPU-second per 2 million candles, generating and serialising the pages) as well as with the "
             "broker; the ceiling shares it with the broker only.",
+            "- *CPU s / 10⁶ records*: user + system CPU seconds of the process itself (every thread, not the "
+            "simulator's nor the broker's) per million records, median of the runs: the loader's whole process "
+            "(`/usr/bin/time`), the ceiling's publishing (and, *with Kafka connection*, its connection too; its "
+            "generation before that is not counted). Unlike rates, it hardly depends on what else the machine "
+            "runs; *(CPU n×)* is the loader's over the ceiling's.",
             "- Each run has a fresh broker (and simulator). Checks: every loader run's summary count equals the "
             "range's record count; the first loader topic and the first ceiling topic of each type pass "
             "`loader-producer verify` for the range.",
             "",
             table(["contestant", "records", "record size", "records/s (median)", "min–max", "seconds (median)",
-                   "vs ceiling", "target", "result"], rows),
+                   "CPU s / 10⁶ records", "vs ceiling", "target", "result"], rows),
         ]
         return s
 
@@ -941,15 +956,18 @@ class Bench:
             cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
             n = fmt_n(records) if records else "?"
             what = f"{len(files)} {'daily' if '/daily/' in files[0] else 'monthly'} file(s)"
+            ccpu = [cpu_per_m(o["cpu_seconds_with_connect"], o["records"]) for o in ceiling]
             if c:
-                rows.append([f"ceiling `{dtype}`", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)), "",
-                             "100%", "", ""])
+                rows.append([f"ceiling `{dtype}`", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)),
+                             f"{med(ccpu):.2f}", "", "100%", "", ""])
             if archive and c:
                 lo, lw = [x.rate for x in archive], [x.records / x.wall for x in archive]
                 mb = [x.rss_kb / 1024 for x in archive]
+                lcpu = [cpu_per_m(x.cpu, x.records) for x in archive]
                 ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
                 rows.append([f"loader `{dtype}`, `SOURCE=archive`, {what}", rng, n, fmt_n(med(lo)), fmt_range(lo),
-                             fmt_n(med(lw)), f"{med(mb):.1f} MB (max {max(mb):.1f})",
+                             fmt_n(med(lw)), f"{med(lcpu):.2f} ({med(lcpu) / med(ccpu):.2f}×)",
+                             f"{med(mb):.1f} MB (max {max(mb):.1f})",
                              f"{ratio:.0%} / {ratio_w:.0%}", "≥ 70%, < 100 MB",
                              verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
             if dtype != "api_trades":
@@ -962,7 +980,8 @@ class Bench:
                 r = run_loader(name, self.logs, broker, sim, f"bench-{name}", dtype, rng, records, 1800,
                                RATE_LIMIT_SHARE=loader_default("RATE_LIMIT_SHARE"))
                 rows.append([f"loader `{dtype}`, `SOURCE=rest`, default budget", rng, n, fmt_n(r.rate), "",
-                             fmt_n(r.records / r.wall), f"{r.rss_kb / 1024:.1f} MB", "", "", ""])
+                             fmt_n(r.records / r.wall), f"{cpu_per_m(r.cpu, r.records):.2f}",
+                             f"{r.rss_kb / 1024:.1f} MB", "", "", ""])
                 if archive:
                     f = med([x.records / x.wall for x in archive]) / (r.records / r.wall)
                     ratio_line = (f"Aggregate trades, archive ÷ REST, whole process: **{f:,.0f}×** (target ≥ 20×): "
@@ -980,12 +999,13 @@ class Bench:
             f"same producer settings). {self.fast_runs} run(s) each for ceiling and archive, alternating, fresh "
             "broker per run; the zips are built by the simulator before any timing. *Records/s*: the loader's "
             "summary line; *whole process*: records / wall time (compared with the ceiling's *with Kafka "
-            "connection*). Peak RSS of the whole process. The aggregate-trade span over REST (`SOURCE=rest`) at "
+            "connection*). *CPU s / 10⁶ records* as in scenario 1 (loader ÷ ceiling in brackets). Peak RSS of "
+            "the whole process. The aggregate-trade span over REST (`SOURCE=rest`) at "
             f"the default budget (`RATE_LIMIT_SHARE` {loader_default('RATE_LIMIT_SHARE')} of 6,000 weight a minute; "
             "aggTrades weigh 4 per 1,000) is run once: it is bound by the budget, not by the machine.",
             "",
             table(["contestant", "range", "records", "records/s (median)", "min–max", "records/s, whole process",
-                   "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
+                   "CPU s / 10⁶ records", "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
             "",
             ratio_line,
         ]

@@ -19,7 +19,10 @@
 //!
 //! Prints one JSON line: records, payload bytes, generation seconds, publishing seconds (first send
 //! to flush complete), the same with the producer's creation, cluster connection and topic creation
-//! before it (`seconds_with_connect`), and records/s (of publishing).
+//! before it (`seconds_with_connect`), and records/s (of publishing); and the process's CPU
+//! seconds (user + system, every thread) over each of those two spans (`cpu_seconds`,
+//! `cpu_seconds_with_connect`), so the loader's CPU per record can be set beside the bare
+//! producer's (generation, before both, is not counted).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -191,6 +194,21 @@ fn tag(pages: Vec<RecordBatch>, args: &Args, range: TimeRange) -> Vec<TaggedPage
         .collect()
 }
 
+/// CPU seconds (user + system) this process has used so far, every thread: fields 14 and 15
+/// of `/proc/self/stat`, in clock ticks of `USER_HZ` (100 on Linux, fixed by its ABI).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let data_type = DataType::parse(&args.data_type, None)?;
@@ -207,6 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .sum();
 
     let connecting = Instant::now();
+    let cpu_connecting = cpu_seconds();
     let producer: BaseProducer<DeliveryContext> =
         producer_config(&k).create_with_context(DeliveryContext::default())?;
     kafka::wait_for_cluster(producer.client(), &producer.context().errors, &k, &|| {
@@ -221,6 +240,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     for page in &pages {
         let key = page.symbol.as_bytes();
         for payload in page.iter() {
@@ -245,6 +265,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     producer.flush(Duration::from_secs(300))?;
     let seconds = started.elapsed().as_secs_f64();
     let seconds_with_connect = connecting.elapsed().as_secs_f64();
+    let cpu_end = cpu_seconds();
 
     let acked = producer.context().acked.load(Ordering::Relaxed);
     let failed = producer.context().failed.load(Ordering::Relaxed);
@@ -261,6 +282,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "seconds": seconds,
             "seconds_with_connect": seconds_with_connect,
             "records_per_s": acked as f64 / seconds.max(1e-9),
+            "cpu_seconds": cpu_end - cpu_started,
+            "cpu_seconds_with_connect": cpu_end - cpu_connecting,
         })
     );
     if failed > 0 || acked != records {
