@@ -874,13 +874,13 @@ async fn sim_archive_reads_and_partly_updates_the_faults() {
         serde_json::json!({
             "daily_delay_ms": 0, "monthly_delay_ms": 0, "missing_days": [], "missing_months": [],
             "corrupt": [], "bad_checksum": [], "truncate": [], "duplicate_rows": [],
-            "nested_copy": [], "header": false, "latency_ms": 0, "bandwidth": 0
+            "missing_rows": [], "nested_copy": [], "header": false, "latency_ms": 0, "bandwidth": 0
         })
     );
     let r = post(
         &server,
         "/sim/archive",
-        r#"{"daily_delay_ms":3600000,"missing_days":["2024-01-02"],"truncate":[["X.zip",2]]}"#,
+        r#"{"daily_delay_ms":3600000,"missing_days":["2024-01-02"],"truncate":[["X.zip",2]],"missing_rows":["Y.zip"]}"#,
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -889,6 +889,7 @@ async fn sim_archive_reads_and_partly_updates_the_faults() {
     assert_eq!(v["daily_delay_ms"], 3_600_000);
     assert_eq!(v["missing_days"][0], "2024-01-02");
     assert_eq!(v["truncate"], serde_json::json!([["X.zip", 2]]));
+    assert_eq!(v["missing_rows"], serde_json::json!(["Y.zip"]));
     assert_eq!(v["latency_ms"], 5);
     let f = server.archive_faults();
     assert_eq!(f.daily_delay, Duration::from_secs(3600));
