@@ -76,6 +76,12 @@ fn generate(
     let symbol: Arc<str> = Arc::from(args.symbol.to_ascii_uppercase().as_str());
     let page = args.page.max(1);
     let mut pages = Vec::new();
+    // The simulator's data with the benchmark's spacing (candles count its trades).
+    let gen = Data::new(
+        args.agg_trade_spacing_ms,
+        data::DEFAULT_LISTED_AT_MS,
+        Vec::new(),
+    );
     match data_type {
         DataType::History(HistoryType::Candles(interval)) => {
             let name = interval.to_string();
@@ -83,7 +89,7 @@ fn generate(
             for chunk in times.chunks(page) {
                 let mut batch = RecordBatch::new(Market::Spot, symbol.clone(), chunk.len());
                 for &t in chunk {
-                    let k = data::kline(&symbol, interval, t);
+                    let k = data::kline(&gen, &symbol, interval, t);
                     let row = RawKline(
                         k.open_time,
                         &k.open,
@@ -104,11 +110,6 @@ fn generate(
             }
         }
         DataType::History(HistoryType::AggTrades) => {
-            let gen = Data::new(
-                args.agg_trade_spacing_ms,
-                data::DEFAULT_LISTED_AT_MS,
-                Vec::new(),
-            );
             let mut from = gen.first_id_at_or_after(&symbol, range.start_ms);
             loop {
                 let rows = gen.trades_from_id(&symbol, from, range.end_ms - 1, page);

@@ -250,7 +250,7 @@ async fn closed_candles_match_rest_across_forced_disconnects() {
             "{symbol}: one closed candle per second of the range"
         );
         for (r, open) in mine.iter().zip(&opens) {
-            let k = data::kline(symbol, iv, *open);
+            let k = data::kline(&sim.data(), symbol, iv, *open);
             assert_eq!(r["open_time"], *open);
             assert_eq!(r["close"], k.close);
             assert_eq!(r["volume"], k.volume);

@@ -70,7 +70,8 @@ fn assert_candles(
     let expected = data::interval_open_times(iv, start, end);
     assert_eq!(mine.len(), expected.len(), "{symbol} {iv}: record count");
     for ((key, v), open) in mine.iter().zip(&expected) {
-        let k = data::kline(symbol, iv, *open);
+        // Every candle test runs on the simulator's default data.
+        let k = data::kline(&SimConfig::default().data(), symbol, iv, *open);
         assert_eq!(key.as_deref(), Some(symbol), "message key is the symbol");
         assert_eq!(v["_key"], format!("{symbol}_{iv}_{open}"));
         assert_eq!(v["interval"], iv.to_string());

@@ -432,7 +432,10 @@ fn klines(q: &Query, ctx: &Ctx<'_>, series: Option<PriceSeries>) -> Result<Strin
             s.push(',');
         }
         match series {
-            None => write_kline(&mut s, &data::kline_units(&market, interval, t, ctx.now)),
+            None => write_kline(
+                &mut s,
+                &data::kline_units(&market, ctx.data, interval, t, ctx.now),
+            ),
             Some(series) => write_price_kline(
                 &mut s,
                 &futures::price_kline(&market, series, interval, t, ctx.now),

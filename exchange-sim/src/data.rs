@@ -9,7 +9,8 @@
 //!   sinusoids (periods from ~47 minutes to ~173 days) plus a tiny per-millisecond noise;
 //! - kline `n` opens at the price of its open time and closes at the price of the next open time,
 //!   so the close of one candle equals the open of the next; high and low stretch beyond open and
-//!   close by a hashed amount that grows with the candle length;
+//!   close by a hashed amount that grows with the candle length; its trade count is the number of
+//!   raw trades in it (a candle without trades has no volume), so klines agree with the trades;
 //! - aggregate trade `k` happens at `listed_at + k * spacing + jitter(k)` with
 //!   `0 <= jitter < spacing`, so times never decrease; agg trades `2j` and `2j+1` together cover
 //!   the raw trade ids `4j..=4j+3`, so raw ids are contiguous (except under missing agg ids);
@@ -43,8 +44,6 @@ use kline_interval::Interval;
 pub const DEFAULT_LISTED_AT_MS: i64 = 1_502_928_000_000;
 /// Default mean time between two aggregate trades.
 pub const DEFAULT_AGG_TRADE_SPACING_MS: i64 = 250;
-/// Kline trade counts assume this mean spacing between trades (klines do not depend on [`Data`]).
-const KLINE_TRADE_SPACING_MS: i64 = 250;
 
 /// One kline as Binance reports it; decimals are strings with 8 places.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,7 +347,13 @@ impl KlineUnits {
 
 /// Computes the candle opened at `open_time`; when `now` falls inside it, the candle is the
 /// unclosed one Binance shows at `now` (close = price at `now`, volumes so far).
-pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i64) -> KlineUnits {
+pub(crate) fn kline_units(
+    m: &Market,
+    data: &Data,
+    interval: Interval,
+    open_time: i64,
+    now: i64,
+) -> KlineUnits {
     let close_time = interval.close_time(open_time);
     let end = if now < close_time {
         now.max(open_time)
@@ -383,7 +388,15 @@ pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i
         ),
     };
     let quote_volume = m.counter_units(volume, mean);
-    let trades = ((elapsed as f64 / KLINE_TRADE_SPACING_MS as f64) * (0.5 + u(4))).max(1.0) as u64;
+    // The trades of the candle are the server's own: a candle without any (a quiet or
+    // delisted symbol, missing ids) has no volume, as on Binance, so that clients may look for
+    // trades through klines.
+    let trades = data.raw_count(m, open_time, end - 1);
+    let (volume, quote_volume) = if trades == 0 {
+        (0, 0)
+    } else {
+        (volume, quote_volume)
+    };
     let taker_buy_base = m
         .to_steps(volume as f64 * (0.3 + 0.4 * u(5)), 0)
         .min(volume);
@@ -406,15 +419,28 @@ pub(crate) fn kline_units(m: &Market, interval: Interval, open_time: i64, now: i
 /// The closed candle of `symbol` opened at `open_time` (which should be an open time of
 /// `interval`; see [`Interval::align_down`]). Pure: it ignores listing time and the clock, which
 /// decide only which candles the server shows.
-pub fn kline(symbol: &str, interval: Interval, open_time: i64) -> Kline {
-    kline_in(SimMarket::Spot, symbol, interval, open_time)
+pub fn kline(data: &Data, symbol: &str, interval: Interval, open_time: i64) -> Kline {
+    kline_in(data, SimMarket::Spot, symbol, interval, open_time)
 }
 
 /// Like [`kline`] for a symbol of `market` (`/fapi/v1/klines`, `/dapi/v1/klines`). On COIN-M
 /// `volume` and `taker_buy_base` are in contracts, and `quote_volume` / `taker_buy_quote` hold
 /// the base-asset volumes (Binance's `baseVolume` / `takerBuyBaseVolume`).
-pub fn kline_in(market: SimMarket, symbol: &str, interval: Interval, open_time: i64) -> Kline {
-    kline_units(&Market::of(market, symbol), interval, open_time, i64::MAX).to_kline()
+pub fn kline_in(
+    data: &Data,
+    market: SimMarket,
+    symbol: &str,
+    interval: Interval,
+    open_time: i64,
+) -> Kline {
+    kline_units(
+        &Market::of(market, symbol),
+        data,
+        interval,
+        open_time,
+        i64::MAX,
+    )
+    .to_kline()
 }
 
 /// The open times `t` of `interval` with `start_ms <= t < end_ms_exclusive`, ascending.
@@ -695,6 +721,27 @@ impl Data {
             .id_floor(m, end)
             .and_then(|id| self.prev_existing(id))?;
         (first <= last).then(|| (raw_range(m, first).0, raw_range(m, last).1))
+    }
+
+    /// How many existing raw trades have `start <= time <= end` (a candle's trade count).
+    pub(crate) fn raw_count(&self, m: &Market, start: i64, end: i64) -> u64 {
+        let Some(first) = self.agg_ceil_existing(m, start) else {
+            return 0;
+        };
+        let Some(last) = self.id_floor(m, end).and_then(|id| self.prev_existing(id)) else {
+            return 0;
+        };
+        if first > last {
+            return 0;
+        }
+        let mut n = raw_range(m, last).1 - raw_range(m, first).0 + 1;
+        for &(a, b) in &self.missing {
+            let (a, b) = (a.max(first), b.min(last));
+            if a <= b {
+                n -= raw_range(m, b).1 - raw_range(m, a).0 + 1;
+            }
+        }
+        n
     }
 
     /// Aggregate trade `id` of `symbol`, or `None` when the id is missing. Pure: the trade may
@@ -1162,7 +1209,34 @@ mod tests {
     const DAY: i64 = 86_400_000;
 
     #[test]
+    fn kline_trade_counts_are_the_trades_in_the_candle() {
+        let start = DEFAULT_LISTED_AT_MS + 10 * DAY;
+        let d = Data::new(1_000, DEFAULT_LISTED_AT_MS, vec![]);
+        let m = Market::new("BTCUSDT");
+        // Ids of the second minute are missing: its candle has no trades and no volume.
+        let quiet = d.agg_id_span(&m, start + 60_000, start + 120_000).unwrap();
+        let holed = Data::new(1_000, DEFAULT_LISTED_AT_MS, vec![quiet]);
+        for data in [&d, &holed] {
+            for i in 0..3 {
+                let t = start + i * 60_000;
+                let k = kline(data, "BTCUSDT", Interval::M1, t);
+                let raw: usize = data
+                    .trades_between("BTCUSDT", t, t + 59_999)
+                    .iter()
+                    .map(|a| (a.last_trade_id - a.first_trade_id + 1) as usize)
+                    .sum();
+                assert_eq!(k.trades as usize, raw, "minute {i}");
+            }
+        }
+        let k = kline(&holed, "BTCUSDT", Interval::M1, start + 60_000);
+        assert_eq!((k.trades, k.volume.as_str()), (0, "0.00000000"));
+        assert!(kline(&d, "BTCUSDT", Interval::M1, start + 60_000).trades >= 60);
+    }
+
+    #[test]
     fn klines_are_plausible_and_deterministic() {
+        let data = Data::new(DEFAULT_AGG_TRADE_SPACING_MS, DEFAULT_LISTED_AT_MS, vec![]);
+        let kline = |symbol: &str, iv: Interval, t: i64| kline(&data, symbol, iv, t);
         let start = DEFAULT_LISTED_AT_MS;
         for symbol in ["BTCUSDT", "ETHBTC", "DOGEUSDT", "QQQUSDC", "USDTTRY"] {
             for iv in Interval::ALL {

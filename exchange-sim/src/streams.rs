@@ -548,7 +548,7 @@ fn kline_event(
     closed: bool,
 ) -> String {
     let now = if closed { i64::MAX } else { ctx.now };
-    let k = data::kline_units(m, iv, open, now);
+    let k = data::kline_units(m, ctx.data, iv, open, now);
     let (first, last) = ctx
         .data
         .raw_span(m, open, k.close_time.min(ctx.now))

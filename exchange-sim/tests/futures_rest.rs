@@ -171,6 +171,7 @@ async fn klines_of_every_series_and_their_rules() {
     let expect: Vec<Value> = (0..3)
         .map(|i| {
             kline_json(&data::kline_in(
+                &server.data(),
                 SimMarket::UsdM,
                 "BTCUSDT",
                 Interval::H1,
@@ -181,7 +182,7 @@ async fn klines_of_every_series_and_their_rules() {
     assert_eq!(rows, Value::Array(expect));
     assert_ne!(
         rows[0],
-        kline_json(&data::kline("BTCUSDT", Interval::H1, t0)),
+        kline_json(&data::kline(&server.data(), "BTCUSDT", Interval::H1, t0)),
         "USD-M data differs from spot's"
     );
     // Weights by limit.
@@ -318,6 +319,7 @@ async fn coinm_klines_page_backwards_from_end_time() {
         vec![start + 7 * HOUR, start + 8 * HOUR, start + 9 * HOUR]
     );
     let k = data::kline_in(
+        &server.data(),
         SimMarket::CoinM,
         "BTCUSD_PERP",
         Interval::H1,

@@ -197,7 +197,7 @@ async fn exchange_info_describes_the_configured_window() {
 }
 
 fn kline_row(symbol: &str, iv: Interval, open: i64) -> Value {
-    let k = data::kline(symbol, iv, open);
+    let k = data::kline(&SimConfig::default().data(), symbol, iv, open);
     serde_json::json!([
         k.open_time,
         k.open,

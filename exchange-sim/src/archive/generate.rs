@@ -322,7 +322,7 @@ fn write_csv<W: Write>(
                     continue;
                 }
                 // Archived candles are final: the file is published after the span.
-                let k = data::kline_units(&m, iv, t, i64::MAX);
+                let k = data::kline_units(&m, data, iv, t, i64::MAX);
                 let r = &mut rows;
                 r.row.clear();
                 r.time(k.open_time);
