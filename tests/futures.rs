@@ -600,3 +600,61 @@ async fn a_wrong_futures_symbol_or_type_is_a_configuration_error() {
     }
     sim.shutdown().await;
 }
+
+/// Futures `aggTrades` accept no `startTime` alone, and a time window under an hour: when the
+/// hour after a range's end has no trade (here three weeks of silence, as after a delisting),
+/// hourly klines, which count their trades, say where the next trade is (one request per
+/// thousand hours), instead of a binary search over ids of about 30 requests of weight 20.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_trade_after_a_long_silence_is_found_through_klines() {
+    let hour = 3_600_000;
+    let end = (Utc::now().timestamp_millis() / hour - 30 * 24) * hour;
+    for m in [USDM, COINM] {
+        let market = match m.market {
+            "usdm" => exchange_sim::SimMarket::UsdM,
+            _ => exchange_sim::SimMarket::CoinM,
+        };
+        let base = SimConfig {
+            agg_trade_spacing_ms: 10_000,
+            ..SimConfig::default()
+        };
+        let first_after = base.data().first_id_at_or_after_in(market, m.symbol, end);
+        let cfg = SimConfig {
+            faults: exchange_sim::Faults {
+                // Three weeks without a trade from the range's end on.
+                missing_agg_ids: vec![(first_after, first_after + 21 * 24 * 360)],
+                ..exchange_sim::Faults::default()
+            },
+            ..base
+        };
+        let data = cfg.data();
+        let sim = sim(cfg).await;
+        let range = format!("{}:{end}", end - hour);
+        // One page at a time, so that no read-ahead page blurs the count.
+        let extra = [("FETCH_CONCURRENCY", "1")];
+        let (run, topic) = load(&sim, m, "api_trades", &range, "rest", &extra).await;
+        run.assert_ok();
+        let want: Vec<u64> = data
+            .trades_between_in(market, m.symbol, end - hour, end - 1)
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        let got: Vec<u64> = read_records(&topic)
+            .iter()
+            .map(|v| v["trade_id"].as_u64().unwrap())
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{}", m.market);
+        let st = sim.stats();
+        let (agg, klines) = (m.requests(&st, "aggTrades"), m.requests(&st, "klines"));
+        // The start (one window), the page, the end: one empty window, a page of klines, the
+        // hour they point at. A search over ids would add about 30.
+        assert!(agg <= 8, "{}: {agg} aggTrades requests", m.market);
+        assert!(
+            klines >= 1,
+            "{}: the next trade was found through klines",
+            m.market
+        );
+        sim.shutdown().await;
+    }
+}
