@@ -14,6 +14,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 
+/// The tag between symbol and ordinal in a record's `_key`, per record kind: the one place they
+/// are written (`RecordKind::key_tag` and `RecordKind::from_key` read them from here). Candles
+/// use their interval, price candles and futures statistics `<series>_<interval>`.
+pub mod tag {
+    pub const AGG_TRADE: &str = "agg";
+    pub const TRADE: &str = "trade";
+    pub const DEPTH_UPDATE: &str = "depth";
+    pub const ORDER_BOOK: &str = "book";
+    pub const BOOK_TICKER: &str = "bookticker";
+    pub const FUNDING_RATE: &str = "funding";
+    pub const MARK_PRICE: &str = "markprice";
+    pub const LIQUIDATION: &str = "liquidation";
+}
+
 /// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct KlineRecord<'a> {
@@ -407,7 +421,7 @@ impl RecordBatch {
     }
 
     pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) -> Result<()> {
-        let key = self.key("agg", t.a);
+        let key = self.key(tag::AGG_TRADE, t.a);
         let symbol = self.symbol.clone();
         let rec = AggTradeRecord {
             _key: &key,
@@ -429,7 +443,7 @@ impl RecordBatch {
 
     /// Appends a raw trade (`_key` = `SYMBOL_trade_ID`), from REST, the archive or the stream.
     pub fn push_trade(&mut self, t: &RawTrade<'_>) -> Result<()> {
-        let key = self.key("trade", t.id);
+        let key = self.key(tag::TRADE, t.id);
         let symbol = self.symbol.clone();
         let rec = TradeRecord {
             _key: &key,

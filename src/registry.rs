@@ -15,6 +15,7 @@ use crate::binance::api::{AggTrades, Trades};
 use crate::binance::endpoint::{FuturesSeries, PriceSeries};
 use crate::binance::Interval;
 use crate::market::Market;
+use crate::record::tag;
 use crate::source::trade_ids::TradeHistory;
 use crate::source::{funding, futures_data, klines, History};
 
@@ -235,17 +236,27 @@ impl RecordKind {
     pub fn key_tag(self) -> String {
         match self {
             RecordKind::Candles(iv) => iv.as_str().into(),
-            RecordKind::AggTrades => "agg".into(),
-            RecordKind::Trades => "trade".into(),
-            RecordKind::DepthUpdates => "depth".into(),
-            RecordKind::OrderBook => "book".into(),
-            RecordKind::BookTicker => "bookticker".into(),
             RecordKind::PriceCandles(s, iv) => format!("{}_{iv}", price_series_tag(s)),
-            RecordKind::FundingRate => "funding".into(),
             RecordKind::FuturesData(s, p) => format!("{}_{p}", futures_series_tag(s)),
-            RecordKind::MarkPrice => "markprice".into(),
-            RecordKind::Liquidations => "liquidation".into(),
+            fixed => fixed.fixed_tag().unwrap_or_default().into(),
         }
+    }
+
+    /// The `_key` tag of the kinds whose tag names no interval.
+    fn fixed_tag(self) -> Option<&'static str> {
+        Some(match self {
+            RecordKind::AggTrades => tag::AGG_TRADE,
+            RecordKind::Trades => tag::TRADE,
+            RecordKind::DepthUpdates => tag::DEPTH_UPDATE,
+            RecordKind::OrderBook => tag::ORDER_BOOK,
+            RecordKind::BookTicker => tag::BOOK_TICKER,
+            RecordKind::FundingRate => tag::FUNDING_RATE,
+            RecordKind::MarkPrice => tag::MARK_PRICE,
+            RecordKind::Liquidations => tag::LIQUIDATION,
+            RecordKind::Candles(_) | RecordKind::PriceCandles(..) | RecordKind::FuturesData(..) => {
+                return None
+            }
+        })
     }
 
     /// The name `verify` reports.
@@ -309,16 +320,19 @@ impl RecordKind {
         let rest = key.strip_prefix(stem)?.strip_prefix('_')?;
         let (tag, ordinal) = rest.rsplit_once('_')?;
         let ordinal: i64 = ordinal.parse().ok()?;
-        let kind = match tag {
-            "agg" => RecordKind::AggTrades,
-            "trade" => RecordKind::Trades,
-            "depth" => RecordKind::DepthUpdates,
-            "book" => RecordKind::OrderBook,
-            "bookticker" => RecordKind::BookTicker,
-            "funding" => RecordKind::FundingRate,
-            "markprice" => RecordKind::MarkPrice,
-            "liquidation" => RecordKind::Liquidations,
-            tag => match tag.rsplit_once('_') {
+        let fixed = [
+            RecordKind::AggTrades,
+            RecordKind::Trades,
+            RecordKind::DepthUpdates,
+            RecordKind::OrderBook,
+            RecordKind::BookTicker,
+            RecordKind::FundingRate,
+            RecordKind::MarkPrice,
+            RecordKind::Liquidations,
+        ];
+        let kind = match fixed.into_iter().find(|k| k.fixed_tag() == Some(tag)) {
+            Some(kind) => kind,
+            None => match tag.rsplit_once('_') {
                 Some((series, iv)) => {
                     let iv: Interval = iv.parse().ok()?;
                     if let Some(s) = PriceSeries::ALL

@@ -75,7 +75,7 @@ impl FundingPager {
 }
 
 fn push(batch: &mut RecordBatch, r: &RawFundingRate<'_>) -> Result<()> {
-    let key = batch.key("funding", r.funding_time);
+    let key = batch.key(crate::record::tag::FUNDING_RATE, r.funding_time);
     let symbol = batch.symbol.clone();
     let rec = FundingRateRecord {
         _key: &key,

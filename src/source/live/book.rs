@@ -189,7 +189,7 @@ impl Book {
             .take(depth)
             .map(|(p, q)| [p.as_str(), q.as_str()])
             .collect();
-        let key = batch.key("book", self.last_update_id);
+        let key = batch.key(crate::record::tag::ORDER_BOOK, self.last_update_id);
         let market = batch.market.as_str();
         batch.push_record(
             self.last_event_ms,

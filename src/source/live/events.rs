@@ -10,8 +10,8 @@ use super::book::{Applied, WsDepth};
 use super::{LiveSource, SymbolState};
 use crate::error::{LoaderError, Result};
 use crate::record::{
-    BookTickerRecord, DepthUpdateRecord, LiquidationRecord, MarkPriceRecord, RawAggTrade, RawKline,
-    RawTrade,
+    tag, BookTickerRecord, DepthUpdateRecord, LiquidationRecord, MarkPriceRecord, RawAggTrade,
+    RawKline, RawTrade,
 };
 use crate::registry::LiveType;
 
@@ -300,7 +300,7 @@ impl LiveSource {
                     st.out.summary.sequence_breaks += 1;
                     tracing::warn!(symbol = %st.symbol, got = d.U, "diff depth sequence broke: updates were lost");
                 }
-                let key = st.batch.key("depth", d.u);
+                let key = st.batch.key(tag::DEPTH_UPDATE, d.u);
                 st.batch.push_record(
                     d.E,
                     &key,
@@ -326,7 +326,7 @@ impl LiveSource {
                 if !self.gate(st, now) || !st.cursor.admit(now, b.u as i64) {
                     return Ok(());
                 }
-                let key = st.batch.key("bookticker", b.u);
+                let key = st.batch.key(tag::BOOK_TICKER, b.u);
                 st.batch.push_record(
                     now,
                     &key,
@@ -349,7 +349,7 @@ impl LiveSource {
                 if !self.gate(st, m.E) || !st.cursor.admit(m.E, m.E) {
                     return Ok(());
                 }
-                let key = st.batch.key("markprice", m.E);
+                let key = st.batch.key(tag::MARK_PRICE, m.E);
                 st.batch.push_record(
                     m.E,
                     &key,
@@ -373,7 +373,7 @@ impl LiveSource {
                 if !self.gate(st, o.T) || !st.cursor.admit(o.T, o.T) {
                     return Ok(());
                 }
-                let key = st.batch.key("liquidation", o.T);
+                let key = st.batch.key(tag::LIQUIDATION, o.T);
                 st.batch.push_record(
                     o.T,
                     &key,
