@@ -532,7 +532,7 @@ impl VerifiedFile {
     /// is one, and the others are ignored with a warning. Returns the rows read.
     pub fn read_rows(
         &self,
-        mut on_row: impl FnMut(&csv::ByteRecord) -> crate::error::Result<bool>,
+        mut on_row: impl FnMut(&csv::StringRecord) -> crate::error::Result<bool>,
     ) -> Result<u64, ArchiveError> {
         let unreadable = |detail: String| ArchiveError::Unreadable {
             name: self.file.name.clone(),
@@ -569,10 +569,11 @@ impl VerifiedFile {
             .flexible(true)
             .buffer_capacity(1 << 20)
             .from_reader(bounds::LineBounded::new(entry, bounds::MAX_CSV_LINE));
-        let mut row = csv::ByteRecord::new();
+        // One UTF-8 check per row (a `StringRecord`), not one per field.
+        let mut row = csv::StringRecord::new();
         let mut rows = 0u64;
         loop {
-            match reader.read_byte_record(&mut row) {
+            match reader.read_record(&mut row) {
                 Ok(false) => break,
                 Ok(true) => {
                     rows += 1;
@@ -595,21 +596,19 @@ pub mod fields {
     /// futures files): a time this large cannot be milliseconds (it would be past year 5000).
     const MICROS_THRESHOLD: i64 = 100_000_000_000_000;
 
-    pub fn text<'a>(row: &'a csv::ByteRecord, i: usize, what: &str) -> Result<&'a str, String> {
-        let b = row
-            .get(i)
-            .ok_or_else(|| format!("column {} ({what}) is missing", i + 1))?;
-        std::str::from_utf8(b).map_err(|_| format!("column {} ({what}) is not text", i + 1))
+    pub fn text<'a>(row: &'a csv::StringRecord, i: usize, what: &str) -> Result<&'a str, String> {
+        row.get(i)
+            .ok_or_else(|| format!("column {} ({what}) is missing", i + 1))
     }
 
-    pub fn int(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
+    pub fn int(row: &csv::StringRecord, i: usize, what: &str) -> Result<i64, String> {
         let t = text(row, i, what)?;
         t.trim()
             .parse()
             .map_err(|_| format!("column {} ({what}) is not an integer: {t:?}", i + 1))
     }
 
-    pub fn uint(row: &csv::ByteRecord, i: usize, what: &str) -> Result<u64, String> {
+    pub fn uint(row: &csv::StringRecord, i: usize, what: &str) -> Result<u64, String> {
         let t = text(row, i, what)?;
         t.trim()
             .parse()
@@ -617,7 +616,7 @@ pub mod fields {
     }
 
     /// A time column in milliseconds, whether the file has ms or µs.
-    pub fn time_ms(row: &csv::ByteRecord, i: usize, what: &str) -> Result<i64, String> {
+    pub fn time_ms(row: &csv::StringRecord, i: usize, what: &str) -> Result<i64, String> {
         let t = int(row, i, what)?;
         Ok(if t >= MICROS_THRESHOLD {
             t.div_euclid(1000)
@@ -627,7 +626,7 @@ pub mod fields {
     }
 
     /// `True`/`False` (Binance's files) or `true`/`false`.
-    pub fn boolean(row: &csv::ByteRecord, i: usize, what: &str) -> Result<bool, String> {
+    pub fn boolean(row: &csv::StringRecord, i: usize, what: &str) -> Result<bool, String> {
         let t = text(row, i, what)?;
         if t.eq_ignore_ascii_case("true") {
             Ok(true)
@@ -644,7 +643,7 @@ pub mod fields {
     /// A flag column some files lack (futures trades have no best-match column, as their REST
     /// rows have no `M`): `None` when absent, so both sources give the same record.
     pub fn optional_boolean(
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         i: usize,
         what: &str,
     ) -> Result<Option<bool>, String> {
@@ -655,9 +654,9 @@ pub mod fields {
     }
 
     /// A header row (futures files have one since 2022): its first field is not a number.
-    pub fn is_header(row: &csv::ByteRecord) -> bool {
+    pub fn is_header(row: &csv::StringRecord) -> bool {
         row.get(0)
-            .is_some_and(|f| !f.is_empty() && !f.iter().all(|b| b.is_ascii_digit()))
+            .is_some_and(|f| !f.is_empty() && !f.bytes().all(|b| b.is_ascii_digit()))
     }
 }
 
@@ -708,12 +707,13 @@ mod tests {
 
     #[test]
     fn fields_read_binance_csv() {
-        let row = csv::ByteRecord::from(vec!["1735689600000000", "True", "x", "1735689659999999"]);
+        let row =
+            csv::StringRecord::from(vec!["1735689600000000", "True", "x", "1735689659999999"]);
         assert_eq!(fields::time_ms(&row, 0, "t").unwrap(), 1_735_689_600_000);
         assert_eq!(fields::time_ms(&row, 3, "t").unwrap(), 1_735_689_659_999);
         assert!(fields::boolean(&row, 1, "b").unwrap());
         assert!(fields::int(&row, 2, "x").unwrap_err().contains("column 3"));
-        assert!(fields::is_header(&csv::ByteRecord::from(vec![
+        assert!(fields::is_header(&csv::StringRecord::from(vec![
             "open_time",
             "open"
         ])));

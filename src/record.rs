@@ -365,18 +365,25 @@ impl RecordBatch {
     }
 
     /// Appends any record whose first field is `_key` (equal to `key`).
-    /// The `_key` of this batch's record with `tag` and `ordinal`, written into the batch's
-    /// scratch string (take it with [`take_key`](Self::take_key)).
-    pub fn key(&mut self, tag: impl std::fmt::Display, ordinal: impl std::fmt::Display) -> String {
-        use std::fmt::Write;
+    /// The `_key` of this batch's record with `tag` ([`tag`], or an interval) and `ordinal`,
+    /// written into the batch's scratch string (give it back with
+    /// [`reuse_key`](Self::reuse_key)).
+    pub fn key(&mut self, tag: &str, ordinal: impl itoa::Integer) -> String {
+        self.key_of(&[tag], ordinal)
+    }
+
+    /// [`key`](Self::key) for a tag of several parts joined by `_` (`mark_1m`, `open_interest_5m`).
+    pub fn key_of(&mut self, tag: &[&str], ordinal: impl itoa::Integer) -> String {
         let mut key = std::mem::take(&mut self.key_scratch);
         key.clear();
-        let _ = write!(
-            key,
-            "{}{}_{tag}_{ordinal}",
-            self.market.key_prefix(),
-            self.symbol
-        );
+        key.push_str(self.market.key_prefix());
+        key.push_str(&self.symbol);
+        for part in tag {
+            key.push('_');
+            key.push_str(part);
+        }
+        key.push('_');
+        key.push_str(itoa::Buffer::new().format(ordinal));
         key
     }
 

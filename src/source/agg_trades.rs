@@ -56,7 +56,7 @@ impl TradeType for AggTrades {
 
     /// `aggId, price, qty, firstId, lastId, time, isBuyerMaker[, isBestMatch]`.
     fn push_csv_row(
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()> {

@@ -106,7 +106,7 @@ impl History for FundingHistory {
 
     fn push_csv_row(
         &self,
-        _row: &csv::ByteRecord,
+        _row: &csv::StringRecord,
         _cursor: &mut Cursor,
         _batch: &mut RecordBatch,
     ) -> Result<()> {

@@ -52,10 +52,7 @@ impl FuturesDataHistory {
 
     fn push(&self, batch: &mut RecordBatch, t: i64, values: Values<'_>) -> Result<()> {
         let period = self.period.as_str();
-        let key = batch.key(
-            format_args!("{}_{period}", futures_series_tag(self.series)),
-            t,
-        );
+        let key = batch.key_of(&[futures_series_tag(self.series), period], t);
         let symbol = batch.symbol.clone();
         let market = batch.market.as_str();
         let missing = |what: &str| {
@@ -128,7 +125,7 @@ impl<'a> Values<'a> {
 }
 
 /// `2024-01-01 00:05:00` (UTC) or epoch ms, as metrics files have written it.
-fn metrics_time(row: &csv::ByteRecord) -> std::result::Result<i64, String> {
+fn metrics_time(row: &csv::StringRecord) -> std::result::Result<i64, String> {
     let t = fields::text(row, 0, "create time")?;
     if let Ok(ms) = t.parse::<i64>() {
         return Ok(ms);
@@ -162,7 +159,7 @@ impl History for FuturesDataHistory {
     /// rows off this period's grid are skipped.
     fn push_csv_row(
         &self,
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()> {

@@ -134,7 +134,7 @@ impl KlineHistory {
             return batch.push_kline(iv, k);
         };
         let tag = price_series_tag(series);
-        let key = batch.key(format_args!("{tag}_{iv}"), k.0);
+        let key = batch.key_of(&[tag, iv], k.0);
         let symbol = batch.symbol.clone();
         let rec = PriceKlineRecord {
             _key: &key,
@@ -189,7 +189,7 @@ impl History for KlineHistory {
 
     fn push_csv_row(
         &self,
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()> {
@@ -361,7 +361,7 @@ mod tests {
         let mut from_rest = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
         from_rest.push_kline("1m", &rows[0]).unwrap();
         // The same candle in a 2025 archive file: microsecond times.
-        let csv_row = csv::ByteRecord::from(vec![
+        let csv_row = csv::StringRecord::from(vec![
             "1735689600000000",
             "1.00000000",
             "2.00000000",

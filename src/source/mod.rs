@@ -138,7 +138,7 @@ pub trait History: Send + Sync + 'static {
     /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
     fn push_csv_row(
         &self,
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()>;

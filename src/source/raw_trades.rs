@@ -61,7 +61,7 @@ impl TradeType for Trades {
     /// `id, price, qty, quoteQty (COIN-M: baseQty), time, isBuyerMaker[, isBestMatch]` (futures
     /// files have no best-match column).
     fn push_csv_row(
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()> {

@@ -63,7 +63,7 @@ pub trait TradeType: RowKind + Sized + Send + Sync + 'static {
 
     /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
     fn push_csv_row(
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()>;
@@ -105,7 +105,7 @@ impl<T: TradeType> History for TradeHistory<T> {
 
     fn push_csv_row(
         &self,
-        row: &csv::ByteRecord,
+        row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
     ) -> Result<()> {
