@@ -548,8 +548,9 @@ class Bench:
             "- *CPU s / 10⁶ records*: user + system CPU seconds of the process itself (every thread, not the "
             "simulator's nor the broker's) per million records, median of the runs: the loader's whole process "
             "(`/usr/bin/time`), the ceiling's publishing (and, *with Kafka connection*, its connection too; its "
-            "generation before that is not counted). Unlike rates, it hardly depends on what else the machine "
-            "runs; *(CPU n×)* is the loader's over the ceiling's.",
+            "generation before that is not counted). It varies from run to run and machine to machine too (the "
+            "ceiling's own figure moved by half between two runs on this shared machine): compare the loader "
+            "with the ceiling of the same run; *(CPU n×)* is the loader's over the ceiling's.",
             "- Each run has a fresh broker (and simulator). Checks: every loader run's summary count equals the "
             "range's record count; the first loader topic and the first ceiling topic of each type pass "
             "`loader-producer verify` for the range.",
