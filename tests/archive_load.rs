@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate, Utc};
@@ -22,9 +21,7 @@ async fn sim(archive: ArchiveFaults) -> SimServer {
         archive,
         ..SimConfig::default()
     };
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
+    support::sim(cfg).await
 }
 
 fn ms(date: &str) -> i64 {

@@ -10,8 +10,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
 use loader_producer::market::Market;
 use loader_producer::registry::{IntervalRule, TYPES};
@@ -142,17 +140,13 @@ fn live_range(ty: &str, m: Market, lead: i64) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_registered_type_loads_on_every_market_and_verifies() {
-    let sim = SimServer::start(
-        SimConfig {
-            // A trade a second: live ranges of seconds have trades, history stays small.
-            agg_trade_spacing_ms: 1_000,
-            futures_ws: WsFaults::futures(),
-            ..SimConfig::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .expect("simulator starts");
+    let sim = support::sim(SimConfig {
+        // A trade a second: live ranges of seconds have trades, history stays small.
+        agg_trade_spacing_ms: 1_000,
+        futures_ws: WsFaults::futures(),
+        ..SimConfig::default()
+    })
+    .await;
 
     let mut cases: Vec<Case> = Vec::new();
     for entry in TYPES {

@@ -7,7 +7,8 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use support::sim;
+
 use std::process::Child;
 use std::time::Duration;
 
@@ -16,12 +17,6 @@ use rand::Rng;
 use serde_json::Value;
 use support::broker::{group_members, message_count, Broker};
 use support::loader::{fresh_topic, run_loader_async, wait_until, with, Run};
-
-async fn sim(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
-}
 
 /// A REST load slow enough to be interrupted anywhere: one request at a time, 40 ms each.
 fn slow_sim() -> SimConfig {

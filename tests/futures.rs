@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrono::{Duration as Days, Utc};
@@ -79,15 +78,11 @@ impl Futures {
 
 /// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
 async fn sim(cfg: SimConfig) -> SimServer {
-    SimServer::start(
-        SimConfig {
-            agg_trade_spacing_ms: 10_000,
-            ..cfg
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
+    support::sim(SimConfig {
+        agg_trade_spacing_ms: 10_000,
+        ..cfg
+    })
     .await
-    .expect("simulator starts")
 }
 
 /// Loads `ty` of `m`'s symbol for `range` with `SOURCE=source` into a fresh topic.

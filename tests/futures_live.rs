@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
@@ -44,9 +43,7 @@ async fn sim(spacing_ms: i64, futures_ws: WsFaults) -> SimServer {
         futures_ws,
         ..SimConfig::default()
     };
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
+    support::sim(cfg).await
 }
 
 fn env(

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
@@ -21,9 +20,7 @@ async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
         ws,
         ..SimConfig::default()
     };
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
+    support::sim(cfg).await
 }
 
 fn env(

@@ -4,7 +4,8 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use support::sim;
+
 use std::time::Duration;
 
 use exchange_sim::{data, Faults, Interval, SimConfig, SimServer, Storm};
@@ -15,12 +16,6 @@ use support::loader::{
 
 const DAY: i64 = 86_400_000;
 const JAN1_2024: i64 = 1_704_067_200_000;
-
-async fn sim(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
-}
 
 /// A simulator whose next `count` requests get `status` with `Retry-After: retry_after_secs`.
 fn storm(status: u16, count: u32, retry_after_secs: u64) -> SimConfig {

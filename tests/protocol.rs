@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -182,15 +181,11 @@ async fn slow_sim() -> SimServer {
         latency: Duration::from_millis(150),
         ..Faults::default()
     };
-    SimServer::start(
-        SimConfig {
-            faults,
-            ..SimConfig::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
+    support::sim(SimConfig {
+        faults,
+        ..SimConfig::default()
+    })
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,9 +496,7 @@ async fn a_ban_that_outlasts_the_retry_budget_ends_in_one_error_event_and_exit_4
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_symbol_is_reported_as_an_error_event_with_exit_2() {
-    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let sim = support::sim(SimConfig::default()).await;
     let s = setup(
         &sim,
         "2024-01-01:2024-01-02",

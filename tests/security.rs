@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use exchange_sim::{SimConfig, SimServer};
@@ -77,9 +76,7 @@ async fn sasl_ssl_scram_sha_512_with_a_custom_ca() {
     let secure = tokio::task::spawn_blocking(|| Broker::secured("loader", "correct-horse-battery"))
         .await
         .unwrap();
-    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let sim = support::sim(SimConfig::default()).await;
     let ca = secure.ca_path.display().to_string();
 
     // The real thing: a load over SASL_SSL, read back with the same credentials.

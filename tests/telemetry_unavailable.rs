@@ -3,18 +3,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
-use exchange_sim::{SimConfig, SimServer};
+use exchange_sim::SimConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::RDKafkaRespErr;
 use support::loader::run_loader_async;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_events_topic_does_not_fail_the_load() {
-    let sim = SimServer::start(SimConfig::default(), SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let sim = support::sim(SimConfig::default()).await;
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let cluster_thread = std::thread::spawn(move || {

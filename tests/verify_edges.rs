@@ -7,9 +7,9 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use support::sim;
 
-use exchange_sim::{Faults, SimConfig, SimServer};
+use exchange_sim::{Faults, SimConfig};
 use serde_json::Value;
 use support::broker::{create_topic, message_count, produce_all, Broker, Record};
 use support::loader::{
@@ -22,12 +22,6 @@ const JAN1_2024: i64 = 1_704_067_200_000;
 /// 2024-03-01T00:00:00Z: more than a year before the tests' present.
 const MAR1_2024: i64 = 1_709_251_200_000;
 const MIN: i64 = 60_000;
-
-async fn sim(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("simulator starts")
-}
 
 /// A record's id.
 fn trade_id(payload: &[u8]) -> i64 {
