@@ -231,6 +231,19 @@ pub fn futures_series_tag(s: FuturesSeries) -> &'static str {
     }
 }
 
+/// The kinds whose `_key` tag is fixed (names no interval or series): what
+/// [`RecordKind::from_key`] tries first (a unit test finds every registered kind by its key).
+const FIXED_TAG_KINDS: [RecordKind; 8] = [
+    RecordKind::AggTrades,
+    RecordKind::Trades,
+    RecordKind::DepthUpdates,
+    RecordKind::OrderBook,
+    RecordKind::BookTicker,
+    RecordKind::FundingRate,
+    RecordKind::MarkPrice,
+    RecordKind::Liquidations,
+];
+
 impl RecordKind {
     /// The tag between symbol and ordinal in `_key`.
     pub fn key_tag(self) -> String {
@@ -242,7 +255,7 @@ impl RecordKind {
         }
     }
 
-    /// The `_key` tag of the kinds whose tag names no interval.
+    /// The `_key` tag of the kinds whose tag names no interval ([`FIXED_TAG_KINDS`]).
     fn fixed_tag(self) -> Option<&'static str> {
         Some(match self {
             RecordKind::AggTrades => tag::AGG_TRADE,
@@ -320,17 +333,10 @@ impl RecordKind {
         let rest = key.strip_prefix(stem)?.strip_prefix('_')?;
         let (tag, ordinal) = rest.rsplit_once('_')?;
         let ordinal: i64 = ordinal.parse().ok()?;
-        let fixed = [
-            RecordKind::AggTrades,
-            RecordKind::Trades,
-            RecordKind::DepthUpdates,
-            RecordKind::OrderBook,
-            RecordKind::BookTicker,
-            RecordKind::FundingRate,
-            RecordKind::MarkPrice,
-            RecordKind::Liquidations,
-        ];
-        let kind = match fixed.into_iter().find(|k| k.fixed_tag() == Some(tag)) {
+        let kind = match FIXED_TAG_KINDS
+            .into_iter()
+            .find(|k| k.fixed_tag() == Some(tag))
+        {
             Some(kind) => kind,
             None => match tag.rsplit_once('_') {
                 Some((series, iv)) => {
@@ -791,6 +797,19 @@ mod tests {
     }
 
     #[test]
+    fn every_registered_kind_is_found_by_its_key() {
+        for entry in TYPES {
+            let iv = entry.takes_interval.then_some(Interval::H1);
+            let kind = (entry.build)(iv).record_kind();
+            if kind.fixed_tag().is_some() {
+                assert!(FIXED_TAG_KINDS.contains(&kind), "{kind} is not in FIXED_TAG_KINDS");
+            }
+            let key = format!("BTCUSDT_{}_9", kind.key_tag());
+            assert_eq!(RecordKind::from_key("BTCUSDT", &key), Some((kind, 9)), "{key}");
+        }
+    }
+
+    #[test]
     fn types_and_intervals() {
         let p = |t: &str, iv: Option<&str>| DataType::parse(t, iv);
         assert_eq!(p("api_candles_1m", None).unwrap().name(), "api_candles_1m");
@@ -904,19 +923,12 @@ mod tests {
             RecordKind::from_market_key(Market::CoinM, "BTCUSDT", "usdm_BTCUSDT_1m_1"),
             None
         );
-        for kind in [
-            RecordKind::Trades,
-            RecordKind::DepthUpdates,
-            RecordKind::OrderBook,
-            RecordKind::BookTicker,
-            RecordKind::FundingRate,
-            RecordKind::MarkPrice,
-            RecordKind::Liquidations,
+        for kind in FIXED_TAG_KINDS.into_iter().chain([
             RecordKind::PriceCandles(PriceSeries::Premium, Interval::H1),
             RecordKind::PriceCandles(PriceSeries::Index, Interval::S1),
             RecordKind::FuturesData(FuturesSeries::TopPositionRatio, Interval::D1),
             RecordKind::FuturesData(FuturesSeries::GlobalAccountRatio, Interval::M15),
-        ] {
+        ]) {
             let key = format!("ETHBTC_{}_7", kind.key_tag());
             assert_eq!(RecordKind::from_key("ETHBTC", &key), Some((kind, 7)));
         }

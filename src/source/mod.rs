@@ -222,7 +222,7 @@ pub struct Cursor {
     pub last_time: Option<i64>,
     /// Refuse a record after a hole, and keep the hole.
     pub hold_holes: bool,
-    pub hole: Option<Hole>,
+    hole: Option<Hole>,
     /// Inclusive id ranges the exchange does not have.
     pub gaps: Vec<(u64, u64)>,
     /// Rows dropped because they were already admitted (duplicates in a file, seams).
@@ -280,11 +280,13 @@ impl Cursor {
                 self.duplicates += 1;
                 return false;
             }
-            let expected = match self.grid {
+            // Only id sequences count gaps, and only a held hole needs the grid's next
+            // open: candles from REST or a stream skip `next_open` on every record.
+            let expected = || match self.grid {
                 Some(iv) => iv.next_open(last),
                 None => last + 1,
             };
-            if ordinal > expected && (self.ids || self.grid.is_some()) {
+            if (self.ids || (self.hold_holes && self.grid.is_some())) && ordinal > expected() {
                 if self.hold_holes {
                     self.hole = Some(Hole {
                         after_ordinal: last,
