@@ -16,7 +16,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::config::KafkaConfig;
+use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -194,7 +194,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             api_url,
             ws_url,
             // The simulator, like Binance, wants a key for futures historicalTrades; any will do.
-            api_key: Some(crate::config::Secret::new("loader-producer-demo")),
+            api_key: Some(crate::secret::Secret::new("loader-producer-demo")),
             rate_limit_share: 0.5,
             concurrency: 16,
             page_limit: 1000,

@@ -109,14 +109,6 @@ impl JobReport {
         self.sources.iter().map(|s| s.missing_ids()).sum()
     }
 
-    pub fn from_archive(&self) -> u64 {
-        self.sources.iter().map(|s| s.from_archive).sum()
-    }
-
-    pub fn from_rest(&self) -> u64 {
-        self.sources.iter().map(|s| s.from_rest).sum()
-    }
-
     pub fn fallbacks(&self) -> usize {
         self.sources.iter().map(|s| s.fallbacks.len()).sum()
     }
@@ -335,7 +327,8 @@ pub async fn load(
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),
                 };
-                let load = history::load(history_type.loader(), ctx, tx.clone());
+                let load =
+                    history::load(crate::source::history_loader(history_type), ctx, tx.clone());
                 sources.spawn(async move {
                     match load.await {
                         Ok(summary) => Ok(Ended::Done(vec![summary])),

@@ -2,6 +2,7 @@
 //! SASL_SSL with SCRAM-SHA-512 and a custom CA), pass-through properties, a connection check that
 //! fails fast with the broker's own reason, and creating the data topic.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -10,8 +11,28 @@ use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
+use crate::secret::Secret;
+
+/// SASL_SSL settings; absent means PLAINTEXT.
+#[derive(Debug, Clone)]
+pub struct KafkaSecurity {
+    pub user: String,
+    pub password: Secret,
+    pub ca_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    pub security: Option<KafkaSecurity>,
+    /// KAFKA_PRODUCER_CONFIG pairs; values are treated as secrets in logs.
+    pub overrides: Vec<(String, Secret)>,
+    /// KAFKA_CONSUMER_CONFIG pairs, for the consumers only.
+    pub consumer_overrides: Vec<(String, Secret)>,
+    pub connect_timeout: Duration,
+    pub topic_partitions: i32,
+}
 
 /// The properties every client of the loader uses (data producer, telemetry producer, control
 /// consumer, admin client, `verify`): brokers, security, then KAFKA_PRODUCER_CONFIG, so a user's

@@ -33,9 +33,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
-use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 use crate::identity::JobId;
+use crate::kafka::KafkaConfig;
 use crate::kafka::{self, ErrorCapture};
 
 /// How long the group keeps a silent member's partitions (a killed holder's lease) before it

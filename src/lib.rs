@@ -1,32 +1,41 @@
 //! loader-producer: the StreamForge bulk loader. Loads Binance market data for a symbol set and a
 //! time range into Kafka, one JSON record per message, exactly once per record.
 //!
-//! Layout: `config` (environment and flags) → `job` wires a `source` per symbol (REST fetching
-//! through `binance`) to the `sink` (Kafka) through a bounded channel; `verify` reads a topic
-//! back; `demo` runs a job offline.
+//! Layers, bottom to top (`tests/layering.rs` keeps imports pointing down and free of cycles):
+//! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `identity`;
+//! - connectors: `binance` (REST and streams), `archive` (data.binance.vision), `kafka`;
+//! - catalog: `registry`, the data types and what identifies their records;
+//! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
+//!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
+//! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a
+//!   bounded channel), `lifecycle` (the Job protocol around it), `demo` (a job offline).
+//!
+//! Modules are public only where the binary, the tests or the benchmark use them, so the
+//! compiler reports code that nothing uses.
 
-pub mod archive;
-pub mod backoff;
+mod archive;
+mod backoff;
 pub mod binance;
-pub mod bounds;
+mod bounds;
 pub mod config;
-pub mod control;
+mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod identity;
-pub mod job;
+mod job;
 pub mod kafka;
-pub mod lease;
+mod lease;
 pub mod lifecycle;
 pub mod market;
-pub mod metrics;
+mod metrics;
 pub mod record;
 pub mod registry;
-pub mod resume;
+mod resume;
+mod secret;
 pub mod sink;
-pub mod source;
-pub mod status;
-pub mod telemetry;
+mod source;
+mod status;
+mod telemetry;
 pub mod time_range;
 pub mod verify;

@@ -4,20 +4,17 @@
 //!
 //! Adding a data type means one entry in [`TYPES`], a variant in [`HistoryType`] or
 //! [`LiveType`] (plus [`RecordKind`] when its records are new), and its own module under
-//! `source/` implementing [`History`](crate::source::History) or a live handler; `config`,
+//! `source/` implementing `source::History` (named in `source::history_loader`) or a live
+//! handler; `config`,
 //! `job`, `verify`, `demo` and the help text take everything else from here, and
 //! `tests/compliance.rs` loads and verifies every entry on every market it lists.
 
 use std::fmt;
-use std::sync::Arc;
 
-use crate::binance::api::{AggTrades, Trades};
 use crate::binance::endpoint::{FuturesSeries, PriceSeries};
 use crate::binance::Interval;
 use crate::market::Market;
 use crate::record::tag;
-use crate::source::trade_ids::TradeHistory;
-use crate::source::{funding, futures_data, klines, History};
 
 /// Where records can come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,26 +56,6 @@ pub enum HistoryType {
 }
 
 impl HistoryType {
-    /// The module that loads this type.
-    pub fn loader(self) -> Arc<dyn History> {
-        match self {
-            HistoryType::Candles(interval) => Arc::new(klines::KlineHistory {
-                interval,
-                series: None,
-            }),
-            HistoryType::PriceCandles(series, interval) => Arc::new(klines::KlineHistory {
-                interval,
-                series: Some(series),
-            }),
-            HistoryType::AggTrades => Arc::new(TradeHistory::<AggTrades>::new()),
-            HistoryType::Trades => Arc::new(TradeHistory::<Trades>::new()),
-            HistoryType::FundingRate => Arc::new(funding::FundingHistory),
-            HistoryType::FuturesData(series, period) => {
-                Arc::new(futures_data::FuturesDataHistory { series, period })
-            }
-        }
-    }
-
     pub fn record_kind(self) -> RecordKind {
         match self {
             HistoryType::Candles(iv) => RecordKind::Candles(iv),

@@ -25,9 +25,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
 use crate::identity::JobId;
+use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::RecordKind;

@@ -37,15 +37,23 @@ use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
 };
 
-use crate::config::{KafkaConfig, MessageKey};
 use crate::error::{LoaderError, Result};
 use crate::identity::JobId;
 #[cfg(doc)]
 use crate::identity::JOB_FIELD;
+use crate::kafka::KafkaConfig;
 use crate::kafka::{self, ErrorCapture};
 use crate::lease::JobLease;
 use crate::record::RecordBatch;
 use crate::resume::partition_of;
+
+/// Which bytes become the Kafka message key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKey {
+    Symbol,
+    Record,
+    None,
+}
 
 /// Delivery accounting shared with librdkafka's callback thread.
 #[derive(Default)]

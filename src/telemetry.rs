@@ -13,8 +13,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use serde_json::{json, Map, Value};
 
-use crate::config::KafkaConfig;
 use crate::kafka;
+use crate::kafka::KafkaConfig;
 use crate::status::JobStatus;
 
 /// Who is reporting: the fields that are the same on every event.

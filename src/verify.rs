@@ -21,8 +21,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::binance::{Exchange, Interval};
-use crate::config::KafkaConfig;
 use crate::error::{LoaderError, Result};
+use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::{RecordKind, Sequence};
@@ -338,7 +338,7 @@ impl VerifyReport {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
-            let source = history.loader();
+            let source = crate::source::history_loader(history);
             let beyond = |by_time: bool, t: i64| {
                 source
                     .horizon(market, by_time)

@@ -9,6 +9,7 @@ pub mod rest;
 pub mod stream;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use kline_interval::Interval;
 use serde::Deserialize;
@@ -16,12 +17,30 @@ use tokio_util::sync::CancellationToken;
 
 pub use endpoint::Endpoint;
 
-use crate::config::BinanceConfig;
 use crate::error::LoaderError;
 use crate::market::Market;
+use crate::secret::Secret;
 use bytes::Bytes;
 use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
+
+#[derive(Debug, Clone)]
+pub struct BinanceConfig {
+    /// The market every request and stream goes to; `api_url` and `ws_url` are its URLs.
+    pub market: Market,
+    pub api_url: String,
+    pub ws_url: String,
+    pub api_key: Option<Secret>,
+    pub rate_limit_share: f64,
+    pub concurrency: usize,
+    /// Rows per page of aggregate trades (and raw trades, up to the market's maximum).
+    pub page_limit: u32,
+    /// Candles per klines request: the market's cheapest page unless PAGE_LIMIT says otherwise.
+    pub kline_page_limit: u32,
+    pub max_retries: u32,
+    pub max_retry_after: Duration,
+    pub request_timeout: Duration,
+}
 
 /// A ready connection to the exchange: clock synchronised, weight rule known, symbols checked.
 pub struct Exchange {

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{self, Answer, Cost, Endpoint, RequestLimit, REQUEST_COUNTED_WEIGHT};
 use super::limiter::WeightLimiter;
+use super::BinanceConfig;
 use crate::bounds::{self, BodyError};
-use crate::config::BinanceConfig;
 use crate::market::Market;
 
 /// Counters a job reports (telemetry, metrics, the final summary).
@@ -590,7 +590,7 @@ mod tests {
             market: Market::Spot,
             api_url: format!("http://{home}"),
             ws_url: String::new(),
-            api_key: Some(crate::config::Secret::new("the-key")),
+            api_key: Some(crate::secret::Secret::new("the-key")),
             rate_limit_share: 0.5,
             concurrency: 1,
             page_limit: 1000,

@@ -6,98 +6,20 @@
 mod cli;
 mod resolve;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::archive::ArchiveConfig;
+pub use crate::binance::BinanceConfig;
+pub use crate::kafka::{KafkaConfig, KafkaSecurity};
 pub use crate::market::Market;
 pub use crate::registry::{DataType, LiveType};
+pub use crate::secret::Secret;
+pub use crate::sink::MessageKey;
+pub use crate::source::live::LiveConfig;
 use crate::source::SourceMode;
 use crate::time_range::TimeRange;
 pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, VerifyArgs};
 pub use resolve::{check_topic_name, parse_properties, parse_symbols};
-
-/// A secret that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-/// Which bytes become the Kafka message key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKey {
-    Symbol,
-    Record,
-    None,
-}
-
-/// SASL_SSL settings; absent means PLAINTEXT.
-#[derive(Debug, Clone)]
-pub struct KafkaSecurity {
-    pub user: String,
-    pub password: Secret,
-    pub ca_path: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    pub bootstrap: String,
-    pub security: Option<KafkaSecurity>,
-    /// KAFKA_PRODUCER_CONFIG pairs; values are treated as secrets in logs.
-    pub overrides: Vec<(String, Secret)>,
-    /// KAFKA_CONSUMER_CONFIG pairs, for the consumers only.
-    pub consumer_overrides: Vec<(String, Secret)>,
-    pub connect_timeout: Duration,
-    pub topic_partitions: i32,
-}
-
-#[derive(Debug, Clone)]
-pub struct BinanceConfig {
-    /// The market every request and stream goes to; `api_url` and `ws_url` are its URLs.
-    pub market: Market,
-    pub api_url: String,
-    pub ws_url: String,
-    pub api_key: Option<Secret>,
-    pub rate_limit_share: f64,
-    pub concurrency: usize,
-    /// Rows per page of aggregate trades (and raw trades, up to the market's maximum).
-    pub page_limit: u32,
-    /// Candles per klines request: the market's cheapest page unless PAGE_LIMIT says otherwise.
-    pub kline_page_limit: u32,
-    pub max_retries: u32,
-    pub max_retry_after: Duration,
-    pub request_timeout: Duration,
-}
-
-/// Live (WebSocket) settings.
-#[derive(Debug, Clone)]
-pub struct LiveConfig {
-    /// Publish every candle update, not only closed candles.
-    pub all_kline_updates: bool,
-    /// Cadence of order-book snapshots.
-    pub book_snapshot_interval: Duration,
-    /// Levels per side in order-book snapshots.
-    pub book_depth: usize,
-    /// A connection with no data and no ping for this long is dead.
-    pub idle_timeout: Duration,
-    /// Connections are replaced (overlapping) after this long, before Binance's 24-hour cut.
-    pub rotate_after: Duration,
-    /// Streams per connection (Binance allows 1024).
-    pub streams_per_connection: usize,
-}
 
 /// Which share of the job this pod does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

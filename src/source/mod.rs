@@ -20,14 +20,36 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{ArchiveClient, ArchiveLayout};
+use crate::binance::api::{AggTrades, Trades};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::RecordBatch;
-use crate::registry::{Origin, RecordKind};
+use crate::registry::{HistoryType, Origin, RecordKind};
 use crate::status::JobStatus;
 use crate::time_range::TimeRange;
 pub use plan::SourceMode;
+
+/// The module that loads a history type. The registry describes the types; this is where each
+/// one meets its loader, so the registry (a lower layer) never names a source.
+pub fn history_loader(history: HistoryType) -> Arc<dyn History> {
+    match history {
+        HistoryType::Candles(interval) => Arc::new(klines::KlineHistory {
+            interval,
+            series: None,
+        }),
+        HistoryType::PriceCandles(series, interval) => Arc::new(klines::KlineHistory {
+            interval,
+            series: Some(series),
+        }),
+        HistoryType::AggTrades => Arc::new(trade_ids::TradeHistory::<AggTrades>::new()),
+        HistoryType::Trades => Arc::new(trade_ids::TradeHistory::<Trades>::new()),
+        HistoryType::FundingRate => Arc::new(funding::FundingHistory),
+        HistoryType::FuturesData(series, period) => {
+            Arc::new(futures_data::FuturesDataHistory { series, period })
+        }
+    }
+}
 
 /// What a history source needs for one symbol.
 #[derive(Clone)]

@@ -26,7 +26,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Cursor, Emitter, SourceSummary};
 use crate::binance::stream::{self, StreamMessage, StreamPlan};
 use crate::binance::Exchange;
-use crate::config::LiveConfig;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::{LiveType, Origin};
@@ -36,6 +35,23 @@ use book::Book;
 use handover::{FromNew, FromOld, Handover};
 use serde_json::value::RawValue;
 use supervisor::{Connector, Supervisor};
+
+/// Live (WebSocket) settings.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Publish every candle update, not only closed candles.
+    pub all_kline_updates: bool,
+    /// Cadence of order-book snapshots.
+    pub book_snapshot_interval: Duration,
+    /// Levels per side in order-book snapshots.
+    pub book_depth: usize,
+    /// A connection with no data and no ping for this long is dead.
+    pub idle_timeout: Duration,
+    /// Connections are replaced (overlapping) after this long, before Binance's 24-hour cut.
+    pub rotate_after: Duration,
+    /// Streams per connection (Binance allows 1024).
+    pub streams_per_connection: usize,
+}
 
 /// After the range end, how long late events may still arrive before the range is closed over
 /// REST (trades and candles are settled a second after they happen, as for history).

@@ -1,0 +1,297 @@
+//! The crate's import structure: every top-level module belongs to one layer, a module imports
+//! only from its own layer or the ones below, and no two modules import each other, directly or
+//! round a longer loop. A lower layer that needs something from a higher one is a design error
+//! (the venue seam, issue 17): the thing belongs lower, or the higher layer passes it in.
+//!
+//! Read from the source text (`crate::name` paths outside `#[cfg(test)] mod tests`), so a new
+//! module fails here until it is given a layer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Bottom to top. Within a layer a module may use another of the same layer (the cycle check
+/// keeps those acyclic).
+const LAYERS: &[(&str, &[&str])] = &[
+    // What the data is: errors, limits, times, markets, records, the job's identity.
+    (
+        "model",
+        &[
+            "error",
+            "secret",
+            "bounds",
+            "backoff",
+            "time_range",
+            "market",
+            "record",
+            "identity",
+        ],
+    ),
+    // The outside world: the exchange's API and streams, its archive, the broker.
+    ("connectors", &["binance", "archive", "kafka"]),
+    // The data types and what identifies their records.
+    ("catalog", &["registry"]),
+    // Sources yield records, sinks publish them; resume, verify and reporting read both.
+    (
+        "components",
+        &[
+            "resume",
+            "lease",
+            "sink",
+            "status",
+            "source",
+            "verify",
+            "control",
+            "telemetry",
+            "metrics",
+        ],
+    ),
+    // Settings, the job that wires the components, and the process around it.
+    ("job", &["config", "job", "lifecycle", "demo"]),
+];
+
+/// Files that are the crate's roots, not modules of a layer.
+const ROOTS: &[&str] = &["lib", "main"];
+
+struct Import {
+    from: String,
+    to: String,
+    file: PathBuf,
+    line: usize,
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).expect("read src/") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level module a file belongs to: `src/source/live/mod.rs` → `source`.
+fn top_module(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).expect("file under src/");
+    let first = rel.components().next().expect("non-empty path");
+    let name = first.as_os_str().to_string_lossy();
+    name.strip_suffix(".rs").unwrap_or(&name).to_string()
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// The leading identifier of `s`.
+fn ident(s: &str) -> &str {
+    let end = s.find(|c: char| !is_ident(c)).unwrap_or(s.len());
+    &s[..end]
+}
+
+/// The top-level modules one line of code names after `crate::` (`crate::a::X`, and each
+/// first segment of `crate::{a::X, b::{Y, Z}}`, also when the group spans lines).
+fn named_modules(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(at) = rest.find("crate::") {
+        let preceded_by_ident = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_ident(c) || c == '$');
+        let after = &rest[at + "crate::".len()..];
+        let consumed;
+        if preceded_by_ident {
+            // `$crate::` in a macro, or an identifier ending in `crate`.
+            consumed = at + "crate::".len();
+        } else if let Some(group) = after.strip_prefix('{') {
+            let mut depth = 1;
+            let mut segment_start = true;
+            let mut end = group.len();
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    ',' if depth == 1 => segment_start = true,
+                    c if depth == 1 && segment_start && is_ident(c) => {
+                        found.push((offset + at + 8 + i, ident(&group[i..]).to_string()));
+                        segment_start = false;
+                    }
+                    _ => {}
+                }
+            }
+            consumed = at + "crate::{".len() + end;
+        } else {
+            let name = ident(after);
+            if !name.is_empty() {
+                found.push((offset + at, name.to_string()));
+            }
+            consumed = at + "crate::".len() + name.len();
+        }
+        rest = &rest[consumed..];
+        offset += consumed;
+    }
+    found
+}
+
+/// The file's code without its unit tests and without comments (which name modules in
+/// intra-doc links without importing them).
+fn code_of(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    text.lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("//") {
+                ""
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn imports() -> Vec<Import> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut imports = Vec::new();
+    for file in files {
+        let from = top_module(&src, &file);
+        if ROOTS.contains(&from.as_str()) {
+            continue;
+        }
+        let code = code_of(&fs::read_to_string(&file).expect("read a source file"));
+        for (at, to) in named_modules(&code) {
+            if to != from {
+                let line = code[..at].matches('\n').count() + 1;
+                imports.push(Import {
+                    from: from.clone(),
+                    to,
+                    file: file
+                        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                        .unwrap_or(&file)
+                        .to_path_buf(),
+                    line,
+                });
+            }
+        }
+    }
+    imports
+}
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS
+        .iter()
+        .position(|(_, modules)| modules.contains(&module))
+}
+
+#[test]
+fn every_module_has_a_layer_and_imports_only_downwards() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<String> = files
+        .iter()
+        .map(|f| top_module(&src, f))
+        .filter(|m| !ROOTS.contains(&m.as_str()))
+        .collect();
+    let unplaced: Vec<&String> = modules.iter().filter(|m| layer_of(m).is_none()).collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules without a layer (add them to LAYERS in tests/layering.rs): {unplaced:?}"
+    );
+
+    let upward: Vec<String> = imports()
+        .into_iter()
+        .filter_map(|i| {
+            let (from, to) = (layer_of(&i.from)?, layer_of(&i.to)?);
+            (to > from).then(|| {
+                format!(
+                    "{}:{}: {} ({}) uses {} ({})",
+                    i.file.display(),
+                    i.line,
+                    i.from,
+                    LAYERS[from].0,
+                    i.to,
+                    LAYERS[to].0
+                )
+            })
+        })
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "imports from a higher layer:\n{}",
+        upward.join("\n")
+    );
+}
+
+#[test]
+fn no_modules_import_each_other() {
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for i in imports() {
+        graph
+            .entry(i.from.clone())
+            .or_default()
+            .entry(i.to.clone())
+            .or_insert_with(|| format!("{}:{}", i.file.display(), i.line));
+    }
+    // Depth-first search; a back edge closes a cycle, reported with the line of each import.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeMap<String, String>>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        state.insert(node.to_string(), 1);
+        path.push(node.to_string());
+        for (next, site) in graph.get(node).into_iter().flatten() {
+            match state.get(next.as_str()) {
+                Some(1) => {
+                    let start = path.iter().position(|p| p == next).expect("on the path");
+                    let mut ring: Vec<String> = path[start..].to_vec();
+                    ring.push(next.clone());
+                    cycles.push(format!("{} (closed at {site})", ring.join(" -> ")));
+                }
+                Some(_) => {}
+                None => visit(next, graph, state, path, cycles),
+            }
+        }
+        path.pop();
+        state.insert(node.to_string(), 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut cycles = Vec::new();
+    for node in graph.keys() {
+        if !state.contains_key(node.as_str()) {
+            visit(node, &graph, &mut state, &mut Vec::new(), &mut cycles);
+        }
+    }
+    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn the_reader_finds_paths_and_groups() {
+    let code =
+        "use crate::a::X;\nuse crate::{b::{Y, Z}, c};\nlet v = $crate::d::e;\nf(crate::g::h())";
+    let names: Vec<String> = named_modules(code).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(names, ["a", "b", "c", "g"]);
+    let at = named_modules(code)[2].0;
+    assert_eq!(
+        code[..at].matches('\n').count() + 1,
+        2,
+        "group member on line 2"
+    );
+}
