@@ -2,9 +2,10 @@
 //! time range into Kafka, one JSON record per message, exactly once per record.
 //!
 //! Layers, bottom to top (`tests/layering.rs` keeps imports pointing down and free of cycles):
-//! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `identity`;
-//! - connectors: `binance` (REST and streams), `archive` (data.binance.vision), `kafka`;
-//! - catalog: `registry`, the data types and what identifies their records;
+//! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `registry`
+//!   (the data types and what identifies their records), `identity`;
+//! - connectors: `binance` (REST and streams: its endpoint and stream names of each data type
+//!   live there), `archive` (data.binance.vision), `kafka`;
 //! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
 //!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
 //! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a

@@ -11,10 +11,39 @@
 
 use std::fmt;
 
-use crate::binance::endpoint::{FuturesSeries, PriceSeries};
-use crate::binance::Interval;
+use kline_interval::Interval;
+
 use crate::market::Market;
 use crate::record::tag;
+
+/// The price series futures publish as candles besides trades (their endpoints and archive
+/// directories are the venue's: `binance::endpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PriceSeries {
+    /// Mark price (`markPriceKlines?symbol=`).
+    Mark,
+    /// Index price (`indexPriceKlines?pair=`).
+    Index,
+    /// Premium index (`premiumIndexKlines?symbol=`).
+    Premium,
+}
+
+impl PriceSeries {
+    pub const ALL: [PriceSeries; 3] = [PriceSeries::Mark, PriceSeries::Index, PriceSeries::Premium];
+}
+
+/// The futures statistics series (open interest, long/short ratios), one row per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FuturesSeries {
+    /// `openInterestHist`.
+    OpenInterest,
+    /// `globalLongShortAccountRatio`: the long/short ratio of all accounts.
+    GlobalAccountRatio,
+    /// `topLongShortAccountRatio`: of the top traders' accounts.
+    TopAccountRatio,
+    /// `topLongShortPositionRatio`: of the top traders' positions.
+    TopPositionRatio,
+}
 
 /// Where records can come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,39 +119,12 @@ pub enum LiveType {
 }
 
 impl LiveType {
-    /// The stream name for `symbol` (Binance wants lower case).
-    pub fn stream(&self, symbol: &str) -> String {
-        let s = symbol.to_ascii_lowercase();
-        match self {
-            LiveType::Trades => format!("{s}@trade"),
-            LiveType::AggTrades => format!("{s}@aggTrade"),
-            LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
-            LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
-            LiveType::BookTicker => format!("{s}@bookTicker"),
-            LiveType::MarkPrice => format!("{s}@markPrice@1s"),
-            LiveType::Liquidations => format!("{s}@forceOrder"),
-        }
-    }
-
     /// Whether the stream pushes only when something happens, so that a range without a single
     /// event is normal: `@forceOrder` sends a liquidation when one occurs, at most one a second
     /// per symbol (derivatives docs, "Liquidation Order Streams"). The other streams push on a
     /// clock or on every book change.
     pub fn may_stay_silent(self) -> bool {
         matches!(self, LiveType::Liquidations)
-    }
-
-    /// The routed WebSocket endpoint of the stream on `market`: USDⓈ-M serves book streams
-    /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market` (its legacy
-    /// unrouted URLs were retired in 2026); spot and COIN-M have one endpoint for all.
-    pub fn route(self, market: Market) -> &'static str {
-        match (market, self) {
-            (Market::Spot | Market::CoinM, _) => "",
-            (Market::UsdM, LiveType::BookTicker | LiveType::Depth | LiveType::OrderBook) => {
-                "/public"
-            }
-            (Market::UsdM, _) => "/market",
-        }
     }
 
     pub fn record_kind(self) -> RecordKind {
@@ -779,10 +781,17 @@ mod tests {
             let iv = entry.takes_interval.then_some(Interval::H1);
             let kind = (entry.build)(iv).record_kind();
             if kind.fixed_tag().is_some() {
-                assert!(FIXED_TAG_KINDS.contains(&kind), "{kind} is not in FIXED_TAG_KINDS");
+                assert!(
+                    FIXED_TAG_KINDS.contains(&kind),
+                    "{kind} is not in FIXED_TAG_KINDS"
+                );
             }
             let key = format!("BTCUSDT_{}_9", kind.key_tag());
-            assert_eq!(RecordKind::from_key("BTCUSDT", &key), Some((kind, 9)), "{key}");
+            assert_eq!(
+                RecordKind::from_key("BTCUSDT", &key),
+                Some((kind, 9)),
+                "{key}"
+            );
         }
     }
 

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// Bottom to top. Within a layer a module may use another of the same layer (the cycle check
 /// keeps those acyclic).
 const LAYERS: &[(&str, &[&str])] = &[
-    // What the data is: errors, limits, times, markets, records, the job's identity.
+    // What the data is: errors, limits, times, markets, records, the data types and what
+    // identifies their records (`registry`), the job's identity. Venue-neutral.
     (
         "model",
         &[
@@ -24,13 +25,12 @@ const LAYERS: &[(&str, &[&str])] = &[
             "time_range",
             "market",
             "record",
+            "registry",
             "identity",
         ],
     ),
     // The outside world: the exchange's API and streams, its archive, the broker.
     ("connectors", &["binance", "archive", "kafka"]),
-    // The data types and what identifies their records.
-    ("catalog", &["registry"]),
     // Sources yield records, sinks publish them; resume, verify and reporting read both.
     (
         "components",

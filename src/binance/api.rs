@@ -9,11 +9,12 @@ use std::marker::PhantomData;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::endpoint::{Endpoint, FuturesSeries, PriceSeries};
+use super::endpoint::Endpoint;
 use super::{exchange_error, Exchange, Interval};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{RawAggTrade, RawKline, RawTrade};
+use crate::registry::{FuturesSeries, PriceSeries};
 
 /// Binance refuses `startTime`/`endTime` windows on aggTrades of an hour or more.
 const AGG_WINDOW_MS: i64 = 3_600_000;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::market::Market;
+use crate::registry::{FuturesSeries, PriceSeries};
 
 /// A Binance REST endpoint, with the parameters its weight depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,20 +36,8 @@ pub enum Endpoint {
     FuturesData(FuturesSeries),
 }
 
-/// The price series futures publish as candles besides trades.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PriceSeries {
-    /// Mark price (`markPriceKlines?symbol=`).
-    Mark,
-    /// Index price (`indexPriceKlines?pair=`).
-    Index,
-    /// Premium index (`premiumIndexKlines?symbol=`).
-    Premium,
-}
-
+/// Binance's names of the price series: its endpoints and archive directories.
 impl PriceSeries {
-    pub const ALL: [PriceSeries; 3] = [PriceSeries::Mark, PriceSeries::Index, PriceSeries::Premium];
-
     /// The endpoint and archive directory name.
     pub fn endpoint_name(self) -> &'static str {
         match self {
@@ -64,19 +53,7 @@ impl PriceSeries {
     }
 }
 
-/// The `/futures/data/` series, one row per period, kept for the last 30 days only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FuturesSeries {
-    /// `openInterestHist`.
-    OpenInterest,
-    /// `globalLongShortAccountRatio`: the long/short ratio of all accounts.
-    GlobalAccountRatio,
-    /// `topLongShortAccountRatio`: of the top traders' accounts.
-    TopAccountRatio,
-    /// `topLongShortPositionRatio`: of the top traders' positions.
-    TopPositionRatio,
-}
-
+/// Binance's names of the `/futures/data/` series and how COIN-M keeps them.
 impl FuturesSeries {
     pub fn endpoint_name(self) -> &'static str {
         match self {

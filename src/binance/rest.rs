@@ -525,7 +525,7 @@ mod tests {
         let (again, _) = client.limiter_for(Endpoint::FundingRate);
         assert!(Arc::ptr_eq(&funding, &again), "one limiter per limit");
         let (stats, _) = client.limiter_for(Endpoint::FuturesData(
-            super::super::endpoint::FuturesSeries::OpenInterest,
+            crate::registry::FuturesSeries::OpenInterest,
         ));
         assert_eq!(stats.budget(), 500);
         assert!(!Arc::ptr_eq(&stats, &funding));

@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::market::Market;
+use crate::registry::LiveType;
+
 /// What a connection reports.
 #[derive(Debug)]
 pub enum StreamMessage {
@@ -408,6 +411,36 @@ impl ConnectionAttempts {
         };
         self.recent.push_back(now + wait);
         wait
+    }
+}
+
+/// Binance's stream names and endpoints of the live types.
+impl LiveType {
+    /// The stream name for `symbol` (Binance wants lower case).
+    pub fn stream(&self, symbol: &str) -> String {
+        let s = symbol.to_ascii_lowercase();
+        match self {
+            LiveType::Trades => format!("{s}@trade"),
+            LiveType::AggTrades => format!("{s}@aggTrade"),
+            LiveType::Candles(iv) => format!("{s}@kline_{iv}"),
+            LiveType::Depth | LiveType::OrderBook => format!("{s}@depth@100ms"),
+            LiveType::BookTicker => format!("{s}@bookTicker"),
+            LiveType::MarkPrice => format!("{s}@markPrice@1s"),
+            LiveType::Liquidations => format!("{s}@forceOrder"),
+        }
+    }
+
+    /// The routed WebSocket endpoint of the stream on `market`: USDⓈ-M serves book streams
+    /// (`@bookTicker`, `@depth`) under `/public` and the others under `/market` (its legacy
+    /// unrouted URLs were retired in 2026); spot and COIN-M have one endpoint for all.
+    pub fn route(self, market: Market) -> &'static str {
+        match (market, self) {
+            (Market::Spot | Market::CoinM, _) => "",
+            (Market::UsdM, LiveType::BookTicker | LiveType::Depth | LiveType::OrderBook) => {
+                "/public"
+            }
+            (Market::UsdM, _) => "/market",
+        }
     }
 }
 

@@ -17,11 +17,12 @@ use super::plan::RestFrom;
 use super::{Cursor, Emitter, History, HistoryContext, Probe, SourceMode};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::RawFuturesData;
-use crate::binance::endpoint::{FuturesSeries, MAX_FUTURES_DATA_PAGE};
+use crate::binance::endpoint::MAX_FUTURES_DATA_PAGE;
 use crate::binance::{Exchange, Interval};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{LongShortRatioRecord, OpenInterestRecord, RecordBatch};
+use crate::registry::FuturesSeries;
 use crate::registry::{futures_series_tag, Origin, RecordKind};
 use crate::time_range::{fmt_ms, TimeRange};
 

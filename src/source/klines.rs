@@ -17,11 +17,11 @@ use futures::{stream, Stream, StreamExt};
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::{Klines, Page};
-use crate::binance::endpoint::PriceSeries;
 use crate::binance::{Exchange, Interval};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{PriceKlineRecord, RawKline, RecordBatch};
+use crate::registry::PriceSeries;
 use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
 
