@@ -40,6 +40,9 @@ SIM = RELEASE / "exchange-sim"
 CEILING = RELEASE / "examples" / "ceiling"
 PYTHON = sys.executable
 TIME = "/usr/bin/time"
+# Instruction counts (scenario 6): callgrind counts what a process executes, the same on a busy
+# machine as on an idle one, where seconds are not. Optional: without valgrind the line says so.
+VALGRIND = shutil.which("valgrind")
 DAY_MS = 86_400_000
 
 # The loader's own variables: never inherited from the caller's environment.
@@ -299,8 +302,21 @@ class LoaderResult:
     cpu: float
 
 
+def callgrind(out_file: Path) -> list[str]:
+    """The command prefix that counts a process's instructions, every thread's, into `out_file`."""
+    return [str(VALGRIND), "--tool=callgrind", f"--callgrind-out-file={out_file}"]
+
+
+def callgrind_total(out_file: Path) -> int:
+    m = re.search(r"^(?:summary|totals): (\d+)", out_file.read_text(), re.M)
+    if not m:
+        raise BenchError(f"no instruction total in {out_file}")
+    return int(m.group(1))
+
+
 def run_loader(name: str, logs: Path, broker: Broker, sim: Simulator, topic: str, dtype: str,
-               time_range: str, expected: int | None, timeout: float, **extra: str) -> LoaderResult:
+               time_range: str, expected: int | None, timeout: float, wrap: list[str] | None = None,
+               **extra: str) -> LoaderResult:
     env = base_env()
     env.update({
         "SYMBOL": "BTCUSDT", "TYPE": dtype, "TIME_RANGE": time_range, "KAFKA_TOPIC": topic,
@@ -309,7 +325,7 @@ def run_loader(name: str, logs: Path, broker: Broker, sim: Simulator, topic: str
         "SOURCE": "rest", "ARCHIVE_URL": sim.url,
     })
     env.update(extra)
-    r = run_timed(name, [str(LOADER)], env, logs, timeout)
+    r = run_timed(name, [*(wrap or []), str(LOADER)], env, logs, timeout)
     m = SUMMARY_RE.search(r.stdout)
     if not m:
         raise BenchError(f"{name}: no summary line in the loader's output: {r.stdout.strip()[-300:]!r}")
@@ -882,9 +898,11 @@ class Bench:
 
 
     # -- 6 -------------------------------------------------------------------------------------
-    def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int):
+    def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int,
+                      ir_rngs: list[str]):
         """Ceiling and `SOURCE=archive` loader, alternating, on one simulator whose zips are built
-        before any timing. Returns (ceiling outputs, loader results, records)."""
+        before any timing; then one run of each over each of `ir_rngs` under callgrind. Returns
+        (ceiling outputs, loader results, records, {who: [(instructions, records) per range]})."""
         res: dict[str, list] = {"ceiling": [], "archive": []}
         records = None
         archive_sim = None
@@ -904,7 +922,7 @@ class Bench:
             s.failures.append(str(e))
             if archive_sim:
                 archive_sim.stop()
-            return [], [], None
+            return [], [], None, {}
         for i in range(self.fast_runs):
             for who in ("ceiling", "archive"):
                 broker = None
@@ -930,8 +948,29 @@ class Bench:
                     s.failures.append(str(e))
                 finally:
                     self.close(broker, None)
+        instructions: dict[str, list[tuple[int, int]]] = {}
+        for who, ir_rng in [(w, r) for w in ("ceiling", "archive") for r in ir_rngs] if VALGRIND else []:
+            broker = None
+            name = self.name(f"s6-{dtype}-{who}-instructions")
+            out_file = self.logs / f"{name}.callgrind"
+            try:
+                broker = Broker(self.logs)
+                if who == "ceiling":
+                    run = run_timed(name, [*callgrind(out_file), str(CEILING), "--kafka-bootstrap-servers",
+                                           broker.bootstrap, "--kafka-topic", f"bench-{name}", "--type", dtype,
+                                           "--symbol", "BTCUSDT", "--agg-trade-spacing-ms", str(spacing),
+                                           "--time-range", ir_rng], base_env(), self.logs, 1800)
+                    n = json.loads(run.stdout.strip().splitlines()[-1])["records"]
+                else:
+                    n = run_loader(name, self.logs, broker, archive_sim, f"bench-{name}", dtype, ir_rng, None, 1800,
+                                   wrap=callgrind(out_file), SOURCE="archive").records
+                instructions.setdefault(who, []).append((callgrind_total(out_file), n))
+            except BenchError as e:
+                s.failures.append(str(e))
+            finally:
+                self.close(broker, None)
         archive_sim.stop()
-        return res["ceiling"], res["archive"], records
+        return res["ceiling"], res["archive"], records, instructions
 
     def archive(self) -> Section:
         s = Section("6. Deep history from the archive")
@@ -949,10 +988,24 @@ class Bench:
                         else ["/data/spot/monthly/klines/BTCUSDT/1s/BTCUSDT-1s-2024-01.zip"])
         rows = []
         ratio_line = ""
+        # Instructions are counted over one day and over two (under callgrind a process runs some
+        # 50× slower): the difference is what a record costs once the process has started.
+        ir_rngs = [f"{start}:{day_plus(start, 1)}", f"{start}:{day_plus(start, 2)}"]
+        ir_lines = []
         cases = [("api_trades", trades_rng, trade_files, spacing),
                  ("api_candles_1s", candles_rng, candle_files, 250)]
         for dtype, rng, files, sp in cases:
-            ceiling, archive, records = self._archive_runs(s, dtype, rng, files, sp)
+            ceiling, archive, records, ir = self._archive_runs(s, dtype, rng, files, sp, ir_rngs)
+            if len(ir.get("ceiling", [])) == 2 and len(ir.get("archive", [])) == 2:
+                (c1, cn1), (c2, cn2) = ir["ceiling"]
+                (l1, ln1), (l2, ln2) = ir["archive"]
+                if cn2 > cn1 and ln2 > ln1:
+                    cm, lm = (c2 - c1) / (cn2 - cn1), (l2 - l1) / (ln2 - ln1)
+                    ir_lines.append(
+                        f"`{dtype}`: one day, whole process, loader {l1 / ln1:,.0f} and ceiling {c1 / cn1:,.0f} "
+                        f"({(l1 / ln1) / (c1 / cn1):.2f}×); each further record, loader {lm:,.0f} and ceiling "
+                        f"{cm:,.0f} (**{lm / cm:.2f}×**); startup, loader {(l1 - lm * ln1) / 1e6:,.0f} M and "
+                        f"ceiling {(c1 - cm * cn1) / 1e6:,.0f} M")
             c = [o["records_per_s"] for o in ceiling]
             cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
             n = fmt_n(records) if records else "?"
@@ -1009,6 +1062,15 @@ class Bench:
                    "CPU s / 10⁶ records", "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
             "",
             ratio_line,
+            "",
+            (f"Instructions a record (user space, every thread), counted by valgrind's callgrind over TIME_RANGE "
+             f"{ir_rngs[0]} and {ir_rngs[1]}, one run each: the same on a busy machine as on an idle one, so they "
+             "compare runs and commits where seconds cannot. A further record's cost is the difference of the two "
+             "runs divided by the difference of their records; startup is the rest. Under valgrind the CPU has no "
+             "SHA extensions, so the archive's sha256 costs several times more than natively; kernel work (sockets, "
+             "files) is not counted. " +
+             ("; ".join(ir_lines) + "." if ir_lines else "none (a run failed, see above).")
+             if VALGRIND else "Instructions a record: not counted (valgrind is not installed)."),
         ]
         return s
 
