@@ -208,6 +208,7 @@ enum Fetch {
 impl ArchiveClient {
     pub fn new(cfg: ArchiveConfig, cancel: CancellationToken) -> Result<Self, String> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::connector()?)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .read_timeout(cfg.timeout)
             .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))

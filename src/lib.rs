@@ -5,7 +5,7 @@
 //! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `registry`
 //!   (the data types and what identifies their records), `identity`;
 //! - connectors: `binance` (REST and streams: its endpoint and stream names of each data type
-//!   live there), `archive` (data.binance.vision), `kafka`;
+//!   live there), `archive` (data.binance.vision), `kafka`, `tls` (the one TLS connector);
 //! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
 //!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
 //! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a
@@ -39,4 +39,5 @@ mod source;
 mod status;
 mod telemetry;
 pub mod time_range;
+mod tls;
 pub mod verify;

@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     // The outside world: the exchange's API and streams, its archive, the broker.
-    ("connectors", &["binance", "archive", "kafka"]),
+    ("connectors", &["binance", "archive", "kafka", "tls"]),
     // Sources yield records, sinks publish them; resume, verify and reporting read both.
     (
         "components",

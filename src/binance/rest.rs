@@ -134,6 +134,7 @@ impl RestClient {
             headers.insert("X-MBX-APIKEY", v);
         }
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::connector()?)
             .default_headers(headers)
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))

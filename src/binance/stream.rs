@@ -229,9 +229,22 @@ async fn connect_and_read(
     tx: &mpsc::Sender<StreamMessage>,
     outbox: &mut Outbox,
 ) -> Result<String, String> {
+    // wss:// with the process's shared connector (a new one per connection would parse the
+    // system's CA bundle again); ws:// needs none.
+    let tls = if plan
+        .url
+        .get(..4)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss:"))
+    {
+        Some(tokio_tungstenite::Connector::NativeTls(
+            crate::tls::connector()?,
+        ))
+    } else {
+        None
+    };
     let (mut ws, _) = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async_with_config(
+        tokio_tungstenite::connect_async_tls_with_config(
             plan.url.as_str(),
             Some(
                 WebSocketConfig::default()
@@ -239,6 +252,7 @@ async fn connect_and_read(
                     .max_frame_size(Some(crate::bounds::MAX_WS_MESSAGE)),
             ),
             false,
+            tls,
         ),
     )
     .await
