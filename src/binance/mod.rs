@@ -5,6 +5,7 @@
 pub mod api;
 pub mod endpoint;
 pub mod limiter;
+mod markets;
 pub mod rest;
 pub mod stream;
 
