@@ -314,6 +314,92 @@ def callgrind_total(out_file: Path) -> int:
     return int(m.group(1))
 
 
+def callgrind_functions(out_file: Path) -> dict[str, int]:
+    """Instructions by function (inlined code counted where it was inlined), from callgrind_annotate."""
+    p = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no", str(out_file)],
+                       capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise BenchError(f"callgrind_annotate failed on {out_file}: {p.stderr.strip()[-300:]}")
+    fns: dict[str, int] = {}
+    for line in p.stdout.splitlines():
+        m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(.*)$", line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        where, obj = m.group(2), ""
+        o = re.search(r" \[([^\]]*)\]$", where)
+        if o:
+            where, obj = where[:o.start()], Path(o.group(1)).name
+        fn = where.split(":", 1)[1] if ":" in where else where
+        if fn.startswith("0x"):
+            fn = f"{obj} (no symbols)"
+        fns[fn] = fns.get(fn, 0) + int(m.group(1).replace(",", ""))
+    return fns
+
+
+def short_fn(fn: str, width: int = 90) -> str:
+    """A function's name without generic parameters' noise, for a table cell."""
+    fn = fn.replace("`", "'").replace("|", "/")
+    return fn if len(fn) <= width else fn[:width - 1] + "…"
+
+
+@dataclass
+class InstructionCount:
+    """Callgrind runs of one contestant over a smaller and a larger range."""
+    runs: list[tuple[int, int]]  # (instructions, records) per range
+    small: Path
+    large: Path
+
+    def marginal(self) -> float:
+        (i1, n1), (i2, n2) = self.runs
+        return (i2 - i1) / (n2 - n1)
+
+    def startup(self) -> float:
+        i1, n1 = self.runs[0]
+        return i1 - self.marginal() * n1
+
+    def by_function(self) -> dict[str, float]:
+        """Each function's instructions a further record (the two runs' difference)."""
+        (_, n1), (_, n2) = self.runs
+        a, b = callgrind_functions(self.small), callgrind_functions(self.large)
+        return {f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1) for f in set(a) | set(b)}
+
+
+def instruction_text(label: str, ic: dict[str, InstructionCount], loader: str = "loader") -> tuple[str, list[list[str]]]:
+    """One sentence for `label` (loader against ceiling) and the rows of the loader's breakdown."""
+    c, l = ic["ceiling"], ic[loader]
+    (l1, ln1), _ = l.runs
+    (c1, cn1), _ = c.runs
+    line = (f"{label}: one small run, whole process, loader {l1 / ln1:,.0f} and ceiling {c1 / cn1:,.0f} "
+            f"({(l1 / ln1) / (c1 / cn1):.2f}×); each further record, loader {l.marginal():,.0f} and ceiling "
+            f"{c.marginal():,.0f} (**{l.marginal() / c.marginal():.2f}×**); startup, loader {l.startup() / 1e6:,.0f} M "
+            f"and ceiling {c.startup() / 1e6:,.0f} M")
+    lf, cf = l.by_function(), c.by_function()
+    top = sorted(lf, key=lambda f: -lf[f])[:10]
+    rows = [[label, f"`{short_fn(f)}`", f"{lf[f]:,.0f}", f"{cf[f]:,.0f}" if cf.get(f, 0) >= 1 else ""] for f in top]
+    return line, rows
+
+
+def instruction_section_text(ranges: str, lines: list[str], rows: list[list[str]]) -> list[str]:
+    if not VALGRIND:
+        return ["Instructions a record: not counted (valgrind is not installed)."]
+    return [
+        f"Instructions a record (user space, every thread), counted by valgrind's callgrind over {ranges}, "
+        "one run each: the same on a busy machine as on an idle one, so they compare "
+        "runs and commits where seconds cannot. A further record's cost is the difference of the two runs divided "
+        "by the difference of their records; startup is the rest. Under valgrind the CPU has no SHA extensions, so "
+        "the archive's sha256 costs several times what it costs natively; kernel work (sockets, files) is not "
+        "counted. " + ("; ".join(lines) + "." if lines else "None: a run failed (see above)."),
+        "",
+        *([
+            "Where a further record's instructions go in the loader (the ten functions that cost most, "
+            "self cost with what was inlined into them, the two runs' difference per record) and what the "
+            "ceiling spends in the same function:",
+            "",
+            table(["path", "function", "loader", "ceiling"], rows),
+        ] if rows else []),
+    ]
+
+
 def run_loader(name: str, logs: Path, broker: Broker, sim: Simulator, topic: str, dtype: str,
                time_range: str, expected: int | None, timeout: float, wrap: list[str] | None = None,
                **extra: str) -> LoaderResult:
@@ -511,6 +597,26 @@ class Bench:
                         s.failures.append(str(e))
                     finally:
                         self.close(broker, sim)
+        # Instructions over REST: candles over 30 and 60 days, trades over 6 and 12 hours (86,400 and
+        # 172,800 at the simulator's 250 ms), in both modes: under callgrind a process runs some 50× slower.
+        t0 = ms_of("2024-01-01")
+        ir_cases = [("api_candles_1m", ["2024-01-01:2024-01-31", "2024-01-01:2024-03-01"]),
+                    ("api_trades", [f"{t0}:{t0 + 6 * 3_600_000}", f"{t0}:{t0 + 12 * 3_600_000}"])]
+        ir_lines: list[str] = []
+        ir_rows: list[list[str]] = []
+        for dtype, ranges in ir_cases if VALGRIND else []:
+            broker = sim = None
+            try:
+                broker, sim = self.fresh("--weight-limit", "100000000")
+                ic = self._instructions(s, "s1", dtype, ranges, sim, 250, RATE_LIMIT_SHARE="1")
+                if "ceiling" in ic and "loader" in ic:
+                    line, fn_rows = instruction_text(f"`{dtype}` REST", ic)
+                    ir_lines.append(line)
+                    ir_rows += fn_rows
+            except BenchError as e:
+                s.failures.append(str(e))
+            finally:
+                self.close(broker, sim)
         rows = []
         for dtype, rng in cases:
             r = res[dtype]
@@ -573,6 +679,10 @@ class Bench:
             "",
             table(["contestant", "records", "record size", "records/s (median)", "min–max", "seconds (median)",
                    "CPU s / 10⁶ records", "vs ceiling", "target", "result"], rows),
+            "",
+            *instruction_section_text("candles of 2024-01-01:2024-01-31 and 2024-01-01:2024-03-01, trades of the "
+                                      "first 6 and 12 hours of 2024-01-01 (the simulator with the weight limit above)",
+                                      ir_lines, ir_rows),
         ]
         return s
 
@@ -898,11 +1008,45 @@ class Bench:
 
 
     # -- 6 -------------------------------------------------------------------------------------
+    def _instructions(self, s: Section, tag: str, dtype: str, ranges: list[str], sim: Simulator, spacing: int,
+                      **loader_env: str) -> dict[str, InstructionCount]:
+        """The ceiling and the loader (with `loader_env`, reading `sim`) under callgrind, one run over each
+        of the two `ranges`, a fresh broker each."""
+        if not VALGRIND:
+            return {}
+        found: dict[str, InstructionCount] = {}
+        for who in ("ceiling", "loader"):
+            runs, files = [], []
+            for rng in ranges:
+                broker = None
+                name = self.name(f"{tag}-{dtype}-{who}-instructions")
+                out_file = self.logs / f"{name}.callgrind"
+                try:
+                    broker = Broker(self.logs)
+                    if who == "ceiling":
+                        run = run_timed(name, [*callgrind(out_file), str(CEILING), "--kafka-bootstrap-servers",
+                                               broker.bootstrap, "--kafka-topic", f"bench-{name}", "--type", dtype,
+                                               "--symbol", "BTCUSDT", "--agg-trade-spacing-ms", str(spacing),
+                                               "--time-range", rng], base_env(), self.logs, 1800)
+                        n = json.loads(run.stdout.strip().splitlines()[-1])["records"]
+                    else:
+                        n = run_loader(name, self.logs, broker, sim, f"bench-{name}", dtype, rng, None, 1800,
+                                       wrap=callgrind(out_file), **loader_env).records
+                    runs.append((callgrind_total(out_file), n))
+                    files.append(out_file)
+                except BenchError as e:
+                    s.failures.append(str(e))
+                finally:
+                    self.close(broker, None)
+            if len(runs) == 2 and runs[1][1] > runs[0][1]:
+                found[who] = InstructionCount(runs, files[0], files[1])
+        return found
+
     def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int,
                       ir_rngs: list[str]):
         """Ceiling and `SOURCE=archive` loader, alternating, on one simulator whose zips are built
         before any timing; then one run of each over each of `ir_rngs` under callgrind. Returns
-        (ceiling outputs, loader results, records, {who: [(instructions, records) per range]})."""
+        (ceiling outputs, loader results, records, {who: InstructionCount})."""
         res: dict[str, list] = {"ceiling": [], "archive": []}
         records = None
         archive_sim = None
@@ -948,27 +1092,7 @@ class Bench:
                     s.failures.append(str(e))
                 finally:
                     self.close(broker, None)
-        instructions: dict[str, list[tuple[int, int]]] = {}
-        for who, ir_rng in [(w, r) for w in ("ceiling", "archive") for r in ir_rngs] if VALGRIND else []:
-            broker = None
-            name = self.name(f"s6-{dtype}-{who}-instructions")
-            out_file = self.logs / f"{name}.callgrind"
-            try:
-                broker = Broker(self.logs)
-                if who == "ceiling":
-                    run = run_timed(name, [*callgrind(out_file), str(CEILING), "--kafka-bootstrap-servers",
-                                           broker.bootstrap, "--kafka-topic", f"bench-{name}", "--type", dtype,
-                                           "--symbol", "BTCUSDT", "--agg-trade-spacing-ms", str(spacing),
-                                           "--time-range", ir_rng], base_env(), self.logs, 1800)
-                    n = json.loads(run.stdout.strip().splitlines()[-1])["records"]
-                else:
-                    n = run_loader(name, self.logs, broker, archive_sim, f"bench-{name}", dtype, ir_rng, None, 1800,
-                                   wrap=callgrind(out_file), SOURCE="archive").records
-                instructions.setdefault(who, []).append((callgrind_total(out_file), n))
-            except BenchError as e:
-                s.failures.append(str(e))
-            finally:
-                self.close(broker, None)
+        instructions = self._instructions(s, "s6", dtype, ir_rngs, archive_sim, spacing, SOURCE="archive")
         archive_sim.stop()
         return res["ceiling"], res["archive"], records, instructions
 
@@ -991,21 +1115,19 @@ class Bench:
         # Instructions are counted over one day and over two (under callgrind a process runs some
         # 50× slower): the difference is what a record costs once the process has started.
         ir_rngs = [f"{start}:{day_plus(start, 1)}", f"{start}:{day_plus(start, 2)}"]
-        ir_lines = []
+        ir_lines: list[str] = []
+        ir_rows: list[list[str]] = []
         cases = [("api_trades", trades_rng, trade_files, spacing),
                  ("api_candles_1s", candles_rng, candle_files, 250)]
         for dtype, rng, files, sp in cases:
             ceiling, archive, records, ir = self._archive_runs(s, dtype, rng, files, sp, ir_rngs)
-            if len(ir.get("ceiling", [])) == 2 and len(ir.get("archive", [])) == 2:
-                (c1, cn1), (c2, cn2) = ir["ceiling"]
-                (l1, ln1), (l2, ln2) = ir["archive"]
-                if cn2 > cn1 and ln2 > ln1:
-                    cm, lm = (c2 - c1) / (cn2 - cn1), (l2 - l1) / (ln2 - ln1)
-                    ir_lines.append(
-                        f"`{dtype}`: one day, whole process, loader {l1 / ln1:,.0f} and ceiling {c1 / cn1:,.0f} "
-                        f"({(l1 / ln1) / (c1 / cn1):.2f}×); each further record, loader {lm:,.0f} and ceiling "
-                        f"{cm:,.0f} (**{lm / cm:.2f}×**); startup, loader {(l1 - lm * ln1) / 1e6:,.0f} M and "
-                        f"ceiling {(c1 - cm * cn1) / 1e6:,.0f} M")
+            if "ceiling" in ir and "loader" in ir:
+                try:
+                    line, fn_rows = instruction_text(f"`{dtype}` archive", ir)
+                    ir_lines.append(line)
+                    ir_rows += fn_rows
+                except BenchError as e:
+                    s.failures.append(str(e))
             c = [o["records_per_s"] for o in ceiling]
             cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
             n = fmt_n(records) if records else "?"
@@ -1063,14 +1185,7 @@ class Bench:
             "",
             ratio_line,
             "",
-            (f"Instructions a record (user space, every thread), counted by valgrind's callgrind over TIME_RANGE "
-             f"{ir_rngs[0]} and {ir_rngs[1]}, one run each: the same on a busy machine as on an idle one, so they "
-             "compare runs and commits where seconds cannot. A further record's cost is the difference of the two "
-             "runs divided by the difference of their records; startup is the rest. Under valgrind the CPU has no "
-             "SHA extensions, so the archive's sha256 costs several times more than natively; kernel work (sockets, "
-             "files) is not counted. " +
-             ("; ".join(ir_lines) + "." if ir_lines else "none (a run failed, see above).")
-             if VALGRIND else "Instructions a record: not counted (valgrind is not installed)."),
+            *instruction_section_text(f"TIME_RANGE {ir_rngs[0]} and {ir_rngs[1]}", ir_lines, ir_rows),
         ]
         return s
 
