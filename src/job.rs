@@ -27,6 +27,9 @@ use crate::source::live::LiveSource;
 use crate::source::{history, HistoryContext, SourceMode, SourceSummary};
 use crate::status::{JobStatus, Phase, StopReason};
 
+/// How often an idle sink serves delivery reports (and so notices a failure or a stall).
+const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
+
 /// Where the job's records come from: the REST API and/or the archive, as `SOURCE` and `TYPE`
 /// need them.
 #[derive(Clone)]
@@ -245,24 +248,32 @@ pub async fn load(
         Some((StopReason::Signal(_), at)) => Some(*at + grace),
         _ => None,
     }));
+    // The sink thread sleeps on the channel (through the runtime's timer), not in librdkafka.
+    let runtime = tokio::runtime::Handle::current();
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())
         .spawn(move || -> Result<(u64, u64)> {
             loop {
-                match rx.try_recv() {
-                    Ok(batch) => {
-                        sink.publish(&batch)?;
-                        sink_status.advance(
-                            &batch.symbol,
-                            batch.len() as u64,
-                            batch.last_timestamp,
-                        );
+                let next = match rx.try_recv() {
+                    Ok(batch) => Some(batch),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    // Idle: serve delivery reports (and find failures and stalls at once), then
+                    // wait for the next batch, waking every SINK_IDLE_TICK to serve them again.
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        sink.idle()?;
+                        // The timer is made inside the block: only there is the runtime entered.
+                        let waited = runtime.block_on(async {
+                            tokio::time::timeout(SINK_IDLE_TICK, rx.recv()).await
+                        });
+                        match waited {
+                            Ok(next) => next,
+                            Err(_) => continue,
+                        }
                     }
-                    // Idle: serve delivery reports (and find failures and stalls at once) while
-                    // waiting for the next batch.
-                    Err(mpsc::error::TryRecvError::Empty) => sink.idle(Duration::from_millis(2))?,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
+                };
+                let Some(batch) = next else { break };
+                sink.publish(&batch)?;
+                sink_status.advance(&batch.symbol, batch.len() as u64, batch.last_timestamp);
             }
             let acked = sink.flush()?;
             let bytes = sink.acked_bytes();
