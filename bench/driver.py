@@ -1317,6 +1317,74 @@ class Bench:
 
 # ------------------------------------------------------------------------------------------------
 
+    # -- 9 -------------------------------------------------------------------------------------
+    def live_stream(self) -> Section:
+        """CPU per streamed message (a busy stream) and per minute (a quiet one), beside the ceiling."""
+        s = Section("9. Live streams: CPU per message")
+        seconds = 5 if self.quick else 20
+        symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT"]
+        cases = [("busy", 1), ("quiet", 1000)]  # simulator spacing: 1 ms, 1 s a symbol
+        rows = []
+        busy_cpu = None
+        for label, spacing in cases:
+            broker = sim = None
+            name = self.name(f"s9-{label}")
+            topic = f"bench-{name}"
+            try:
+                broker, sim = self.fresh("--agg-trade-spacing-ms", str(spacing))
+                # Starts a few seconds ahead: the job waits for its range, connected and idle.
+                start = int(time.time() * 1000) + 3000
+                rng = f"{start}:{start + seconds * 1000}"
+                lr = run_loader(name, self.logs, broker, sim, topic, "ws_aggtrades", rng, None, seconds + 120,
+                                SYMBOL=",".join(symbols), BINANCE_WS_URL=sim.url.replace("http://", "ws://", 1))
+                verify(name, self.logs, broker, topic, rng, lr.records)
+                per_m = cpu_per_m(lr.cpu, lr.records) if lr.records else float("nan")
+                if label == "busy":
+                    busy_cpu = per_m
+                rows.append([f"loader `ws_aggtrades`, {len(symbols)} symbols, {label}", fmt_n(lr.records),
+                             fmt_n(lr.records / seconds), f"{lr.cpu:.2f}", f"{lr.cpu / lr.wall * 60:.1f}",
+                             f"{per_m:,.2f}" if label == "busy" else ""])
+            except BenchError as e:
+                s.failures.append(str(e))
+            finally:
+                self.close(broker, sim)
+        # The ceiling publishing as many aggregate trades (one symbol, the same spacing).
+        ceiling_line = ""
+        broker = None
+        name = self.name("s9-ceiling")
+        try:
+            broker = Broker(self.logs)
+            n_ms = len(symbols) * seconds * 1000
+            t0 = ms_of("2024-01-01")
+            run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap, "--kafka-topic",
+                                   f"bench-{name}", "--type", "api_trades", "--symbol", "BTCUSDT",
+                                   "--agg-trade-spacing-ms", "1", "--time-range", f"{t0}:{t0 + n_ms}"],
+                            base_env(), self.logs, 900)
+            out = json.loads(run.stdout.strip().splitlines()[-1])
+            c = cpu_per_m(out["cpu_seconds_with_connect"], out["records"])
+            rows.append([f"ceiling `api_trades` ({fmt_n(out['records'])} records)", fmt_n(out["records"]), "",
+                         f"{out['cpu_seconds_with_connect']:.2f}", "", f"{c:,.2f}"])
+            if busy_cpu is not None:
+                ceiling_line = (f"A busy stream's message costs the loader **{busy_cpu / c:.1f}×** the CPU the ceiling "
+                                "spends to publish a record (the loader also reads and parses the WebSocket frames).")
+        except BenchError as e:
+            s.failures.append(str(e))
+        finally:
+            self.close(broker, None)
+        s.text += [
+            f"`ws_aggtrades` of {len(symbols)} symbols on one connection for {seconds} s of TIME_RANGE (starting 3 s "
+            "after launch, so the job also waits connected), from the simulator's stream (aggregate trades every "
+            "1 ms a symbol: busy; every 1 s: quiet) into the broker; one run each, fresh simulator and broker, "
+            "each topic passes `verify`. *CPU s*: user + system of the whole loader process (`/usr/bin/time`), "
+            "startup included; *CPU s a minute*: the same over its wall time. The ceiling as in scenario 1, publishing "
+            "as many aggregate trades as the busy stream delivered.",
+            "",
+            table(["contestant", "messages", "messages/s", "CPU s", "CPU s a minute", "CPU s / 10⁶ messages"], rows),
+            "",
+            ceiling_line,
+        ]
+        return s
+
 
 def sh(cmd: list[str]) -> str:
     try:
@@ -1358,7 +1426,7 @@ def machine() -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small counts, one run each (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="small counts, one run each (a few minutes)")
     ap.add_argument("--runs", type=int, help="runs per contestant (default: 5 fast, 3 slow; 1 with --quick)")
     ap.add_argument("--only", help="comma-separated scenario numbers, e.g. 1,4 (the table is then not written to BENCHMARKS.md)")
     ap.add_argument("--output", help="markdown file to write (default: BENCHMARKS.md, or bench/out/BENCHMARKS-quick.md with --quick)")
@@ -1386,7 +1454,7 @@ def main() -> int:
     head = machine()
     bench = Bench(a.quick, logs, a.runs)
     scenarios = [bench.throughput, bench.python_baselines, bench.latency, bench.rate_budget, bench.memory,
-                 bench.archive, bench.resume_cost, bench.futures_pages]
+                 bench.archive, bench.resume_cost, bench.futures_pages, bench.live_stream]
     wanted = {int(x) for x in a.only.split(",")} if a.only else set(range(1, len(scenarios) + 1))
     sections: list[Section] = []
     started = time.time()
@@ -1414,8 +1482,8 @@ def main() -> int:
         "",
         "Generated by " + mode + f" in {total / 60:.1f} minutes; do not edit by hand.",
         "",
-        "**Reproduce**: `bench/run` (full, about 15 minutes on 2 cores: installs what it needs, builds the release "
-        "binaries, writes this file) or `bench/run --quick` (about a minute, one small run of every scenario, "
+        "**Reproduce**: `bench/run` (full, about 25 minutes on 2 cores: installs what it needs, builds the release "
+        "binaries, writes this file) or `bench/run --quick` (a few minutes, one small run of every scenario, "
         "writes `bench/out/BENCHMARKS-quick.md`; CI runs it). Logs of every run go to `bench/out/`. Everything "
         "runs on this machine over loopback: the project's own exchange simulator (`exchange-sim`), the nisshi "
         "Kafka-compatible broker (memory storage), the loader, `examples/ceiling.rs` and the Python baselines in "
