@@ -318,11 +318,19 @@ async fn a_stopped_job_is_continued_by_the_next_one_and_live_trades_resume_by_id
     let topic = fresh_topic("stopped");
     let env = job_env(&broker, &sim, &topic, "BNBUSDT", "api_candles_1m", range);
     let child = spawn_until_a_third(&env, &broker, &topic, total).await;
+    // From here every answer takes a minute: the job cannot finish before the stop reaches it
+    // however fast the machine (the rest of the range took under a second), so the stop has to
+    // cancel the request in flight.
+    sim.set_faults(Faults {
+        latency: Duration::from_secs(60),
+        ..Faults::default()
+    });
     let stop = format!(r#"{{"command":"stop","queue_id":"q-{topic}"}}"#);
     support::broker::produce(&broker.bootstrap(), &format!("{topic}-control"), &stop);
     let run = finish_async(child).await;
     run.assert_ok();
     assert!(run.stdout.contains("Stopped on request"), "{}", run.stdout);
+    sim.set_faults(slow_sim().faults);
     rerun_resumes(env, &broker, &topic, range, "BNBUSDT", total).await;
 
     // A live range that began in the past: backfilled from its start, killed, and resumed
