@@ -40,7 +40,7 @@ SIM = RELEASE / "exchange-sim"
 CEILING = RELEASE / "examples" / "ceiling"
 PYTHON = sys.executable
 TIME = "/usr/bin/time"
-# Instruction counts (scenario 6): callgrind counts what a process executes, the same on a busy
+# Instruction counts (scenarios 1 and 6): callgrind counts what a process executes, the same on a busy
 # machine as on an idle one, where seconds are not. Optional: without valgrind the line says so.
 VALGRIND = shutil.which("valgrind")
 DAY_MS = 86_400_000
@@ -337,7 +337,7 @@ def callgrind_functions(out_file: Path) -> dict[str, int]:
 
 
 def short_fn(fn: str, width: int = 90) -> str:
-    """A function's name without generic parameters' noise, for a table cell."""
+    """A function's name fit for a markdown table cell: no backticks or pipes, at most `width` long."""
     fn = fn.replace("`", "'").replace("|", "/")
     return fn if len(fn) <= width else fn[:width - 1] + "…"
 
@@ -364,9 +364,9 @@ class InstructionCount:
         return {f: (b.get(f, 0) - a.get(f, 0)) / (n2 - n1) for f in set(a) | set(b)}
 
 
-def instruction_text(label: str, ic: dict[str, InstructionCount], loader: str = "loader") -> tuple[str, list[list[str]]]:
+def instruction_text(label: str, ic: dict[str, InstructionCount]) -> tuple[str, list[list[str]]]:
     """One sentence for `label` (loader against ceiling) and the rows of the loader's breakdown."""
-    c, l = ic["ceiling"], ic[loader]
+    c, l = ic["ceiling"], ic["loader"]
     (l1, ln1), _ = l.runs
     (c1, cn1), _ = c.runs
     line = (f"{label}: one small run, whole process, loader {l1 / ln1:,.0f} and ceiling {c1 / cn1:,.0f} "

@@ -5,9 +5,8 @@
 //! Adding a data type means one entry in [`TYPES`], a variant in [`HistoryType`] or
 //! [`LiveType`] (plus [`RecordKind`] when its records are new), and its own module under
 //! `source/` implementing `source::History` (named in `source::history_loader`) or a live
-//! handler; `config`,
-//! `job`, `verify`, `demo` and the help text take everything else from here, and
-//! `tests/compliance.rs` loads and verifies every entry on every market it lists.
+//! handler; `config`, `job`, `verify`, `demo` and the help text take everything else from here,
+//! and `tests/compliance.rs` loads and verifies every entry on every market it lists.
 
 use std::fmt;
 
@@ -20,11 +19,11 @@ use crate::record::tag;
 /// directories are the venue's: `binance::endpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PriceSeries {
-    /// Mark price (`markPriceKlines?symbol=`).
+    /// The mark price.
     Mark,
-    /// Index price (`indexPriceKlines?pair=`).
+    /// The index price (of the pair, not of one contract).
     Index,
-    /// Premium index (`premiumIndexKlines?symbol=`).
+    /// The premium index.
     Premium,
 }
 
@@ -32,17 +31,27 @@ impl PriceSeries {
     pub const ALL: [PriceSeries; 3] = [PriceSeries::Mark, PriceSeries::Index, PriceSeries::Premium];
 }
 
-/// The futures statistics series (open interest, long/short ratios), one row per period.
+/// The futures statistics series (open interest, long/short ratios), one row per period (their
+/// endpoints are the venue's: `binance::endpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FuturesSeries {
-    /// `openInterestHist`.
+    /// Open interest.
     OpenInterest,
-    /// `globalLongShortAccountRatio`: the long/short ratio of all accounts.
+    /// The long/short ratio of all accounts.
     GlobalAccountRatio,
-    /// `topLongShortAccountRatio`: of the top traders' accounts.
+    /// The long/short ratio of the top traders' accounts.
     TopAccountRatio,
-    /// `topLongShortPositionRatio`: of the top traders' positions.
+    /// The long/short ratio of the top traders' positions.
     TopPositionRatio,
+}
+
+impl FuturesSeries {
+    pub const ALL: [FuturesSeries; 4] = [
+        FuturesSeries::OpenInterest,
+        FuturesSeries::GlobalAccountRatio,
+        FuturesSeries::TopAccountRatio,
+        FuturesSeries::TopPositionRatio,
+    ];
 }
 
 /// Where records can come from.
@@ -326,7 +335,7 @@ impl RecordKind {
                     {
                         RecordKind::PriceCandles(s, iv)
                     } else {
-                        let s = FUTURES_SERIES
+                        let s = FuturesSeries::ALL
                             .into_iter()
                             .find(|&s| futures_series_tag(s) == series)?;
                         RecordKind::FuturesData(s, iv)
@@ -345,14 +354,7 @@ impl fmt::Display for RecordKind {
     }
 }
 
-const FUTURES_SERIES: [FuturesSeries; 4] = [
-    FuturesSeries::OpenInterest,
-    FuturesSeries::GlobalAccountRatio,
-    FuturesSeries::TopAccountRatio,
-    FuturesSeries::TopPositionRatio,
-];
-
-const ALL_MARKETS: &[Market] = &[Market::Spot, Market::UsdM, Market::CoinM];
+const ALL_MARKETS: &[Market] = &Market::ALL;
 const FUTURES: &[Market] = &[Market::UsdM, Market::CoinM];
 
 /// What the interval of a type that takes one may be.

@@ -41,8 +41,7 @@ use crate::error::{LoaderError, Result};
 use crate::identity::JobId;
 #[cfg(doc)]
 use crate::identity::JOB_FIELD;
-use crate::kafka::KafkaConfig;
-use crate::kafka::{self, ErrorCapture};
+use crate::kafka::{self, ErrorCapture, KafkaConfig};
 use crate::lease::JobLease;
 use crate::record::RecordBatch;
 use crate::resume::partition_of;
