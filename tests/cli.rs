@@ -94,6 +94,31 @@ fn each_bad_setting_exits_2_naming_its_variable() {
             "KAFKA_TOPIC",
             "topic name",
         ),
+        // Set but empty (a template that did not resolve): the records or events would go
+        // where the platform never looks.
+        (with(&[("KAFKA_TOPIC", "")], &[]), "KAFKA_TOPIC", "set but empty"),
+        (with(&[("KAFKA_TOPIC", "  ")], &[]), "KAFKA_TOPIC", "set but empty"),
+        (with(&[("QUEUE_ID", "")], &[]), "QUEUE_ID", "set but empty"),
+        (
+            with(&[("QUEUE_CONTROL_TOPIC", "")], &[]),
+            "QUEUE_CONTROL_TOPIC",
+            "set but empty",
+        ),
+        (
+            with(&[("CONTROL_TOPIC", " ")], &[]),
+            "CONTROL_TOPIC",
+            "set but empty",
+        ),
+        (
+            with(&[("QUEUE_EVENTS_TOPIC", "")], &[]),
+            "QUEUE_EVENTS_TOPIC",
+            "set but empty",
+        ),
+        (
+            with(&[("TELEMETRY_TOPIC", "")], &[]),
+            "TELEMETRY_TOPIC",
+            "set but empty",
+        ),
         (
             with(&[("RATE_LIMIT_SHARE", "1.5")], &[]),
             "RATE_LIMIT_SHARE",

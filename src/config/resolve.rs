@@ -71,6 +71,24 @@ fn first_of(primary: &Option<String>, alias: &Option<String>) -> Option<String> 
     non_empty(primary).or(non_empty(alias)).map(str::to_string)
 }
 
+/// A name whose default sends records or events somewhere else: set but empty (a template that
+/// did not resolve) is a configuration error, not "use the default", or the job would publish
+/// where the platform's consumers never look. `names` are the variable and its aliases.
+fn named(names: &[(&str, &Option<String>)], default: &str) -> Result<Option<String>> {
+    for (var, v) in names {
+        if let Some(raw) = v {
+            if raw.trim().is_empty() {
+                return Err(LoaderError::config(format!(
+                    "{var} is set but empty: expected a name, or leave {var} unset to use {default}"
+                )));
+            }
+        }
+    }
+    Ok(names
+        .iter()
+        .find_map(|(_, v)| v.as_deref().map(|s| s.trim().to_string())))
+}
+
 /// A duration setting within its bounds: below `lo` a timer would spin (or round to zero and
 /// panic), above `hi` nothing sensible waits that long (and `Instant` arithmetic stays far from
 /// overflow).
@@ -410,20 +428,23 @@ impl JobArgs {
         };
         // The default names carry the range, so two loads of one symbol and type into default
         // topics never share one.
-        let queue_id = non_empty(&self.queue_id)
-            .map(str::to_string)
+        let queue_id = named(&[("QUEUE_ID", &self.queue_id)], "the default id")?
             .unwrap_or_else(|| default_queue_id(&symbols, &data_type.name(), range));
-        let topic = non_empty(&self.kafka_topic)
-            .unwrap_or(&queue_id)
-            .to_string();
+        let topic = named(&[("KAFKA_TOPIC", &self.kafka_topic)], "QUEUE_ID")?
+            .unwrap_or_else(|| queue_id.clone());
         check_topic_name("KAFKA_TOPIC", &topic)?;
         let producer_id = non_empty(&self.telemetry_producer_id)
             .map(str::to_string)
             .unwrap_or_else(|| format!("loader-producer__{queue_id}"));
-        let control_topic = first_of(&self.queue_control_topic, &self.control_topic_alias)
-            .unwrap_or_else(|| "queue-control".into());
-        let events_topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
-            .unwrap_or_else(|| "queue-events".into());
+        let control_topic = named(
+            &[
+                ("QUEUE_CONTROL_TOPIC", &self.queue_control_topic),
+                ("CONTROL_TOPIC", &self.control_topic_alias),
+            ],
+            "queue-control",
+        )?
+        .unwrap_or_else(|| "queue-control".into());
+        let events_topic = self.events_topic()?;
         check_topic_name("QUEUE_CONTROL_TOPIC", &control_topic)?;
         check_topic_name("QUEUE_EVENTS_TOPIC", &events_topic)?;
 
@@ -693,10 +714,22 @@ impl JobArgs {
     /// settings and events topic, if those parts resolve.
     pub fn events_target(&self) -> Option<(KafkaConfig, String)> {
         let kafka = self.kafka.resolve().ok()?;
-        let topic = first_of(&self.queue_events_topic, &self.telemetry_topic_alias)
-            .unwrap_or_else(|| "queue-events".into());
+        // An empty events topic is itself the configuration error: no place to report it.
+        let topic = self.events_topic().ok()?;
         check_topic_name("QUEUE_EVENTS_TOPIC", &topic).ok()?;
         Some((kafka, topic))
+    }
+
+    /// `QUEUE_EVENTS_TOPIC` (alias `TELEMETRY_TOPIC`), `queue-events` when unset.
+    fn events_topic(&self) -> Result<String> {
+        Ok(named(
+            &[
+                ("QUEUE_EVENTS_TOPIC", &self.queue_events_topic),
+                ("TELEMETRY_TOPIC", &self.telemetry_topic_alias),
+            ],
+            "queue-events",
+        )?
+        .unwrap_or_else(|| "queue-events".into()))
     }
 }
 
