@@ -34,6 +34,7 @@ use generate::{generate, sha256_hex, Generated, Variant};
 use layout::{http_date, parse_day, parse_month, parse_path, FileKey, Kind};
 
 use crate::data::Data;
+use crate::gauge::Gauge;
 use crate::server::Body;
 use crate::{ArchiveFaults, SimStats};
 
@@ -72,6 +73,8 @@ pub(crate) struct Archive {
     files: AtomicU64,
     generated: AtomicU64,
     bytes_sent: Arc<AtomicU64>,
+    /// Zip bodies being sent.
+    downloads_at_once: Arc<Gauge>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,6 +98,7 @@ impl Archive {
             files: AtomicU64::new(0),
             generated: AtomicU64::new(0),
             bytes_sent: Arc::new(AtomicU64::new(0)),
+            downloads_at_once: Arc::default(),
         }
     }
 
@@ -122,6 +126,7 @@ impl Archive {
         stats.archive_downloads = st.downloads.clone();
         stats.archive_bytes_sent = self.bytes_sent.load(Ordering::Relaxed);
         stats.archive_files_generated = self.generated.load(Ordering::Relaxed);
+        stats.archive_max_downloads_at_once = self.downloads_at_once.max();
     }
 
     /// The directory of generated files, once there is one and until the server stops.
@@ -343,6 +348,7 @@ impl Archive {
                 transfer,
                 self.bytes_sent.clone(),
                 cut,
+                self.downloads_at_once.enter(),
             )))
         };
         *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);

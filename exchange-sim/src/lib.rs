@@ -156,6 +156,7 @@ pub mod data;
 mod fmt;
 mod futures;
 mod futures_api;
+mod gauge;
 mod limiter;
 mod market;
 mod query;
@@ -549,4 +550,9 @@ pub struct SimStats {
     pub archive_downloads: BTreeMap<String, u64>,
     /// Zips generated (each file and content variant once, however many requests asked).
     pub archive_files_generated: u64,
+    /// The most zip bodies (whole or ranged) that were being sent at once.
+    pub archive_max_downloads_at_once: u64,
+    /// The most REST requests that were being answered at once (every market; a request counts
+    /// from its arrival until its response is handed over, any injected latency included).
+    pub max_requests_at_once: u64,
 }

@@ -24,6 +24,7 @@ use crate::api::{self, ApiError, CountLimit, Ctx, Endpoint};
 use crate::archive::{self, Archive, CutStream, FileBody};
 use crate::data::Data;
 use crate::fmt::push_i64;
+use crate::gauge::Gauge;
 use crate::limiter::{CountLimiter, Limiter, Verdict, WindowDesc};
 use crate::market::SimMarket;
 use crate::query::Query;
@@ -90,6 +91,8 @@ struct Shared {
     /// Both futures markets' WebSocket connections, with their own [`WsFaults`].
     fws: Arc<Hub>,
     archive: Archive,
+    /// REST requests being answered.
+    rest_at_once: Arc<Gauge>,
 }
 
 impl Shared {
@@ -180,6 +183,7 @@ impl SimServer {
             ws: hub,
             fws,
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
+            rest_at_once: Arc::default(),
         });
         shared.set_faults(cfg.faults);
         let (stop, stopped) = oneshot::channel();
@@ -357,6 +361,7 @@ fn snapshot(shared: &Shared) -> SimStats {
     shared.ws.fill_stats(&mut stats);
     shared.fws.fill_stats(&mut stats);
     shared.archive.fill_stats(&mut stats);
+    stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
 
@@ -521,6 +526,8 @@ async fn handle(
         }
         return Ok(resp.map(Either::Left));
     }
+    // Until this request's answer is handed over (its body is in memory).
+    let _under = shared.rest_at_once.enter();
     let ep = Endpoint::of(market, rest);
     let query = Query::parse(req.uri().query());
     let api_key = req

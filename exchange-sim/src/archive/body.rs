@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::gauge::Under;
+
 /// Largest chunk read and sent at once.
 const CHUNK: u64 = 1 << 16;
 
@@ -100,6 +102,8 @@ pub(crate) struct FileBody {
     left: u64,
     /// The connection's cut flag: a truncated transfer sets it once its bytes are handed over.
     cut: Arc<AtomicBool>,
+    /// Counted as a download under way until hyper drops the body (sent, cut or abandoned).
+    _under: Under,
 }
 
 impl FileBody {
@@ -110,6 +114,7 @@ impl FileBody {
         t: Transfer,
         sent: Arc<AtomicU64>,
         cut: Arc<AtomicBool>,
+        under: Under,
     ) -> FileBody {
         let (tx, rx) = mpsc::channel(4);
         let left = t.last + 1 - t.first;
@@ -118,7 +123,12 @@ impl FileBody {
                 let _ = tx.send(Err(e)).await;
             }
         });
-        FileBody { rx, left, cut }
+        FileBody {
+            rx,
+            left,
+            cut,
+            _under: under,
+        }
     }
 }
 
