@@ -1386,6 +1386,88 @@ class Bench:
         return s
 
 
+    # -- 10 ------------------------------------------------------------------------------------
+    def many_symbols(self) -> Section:
+        """10: what a job's memory and disk hold as the number of symbols grows: ARCHIVE_CONCURRENCY and
+        FETCH_CONCURRENCY bound the whole job, so one symbol and many should peak alike."""
+        s = Section("10. Many symbols: memory and disk")
+        n_many = 8 if self.quick else 32
+        archive_rng = "2024-01-01:2024-01-03"
+        rest_rng = "2024-01-01:2024-01-08" if self.quick else "2024-01-01:2024-01-31"
+        spacing = 1000
+        many = [f"{base}USDT" for base in
+                ("BTC ETH BNB SOL XRP ADA DOGE LTC DOT AVAX LINK TRX MATIC ATOM UNI XLM ETC FIL APT ARB OP "
+                 "NEAR ICP AAVE ALGO SAND AXS EGLD FTM GRT HBAR KAVA").split()[:n_many]]
+        archive_conc, fetch_conc = loader_default("ARCHIVE_CONCURRENCY"), loader_default("FETCH_CONCURRENCY")
+        cases = [("api_trades", "archive", archive_rng), ("api_candles_1m", "rest", rest_rng)]
+        rows = []
+        peaks: dict[tuple[str, int], float] = {}
+        for dtype, source, rng in cases:
+            for symbols in (many[:1], many):
+                broker = sim = None
+                name = self.name(f"s10-{source}-{len(symbols)}")
+                topic = f"bench-{name}"
+                disk_dir = self.logs / f"{name}.archive-dir"
+                disk_dir.mkdir()
+                peak_disk, largest, done = [0], [0], threading.Event()
+
+                def watch():
+                    # The downloads in ARCHIVE_DIR, every 10 ms (a file lives there from its download
+                    # until it is published, far longer than that).
+                    while not done.is_set():
+                        sizes = []
+                        for e in os.scandir(disk_dir):
+                            try:
+                                sizes.append(e.stat().st_size)
+                            except FileNotFoundError:
+                                pass
+                        peak_disk[0] = max(peak_disk[0], sum(sizes))
+                        largest[0] = max([largest[0], *sizes])
+                        done.wait(0.01)
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                try:
+                    broker, sim = self.fresh("--agg-trade-spacing-ms", str(spacing), "--weight-limit", "100000000")
+                    watcher.start()
+                    lr = run_loader(name, self.logs, broker, sim, topic, dtype, rng, None, 1800,
+                                    SYMBOL=",".join(symbols), SOURCE=source, ARCHIVE_DIR=str(disk_dir),
+                                    RATE_LIMIT_SHARE="1")
+                    done.set()
+                    watcher.join()
+                    verify(name, self.logs, broker, topic, rng, lr.records)
+                    peaks[(source, len(symbols))] = lr.rss_kb / 1024
+                    rows.append([f"`{dtype}`, `SOURCE={source}`", str(len(symbols)), rng, fmt_n(lr.records),
+                                 f"{lr.rss_kb / 1024:.1f} MB",
+                                 f"{peak_disk[0] / 2**20:.1f} MB (largest file {largest[0] / 2**20:.1f} MB)"
+                                 if source == "archive" else "", fmt_s(lr.wall)])
+                except BenchError as e:
+                    s.failures.append(str(e))
+                finally:
+                    done.set()
+                    self.close(broker, sim)
+                    shutil.rmtree(disk_dir, ignore_errors=True)
+        verdicts = []
+        for source in ("archive", "rest"):
+            one, all_ = peaks.get((source, 1)), peaks.get((source, len(many)))
+            if one is not None and all_ is not None:
+                verdicts.append(f"`SOURCE={source}`: {len(many)} symbols peak {all_ - one:+.1f} MB against one "
+                                f"(target: within 20 MB): {verdict(all_ - one <= 20)}.")
+        s.text += [
+            f"One symbol, then {len(many)} in one job, at the defaults (`ARCHIVE_CONCURRENCY` {archive_conc}, "
+            f"`FETCH_CONCURRENCY` {fetch_conc}), which hold for the whole job: aggregate trades from the archive "
+            f"(daily files, simulator spacing {spacing} ms) and 1m candles over REST (no rate limit). Peak RSS of the "
+            "whole process (`/usr/bin/time`); peak of `ARCHIVE_DIR` sampled every 10 ms (the downloads waiting to "
+            "be published, at most `ARCHIVE_CONCURRENCY` files whatever the number of symbols). One run each, fresh "
+            "simulator and broker; every topic passes `verify`. The manifests' memory limit and `/tmp` size come "
+            "from these figures (`deploy/k8s/base/job.yaml`).",
+            "",
+            table(["job", "symbols", "range", "records", "peak RSS", "peak ARCHIVE_DIR", "wall"], rows),
+            "",
+            *verdicts,
+        ]
+        return s
+
+
 def sh(cmd: list[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=30).stdout.strip()
@@ -1454,7 +1536,7 @@ def main() -> int:
     head = machine()
     bench = Bench(a.quick, logs, a.runs)
     scenarios = [bench.throughput, bench.python_baselines, bench.latency, bench.rate_budget, bench.memory,
-                 bench.archive, bench.resume_cost, bench.futures_pages, bench.live_stream]
+                 bench.archive, bench.resume_cost, bench.futures_pages, bench.live_stream, bench.many_symbols]
     wanted = {int(x) for x in a.only.split(",")} if a.only else set(range(1, len(scenarios) + 1))
     sections: list[Section] = []
     started = time.time()

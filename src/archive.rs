@@ -32,6 +32,9 @@ pub struct ArchiveConfig {
     pub max_retries: u32,
     /// Downloads of one file before a checksum mismatch counts as persistent.
     pub attempts: u32,
+    /// Files on disk at a time for the whole job, however many symbols it loads
+    /// (`ARCHIVE_CONCURRENCY`); checksum probes in flight are twice that.
+    pub concurrency: usize,
 }
 
 /// Where the archive keeps one data type of one symbol, e.g. `klines/BTCUSDT/1m` with files
@@ -181,11 +184,20 @@ pub struct ArchiveStats {
     pub not_found: AtomicU64,
 }
 
-/// A downloaded file whose checksum matched; deleted when dropped.
+/// A downloaded file whose checksum matched; deleted when dropped, which frees its
+/// [`FileSlot`].
 pub struct VerifiedFile {
     pub file: ArchiveFile,
     temp: tempfile::NamedTempFile,
     pub bytes: u64,
+    _slot: FileSlot,
+}
+
+/// The right to keep one file in `ARCHIVE_DIR`, from the start of its download until it is
+/// deleted: the job's disk use is bounded by `ARCHIVE_CONCURRENCY` files whatever the number of
+/// symbols.
+pub struct FileSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub struct ArchiveClient {
@@ -197,6 +209,10 @@ pub struct ArchiveClient {
     /// job (clusters whose egress allows only the REST host are common, and each probe would
     /// otherwise be retried as a transient error before anything is published).
     unreachable: std::sync::OnceLock<String>,
+    /// [`FileSlot`]s: `ARCHIVE_CONCURRENCY` for the whole job.
+    files: Arc<tokio::sync::Semaphore>,
+    /// Checksum probes in flight, for the whole job.
+    probes: tokio::sync::Semaphore,
 }
 
 enum Fetch {
@@ -216,11 +232,42 @@ impl ArchiveClient {
             .map_err(|e| format!("cannot build the HTTP client for ARCHIVE_URL: {e}"))?;
         Ok(ArchiveClient {
             http,
-            cfg,
             stats: Arc::new(ArchiveStats::default()),
             cancel,
             unreachable: std::sync::OnceLock::new(),
+            files: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+            probes: tokio::sync::Semaphore::new(cfg.concurrency.max(1) * 2),
+            cfg,
         })
+    }
+
+    /// Waits for a free [`FileSlot`] (in the order asked). A caller must hold no other slot
+    /// while it waits, or two symbols could each wait for the other's.
+    pub async fn file_slot(&self) -> Result<FileSlot, ArchiveError> {
+        let files = self.files.clone();
+        self.cancellable(async move {
+            files
+                .acquire_owned()
+                .await
+                .map(|p| FileSlot { _permit: p })
+                .map_err(|_| ArchiveError::Cancelled)
+        })
+        .await
+    }
+
+    /// Checksum probes one symbol's plan keeps in flight (the job as a whole never has more).
+    pub fn probes_at_once(&self) -> usize {
+        self.cfg.concurrency.max(1) * 2
+    }
+
+    /// A [`FileSlot`] if one is free now and nobody is waiting for one: for downloading ahead,
+    /// which must never keep a slot from a symbol's next file.
+    pub fn try_file_slot(&self) -> Option<FileSlot> {
+        self.files
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|p| FileSlot { _permit: p })
     }
 
     /// Why the archive cannot be reached, once a probe found that out.
@@ -269,7 +316,15 @@ impl ArchiveClient {
 
     /// The file's sha256 from its `.CHECKSUM`, or `None` when the archive does not have it.
     pub async fn checksum(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
-        self.cancellable(self.checksum_inner(file)).await
+        self.cancellable(async {
+            let _probe = self
+                .probes
+                .acquire()
+                .await
+                .map_err(|_| ArchiveError::Cancelled)?;
+            self.checksum_inner(file).await
+        })
+        .await
     }
 
     async fn checksum_inner(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
@@ -340,14 +395,17 @@ impl ArchiveClient {
     /// configured attempts.
     pub async fn download(
         &self,
+        slot: FileSlot,
         file: &ArchiveFile,
         expected: &str,
     ) -> Result<VerifiedFile, ArchiveError> {
-        self.cancellable(self.download_inner(file, expected)).await
+        self.cancellable(self.download_inner(slot, file, expected))
+            .await
     }
 
     async fn download_inner(
         &self,
+        slot: FileSlot,
         file: &ArchiveFile,
         expected: &str,
     ) -> Result<VerifiedFile, ArchiveError> {
@@ -359,18 +417,15 @@ impl ArchiveClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut temp = tempfile::Builder::new()
+            let temp = tempfile::Builder::new()
                 .prefix("loader-archive-")
                 .suffix(".zip")
                 .tempfile_in(&self.cfg.dir)
                 .map_err(disk)?;
-            let mut written = 0u64;
+            let mut spool = Spool::new(temp.as_file().try_clone().map_err(disk)?);
             let mut failures = 0;
             loop {
-                match self
-                    .fetch(&url, file, temp.as_file_mut(), &mut written)
-                    .await?
-                {
+                match self.fetch(&url, file, &mut spool).await? {
                     Fetch::Done => break,
                     Fetch::Cut(why) => {
                         failures += 1;
@@ -384,18 +439,20 @@ impl ArchiveClient {
                             });
                         }
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(file = %file.name, bytes_so_far = written, error = %why, "archive download cut; resuming");
+                        tracing::warn!(file = %file.name, bytes_so_far = spool.received, error = %why, "archive download cut; resuming");
                         tokio::time::sleep(backoff(failures)).await;
                     }
                 }
             }
-            let got = sha256_of(temp.as_file_mut()).map_err(disk)?;
+            let written = spool.received;
+            let got = spool.finish().await.map_err(disk)?;
             if got.eq_ignore_ascii_case(expected) {
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
                 return Ok(VerifiedFile {
                     file: file.clone(),
                     temp,
                     bytes: written,
+                    _slot: slot,
                 });
             }
             if attempt >= self.cfg.attempts {
@@ -411,21 +468,20 @@ impl ArchiveClient {
         }
     }
 
-    /// One request for the rest of the file (from `written` on), appended to `out`.
+    /// One request for the rest of the file (from what `out` received on), appended to `out`.
     async fn fetch(
         &self,
         url: &str,
         file: &ArchiveFile,
-        out: &mut File,
-        written: &mut u64,
+        out: &mut Spool,
     ) -> Result<Fetch, ArchiveError> {
         let disk = |e: std::io::Error| ArchiveError::Disk {
             name: file.name.clone(),
             detail: format!("{} ({e})", self.cfg.dir.display()),
         };
         let mut req = self.http.get(url);
-        if *written > 0 {
-            req = req.header(reqwest::header::RANGE, format!("bytes={written}-"));
+        if out.received > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={}-", out.received));
         }
         let mut resp = match req.send().await {
             Ok(r) => r,
@@ -441,11 +497,9 @@ impl ArchiveClient {
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Ok(Fetch::Cut(format!("HTTP {status}")));
         }
-        if status == reqwest::StatusCode::OK && *written > 0 {
+        if status == reqwest::StatusCode::OK && out.received > 0 {
             // The server ignored the Range: start over.
-            out.set_len(0).map_err(disk)?;
-            out.seek(SeekFrom::Start(0)).map_err(disk)?;
-            *written = 0;
+            out.restart().map_err(disk)?;
         } else if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
             // The cut came after the last byte.
             return Ok(Fetch::Done);
@@ -457,11 +511,11 @@ impl ArchiveClient {
                 detail: format!("HTTP {status} for {url}"),
             });
         }
-        let expected_len = resp.content_length().map(|n| n + *written);
+        let expected_len = resp.content_length().map(|n| n + out.received);
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    if *written + chunk.len() as u64 > bounds::MAX_ARCHIVE_FILE {
+                    if out.received + chunk.len() as u64 > bounds::MAX_ARCHIVE_FILE {
                         return Err(ArchiveError::Transfer {
                             name: file.name.clone(),
                             detail: format!(
@@ -470,8 +524,7 @@ impl ArchiveClient {
                             ),
                         });
                     }
-                    out.write_all(&chunk).map_err(disk)?;
-                    *written += chunk.len() as u64;
+                    out.push(&chunk).await.map_err(disk)?;
                     self.stats
                         .bytes
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -479,13 +532,17 @@ impl ArchiveClient {
                 Ok(None) => break,
                 Err(e) => {
                     return Ok(Fetch::Cut(format!(
-                        "connection dropped after {written} bytes: {e}"
+                        "connection dropped after {} bytes: {e}",
+                        out.received
                     )))
                 }
             }
         }
         match expected_len {
-            Some(n) if *written < n => Ok(Fetch::Cut(format!("truncated: {written} of {n} bytes"))),
+            Some(n) if out.received < n => Ok(Fetch::Cut(format!(
+                "truncated: {} of {n} bytes",
+                out.received
+            ))),
             _ => Ok(Fetch::Done),
         }
     }
@@ -498,22 +555,88 @@ pub fn parse_checksum(text: &str) -> Option<String> {
         .then(|| hex.to_ascii_lowercase())
 }
 
-fn sha256_of(f: &mut File) -> std::io::Result<String> {
-    f.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(f, &mut buf)?;
-        if n == 0 {
-            break;
+/// Bytes a [`Spool`] gathers before it writes and hashes them.
+const SPOOL_BYTES: usize = 1 << 20;
+
+/// A download on its way to disk: gathered on the runtime, then written and hashed on a
+/// blocking thread a MiB at a time, so neither the disk nor sha256 holds up the runtime's
+/// workers, and the file is never read back just to be checked.
+struct Spool {
+    /// `None` only while a blocking write has it.
+    file: Option<File>,
+    hasher: Option<Sha256>,
+    buf: Vec<u8>,
+    /// Bytes received so far (written or gathered): where a `Range` request resumes.
+    received: u64,
+}
+
+impl Spool {
+    fn new(file: File) -> Spool {
+        Spool {
+            file: Some(file),
+            hasher: Some(Sha256::new()),
+            buf: Vec::with_capacity(SPOOL_BYTES),
+            received: 0,
         }
-        hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+
+    async fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.buf.extend_from_slice(chunk);
+        self.received += chunk.len() as u64;
+        if self.buf.len() >= SPOOL_BYTES {
+            self.write_out().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let gone = || std::io::Error::other("an earlier write of this download failed");
+        let mut file = self.file.take().ok_or_else(gone)?;
+        let mut hasher = self.hasher.take().ok_or_else(gone)?;
+        let buf = std::mem::take(&mut self.buf);
+        let (file, hasher, mut buf, written) = tokio::task::spawn_blocking(move || {
+            let written = file.write_all(&buf);
+            hasher.update(&buf);
+            (file, hasher, buf, written)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        written?;
+        buf.clear();
+        (self.file, self.hasher, self.buf) = (Some(file), Some(hasher), buf);
+        Ok(())
+    }
+
+    /// Forgets everything received (the server sent the whole file again).
+    fn restart(&mut self) -> std::io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("an earlier write of this download failed"))?;
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        self.hasher = Some(Sha256::new());
+        self.buf.clear();
+        self.received = 0;
+        Ok(())
+    }
+
+    /// Writes what is left; the sha256 of everything received, in hex.
+    async fn finish(mut self) -> std::io::Result<String> {
+        self.write_out().await?;
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| std::io::Error::other("an earlier write of this download failed"))?;
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
 }
 
 /// Retry delay: 200 ms doubling to 10 s, with jitter.

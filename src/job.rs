@@ -333,7 +333,6 @@ pub async fn load(
                     page_limit: cfg.binance.page_limit,
                     kline_page_limit: cfg.binance.kline_page_limit,
                     concurrency: cfg.binance.concurrency,
-                    archive_concurrency: cfg.archive_concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),

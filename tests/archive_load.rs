@@ -469,3 +469,75 @@ async fn an_unreachable_archive_is_said_once_and_rest_loads_everything() {
     assert_eq!(run.stderr.matches("asks it nothing more").count(), 1);
     sim.shutdown().await;
 }
+
+/// ARCHIVE_CONCURRENCY and FETCH_CONCURRENCY hold for the job, not per symbol: four symbols
+/// with room for two archive files and three REST pages never have more under way at once (as
+/// the simulator sees it), and each symbol's topic is exact. Per symbol, four symbols had
+/// eight files on disk and twelve pages in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn archive_files_and_rest_pages_are_bounded_for_the_job_not_per_symbol() {
+    let symbols = "BTCUSDT,ETHUSDT,BNBUSDT,SOLUSDT";
+    // Slow bodies and answers, so every symbol's downloads and pages would overlap.
+    let cfg = SimConfig {
+        agg_trade_spacing_ms: 10_000,
+        archive: ArchiveFaults {
+            bandwidth: 400_000,
+            ..ArchiveFaults::default()
+        },
+        faults: exchange_sim::Faults {
+            latency: Duration::from_millis(40),
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    };
+    let sim = support::sim(cfg).await;
+    let cases = [
+        ("api_trades", "2024-03-01:2024-03-04", "archive"),
+        ("api_candles_1m", "2024-03-01:2024-03-04", "rest"),
+    ];
+    for (ty, range, source) in cases {
+        let topic = fresh_topic(&format!("bounded-{source}"));
+        let env = with(
+            job_env(&sim.base_url(), &topic, symbols, ty, range),
+            &[
+                ("SOURCE", source),
+                ("ARCHIVE_CONCURRENCY", "2"),
+                ("FETCH_CONCURRENCY", "3"),
+            ],
+        );
+        run_loader_async(env, vec![]).await.assert_ok();
+        let v = verify_topic(
+            &topic,
+            range,
+            &[
+                ("SYMBOL", symbols.into()),
+                ("TYPE", ty.into()),
+                ("BINANCE_API_URL", sim.base_url()),
+            ],
+            &[],
+        );
+        assert_eq!(v.code, Some(0), "verify {topic}: {}{}", v.stdout, v.stderr);
+    }
+    let st = sim.stats();
+    eprintln!(
+        "at once: {} archive downloads, {} REST requests",
+        st.archive_max_downloads_at_once, st.max_requests_at_once
+    );
+    assert_eq!(
+        st.archive_downloads.len(),
+        12,
+        "three daily files of each symbol: {:?}",
+        st.archive_downloads
+    );
+    assert!(
+        st.archive_max_downloads_at_once <= 2,
+        "at most ARCHIVE_CONCURRENCY=2 files for the whole job, saw {} downloads at once",
+        st.archive_max_downloads_at_once
+    );
+    // verify asks REST nothing for a complete candle topic; the load's pages were 3 at a time.
+    assert!(
+        st.max_requests_at_once <= 3,
+        "at most FETCH_CONCURRENCY=3 REST pages for the whole job, saw {} requests at once",
+        st.max_requests_at_once
+    );
+}

@@ -96,8 +96,16 @@ fn each_bad_setting_exits_2_naming_its_variable() {
         ),
         // Set but empty (a template that did not resolve): the records or events would go
         // where the platform never looks.
-        (with(&[("KAFKA_TOPIC", "")], &[]), "KAFKA_TOPIC", "set but empty"),
-        (with(&[("KAFKA_TOPIC", "  ")], &[]), "KAFKA_TOPIC", "set but empty"),
+        (
+            with(&[("KAFKA_TOPIC", "")], &[]),
+            "KAFKA_TOPIC",
+            "set but empty",
+        ),
+        (
+            with(&[("KAFKA_TOPIC", "  ")], &[]),
+            "KAFKA_TOPIC",
+            "set but empty",
+        ),
         (with(&[("QUEUE_ID", "")], &[]), "QUEUE_ID", "set but empty"),
         (
             with(&[("QUEUE_CONTROL_TOPIC", "")], &[]),

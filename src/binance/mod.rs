@@ -33,6 +33,8 @@ pub struct BinanceConfig {
     pub ws_url: String,
     pub api_key: Option<Secret>,
     pub rate_limit_share: f64,
+    /// REST pages in flight or waiting to be published, for the whole job
+    /// (`FETCH_CONCURRENCY`).
     pub concurrency: usize,
     /// Rows per page of aggregate trades (and raw trades, up to the market's maximum).
     pub page_limit: u32,
@@ -48,6 +50,24 @@ pub struct Exchange {
     pub client: RestClient,
     pub clock_offset_ms: i64,
     pub weight_rule: WeightRule,
+    /// [`Paged`] slots: `FETCH_CONCURRENCY` for the whole job.
+    pages: Arc<tokio::sync::Semaphore>,
+    cancel: CancellationToken,
+}
+
+/// A page (or a window of pages) of REST data holding its slot from before its request until
+/// it is dropped, once published: the pages a job has in flight or waiting are bounded by
+/// `FETCH_CONCURRENCY` however many symbols it loads, and so is their memory.
+pub struct Paged<T> {
+    pub value: T,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<T> std::ops::Deref for Paged<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
 }
 
 impl Exchange {
@@ -95,7 +115,8 @@ impl Exchange {
         ));
         // Carry what the set-up calls already spent in this window.
         limiter.carry(provisional.used());
-        let client = RestClient::new(cfg, limiter, stats, cancel).map_err(LoaderError::config)?;
+        let client =
+            RestClient::new(cfg, limiter, stats, cancel.clone()).map_err(LoaderError::config)?;
         tracing::info!(
             clock_offset_ms = offset,
             weight_limit = rule.limit,
@@ -107,6 +128,27 @@ impl Exchange {
             client,
             clock_offset_ms: offset,
             weight_rule: rule,
+            pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+            cancel,
+        })
+    }
+
+    /// Runs `fetch` once a page slot is free (slots are handed out in the order asked) and
+    /// keeps the slot with its result. `fetch` must not wait for another slot: the pages of a
+    /// stream ask in stream order, so a stream's first page is never behind its later ones and
+    /// every symbol can go on.
+    pub async fn paged<T>(
+        &self,
+        fetch: impl std::future::Future<Output = Result<T, LoaderError>>,
+    ) -> Result<Paged<T>, LoaderError> {
+        let slot = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Err(LoaderError::Cancelled),
+            slot = self.pages.clone().acquire_owned() => slot.map_err(|_| LoaderError::Cancelled)?,
+        };
+        Ok(Paged {
+            value: fetch.await?,
+            _slot: slot,
         })
     }
 

@@ -225,7 +225,7 @@ pub struct JobArgs {
     )]
     pub archive_url: String,
 
-    /// Archive files downloaded ahead of the one being published (each is kept on disk until published)
+    /// Archive files on disk at a time for the whole job, however many symbols (each is kept until published)
     #[arg(
         long,
         env = "ARCHIVE_CONCURRENCY",
@@ -286,7 +286,7 @@ pub struct JobArgs {
     )]
     pub rate_limit_share: f64,
 
-    /// REST requests in flight at once
+    /// REST pages in flight or waiting to be published, for the whole job however many symbols
     #[arg(
         long,
         env = "FETCH_CONCURRENCY",

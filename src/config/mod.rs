@@ -53,8 +53,6 @@ pub struct JobConfig {
     /// Where history comes from (`SOURCE`).
     pub source: SourceMode,
     pub archive: ArchiveConfig,
-    /// Archive files downloaded ahead of the one being published.
-    pub archive_concurrency: usize,
     pub producer_id: String,
     pub control_topic: String,
     pub events_topic: String,

@@ -131,7 +131,12 @@ impl History for FundingHistory {
             let mut pager = FundingPager::new(exchange.market(), from, span.end_ms);
             while let Some((start, end_inclusive)) = pager.next_request() {
                 let page = exchange
-                    .funding_rates(&ctx.symbol, start, end_inclusive, MAX_PAGE_LIMIT)
+                    .paged(exchange.funding_rates(
+                        &ctx.symbol,
+                        start,
+                        end_inclusive,
+                        MAX_PAGE_LIMIT,
+                    ))
                     .await?;
                 let mut rows = page.rows()?;
                 rows.sort_unstable_by_key(|r| r.funding_time);

@@ -232,7 +232,14 @@ impl History for FuturesDataHistory {
                 let to = (from + per_window * period).min(span.end_ms);
                 let n = ((to - from + period - 1) / period) as u32;
                 let page = exchange
-                    .futures_data(self.series, &ctx.symbol, self.period, from, to - 1, n)
+                    .paged(exchange.futures_data(
+                        self.series,
+                        &ctx.symbol,
+                        self.period,
+                        from,
+                        to - 1,
+                        n,
+                    ))
                     .await?;
                 let rows = page.rows()?;
                 let mut batch = ctx.batch(rows.len());

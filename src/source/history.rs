@@ -1,6 +1,6 @@
 //! The history driver: loads one symbol's range of a [`History`] type by following its plan in
 //! time order. Archive files are downloaded ahead (at most `ARCHIVE_CONCURRENCY` on disk at a
-//! time) while earlier steps publish; each file is checked against its CHECKSUM before any of its
+//! time for the whole job, however many symbols it loads) while earlier steps publish; each file is checked against its CHECKSUM before any of its
 //! rows is published, then read as a stream on a blocking thread. One [`Cursor`] follows the
 //! symbol through every step, so the seams between monthly, daily and REST spans neither repeat
 //! nor lose a record, and a file that cannot be used falls back to REST with `SOURCE=auto`.
@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::plan::{self, archive_error, SourceMode, Step};
 use super::{Cursor, Emitter, History, HistoryContext, Hole, SourceSummary};
-use crate::archive::{ArchiveError, VerifiedFile};
+use crate::archive::{ArchiveError, FileSlot, VerifiedFile};
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::Origin;
@@ -88,11 +88,29 @@ pub async fn load(
     let mut prefetched: VecDeque<Option<Prefetch>> = VecDeque::new();
     let mut next_to_fetch = 0;
     for i in 0..steps.len() {
-        // Keep up to ARCHIVE_CONCURRENCY downloads ahead of the step being published.
-        while next_to_fetch < steps.len()
-            && prefetched.iter().flatten().count() < ctx.archive_concurrency.max(1)
-        {
-            prefetched.push_back(start_download(&ctx, &steps[next_to_fetch]));
+        // Step i's file waits for a slot if it must (this symbol holds none then: earlier
+        // files were deleted once published). Files further ahead start only while a slot is
+        // free at once and nobody waits, so the job keeps at most ARCHIVE_CONCURRENCY files
+        // however many symbols it loads, and symbols never wait on each other's slots.
+        if next_to_fetch == i {
+            let slot = match (&steps[i], &ctx.archive) {
+                (Step::Archive { .. }, Some(archive)) => {
+                    Some(archive.file_slot().await.map_err(archive_error)?)
+                }
+                _ => None,
+            };
+            prefetched.push_back(start_download(&ctx, &steps[i], slot));
+            next_to_fetch += 1;
+        }
+        while next_to_fetch < steps.len() {
+            let slot = match (&steps[next_to_fetch], &ctx.archive) {
+                (Step::Archive { .. }, Some(archive)) => match archive.try_file_slot() {
+                    Some(slot) => Some(slot),
+                    None => break,
+                },
+                _ => None,
+            };
+            prefetched.push_back(start_download(&ctx, &steps[next_to_fetch], slot));
             next_to_fetch += 1;
         }
         // The front of the queue is step i's (a download for archive steps, none for REST).
@@ -153,14 +171,14 @@ pub async fn load(
     Ok(out.summary)
 }
 
-fn start_download(ctx: &HistoryContext, step: &Step) -> Option<Prefetch> {
+fn start_download(ctx: &HistoryContext, step: &Step, slot: Option<FileSlot>) -> Option<Prefetch> {
     let Step::Archive { file, checksum, .. } = step else {
         return None;
     };
-    let archive = ctx.archive.clone()?;
+    let (archive, slot) = (ctx.archive.clone()?, slot?);
     let (file, checksum) = (file.clone(), checksum.clone());
     Some(Prefetch(tokio::spawn(async move {
-        archive.download(&file, &checksum).await
+        archive.download(slot, &file, &checksum).await
     })))
 }
 

@@ -17,7 +17,7 @@ use futures::{stream, Stream, StreamExt};
 use super::{Cursor, Emitter, History, HistoryContext, Probe};
 use crate::archive::{fields, ArchiveLayout};
 use crate::binance::api::{Klines, Page};
-use crate::binance::{Exchange, Interval};
+use crate::binance::{Exchange, Interval, Paged};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{PriceKlineRecord, RawKline, RecordBatch};
@@ -46,7 +46,7 @@ pub fn pages<'a>(
     to: i64,
     limit: u32,
     concurrency: usize,
-) -> impl Stream<Item = Result<Vec<Page<Klines>>>> + Send + 'a {
+) -> impl Stream<Item = Result<Paged<Vec<Page<Klines>>>>> + Send + 'a {
     let market = exchange.market();
     let limit = limit.min(market.max_kline_page());
     stream::iter(windows(
@@ -56,7 +56,9 @@ pub fn pages<'a>(
         limit as i64,
         market.max_kline_span_ms(),
     ))
-    .map(move |(ws, we, n)| window(exchange, series, symbol, interval, ws, we, n as u32))
+    .map(move |(ws, we, n)| {
+        exchange.paged(window(exchange, series, symbol, interval, ws, we, n as u32))
+    })
     .buffered(concurrency.max(1))
 }
 
@@ -243,7 +245,7 @@ impl History for KlineHistory {
             while let Some(window) = pages.next().await {
                 let window = window?;
                 let mut batch = ctx.batch(ctx.kline_page_limit as usize);
-                for page in &window {
+                for page in window.iter() {
                     for row in page.rows()? {
                         // Guard the range and page boundaries even if the server overshoots.
                         if row.0 < span.end_ms && cursor.admit(row.0, row.0) {

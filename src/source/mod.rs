@@ -68,8 +68,6 @@ pub struct HistoryContext {
     pub kline_page_limit: u32,
     /// REST requests in flight for this symbol.
     pub concurrency: usize,
-    /// Archive files downloaded ahead of the one being published.
-    pub archive_concurrency: usize,
     pub status: Arc<JobStatus>,
     /// The job's stop: work in progress is abandoned when it fires.
     pub stop: CancellationToken,

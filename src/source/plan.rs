@@ -262,7 +262,7 @@ pub async fn plan(
         note_unreachable(fallbacks, &e);
         return Ok(vec![Step::Rest(range)]);
     }
-    let concurrency = ctx.archive_concurrency * 2;
+    let concurrency = archive.probes_at_once();
     let mut pieces = pieces(range, layout.daily);
     if !layout.monthly {
         // Daily files only (futures metrics): every whole month is its days.

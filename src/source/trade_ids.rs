@@ -261,14 +261,18 @@ pub async fn load<F: TradeType>(
         None => Box::new((span.from..).step_by(limit as usize)),
     };
     let mut pages = stream::iter(starts.map(bounds))
-        .map(|(from, to)| async move {
-            let page = F::fetch(exchange, symbol, from, (to - from) as u32).await?;
-            Ok::<_, crate::error::LoaderError>((from, to, page))
+        .map(|(from, to)| {
+            exchange.paged(async move {
+                let page = F::fetch(exchange, symbol, from, (to - from) as u32).await?;
+                Ok((from, to, page))
+            })
         })
         .buffered(concurrency.max(1));
     let mut published = 0u64;
     while let Some(page) = pages.next().await {
-        let (from, to, page) = page?;
+        // The slot stays held until this page's batch is sent.
+        let paged = page?;
+        let (from, to, ref page) = paged.value;
         let rows = page.rows()?;
         // A short page means there is nothing newer.
         let mut reached_end = (rows.len() as u64) < to - from;

@@ -87,7 +87,7 @@ impl LiveSource {
                 st.symbol.clone(),
                 self.kline_page_limit as usize,
             );
-            for page in &window? {
+            for page in window?.iter() {
                 for row in page.rows()? {
                     // Closed candles only: the one still open is published when it closes.
                     if row.0 < to && row.6 < now && st.cursor.admit(row.0, row.0) {
