@@ -4,6 +4,7 @@
 //! `serverShutdown` notice, and forwards every event to the live source with its connection id.
 //! Reconnecting, rotating and de-duplicating are the live source's business.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -38,12 +39,6 @@ pub enum StreamMessage {
         conn: u64,
         reason: String,
     },
-}
-
-#[derive(Deserialize)]
-struct Combined {
-    stream: String,
-    data: Box<RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -194,32 +189,50 @@ pub async fn run_connection(
     let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
 }
 
-/// An answer to one of our requests. Futures wrap an error in `error`; spot sends `code` and
-/// `msg` at the top level, with the request's `id` or without one (spot web-socket-streams.md,
-/// "Error Messages"). No event has a top-level `code`.
+/// What the reader needs of a text frame, read in one pass: a combined stream's event
+/// (`stream`, `data`), an answer to one of our requests (`id`; futures wrap an error in
+/// `error`, spot sends `code` and `msg` at the top level, with the request's `id` or without
+/// one: spot web-socket-streams.md, "Error Messages"; no event has a top-level `code`), or a
+/// bare event such as `serverShutdown` (`e`). Values are borrowed from the frame.
 #[derive(Deserialize)]
-struct Reply {
+struct Frame<'a> {
+    #[serde(borrow, default)]
+    stream: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
     #[serde(default)]
     id: Option<u64>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(default)]
-    msg: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    msg: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    e: Option<Cow<'a, str>>,
 }
 
-impl Reply {
-    /// The refusal, when this answer is one.
+impl Frame<'_> {
+    /// The refusal, when this frame is one.
     fn refusal(&self) -> Option<String> {
-        if let Some(e) = &self.error {
-            return Some(e.to_string());
+        if let Some(e) = self.error {
+            return Some(e.get().to_string());
         }
-        self.code.as_ref().map(|code| match &self.msg {
-            Some(msg) => format!("{{\"code\":{code},\"msg\":{msg}}}"),
-            None => format!("{{\"code\":{code}}}"),
+        self.code.map(|code| match self.msg {
+            Some(msg) => format!("{{\"code\":{},\"msg\":{}}}", code.get(), msg.get()),
+            None => format!("{{\"code\":{}}}", code.get()),
         })
     }
+}
+
+/// Whether a combined stream's event is Binance's `serverShutdown` notice. Parsed only where
+/// the name occurs at all, so an ordinary event is not read twice here.
+fn is_shutdown_notice(data: &RawValue) -> bool {
+    memchr::memmem::find(data.get().as_bytes(), b"serverShutdown").is_some()
+        && serde_json::from_str::<EventType>(data.get())
+            .ok()
+            .and_then(|e| e.e)
+            == Some("serverShutdown")
 }
 
 async fn connect_and_read(
@@ -323,51 +336,43 @@ async fn connect_and_read(
         };
         last_frame = Instant::now();
         probed = false;
-        if let Message::Text(text) = &frame {
-            if let Ok(reply) = serde_json::from_str::<Reply>(text.as_str()) {
-                if let Some(e) = reply.refusal() {
-                    return Err(format!("SUBSCRIBE refused: {e}"));
-                }
-                if reply.id.is_some() {
-                    unanswered = unanswered.saturating_sub(1);
-                    if unanswered == 0 {
-                        if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
-                            return stop.reason();
-                        }
-                    }
-                    continue;
-                }
-            }
-        }
         match frame {
             Message::Text(text) => {
-                let msg = match serde_json::from_str::<Combined>(text.as_str()) {
-                    Ok(c) => {
-                        let shutdown = c.stream.ends_with("serverShutdown")
-                            || serde_json::from_str::<EventType>(c.data.get())
-                                .ok()
-                                .and_then(|e| e.e)
-                                == Some("serverShutdown");
-                        if shutdown {
+                let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
+                    tracing::debug!(conn, message = %text.as_str(), "ignoring a WebSocket message that is not JSON");
+                    continue;
+                };
+                if let Some(e) = f.refusal() {
+                    return Err(format!("SUBSCRIBE refused: {e}"));
+                }
+                let msg = match (f.stream, f.data) {
+                    (Some(stream), Some(data)) => {
+                        if stream.ends_with("serverShutdown") || is_shutdown_notice(data) {
                             StreamMessage::ServerShutdown { conn }
                         } else {
                             StreamMessage::Event {
                                 conn,
-                                stream: c.stream,
-                                data: c.data,
+                                stream: stream.into_owned(),
+                                data: data.to_owned(),
                             }
                         }
                     }
-                    Err(_) => match serde_json::from_str::<EventType>(text.as_str())
-                        .ok()
-                        .and_then(|e| e.e)
-                    {
-                        Some("serverShutdown") => StreamMessage::ServerShutdown { conn },
-                        _ => {
-                            tracing::debug!(conn, message = %text.as_str(), "ignoring an unexpected WebSocket message");
-                            continue;
+                    _ if f.id.is_some() => {
+                        unanswered = unanswered.saturating_sub(1);
+                        if unanswered == 0 {
+                            if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+                                return stop.reason();
+                            }
                         }
-                    },
+                        continue;
+                    }
+                    _ if f.e.as_deref() == Some("serverShutdown") => {
+                        StreamMessage::ServerShutdown { conn }
+                    }
+                    _ => {
+                        tracing::debug!(conn, message = %text.as_str(), "ignoring an unexpected WebSocket message");
+                        continue;
+                    }
                 };
                 if let Err(stop) = outbox.push(tx, msg) {
                     return stop.reason();
@@ -540,7 +545,7 @@ mod tests {
     /// Spot's and futures' refusals are both refusals; an acknowledgement and events are not.
     #[test]
     fn spot_and_futures_subscribe_refusals_are_recognised() {
-        let refusal = |t: &str| serde_json::from_str::<Reply>(t).unwrap().refusal();
+        let refusal = |t: &str| serde_json::from_str::<Frame>(t).unwrap().refusal();
         let spot = refusal(r#"{"code":2,"msg":"Invalid request: invalid stream","id":3}"#);
         assert!(spot.unwrap().contains("invalid stream"));
         assert!(refusal(r#"{"code":3,"msg":"Invalid JSON"}"#).is_some());
