@@ -15,10 +15,52 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::market::Market;
 use crate::registry::LiveType;
+
+/// A piece of the text frame it came in, shared rather than copied: an event's stream name or
+/// its JSON.
+#[derive(Debug, Clone)]
+pub struct FramePart {
+    frame: Utf8Bytes,
+    start: usize,
+    end: usize,
+}
+
+impl FramePart {
+    /// `part` of `frame`, where it is a slice of the frame's text; a copy otherwise (a value
+    /// with escapes that the parser had to rewrite).
+    fn of(frame: &Utf8Bytes, part: &str) -> FramePart {
+        let base = frame.as_str().as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        if at >= base && at + part.len() <= base + frame.len() {
+            FramePart {
+                frame: frame.clone(),
+                start: at - base,
+                end: at - base + part.len(),
+            }
+        } else {
+            FramePart::from(part.to_string())
+        }
+    }
+
+    pub fn get(&self) -> &str {
+        &self.frame.as_str()[self.start..self.end]
+    }
+}
+
+impl From<String> for FramePart {
+    fn from(text: String) -> FramePart {
+        let end = text.len();
+        FramePart {
+            frame: Utf8Bytes::from(text),
+            start: 0,
+            end,
+        }
+    }
+}
 
 /// What a connection reports.
 #[derive(Debug)]
@@ -28,8 +70,8 @@ pub enum StreamMessage {
     },
     Event {
         conn: u64,
-        stream: String,
-        data: Box<RawValue>,
+        stream: FramePart,
+        data: FramePart,
     },
     /// Binance announced it will close this connection soon.
     ServerShutdown {
@@ -123,7 +165,7 @@ impl Outbox {
 
     fn size(msg: &StreamMessage) -> usize {
         64 + match msg {
-            StreamMessage::Event { stream, data, .. } => stream.len() + data.get().len(),
+            StreamMessage::Event { stream, data, .. } => stream.get().len() + data.get().len(),
             _ => 0,
         }
     }
@@ -227,12 +269,40 @@ impl Frame<'_> {
 
 /// Whether a combined stream's event is Binance's `serverShutdown` notice. Parsed only where
 /// the name occurs at all, so an ordinary event is not read twice here.
-fn is_shutdown_notice(data: &RawValue) -> bool {
-    memchr::memmem::find(data.get().as_bytes(), b"serverShutdown").is_some()
-        && serde_json::from_str::<EventType>(data.get())
+fn is_shutdown_notice(data: &str) -> bool {
+    memchr::memmem::find(data.as_bytes(), b"serverShutdown").is_some()
+        && serde_json::from_str::<EventType>(data)
             .ok()
             .and_then(|e| e.e)
             == Some("serverShutdown")
+}
+
+/// A combined stream's event as Binance writes it, `{"stream":"<name>","data":<event>}`
+/// (web-socket-streams.md, "Combined streams"), split into the name and the event without
+/// reading the event: the live source parses it once, and an event that is not valid JSON
+/// fails there. Any other layout (answers, whitespace, an escape in the name) takes the general
+/// way, [`Frame`].
+fn split_combined(text: &str) -> Option<(&str, &str)> {
+    let rest = text.strip_prefix(r#"{"stream":""#)?;
+    let (name, rest) = rest.split_at(memchr::memchr(b'"', rest.as_bytes())?);
+    if name.contains('\\') {
+        return None;
+    }
+    let data = rest.strip_prefix(r#"","data":"#)?.strip_suffix('}')?;
+    Some((name, data))
+}
+
+/// The message a combined stream's event becomes.
+fn event_message(conn: u64, frame: &Utf8Bytes, stream: &str, data: &str) -> StreamMessage {
+    if stream.ends_with("serverShutdown") || is_shutdown_notice(data) {
+        StreamMessage::ServerShutdown { conn }
+    } else {
+        StreamMessage::Event {
+            conn,
+            stream: FramePart::of(frame, stream),
+            data: FramePart::of(frame, data),
+        }
+    }
 }
 
 async fn connect_and_read(
@@ -338,6 +408,12 @@ async fn connect_and_read(
         probed = false;
         match frame {
             Message::Text(text) => {
+                if let Some((stream, data)) = split_combined(text.as_str()) {
+                    if let Err(stop) = outbox.push(tx, event_message(conn, &text, stream, data)) {
+                        return stop.reason();
+                    }
+                    continue;
+                }
                 let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
                     tracing::debug!(conn, message = %text.as_str(), "ignoring a WebSocket message that is not JSON");
                     continue;
@@ -346,17 +422,7 @@ async fn connect_and_read(
                     return Err(format!("SUBSCRIBE refused: {e}"));
                 }
                 let msg = match (f.stream, f.data) {
-                    (Some(stream), Some(data)) => {
-                        if stream.ends_with("serverShutdown") || is_shutdown_notice(data) {
-                            StreamMessage::ServerShutdown { conn }
-                        } else {
-                            StreamMessage::Event {
-                                conn,
-                                stream: stream.into_owned(),
-                                data: data.to_owned(),
-                            }
-                        }
-                    }
+                    (Some(stream), Some(data)) => event_message(conn, &text, &stream, data.get()),
                     _ if f.id.is_some() => {
                         unanswered = unanswered.saturating_sub(1);
                         if unanswered == 0 {
@@ -556,6 +622,40 @@ mod tests {
             refusal(r#"{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1,"m":true}"#),
             None
         );
+    }
+
+    /// Binance's layout is split without parsing the event; anything else is left to the parser.
+    #[test]
+    fn combined_events_are_split_where_binance_writes_them_so() {
+        let ev = r#"{"e":"aggTrade","E":1,"s":"BTCUSDT","a":7}"#;
+        let text = format!(r#"{{"stream":"btcusdt@aggTrade","data":{ev}}}"#);
+        assert_eq!(split_combined(&text), Some(("btcusdt@aggTrade", ev)));
+        for other in [
+            r#"{"result":null,"id":1}"#.to_string(),
+            format!(r#"{{ "stream":"btcusdt@aggTrade","data":{ev}}}"#),
+            format!(r#"{{"stream":"btcusdt@aggTrade","data":{ev}}} "#),
+            format!(r#"{{"data":{ev},"stream":"btcusdt@aggTrade"}}"#),
+            format!(r#"{{"stream":"btc\"usdt","data":{ev}}}"#),
+        ] {
+            assert_eq!(split_combined(&other), None, "{other}");
+            // The general way still reads the reordered event.
+            let f: Frame = serde_json::from_str(&other).unwrap();
+            assert_eq!(f.data.is_some(), other.contains("data"));
+        }
+        // Both ways make the same message of it.
+        let frame = Utf8Bytes::from(text.clone());
+        let StreamMessage::Event { stream, data, .. } =
+            event_message(3, &frame, "btcusdt@aggTrade", ev)
+        else {
+            panic!("an event");
+        };
+        assert_eq!((stream.get(), data.get()), ("btcusdt@aggTrade", ev));
+        let shutdown = r#"{"stream":"x","data":{"e":"serverShutdown","E":1}}"#;
+        let (s, d) = split_combined(shutdown).unwrap();
+        assert!(matches!(
+            event_message(3, &Utf8Bytes::from(shutdown.to_string()), s, d),
+            StreamMessage::ServerShutdown { conn: 3 }
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use serde_json::value::RawValue;
+use crate::binance::stream::FramePart;
 
 /// Bytes of the replacement's events held back during one hand-over.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
@@ -27,7 +27,7 @@ struct Lane {
     old_last: Option<i64>,
     /// The new connection's events not taken yet, in order, with the first one's ordinal.
     first_held: Option<i64>,
-    held: VecDeque<Box<RawValue>>,
+    held: VecDeque<FramePart>,
 }
 
 /// A connection switch in progress.
@@ -45,7 +45,7 @@ pub enum FromOld {
     /// The stream has switched: the new connection delivered this already.
     Ignore,
     /// Publish it, then the new connection's held events, in order.
-    Take(Vec<Box<RawValue>>),
+    Take(Vec<FramePart>),
 }
 
 /// What to do with an event of the new connection.
@@ -53,7 +53,7 @@ pub enum FromNew {
     /// Keep it until the old connection catches up.
     Hold,
     /// Publish these, in order (the held events, then this one).
-    Take(Vec<Box<RawValue>>),
+    Take(Vec<FramePart>),
 }
 
 impl Handover {
@@ -85,12 +85,7 @@ impl Handover {
     }
 
     /// An event of stream `idx` from the new connection.
-    pub fn on_new_event(
-        &mut self,
-        idx: usize,
-        ordinal: Option<i64>,
-        data: Box<RawValue>,
-    ) -> FromNew {
+    pub fn on_new_event(&mut self, idx: usize, ordinal: Option<i64>, data: FramePart) -> FromNew {
         let lane = &mut self.lanes[idx];
         if lane.switched {
             return FromNew::Take(vec![data]);
@@ -112,11 +107,11 @@ impl Handover {
         }
     }
 
-    fn switch(&mut self, idx: usize) -> Vec<Box<RawValue>> {
+    fn switch(&mut self, idx: usize) -> Vec<FramePart> {
         let lane = &mut self.lanes[idx];
         lane.switched = true;
         self.waiting -= 1;
-        let held: Vec<Box<RawValue>> = std::mem::take(&mut lane.held).into();
+        let held: Vec<FramePart> = std::mem::take(&mut lane.held).into();
         self.held_bytes -= held.iter().map(|d| d.get().len()).sum::<usize>();
         held
     }
@@ -132,7 +127,7 @@ impl Handover {
     }
 
     /// The old connection is gone: every stream's held events, per stream in order.
-    pub fn release_all(self) -> Vec<(usize, Box<RawValue>)> {
+    pub fn release_all(self) -> Vec<(usize, FramePart)> {
         self.lanes
             .into_iter()
             .enumerate()
@@ -145,11 +140,11 @@ impl Handover {
 mod tests {
     use super::*;
 
-    fn ev(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_string()).unwrap()
+    fn ev(s: &str) -> FramePart {
+        FramePart::from(s.to_string())
     }
 
-    fn texts(v: &[Box<RawValue>]) -> Vec<&str> {
+    fn texts(v: &[FramePart]) -> Vec<&str> {
         v.iter().map(|d| d.get()).collect()
     }
 

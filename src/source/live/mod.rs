@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{Cursor, Emitter, SourceSummary};
-use crate::binance::stream::{self, StreamMessage, StreamPlan};
+use crate::binance::stream::{self, FramePart, StreamMessage, StreamPlan};
 use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
@@ -33,7 +33,6 @@ use crate::status::JobStatus;
 use crate::time_range::TimeRange;
 use book::Book;
 use handover::{FromNew, FromOld, Handover};
-use serde_json::value::RawValue;
 use supervisor::{Connector, Supervisor};
 
 /// Live (WebSocket) settings.
@@ -56,6 +55,8 @@ pub struct LiveConfig {
 /// After the range end, how long late events may still arrive before the range is closed over
 /// REST (trades and candles are settled a second after they happen, as for history).
 const END_GRACE_MS: i64 = 1_500;
+/// Connection messages taken at once by the live source.
+const INBOX: usize = 256;
 
 /// Everything a live source needs.
 pub struct LiveSource {
@@ -211,37 +212,44 @@ impl LiveSource {
         let mut subscribed = false;
         // A connection switch in progress.
         let mut handover: Option<Handover> = None;
-        let outcome: Result<Ending> = loop {
+        // Messages are taken as many at a time as have arrived: one wake-up of this task for a
+        // burst of events, not one each.
+        let mut inbox = Vec::with_capacity(INBOX);
+        let outcome: Result<Ending> = 'events: loop {
             tokio::select! {
                 _ = self.stop.cancelled() => break Ok(Ending::Stopped),
-                msg = msg_rx.recv() => {
-                    let Some(msg) = msg else { break Ok(Ending::Stopped) };
-                    match msg {
-                        StreamMessage::Connected { conn } => {
-                            subscribed = true;
-                            tracing::info!(conn, "live stream connected");
-                        }
-                        StreamMessage::Event { conn, stream, data } => {
-                            sup.on_event(conn);
-                            if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
-                                break Err(e);
+                n = msg_rx.recv_many(&mut inbox, INBOX) => {
+                    if n == 0 {
+                        break Ok(Ending::Stopped);
+                    }
+                    for msg in inbox.drain(..) {
+                        match msg {
+                            StreamMessage::Connected { conn } => {
+                                subscribed = true;
+                                tracing::info!(conn, "live stream connected");
                             }
-                            let Some(&idx) = by_stream.get(stream.as_str()) else {
-                                tracing::debug!(stream, "event for an unknown stream");
-                                continue;
-                            };
-                            let routed = self
-                                .route(&mut sup, &mut handover, &mut states, idx, conn, data)
-                                .await;
-                            if let Err(e) = routed {
-                                break Err(e);
+                            StreamMessage::Event { conn, stream, data } => {
+                                sup.on_event(conn);
+                                if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
+                                    break 'events Err(e);
+                                }
+                                let Some(&idx) = by_stream.get(stream.get()) else {
+                                    tracing::debug!(stream = stream.get(), "event for an unknown stream");
+                                    continue;
+                                };
+                                let routed = self
+                                    .route(&mut sup, &mut handover, &mut states, idx, conn, data)
+                                    .await;
+                                if let Err(e) = routed {
+                                    break 'events Err(e);
+                                }
                             }
-                        }
-                        StreamMessage::ServerShutdown { conn } => sup.on_shutdown_notice(conn),
-                        StreamMessage::Closed { conn, reason } => {
-                            sup.on_closed(conn, &reason);
-                            if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
-                                break Err(e);
+                            StreamMessage::ServerShutdown { conn } => sup.on_shutdown_notice(conn),
+                            StreamMessage::Closed { conn, reason } => {
+                                sup.on_closed(conn, &reason);
+                                if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
+                                    break 'events Err(e);
+                                }
                             }
                         }
                     }
@@ -329,7 +337,7 @@ impl LiveSource {
         states: &mut [SymbolState],
         idx: usize,
         conn: u64,
-        data: Box<RawValue>,
+        data: FramePart,
     ) -> Result<()> {
         let Some(h) = handover.as_mut() else {
             return self.deliver(&mut states[idx], data.get()).await;
