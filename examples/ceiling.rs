@@ -41,6 +41,10 @@ use loader_producer::time_range::TimeRange;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+/// Seconds between the batches of a paced run (`--rate`): a live job's stream records reach its
+/// producer every 100 ms.
+const PACE_TICK: f64 = 0.1;
+
 /// Publishes pre-serialised loader records to Kafka as fast as librdkafka takes them.
 #[derive(Debug, Parser)]
 #[command(name = "ceiling")]
@@ -63,6 +67,10 @@ struct Args {
     /// Rows per page (the loader's PAGE_LIMIT)
     #[arg(long, default_value_t = 1000)]
     page: usize,
+    /// Publish at this many records a second instead of as fast as librdkafka takes them: every
+    /// 100 ms the records of that tick, as a live job hands its stream's records to its producer
+    #[arg(long)]
+    rate: Option<f64>,
     #[command(flatten)]
     kafka: KafkaArgs,
 }
@@ -242,9 +250,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let cpu_started = cpu_seconds();
+    let mut sent = 0u64;
     for page in &pages {
         let key = page.symbol.as_bytes();
         for payload in page.iter() {
+            if let Some(rate) = args.rate {
+                // The records due by the end of this 100 ms tick go now; then wait for the next.
+                let tick = (sent as f64 / rate / PACE_TICK).floor() * PACE_TICK;
+                let due = Duration::from_secs_f64(tick);
+                if started.elapsed() < due {
+                    producer.poll(Duration::ZERO);
+                    std::thread::sleep(due - started.elapsed().min(due));
+                }
+                sent += 1;
+            }
             let mut record = BaseRecord::to(&args.kafka_topic).payload(payload).key(key);
             loop {
                 match producer.send(record) {
