@@ -117,6 +117,10 @@ pub async fn run(args: &JobArgs) -> Result<()> {
                 let all: Vec<&String> = r.sources.iter().flat_map(|s| &s.fallbacks).collect();
                 extra.insert("archive_fallback_files".into(), json!(all));
             }
+            let holes: Vec<&String> = r.sources.iter().flat_map(|s| &s.archive_holes).collect();
+            if !holes.is_empty() {
+                extra.insert("archive_holes".into(), json!(holes));
+            }
         }
         Err(LoaderError::Fenced(_)) => {
             extra.insert("reason".into(), json!("fenced"));
@@ -469,6 +473,9 @@ fn print_summary(cfg: &JobConfig, report: &JobReport, verb: &str) {
         }
         for f in &s.fallbacks {
             println!("{}: {f}", s.symbol);
+        }
+        for h in &s.archive_holes {
+            println!("{}: {h}", s.symbol);
         }
         if s.from_archive > 0 {
             println!(

@@ -63,6 +63,8 @@ pub struct JobStatus {
     pub from_stream: AtomicU64,
     /// Archive files that could not be used and were loaded over REST instead.
     pub archive_fallbacks: AtomicU64,
+    /// Holes in archive files published as they are (REST could not fill them).
+    pub archive_holes: AtomicU64,
     pub archive: OnceLock<Arc<ArchiveStats>>,
     /// Set when an earlier attempt's records were found: (symbol, time resumed after), and how
     /// many messages the topic held at the start.
@@ -111,6 +113,7 @@ impl JobStatus {
             from_rest: AtomicU64::new(0),
             from_stream: AtomicU64::new(0),
             archive_fallbacks: AtomicU64::new(0),
+            archive_holes: AtomicU64::new(0),
             archive: OnceLock::new(),
             resumed_from: OnceLock::new(),
             records_in_topic: AtomicU64::new(0),
@@ -149,6 +152,10 @@ impl JobStatus {
 
     pub fn note_fallback(&self) {
         self.archive_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn note_archive_hole(&self) {
+        self.archive_holes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn phase(&self) -> Phase {

@@ -170,6 +170,10 @@ impl TelemetryPublisher {
             if fallbacks > 0 {
                 obj.insert("archive_fallbacks".into(), json!(fallbacks));
             }
+            let holes = l.archive_holes.load(Relaxed);
+            if holes > 0 {
+                obj.insert("archive_holes".into(), json!(holes));
+            }
         }
         if let Some(l) = live {
             // Whether this attempt continues an earlier one: records_written counts this

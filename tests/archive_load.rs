@@ -324,7 +324,8 @@ async fn archive_faults_fall_back_or_are_survived_and_nothing_is_lost_or_doubled
 
 /// Binance's files sometimes lack rows that REST still serves, with a CHECKSUM that matches the
 /// short file: `auto` loads the hole over REST before the rows after it, so the topic is the
-/// same as a REST load, byte for byte; `archive` cannot, and `verify` finds the hole it left.
+/// same as a REST load, byte for byte; `archive` cannot: it says so in its log and summary, and
+/// `verify` finds the hole it left.
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_missing_from_an_archive_file_are_loaded_over_rest_in_order() {
     let holed = ["BTCUSDT-1m-2024-02.zip", "BTCUSDT-aggTrades-2024-01-03.zip"];
@@ -343,6 +344,22 @@ async fn rows_missing_from_an_archive_file_are_loaded_over_rest_in_order() {
         let expected = read_raw(&rest_topic);
         let (archive, archive_topic, _) = load(&sim, ty, range, "archive", &[]).await;
         archive.assert_ok();
+        // Published as the file has it, and said so: never silently.
+        assert!(
+            archive
+                .stdout
+                .contains(&format!("{file}: records missing between"))
+                && archive.stdout.contains("REST not asked"),
+            "{ty}: the summary names the hole: {}",
+            archive.stdout
+        );
+        assert!(
+            archive
+                .stderr
+                .contains("lacks records that should lie between"),
+            "{ty}: the log says it: {}",
+            archive.stderr
+        );
         let short = read_raw(&archive_topic).len();
         assert!(
             short < expected.len(),

@@ -201,7 +201,8 @@ async fn publish_file(
     let runtime = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let (mut cursor, mut out) = (cursor, out);
-        cursor.hold_holes = fill;
+        // Holes are looked for in every file: filled over REST where it can, said otherwise.
+        cursor.hold_holes = true;
         let mut batch = RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH);
         let mut header_checked = false;
         let mut failure: Option<LoaderError> = None;
@@ -222,15 +223,32 @@ async fn publish_file(
                     RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH),
                 );
                 let filled = out.blocking_send(before, Origin::Archive).and_then(|()| {
-                    runtime.block_on(fill_hole(&*kind, &ctx, &file, hole, &mut cursor, &mut out))
+                    if fill {
+                        runtime.block_on(fill_hole(
+                            &*kind,
+                            &ctx,
+                            &file,
+                            hole,
+                            &mut cursor,
+                            &mut out,
+                        ))
+                    } else {
+                        report_hole(&ctx, &file, hole, &mut out);
+                        Ok(())
+                    }
                 });
                 if let Err(e) = filled {
                     failure = Some(e);
                     return Ok(false);
                 }
+                // An unfilled hole is the file's, not a gap the exchange is known to have.
+                let gaps = (!fill).then(|| cursor.gaps.clone());
                 cursor.hold_holes = false;
                 let again = kind.push_csv_row(row, &mut cursor, &mut batch);
-                cursor.hold_holes = fill;
+                cursor.hold_holes = true;
+                if let Some(gaps) = gaps {
+                    cursor.gaps = gaps;
+                }
                 again?;
             }
             if batch.len() >= ARCHIVE_BATCH {
@@ -294,6 +312,21 @@ async fn fill_hole(
         ));
     }
     Ok(())
+}
+
+/// A hole of an archive file that REST cannot fill (`SOURCE=archive`, or older than REST
+/// serves): the file is published as it is, and the hole is said in the log, the summary, the
+/// telemetry and by `verify`.
+fn report_hole(ctx: &HistoryContext, file: &VerifiedFile, hole: Hole, out: &mut Emitter) {
+    tracing::warn!(symbol = %ctx.symbol, file = %file.file.name, after = hole.after_ordinal,
+        before = hole.next_ordinal, from = %fmt_ms(hole.after_time), to = %fmt_ms(hole.next_time),
+        "the archive file lacks records that should lie between two of its rows, and REST cannot \
+         be asked for them (SOURCE=archive, or older than REST serves): published as the file has them");
+    ctx.status.note_archive_hole();
+    out.summary.archive_holes.push(format!(
+        "{}: records missing between {} and {} (not in the archive file; REST not asked)",
+        file.file.name, hole.after_ordinal, hole.next_ordinal
+    ));
 }
 
 /// Logs the plan in one line per kind of step.

@@ -411,6 +411,9 @@ pub struct SourceSummary {
     pub archive_files: u64,
     /// Archive files that could not be used and were loaded over REST instead, with why.
     pub fallbacks: Vec<String>,
+    /// Holes in archive files that REST could not fill (`SOURCE=archive`, or older than REST
+    /// serves): published as the file has them, and said so.
+    pub archive_holes: Vec<String>,
     /// Rows dropped as duplicates (repeated rows in archive files, overlaps at seams).
     pub duplicates_dropped: u64,
     /// Live types: records fetched over REST to fill gaps after reconnects and rotations.
