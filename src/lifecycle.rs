@@ -121,6 +121,11 @@ pub async fn run(args: &JobArgs) -> Result<()> {
             if !holes.is_empty() {
                 extra.insert("archive_holes".into(), json!(holes));
             }
+            // A range past the present was loaded up to here: the range to verify (a later
+            // verify of the whole range would rightly miss what had not closed yet).
+            if let Some(end) = r.sources.iter().filter_map(|s| s.clamped_end).min() {
+                extra.insert("loaded_until".into(), json!(fmt_ms(end)));
+            }
         }
         Err(LoaderError::Fenced(_)) => {
             extra.insert("reason".into(), json!("fenced"));

@@ -11,7 +11,8 @@ use chrono::{Datelike, NaiveDate, Utc};
 use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
 use serde_json::Value;
 use support::loader::{
-    closed_port, fresh_topic, job_env, read_raw, run_loader_async, verify_topic, with, Run,
+    closed_port, fresh_topic, job_env, read_raw, read_topic, run_loader_async, verify_topic, with,
+    Run,
 };
 
 /// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
@@ -181,7 +182,15 @@ async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_the
         .and_utc()
         .timestamp_millis();
     let range = format!("{start}:{}", now.timestamp_millis());
-    let (run, topic, st) = load(&sim, "api_candles_1m", &range, "auto", &[]).await;
+    let events = fresh_topic("events-auto-now");
+    let (run, topic, st) = load(
+        &sim,
+        "api_candles_1m",
+        &range,
+        "auto",
+        &[("QUEUE_EVENTS_TOPIC", &events)],
+    )
+    .await;
     run.assert_ok();
     // Last month from its monthly file; every day of this month before today (yesterday
     // included: the archive has it) from its daily file; today over REST.
@@ -212,7 +221,23 @@ async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_the
         "{}",
         run.stdout
     );
-    verify_ok(&topic, &range, "api_candles_1m", &sim);
+    // The range ends inside the open minute: the job loads up to the last closed one and says
+    // so in `finished`. Verifying that range holds whatever the clock does meanwhile (the
+    // whole range would miss the last minute once it closes, as it should).
+    let finished = read_topic(&events)
+        .into_iter()
+        .map(|(_, e)| e)
+        .find(|e| e["status"] == "finished")
+        .expect("a finished event");
+    let until = finished["loaded_until"].as_str().expect("loaded_until");
+    let loaded = chrono::DateTime::parse_from_rfc3339(until)
+        .unwrap()
+        .timestamp_millis();
+    assert!(
+        loaded <= now.timestamp_millis() && loaded % 60_000 == 0,
+        "{finished}"
+    );
+    verify_ok(&topic, &format!("{start}:{until}"), "api_candles_1m", &sim);
 
     // With a two-day publication delay, the last two days are not in the archive yet: they
     // come over REST, and the result is the same.
