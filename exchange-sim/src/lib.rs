@@ -7,7 +7,7 @@
 //! that lets tests compute the exact records the server returns without going through HTTP or
 //! WebSocket.
 //!
-//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `market` ([`SimMarket`]:
+//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `clock` ([`SimClock`]), `market` ([`SimMarket`]:
 //! prefixes, per-market symbols, salts), `api` (REST endpoints of every market),
 //! `futures_api` (the futures-only endpoints), `limiter` (request weights, 429/418, request
 //! counts), `query` (query strings), `fmt` (number formatting), [`data`] (the deterministic
@@ -83,6 +83,19 @@
 //! "bad_checksum":[],"truncate":[],"duplicate_rows":[],"missing_rows":[],"nested_copy":[],"header":false,
 //! "latency_ms":0,"bandwidth":0}`; a POST may send only some fields; a GET shows the counts
 //! still to come).
+//! `GET /sim/clock` answers `{"now_ms":T,"ahead_ms":D}`; `POST /sim/clock?advance_ms=N` jumps
+//! the simulator's time forward and `POST /sim/clock?now_ms=T` puts it at `T`, as
+//! [`SimServer::clock`] does.
+//!
+//! # Time
+//!
+//! Every "now" of the simulator comes from its [`SimClock`]: server time, what REST serves up
+//! to now, retention windows, the weight window and bans, stream event times, candle closes
+//! and the liquidation schedule, the per-connection message rate and connection-attempt window,
+//! and the archive's publication delays. A test sets it or jumps it forward instead of waiting;
+//! clients that take their time from `/api/v3/time` (the loader does) follow it. A connection's
+//! own timers (pings and pong timeout, lifetime, lag, shutdown grace) and injected latencies run
+//! on the wall clock.
 //!
 //! # Futures
 //!
@@ -152,6 +165,7 @@ use std::time::Duration;
 
 mod api;
 mod archive;
+mod clock;
 pub mod data;
 mod fmt;
 mod futures;
@@ -165,6 +179,7 @@ mod streams;
 pub mod symbols;
 mod ws;
 
+pub use clock::SimClock;
 pub use kline_interval::{Interval, ParseIntervalError};
 pub use market::{SimMarket, COINM_BASES};
 pub use server::SimServer;

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -22,6 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::api::{self, ApiError, CountLimit, Ctx, Endpoint};
 use crate::archive::{self, Archive, CutStream, FileBody};
+use crate::clock::SimClock;
 use crate::data::Data;
 use crate::fmt::push_i64;
 use crate::gauge::Gauge;
@@ -46,13 +47,6 @@ impl std::fmt::Display for DropConnection {
 }
 
 impl std::error::Error for DropConnection {}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// The rate limits of one market: its weight budget and, on futures, the request-count limits
 /// of `fundingRate` and `/futures/data/*`.
@@ -93,6 +87,7 @@ struct Shared {
     archive: Archive,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
+    clock: SimClock,
 }
 
 impl Shared {
@@ -159,8 +154,17 @@ impl SimServer {
             futures_data: CountLimiter::new(cfg.futures_data_limit, cfg.futures_data_window),
             stats: MarketStats::default(),
         });
-        let hub = Arc::new(Hub::new(cfg.ws.clone(), Arc::new(cfg.data())));
-        let fws = Arc::new(Hub::new(cfg.futures_ws.clone(), Arc::new(cfg.data())));
+        let clock = SimClock::default();
+        let hub = Arc::new(Hub::new(
+            cfg.ws.clone(),
+            Arc::new(cfg.data()),
+            clock.clone(),
+        ));
+        let fws = Arc::new(Hub::new(
+            cfg.futures_ws.clone(),
+            Arc::new(cfg.data()),
+            clock.clone(),
+        ));
         let shared = Arc::new(Shared {
             weight_limits,
             funding_limit: (cfg.funding_rate_limit, cfg.funding_rate_window),
@@ -184,6 +188,7 @@ impl SimServer {
             fws,
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
             rest_at_once: Arc::default(),
+            clock,
         });
         shared.set_faults(cfg.faults);
         let (stop, stopped) = oneshot::channel();
@@ -195,6 +200,12 @@ impl SimServer {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// The simulator's clock: every "now" of REST, streams and archives. Set or advance it
+    /// instead of waiting for time to pass.
+    pub fn clock(&self) -> SimClock {
+        self.shared.clock.clone()
     }
 
     /// `http://IP:PORT` of the server.
@@ -494,7 +505,14 @@ async fn handle(
         let range = req.headers().get(RANGE).and_then(|v| v.to_str().ok());
         return Ok(shared
             .archive
-            .serve(req.method(), path, range, data, now_ms(), conn.cut.clone())
+            .serve(
+                req.method(),
+                path,
+                range,
+                data,
+                shared.clock.now_ms(),
+                conn.cut.clone(),
+            )
             .await);
     }
     let (market, rest) = SimMarket::split_path(path);
@@ -536,7 +554,7 @@ async fn handle(
         .is_some_and(|v| !v.is_empty());
     let weight = ep.weight_in(market, &query);
     let count_limit = ep.count_limit();
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let mi = market.index();
 
     let (plan, used, retry_after, latency) = {
@@ -713,11 +731,19 @@ async fn handle(
     Ok(respond(&shared, status, body, &meta))
 }
 
-/// `/sim/stats`, `/sim/faults`, `/sim/ws…` and `/sim/archive`: no weight, no faults, no
-/// statistics.
+fn clock_json(clock: &SimClock) -> String {
+    format!(
+        "{{\"now_ms\":{},\"ahead_ms\":{}}}",
+        clock.now_ms(),
+        clock.ahead_ms()
+    )
+}
+
+/// `/sim/stats`, `/sim/faults`, `/sim/ws…`, `/sim/archive` and `/sim/clock`: no weight, no
+/// faults, no statistics.
 async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Response<Body> {
     let meta = Meta {
-        used: shared.lock().markets[0].weight.used(now_ms()),
+        used: shared.lock().markets[0].weight.used(shared.clock.now_ms()),
         retry_after: None,
     };
     let (status, body) = match (name, req.method()) {
@@ -776,6 +802,29 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
                     (200, ws_faults_json(&f))
                 }
                 Err(msg) => (400, api::error_body(-1102, &msg)),
+            }
+        }
+        ("clock", &Method::GET) => (200, clock_json(&shared.clock)),
+        // `?advance_ms=N` jumps forward; `?now_ms=T` puts "now" at T.
+        ("clock", &Method::POST) => {
+            let q = crate::query::Query::parse(req.uri().query());
+            let ms = |k: &str| q.get(k).map(str::parse::<i64>);
+            match (ms("advance_ms"), ms("now_ms")) {
+                (Some(Ok(d)), None) if d >= 0 => {
+                    shared.clock.advance(Duration::from_millis(d as u64));
+                    (200, clock_json(&shared.clock))
+                }
+                (None, Some(Ok(t))) if t >= 0 => {
+                    shared.clock.set_now_ms(t);
+                    (200, clock_json(&shared.clock))
+                }
+                _ => (
+                    400,
+                    api::error_body(
+                        -1102,
+                        "give one of advance_ms (ms to jump forward, >= 0) or now_ms (epoch ms)",
+                    ),
+                ),
             }
         }
         ("ws/disconnect", &Method::POST) => ws_count(shared.broadcast(Control::Disconnect)),

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
@@ -34,6 +34,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::api::error_body;
+use crate::clock::SimClock;
 use crate::data::Data;
 use crate::fmt::{push_i64, push_json_str};
 use crate::market::SimMarket;
@@ -50,13 +51,6 @@ const TICK: Duration = Duration::from_millis(20);
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Unanswered pings remembered per connection.
 const MAX_OUTSTANDING_PINGS: usize = 64;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A server-wide order to every open session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,18 +135,23 @@ pub(crate) struct Hub {
     faults: watch::Sender<WsFaults>,
     data: watch::Sender<Arc<Data>>,
     ctl: broadcast::Sender<Control>,
-    attempts: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+    /// Connection attempts per IP, in simulated ms.
+    attempts: Mutex<HashMap<IpAddr, VecDeque<i64>>>,
     counters: Counters,
+    /// Event times, the message rate and the attempt window follow it; a connection's own
+    /// timers (pings, lifetime, lag, shutdown grace) run on the wall clock.
+    clock: SimClock,
 }
 
 impl Hub {
-    pub fn new(faults: WsFaults, data: Arc<Data>) -> Hub {
+    pub fn new(faults: WsFaults, data: Arc<Data>, clock: SimClock) -> Hub {
         Hub {
             faults: watch::Sender::new(faults),
             data: watch::Sender::new(data),
             ctl: broadcast::Sender::new(16),
             attempts: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            clock,
         }
     }
 
@@ -196,20 +195,21 @@ impl Hub {
         if f.max_connections_per_window == 0 {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.clock.now_ms();
+        let window = f.connection_window.as_millis().min(i64::MAX as u128) as i64;
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         // Forget idle IPs now and then so the map stays small.
         if attempts.len() > 1024 {
-            attempts.retain(|_, q| q.back().is_some_and(|&t| now - t < f.connection_window));
+            attempts.retain(|_, q| q.back().is_some_and(|&t| now - t < window));
         }
         let log = attempts.entry(ip).or_default();
-        while log.front().is_some_and(|&t| now - t >= f.connection_window) {
+        while log.front().is_some_and(|&t| now - t >= window) {
             log.pop_front();
         }
         if log.len() >= f.max_connections_per_window as usize {
             let oldest = log.front().copied().unwrap_or(now);
-            let wait = (oldest + f.connection_window).saturating_duration_since(now);
-            return Err(wait.as_millis().div_ceil(1000).max(1) as u64);
+            let wait = (oldest + window - now).max(0) as u64;
+            return Err(wait.div_ceil(1000).max(1));
         }
         log.push_back(now);
         Ok(())
@@ -466,7 +466,7 @@ pub(crate) async fn serve(hub: Arc<Hub>, pending: Pending) {
     };
     let _open = OpenGuard::new(hub.clone());
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-    let now = now_ms();
+    let now = hub.clock.now_ms();
     let data = hub.data.borrow().clone();
     let subs = pending
         .streams
@@ -528,8 +528,8 @@ struct Session {
     last_ping: Instant,
     /// Payloads and send times of pings not answered yet, oldest first.
     outstanding: VecDeque<(Bytes, Instant)>,
-    /// Arrival times of the counted incoming messages of the last second.
-    incoming: VecDeque<Instant>,
+    /// Arrival times (simulated ms) of the counted incoming messages of the last second.
+    incoming: VecDeque<i64>,
     shutdown_at: Option<Instant>,
     out: Outgoing,
 }
@@ -631,12 +631,8 @@ impl Session {
         if f.max_incoming_per_sec == 0 {
             return None;
         }
-        let now = Instant::now();
-        while self
-            .incoming
-            .front()
-            .is_some_and(|&t| now - t >= Duration::from_secs(1))
-        {
+        let now = self.hub.clock.now_ms();
+        while self.incoming.front().is_some_and(|&t| now - t >= 1_000) {
             self.incoming.pop_front();
         }
         self.incoming.push_back(now);
@@ -724,7 +720,7 @@ impl Session {
         }
         let mut queued = false;
         if now - self.last_ping >= f.ping_interval {
-            let payload = Bytes::from(now_ms().to_string());
+            let payload = Bytes::from(self.hub.clock.now_ms().to_string());
             if self.outstanding.len() < MAX_OUTSTANDING_PINGS {
                 self.outstanding.push_back((payload.clone(), now));
             }
@@ -739,7 +735,7 @@ impl Session {
             let data = self.hub.data.borrow().clone();
             let ctx = PollCtx {
                 data: &data,
-                now: now_ms(),
+                now: self.hub.clock.now_ms(),
                 kline_update_ms: f.kline_update.as_millis().min(i64::MAX as u128) as i64,
                 depth_gap_every: f.depth_gap_every,
             };
@@ -775,7 +771,7 @@ impl Session {
     async fn on_shutdown(&mut self, ws: &mut Ws) -> Option<End> {
         let f = self.hub.faults();
         let mut event = String::from("{\"e\":\"serverShutdown\",\"E\":");
-        push_i64(&mut event, now_ms());
+        push_i64(&mut event, self.hub.clock.now_ms());
         event.push('}');
         let text = if self.combined {
             wrap("!serverShutdown", &event)
@@ -874,7 +870,7 @@ impl Session {
                     return ws_error(2, &too_many_streams(f, self.market), &id);
                 }
                 let data = self.hub.data.borrow().clone();
-                let now = now_ms();
+                let now = self.hub.clock.now_ms();
                 self.subs
                     .extend(parsed.into_iter().map(|p| Stream::new(p, &data, now)));
                 ws_result(&Value::Null, &id)

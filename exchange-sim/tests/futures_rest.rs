@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{get_path, now_ms, request, start, Resp};
+use common::{get_path, pin_mid_day, request, start, Resp};
 
 use std::io::{Cursor, Read};
 use std::time::Duration;
@@ -75,6 +75,8 @@ async fn urls_ping_time_and_exchange_info() {
         ..SimConfig::default()
     })
     .await;
+    // Every hour and day boundary is far: "now" means one thing throughout.
+    pin_mid_day(&server);
     let base = server.base_url();
     assert_eq!(server.fapi_url(), format!("{base}/usdm"));
     assert_eq!(server.dapi_url(), format!("{base}/coinm"));
@@ -86,7 +88,7 @@ async fn urls_ping_time_and_exchange_info() {
     let r = get(&server, &format!("{fapi}/fapi/v1/ping")).await;
     assert_eq!((r.status, r.text(), r.used()), (200, "{}", 1));
     let r = get(&server, &format!("{fapi}/fapi/v1/time")).await;
-    assert!((r.json()["serverTime"].as_i64().unwrap() - now_ms()).abs() < 5_000);
+    assert!((r.json()["serverTime"].as_i64().unwrap() - server.clock().now_ms()).abs() < 5_000);
     assert_eq!(r.used(), 2);
     let r = get(
         &server,
@@ -500,6 +502,8 @@ async fn trades_and_depth() {
 #[tokio::test]
 async fn funding_rates_page_with_jittered_times() {
     let server = start(SimConfig::default()).await;
+    // Every hour and day boundary is far: "now" means one thing throughout.
+    pin_mid_day(&server);
     let fapi = server.fapi_url();
     let dapi = server.dapi_url();
     // Past the jitter of the funding at JAN_1_2024.
@@ -547,7 +551,7 @@ async fn funding_rates_page_with_jittered_times() {
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 100);
     let last = rows[99]["fundingTime"].as_i64().unwrap();
-    assert!(last <= now_ms() && now_ms() - last < 8 * HOUR + 1000);
+    assert!(last <= server.clock().now_ms() && server.clock().now_ms() - last < 8 * HOUR + 1000);
     // COIN-M rows have no mark price.
     let v = json(
         &server,
@@ -601,9 +605,11 @@ async fn funding_rates_page_with_jittered_times() {
 #[tokio::test]
 async fn open_interest_and_ratios_keep_thirty_days() {
     let server = start(SimConfig::default()).await;
+    // Every hour and day boundary is far: "now" means one thing throughout.
+    pin_mid_day(&server);
     let fapi = server.fapi_url();
     let dapi = server.dapi_url();
-    let now = now_ms();
+    let now = server.clock().now_ms();
     let end = now - 2 * HOUR;
     let start = now - 5 * DAY;
     let v = json(
@@ -638,7 +644,7 @@ async fn open_interest_and_ratios_keep_thirty_days() {
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), 30);
     let t = rows[29]["timestamp"].as_i64().unwrap();
-    assert_eq!(t, Interval::H1.align_down(now_ms()).max(t));
+    assert_eq!(t, Interval::H1.align_down(server.clock().now_ms()).max(t));
     assert_eq!(
         rows[29]["sumOpenInterest"].as_str().unwrap(),
         data::open_interest(SimMarket::UsdM, "BTCUSDT", t).sum_open_interest
@@ -741,7 +747,7 @@ async fn open_interest_and_ratios_keep_thirty_days() {
         assert_eq!(rows.len(), 3, "{path}");
         let row = &rows[2];
         let t = row["timestamp"].as_i64().unwrap();
-        assert_eq!(t, Interval::D1.align_down(now_ms()));
+        assert_eq!(t, Interval::D1.align_down(server.clock().now_ms()));
         let r = data::long_short_ratios(
             market,
             if market == SimMarket::UsdM {
@@ -939,6 +945,8 @@ fn rows_as_lines(v: &Value, keys: Option<&[&str]>) -> Vec<String> {
 #[tokio::test]
 async fn futures_archive_matches_rest() {
     let server = start(sparse()).await;
+    // Every hour and day boundary is far: "now" means one thing throughout.
+    pin_mid_day(&server);
     let fapi = server.fapi_url();
     let dapi = server.dapi_url();
     let day = JAN_1_2024;
@@ -1067,7 +1075,7 @@ async fn futures_archive_matches_rest() {
 
     // metrics: one row per 5 minutes with a header, the REST series' values.
     let (y, m, d) = {
-        let day_start = Interval::D1.align_down(now_ms()) - 2 * DAY;
+        let day_start = Interval::D1.align_down(server.clock().now_ms()) - 2 * DAY;
         let v = json(&server, &format!("{fapi}/futures/data/openInterestHist?symbol=BTCUSDT&period=5m&startTime={day_start}&endTime={}&limit=500", day_start + DAY - 1)).await;
         let rows = v.as_array().unwrap().clone();
         assert_eq!(rows.len(), 288);
@@ -1117,7 +1125,7 @@ async fn futures_archive_matches_rest() {
     )
     .await;
     assert_eq!(csv.lines().count(), 289);
-    let v = json(&server, &format!("{dapi}/futures/data/openInterestHist?pair=BTCUSD&contractType=PERPETUAL&period=5m&limit=1&endTime={}", Interval::D1.align_down(now_ms()) - 2 * DAY)).await;
+    let v = json(&server, &format!("{dapi}/futures/data/openInterestHist?pair=BTCUSD&contractType=PERPETUAL&period=5m&limit=1&endTime={}", Interval::D1.align_down(server.clock().now_ms()) - 2 * DAY)).await;
     let second = csv.lines().nth(1).unwrap();
     assert!(
         second.contains(&format!(
@@ -1194,10 +1202,12 @@ async fn futures_aggregate_trades_older_than_the_horizon_are_not_served() {
         ..SimConfig::default()
     })
     .await;
+    // Every hour and day boundary is far: "now" means one thing throughout.
+    pin_mid_day(&server);
     let (fapi, dapi, base) = (server.fapi_url(), server.dapi_url(), server.base_url());
     let d = server.data();
-    let old = now_ms() - 366 * DAY;
-    let recent = now_ms() - 300 * DAY;
+    let old = server.clock().now_ms() - 366 * DAY;
+    let recent = server.clock().now_ms() - 300 * DAY;
     for (url, symbol, market) in [
         (&fapi, "BTCUSDT", SimMarket::UsdM),
         (&dapi, "BTCUSD_PERP", SimMarket::CoinM),

@@ -401,14 +401,17 @@ async fn depth_events_sync_by_the_futures_rule() {
 #[tokio::test]
 async fn liquidations_are_the_data_functions() {
     let server = busy(WsFaults::futures()).await;
-    let t0 = now_ms();
+    let clock = server.clock();
+    let t0 = clock.now_ms();
     let mut all = connect(&format!("{}/market/ws/!forceOrder@arr", server.fws_url())).await;
     let mut one = connect(&format!("{}/ws/ethusd_perp@forceOrder", server.dws_url())).await;
+    // Ten minutes of the schedule at once: what they hold is sent at the next tick.
+    clock.advance(Duration::from_secs(600));
     let (a, b) = tokio::join!(
-        collect(&mut all, Duration::from_secs(6)),
-        collect(&mut one, Duration::from_secs(6))
+        collect(&mut all, Duration::from_secs(1)),
+        collect(&mut one, Duration::from_secs(1))
     );
-    let t1 = now_ms();
+    let t1 = clock.now_ms();
     let check = |events: &[Value], market: SimMarket| {
         for ev in events {
             assert_eq!(ev["e"], "forceOrder");
@@ -447,6 +450,7 @@ async fn liquidations_are_the_data_functions() {
         .iter()
         .filter(|e| (inner.0..=inner.1).contains(&e["o"]["T"].as_i64().unwrap()))
         .count();
+    assert!(expect > 0, "ten minutes of the schedule hold liquidations");
     assert_eq!(got, expect);
     let expect = data::liquidations(SimMarket::CoinM, "ETHUSD_PERP", inner.0, inner.1).len();
     let got = b

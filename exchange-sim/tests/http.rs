@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::{jump_to_window_start, now_ms, start};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use exchange_sim::data::{self, Data};
 use exchange_sim::{Faults, Interval, SimConfig, SimServer, Storm};
@@ -75,26 +76,6 @@ async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> std:
 
 async fn get(server: &SimServer, path: &str) -> Resp {
     request(server.local_addr(), "GET", path, "").await.unwrap()
-}
-
-async fn start(cfg: SimConfig) -> SimServer {
-    SimServer::start(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// Sleeps until just after the next multiple of `window_ms` since the epoch.
-async fn window_start(window_ms: i64) {
-    let now = now_ms();
-    let wait = window_ms - now.rem_euclid(window_ms) + 20;
-    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
 }
 
 #[tokio::test]
@@ -590,7 +571,7 @@ async fn over_budget_gets_429_then_418_after_strikes() {
         ..SimConfig::default()
     };
     let server = start(cfg).await;
-    window_start(2_000).await;
+    jump_to_window_start(&server, 2_000);
     for i in 1..=10 {
         let r = get(&server, "/api/v3/ping").await;
         assert_eq!(r.status, 200);
@@ -628,7 +609,7 @@ async fn over_budget_gets_429_then_418_after_strikes() {
     assert_eq!(stats.budget_violations, 5);
     assert_eq!(stats.max_window_weight, 10);
 
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    server.clock().advance(Duration::from_millis(2_100));
     let r = get(&server, "/api/v3/ping").await;
     assert_eq!(r.status, 200, "the ban is over: {}", r.body);
     assert_eq!(server.stats().max_window_weight, 10);
@@ -643,7 +624,7 @@ async fn the_budget_resets_with_the_window() {
         ..SimConfig::default()
     };
     let server = start(cfg).await;
-    window_start(1_000).await;
+    jump_to_window_start(&server, 1_000);
     for _ in 0..5 {
         assert_eq!(get(&server, "/api/v3/ping").await.status, 200);
     }
@@ -651,7 +632,7 @@ async fn the_budget_resets_with_the_window() {
     assert_eq!(r.status, 429);
     assert_eq!(r.header_u64("retry-after"), 1);
     assert_eq!(r.header_u64("x-mbx-used-weight-1s"), 6);
-    window_start(1_000).await;
+    jump_to_window_start(&server, 1_000);
     let r = get(&server, "/api/v3/ping").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header_u64("x-mbx-used-weight-1s"), 1);

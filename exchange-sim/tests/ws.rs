@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{collect, keys, next_json, reply, rest, send_json, sorted, start, Client};
+use common::{collect, eventually, keys, next_json, reply, rest, send_json, sorted, start, Client};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -181,7 +181,8 @@ async fn live_requests_and_their_errors() {
         seen.iter().all(|e| e == "aggTrade" || e == "kline"),
         "{seen:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A second later for the message-rate limit, without waiting for it.
+    server.clock().advance(Duration::from_millis(1_100));
     let r = reply(
         &mut ws,
         serde_json::json!({"method":"LIST_SUBSCRIPTIONS","id":"abc"}),
@@ -206,7 +207,8 @@ async fn live_requests_and_their_errors() {
         r,
         serde_json::json!({"code":2,"msg":"Invalid request: invalid stream","id":3})
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A second later for the message-rate limit, without waiting for it.
+    server.clock().advance(Duration::from_millis(1_100));
     let r = reply(&mut ws, serde_json::json!({"method":"FOO","id":4})).await;
     assert_eq!(r["code"], 2);
     assert!(r["msg"].as_str().unwrap().contains("unknown variant `FOO`"));
@@ -222,7 +224,8 @@ async fn live_requests_and_their_errors() {
     )
     .await;
     assert_eq!(r, serde_json::json!({"result":null,"id":6}));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // A second later for the message-rate limit, without waiting for it.
+    server.clock().advance(Duration::from_millis(1_100));
     let r = reply(
         &mut ws,
         serde_json::json!({"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":{}}),
@@ -321,14 +324,26 @@ async fn closed_klines_equal_rest_klines() {
     let server = busy(WsFaults::default()).await;
     let mut ws = connect(&server, "/stream?streams=bnbusdt@kline_1s/bnbusdt@kline_1m").await;
     let msgs = collect(&mut ws, Duration::from_millis(2600)).await;
+    // Then the clock jumps past the minute's end: the minute candle closes at once.
+    let clock = server.clock();
+    let to_minute = 60_000 - clock.now_ms().rem_euclid(60_000) + 100;
+    clock.advance(Duration::from_millis(to_minute as u64));
+    let minute = loop {
+        let m = next_json(&mut ws, Duration::from_secs(5))
+            .await
+            .expect("the minute candle closes");
+        if m["stream"] == "bnbusdt@kline_1m" && m["data"]["k"]["x"] == true {
+            break m;
+        }
+    };
     let closed: Vec<&Value> = msgs
         .iter()
+        .chain([&minute])
         .filter(|m| m["data"]["k"]["x"] == true)
         .map(|m| &m["data"]["k"])
         .collect();
-    assert!(closed.len() >= 2, "{} closed candles", closed.len());
+    assert!(closed.len() >= 3, "{} closed candles", closed.len());
     for k in closed {
-        // Mostly 1s candles; a minute candle closes too when the test spans a minute boundary.
         let (t, iv) = (k["t"].as_i64().unwrap(), k["i"].as_str().unwrap());
         let rows = rest(
             server.local_addr(),
@@ -559,8 +574,10 @@ async fn pings_are_sent_and_an_unanswered_ping_closes_the_connection() {
         Some(CloseCode::Policy),
         "{e:?}"
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(server.stats().ws_connections_open, 1);
+    eventually("the deaf connection is closed", || {
+        server.stats().ws_connections_open == 1
+    })
+    .await;
     server.shutdown().await;
 }
 
@@ -694,8 +711,10 @@ async fn stalled_connections_send_nothing_but_stay_open() {
     );
     drop(late);
     drop(fresh);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.stats().ws_connections_open, 0);
+    eventually("every connection is closed", || {
+        server.stats().ws_connections_open == 0
+    })
+    .await;
     server.shutdown().await;
 }
 
@@ -734,7 +753,7 @@ async fn more_than_five_messages_a_second_disconnects() {
     for _ in 0..5 {
         assert!(next_json(&mut ws, Duration::from_secs(1)).await.is_some());
     }
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    server.clock().advance(Duration::from_millis(1_050));
     for _ in 0..6 {
         ws.send(Message::Ping("p".into())).await.unwrap();
     }
@@ -811,7 +830,7 @@ async fn connection_attempts_over_the_limit_get_429() {
         other => panic!("{:?}", other.map(|_| ())),
     }
     assert_eq!(server.stats().ws_connection_attempts_rejected, 1);
-    tokio::time::sleep(Duration::from_millis(1050)).await;
+    server.clock().advance(Duration::from_millis(1_050));
     assert!(connect_async(&url).await.is_ok());
     assert_eq!(server.stats().ws_connections_opened, 4);
     server.shutdown().await;

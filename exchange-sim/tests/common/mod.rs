@@ -26,6 +26,36 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Puts the server's clock at 12:32:30 UTC of the current day and returns that time: every
+/// day, hour, 5-minute and minute boundary is at least 30 s away, so what a test computes from
+/// "now" holds while it runs (the clock still runs at the wall clock's speed).
+pub fn pin_mid_day(server: &SimServer) -> i64 {
+    const DAY: i64 = 86_400_000;
+    let at = now_ms().div_euclid(DAY) * DAY + (12 * 3_600 + 32 * 60 + 30) * 1_000;
+    server.clock().set_now_ms(at);
+    at
+}
+
+/// Jumps the server's clock to 20 ms after the next multiple of `window_ms` since the epoch
+/// (a weight window's start) instead of waiting for it.
+pub fn jump_to_window_start(server: &SimServer, window_ms: i64) {
+    let now = server.clock().now_ms();
+    let ahead = window_ms - now.rem_euclid(window_ms) + 20;
+    server.clock().advance(Duration::from_millis(ahead as u64));
+}
+
+/// Waits until `cond` holds, checking every 10 ms; panics naming `what` after 10 s.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The status code and headers of a raw HTTP/1.1 response head (without the blank line).
 pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
     let mut lines = head.split("\r\n");
