@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use loader_producer::binance::Exchange;
 use loader_producer::config::{parse_cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
+use loader_producer::market::Market;
 use loader_producer::{lifecycle, verify};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -108,7 +109,31 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
                 "KAFKA_TOPIC is not set: name the topic to verify (flag --kafka-topic)",
             )
         })?;
-    let expect = args.expectation()?;
+    let mut expect = args.expectation()?;
+    let connect = |market: Market, symbols: Vec<String>| async move {
+        let binance = args.binance_config(market)?;
+        Ok::<_, LoaderError>(
+            Exchange::connect(&binance, &symbols, CancellationToken::new())
+                .await
+                .map_err(|e| {
+                    format!(
+                        "Binance could not be asked at {} {} ({e})",
+                        market.rest_url_var().0,
+                        binance.api_url
+                    )
+                }),
+        )
+    };
+    // Whether a range reaches past the present is judged by the exchange's clock, as the loader
+    // judged it when it cut the range. Without SYMBOL the symbols are learnt from the topic, and
+    // the local clock judges (a connection checks its symbols).
+    let mut early = None;
+    if !args.offline && expect.range.is_some() && !expect.symbols.is_empty() {
+        let home = expect.home_market;
+        let ex = connect(home, expect.symbols.clone()).await?;
+        expect.now_ms = ex.as_ref().ok().map(Exchange::server_now_ms);
+        early = Some((home, ex));
+    }
     let (k, t, e) = (kafka.clone(), topic.clone(), expect.clone());
     let mut report = tokio::task::spawn_blocking(move || verify::verify_topic(&k, &t, &e))
         .await
@@ -123,19 +148,17 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
                 .filter(|g| g.market == market)
                 .map(|g| g.symbol.clone())
                 .collect();
-            let binance = args.binance_config(market)?;
-            // What cannot be asked is unchecked, which fails the verdict; never an exchange gap.
-            match Exchange::connect(&binance, &symbols, CancellationToken::new()).await {
-                Ok(ex) => report.ask_exchange(market, Ok(&ex)).await,
-                Err(e) => {
-                    let why = format!(
-                        "Binance could not be asked at {} {} ({e})",
-                        market.rest_url_var().0,
-                        binance.api_url
-                    );
-                    report.ask_exchange(market, Err(why)).await
+            let ex = match early.take() {
+                Some((m, ex)) if m == market => ex,
+                other => {
+                    early = other;
+                    connect(market, symbols).await?
                 }
-            }
+            };
+            // What cannot be asked is unchecked, which fails the verdict; never an exchange gap.
+            report
+                .ask_exchange(market, ex.as_ref().map_err(String::clone))
+                .await;
         }
     }
     if args.offline {

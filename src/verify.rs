@@ -96,6 +96,10 @@ pub struct Expectation {
     /// Where a symbol of `kind` with no records at all is reported (and looked up): `MARKET`,
     /// else the first market that offers the type.
     pub home_market: Market,
+    /// The present, from the exchange's clock when it was reached (the loader cut a range
+    /// reaching past it by the same clock); the local clock otherwise (`--offline`, no
+    /// `SYMBOL`, the exchange unreachable).
+    pub now_ms: Option<i64>,
 }
 
 /// A span the exchange could not be asked about.
@@ -574,7 +578,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         .assign(&tpl)
         .map_err(|e| LoaderError::kafka(format!("cannot read topic {topic}: {e}")))?;
 
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = expect
+        .now_ms
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
     let mut groups: BTreeMap<(Market, String, RecordKind), Group> = BTreeMap::new();
     let mut wrong_type: BTreeMap<String, u64> = BTreeMap::new();
     let mut records = 0u64;

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::NaiveDate;
 use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
 use serde_json::Value;
 use support::loader::{
@@ -172,16 +172,13 @@ async fn rest_archive_and_auto_publish_byte_identical_topics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_them() {
     let sim = sim(ArchiveFaults::default()).await;
-    let now = Utc::now();
-    let today = now.date_naive();
-    let this_month = today.with_day(1).unwrap();
-    let last_month = (this_month - chrono::Days::new(1)).with_day(1).unwrap();
-    let start = last_month
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let range = format!("{start}:{}", now.timestamp_millis());
+    // The exchange's present is a chosen instant, half a minute into 2026-03-17 12:00 (the
+    // loader takes its time from the exchange): what is closed, published or "today" cannot
+    // change under the test.
+    let now = ms("2026-03-17") + 12 * 3_600_000 + 30_000;
+    sim.clock().set_now_ms(now);
+    let start = ms("2026-02-01");
+    let range = format!("{start}:{now}");
     let events = fresh_topic("events-auto-now");
     let (run, topic, st) = load(
         &sim,
@@ -194,9 +191,8 @@ async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_the
     run.assert_ok();
     // Last month from its monthly file; every day of this month before today (yesterday
     // included: the archive has it) from its daily file; today over REST.
-    let monthly = format!("BTCUSDT-1m-{}.zip", last_month.format("%Y-%m"));
     assert_eq!(
-        st.archive_downloads.get(&monthly),
+        st.archive_downloads.get("BTCUSDT-1m-2026-02.zip"),
         Some(&1),
         "{:?}",
         st.archive_downloads
@@ -206,63 +202,83 @@ async fn auto_up_to_now_uses_monthly_daily_and_rest_files_as_the_archive_has_the
         .keys()
         .filter(|k| k.len() == "BTCUSDT-1m-2024-01-01.zip".len())
         .count();
-    assert_eq!(daily as u32, today.day() - 1, "{:?}", st.archive_downloads);
-    // Today's closed minutes came over REST (in the first minute of the day there are none).
-    let today_start = today
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    if now.timestamp_millis() - today_start > 61_000 {
-        assert!(data_requests(&st) >= 1, "today came over REST: {st:?}");
-    }
+    assert_eq!(daily, 16, "{:?}", st.archive_downloads);
+    assert!(data_requests(&st) >= 1, "today came over REST: {st:?}");
     assert!(
         run.stdout.contains("reaches past the present"),
         "{}",
         run.stdout
     );
     // The range ends inside the open minute: the job loads up to the last closed one and says
-    // so in `finished`. Verifying that range holds whatever the clock does meanwhile (the
-    // whole range would miss the last minute once it closes, as it should).
+    // so in `finished`.
     let finished = read_topic(&events)
         .into_iter()
         .map(|(_, e)| e)
         .find(|e| e["status"] == "finished")
         .expect("a finished event");
-    let until = finished["loaded_until"].as_str().expect("loaded_until");
-    let loaded = chrono::DateTime::parse_from_rfc3339(until)
-        .unwrap()
-        .timestamp_millis();
-    assert!(
-        loaded <= now.timestamp_millis() && loaded % 60_000 == 0,
+    assert_eq!(
+        finished["loaded_until"], "2026-03-17T12:00:00.000Z",
         "{finished}"
     );
-    verify_ok(&topic, &format!("{start}:{until}"), "api_candles_1m", &sim);
+    verify_ok(
+        &topic,
+        "2026-02-01:2026-03-17T12:00:00.000Z",
+        "api_candles_1m",
+        &sim,
+    );
+    let a = read_raw(&topic);
+    assert_eq!(a.len(), (28 + 16) * 1440 + 12 * 60);
 
     // With a two-day publication delay, the last two days are not in the archive yet: they
     // come over REST, and the result is the same.
+    sim.clock().set_now_ms(now);
     sim.set_archive_faults(ArchiveFaults {
         daily_delay: Duration::from_secs(2 * 86_400),
         ..ArchiveFaults::default()
     });
-    let yesterday = format!(
-        "BTCUSDT-1m-{}.zip",
-        (today - chrono::Days::new(1)).format("%Y-%m-%d")
-    );
     let (run, delayed_topic, st2) = load(&sim, "api_candles_1m", &range, "auto", &[]).await;
     run.assert_ok();
     assert_eq!(
-        st2.archive_downloads.get(&yesterday),
-        st.archive_downloads.get(&yesterday),
+        st2.archive_downloads.get("BTCUSDT-1m-2026-03-16.zip"),
+        st.archive_downloads.get("BTCUSDT-1m-2026-03-16.zip"),
         "no new download of yesterday"
     );
     assert!(data_requests(&st2) > data_requests(&st));
-    let (a, b) = (read_raw(&topic), read_raw(&delayed_topic));
-    // The second run may reach a minute further if the clock passed a minute boundary.
-    assert!(
-        b.len() >= a.len() && b[..a.len()] == a[..],
-        "same candles either way"
+    assert!(read_raw(&delayed_topic) == a, "same candles either way");
+
+    // The whole range, by the exchange's clock, still reaches past the present: checked up to
+    // the last record. Once the 12:00 minute has closed the topic lacks it, as verify says, and
+    // the next run of the job loads it.
+    sim.set_archive_faults(ArchiveFaults::default());
+    sim.clock().set_now_ms(now);
+    let report = verify_ok(&topic, &range, "api_candles_1m", &sim);
+    assert_eq!(report["groups"][0]["missing"], 0, "{report}");
+    sim.clock().set_now_ms(now + 120_000);
+    let v = verify_topic(
+        &topic,
+        &range,
+        &[
+            ("SYMBOL", "BTCUSDT".into()),
+            ("TYPE", "api_candles_1m".into()),
+            ("BINANCE_API_URL", sim.base_url()),
+        ],
+        &[],
     );
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    let report: Value = serde_json::from_str(&v.stdout).unwrap();
+    let noon = now - 30_000;
+    assert_eq!(
+        report["groups"][0]["missing_ranges"],
+        serde_json::json!([[noon, noon]]),
+        "{report}"
+    );
+    let env = with(
+        job_env(&sim.base_url(), &topic, "BTCUSDT", "api_candles_1m", &range),
+        &[("SOURCE", "auto")],
+    );
+    run_loader_async(env, vec![]).await.assert_ok();
+    verify_ok(&topic, &range, "api_candles_1m", &sim);
+    assert_eq!(read_raw(&topic).len(), a.len() + 1);
     sim.shutdown().await;
 }
 

@@ -13,7 +13,8 @@ use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
 use serde_json::Value;
 use support::broker::Broker;
 use support::loader::{
-    fresh_topic, live_range, read_records, run_loader_async, verify_topic, wait_until, with,
+    fresh_topic, live_range, live_range_after, read_records, run_loader_async, verify_topic,
+    wait_until, with,
 };
 
 #[derive(Clone, Copy)]
@@ -101,7 +102,7 @@ async fn run_through_a_disconnect(
 ) -> Vec<Value> {
     let handle = tokio::spawn(run_loader_async(env, vec![]));
     // The range may start some seconds ahead: the deadline counts from its start.
-    let until_start = Duration::from_millis((range.0 - support::loader::now_ms()).max(0) as u64);
+    let until_start = Duration::from_millis((range.0 - sim.clock().now_ms()).max(0) as u64);
     wait_until(
         "records of the range published",
         until_start + Duration::from_secs(20),
@@ -225,7 +226,7 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
         // Diff depth first, without a reconnect (Binance has no backfill for it: a reconnect
         // is a real gap, which verify reports): the `pu` chain holds from end to end.
         let topic = fresh_topic(&format!("{}-ws-depth", m.market));
-        let range = live_range(4);
+        let range = live_range_after(sim.clock().now_ms(), 4);
         run_loader_async(env(&sim, m, &topic, &symbols, "ws_depth", range), vec![])
             .await
             .assert_ok();
@@ -238,28 +239,27 @@ async fn mark_prices_liquidations_tickers_and_depth_publish_through_a_reconnect(
         for ty in ["ws_mark_price", "ws_bookticker", "ws_liquidations"] {
             let topic = fresh_topic(&format!("{}-{ty}", m.market));
             let range = match ty {
-                // Liquidations are sparse (a few a minute): the exchange's own schedule picks
-                // an 8 s range holding at least three, so one arrives before the disconnect and
-                // more after it.
-                // In a quiet hour of the schedule no 8 s range within a minute holds three, so
-                // longer ranges are tried too.
-                "ws_liquidations" => [8, 16, 32, 64]
-                    .into_iter()
-                    .flat_map(|len| (0..60).map(move |s| (len, s)))
-                    .map(|(len, s)| {
-                        let (a, b) = live_range(len);
-                        (a + s * 1000, b + s * 1000)
-                    })
-                    .find(|&(a, b)| {
-                        let symbols = [m.symbol, m.others[0], m.others[1]];
-                        symbols
-                            .iter()
-                            .map(|sym| data::liquidations(m.sim, sym, a, b - 1).len())
-                            .sum::<usize>()
-                            >= 3
-                    })
-                    .expect("liquidations within two minutes"),
-                _ => live_range(8),
+                // Liquidations are sparse (a few a minute): the exchange's own schedule is
+                // searched for the next 8 s holding at least three, so one arrives before the
+                // disconnect and more after it, and the exchange's clock is put just before
+                // them (the loader follows it).
+                "ws_liquidations" => {
+                    let symbols = [m.symbol, m.others[0], m.others[1]];
+                    let from = live_range_after(sim.clock().now_ms(), 0).0;
+                    let start = (0..6 * 3_600)
+                        .map(|s| from + s * 1000)
+                        .find(|&a| {
+                            symbols
+                                .iter()
+                                .map(|sym| data::liquidations(m.sim, sym, a, a + 8_000 - 1).len())
+                                .sum::<usize>()
+                                >= 3
+                        })
+                        .expect("three liquidations in 8 s within six hours of the schedule");
+                    sim.clock().set_now_ms(start - 2_000);
+                    (start, start + 8_000)
+                }
+                _ => live_range_after(sim.clock().now_ms(), 8),
             };
             // Wait for the first record before cutting the connection.
             let records = run_through_a_disconnect(

@@ -961,3 +961,30 @@ async fn the_binary_prints_its_address_and_stops_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn the_clock_is_set_and_jumped_and_server_time_follows() {
+    let server = start(SimConfig::default()).await;
+    let addr = server.local_addr();
+    let at = 1_700_000_000_000;
+    let r = common::request(addr, "POST", &format!("/sim/clock?now_ms={at}"), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = get(&server, "/api/v3/time").await.json()["serverTime"]
+        .as_i64()
+        .unwrap();
+    assert!((at..at + 5_000).contains(&t), "{t}");
+    // Klines end at the simulated present.
+    let rows = get(&server, "/api/v3/klines?symbol=BTCUSDT&interval=1h&limit=2").await;
+    let last_open = rows.json()[1][0].as_i64().unwrap();
+    assert_eq!(last_open, Interval::H1.align_down(t));
+    let r = common::request(addr, "POST", "/sim/clock?advance_ms=3600000", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let now = r.json()["now_ms"].as_i64().unwrap();
+    assert!((at + 3_600_000..at + 3_605_000).contains(&now), "{now}");
+    assert!((now - server.clock().now_ms()).abs() < 5_000);
+    for bad in ["", "?advance_ms=-1", "?now_ms=x", "?advance_ms=1&now_ms=2"] {
+        let r = common::request(addr, "POST", &format!("/sim/clock{bad}"), &[]).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+    server.shutdown().await;
+}

@@ -364,6 +364,7 @@ impl VerifyArgs {
             kind: data_type.map(|t| t.record_kind()),
             market,
             home_market,
+            now_ms: None,
         })
     }
 

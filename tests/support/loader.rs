@@ -220,6 +220,12 @@ pub fn now_ms() -> i64 {
 
 /// A live range starting shortly and lasting `secs` seconds, on whole seconds.
 pub fn live_range(secs: i64) -> (i64, i64) {
-    let start = (now_ms() / 1000 + 2) * 1000;
+    live_range_after(now_ms(), secs)
+}
+
+/// A live range starting shortly after `now` (epoch ms: the simulator's clock, for a test that
+/// moves it) and lasting `secs` seconds, on whole seconds.
+pub fn live_range_after(now: i64, secs: i64) -> (i64, i64) {
+    let start = (now / 1000 + 2) * 1000;
     (start, start + secs * 1000)
 }
