@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use chrono::{Duration as Days, Utc};
+use chrono::{Duration as Days, NaiveDate};
 use exchange_sim::{ArchiveFaults, SimConfig, SimServer, SimStats};
 use serde_json::Value;
 use support::loader::{
@@ -76,13 +76,35 @@ impl Futures {
     }
 }
 
-/// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small).
+/// The exchange's "today" in these tests. Each simulator's clock is put at its noon: what
+/// Binance keeps (a year of trades, 30 days of open interest) and what the archive has published
+/// cannot change while a test runs, whatever the wall clock does (the loader and verify take
+/// their time from the exchange).
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 3, 17).unwrap()
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Midnight UTC `days` after [`today`], in epoch ms.
+fn day_ms(days: i64) -> i64 {
+    (today() + Days::days(days))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// A simulator with a trade every 10 s on average (8,640 a day: days of trades stay small), its
+/// clock at noon of [`today`].
 async fn sim(cfg: SimConfig) -> SimServer {
-    support::sim(SimConfig {
+    let sim = support::sim(SimConfig {
         agg_trade_spacing_ms: 10_000,
         ..cfg
     })
-    .await
+    .await;
+    sim.clock().set_now_ms(day_ms(0) + 12 * HOUR_MS);
+    sim
 }
 
 /// Loads `ty` of `m`'s symbol for `range` with `SOURCE=source` into a fresh topic.
@@ -133,7 +155,7 @@ fn payloads(topic: &str) -> Vec<Vec<u8>> {
 }
 
 fn date(days_from_today: i64) -> String {
-    (Utc::now().date_naive() + Days::days(days_from_today))
+    (today() + Days::days(days_from_today))
         .format("%Y-%m-%d")
         .to_string()
 }
@@ -405,13 +427,6 @@ async fn open_interest_and_ratios_load_exactly_once_within_what_binance_keeps() 
         verify_ok(&sim, m, &topic, &old, "api_open_interest_1h");
 
         // A partial first day older than REST keeps comes from its metrics file, filtered.
-        let day_ms = |days: i64| {
-            (Utc::now().date_naive() + Days::days(days))
-                .and_hms_opt(0, 0, 0)
-                .unwrap()
-                .and_utc()
-                .timestamp_millis()
-        };
         let partial = format!("{}:{}", day_ms(-35) + 6 * 3_600_000, day_ms(-33));
         let oi_requests = |st: &SimStats| {
             let path = format!("/{}/futures/data/openInterestHist", m.market);
@@ -602,8 +617,8 @@ async fn a_wrong_futures_symbol_or_type_is_a_configuration_error() {
 /// thousand hours), instead of a binary search over ids of about 30 requests of weight 20.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_next_trade_after_a_long_silence_is_found_through_klines() {
-    let hour = 3_600_000;
-    let end = (Utc::now().timestamp_millis() / hour - 30 * 24) * hour;
+    let hour = HOUR_MS;
+    let end = day_ms(-30) + 12 * hour;
     for m in [USDM, COINM] {
         let market = match m.market {
             "usdm" => exchange_sim::SimMarket::UsdM,

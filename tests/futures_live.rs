@@ -13,8 +13,8 @@ use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
 use serde_json::Value;
 use support::broker::Broker;
 use support::loader::{
-    fresh_topic, live_range, live_range_after, read_records, run_loader_async, verify_topic,
-    wait_until, with,
+    fresh_topic, live_range, live_range_after, published, read_records, run_loader_async,
+    verify_topic, wait_until, with,
 };
 
 #[derive(Clone, Copy)]
@@ -75,10 +75,6 @@ fn env(
         ("WS_IDLE_TIMEOUT", "1.5".to_string()),
         ("TIME_RANGE", format!("{}:{}", range.0, range.1)),
     ]
-}
-
-fn published(topic: &str) -> usize {
-    support::broker::message_count(&Broker::shared().bootstrap(), topic).max(0) as usize
 }
 
 fn verify_ok(topic: &str, range: (i64, i64)) {

@@ -10,8 +10,8 @@ use exchange_sim::{data, Interval, SimConfig, SimServer, WsFaults};
 use serde_json::Value;
 use support::broker::Broker;
 use support::loader::{
-    fresh_topic, job_env, live_range, now_ms, read_raw, read_records, run_loader_async, wait_until,
-    with, Run,
+    fresh_topic, job_env, live_range, now_ms, published, read_raw, read_records, run_loader_async,
+    wait_until, with, Run,
 };
 
 async fn sim(spacing_ms: i64, ws: WsFaults) -> SimServer {
@@ -68,14 +68,6 @@ fn exchange_trade_ids(spacing_ms: i64, symbol: &str, range: (i64, i64)) -> Vec<u
 }
 
 /// Records published so far (0 while the topic does not exist yet).
-fn published(topic: &str) -> usize {
-    if support::broker::topic_exists(&Broker::shared().bootstrap(), topic) {
-        read_records(topic).len()
-    } else {
-        0
-    }
-}
-
 /// `verify`, asking the simulator (trades are checked up to the range's edges there).
 fn verify(sim: &SimServer, topic: &str, range: (i64, i64)) -> Run {
     support::loader::run_loader(

@@ -191,6 +191,16 @@ pub fn verify_topic(
     run_loader(&env, &all)
 }
 
+/// How many records `topic` holds on the shared broker (0 before it exists).
+pub fn published(topic: &str) -> usize {
+    let bootstrap = super::broker::Broker::shared().bootstrap();
+    if super::broker::topic_exists(&bootstrap, topic) {
+        read_records(topic).len()
+    } else {
+        0
+    }
+}
+
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
 pub async fn wait_until(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
