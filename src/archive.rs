@@ -221,6 +221,12 @@ enum Fetch {
     Cut(String),
 }
 
+/// Checksum probes in flight for `concurrency` file slots: twice as many (a probe is one small
+/// request), job-wide and per symbol's plan alike.
+fn probes_for(concurrency: usize) -> usize {
+    concurrency.max(1) * 2
+}
+
 impl ArchiveClient {
     pub fn new(cfg: ArchiveConfig, cancel: CancellationToken) -> Result<Self, String> {
         let http = reqwest::Client::builder()
@@ -236,7 +242,7 @@ impl ArchiveClient {
             cancel,
             unreachable: std::sync::OnceLock::new(),
             files: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
-            probes: tokio::sync::Semaphore::new(cfg.concurrency.max(1) * 2),
+            probes: tokio::sync::Semaphore::new(probes_for(cfg.concurrency)),
             cfg,
         })
     }
@@ -257,7 +263,7 @@ impl ArchiveClient {
 
     /// Checksum probes one symbol's plan keeps in flight (the job as a whole never has more).
     pub fn probes_at_once(&self) -> usize {
-        self.cfg.concurrency.max(1) * 2
+        probes_for(self.cfg.concurrency)
     }
 
     /// A [`FileSlot`] if one is free now and nobody is waiting for one: for downloading ahead,
@@ -570,6 +576,11 @@ struct Spool {
     received: u64,
 }
 
+/// A spool whose file or hasher is gone: a blocking write of it failed before.
+fn earlier_write_failed() -> std::io::Error {
+    std::io::Error::other("an earlier write of this download failed")
+}
+
 impl Spool {
     fn new(file: File) -> Spool {
         Spool {
@@ -593,9 +604,8 @@ impl Spool {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let gone = || std::io::Error::other("an earlier write of this download failed");
-        let mut file = self.file.take().ok_or_else(gone)?;
-        let mut hasher = self.hasher.take().ok_or_else(gone)?;
+        let mut file = self.file.take().ok_or_else(earlier_write_failed)?;
+        let mut hasher = self.hasher.take().ok_or_else(earlier_write_failed)?;
         let buf = std::mem::take(&mut self.buf);
         let (file, hasher, mut buf, written) = tokio::task::spawn_blocking(move || {
             let written = file.write_all(&buf);
@@ -612,10 +622,7 @@ impl Spool {
 
     /// Forgets everything received (the server sent the whole file again).
     fn restart(&mut self) -> std::io::Result<()> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("an earlier write of this download failed"))?;
+        let file = self.file.as_mut().ok_or_else(earlier_write_failed)?;
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         self.hasher = Some(Sha256::new());
@@ -627,10 +634,7 @@ impl Spool {
     /// Writes what is left; the sha256 of everything received, in hex.
     async fn finish(mut self) -> std::io::Result<String> {
         self.write_out().await?;
-        let hasher = self
-            .hasher
-            .take()
-            .ok_or_else(|| std::io::Error::other("an earlier write of this download failed"))?;
+        let hasher = self.hasher.take().ok_or_else(earlier_write_failed)?;
         Ok(hasher
             .finalize()
             .iter()

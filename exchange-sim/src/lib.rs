@@ -7,10 +7,10 @@
 //! that lets tests compute the exact records the server returns without going through HTTP or
 //! WebSocket.
 //!
-//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `clock` ([`SimClock`]), `market` ([`SimMarket`]:
-//! prefixes, per-market symbols, salts), `api` (REST endpoints of every market),
-//! `futures_api` (the futures-only endpoints), `limiter` (request weights, 429/418, request
-//! counts), `query` (query strings), `fmt` (number formatting), [`data`] (the deterministic
+//! Modules: `server` (accept loop, request pipeline, `/sim/*`), `clock` ([`SimClock`]),
+//! `market` ([`SimMarket`]: prefixes, per-market symbols, salts), `api` (REST endpoints of
+//! every market), `futures_api` (the futures-only endpoints), `limiter` (request weights,
+//! 429/418, request counts), `query` (query strings), `fmt` (number formatting), [`data`] (the deterministic
 //! records), `futures` (mark/index/premium prices, funding, open interest, ratios,
 //! liquidations; public through [`data`]), [`symbols`] (symbol rules), `ws` and `streams`
 //! (WebSocket sessions and market streams), and `archive` (the bulk archive: `layout` of paths
