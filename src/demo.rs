@@ -14,7 +14,7 @@ use crate::config::{
 };
 use crate::error::{LoaderError, Result};
 use crate::job;
-use crate::source::SourceMode;
+use crate::source_mode::SourceMode;
 use crate::time_range::{TimeRange, DAY_MS};
 use crate::verify;
 

@@ -15,17 +15,19 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::ArchiveClient;
-use crate::binance::rest::RestStats;
-use crate::binance::Exchange;
 use crate::config::JobConfig;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::DataType;
 use crate::resume::Resume;
 use crate::sink::{KafkaSink, SinkOptions};
+use crate::source::history;
 use crate::source::live::LiveSource;
-use crate::source::{history, HistoryContext, SourceMode, SourceSummary};
+use crate::source_mode::SourceMode;
 use crate::status::{JobStatus, Phase, StopReason};
+use crate::venue::binance::rest::RestStats;
+use crate::venue::binance::Exchange;
+use crate::venue::history::{HistoryContext, SourceSummary};
 
 /// How often an idle sink serves delivery reports (and so notices a failure or a stall).
 const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
@@ -324,7 +326,11 @@ pub async fn load(
             })?;
             for symbol in &cfg.symbols {
                 let ctx = HistoryContext {
-                    exchange: upstream.exchange.clone(),
+                    clock: upstream
+                        .exchange
+                        .as_ref()
+                        .map(|ex| ex.clock())
+                        .unwrap_or_default(),
                     archive: upstream.archive.clone(),
                     mode: cfg.source,
                     market: cfg.binance.market,
@@ -337,8 +343,11 @@ pub async fn load(
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),
                 };
-                let load =
-                    history::load(crate::source::history_loader(history_type), ctx, tx.clone());
+                let kind = crate::venue::binance::history::history(
+                    history_type,
+                    upstream.exchange.clone(),
+                );
+                let load = history::load(kind, ctx, tx.clone());
                 sources.spawn(async move {
                     match load.await {
                         Ok(summary) => Ok(Ended::Done(vec![summary])),

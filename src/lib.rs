@@ -3,9 +3,13 @@
 //!
 //! Layers, bottom to top (`tests/layering.rs` keeps imports pointing down and free of cycles):
 //! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `registry`
-//!   (the data types and what identifies their records), `identity`;
-//! - connectors: `binance` (REST and streams: its endpoint and stream names of each data type
-//!   live there), `archive` (data.binance.vision), `kafka`, `tls` (the one TLS connector);
+//!   (the data types and what identifies their records), `identity`, `source_mode`;
+//! - connectors: `archive` (an archive's files: downloads, checksums, CSV rows), `kafka`, `tls`
+//!   (the one TLS connector);
+//! - the seam: `venue` (`venue::history`: what a venue's history of a type does, and what the
+//!   generic layers hand it), which names no venue;
+//! - venues: `venue::binance` (REST and streams: its endpoint and stream names of each data type,
+//!   and its history types, live there);
 //! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
 //!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
 //! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a
@@ -16,7 +20,6 @@
 
 mod archive;
 mod backoff;
-pub mod binance;
 mod bounds;
 pub mod config;
 mod control;
@@ -36,8 +39,10 @@ mod resume;
 mod secret;
 pub mod sink;
 mod source;
+mod source_mode;
 mod status;
 mod telemetry;
 pub mod time_range;
 mod tls;
+pub mod venue;
 pub mod verify;

@@ -2,7 +2,7 @@
 //! parameter of everything that talks to Binance, never a copy of it: this module owns its
 //! names and how records of each market are told apart in a topic; what the exchange does
 //! differently in each (hosts, path prefixes, page and connection limits, the archive root) is
-//! Binance's rule and lives in `binance::markets`.
+//! Binance's rule and lives in `venue::binance::markets`.
 
 use std::fmt;
 use std::str::FromStr;

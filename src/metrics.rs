@@ -17,8 +17,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::binance::rest::RestStats;
 use crate::status::{JobStatus, Phase};
+use crate::venue::binance::rest::RestStats;
 
 #[derive(Debug)]
 struct JobCollector(Arc<JobStatus>);

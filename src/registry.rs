@@ -3,9 +3,9 @@
 //! what its records look like (their `_key`) and what `verify` checks for them.
 //!
 //! Adding a data type means one entry in [`TYPES`], a variant in [`HistoryType`] or
-//! [`LiveType`] (plus [`RecordKind`] when its records are new), and its own module under
-//! `source/` implementing `source::History` (named in `source::history_loader`) or a live
-//! handler; `config`, `job`, `verify`, `demo` and the help text take everything else from here,
+//! [`LiveType`] (plus [`RecordKind`] when its records are new), and in each venue that serves
+//! it a module implementing `venue::history::History` (Binance's are named in
+//! `venue::binance::history::history`) or a live handler; `config`, `job`, `verify`, `demo` and the help text take everything else from here,
 //! and `tests/compliance.rs` loads and verifies every entry on every market it lists.
 
 use std::fmt;
@@ -16,7 +16,7 @@ use crate::market::Market;
 use crate::record::tag;
 
 /// The price series futures publish as candles besides trades (their endpoints and archive
-/// directories are the venue's: `binance::endpoint`).
+/// directories are the venue's: `venue::binance::endpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PriceSeries {
     /// The mark price.
@@ -32,7 +32,7 @@ impl PriceSeries {
 }
 
 /// The futures statistics series (open interest, long/short ratios), one row per period (their
-/// endpoints are the venue's: `binance::endpoint`).
+/// endpoints are the venue's: `venue::binance::endpoint`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FuturesSeries {
     /// Open interest.

@@ -32,17 +32,10 @@ use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
+pub use crate::venue::history::ResumePoint;
 
 /// Messages read per step backwards.
 const CHUNK: i64 = 2_000;
-
-/// The last record an earlier attempt published for one symbol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResumePoint {
-    /// Open time (candles), trade id (trades) or update id (depth, tickers).
-    pub ordinal: i64,
-    pub timestamp: i64,
-}
 
 /// What the topic says about earlier attempts.
 #[derive(Debug, Clone, Default)]

@@ -7,11 +7,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::archive::ArchiveStats;
-use crate::binance::limiter::WeightLimiter;
-use crate::binance::rest::RestStats;
 use crate::registry::Origin;
 use crate::sink::DeliveryContext;
 use crate::time_range::TimeRange;
+use crate::venue::binance::limiter::WeightLimiter;
+use crate::venue::binance::rest::RestStats;
+use crate::venue::history::Progress;
 
 /// Where the job is in its life; reported in telemetry and as a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,23 +142,6 @@ impl JobStatus {
     }
 
     /// Counts records handed to the sink by where they came from.
-    pub fn note_origin(&self, origin: Origin, records: u64) {
-        let c = match origin {
-            Origin::Archive => &self.from_archive,
-            Origin::Rest => &self.from_rest,
-            Origin::WebSocket => &self.from_stream,
-        };
-        c.fetch_add(records, Ordering::Relaxed);
-    }
-
-    pub fn note_fallback(&self) {
-        self.archive_fallbacks.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn note_archive_hole(&self) {
-        self.archive_holes.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn phase(&self) -> Phase {
         Phase::ALL[self.phase.load(Ordering::Relaxed) as usize]
     }
@@ -220,5 +204,24 @@ impl JobStatus {
         self.limiter
             .get()
             .map(|l| (l.used(), l.budget(), l.window().as_secs_f64()))
+    }
+}
+
+impl Progress for JobStatus {
+    fn note_origin(&self, origin: Origin, records: u64) {
+        let c = match origin {
+            Origin::Archive => &self.from_archive,
+            Origin::Rest => &self.from_rest,
+            Origin::WebSocket => &self.from_stream,
+        };
+        c.fetch_add(records, Ordering::Relaxed);
+    }
+
+    fn note_fallback(&self) {
+        self.archive_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn note_archive_hole(&self) {
+        self.archive_holes.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -14,20 +14,21 @@
 //! is reported as unchecked, which fails the verdict: it is never taken for an exchange gap.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use crate::binance::{Exchange, Interval};
 use crate::error::{LoaderError, Result};
 use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::{RecordKind, Sequence};
-use crate::source::{Edge, IdEnds, Probe};
 use crate::time_range::{fmt_ms, TimeRange};
+use crate::venue::binance::{Exchange, Interval};
+use crate::venue::history::{Edge, IdEnds, Probe};
 
 /// At most this many gaps are looked up at the exchange; more are counted as missing.
 const MAX_LOOKUPS: usize = 200;
@@ -320,7 +321,7 @@ impl VerifyReport {
     pub async fn ask_exchange(
         &mut self,
         market: Market,
-        exchange: std::result::Result<&Exchange, String>,
+        exchange: std::result::Result<&Arc<Exchange>, String>,
     ) {
         let mut lookups = 0usize;
         let range = self.range.map(|(a, b)| TimeRange {
@@ -342,7 +343,7 @@ impl VerifyReport {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
-            let source = crate::source::history_loader(history);
+            let source = crate::venue::binance::history::history(history, exchange.cloned());
             let beyond = |by_time: bool, t: i64| {
                 source
                     .horizon(market, by_time)
@@ -353,8 +354,8 @@ impl VerifyReport {
                 if let Some(r) = range {
                     let answer = match (beyond(true, r.start_ms), failed.clone(), exchange) {
                         (Some(why), ..) | (None, Some(why), _) => Err(why),
-                        (None, None, Some(ex)) => source
-                            .exists(ex, &g.symbol, Probe::Time(r))
+                        (None, None, Some(_)) => source
+                            .exists(&g.symbol, Probe::Time(r))
                             .await
                             .map_err(|e| fail(&mut failed, e)),
                         (None, None, None) => continue,
@@ -370,8 +371,8 @@ impl VerifyReport {
             if let Some(r) = range {
                 let listed = match (failed.clone(), exchange) {
                     (Some(why), _) => Err(why),
-                    (None, Some(ex)) => source
-                        .listed(ex, &g.symbol, r)
+                    (None, Some(_)) => source
+                        .listed(&g.symbol, r)
                         .await
                         .map_err(|e| fail(&mut failed, e)),
                     (None, None) => Ok(None),
@@ -407,10 +408,10 @@ impl VerifyReport {
                 let answer = match (beyond(false, at), failed.clone(), exchange) {
                     (Some(why), ..) | (None, Some(why), _) => Err(why),
                     (None, None, Some(_)) if lookups >= MAX_LOOKUPS => Ok(true),
-                    (None, None, Some(ex)) => {
+                    (None, None, Some(_)) => {
                         lookups += 1;
                         source
-                            .exists(ex, &g.symbol, Probe::Ordinals(a, b))
+                            .exists(&g.symbol, Probe::Ordinals(a, b))
                             .await
                             .map_err(|e| fail(&mut failed, e))
                     }
@@ -442,9 +443,9 @@ impl VerifyReport {
                 }
                 let answers = match (failed.clone(), exchange) {
                     (Some(why), _) => Some((Err(why.clone()), Err(why))),
-                    (None, Some(ex)) => {
+                    (None, Some(_)) => {
                         source
-                            .id_edges(ex, &g.symbol, r, ends)
+                            .id_edges(&g.symbol, r, ends)
                             .await
                             .map(|(head, tail)| {
                                 let head = head.map_err(|e| fail(&mut failed, e));

@@ -5,6 +5,11 @@
 //!
 //! Read from the source text (`crate::name` paths outside `#[cfg(test)] mod tests`), so a new
 //! module fails here until it is given a layer.
+//!
+//! A venue's tree (each directory under `src/venue/`, e.g. `venue::binance`) is a unit of its
+//! own in the venues layer; the files beside the trees (`src/venue/mod.rs`, `history.rs`) are
+//! the seam (`venue`) every layer above takes venues through. Outside its own tree, a venue is
+//! named only where [`NAMES_A_VENUE`] says, each entry a place the seam does not reach yet.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -27,10 +32,16 @@ const LAYERS: &[(&str, &[&str])] = &[
             "record",
             "registry",
             "identity",
+            "source_mode",
         ],
     ),
-    // The outside world: the exchange's API and streams, its archive, the broker.
-    ("connectors", &["binance", "archive", "kafka", "tls"]),
+    // The outside world: the archive's files, the broker, the one TLS connector.
+    ("connectors", &["archive", "kafka", "tls"]),
+    // What the generic layers ask of a venue (`venue::history`: the `History` of a type, the
+    // cursor and emitter its rows go through, the venue's clock). Names no venue.
+    ("seam", &["venue"]),
+    // Each venue's tree: its endpoints, limits, streams, archive layout and row mapping.
+    ("venues", &["venue::binance"]),
     // Sources yield records, sinks publish them; resume, verify and reporting read both.
     (
         "components",
@@ -53,6 +64,42 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Files that are the crate's roots, not modules of a layer.
 const ROOTS: &[&str] = &["lib", "main"];
 
+/// The modules outside a venue's tree that still name the venue, and why: the places the seam
+/// does not reach yet (issue 17). The test fails on any other, and on an entry that no longer
+/// names the venue, so the list only shrinks.
+const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
+    (
+        "config",
+        "venue::binance",
+        "Binance's settings (BinanceConfig, stream URL and key checks) until EXCHANGE selects a venue",
+    ),
+    (
+        "job",
+        "venue::binance",
+        "connects to Binance and takes its History of the type",
+    ),
+    (
+        "verify",
+        "venue::binance",
+        "asks Binance's History about gaps (through the seam's History trait)",
+    ),
+    (
+        "status",
+        "venue::binance",
+        "reads Binance's request counters and weight limiter for telemetry",
+    ),
+    (
+        "metrics",
+        "venue::binance",
+        "exports Binance's request counters",
+    ),
+    (
+        "source",
+        "venue::binance",
+        "live streams: Binance's stream grammar, snapshots and backfills",
+    ),
+];
+
 struct Import {
     from: String,
     to: String,
@@ -71,12 +118,34 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to: `src/source/live/mod.rs` → `source`.
+/// The unit a file belongs to: its top-level module (`src/source/live/mod.rs` → `source`), or
+/// its venue's tree (`src/venue/binance/rest.rs` → `venue::binance`).
 fn top_module(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).expect("file under src/");
-    let first = rel.components().next().expect("non-empty path");
-    let name = first.as_os_str().to_string_lossy();
-    name.strip_suffix(".rs").unwrap_or(&name).to_string()
+    let mut parts = rel.components().map(|c| c.as_os_str().to_string_lossy());
+    let first = parts.next().expect("non-empty path");
+    let name = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+    match (name.as_str(), parts.next()) {
+        ("venue", Some(second)) if src.join("venue").join(second.as_ref()).is_dir() => {
+            format!("venue::{second}")
+        }
+        _ => name,
+    }
+}
+
+/// The unit a path names: `venue::binance::api` → `venue::binance` (a venue's tree),
+/// `venue::history` → `venue` (the seam), `source::plan` → `source`.
+fn unit_of(first: &str, after: &str) -> String {
+    if first == "venue" {
+        if let Some(next) = after.strip_prefix("::") {
+            let tree = ident(next);
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/venue");
+            if !tree.is_empty() && src.join(tree).is_dir() {
+                return format!("venue::{tree}");
+            }
+        }
+    }
+    first.to_string()
 }
 
 fn is_ident(c: char) -> bool {
@@ -121,7 +190,9 @@ fn named_modules(text: &str) -> Vec<(usize, String)> {
                     }
                     ',' if depth == 1 => segment_start = true,
                     c if depth == 1 && segment_start && is_ident(c) => {
-                        found.push((offset + at + 8 + i, ident(&group[i..]).to_string()));
+                        let name = ident(&group[i..]);
+                        let unit = unit_of(name, &group[i + name.len()..]);
+                        found.push((offset + at + 8 + i, unit));
                         segment_start = false;
                     }
                     _ => {}
@@ -131,7 +202,7 @@ fn named_modules(text: &str) -> Vec<(usize, String)> {
         } else {
             let name = ident(after);
             if !name.is_empty() {
-                found.push((offset + at, name.to_string()));
+                found.push((offset + at, unit_of(name, &after[name.len()..])));
             }
             consumed = at + "crate::".len() + name.len();
         }
@@ -288,10 +359,60 @@ fn the_reader_finds_paths_and_groups() {
         "use crate::a::X;\nuse crate::{b::{Y, Z}, c};\nlet v = $crate::d::e;\nf(crate::g::h())";
     let names: Vec<String> = named_modules(code).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["a", "b", "c", "g"]);
+    let venues = "use crate::venue::binance::api::X;\nuse crate::venue::history::Y;\nuse crate::{venue::binance::Z, source};";
+    let names: Vec<String> = named_modules(venues).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(
+        names,
+        ["venue::binance", "venue", "venue::binance", "source"]
+    );
     let at = named_modules(code)[2].0;
     assert_eq!(
         code[..at].matches('\n').count() + 1,
         2,
         "group member on line 2"
+    );
+}
+
+#[test]
+fn only_a_venues_own_tree_names_it() {
+    let mut found: BTreeMap<(String, String), String> = BTreeMap::new();
+    for i in imports() {
+        if i.to.starts_with("venue::") && !i.from.starts_with("venue::") {
+            found
+                .entry((i.from.clone(), i.to.clone()))
+                .or_insert_with(|| format!("{}:{}", i.file.display(), i.line));
+        }
+        // One venue's tree never names another's.
+        assert!(
+            !(i.from.starts_with("venue::") && i.to.starts_with("venue::") && i.from != i.to),
+            "{}:{}: {} names {}",
+            i.file.display(),
+            i.line,
+            i.from,
+            i.to
+        );
+    }
+    let allowed: BTreeSet<(String, String)> = NAMES_A_VENUE
+        .iter()
+        .map(|(from, to, _)| (from.to_string(), to.to_string()))
+        .collect();
+    let new: Vec<String> = found
+        .iter()
+        .filter(|(k, _)| !allowed.contains(*k))
+        .map(|((from, to), site)| format!("{site}: {from} names {to}"))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "modules outside a venue's tree that name it (take it through the seam, `venue::history`):\n{}",
+        new.join("\n")
+    );
+    let stale: Vec<String> = allowed
+        .iter()
+        .filter(|k| !found.contains_key(*k))
+        .map(|(from, to)| format!("{from} -> {to}"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "NAMES_A_VENUE lists modules that no longer name the venue (remove them): {stale:?}"
     );
 }

@@ -9,15 +9,15 @@ mod resolve;
 use std::time::Duration;
 
 use crate::archive::ArchiveConfig;
-pub use crate::binance::BinanceConfig;
 pub use crate::kafka::{KafkaConfig, KafkaSecurity};
 pub use crate::market::Market;
 pub use crate::registry::{DataType, LiveType};
 pub use crate::secret::Secret;
 pub use crate::sink::MessageKey;
 pub use crate::source::live::LiveConfig;
-use crate::source::SourceMode;
+use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
+pub use crate::venue::binance::BinanceConfig;
 pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, VerifyArgs};
 pub use resolve::{check_topic_name, parse_properties, parse_symbols};
 

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
-use crate::source::SourceMode;
+use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
 
 /// `value` without a trailing slash, if it is an https URL, or plain http to a loopback host (a
@@ -531,7 +531,7 @@ impl JobArgs {
         )?;
         let ws_url = ws_url(
             ws_var,
-            &crate::binance::stream::stream_base(ws_value),
+            &crate::venue::binance::stream::stream_base(ws_value),
             &format!("{ws_example} (with or without /ws or /stream)"),
             self.access.allow_insecure_urls,
         )?;
@@ -560,7 +560,7 @@ impl JobArgs {
         {
             if let Some(e) = all_symbols
                 .iter()
-                .find_map(|s| crate::binance::endpoint::coinm_series_symbol_error(series, s))
+                .find_map(|s| crate::venue::binance::endpoint::coinm_series_symbol_error(series, s))
             {
                 return Err(LoaderError::config(e));
             }
@@ -571,7 +571,7 @@ impl JobArgs {
         if reads_raw_trades
             && source != SourceMode::Archive
             && api_key.is_none()
-            && crate::binance::endpoint::Endpoint::HistoricalTrades.needs_api_key(market)
+            && crate::venue::binance::endpoint::Endpoint::HistoricalTrades.needs_api_key(market)
         {
             return Err(LoaderError::config(format!(
                 "TYPE {} on MARKET={market} reads Binance's historicalTrades, which needs an API key on futures: \

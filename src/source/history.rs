@@ -16,13 +16,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::plan::{self, archive_error, SourceMode, Step};
-use super::{Cursor, Emitter, History, HistoryContext, Hole, SourceSummary};
+use super::plan::{self, archive_error, Step};
 use crate::archive::{ArchiveError, FileSlot, VerifiedFile};
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::Origin;
+use crate::source_mode::SourceMode;
 use crate::time_range::fmt_ms;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Hole, SourceSummary};
 
 /// Rows per batch handed to the sink from an archive file.
 const ARCHIVE_BATCH: usize = 4096;
@@ -121,7 +122,7 @@ pub async fn load(
                 let mut download = download.expect("archive steps are prefetched");
                 // Holes in the file are filled over REST where REST serves its span.
                 let fill = ctx.mode == SourceMode::Auto
-                    && ctx.exchange.is_some()
+                    && kind.has_rest()
                     && !rest_from.as_ref().is_some_and(|f| f.excludes(*span));
                 let result = match (&mut download.0).await {
                     Ok(Ok(verified)) => {

@@ -8,48 +8,13 @@
 //!   files; never REST: a missing file is an error.
 //! - `rest`: the REST API only.
 
-use std::fmt;
-use std::str::FromStr;
-
 use futures::{stream, StreamExt};
 
-use super::HistoryContext;
 use crate::archive::{ArchiveClient, ArchiveError, ArchiveFile, ArchiveLayout, Period};
 use crate::error::{LoaderError, Result};
+use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
-
-/// `SOURCE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SourceMode {
-    #[default]
-    Auto,
-    Rest,
-    Archive,
-}
-
-impl FromStr for SourceMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" | "" => Ok(SourceMode::Auto),
-            "rest" | "api" => Ok(SourceMode::Rest),
-            "archive" | "archives" | "vision" => Ok(SourceMode::Archive),
-            other => Err(format!(
-                "SOURCE {other:?} is not valid: expected auto (archive where it has the data, REST for the rest), rest or archive"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SourceMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SourceMode::Auto => "auto",
-            SourceMode::Rest => "rest",
-            SourceMode::Archive => "archive",
-        })
-    }
-}
+use crate::venue::history::{HistoryContext, RestFrom};
 
 /// One part of the plan, in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,43 +118,6 @@ async fn probe_all(
         .buffered(concurrency.max(1))
         .collect()
         .await
-}
-
-/// The oldest time the REST API serves a type's history from, where it has a horizon (futures
-/// trades: the last year), with a day's margin so that a span planned near the edge is still
-/// served when its request goes out.
-#[derive(Debug, Clone)]
-pub struct RestFrom {
-    pub ms: i64,
-    /// Why older spans cannot come from REST, e.g. "Binance's REST serves USDⓈ-M aggregate
-    /// trades of the last year only".
-    pub why: String,
-}
-
-impl RestFrom {
-    pub fn new(horizon: crate::binance::endpoint::Horizon, ctx: &HistoryContext) -> RestFrom {
-        RestFrom {
-            ms: horizon.oldest(ctx.now_ms()) + crate::time_range::DAY_MS,
-            why: horizon.reason(ctx.market),
-        }
-    }
-
-    /// Whether `span` starts before what REST serves.
-    pub fn excludes(&self, span: TimeRange) -> bool {
-        span.start_ms < self.ms
-    }
-
-    /// The error for a span that only the archive could serve and did not.
-    pub fn error(&self, span: TimeRange, archive_said: &str) -> LoaderError {
-        LoaderError::Archive(format!(
-            "{} to {} cannot be loaded: {archive_said}, and {} (since {}); Binance's archive is the \
-             only source of older data",
-            crate::time_range::fmt_ms(span.start_ms),
-            crate::time_range::fmt_ms(span.end_ms),
-            self.why,
-            crate::time_range::fmt_ms(self.ms),
-        ))
-    }
 }
 
 /// Plans `range` (already cut at the present) for one symbol. Fallbacks decided here (the
@@ -443,16 +371,5 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert!(matches!(p[2], Piece::Partial(Period::Month(_), _)));
         assert_eq!(days_of(Period::month_of(JAN1_2024)).count(), 31);
-    }
-
-    #[test]
-    fn source_names() {
-        assert_eq!("AUTO".parse::<SourceMode>().unwrap(), SourceMode::Auto);
-        assert_eq!(" rest".parse::<SourceMode>().unwrap(), SourceMode::Rest);
-        assert_eq!(
-            "archive".parse::<SourceMode>().unwrap(),
-            SourceMode::Archive
-        );
-        assert!("ftp".parse::<SourceMode>().unwrap_err().contains("SOURCE"));
     }
 }

@@ -5,13 +5,13 @@
 
 use super::book::snapshot_limit;
 use super::{LiveSource, SymbolState};
-use crate::binance::api::{AggTrades, Trades};
-use crate::binance::Interval;
 use crate::error::Result;
 use crate::record::RecordBatch;
 use crate::registry::{LiveType, Origin};
-use crate::source::trade_ids::{self, IdSpan};
 use crate::time_range::TimeRange;
+use crate::venue::binance::api::{AggTrades, Trades};
+use crate::venue::binance::history::trade_ids::{self, IdSpan};
+use crate::venue::binance::Interval;
 
 impl LiveSource {
     /// The first trade id (aggregate or raw, by type) at or after `t`, if any trade exists yet.
@@ -71,7 +71,7 @@ impl LiveSource {
         st.flush().await?;
         tracing::info!(symbol = %st.symbol, from, to, "fetching candles the stream did not deliver");
         let now = self.exchange.server_now_ms();
-        let mut pages = std::pin::pin!(crate::source::klines::pages(
+        let mut pages = std::pin::pin!(crate::venue::binance::history::klines::pages(
             &self.exchange,
             None,
             &st.symbol,

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::binance::api::DepthSnapshot;
 use crate::error::Result;
 use crate::market::Market;
 use crate::record::{OrderBookRecord, RecordBatch};
+use crate::venue::binance::api::DepthSnapshot;
 
 /// A diff-depth event (`@depth@100ms`). Futures events add `pu`, the previous event's `u`: their
 /// update ids are not contiguous between events, so `pu` is what chains them.

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::binance::stream::FramePart;
+use crate::venue::binance::stream::FramePart;
 
 /// Bytes of the replacement's events held back during one hand-over.
 pub const MAX_HELD_BYTES: usize = 64 << 20;

@@ -23,14 +23,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cursor, Emitter, SourceSummary};
-use crate::binance::stream::{self, FramePart, StreamMessage, StreamPlan};
-use crate::binance::Exchange;
 use crate::error::{LoaderError, Result};
 use crate::record::RecordBatch;
 use crate::registry::{LiveType, Origin};
 use crate::status::JobStatus;
 use crate::time_range::TimeRange;
+use crate::venue::binance::stream::{self, FramePart, StreamMessage, StreamPlan};
+use crate::venue::binance::Exchange;
+use crate::venue::history::{Cursor, Emitter, SourceSummary};
 use book::Book;
 use handover::{FromNew, FromOld, Handover};
 use supervisor::{Connector, Supervisor};

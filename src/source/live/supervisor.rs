@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::binance::stream::ConnectionAttempts;
+use crate::venue::binance::stream::ConnectionAttempts;
 
 /// Opens connections: the real one spawns `stream::run_connection`; tests record the calls.
 pub trait Connector: Send {

@@ -9,14 +9,14 @@
 use std::future::Future;
 
 use super::trade_ids::TradeType;
-use super::Cursor;
 use crate::archive::fields;
-use crate::binance::api::{AggTradeRef, Page, Trades};
-use crate::binance::{Endpoint, Exchange};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{RawTrade, RecordBatch};
 use crate::registry::RecordKind;
+use crate::venue::binance::api::{AggTradeRef, Page, Trades};
+use crate::venue::binance::{Endpoint, Exchange};
+use crate::venue::history::Cursor;
 
 impl TradeType for Trades {
     const KIND: RecordKind = RecordKind::Trades;

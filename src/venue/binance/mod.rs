@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod endpoint;
+pub mod history;
 pub mod limiter;
 mod markets;
 pub mod rest;
@@ -21,6 +22,7 @@ pub use endpoint::Endpoint;
 use crate::error::LoaderError;
 use crate::market::Market;
 use crate::secret::Secret;
+use crate::venue::history::VenueClock;
 use bytes::Bytes;
 use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
@@ -154,7 +156,14 @@ impl Exchange {
 
     /// The exchange's current time in epoch ms.
     pub fn server_now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis() + self.clock_offset_ms
+        self.clock().now_ms()
+    }
+
+    /// The exchange's clock, as the generic layers take it.
+    pub fn clock(&self) -> VenueClock {
+        VenueClock {
+            offset_ms: self.clock_offset_ms,
+        }
     }
 }
 

@@ -13,18 +13,21 @@
 use futures::future::BoxFuture;
 
 use super::klines::SETTLE_MS;
-use super::{Cursor, Emitter, History, HistoryContext, Probe};
+use super::Rest;
 use crate::archive::ArchiveLayout;
-use crate::binance::api::RawFundingRate;
-use crate::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
-use crate::binance::Exchange;
+use crate::venue::binance::api::RawFundingRate;
+use crate::venue::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
+
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{FundingRateRecord, RecordBatch};
 use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
 
-pub struct FundingHistory;
+pub struct FundingHistory {
+    pub rest: Rest,
+}
 
 /// Which `fundingRate` requests cover `[from, end)`: pages after the last time seen, or fixed
 /// windows (see [`funding_window_ms`]).
@@ -96,6 +99,10 @@ impl History for FundingHistory {
         RecordKind::FundingRate
     }
 
+    fn has_rest(&self) -> bool {
+        self.rest.is_some()
+    }
+
     fn settled_end(&self, now: i64) -> i64 {
         now - SETTLE_MS
     }
@@ -123,7 +130,7 @@ impl History for FundingHistory {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let exchange = ctx.rest()?;
+            let exchange = self.rest.get(&ctx.symbol)?;
             let from = match cursor.last {
                 Some(last) => (last + 1).max(span.start_ms),
                 None => span.start_ms,
@@ -159,11 +166,11 @@ impl History for FundingHistory {
 
     fn listed<'a>(
         &'a self,
-        exchange: &'a Exchange,
         symbol: &'a str,
         range: TimeRange,
     ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
         Box::pin(async move {
+            let exchange = self.rest.get(symbol)?;
             let mut times = Vec::new();
             let mut pager = FundingPager::new(exchange.market(), range.start_ms, range.end_ms);
             while let Some((start, end_inclusive)) = pager.next_request() {
@@ -184,13 +191,9 @@ impl History for FundingHistory {
         })
     }
 
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let exchange = self.rest.get(symbol)?;
             let Some((from, to_inclusive)) = probe.time_bounds(None) else {
                 return Ok(false);
             };

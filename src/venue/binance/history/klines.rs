@@ -14,16 +14,17 @@
 use futures::future::BoxFuture;
 use futures::{stream, Stream, StreamExt};
 
-use super::{Cursor, Emitter, History, HistoryContext, Probe};
+use super::Rest;
 use crate::archive::{fields, ArchiveLayout};
-use crate::binance::api::{Klines, Page};
-use crate::binance::{Exchange, Interval, Paged};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{PriceKlineRecord, RawKline, RecordBatch};
 use crate::registry::PriceSeries;
 use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
+use crate::venue::binance::api::{Klines, Page};
+use crate::venue::binance::{Exchange, Interval, Paged};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 /// How long after its close a candle counts as settled (the same margin as trades).
 pub const SETTLE_MS: i64 = 1_000;
@@ -32,6 +33,7 @@ pub struct KlineHistory {
     pub interval: Interval,
     /// `None` for trade candles; a futures price series otherwise.
     pub series: Option<PriceSeries>,
+    pub rest: Rest,
 }
 
 /// The pages of candles (of `series`, or trade candles) with open time in `[from, to)`, in
@@ -166,6 +168,10 @@ impl History for KlineHistory {
         }
     }
 
+    fn has_rest(&self) -> bool {
+        self.rest.is_some()
+    }
+
     fn settled_end(&self, now: i64) -> i64 {
         // Candles opened before this have closed at least SETTLE_MS ago.
         self.interval.align_down(now - SETTLE_MS)
@@ -226,7 +232,7 @@ impl History for KlineHistory {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let exchange = ctx.rest()?;
+            let exchange = self.rest.get(&ctx.symbol)?;
             let iv = self.interval;
             let from = match cursor.last {
                 Some(last) => iv.next_open(last).max(span.start_ms),
@@ -259,13 +265,9 @@ impl History for KlineHistory {
         })
     }
 
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let exchange = self.rest.get(symbol)?;
             let Some((from, to_inclusive)) = probe.time_bounds(Some(self.interval)) else {
                 return Ok(false);
             };
@@ -338,13 +340,16 @@ mod tests {
         let kh = KlineHistory {
             interval: Interval::M1,
             series: None,
+            rest: Rest::default(),
         };
         let ten = 1_704_103_200_000; // 2024-01-01T10:00:00Z
                                      // At 10:00:00.500 the 09:59 candle closed half a second ago: not settled yet.
         assert_eq!(kh.settled_end(ten + 500), ten - 60_000);
         assert_eq!(kh.settled_end(ten + SETTLE_MS), ten);
         let trades =
-            crate::source::trade_ids::TradeHistory::<crate::binance::api::AggTrades>::new();
+            super::super::trade_ids::TradeHistory::<crate::venue::binance::api::AggTrades>::new(
+                Rest::default(),
+            );
         assert_eq!(trades.settled_end(ten + 500), ten + 500 - SETTLE_MS);
     }
 
@@ -353,6 +358,7 @@ mod tests {
         let kh = KlineHistory {
             interval: Interval::M1,
             series: None,
+            rest: Rest::default(),
         };
         let range = TimeRange {
             start_ms: 0,

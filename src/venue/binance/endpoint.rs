@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::market::Market;
 use crate::registry::{FuturesSeries, PriceSeries};
+pub use crate::venue::history::Horizon;
 
 /// A Binance REST endpoint, with the parameters its weight depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,41 +198,13 @@ impl Endpoint {
     }
 }
 
-/// How far back an endpoint serves history, where Binance limits it: older records exist only
-/// in the archive, and the endpoint cannot be asked about them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Horizon {
-    /// How old a record may be, in ms before the exchange's present.
-    pub ms: i64,
-    /// The span in words ("the last year").
-    pub span: &'static str,
-    /// What is limited ("aggregate trades").
-    pub what: &'static str,
-}
-
-impl Horizon {
-    /// The oldest time the endpoint answers for at `now_ms` (the exchange's clock).
-    pub fn oldest(self, now_ms: i64) -> i64 {
-        now_ms - self.ms
-    }
-
-    /// Why a time before [`oldest`](Self::oldest) cannot be asked about in `market`.
-    pub fn reason(self, market: Market) -> String {
-        format!(
-            "Binance's REST serves {} {} of {} only",
-            market.title(),
-            self.what,
-            self.span
-        )
-    }
-}
-
 /// USDⓈ-M and COIN-M `aggTrades` (`/fapi/v1/aggTrades`, `/dapi/v1/aggTrades`) serve trades no
 /// older than one year: Binance derivatives change log of 2024-10-10, effective 2024-10-17, and
 /// the endpoints' documentation ("support querying futures trade histories that are not older
 /// than one year"). Counted as 365 days, which no year is shorter than. What Binance answers
 /// about older trades is not documented.
 pub const FUTURES_AGG_TRADES_HORIZON: Horizon = Horizon {
+    venue: "Binance",
     ms: 365 * 86_400_000,
     span: "the last year",
     what: "aggregate trades",

@@ -13,18 +13,19 @@ use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
 use super::klines::SETTLE_MS;
-use super::plan::RestFrom;
-use super::{Cursor, Emitter, History, HistoryContext, Probe, SourceMode};
+use super::Rest;
 use crate::archive::{fields, ArchiveLayout};
-use crate::binance::api::RawFuturesData;
-use crate::binance::endpoint::MAX_FUTURES_DATA_PAGE;
-use crate::binance::{Exchange, Interval};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::{LongShortRatioRecord, OpenInterestRecord, RecordBatch};
 use crate::registry::FuturesSeries;
 use crate::registry::{futures_series_tag, Origin, RecordKind};
+use crate::source_mode::SourceMode;
 use crate::time_range::{fmt_ms, TimeRange};
+use crate::venue::binance::api::RawFuturesData;
+use crate::venue::binance::endpoint::MAX_FUTURES_DATA_PAGE;
+use crate::venue::binance::Interval;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, RestFrom};
 
 /// How far back `/futures/data/` answers.
 pub const REST_RETENTION_MS: i64 = 30 * 86_400_000;
@@ -36,6 +37,7 @@ const RETENTION_MARGIN_MS: i64 = 10 * 60_000;
 pub struct FuturesDataHistory {
     pub series: FuturesSeries,
     pub period: Interval,
+    pub rest: Rest,
 }
 
 impl FuturesDataHistory {
@@ -141,6 +143,10 @@ impl History for FuturesDataHistory {
         RecordKind::FuturesData(self.series, self.period)
     }
 
+    fn has_rest(&self) -> bool {
+        self.rest.is_some()
+    }
+
     fn settled_end(&self, now: i64) -> i64 {
         // The newest snapshot may not be published yet; the one before it is.
         self.period.align_down(now - SETTLE_MS)
@@ -198,7 +204,7 @@ impl History for FuturesDataHistory {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let exchange = ctx.rest()?;
+            let exchange = self.rest.get(&ctx.symbol)?;
             let period = self.period_ms();
             let mut from = match cursor.last {
                 Some(last) => (last + 1).max(span.start_ms),
@@ -256,13 +262,9 @@ impl History for FuturesDataHistory {
         })
     }
 
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            let exchange = self.rest.get(symbol)?;
             let Some((from, to_inclusive)) = probe.time_bounds(Some(self.period)) else {
                 return Ok(false);
             };

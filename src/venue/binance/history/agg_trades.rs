@@ -11,13 +11,13 @@
 use std::future::Future;
 
 use super::trade_ids::TradeType;
-use super::Cursor;
 use crate::archive::fields;
-use crate::binance::api::{AggTradeRef, AggTrades, Page};
-use crate::binance::{Endpoint, Exchange};
 use crate::error::{LoaderError, Result};
 use crate::record::{RawAggTrade, RecordBatch};
 use crate::registry::RecordKind;
+use crate::venue::binance::api::{AggTradeRef, AggTrades, Page};
+use crate::venue::binance::{Endpoint, Exchange};
+use crate::venue::history::Cursor;
 
 impl TradeType for AggTrades {
     const KIND: RecordKind = RecordKind::AggTrades;

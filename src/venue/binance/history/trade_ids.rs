@@ -14,16 +14,19 @@ use futures::future::BoxFuture;
 use futures::{stream, StreamExt};
 
 use super::klines::SETTLE_MS;
-use super::{Cursor, Edge, Emitter, History, HistoryContext, IdEnds, Probe};
+use super::Rest;
 use crate::archive::ArchiveLayout;
-use crate::binance::api::{AggTradeRef, Page, RowKind};
-use crate::binance::endpoint::{Endpoint, Horizon, MAX_PAGE_LIMIT};
-use crate::binance::Exchange;
-use crate::error::Result;
+use crate::error::{LoaderError, Result};
 use crate::market::Market;
 use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
+use crate::venue::binance::api::{AggTradeRef, Page, RowKind};
+use crate::venue::binance::endpoint::{Endpoint, MAX_PAGE_LIMIT};
+use crate::venue::binance::Exchange;
+use crate::venue::history::{
+    Cursor, Edge, Emitter, History, HistoryContext, Horizon, IdEnds, Probe,
+};
 
 /// A kind of trade loaded by id: aggregate trades and raw trades each implement it in their
 /// own module (endpoint, archive name, CSV columns); everything else is written once, here and
@@ -70,23 +73,27 @@ pub trait TradeType: RowKind + Sized + Send + Sync + 'static {
 }
 
 /// The history of a [`TradeType`].
-pub struct TradeHistory<T>(PhantomData<fn() -> T>);
-
-impl<T> TradeHistory<T> {
-    pub fn new() -> Self {
-        TradeHistory(PhantomData)
-    }
+pub struct TradeHistory<T> {
+    rest: Rest,
+    _type: PhantomData<fn() -> T>,
 }
 
-impl<T> Default for TradeHistory<T> {
-    fn default() -> Self {
-        Self::new()
+impl<T> TradeHistory<T> {
+    pub fn new(rest: Rest) -> Self {
+        TradeHistory {
+            rest,
+            _type: PhantomData,
+        }
     }
 }
 
 impl<T: TradeType> History for TradeHistory<T> {
     fn kind(&self) -> RecordKind {
         T::KIND
+    }
+
+    fn has_rest(&self) -> bool {
+        self.rest.is_some()
     }
 
     fn settled_end(&self, now: i64) -> i64 {
@@ -119,16 +126,11 @@ impl<T: TradeType> History for TradeHistory<T> {
         cursor: &'a mut Cursor,
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(load_span::<T>(ctx, span, cursor, out))
+        Box::pin(load_span::<T>(&self.rest, ctx, span, cursor, out))
     }
 
-    fn exists<'a>(
-        &'a self,
-        exchange: &'a Exchange,
-        symbol: &'a str,
-        probe: Probe,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(exists::<T>(exchange, symbol, probe))
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { exists::<T>(self.rest.get(symbol)?, symbol, probe).await })
     }
 
     /// By time, trades are found through aggTrades; by id, through this type's own endpoint.
@@ -143,12 +145,21 @@ impl<T: TradeType> History for TradeHistory<T> {
 
     fn id_edges<'a>(
         &'a self,
-        exchange: &'a Exchange,
         symbol: &'a str,
         range: TimeRange,
         ends: IdEnds,
     ) -> BoxFuture<'a, Option<(Result<Edge>, Result<Edge>)>> {
         Box::pin(async move {
+            let exchange = match self.rest.get(symbol) {
+                Ok(ex) => ex,
+                Err(e) => {
+                    let why = e.to_string();
+                    return Some((
+                        Err(LoaderError::Other(why.clone())),
+                        Err(LoaderError::Other(why)),
+                    ));
+                }
+            };
             let head = head::<T>(exchange, symbol, range, ends.first.0).await;
             let tail = tail::<T>(exchange, symbol, range, ends.last).await;
             Some((head, tail))
@@ -310,12 +321,13 @@ pub async fn load<F: TradeType>(
 /// after an archive file), or from the first at or after the span's start, up to the first at or
 /// after its end.
 async fn load_span<F: TradeType>(
+    rest: &Rest,
     ctx: &HistoryContext,
     span: TimeRange,
     cursor: &mut Cursor,
     out: &mut Emitter,
 ) -> Result<()> {
-    let ex = ctx.rest()?;
+    let ex = rest.get(&ctx.symbol)?;
     let from = match cursor.next_id() {
         Some(id) => id,
         None => match ex
