@@ -25,9 +25,10 @@ use crate::source::history;
 use crate::source::live::LiveSource;
 use crate::source_mode::SourceMode;
 use crate::status::{JobStatus, Phase, StopReason};
-use crate::venue::binance::rest::RestStats;
 use crate::venue::binance::Exchange;
 use crate::venue::history::{HistoryContext, SourceSummary};
+use crate::venue::requests::RestStats;
+use crate::venue::Session;
 
 /// How often an idle sink serves delivery reports (and so notices a failure or a stall).
 const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
@@ -225,8 +226,8 @@ pub async fn load(
     let started = Instant::now();
     let _ = status.delivery.set(sink.delivery_counters());
     if let Some(ex) = &upstream.exchange {
-        let _ = status.rest.set(ex.client.stats.clone());
-        let _ = status.limiter.set(ex.client.limiter().clone());
+        let _ = status.rest.set(ex.rest_stats());
+        let _ = status.limiter.set(ex.budget());
     }
     if let Some(a) = &upstream.archive {
         let _ = status.archive.set(a.stats.clone());
@@ -343,10 +344,10 @@ pub async fn load(
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),
                 };
-                let kind = crate::venue::binance::history::history(
-                    history_type,
-                    upstream.exchange.clone(),
-                );
+                let kind = match &upstream.exchange {
+                    Some(ex) => ex.clone().history(history_type),
+                    None => crate::venue::binance::history::history(history_type, None),
+                };
                 let load = history::load(kind, ctx, tx.clone());
                 sources.spawn(async move {
                     match load.await {
@@ -393,13 +394,14 @@ pub async fn load(
         ..JobReport::default()
     };
     if let Some(ex) = &upstream.exchange {
-        let stats = &ex.client.stats;
+        let stats = ex.rest_stats();
         report.requests = RestStats::get(&stats.requests);
         report.weight = RestStats::get(&stats.weight);
         report.responses_429 = RestStats::get(&stats.responses_429);
         report.responses_418 = RestStats::get(&stats.responses_418);
-        report.weight_budget = ex.client.limiter().budget();
-        report.weight_window = ex.client.limiter().window();
+        let budget = ex.budget();
+        report.weight_budget = budget.budget();
+        report.weight_window = budget.window();
     }
     if let Some(a) = &upstream.archive {
         use std::sync::atomic::Ordering::Relaxed;

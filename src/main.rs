@@ -8,6 +8,7 @@ use loader_producer::config::{parse_cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
 use loader_producer::market::Market;
 use loader_producer::venue::binance::Exchange;
+use loader_producer::venue::Session;
 use loader_producer::{lifecycle, verify};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -115,7 +116,7 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
         Ok::<_, LoaderError>(
             Exchange::connect(&binance, &symbols, CancellationToken::new())
                 .await
-                .map(std::sync::Arc::new)
+                .map(|ex| std::sync::Arc::new(ex) as std::sync::Arc<dyn Session>)
                 .map_err(|e| {
                     format!(
                         "Binance could not be asked at {} {} ({e})",
@@ -132,7 +133,7 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
     if !args.offline && expect.range.is_some() && !expect.symbols.is_empty() {
         let home = expect.home_market;
         let ex = connect(home, expect.symbols.clone()).await?;
-        expect.now_ms = ex.as_ref().ok().map(|ex| ex.server_now_ms());
+        expect.now_ms = ex.as_ref().ok().map(|ex| ex.clock().now_ms());
         early = Some((home, ex));
     }
     let (k, t, e) = (kafka.clone(), topic.clone(), expect.clone());

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::status::{JobStatus, Phase};
-use crate::venue::binance::rest::RestStats;
+use crate::venue::requests::RestStats;
 
 #[derive(Debug)]
 struct JobCollector(Arc<JobStatus>);
@@ -57,7 +57,7 @@ impl Collector for JobCollector {
         counter(
             &mut enc,
             "loader_records_fetched",
-            "Records fetched from Binance and handed to the sink",
+            "Records fetched from the exchange and handed to the sink",
             s.records_fetched.load(std::sync::atomic::Ordering::Relaxed),
         )?;
         counter(
@@ -84,13 +84,13 @@ impl Collector for JobCollector {
         counter(
             &mut enc,
             "loader_rest_requests",
-            "REST requests sent to Binance",
+            "REST requests sent to the exchange",
             get(|r| &r.requests),
         )?;
         counter(
             &mut enc,
             "loader_request_weight_used",
-            "Request weight spent at Binance",
+            "Request weight spent at the exchange",
             get(|r| &r.weight),
         )?;
         counter(
@@ -103,7 +103,7 @@ impl Collector for JobCollector {
             let c = ConstCounter::new(0u64);
             let mut fam = enc.encode_descriptor(
                 "loader_rest_responses",
-                "Binance responses that were not successes, by kind",
+                "Exchange responses that were not successes, by kind",
                 None,
                 c.metric_type(),
             )?;

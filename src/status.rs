@@ -10,9 +10,8 @@ use crate::archive::ArchiveStats;
 use crate::registry::Origin;
 use crate::sink::DeliveryContext;
 use crate::time_range::TimeRange;
-use crate::venue::binance::limiter::WeightLimiter;
-use crate::venue::binance::rest::RestStats;
 use crate::venue::history::Progress;
+use crate::venue::requests::{RequestBudget, RestStats};
 
 /// Where the job is in its life; reported in telemetry and as a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +51,7 @@ pub struct JobStatus {
     pub records_fetched: AtomicU64,
     pub delivery: OnceLock<Arc<DeliveryContext>>,
     pub rest: OnceLock<Arc<RestStats>>,
-    pub limiter: OnceLock<Arc<WeightLimiter>>,
+    pub limiter: OnceLock<Arc<dyn RequestBudget>>,
     range: Option<TimeRange>,
     /// Newest event time seen (live types), for lag.
     pub last_event_ms: AtomicI64,

@@ -27,8 +27,9 @@ use crate::kafka::{self, CapturingContext};
 use crate::market::Market;
 use crate::registry::{RecordKind, Sequence};
 use crate::time_range::{fmt_ms, TimeRange};
-use crate::venue::binance::{Exchange, Interval};
 use crate::venue::history::{Edge, IdEnds, Probe};
+use crate::venue::Session;
+use kline_interval::Interval;
 
 /// At most this many gaps are looked up at the exchange; more are counted as missing.
 const MAX_LOOKUPS: usize = 200;
@@ -321,7 +322,7 @@ impl VerifyReport {
     pub async fn ask_exchange(
         &mut self,
         market: Market,
-        exchange: std::result::Result<&Arc<Exchange>, String>,
+        exchange: std::result::Result<&Arc<dyn Session>, String>,
     ) {
         let mut lookups = 0usize;
         let range = self.range.map(|(a, b)| TimeRange {
@@ -329,7 +330,7 @@ impl VerifyReport {
             end_ms: b,
         });
         let now = match exchange {
-            Ok(ex) => ex.server_now_ms(),
+            Ok(ex) => ex.clock().now_ms(),
             Err(_) => chrono::Utc::now().timestamp_millis(),
         };
         // After a lookup fails, the market's other lookups are not tried: each would wait out the
@@ -343,18 +344,20 @@ impl VerifyReport {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
-            let source = crate::venue::binance::history::history(history, exchange.cloned());
+            // Without a session (`failed` says why) nothing can be asked.
+            let source = exchange.map(|ex| ex.clone().history(history));
             let beyond = |by_time: bool, t: i64| {
                 source
+                    .as_ref()?
                     .horizon(market, by_time)
                     .filter(|h| t < h.oldest(now))
                     .map(|h| h.reason(market))
             };
             if g.records == 0 {
                 if let Some(r) = range {
-                    let answer = match (beyond(true, r.start_ms), failed.clone(), exchange) {
+                    let answer = match (beyond(true, r.start_ms), failed.clone(), &source) {
                         (Some(why), ..) | (None, Some(why), _) => Err(why),
-                        (None, None, Some(_)) => source
+                        (None, None, Some(source)) => source
                             .exists(&g.symbol, Probe::Time(r))
                             .await
                             .map_err(|e| fail(&mut failed, e)),
@@ -369,9 +372,9 @@ impl VerifyReport {
             }
             // No grid: every record the exchange lists in the range must be there.
             if let Some(r) = range {
-                let listed = match (failed.clone(), exchange) {
+                let listed = match (failed.clone(), &source) {
                     (Some(why), _) => Err(why),
-                    (None, Some(_)) => source
+                    (None, Some(source)) => source
                         .listed(&g.symbol, r)
                         .await
                         .map_err(|e| fail(&mut failed, e)),
@@ -405,10 +408,10 @@ impl VerifyReport {
                 let n = count(g.kind, a, b);
                 // Ids: the time of the record before the gap; other ordinals are times.
                 let at = g.gap_times.get(i).copied().unwrap_or(a);
-                let answer = match (beyond(false, at), failed.clone(), exchange) {
+                let answer = match (beyond(false, at), failed.clone(), &source) {
                     (Some(why), ..) | (None, Some(why), _) => Err(why),
                     (None, None, Some(_)) if lookups >= MAX_LOOKUPS => Ok(true),
-                    (None, None, Some(_)) => {
+                    (None, None, Some(source)) => {
                         lookups += 1;
                         source
                             .exists(&g.symbol, Probe::Ordinals(a, b))
@@ -441,9 +444,9 @@ impl VerifyReport {
                         g.market, g.symbol, g.data_type
                     ));
                 }
-                let answers = match (failed.clone(), exchange) {
+                let answers = match (failed.clone(), &source) {
                     (Some(why), _) => Some((Err(why.clone()), Err(why))),
-                    (None, Some(_)) => {
+                    (None, Some(source)) => {
                         source
                             .id_edges(&g.symbol, r, ends)
                             .await

@@ -76,22 +76,7 @@ const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
     (
         "job",
         "venue::binance",
-        "connects to Binance and takes its History of the type",
-    ),
-    (
-        "verify",
-        "venue::binance",
-        "asks Binance's History about gaps (through the seam's History trait)",
-    ),
-    (
-        "status",
-        "venue::binance",
-        "reads Binance's request counters and weight limiter for telemetry",
-    ),
-    (
-        "metrics",
-        "venue::binance",
-        "exports Binance's request counters",
+        "connects to Binance (a Session), and names its history for SOURCE=archive and its live sources",
     ),
     (
         "source",

@@ -200,6 +200,20 @@ impl WeightLimiter {
     }
 }
 
+impl crate::venue::requests::RequestBudget for WeightLimiter {
+    fn used(&self) -> u32 {
+        WeightLimiter::used(self)
+    }
+
+    fn budget(&self) -> u32 {
+        WeightLimiter::budget(self)
+    }
+
+    fn window(&self) -> Duration {
+        WeightLimiter::window(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

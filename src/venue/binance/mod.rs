@@ -22,7 +22,7 @@ pub use endpoint::Endpoint;
 use crate::error::LoaderError;
 use crate::market::Market;
 use crate::secret::Secret;
-use crate::venue::history::VenueClock;
+use crate::venue::history::{History, VenueClock};
 use bytes::Bytes;
 use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
@@ -164,6 +164,24 @@ impl Exchange {
         VenueClock {
             offset_ms: self.clock_offset_ms,
         }
+    }
+}
+
+impl crate::venue::Session for Exchange {
+    fn clock(&self) -> VenueClock {
+        Exchange::clock(self)
+    }
+
+    fn rest_stats(&self) -> Arc<RestStats> {
+        self.client.stats.clone()
+    }
+
+    fn budget(&self) -> Arc<dyn crate::venue::requests::RequestBudget> {
+        self.client.limiter().clone()
+    }
+
+    fn history(self: Arc<Self>, t: crate::registry::HistoryType) -> Arc<dyn History> {
+        history::history(t, Some(self))
     }
 }
 

@@ -3,7 +3,7 @@
 //! read-only), paused on 429/418 for the server's `Retry-After`, and turned into a clear error
 //! when Binance says the request itself is wrong.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,7 @@ use super::limiter::WeightLimiter;
 use super::BinanceConfig;
 use crate::bounds::{self, BodyError};
 use crate::market::Market;
-
-/// Counters a job reports (telemetry, metrics, the final summary).
-#[derive(Debug, Default)]
-pub struct RestStats {
-    pub requests: AtomicU64,
-    pub weight: AtomicU64,
-    pub responses_429: AtomicU64,
-    pub responses_418: AtomicU64,
-    pub responses_5xx: AtomicU64,
-    pub transport_errors: AtomicU64,
-    pub retries: AtomicU64,
-}
-
-impl RestStats {
-    fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
+pub use crate::venue::requests::RestStats;
 
 /// Why a REST call failed for good.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,39 @@
+//! What a venue's REST client spends, in the terms every venue shares: requests, the venue's
+//! request weight (one a request where the venue counts requests, not weight), the answers that
+//! slow it down or ban it, and the budget it paces itself by. The job's report, telemetry and
+//! metrics read these without naming the venue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters a job reports (telemetry, metrics, the final summary).
+#[derive(Debug, Default)]
+pub struct RestStats {
+    pub requests: AtomicU64,
+    pub weight: AtomicU64,
+    /// "Too many requests": the venue asked to slow down (Binance 429).
+    pub responses_429: AtomicU64,
+    /// The venue banned the address for a while (Binance 418).
+    pub responses_418: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl RestStats {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// The request budget a venue's client paces itself by: what it may spend in a window (its
+/// share of the venue's limit) and what it spent in the current one.
+pub trait RequestBudget: Send + Sync {
+    fn used(&self) -> u32;
+    fn budget(&self) -> u32;
+    fn window(&self) -> Duration;
+}
