@@ -33,7 +33,7 @@ use exchange_sim::data::{self, Data};
 use loader_producer::config::KafkaArgs;
 use loader_producer::identity::{JobId, JobIdentityParts};
 use loader_producer::kafka;
-use loader_producer::market::Market;
+use loader_producer::market::{Market, Venue};
 use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
 use loader_producer::registry::{DataType, HistoryType};
 use loader_producer::sink::{producer_config, DeliveryContext};
@@ -95,7 +95,8 @@ fn generate(
             let name = interval.to_string();
             let times = data::interval_open_times(interval, range.start_ms, range.end_ms);
             for chunk in times.chunks(page) {
-                let mut batch = RecordBatch::new(Market::Spot, symbol.clone(), chunk.len());
+                let mut batch =
+                    RecordBatch::new(Venue::Binance, Market::Spot, symbol.clone(), chunk.len());
                 for &t in chunk {
                     let k = data::kline(&gen, &symbol, interval, t);
                     let row = RawKline(
@@ -123,7 +124,8 @@ fn generate(
                 let rows = gen.trades_from_id(&symbol, from, range.end_ms - 1, page);
                 let Some(last) = rows.last() else { break };
                 from = last.id + 1;
-                let mut batch = RecordBatch::new(Market::Spot, symbol.clone(), rows.len());
+                let mut batch =
+                    RecordBatch::new(Venue::Binance, Market::Spot, symbol.clone(), rows.len());
                 for t in &rows {
                     batch
                         .push_agg_trade(&RawAggTrade {

@@ -189,6 +189,16 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         lease_topic: None,
         shutdown_timeout: Duration::from_secs(20),
         resumable: true,
+        venue: crate::market::Venue::Binance,
+        bybit: crate::config::BybitConfig {
+            market,
+            api_url: format!("{}/bybit", sim.base_url()),
+            rate_limit_share: 0.5,
+            concurrency: 16,
+            kline_page_limit: 1000,
+            max_retries: 8,
+            request_timeout: Duration::from_secs(30),
+        },
         binance: BinanceConfig {
             market,
             api_url,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::archive::ArchiveClient;
 use crate::config::JobConfig;
 use crate::error::{LoaderError, Result};
+use crate::market::Venue;
 use crate::record::RecordBatch;
 use crate::registry::DataType;
 use crate::resume::Resume;
@@ -26,6 +27,7 @@ use crate::source::live::LiveSource;
 use crate::source_mode::SourceMode;
 use crate::status::{JobStatus, Phase, StopReason};
 use crate::venue::binance::Exchange;
+use crate::venue::bybit::BybitSession;
 use crate::venue::history::{HistoryContext, SourceSummary};
 use crate::venue::requests::RestStats;
 use crate::venue::Session;
@@ -37,6 +39,9 @@ const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
 /// need them.
 #[derive(Clone)]
 pub struct Upstream {
+    /// The venue's REST API, through the seam; absent with `SOURCE=archive`.
+    pub session: Option<Arc<dyn Session>>,
+    /// Binance's connection, which its live sources take.
     pub exchange: Option<Arc<Exchange>>,
     pub archive: Option<Arc<ArchiveClient>>,
 }
@@ -54,11 +59,20 @@ impl Upstream {
                 "this shard has no symbols to load"
             );
             return Ok(Upstream {
+                session: None,
                 exchange: None,
                 archive: None,
             });
         }
         let live = cfg.data_type.is_live();
+        if cfg.venue == Venue::Bybit {
+            let session = BybitSession::connect(&cfg.bybit, &cfg.symbols, stop.clone()).await?;
+            return Ok(Upstream {
+                session: Some(Arc::new(session)),
+                exchange: None,
+                archive: None,
+            });
+        }
         let exchange = if live || cfg.source != SourceMode::Archive {
             Some(Arc::new(
                 Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?,
@@ -74,7 +88,11 @@ impl Upstream {
         } else {
             None
         };
-        Ok(Upstream { exchange, archive })
+        Ok(Upstream {
+            session: exchange.clone().map(|ex| ex as Arc<dyn Session>),
+            exchange,
+            archive,
+        })
     }
 
     fn rest(&self) -> Result<&Arc<Exchange>> {
@@ -225,7 +243,7 @@ pub async fn load(
 ) -> Result<JobReport> {
     let started = Instant::now();
     let _ = status.delivery.set(sink.delivery_counters());
-    if let Some(ex) = &upstream.exchange {
+    if let Some(ex) = &upstream.session {
         let _ = status.rest.set(ex.rest_stats());
         let _ = status.limiter.set(ex.budget());
     }
@@ -328,12 +346,13 @@ pub async fn load(
             for symbol in &cfg.symbols {
                 let ctx = HistoryContext {
                     clock: upstream
-                        .exchange
+                        .session
                         .as_ref()
                         .map(|ex| ex.clock())
                         .unwrap_or_default(),
                     archive: upstream.archive.clone(),
                     mode: cfg.source,
+                    venue: cfg.venue,
                     market: cfg.binance.market,
                     symbol: Arc::from(symbol.as_str()),
                     range,
@@ -344,8 +363,15 @@ pub async fn load(
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),
                 };
-                let kind = match &upstream.exchange {
-                    Some(ex) => ex.clone().history(history_type),
+                let kind = match &upstream.session {
+                    Some(ex) => ex.clone().history(history_type).ok_or_else(|| {
+                        LoaderError::config(format!(
+                            "TYPE {} is not served by {}",
+                            cfg.data_type.name(),
+                            cfg.venue.title()
+                        ))
+                    })?,
+                    // SOURCE=archive: Binance's archive alone.
                     None => crate::venue::binance::history::history(history_type, None),
                 };
                 let load = history::load(kind, ctx, tx.clone());
@@ -393,7 +419,7 @@ pub async fn load(
         resume: resume.is_resumed().then(|| resume.clone()),
         ..JobReport::default()
     };
-    if let Some(ex) = &upstream.exchange {
+    if let Some(ex) = &upstream.session {
         let stats = ex.rest_stats();
         report.requests = RestStats::get(&stats.requests);
         report.weight = RestStats::get(&stats.weight);

@@ -35,7 +35,8 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         queue_id: cfg.queue_id.clone(),
         symbol: cfg.symbols.join(","),
         data_type: cfg.data_type.name(),
-        market: cfg.binance.market.to_string(),
+        exchange: cfg.venue.as_str().to_string(),
+        market: cfg.venue.market_name(cfg.binance.market).to_string(),
         producer: cfg.producer_id.clone(),
         time_range: cfg.range_text(),
         kafka_topic: cfg.topic.clone(),
@@ -51,7 +52,11 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     spawn_signal_handler(stop.clone(), status.clone());
     if cfg.metrics_port != 0 {
         let labels = vec![
-            ("market", cfg.binance.market.to_string()),
+            ("exchange", cfg.venue.as_str().to_string()),
+            (
+                "market",
+                cfg.venue.market_name(cfg.binance.market).to_string(),
+            ),
             ("type", cfg.data_type.name()),
         ];
         match metrics::serve(cfg.metrics_port, status.clone(), labels, done.clone()).await {
@@ -214,6 +219,7 @@ async fn run_protocol(
                     &resume::Search {
                         topic: &job.topic,
                         symbols: &job.symbols,
+                        venue: job.venue,
                         market: job.binance.market,
                         kind: job.data_type.record_kind(),
                         range: job.range,
@@ -445,6 +451,7 @@ async fn report_early_error(args: &JobArgs, e: &LoaderError) {
         queue_id: args.queue_id.clone().unwrap_or_default(),
         symbol: args.symbol.clone().unwrap_or_default(),
         data_type: args.data_type.clone().unwrap_or_default(),
+        exchange: args.exchange.trim().to_ascii_lowercase(),
         market: args.market.trim().to_ascii_lowercase(),
         producer: args.telemetry_producer_id.clone().unwrap_or_default(),
         time_range: args.time_range.clone().unwrap_or_default(),

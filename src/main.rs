@@ -6,10 +6,12 @@ use std::process::ExitCode;
 
 use loader_producer::config::{parse_cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
-use loader_producer::market::Market;
+use loader_producer::market::{Market, Venue};
 use loader_producer::venue::binance::Exchange;
+use loader_producer::venue::bybit::BybitSession;
 use loader_producer::venue::Session;
 use loader_producer::{lifecycle, verify};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -111,27 +113,43 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
             )
         })?;
     let mut expect = args.expectation()?;
-    let connect = |market: Market, symbols: Vec<String>| async move {
-        let binance = args.binance_config(market)?;
-        Ok::<_, LoaderError>(
-            Exchange::connect(&binance, &symbols, CancellationToken::new())
-                .await
-                .map(|ex| std::sync::Arc::new(ex) as std::sync::Arc<dyn Session>)
-                .map_err(|e| {
-                    format!(
-                        "Binance could not be asked at {} {} ({e})",
-                        market.rest_url_var().0,
-                        binance.api_url
-                    )
-                }),
-        )
+    // A session of the venue and market, or why there is none (reported as unchecked).
+    let connect = |(venue, market): (Venue, Market), symbols: Vec<String>| async move {
+        let session: std::result::Result<Arc<dyn Session>, LoaderError> = match venue {
+            Venue::Binance => {
+                let binance = args.binance_config(market)?;
+                Exchange::connect(&binance, &symbols, CancellationToken::new())
+                    .await
+                    .map(|ex| Arc::new(ex) as Arc<dyn Session>)
+                    .map_err(|e| {
+                        LoaderError::Exchange(format!(
+                            "Binance could not be asked at {} {} ({e})",
+                            market.rest_url_var().0,
+                            binance.api_url
+                        ))
+                    })
+            }
+            Venue::Bybit => {
+                let bybit = args.bybit_config(market)?;
+                BybitSession::connect(&bybit, &symbols, CancellationToken::new())
+                    .await
+                    .map(|s| Arc::new(s) as Arc<dyn Session>)
+                    .map_err(|e| {
+                        LoaderError::Exchange(format!(
+                            "Bybit could not be asked at BYBIT_API_URL {} ({e})",
+                            bybit.api_url
+                        ))
+                    })
+            }
+        };
+        Ok::<_, LoaderError>(session.map_err(|e| e.to_string()))
     };
     // Whether a range reaches past the present is judged by the exchange's clock, as the loader
     // judged it when it cut the range. Without SYMBOL the symbols are learnt from the topic, and
     // the local clock judges (a connection checks its symbols).
     let mut early = None;
     if !args.offline && expect.range.is_some() && !expect.symbols.is_empty() {
-        let home = expect.home_market;
+        let home = (expect.home_venue, expect.home_market);
         let ex = connect(home, expect.symbols.clone()).await?;
         expect.now_ms = ex.as_ref().ok().map(|ex| ex.clock().now_ms());
         early = Some((home, ex));
@@ -147,7 +165,7 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
             let symbols: Vec<String> = report
                 .groups
                 .iter()
-                .filter(|g| g.market == market)
+                .filter(|g| (g.exchange, g.market) == market)
                 .map(|g| g.symbol.clone())
                 .collect();
             let ex = match early.take() {

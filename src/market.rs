@@ -1,13 +1,15 @@
-//! Binance's markets (`MARKET`): spot, USDⓈ-M futures and COIN-M futures. A market is a
-//! parameter of everything that talks to Binance, never a copy of it: this module owns its
-//! names and how records of each market are told apart in a topic; what the exchange does
-//! differently in each (hosts, path prefixes, page and connection limits, the archive root) is
-//! Binance's rule and lives in `venue::binance::markets`.
+//! Venues and their markets (`EXCHANGE`, `MARKET`): what a record says about where it comes
+//! from, and how records of each venue and market are told apart in a topic. A market is one of
+//! three kinds every venue has (spot, linear futures margined in a stablecoin, inverse futures
+//! margined in the coin): Binance calls them spot, USDⓈ-M and COIN-M, Bybit spot, linear and
+//! inverse. A market is a parameter of everything that talks to a venue, never a copy of it;
+//! what a venue does differently in each (hosts, path prefixes, page and connection limits, the
+//! archive root) is the venue's rule and lives in its tree (`venue::binance::markets`).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// One Binance market.
+/// One kind of market (Binance's names; [`Venue::market_name`] gives each venue's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Market {
     /// Spot, `api.binance.com` / `stream.binance.com`.
@@ -95,6 +97,140 @@ impl FromStr for Market {
     }
 }
 
+/// The exchange a job reads (`EXCHANGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Venue {
+    #[default]
+    Binance,
+    Bybit,
+}
+
+impl Venue {
+    pub const ALL: [Venue; 2] = [Venue::Binance, Venue::Bybit];
+
+    /// The name `EXCHANGE` takes and records carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Venue::Binance => "binance",
+            Venue::Bybit => "bybit",
+        }
+    }
+
+    /// The venue as it names itself, for messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Venue::Binance => "Binance",
+            Venue::Bybit => "Bybit",
+        }
+    }
+
+    /// `market` as this venue names it: the name `MARKET` takes and records carry.
+    pub fn market_name(self, market: Market) -> &'static str {
+        match (self, market) {
+            (Venue::Binance, m) => m.as_str(),
+            (Venue::Bybit, Market::Spot) => "spot",
+            (Venue::Bybit, Market::UsdM) => "linear",
+            (Venue::Bybit, Market::CoinM) => "inverse",
+        }
+    }
+
+    /// `market` as this venue titles it in messages.
+    pub fn market_title(self, market: Market) -> &'static str {
+        match self {
+            Venue::Binance => market.title(),
+            Venue::Bybit => self.market_name(market),
+        }
+    }
+
+    /// What `_key` starts with before the symbol. Binance's keys predate venues (nothing for
+    /// spot, `usdm_`, `coinm_`); every other venue's start with the venue and the market
+    /// (`bybit_linear_`), so no two venues' records share a key in one topic.
+    pub fn key_prefix(self, market: Market) -> &'static str {
+        match (self, market) {
+            (Venue::Binance, m) => m.key_prefix(),
+            (Venue::Bybit, Market::Spot) => "bybit_spot_",
+            (Venue::Bybit, Market::UsdM) => "bybit_linear_",
+            (Venue::Bybit, Market::CoinM) => "bybit_inverse_",
+        }
+    }
+
+    /// The `exchange` field records of this venue carry: every venue's but Binance's, whose
+    /// records predate venues (a record without one is Binance's).
+    pub fn record_field(self) -> Option<&'static str> {
+        match self {
+            Venue::Binance => None,
+            other => Some(other.as_str()),
+        }
+    }
+
+    /// The venue a record's `exchange` field names (none: Binance).
+    pub fn of_record(exchange: Option<&str>) -> Option<Venue> {
+        match exchange {
+            None => Some(Venue::Binance),
+            Some(name) => Venue::ALL.into_iter().find(|v| v.as_str() == name),
+        }
+    }
+
+    /// The market a record of this venue names in its `market` field.
+    pub fn market_of_record(self, name: &str) -> Option<Market> {
+        Market::ALL
+            .into_iter()
+            .find(|m| self.market_name(*m) == name)
+    }
+
+    /// Parses `MARKET` for this venue.
+    pub fn parse_market(self, s: &str) -> Result<Market, String> {
+        match self {
+            Venue::Binance => s.parse(),
+            Venue::Bybit => {
+                let t = s.trim().to_ascii_lowercase();
+                Ok(match t.as_str() {
+                    "spot" | "" => Market::Spot,
+                    "linear" => Market::UsdM,
+                    "inverse" => Market::CoinM,
+                    _ => {
+                        return Err(format!(
+                        "MARKET {:?} is not a Bybit market: expected spot, linear (USDT and USDC \
+                             contracts) or inverse (coin-margined contracts)",
+                        s.trim()
+                    ))
+                    }
+                })
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Venue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Venue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Venue {
+    type Err = String;
+
+    /// `binance` or `bybit`, case-insensitive.
+    fn from_str(s: &str) -> Result<Venue, String> {
+        let t = s.trim().to_ascii_lowercase();
+        Venue::ALL
+            .into_iter()
+            .find(|v| v.as_str() == t || (t.is_empty() && *v == Venue::Binance))
+            .ok_or_else(|| {
+                format!(
+                    "EXCHANGE {:?} is not a venue this loader reads: expected binance or bybit",
+                    s.trim()
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +266,31 @@ mod tests {
             .map(|m| format!("{}BTCUSDT", m.key_prefix()))
             .collect();
         assert_eq!(stems, ["BTCUSDT", "usdm_BTCUSDT", "coinm_BTCUSDT"]);
+    }
+
+    #[test]
+    fn venues_name_their_markets_and_never_share_a_key() {
+        assert_eq!("BYBIT".parse::<Venue>().unwrap(), Venue::Bybit);
+        assert_eq!("".parse::<Venue>().unwrap(), Venue::Binance);
+        let e = "kraken".parse::<Venue>().unwrap_err();
+        assert!(e.contains("EXCHANGE") && e.contains("bybit"), "{e}");
+        let mut prefixes = Vec::new();
+        for v in Venue::ALL {
+            for m in Market::ALL {
+                let name = v.market_name(m);
+                assert_eq!(v.parse_market(name).unwrap(), m, "{v} {name}");
+                assert_eq!(v.market_of_record(name), Some(m));
+                prefixes.push(v.key_prefix(m));
+            }
+            assert_eq!(Venue::of_record(v.record_field()), Some(v));
+        }
+        // No prefix is another's start (with the symbol after it, keys could collide).
+        for (i, a) in prefixes.iter().enumerate() {
+            for (j, b) in prefixes.iter().enumerate() {
+                assert!(i == j || !b.starts_with(a) || a.is_empty(), "{a:?} {b:?}");
+            }
+        }
+        let e = Venue::Bybit.parse_market("usdm").unwrap_err();
+        assert!(e.contains("MARKET") && e.contains("linear"), "{e}");
     }
 }

@@ -12,7 +12,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoaderError, Result};
-use crate::market::Market;
+use crate::market::{Market, Venue};
 
 /// The tag between symbol and ordinal in a record's `_key`, per record kind: the one place they
 /// are written (`RecordKind::key_tag` and `RecordKind::from_key` read them from here). Candles
@@ -28,10 +28,14 @@ pub mod tag {
     pub const LIQUIDATION: &str = "liquidation";
 }
 
-/// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`).
+/// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`). Venues that do not count a
+/// candle's trades or taker volumes (Bybit) leave those fields out; Binance's records have no
+/// `exchange` (they predate venues), every other venue's do.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct KlineRecord<'a> {
     pub _key: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     pub interval: &'a str,
@@ -44,9 +48,27 @@ pub struct KlineRecord<'a> {
     pub volume: &'a str,
     pub close_time: i64,
     pub quote_asset_volume: &'a str,
-    pub number_of_trades: u64,
-    pub taker_buy_base_asset_volume: &'a str,
-    pub taker_buy_quote_asset_volume: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number_of_trades: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taker_buy_base_asset_volume: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taker_buy_quote_asset_volume: Option<&'a str>,
+}
+
+/// A candle of a venue that reports open, high, low, close and the two volumes only (Bybit:
+/// `volume` in the base coin, or contracts on inverse markets; `quote_volume` its turnover, in
+/// the quote coin, or the base coin on inverse markets, as Binance's COIN-M candles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candle<'a> {
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: &'a str,
+    pub high: &'a str,
+    pub low: &'a str,
+    pub close: &'a str,
+    pub volume: &'a str,
+    pub quote_volume: &'a str,
 }
 
 /// One aggregate trade as published (`_key` = `SYMBOL_agg_ID`).
@@ -291,6 +313,7 @@ struct Entry {
 /// Serialised records of one symbol, in order, ready for the sink.
 #[derive(Debug)]
 pub struct RecordBatch {
+    pub venue: Venue,
     pub market: Market,
     pub symbol: Arc<str>,
     buf: Vec<u8>,
@@ -304,8 +327,9 @@ pub struct RecordBatch {
 const KEY_PREFIX: &[u8] = b"{\"_key\":\"";
 
 impl RecordBatch {
-    pub fn new(market: Market, symbol: Arc<str>, capacity: usize) -> Self {
+    pub fn new(venue: Venue, market: Market, symbol: Arc<str>, capacity: usize) -> Self {
         RecordBatch {
+            venue,
             market,
             symbol,
             buf: Vec::with_capacity(capacity * 320),
@@ -376,7 +400,7 @@ impl RecordBatch {
     pub fn key_of(&mut self, tag: &[&str], ordinal: impl itoa::Integer) -> String {
         let mut key = std::mem::take(&mut self.key_scratch);
         key.clear();
-        key.push_str(self.market.key_prefix());
+        key.push_str(self.venue.key_prefix(self.market));
         key.push_str(&self.symbol);
         for part in tag {
             key.push('_');
@@ -406,7 +430,8 @@ impl RecordBatch {
         let symbol = self.symbol.clone();
         let rec = KlineRecord {
             _key: &key,
-            market: self.market.as_str(),
+            exchange: self.venue.record_field(),
+            market: self.venue.market_name(self.market),
             symbol: &symbol,
             interval,
             timestamp: k.0,
@@ -418,11 +443,39 @@ impl RecordBatch {
             volume: k.5,
             close_time: k.6,
             quote_asset_volume: k.7,
-            number_of_trades: k.8,
-            taker_buy_base_asset_volume: k.9,
-            taker_buy_quote_asset_volume: k.10,
+            number_of_trades: Some(k.8),
+            taker_buy_base_asset_volume: Some(k.9),
+            taker_buy_quote_asset_volume: Some(k.10),
         };
         let r = self.push_with(k.0, &key, &rec);
+        self.key_scratch = key;
+        r
+    }
+
+    /// A [`Candle`] as a [`KlineRecord`] without trade counts and taker volumes.
+    pub fn push_candle(&mut self, interval: &str, c: &Candle<'_>) -> Result<()> {
+        let key = self.key(interval, c.open_time);
+        let symbol = self.symbol.clone();
+        let rec = KlineRecord {
+            _key: &key,
+            exchange: self.venue.record_field(),
+            market: self.venue.market_name(self.market),
+            symbol: &symbol,
+            interval,
+            timestamp: c.open_time,
+            open_time: c.open_time,
+            open: c.open,
+            high: c.high,
+            low: c.low,
+            close: c.close,
+            volume: c.volume,
+            close_time: c.close_time,
+            quote_asset_volume: c.quote_volume,
+            number_of_trades: None,
+            taker_buy_base_asset_volume: None,
+            taker_buy_quote_asset_volume: None,
+        };
+        let r = self.push_with(c.open_time, &key, &rec);
         self.key_scratch = key;
         r
     }
@@ -432,7 +485,7 @@ impl RecordBatch {
         let symbol = self.symbol.clone();
         let rec = AggTradeRecord {
             _key: &key,
-            market: self.market.as_str(),
+            market: self.venue.market_name(self.market),
             symbol: &symbol,
             trade_id: t.a,
             price: t.p,
@@ -454,7 +507,7 @@ impl RecordBatch {
         let symbol = self.symbol.clone();
         let rec = TradeRecord {
             _key: &key,
-            market: self.market.as_str(),
+            market: self.venue.market_name(self.market),
             symbol: &symbol,
             trade_id: t.id,
             price: t.price,
@@ -477,7 +530,7 @@ mod tests {
     fn kline_rows_become_lossless_json_with_keys() {
         let body = br#"[[1672531200000,"16541.77000000","16545.70000000","16508.39000000","16529.67000000","4364.83570000",1672531259999,"72146210.91866570",5000,"2137.69070000","35333858.63540000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(body).unwrap();
-        let mut batch = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
+        let mut batch = RecordBatch::new(Venue::Binance, Market::Spot, "BTCUSDT".into(), 1);
         batch.push_kline("1m", &rows[0]).unwrap();
         let (payload, key) = batch.iter().next().unwrap();
         assert_eq!(key, b"BTCUSDT_1m_1672531200000");
@@ -485,7 +538,7 @@ mod tests {
         assert_eq!(rec.open, "16541.77000000");
         assert_eq!(rec.timestamp, 1672531200000);
         assert_eq!(rec.close_time, 1672531259999);
-        assert_eq!(rec.number_of_trades, 5000);
+        assert_eq!(rec.number_of_trades, Some(5000));
         assert_eq!(rec.symbol, "BTCUSDT");
     }
 
@@ -496,7 +549,7 @@ mod tests {
             symbol: &'a str,
             _key: &'a str,
         }
-        let mut batch = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
+        let mut batch = RecordBatch::new(Venue::Binance, Market::Spot, "BTCUSDT".into(), 1);
         let rec = Misordered {
             symbol: "BTCUSDT",
             _key: "BTCUSDT_x_1",
@@ -534,7 +587,7 @@ mod tests {
     fn agg_trades_keep_ids_and_flags() {
         let body = br#"[{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,"m":true,"M":true},{"a":26130,"p":"0.1","q":"1","f":27782,"l":27783,"T":1498793709154,"m":false,"M":true}]"#;
         let rows: Vec<RawAggTrade> = serde_json::from_slice(body).unwrap();
-        let mut batch = RecordBatch::new(Market::UsdM, "ETHBTC".into(), 2);
+        let mut batch = RecordBatch::new(Venue::Binance, Market::UsdM, "ETHBTC".into(), 2);
         for r in &rows {
             batch.push_agg_trade(r).unwrap();
         }

@@ -12,7 +12,7 @@ use std::fmt;
 
 use kline_interval::Interval;
 
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::record::tag;
 
 /// The price series futures publish as candles besides trades (their endpoints and archive
@@ -309,10 +309,15 @@ impl RecordKind {
         }
     }
 
-    /// [`from_key`](Self::from_key) for a record of `market` and `symbol`, without building
+    /// [`from_key`](Self::from_key) for a record of `venue`'s `market` and `symbol`, without building
     /// the stem (verify and resume call it for every record they read).
-    pub fn from_market_key(market: Market, symbol: &str, key: &str) -> Option<(RecordKind, i64)> {
-        Self::from_key(symbol, key.strip_prefix(market.key_prefix())?)
+    pub fn from_market_key(
+        venue: Venue,
+        market: Market,
+        symbol: &str,
+        key: &str,
+    ) -> Option<(RecordKind, i64)> {
+        Self::from_key(symbol, key.strip_prefix(venue.key_prefix(market))?)
     }
 
     /// The kind and ordinal a record's `_key` names, given what keys of its market and symbol
@@ -904,11 +909,21 @@ mod tests {
         assert_eq!(RecordKind::from_key("usdm_BTCUSDT", "BTCUSDT_1m_1"), None);
         assert_eq!(RecordKind::from_key("BTCUSDT", "usdm_BTCUSDT_1m_1"), None);
         assert_eq!(
-            RecordKind::from_market_key(Market::UsdM, "BTCUSDT", "usdm_BTCUSDT_1m_1"),
+            RecordKind::from_market_key(
+                Venue::Binance,
+                Market::UsdM,
+                "BTCUSDT",
+                "usdm_BTCUSDT_1m_1"
+            ),
             Some((RecordKind::Candles(Interval::M1), 1))
         );
         assert_eq!(
-            RecordKind::from_market_key(Market::CoinM, "BTCUSDT", "usdm_BTCUSDT_1m_1"),
+            RecordKind::from_market_key(
+                Venue::Binance,
+                Market::CoinM,
+                "BTCUSDT",
+                "usdm_BTCUSDT_1m_1"
+            ),
             None
         );
         for kind in FIXED_TAG_KINDS.into_iter().chain([

@@ -29,7 +29,7 @@ use crate::error::{LoaderError, Result};
 use crate::identity::JobId;
 use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
 pub use crate::venue::history::ResumePoint;
@@ -84,6 +84,7 @@ pub fn partition_of(symbol: &str, partitions: usize) -> usize {
 pub struct Search<'a> {
     pub topic: &'a str,
     pub symbols: &'a [String],
+    pub venue: Venue,
     pub market: Market,
     pub kind: RecordKind,
     pub range: Option<TimeRange>,
@@ -109,8 +110,8 @@ impl Search<'_> {
         {
             return Seen::Other;
         }
-        // Another market's records of the symbol have other keys.
-        let ordinal = match RecordKind::from_market_key(self.market, f.symbol, f.key) {
+        // Another venue's or market's records of the symbol have other keys.
+        let ordinal = match RecordKind::from_market_key(self.venue, self.market, f.symbol, f.key) {
             Some((k, ordinal)) if k == self.kind => ordinal,
             _ => return Seen::Other,
         };

@@ -23,7 +23,9 @@ pub struct JobIdentity {
     pub queue_id: String,
     pub symbol: String,
     pub data_type: String,
-    /// `spot`, `usdm` or `coinm`.
+    /// `binance`, `bybit`.
+    pub exchange: String,
+    /// The market as the exchange names it: `spot`, `usdm`, `coinm`; `linear`, `inverse`.
     pub market: String,
     pub producer: String,
     pub time_range: String,
@@ -130,6 +132,7 @@ impl TelemetryPublisher {
             "queue_id": id.queue_id,
             "symbol": id.symbol,
             "type": id.data_type,
+            "exchange": id.exchange,
             "market": id.market,
             "status": status.as_str(),
             "event": status.as_str(),

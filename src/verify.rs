@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LoaderError, Result};
 use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::registry::{RecordKind, Sequence};
 use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::history::{Edge, IdEnds, Probe};
@@ -41,6 +41,8 @@ struct Fields<'a> {
     key: Option<&'a str>,
     #[serde(borrow)]
     symbol: Option<&'a str>,
+    #[serde(borrow)]
+    exchange: Option<&'a str>,
     #[serde(borrow)]
     market: Option<&'a str>,
     timestamp: Option<i64>,
@@ -93,10 +95,13 @@ pub struct Expectation {
     pub range: Option<TimeRange>,
     pub symbols: Vec<String>,
     pub kind: Option<RecordKind>,
+    /// `EXCHANGE`, when given: records of other venues are of the wrong type.
+    pub venue: Option<Venue>,
     /// `MARKET`, when given: records of other markets are of the wrong type.
     pub market: Option<Market>,
-    /// Where a symbol of `kind` with no records at all is reported (and looked up): `MARKET`,
-    /// else the first market that offers the type.
+    /// Where a symbol of `kind` with no records at all is reported (and looked up): `EXCHANGE`
+    /// (else Binance), and `MARKET`, else the first market that offers the type.
+    pub home_venue: Venue,
     pub home_market: Market,
     /// The present, from the exchange's clock when it was reached (the loader cut a range
     /// reaching past it by the same clock); the local clock otherwise (`--offline`, no
@@ -119,7 +124,12 @@ pub struct UncheckedSpan {
 /// The verdict on one (symbol, kind).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GroupReport {
+    pub exchange: Venue,
+    #[serde(skip)]
     pub market: Market,
+    /// The market as the venue names it.
+    #[serde(rename = "market")]
+    pub market_name: &'static str,
     pub symbol: String,
     pub data_type: String,
     pub records: u64,
@@ -162,6 +172,15 @@ pub struct GroupReport {
 }
 
 impl GroupReport {
+    /// Where the group's records come from, for the report: the market, after the venue
+    /// unless it is Binance (`spot`, `bybit linear`).
+    pub fn place(&self) -> String {
+        match self.exchange {
+            Venue::Binance => self.market_name.to_string(),
+            v => format!("{v} {}", self.market_name),
+        }
+    }
+
     fn note_unchecked(&mut self, first: Option<i64>, last: Option<i64>, at: i64, reason: String) {
         self.unchecked += 1;
         if self.unchecked_ranges.len() < 10 {
@@ -228,7 +247,7 @@ impl VerifyReport {
         for g in &self.groups {
             s += &format!(
                 "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}{}  {}\n",
-                g.market,
+                g.place(),
                 g.symbol,
                 g.data_type,
                 g.records,
@@ -303,13 +322,13 @@ impl VerifyReport {
         s
     }
 
-    /// The markets whose groups need the exchange asked.
-    pub fn markets_to_ask(&self) -> Vec<Market> {
-        let mut markets: Vec<Market> = self
+    /// The venues and markets whose groups need the exchange asked.
+    pub fn markets_to_ask(&self) -> Vec<(Venue, Market)> {
+        let mut markets: Vec<(Venue, Market)> = self
             .groups
             .iter()
             .filter(|g| g.needs_exchange(self.range.is_some()))
-            .map(|g| g.market)
+            .map(|g| (g.exchange, g.market))
             .collect();
         markets.sort();
         markets.dedup();
@@ -321,7 +340,7 @@ impl VerifyReport {
     /// record; what it cannot answer is unchecked.
     pub async fn ask_exchange(
         &mut self,
-        market: Market,
+        (venue, market): (Venue, Market),
         exchange: std::result::Result<&Arc<dyn Session>, String>,
     ) {
         let mut lookups = 0usize;
@@ -340,12 +359,23 @@ impl VerifyReport {
             Err(why) => (None, Some(why)),
         };
         let mut notes = Vec::new();
-        for g in self.groups.iter_mut().filter(|g| g.market == market) {
+        for g in self
+            .groups
+            .iter_mut()
+            .filter(|g| g.exchange == venue && g.market == market)
+        {
             let Some(history) = g.kind.and_then(|k| k.history()) else {
                 continue;
             };
             // Without a session (`failed` says why) nothing can be asked.
-            let source = exchange.map(|ex| ex.clone().history(history));
+            let source = exchange.and_then(|ex| ex.clone().history(history));
+            if source.is_none() && failed.is_none() {
+                failed = Some(format!(
+                    "{} does not serve {} to this loader",
+                    venue.title(),
+                    g.data_type
+                ));
+            }
             let beyond = |by_time: bool, t: i64| {
                 source
                     .as_ref()?
@@ -441,7 +471,7 @@ impl VerifyReport {
                 if reaches_past_now {
                     notes.push(format!(
                         "{} {} {}: the range reaches past the present; checked up to the last record",
-                        g.market, g.symbol, g.data_type
+                        g.place(), g.symbol, g.data_type
                     ));
                 }
                 let answers = match (failed.clone(), &source) {
@@ -501,7 +531,7 @@ impl VerifyReport {
         for g in self.groups.iter().filter(|g| g.ends.is_some()) {
             self.notes.push(format!(
                 "{} {} {}: offline, so the ids of the range before the first record and after the last were not checked",
-                g.market, g.symbol, g.data_type
+                g.place(), g.symbol, g.data_type
             ));
         }
     }
@@ -585,7 +615,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     let now = expect
         .now_ms
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-    let mut groups: BTreeMap<(Market, String, RecordKind), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(Venue, Market, String, RecordKind), Group> = BTreeMap::new();
     let mut wrong_type: BTreeMap<String, u64> = BTreeMap::new();
     let mut records = 0u64;
     let mut unreadable = 0u64;
@@ -619,21 +649,28 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             unreadable += 1;
             continue;
         };
-        // Records of versions before markets are spot records.
-        let Some(market) = Market::of_record(f.market.unwrap_or("spot")) else {
+        // Records without `exchange` are Binance's; of versions before markets, spot records.
+        let Some(venue) = Venue::of_record(f.exchange) else {
             unreadable += 1;
             continue;
         };
-        let Some((kind, ordinal)) = RecordKind::from_market_key(market, symbol, key) else {
+        let Some(market) = venue.market_of_record(f.market.unwrap_or("spot")) else {
             unreadable += 1;
             continue;
         };
-        if expect.kind.is_some_and(|k| k != kind) || expect.market.is_some_and(|m| m != market) {
+        let Some((kind, ordinal)) = RecordKind::from_market_key(venue, market, symbol, key) else {
+            unreadable += 1;
+            continue;
+        };
+        if expect.kind.is_some_and(|k| k != kind)
+            || expect.market.is_some_and(|m| m != market)
+            || expect.venue.is_some_and(|v| v != venue)
+        {
             *wrong_type.entry(symbol.to_string()).or_default() += 1;
             continue;
         }
         let g = groups
-            .entry((market, symbol.to_string(), kind))
+            .entry((venue, market, symbol.to_string(), kind))
             .or_default();
         if kind.sequence() == Sequence::Ids {
             g.timed.push((ordinal, ts));
@@ -655,10 +692,10 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     // Groups SYMBOL and TYPE promise, even when the topic has nothing of them.
     if let Some(kind) = expect.kind {
         for s in &expect.symbols {
-            let seen = groups.keys().any(|(_, sym, k)| sym == s && *k == kind);
+            let seen = groups.keys().any(|(_, _, sym, k)| sym == s && *k == kind);
             if !seen {
                 groups
-                    .entry((expect.home_market, s.clone(), kind))
+                    .entry((expect.home_venue, expect.home_market, s.clone(), kind))
                     .or_default();
             }
         }
@@ -666,7 +703,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
 
     let mut notes = Vec::new();
     let mut reports = Vec::new();
-    for ((market, symbol, kind), mut g) in groups {
+    for ((venue, market, symbol, kind), mut g) in groups {
         let ids = kind.sequence() == Sequence::Ids;
         let total = (g.values.len() + g.timed.len()) as u64;
         g.values.sort_unstable();
@@ -706,7 +743,9 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
             }
         };
         reports.push(GroupReport {
+            exchange: venue,
             market,
+            market_name: venue.market_name(market),
             symbol,
             data_type: kind.name(),
             records: total,

@@ -41,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     // cursor and emitter its rows go through, the venue's clock). Names no venue.
     ("seam", &["venue"]),
     // Each venue's tree: its endpoints, limits, streams, archive layout and row mapping.
-    ("venues", &["venue::binance"]),
+    ("venues", &["venue::binance", "venue::bybit"]),
     // Sources yield records, sinks publish them; resume, verify and reporting read both.
     (
         "components",
@@ -77,6 +77,16 @@ const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
         "job",
         "venue::binance",
         "connects to Binance (a Session), and names its history for SOURCE=archive and its live sources",
+    ),
+    (
+        "job",
+        "venue::bybit",
+        "connects to Bybit (a Session) until a venue is chosen through the seam",
+    ),
+    (
+        "config",
+        "venue::bybit",
+        "Bybit's settings (BybitConfig, its default URL and page, what it serves)",
     ),
     (
         "source",

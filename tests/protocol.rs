@@ -332,7 +332,7 @@ async fn a_stop_command_ends_the_job_quickly_with_interrupted_and_exit_0() {
     assert!(
         // Every metric names the job's market and type.
         metrics.contains(
-            "loader_status{market=\"spot\",type=\"api_candles_1m\",status=\"loading\"} 1"
+            "loader_status{exchange=\"binance\",market=\"spot\",type=\"api_candles_1m\",status=\"loading\"} 1"
         ),
         "{metrics}"
     );

@@ -201,6 +201,12 @@ impl Market {
             salt => mix(symbol_seed(symbol) ^ salt),
         };
         let (base, quote) = market.parse_symbol(symbol).unwrap_or((symbol, "USDT"));
+        Market::build(seed, base, quote, market.contract_size(symbol))
+    }
+
+    /// A market of `base`/`quote` whose data follows `seed`; with `contract_size`, quantities
+    /// are contracts worth that many US dollars (inverse contracts).
+    pub(crate) fn build(seed: u64, base: &str, quote: &str, contract_size: Option<i64>) -> Market {
         let base_usd = known_usd(base)
             .unwrap_or_else(|| 10f64.powf(-2.0 + 5.0 * unit(hash(seed, SALT_MARKET, 0))));
         let quote_usd = known_usd(quote).unwrap_or(1.0);
@@ -210,7 +216,6 @@ impl Market {
         let tick = pow10((magnitude - 6).clamp(-8, -2) + 8);
         // A lot step worth about 0.1 to 1 US dollar.
         let mut step = pow10((-(base_usd.log10().floor() as i32) - 1).clamp(-8, 0) + 8);
-        let contract_size = market.contract_size(symbol);
         let mut qty_usd = base_usd;
         if let Some(cs) = contract_size {
             // COIN-M quantities are whole contracts.

@@ -165,6 +165,7 @@ use std::time::Duration;
 
 mod api;
 mod archive;
+pub mod bybit;
 mod clock;
 pub mod data;
 mod fmt;
@@ -528,6 +529,8 @@ pub struct SimStats {
     pub per_endpoint: BTreeMap<String, u64>,
     /// REST counters per market: keys `spot`, `usdm`, `coinm` (always all three).
     pub per_market: BTreeMap<String, MarketStats>,
+    /// Bybit's REST API (`/bybit/…`): counted apart, under its own IP limit.
+    pub bybit: crate::bybit::BybitStats,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

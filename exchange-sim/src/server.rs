@@ -85,6 +85,8 @@ struct Shared {
     /// Both futures markets' WebSocket connections, with their own [`WsFaults`].
     fws: Arc<Hub>,
     archive: Archive,
+    /// Bybit's REST API under `/bybit`.
+    bybit: crate::bybit::BybitVenue,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
     clock: SimClock,
@@ -187,6 +189,7 @@ impl SimServer {
             ws: hub,
             fws,
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
+            bybit: Default::default(),
             rest_at_once: Arc::default(),
             clock,
         });
@@ -216,6 +219,12 @@ impl SimServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://IP:PORT/bybit`: Bybit's REST base (append `/v5/market/kline`, …), Bybit's
+    /// `https://api.bybit.com`; see [`crate::bybit`].
+    pub fn bybit_url(&self) -> String {
+        format!("http://{}/bybit", self.addr)
     }
 
     /// `http://IP:PORT/usdm`: the USD-M futures REST base (append `/fapi/v1/klines`,
@@ -372,6 +381,7 @@ fn snapshot(shared: &Shared) -> SimStats {
     shared.ws.fill_stats(&mut stats);
     shared.fws.fill_stats(&mut stats);
     shared.archive.fill_stats(&mut stats);
+    stats.bybit = shared.bybit.stats();
     stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
@@ -499,6 +509,24 @@ async fn handle(
     if let Some(sim) = path.strip_prefix("/sim/") {
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
+    }
+    if let Some(rest) = path.strip_prefix("/bybit").filter(|r| r.starts_with('/')) {
+        let data = shared.lock().data.clone();
+        let query = Query::parse(req.uri().query());
+        let answer = shared.bybit.handle(rest, &query, &data, &shared.clock);
+        let mut resp = Response::new(Either::Left(Full::new(Bytes::from(answer.body))));
+        *resp.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let json = answer.status == 200;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(if json {
+                "application/json; charset=utf-8"
+            } else {
+                "text/plain"
+            }),
+        );
+        return Ok(resp);
     }
     if path.starts_with("/data/") {
         let data = shared.lock().data.clone();

@@ -181,9 +181,27 @@ pub struct JobArgs {
     )]
     pub telemetry_interval: f64,
 
-    /// Binance market: spot, usdm (USDⓈ-M futures; also um, usd-m, futures) or coinm (COIN-M futures; also cm, coin-m, delivery)
+    /// Exchange to load from: binance or bybit
+    #[arg(
+        long,
+        env = "EXCHANGE",
+        default_value = "binance",
+        value_name = "EXCHANGE"
+    )]
+    pub exchange: String,
+
+    /// Market: on Binance spot, usdm (USDⓈ-M futures; also um, usd-m, futures) or coinm (COIN-M futures; also cm, coin-m, delivery); on Bybit spot, linear or inverse
     #[arg(long, env = "MARKET", default_value = "spot", value_name = "MARKET")]
     pub market: String,
+
+    /// Bybit REST base URL (EXCHANGE=bybit)
+    #[arg(
+        long,
+        env = "BYBIT_API_URL",
+        default_value = crate::venue::bybit::rules::DEFAULT_API_URL,
+        value_name = "URL"
+    )]
+    pub bybit_api_url: String,
 
     /// Binance spot REST base URL (the exchange simulator's URL in tests)
     #[arg(
@@ -563,10 +581,22 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_api_url: String,
-    /// Market the topic's records come from (spot, usdm, coinm); without it each record's market
-    /// is read from its _key
+    /// Exchange the topic's records come from (binance, bybit); without it each record's
+    /// exchange is read from it (records without one are Binance's)
+    #[arg(long, env = "EXCHANGE", value_name = "EXCHANGE")]
+    pub exchange: Option<String>,
+    /// Market the topic's records come from (Binance: spot, usdm, coinm; Bybit: spot, linear,
+    /// inverse); without it each record's market is read from it
     #[arg(long, env = "MARKET", value_name = "MARKET")]
     pub market: Option<String>,
+    /// Bybit REST base URL, for gaps in Bybit's records
+    #[arg(
+        long,
+        env = "BYBIT_API_URL",
+        default_value = crate::venue::bybit::rules::DEFAULT_API_URL,
+        value_name = "URL"
+    )]
+    pub bybit_api_url: String,
     /// USDⓈ-M futures REST base URL, for gaps in usdm records
     #[arg(
         long,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::archive::ArchiveConfig;
 pub use crate::kafka::{KafkaConfig, KafkaSecurity};
-pub use crate::market::Market;
+pub use crate::market::{Market, Venue};
 pub use crate::registry::{DataType, LiveType};
 pub use crate::secret::Secret;
 pub use crate::sink::MessageKey;
@@ -18,6 +18,7 @@ pub use crate::source::live::LiveConfig;
 use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
 pub use crate::venue::binance::BinanceConfig;
+pub use crate::venue::bybit::BybitConfig;
 pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, VerifyArgs};
 pub use resolve::{check_topic_name, parse_properties, parse_symbols};
 
@@ -77,7 +78,11 @@ pub struct JobConfig {
     /// A live job without a range that has no `JOB_UID` cannot tell its own records from an
     /// earlier Job's: it never resumes.
     pub resumable: bool,
+    /// The exchange (`EXCHANGE`) and its settings: `binance` when it is Binance, `bybit` when
+    /// it is Bybit (the other is not used).
+    pub venue: Venue,
     pub binance: BinanceConfig,
+    pub bybit: BybitConfig,
     pub live: LiveConfig,
     pub kafka: KafkaConfig,
     /// Connection of the control listener (consumer credentials when given).

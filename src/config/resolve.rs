@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
 use super::{
-    BinanceConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, Market, MessageKey,
-    Secret, Shard,
+    BinanceConfig, BybitConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig,
+    Market, MessageKey, Secret, Shard, Venue,
 };
 use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
@@ -354,7 +354,8 @@ impl VerifyArgs {
             }
             None => None,
         };
-        let market = self.market()?;
+        let venue = self.venue()?;
+        let market = self.market(venue.unwrap_or_default())?;
         let home_market = market
             .or_else(|| data_type.and_then(|t| t.markets().first().copied()))
             .unwrap_or_default();
@@ -362,17 +363,45 @@ impl VerifyArgs {
             range,
             symbols,
             kind: data_type.map(|t| t.record_kind()),
+            venue,
             market,
+            home_venue: venue.unwrap_or_default(),
             home_market,
             now_ms: None,
         })
     }
 
-    /// The market named by MARKET, if set.
-    pub fn market(&self) -> Result<Option<Market>> {
-        non_empty(&self.market)
-            .map(|m| m.parse::<Market>().map_err(LoaderError::config))
+    /// The venue named by EXCHANGE, if set.
+    pub fn venue(&self) -> Result<Option<Venue>> {
+        non_empty(&self.exchange)
+            .map(|v| v.parse::<Venue>().map_err(LoaderError::config))
             .transpose()
+    }
+
+    /// The market named by MARKET at `venue`, if set.
+    pub fn market(&self, venue: Venue) -> Result<Option<Market>> {
+        non_empty(&self.market)
+            .map(|m| venue.parse_market(m).map_err(LoaderError::config))
+            .transpose()
+    }
+
+    /// How verify asks Bybit about gaps in `market`'s records: a small share of its limit, few
+    /// retries.
+    pub fn bybit_config(&self, market: Market) -> Result<BybitConfig> {
+        Ok(BybitConfig {
+            market,
+            api_url: http_url(
+                "BYBIT_API_URL",
+                &self.bybit_api_url,
+                crate::venue::bybit::rules::DEFAULT_API_URL,
+                self.access.allow_insecure_urls,
+            )?,
+            rate_limit_share: 0.2,
+            concurrency: 4,
+            kline_page_limit: crate::venue::bybit::rules::MAX_KLINE_PAGE,
+            max_retries: 2,
+            request_timeout: Duration::from_secs(10),
+        })
     }
 
     /// How verify asks Binance about gaps in `market`'s records: a small share of the budget,
@@ -480,12 +509,20 @@ impl JobArgs {
                 self.shard_count
             )));
         }
-        let market: Market = self.market.parse().map_err(LoaderError::config)?;
+        let venue: Venue = self.exchange.parse().map_err(LoaderError::config)?;
+        let market = venue
+            .parse_market(&self.market)
+            .map_err(LoaderError::config)?;
         let given_page = self.page_limit.or(self.limit_alias);
-        let max_page = market.max_kline_page();
+        let max_page = match venue {
+            Venue::Binance => market.max_kline_page(),
+            Venue::Bybit => crate::venue::bybit::rules::MAX_KLINE_PAGE,
+        };
         if let Some(p) = given_page.filter(|p| !(1..=max_page).contains(p)) {
             return Err(LoaderError::config(format!(
-                "PAGE_LIMIT (alias LIMIT) must be between 1 and {max_page} (Binance's largest {market} page), got {p}"
+                "PAGE_LIMIT (alias LIMIT) must be between 1 and {max_page} ({}'s largest {} page), got {p}",
+                venue.title(),
+                venue.market_name(market)
             )));
         }
         let page_limit = given_page.unwrap_or(1000).min(1000);
@@ -535,7 +572,9 @@ impl JobArgs {
             &format!("{ws_example} (with or without /ws or /stream)"),
             self.access.allow_insecure_urls,
         )?;
-        if !data_type.markets().contains(&market) {
+        if venue == Venue::Bybit {
+            crate::venue::bybit::serves(data_type, market).map_err(LoaderError::config)?;
+        } else if !data_type.markets().contains(&market) {
             let on = data_type
                 .markets()
                 .iter()
@@ -566,6 +605,17 @@ impl JobArgs {
             }
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
+        if venue == Venue::Bybit && source == SourceMode::Archive {
+            return Err(LoaderError::config(
+                "SOURCE=archive: Bybit publishes no archive of candles; use SOURCE=auto or rest",
+            ));
+        }
+        let bybit_api_url = http_url(
+            "BYBIT_API_URL",
+            &self.bybit_api_url,
+            crate::venue::bybit::rules::DEFAULT_API_URL,
+            self.access.allow_insecure_urls,
+        )?;
         let api_key = non_empty(&self.access.binance_api_key).map(Secret::new);
         let reads_raw_trades = data_type == DataType::History(crate::registry::HistoryType::Trades);
         if reads_raw_trades
@@ -607,8 +657,8 @@ impl JobArgs {
         let job_uid = non_empty(&self.job_uid);
         let job_id = crate::identity::JobId::new(&crate::identity::JobIdentityParts {
             queue_id: &queue_id,
-            exchange: "binance",
-            market: market.as_str(),
+            exchange: venue.as_str(),
+            market: venue.market_name(market),
             data_type: &data_type.name(),
             range: range.map(|r| (r.start_ms, r.end_ms)),
             job_uid,
@@ -670,6 +720,16 @@ impl JobArgs {
             },
             shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout, 0.1, 3600.0)?,
             resumable: range.is_some() || job_uid.is_some(),
+            venue,
+            bybit: BybitConfig {
+                market,
+                api_url: bybit_api_url,
+                rate_limit_share: share,
+                concurrency: self.fetch_concurrency,
+                kline_page_limit: given_page.unwrap_or(crate::venue::bybit::rules::MAX_KLINE_PAGE),
+                max_retries: self.max_retries,
+                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?,
+            },
             binance: BinanceConfig {
                 market,
                 api_url,

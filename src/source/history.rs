@@ -196,7 +196,7 @@ async fn publish_file(
     out: Emitter,
 ) -> Result<(Cursor, Emitter, Result<(), ArchiveError>)> {
     let symbol = ctx.symbol.clone();
-    let market = ctx.market;
+    let (venue, market) = (ctx.venue, ctx.market);
     let stop = ctx.stop.clone();
     let ctx = ctx.clone();
     let runtime = tokio::runtime::Handle::current();
@@ -204,7 +204,7 @@ async fn publish_file(
         let (mut cursor, mut out) = (cursor, out);
         // Holes are looked for in every file: filled over REST where it can, said otherwise.
         cursor.hold_holes = true;
-        let mut batch = RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH);
+        let mut batch = RecordBatch::new(venue, market, symbol.clone(), ARCHIVE_BATCH);
         let mut header_checked = false;
         let mut failure: Option<LoaderError> = None;
         let read = file.read_rows(|row| {
@@ -221,7 +221,7 @@ async fn publish_file(
                 // the exchange's own gap).
                 let before = std::mem::replace(
                     &mut batch,
-                    RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH),
+                    RecordBatch::new(venue, market, symbol.clone(), ARCHIVE_BATCH),
                 );
                 let filled = out.blocking_send(before, Origin::Archive).and_then(|()| {
                     if fill {
@@ -258,7 +258,7 @@ async fn publish_file(
                 }
                 let full = std::mem::replace(
                     &mut batch,
-                    RecordBatch::new(market, symbol.clone(), ARCHIVE_BATCH),
+                    RecordBatch::new(venue, market, symbol.clone(), ARCHIVE_BATCH),
                 );
                 if let Err(e) = out.blocking_send(full, Origin::Archive) {
                     failure = Some(e);

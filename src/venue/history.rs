@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::archive::{ArchiveClient, ArchiveLayout};
 use crate::error::{LoaderError, Result};
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::source_mode::SourceMode;
@@ -29,6 +29,7 @@ pub struct HistoryContext {
     /// The archive; absent with `SOURCE=rest`.
     pub archive: Option<Arc<ArchiveClient>>,
     pub mode: SourceMode,
+    pub venue: Venue,
     pub market: Market,
     pub symbol: Arc<str>,
     pub range: TimeRange,
@@ -48,7 +49,7 @@ pub struct HistoryContext {
 impl HistoryContext {
     /// An empty batch of this symbol's records.
     pub fn batch(&self, capacity: usize) -> RecordBatch {
-        RecordBatch::new(self.market, self.symbol.clone(), capacity)
+        RecordBatch::new(self.venue, self.market, self.symbol.clone(), capacity)
     }
 
     /// The current time by the venue's clock.
@@ -201,6 +202,36 @@ impl RestFrom {
             crate::time_range::fmt_ms(self.ms),
         ))
     }
+}
+
+/// `[start, end)` windows of at most `per_window` candles each (a venue's page) and at most
+/// `max_span` ms from first to last open time, covering `[first, end)`, with their candle
+/// counts: each window is one request that answers all of its candles, whichever end the
+/// venue answers from.
+pub fn candle_windows(
+    iv: Interval,
+    first: i64,
+    end: i64,
+    per_window: i64,
+    max_span: Option<i64>,
+) -> Vec<(i64, i64, i64)> {
+    let mut out = Vec::new();
+    let mut w = first;
+    while w < end {
+        let (mut we, mut n) = (w, 0);
+        while n < per_window && we < end {
+            let next = iv.next_open(we);
+            if n > 0 && max_span.is_some_and(|span| next - 1 - w > span) {
+                break;
+            }
+            we = next;
+            n += 1;
+        }
+        let we = we.min(end);
+        out.push((w, we, n));
+        w = we;
+    }
+    out
 }
 
 /// A history data type as one venue serves it: how its records come from the venue's REST API

@@ -6,6 +6,7 @@
 //! metrics take a venue through these and never name its constants.
 
 pub mod binance;
+pub mod bybit;
 pub mod history;
 pub mod requests;
 
@@ -27,6 +28,7 @@ pub trait Session: Send + Sync + 'static {
     /// The budget its REST client paces itself by.
     fn budget(&self) -> Arc<dyn RequestBudget>;
 
-    /// The history of `t` at this venue, asking this session over REST.
-    fn history(self: Arc<Self>, t: HistoryType) -> Arc<dyn History>;
+    /// The history of `t` at this venue, asking this session over REST; `None` where the
+    /// venue does not serve the type.
+    fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>>;
 }

@@ -6,6 +6,7 @@
 use super::book::snapshot_limit;
 use super::{LiveSource, SymbolState};
 use crate::error::Result;
+use crate::market::Venue;
 use crate::record::RecordBatch;
 use crate::registry::{LiveType, Origin};
 use crate::time_range::TimeRange;
@@ -83,6 +84,7 @@ impl LiveSource {
         ));
         while let Some(window) = pages.next().await {
             let mut batch = RecordBatch::new(
+                Venue::Binance,
                 self.exchange.market(),
                 st.symbol.clone(),
                 self.kline_page_limit as usize,

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{LoaderError, Result};
+use crate::market::Venue;
 use crate::record::RecordBatch;
 use crate::registry::{LiveType, Origin};
 use crate::status::JobStatus;
@@ -98,7 +99,12 @@ impl SymbolState {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let fresh = RecordBatch::new(self.batch.market, self.symbol.clone(), 256);
+        let fresh = RecordBatch::new(
+            self.batch.venue,
+            self.batch.market,
+            self.symbol.clone(),
+            256,
+        );
         let batch = std::mem::replace(&mut self.batch, fresh);
         self.out.send(batch, Origin::WebSocket).await
     }
@@ -152,7 +158,7 @@ impl LiveSource {
             .map(|s| SymbolState {
                 symbol: s.clone(),
                 out: Emitter::new(tx.clone(), s, self.status.clone()),
-                batch: RecordBatch::new(self.exchange.market(), s.clone(), 256),
+                batch: RecordBatch::new(Venue::Binance, self.exchange.market(), s.clone(), 256),
                 cursor: {
                     let mut c = Cursor::new(self.live_type.record_kind(), range);
                     c.last = self.resume.get(&**s).map(|p| p.ordinal);

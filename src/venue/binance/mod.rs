@@ -180,8 +180,8 @@ impl crate::venue::Session for Exchange {
         self.client.limiter().clone()
     }
 
-    fn history(self: Arc<Self>, t: crate::registry::HistoryType) -> Arc<dyn History> {
-        history::history(t, Some(self))
+    fn history(self: Arc<Self>, t: crate::registry::HistoryType) -> Option<Arc<dyn History>> {
+        Some(history::history(t, Some(self)))
     }
 }
 

@@ -24,7 +24,7 @@ use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
 use crate::venue::binance::api::{Klines, Page};
 use crate::venue::binance::{Exchange, Interval, Paged};
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
+use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
 
 /// How long after its close a candle counts as settled (the same margin as trades).
 pub const SETTLE_MS: i64 = 1_000;
@@ -51,7 +51,7 @@ pub fn pages<'a>(
 ) -> impl Stream<Item = Result<Paged<Vec<Page<Klines>>>>> + Send + 'a {
     let market = exchange.market();
     let limit = limit.min(market.max_kline_page());
-    stream::iter(windows(
+    stream::iter(candle_windows(
         interval,
         interval.align_up(from),
         to,
@@ -100,34 +100,6 @@ async fn window(
         }
     }
     Ok(out)
-}
-
-/// `[start, end)` windows of at most `per_window` candles each (and at most `max_span` ms from
-/// first to last open time), covering `[first, end)`, with their candle counts.
-fn windows(
-    iv: Interval,
-    first: i64,
-    end: i64,
-    per_window: i64,
-    max_span: Option<i64>,
-) -> Vec<(i64, i64, i64)> {
-    let mut out = Vec::new();
-    let mut w = first;
-    while w < end {
-        let (mut we, mut n) = (w, 0);
-        while n < per_window && we < end {
-            let next = iv.next_open(we);
-            if n > 0 && max_span.is_some_and(|span| next - 1 - w > span) {
-                break;
-            }
-            we = next;
-            n += 1;
-        }
-        let we = we.min(end);
-        out.push((w, we, n));
-        w = we;
-    }
-    out
 }
 
 impl KlineHistory {
@@ -306,7 +278,7 @@ mod tests {
     #[test]
     fn windows_tile_the_range() {
         let iv: Interval = "1m".parse().unwrap();
-        let w = windows(iv, 0, 2_500 * 60_000, 1000, None);
+        let w = candle_windows(iv, 0, 2_500 * 60_000, 1000, None);
         assert_eq!(
             w,
             vec![
@@ -317,11 +289,11 @@ mod tests {
         );
         let month: Interval = "1M".parse().unwrap();
         let start = 1_704_067_200_000; // 2024-01-01
-        let w = windows(month, start, start + 400 * 86_400_000, 1000, None);
+        let w = candle_windows(month, start, start + 400 * 86_400_000, 1000, None);
         assert_eq!(w.len(), 1);
         // COIN-M: at most 200 days from startTime to endTime.
         let day: Interval = "1d".parse().unwrap();
-        let w = windows(
+        let w = candle_windows(
             day,
             start,
             start + 450 * 86_400_000,
@@ -366,7 +338,12 @@ mod tests {
         };
         let rest = br#"[[1735689600000,"1.00000000","2.00000000","0.50000000","1.50000000","10.00000000",1735689659999,"15.00000000",7,"5.00000000","7.50000000","0"]]"#;
         let rows: Vec<RawKline> = serde_json::from_slice(rest).unwrap();
-        let mut from_rest = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
+        let mut from_rest = RecordBatch::new(
+            crate::market::Venue::Binance,
+            Market::Spot,
+            "BTCUSDT".into(),
+            1,
+        );
         from_rest.push_kline("1m", &rows[0]).unwrap();
         // The same candle in a 2025 archive file: microsecond times.
         let csv_row = csv::StringRecord::from(vec![
@@ -383,7 +360,12 @@ mod tests {
             "7.50000000",
             "0",
         ]);
-        let mut from_csv = RecordBatch::new(Market::Spot, "BTCUSDT".into(), 1);
+        let mut from_csv = RecordBatch::new(
+            crate::market::Venue::Binance,
+            Market::Spot,
+            "BTCUSDT".into(),
+            1,
+        );
         kh.push_csv_row(&csv_row, &mut Cursor::new(kh.kind(), range), &mut from_csv)
             .unwrap();
         assert_eq!(from_rest.iter().next(), from_csv.iter().next());

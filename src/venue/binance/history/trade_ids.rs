@@ -17,7 +17,7 @@ use super::klines::SETTLE_MS;
 use super::Rest;
 use crate::archive::ArchiveLayout;
 use crate::error::{LoaderError, Result};
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
@@ -287,7 +287,8 @@ pub async fn load<F: TradeType>(
         let rows = page.rows()?;
         // A short page means there is nothing newer.
         let mut reached_end = (rows.len() as u64) < to - from;
-        let mut batch = RecordBatch::new(exchange.market(), symbol.into(), rows.len());
+        let mut batch =
+            RecordBatch::new(Venue::Binance, exchange.market(), symbol.into(), rows.len());
         for r in rows.iter().filter(|r| F::id(r) >= from) {
             let (id, time) = (F::id(r), F::time(r));
             // A trade at or after the end ends the span, even one past this page (ids missing

@@ -1,0 +1,357 @@
+//! Bybit's v5 REST market data, served under `/bybit` ([`SimServer::bybit_url`]), from the
+//! same deterministic generator as the Binance markets but with data of its own (a salted seed
+//! per category), as Bybit documents it (bybit-exchange.github.io/docs/v5):
+//! - `GET /v5/market/time`: `{"retCode":0,"retMsg":"OK","result":{"timeSecond":"…",
+//!   "timeNano":"…"},"retExtInfo":{},"time":…}` (the server clock, [`SimClock`]);
+//! - `GET /v5/market/instruments-info?category=&symbol=`: the symbol in `list` when the
+//!   category trades it, an empty `list` otherwise; `category` is required;
+//! - `GET /v5/market/kline?category=&symbol=&interval=&start=&end=&limit=`: `category`
+//!   defaults to `linear`; intervals `1,3,5,15,30,60,120,240,360,720,D,W,M`; `limit` 1 to
+//!   1000 (default 200); `start` and `end` inclusive; the newest `limit` candles at or before
+//!   `end` (or now), newest first, the unclosed one included; with `start` alone, the oldest
+//!   `limit` from it. Rows `[startTime, open, high, low, close, volume, turnover]`, strings:
+//!   volume in the base coin (inverse: contracts of 1 USD), turnover in the quote coin
+//!   (inverse: the base coin). A symbol the category does not list: HTTP 200, `retCode` 10001,
+//!   `"Not supported symbols"`;
+//! - every response is counted against the IP limit, 600 requests in any 5 s (sliding, server
+//!   clock): the 601st is HTTP 403 `access too frequent`, and every request for the next 10
+//!   minutes too (the ban); [`BybitStats`] counts them.
+//!
+//! Symbols: spot takes what the Binance spot market takes, linear the USDT- and USDC-quoted
+//! ones, inverse `<BASE>USD` of the COIN-M bases (contracts of 1 USD).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use kline_interval::Interval;
+
+use crate::data::{kline_units, mix, symbol_seed, Data, Kline, Market};
+use crate::fmt::push_i64;
+use crate::market::{SimMarket, COINM_BASES};
+use crate::query::Query;
+use crate::SimClock;
+
+/// "600 requests within a 5-second window per IP" (Rate Limit Rules).
+pub const IP_REQUESTS: usize = 600;
+pub const IP_WINDOW_MS: i64 = 5_000;
+/// "wait for at least 10 minutes" after HTTP 403 "access too frequent".
+pub const BAN_MS: i64 = 600_000;
+
+/// A Bybit `category`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BybitCategory {
+    Spot,
+    Linear,
+    Inverse,
+}
+
+impl BybitCategory {
+    pub const ALL: [BybitCategory; 3] = [
+        BybitCategory::Spot,
+        BybitCategory::Linear,
+        BybitCategory::Inverse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BybitCategory::Spot => "spot",
+            BybitCategory::Linear => "linear",
+            BybitCategory::Inverse => "inverse",
+        }
+    }
+
+    fn parse(s: &str) -> Option<BybitCategory> {
+        BybitCategory::ALL.into_iter().find(|c| c.name() == s)
+    }
+
+    fn salt(self) -> u64 {
+        match self {
+            BybitCategory::Spot => 0x4259_4254_0000_0001,
+            BybitCategory::Linear => 0x4259_4254_0000_0002,
+            BybitCategory::Inverse => 0x4259_4254_0000_0003,
+        }
+    }
+
+    /// `(base, quote, contract size)` of a symbol the category lists.
+    pub fn parse_symbol(self, symbol: &str) -> Option<(&str, &str, Option<i64>)> {
+        match self {
+            BybitCategory::Spot => SimMarket::Spot
+                .parse_symbol(symbol)
+                .ok()
+                .map(|(b, q)| (b, q, None)),
+            BybitCategory::Linear => SimMarket::UsdM
+                .parse_symbol(symbol)
+                .ok()
+                .map(|(b, q)| (b, q, None)),
+            BybitCategory::Inverse => symbol
+                .strip_suffix("USD")
+                .filter(|b| COINM_BASES.contains(b))
+                .map(|b| (b, "USD", Some(1))),
+        }
+    }
+
+    fn market(self, symbol: &str) -> Option<Market> {
+        let (base, quote, contract) = self.parse_symbol(symbol)?;
+        Some(Market::build(
+            mix(symbol_seed(symbol) ^ self.salt()),
+            base,
+            quote,
+            contract,
+        ))
+    }
+}
+
+/// Bybit's name of an interval (`1` … `720`, `D`, `W`, `M`).
+pub fn interval_of(name: &str) -> Option<Interval> {
+    Some(match name {
+        "1" => Interval::M1,
+        "3" => Interval::M3,
+        "5" => Interval::M5,
+        "15" => Interval::M15,
+        "30" => Interval::M30,
+        "60" => Interval::H1,
+        "120" => Interval::H2,
+        "240" => Interval::H4,
+        "360" => Interval::H6,
+        "720" => Interval::H12,
+        "D" => Interval::D1,
+        "W" => Interval::W1,
+        "M" => Interval::Mo1,
+        _ => return None,
+    })
+}
+
+/// The closed candle of `symbol` in `category` opened at `open_time`, as the kline endpoint
+/// reports it (`volume` and `quote_volume` are its volume and turnover; the other fields are
+/// Binance's and not served). `None` for a symbol the category does not list.
+pub fn kline(
+    data: &Data,
+    category: BybitCategory,
+    symbol: &str,
+    interval: Interval,
+    open_time: i64,
+) -> Option<Kline> {
+    let m = category.market(symbol)?;
+    Some(kline_units(&m, data, interval, open_time, i64::MAX).to_kline())
+}
+
+/// Requests and answers of the Bybit venue.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BybitStats {
+    pub requests: u64,
+    /// HTTP 403 answers: over the IP limit, or during the ban that follows.
+    pub responses_403: u64,
+    /// The most requests that arrived within any 5 s (sliding), refused ones included.
+    pub max_in_window: u64,
+    /// Requests per path (`/v5/market/kline`, …; `"other"` for unknown ones).
+    pub per_endpoint: BTreeMap<String, u64>,
+}
+
+/// The Bybit venue's state: the IP window, a ban, the counters.
+#[derive(Default)]
+pub(crate) struct BybitVenue {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Arrival times (server clock) within the last window.
+    window: VecDeque<i64>,
+    banned_until: Option<i64>,
+    stats: BybitStats,
+}
+
+/// An answer: HTTP status and JSON or text body.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl BybitVenue {
+    pub fn stats(&self) -> BybitStats {
+        self.lock().stats.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answers `path` (after `/bybit`) at `now`.
+    pub fn handle(&self, path: &str, query: &Query, data: &Data, clock: &SimClock) -> Answer {
+        let now = clock.now_ms();
+        {
+            let mut st = self.lock();
+            st.stats.requests += 1;
+            let key = match path {
+                "/v5/market/time" | "/v5/market/kline" | "/v5/market/instruments-info" => path,
+                _ => "other",
+            };
+            *st.stats.per_endpoint.entry(key.to_string()).or_default() += 1;
+            while st.window.front().is_some_and(|t| now - t >= IP_WINDOW_MS) {
+                st.window.pop_front();
+            }
+            // The window never holds more than a ban needs to know.
+            if st.window.len() <= IP_REQUESTS {
+                st.window.push_back(now);
+            }
+            st.stats.max_in_window = st.stats.max_in_window.max(st.window.len() as u64);
+            let over = st.window.len() > IP_REQUESTS;
+            if over && st.banned_until.is_none_or(|t| t <= now) {
+                st.banned_until = Some(now + BAN_MS);
+            }
+            if st.banned_until.is_some_and(|t| t > now) {
+                st.stats.responses_403 += 1;
+                return Answer {
+                    status: 403,
+                    body: "access too frequent".into(),
+                };
+            }
+        }
+        match path {
+            "/v5/market/time" => ok(now, &time_result(now)),
+            "/v5/market/instruments-info" => instruments(query, now),
+            "/v5/market/kline" => klines(query, data, now),
+            _ => Answer {
+                status: 404,
+                body: "Not Found".into(),
+            },
+        }
+    }
+}
+
+fn time_result(now: i64) -> String {
+    let mut s = String::from("{\"timeSecond\":\"");
+    push_i64(&mut s, now.div_euclid(1000));
+    s.push_str("\",\"timeNano\":\"");
+    push_i64(&mut s, now);
+    s.push_str("000000\"}");
+    s
+}
+
+fn envelope(code: i64, msg: &str, result: &str, now: i64) -> Answer {
+    let mut body = String::with_capacity(result.len() + 96);
+    body.push_str("{\"retCode\":");
+    push_i64(&mut body, code);
+    body.push_str(",\"retMsg\":");
+    body.push_str(&json_string(msg));
+    body.push_str(",\"result\":");
+    body.push_str(result);
+    body.push_str(",\"retExtInfo\":{},\"time\":");
+    push_i64(&mut body, now);
+    body.push('}');
+    Answer { status: 200, body }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn ok(now: i64, result: &str) -> Answer {
+    envelope(0, "OK", result, now)
+}
+
+fn param_error(msg: &str, now: i64) -> Answer {
+    envelope(10001, msg, "{}", now)
+}
+
+fn instruments(query: &Query, now: i64) -> Answer {
+    let Some(category) = query.get("category").and_then(BybitCategory::parse) else {
+        return param_error("params error: category is invalid", now);
+    };
+    let symbol = query.get("symbol").unwrap_or("");
+    let listed = category.parse_symbol(symbol).is_some();
+    let mut result = format!("{{\"category\":\"{}\",\"list\":[", category.name());
+    if listed {
+        result.push_str(&format!(
+            "{{\"symbol\":{},\"status\":\"Trading\"}}",
+            json_string(symbol)
+        ));
+    }
+    result.push_str("],\"nextPageCursor\":\"\"}");
+    ok(now, &result)
+}
+
+fn klines(query: &Query, data: &Data, now: i64) -> Answer {
+    let category = match query.get("category") {
+        None => BybitCategory::Linear,
+        Some(c) => match BybitCategory::parse(c) {
+            Some(c) => c,
+            None => return param_error("params error: category is invalid", now),
+        },
+    };
+    let Some(symbol) = query.get("symbol") else {
+        return param_error("params error: symbol is required", now);
+    };
+    let Some(interval) = query.get("interval").and_then(interval_of) else {
+        return param_error("params error: interval is invalid", now);
+    };
+    let number = |name: &str| -> Result<Option<i64>, Answer> {
+        match query.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
+        }
+    };
+    let (start, end, limit) = match (number("start"), number("end"), number("limit")) {
+        (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(200)),
+        (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
+    };
+    if !(1..=1000).contains(&limit) {
+        return param_error("params error: limit is invalid", now);
+    }
+    let Some(market) = category.market(symbol) else {
+        return param_error("Not supported symbols", now);
+    };
+    let first = interval.align_up(data.listed_at);
+    let newest = interval.align_down(now);
+    let lo = start.map_or(first, |s| interval.align_up(s)).max(first);
+    let hi = end.map_or(newest, |e| interval.align_down(e)).min(newest);
+    let mut opens = Vec::new();
+    if lo <= hi {
+        if end.is_none() && start.is_some() {
+            // Anchored at `start`: the oldest `limit` from it.
+            let mut t = lo;
+            while t <= hi && opens.len() < limit as usize {
+                opens.push(t);
+                t = interval.next_open(t);
+            }
+            opens.reverse();
+        } else {
+            // Anchored at `end` (or now): the newest `limit` candles.
+            let mut t = hi;
+            while t >= lo && opens.len() < limit as usize {
+                opens.push(t);
+                t = interval.prev_open(t);
+            }
+        }
+    }
+    let mut result = format!(
+        "{{\"symbol\":{},\"category\":\"{}\",\"list\":[",
+        json_string(symbol),
+        category.name()
+    );
+    for (i, open) in opens.iter().enumerate() {
+        let k = kline_units(&market, data, interval, *open, now).to_kline();
+        if i > 0 {
+            result.push(',');
+        }
+        result.push_str("[\"");
+        push_i64(&mut result, k.open_time);
+        for v in [
+            &k.open,
+            &k.high,
+            &k.low,
+            &k.close,
+            &k.volume,
+            &k.quote_volume,
+        ] {
+            result.push_str("\",\"");
+            result.push_str(v);
+        }
+        result.push_str("\"]");
+    }
+    result.push_str("]}");
+    ok(now, &result)
+}

@@ -1,0 +1,171 @@
+//! Bybit's candles (`GET /v5/market/kline`): REST only (Bybit publishes no candle archive).
+//! A range is cut into windows of at most a page of candles; each window is one request with
+//! both bounds (`start`, `end`, inclusive), which answers all of its candles newest first;
+//! windows are fetched `FETCH_CONCURRENCY` at a time and published in time order.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{stream, StreamExt};
+use kline_interval::Interval;
+use serde::Deserialize;
+
+use super::{request_error, rules, BybitSession};
+use crate::archive::ArchiveLayout;
+use crate::error::{LoaderError, Result};
+use crate::market::Market;
+use crate::record::{Candle, RecordBatch};
+use crate::registry::{Origin, RecordKind};
+use crate::time_range::TimeRange;
+use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
+
+/// How long after its close a candle counts as settled (as for Binance's).
+const SETTLE_MS: i64 = 1_000;
+
+pub struct BybitKlines {
+    pub interval: Interval,
+    pub session: Arc<BybitSession>,
+}
+
+/// `result` of a kline request: rows `[startTime, open, high, low, close, volume, turnover]`,
+/// strings, newest first.
+#[derive(Deserialize)]
+struct KlinePage {
+    #[serde(default)]
+    list: Vec<[String; 7]>,
+}
+
+impl BybitKlines {
+    /// The candles with open time in `[from, to_inclusive]` (at most `limit`), oldest first.
+    async fn fetch(
+        &self,
+        symbol: &str,
+        from: i64,
+        to_inclusive: i64,
+        limit: u32,
+    ) -> Result<Vec<[String; 7]>> {
+        let query = [
+            ("category", rules::category(self.session.market).to_string()),
+            ("symbol", symbol.to_string()),
+            (
+                "interval",
+                rules::kline_interval(self.interval)
+                    .expect("only intervals Bybit has get a BybitKlines")
+                    .to_string(),
+            ),
+            ("start", from.to_string()),
+            ("end", to_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let (page, _) = self
+            .session
+            .client
+            .get::<KlinePage>(rules::KLINE, &query)
+            .await
+            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
+        let mut rows = page.list;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn push(&self, batch: &mut RecordBatch, row: &[String; 7], open: i64) -> Result<()> {
+        let candle = Candle {
+            open_time: open,
+            close_time: self.interval.close_time(open),
+            open: &row[1],
+            high: &row[2],
+            low: &row[3],
+            close: &row[4],
+            volume: &row[5],
+            quote_volume: &row[6],
+        };
+        batch.push_candle(self.interval.as_str(), &candle)
+    }
+}
+
+/// A row's open time.
+fn open_time(row: &[String; 7]) -> Result<i64> {
+    row[0].parse().map_err(|_| {
+        LoaderError::Exchange(format!(
+            "Bybit sent a candle whose startTime is not a number: {:?}",
+            row[0]
+        ))
+    })
+}
+
+impl History for BybitKlines {
+    fn kind(&self) -> RecordKind {
+        RecordKind::Candles(self.interval)
+    }
+
+    fn has_rest(&self) -> bool {
+        true
+    }
+
+    fn settled_end(&self, now: i64) -> i64 {
+        self.interval.align_down(now - SETTLE_MS)
+    }
+
+    fn archive_layout(&self, _market: Market, _symbol: &str) -> Option<ArchiveLayout> {
+        None
+    }
+
+    fn push_csv_row(
+        &self,
+        _row: &csv::StringRecord,
+        _cursor: &mut Cursor,
+        _batch: &mut RecordBatch,
+    ) -> Result<()> {
+        Err(LoaderError::Other(
+            "Bybit publishes no candle archive: no archive row can be a Bybit candle".into(),
+        ))
+    }
+
+    fn load_rest<'a>(
+        &'a self,
+        ctx: &'a HistoryContext,
+        span: TimeRange,
+        cursor: &'a mut Cursor,
+        out: &'a mut Emitter,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let iv = self.interval;
+            let from = match cursor.last {
+                Some(last) => iv.next_open(last).max(span.start_ms),
+                None => span.start_ms,
+            };
+            let limit = self.session.kline_page_limit.min(rules::MAX_KLINE_PAGE);
+            let windows = candle_windows(iv, iv.align_up(from), span.end_ms, limit as i64, None);
+            let mut pages = std::pin::pin!(stream::iter(windows)
+                .map(|(ws, we, n)| async move {
+                    // The slot is held until the page is published.
+                    let slot = self.session.page_slot().await?;
+                    let rows = self.fetch(&ctx.symbol, ws, we - 1, n as u32).await?;
+                    Ok::<_, LoaderError>((slot, rows))
+                })
+                .buffered(ctx.concurrency.max(1)));
+            while let Some(page) = pages.next().await {
+                let (_slot, rows) = page?;
+                let mut batch = ctx.batch(rows.len());
+                for row in &rows {
+                    let open = open_time(row)?;
+                    // Guard the range and the window even if the server overshoots.
+                    if open < span.end_ms && cursor.admit(open, open) {
+                        self.push(&mut batch, row, open)?;
+                    }
+                }
+                out.send(batch, Origin::Rest).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some((from, to_inclusive)) = probe.time_bounds(Some(self.interval)) else {
+                return Ok(false);
+            };
+            Ok(!self.fetch(symbol, from, to_inclusive, 1).await?.is_empty())
+        })
+    }
+}

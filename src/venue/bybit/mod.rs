@@ -1,0 +1,218 @@
+//! Bybit (`EXCHANGE=bybit`): its v5 REST API for spot, linear and inverse contracts. Its rules
+//! live in [`rules`], the client that keeps to them in [`rest`], and what it serves of each
+//! history type in [`klines`]. A session ([`BybitSession`]) is what the job and `verify` take
+//! through the seam.
+
+pub mod klines;
+pub mod rest;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::LoaderError;
+use crate::market::{Market, Venue};
+use crate::registry::{DataType, HistoryType};
+use crate::venue::history::{History, VenueClock};
+use crate::venue::requests::{RequestBudget, RestStats};
+use rest::{BybitClient, BybitError};
+
+#[derive(Debug, Clone)]
+pub struct BybitConfig {
+    pub market: Market,
+    /// `BYBIT_API_URL`.
+    pub api_url: String,
+    /// The share of Bybit's IP limit this job may spend (`RATE_LIMIT_SHARE`).
+    pub rate_limit_share: f64,
+    /// REST pages in flight for the whole job (`FETCH_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Candles per request (`PAGE_LIMIT`, at most 1000).
+    pub kline_page_limit: u32,
+    pub max_retries: u32,
+    pub request_timeout: Duration,
+}
+
+/// Whether Bybit serves `data_type` on `market` through this loader; `Err` says what it does
+/// serve. Candles over REST, every interval Bybit has, on every market.
+pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
+    let _ = market;
+    match data_type {
+        DataType::History(HistoryType::Candles(iv)) => match rules::kline_interval(iv) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "TYPE {}: Bybit has no {} candles (its intervals: {})",
+                data_type.name(),
+                iv.as_str(),
+                rules::KLINE_INTERVALS
+            )),
+        },
+        other => Err(format!(
+            "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>)",
+            other.name()
+        )),
+    }
+}
+
+/// A ready connection to Bybit: clock offset measured, symbols checked.
+pub struct BybitSession {
+    pub client: BybitClient,
+    pub market: Market,
+    clock_offset_ms: i64,
+    /// Pages in flight for the whole job (`FETCH_CONCURRENCY`).
+    pages: Arc<tokio::sync::Semaphore>,
+    kline_page_limit: u32,
+}
+
+impl BybitSession {
+    /// Measures the clock offset and checks that Bybit lists every symbol on the market.
+    pub async fn connect(
+        cfg: &BybitConfig,
+        symbols: &[String],
+        cancel: CancellationToken,
+    ) -> Result<BybitSession, LoaderError> {
+        let client = BybitClient::new(cfg, cancel).map_err(LoaderError::config)?;
+        #[derive(Deserialize)]
+        struct Empty {}
+        let sent = chrono::Utc::now().timestamp_millis();
+        let (_, server) = client
+            .get::<Empty>(rules::TIME, &[])
+            .await
+            .map_err(|e| connect_error(e, cfg))?;
+        let received = chrono::Utc::now().timestamp_millis();
+        let server = server.ok_or_else(|| {
+            LoaderError::Exchange(format!(
+                "Bybit's {} answer has no time (BYBIT_API_URL {})",
+                rules::TIME,
+                cfg.api_url
+            ))
+        })?;
+        let clock_offset_ms = server - (sent + received) / 2;
+        for symbol in symbols {
+            check_listed(&client, cfg.market, symbol).await?;
+        }
+        tracing::info!(
+            clock_offset_ms,
+            market = Venue::Bybit.market_name(cfg.market),
+            budget = client.window.budget(),
+            "connected to Bybit"
+        );
+        Ok(BybitSession {
+            client,
+            market: cfg.market,
+            clock_offset_ms,
+            pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+            kline_page_limit: cfg.kline_page_limit,
+        })
+    }
+
+    /// A page slot: at most `FETCH_CONCURRENCY` requests in flight or waiting to be published.
+    async fn page_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LoaderError> {
+        self.pages
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| LoaderError::Cancelled)
+    }
+}
+
+impl crate::venue::Session for BybitSession {
+    fn clock(&self) -> VenueClock {
+        VenueClock {
+            offset_ms: self.clock_offset_ms,
+        }
+    }
+
+    fn rest_stats(&self) -> Arc<RestStats> {
+        self.client.stats.clone()
+    }
+
+    fn budget(&self) -> Arc<dyn RequestBudget> {
+        self.client.window.clone()
+    }
+
+    fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>> {
+        match t {
+            HistoryType::Candles(interval) if rules::kline_interval(interval).is_some() => {
+                Some(Arc::new(klines::BybitKlines {
+                    interval,
+                    session: self,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `instruments-info` of one symbol: an empty list means Bybit does not trade it on the market.
+async fn check_listed(
+    client: &BybitClient,
+    market: Market,
+    symbol: &str,
+) -> Result<(), LoaderError> {
+    #[derive(Deserialize)]
+    struct Instruments {
+        #[serde(default)]
+        list: Vec<Instrument>,
+    }
+    #[derive(Deserialize)]
+    struct Instrument {
+        symbol: String,
+    }
+    let query = [
+        ("category", rules::category(market).to_string()),
+        ("symbol", symbol.to_string()),
+    ];
+    let listed = match client.get::<Instruments>(rules::INSTRUMENTS, &query).await {
+        Ok((found, _)) => found.list.iter().any(|i| i.symbol == symbol),
+        Err(BybitError::Rejected { code, .. }) if code == rules::PARAMETER_ERROR => false,
+        Err(e) => return Err(request_error(e, market, Some(symbol))),
+    };
+    if listed {
+        Ok(())
+    } else {
+        Err(not_listed(market, symbol))
+    }
+}
+
+fn not_listed(market: Market, symbol: &str) -> LoaderError {
+    LoaderError::config(format!(
+        "SYMBOL {symbol} is not a Bybit {} symbol that is trading now (instruments-info lists no such \
+         symbol); check the spelling and MARKET, e.g. {}",
+        Venue::Bybit.market_name(market),
+        match market {
+            Market::Spot | Market::UsdM => "BTCUSDT",
+            Market::CoinM => "BTCUSD",
+        }
+    ))
+}
+
+fn connect_error(e: BybitError, cfg: &BybitConfig) -> LoaderError {
+    match e {
+        BybitError::Cancelled { .. } => LoaderError::Cancelled,
+        BybitError::Forbidden { .. } => LoaderError::Banned(e.to_string()),
+        e => LoaderError::Exchange(format!(
+            "cannot reach Bybit at BYBIT_API_URL {}: {e}",
+            cfg.api_url
+        )),
+    }
+}
+
+/// Turns a request's failure into the loader's error, naming SYMBOL when Bybit says it is
+/// wrong.
+pub fn request_error(e: BybitError, market: Market, symbol: Option<&str>) -> LoaderError {
+    match (&e, symbol) {
+        (BybitError::Cancelled { .. }, _) => LoaderError::Cancelled,
+        (BybitError::Forbidden { .. }, _) => LoaderError::Banned(format!(
+            "{e}. The Job is not retried (exit 4); start it again after the ban"
+        )),
+        (BybitError::Rejected { code, msg, .. }, Some(s))
+            if *code == rules::PARAMETER_ERROR && msg.to_ascii_lowercase().contains("symbol") =>
+        {
+            not_listed(market, s)
+        }
+        _ => LoaderError::Exchange(e.to_string()),
+    }
+}

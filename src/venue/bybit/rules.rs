@@ -1,0 +1,101 @@
+//! Bybit's rules, each with the page of Bybit's v5 documentation it comes from
+//! (bybit-exchange.github.io/docs/v5, source repository bybit-exchange/docs). The simulator's
+//! Bybit venue (`exchange-sim/src/bybit.rs`) enforces the same.
+
+use std::time::Duration;
+
+use kline_interval::Interval;
+
+use crate::market::Market;
+
+/// `BYBIT_API_URL`'s default: the public REST host ("Integration guidance", mainnet).
+pub const DEFAULT_API_URL: &str = "https://api.bybit.com";
+
+/// "You are allowed to send 600 requests within a 5-second window per IP by default. This
+/// limit applies to all traffic directed to api.bybit.com" (Rate Limit Rules, "IP Limit").
+pub const IP_REQUESTS: u32 = 600;
+pub const IP_WINDOW: Duration = Duration::from_secs(5);
+
+/// Over the IP limit Bybit answers HTTP 403 "access too frequent": "terminate all HTTP
+/// sessions and wait for at least 10 minutes. The ban will be lifted automatically" (Rate
+/// Limit Rules). The loader never comes near it; an answer like that means another client on
+/// the same IP spent the budget.
+pub const IP_BAN: Duration = Duration::from_secs(600);
+
+/// `retCode` 10006 "Too many visits. Exceeded the API Rate Limit." (Error Codes): answered
+/// with HTTP 200, sometimes without `X-Bapi-Limit-Reset-Timestamp` (pybit issue 340); pybit
+/// then waits 2 s, and so does the loader.
+pub const TOO_MANY_VISITS: i64 = 10006;
+pub const TOO_MANY_VISITS_WAIT: Duration = Duration::from_secs(2);
+
+/// `retCode` 10001 "Request parameter error" (Error Codes); a symbol Bybit does not list is
+/// answered `{"retCode":10001,"retMsg":"Not supported symbols"}` (not in Bybit's pages: ccxt's
+/// error map and others agree).
+pub const PARAMETER_ERROR: i64 = 10001;
+
+/// `retCode`s that say the server failed, not the request: 10000 "Server Timeout", 10016
+/// "Server error." (Error Codes). Retried like HTTP 5xx.
+pub fn is_server_error(code: i64) -> bool {
+    matches!(code, 10000 | 10016)
+}
+
+/// The `category` of a market: "`spot`,`linear`,`inverse`" (Get Kline, Get Instruments Info).
+pub fn category(market: Market) -> &'static str {
+    match market {
+        Market::Spot => "spot",
+        Market::UsdM => "linear",
+        Market::CoinM => "inverse",
+    }
+}
+
+/// `GET /v5/market/time`: "Get Bybit Server Time"; answers `time` in ms.
+pub const TIME: &str = "/v5/market/time";
+
+/// `GET /v5/market/instruments-info`: by default lists only `Trading` symbols of linear,
+/// inverse and spot (Get Instruments Info).
+pub const INSTRUMENTS: &str = "/v5/market/instruments-info";
+
+/// `GET /v5/market/kline` (Get Kline): "Limit for data size per page. [1, 1000]", rows
+/// "Sort in reverse by startTime", `start` and `end` both inclusive; when more than `limit`
+/// candles fall between them, the newest ones come (the documentation's examples).
+pub const KLINE: &str = "/v5/market/kline";
+pub const MAX_KLINE_PAGE: u32 = 1000;
+
+/// Bybit's name of a candle interval: "`1`,`3`,`5`,`15`,`30`,`60`,`120`,`240`,`360`,`720`,
+/// `D`,`W`,`M`" (Get Kline). Bybit has no 1s, 8h or 3d candles.
+pub fn kline_interval(interval: Interval) -> Option<&'static str> {
+    Some(match interval {
+        Interval::M1 => "1",
+        Interval::M3 => "3",
+        Interval::M5 => "5",
+        Interval::M15 => "15",
+        Interval::M30 => "30",
+        Interval::H1 => "60",
+        Interval::H2 => "120",
+        Interval::H4 => "240",
+        Interval::H6 => "360",
+        Interval::H12 => "720",
+        Interval::D1 => "D",
+        Interval::W1 => "W",
+        Interval::Mo1 => "M",
+        Interval::S1 | Interval::H8 | Interval::D3 => return None,
+    })
+}
+
+/// The intervals [`kline_interval`] knows, for messages.
+pub const KLINE_INTERVALS: &str = "1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 1w, 1M";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_interval_bybit_names_is_one_of_the_loaders() {
+        let named: Vec<&str> = Interval::ALL
+            .iter()
+            .filter(|iv| kline_interval(**iv).is_some())
+            .map(|iv| iv.as_str())
+            .collect();
+        assert_eq!(named.join(", "), KLINE_INTERVALS);
+    }
+}

@@ -1,0 +1,316 @@
+//! Bybit (`EXCHANGE=bybit`) end to end: the real binary loads candles of each Bybit market
+//! (spot, linear, inverse) from the exchange simulator's Bybit venue into the real broker;
+//! every record is the simulator's candle, exactly once, under keys no Binance record has;
+//! `verify` (asking Bybit about gaps) passes, and finds a hole where there is one; bad settings
+//! are refused naming the variable; a Bybit ban (HTTP 403) stops the job with exit 4 and a rerun
+//! after the ban loads everything. The simulator's clock is set, never waited on.
+
+mod support;
+
+use std::time::Duration;
+
+use exchange_sim::bybit::{self, BybitCategory};
+use exchange_sim::data::Data;
+use exchange_sim::{Interval, SimConfig, SimServer};
+use serde_json::Value;
+use support::loader::{
+    fresh_topic, job_env, read_topic, run_loader_async, verify_topic, with, Run,
+};
+
+const MIN: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+/// The exchange's "today": 2026-03-17 12:00:30 UTC.
+const NOW: i64 = 1_773_748_830_000;
+const MAR_14: i64 = NOW - NOW.rem_euclid(DAY) - 3 * DAY;
+
+struct Market {
+    name: &'static str,
+    category: BybitCategory,
+    symbol: &'static str,
+}
+
+const MARKETS: [Market; 3] = [
+    Market {
+        name: "spot",
+        category: BybitCategory::Spot,
+        symbol: "BTCUSDT",
+    },
+    Market {
+        name: "linear",
+        category: BybitCategory::Linear,
+        symbol: "BTCUSDT",
+    },
+    Market {
+        name: "inverse",
+        category: BybitCategory::Inverse,
+        symbol: "BTCUSD",
+    },
+];
+
+async fn sim() -> SimServer {
+    let sim = support::sim(SimConfig::default()).await;
+    sim.clock().set_now_ms(NOW);
+    sim
+}
+
+fn bybit_vars(sim: &SimServer, market: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXCHANGE", "bybit".into()),
+        ("MARKET", market.into()),
+        ("BYBIT_API_URL", sim.bybit_url()),
+    ]
+}
+
+async fn load(sim: &SimServer, m: &Market, topic: &str, ty: &str, range: &str) -> Run {
+    let mut env = job_env(&sim.base_url(), topic, m.symbol, ty, range);
+    env.extend(bybit_vars(sim, m.name));
+    run_loader_async(env, vec![]).await
+}
+
+fn verify(
+    sim: &SimServer,
+    m: &Market,
+    topic: &str,
+    range: &str,
+    extra: &[(&'static str, &str)],
+) -> (Run, Value) {
+    let mut vars = bybit_vars(sim, m.name);
+    vars.push(("SYMBOL", m.symbol.into()));
+    for (k, v) in extra {
+        vars.retain(|(e, _)| e != k);
+        vars.push((k, v.to_string()));
+    }
+    let run = verify_topic(topic, range, &vars, &[]);
+    let report = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run, report)
+}
+
+fn fmt(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bybit_candles_load_exactly_once_and_verify_on_every_market() {
+    let sim = sim().await;
+    let data = Data::default();
+    // Three days and an hour of minutes: pages of 1000 candles, the last one short.
+    let (start, end) = (MAR_14, MAR_14 + 3 * DAY + 60 * MIN);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let n = ((end - start) / MIN) as usize;
+    for m in &MARKETS {
+        let topic = fresh_topic(&format!("bybit-{}", m.name));
+        let before = sim
+            .stats()
+            .bybit
+            .per_endpoint
+            .get("/v5/market/kline")
+            .copied()
+            .unwrap_or(0);
+        load(&sim, m, &topic, "api_candles_1m", &range)
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), n, "{}", m.name);
+        let prefix = format!("bybit_{}_{}_1m_", m.name, m.symbol);
+        for (i, (key, r)) in records.iter().enumerate() {
+            let open = start + i as i64 * MIN;
+            let want = bybit::kline(&data, m.category, m.symbol, Interval::M1, open).unwrap();
+            assert_eq!(
+                key.as_deref(),
+                Some(m.symbol),
+                "message keys are the symbol"
+            );
+            assert_eq!(r["_key"], format!("{prefix}{open}"));
+            assert_eq!(
+                (r["exchange"].as_str(), r["market"].as_str()),
+                (Some("bybit"), Some(m.name))
+            );
+            assert_eq!(
+                (r["symbol"].as_str(), r["interval"].as_str()),
+                (Some(m.symbol), Some("1m"))
+            );
+            assert_eq!(
+                (r["open_time"].as_i64(), r["timestamp"].as_i64()),
+                (Some(open), Some(open))
+            );
+            assert_eq!(r["close_time"].as_i64(), Some(open + MIN - 1));
+            for (field, v) in [
+                ("open", &want.open),
+                ("high", &want.high),
+                ("low", &want.low),
+                ("close", &want.close),
+                ("volume", &want.volume),
+                ("quote_asset_volume", &want.quote_volume),
+            ] {
+                assert_eq!(
+                    r[field].as_str(),
+                    Some(v.as_str()),
+                    "{} {field} at {open}",
+                    m.name
+                );
+            }
+            // Bybit does not count a candle's trades: the record does not pretend it does.
+            assert!(
+                r.get("number_of_trades").is_none()
+                    && r.get("taker_buy_base_asset_volume").is_none()
+            );
+        }
+        let st = sim.stats().bybit;
+        assert_eq!(
+            st.per_endpoint["/v5/market/kline"] - before,
+            n.div_ceil(1000) as u64
+        );
+        let (v, report) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_1m")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+        let g = &report["groups"][0];
+        assert_eq!(
+            (g["exchange"].as_str(), g["market"].as_str()),
+            (Some("bybit"), Some(m.name))
+        );
+        assert_eq!(
+            (g["records"].as_u64(), g["missing"].as_u64()),
+            (Some(n as u64), Some(0))
+        );
+        // verify reads the venue from the records when EXCHANGE is not given.
+        let (v, _) = verify(&sim, m, &topic, &range, &[("EXCHANGE", ""), ("MARKET", "")]);
+        assert_eq!(
+            v.code,
+            Some(0),
+            "verify without EXCHANGE: {}{}",
+            v.stdout,
+            v.stderr
+        );
+    }
+    let st = sim.stats();
+    // Half of Bybit's IP limit at most (RATE_LIMIT_SHARE=0.5), no 403; Binance never asked.
+    assert!(st.bybit.max_in_window <= 300, "{:?}", st.bybit);
+    assert_eq!((st.bybit.responses_403, st.requests), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_hole_and_then_duplicates_in_a_bybit_topic() {
+    let sim = sim().await;
+    let m = &MARKETS[1];
+    let topic = fresh_topic("bybit-hole");
+    let (a, b, c) = (MAR_14, MAR_14 + 10 * MIN, MAR_14 + 20 * MIN);
+    // Two loads into one topic leave [a+10, a+15) out.
+    load(
+        &sim,
+        m,
+        &topic,
+        "api_candles_1m",
+        &format!("{}:{}", fmt(a), fmt(b)),
+    )
+    .await
+    .assert_ok();
+    load(
+        &sim,
+        m,
+        &topic,
+        "api_candles_1m",
+        &format!("{}:{}", fmt(b + 5 * MIN), fmt(c)),
+    )
+    .await
+    .assert_ok();
+    let whole = format!("{}:{}", fmt(a), fmt(c));
+    let (v, report) = verify(&sim, m, &topic, &whole, &[("TYPE", "api_candles_1m")]);
+    assert_eq!(
+        v.code,
+        Some(1),
+        "the hole is found: {}{}",
+        v.stdout,
+        v.stderr
+    );
+    let g = &report["groups"][0];
+    assert_eq!(g["missing"].as_u64(), Some(5), "{report}");
+    assert_eq!(g["missing_ranges"][0], serde_json::json!([b, b + 4 * MIN]));
+    // Loading the whole range again publishes it again under the same keys (a second job on
+    // the topic does not resume another's): duplicates, which verify reports.
+    load(&sim, m, &topic, "api_candles_1m", &whole)
+        .await
+        .assert_ok();
+    let (v, report) = verify(&sim, m, &topic, &whole, &[("TYPE", "api_candles_1m")]);
+    assert_eq!(v.code, Some(1));
+    let g = &report["groups"][0];
+    assert_eq!(
+        (g["missing"].as_u64(), g["duplicates"].as_u64()),
+        (Some(0), Some(15)),
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_bybit_cannot_serve_are_refused_naming_the_variable() {
+    let sim = sim().await;
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 10 * MIN));
+    let topic = fresh_topic("bybit-refused");
+    let cases: Vec<(Vec<(&'static str, &str)>, &str)> = vec![
+        (
+            vec![("SYMBOL", "BTCUSDX")],
+            "SYMBOL BTCUSDX is not a Bybit linear symbol",
+        ),
+        (
+            vec![("MARKET", "inverse")],
+            "SYMBOL BTCUSDT is not a Bybit inverse symbol",
+        ),
+        (
+            vec![("MARKET", "usdm")],
+            "is not a Bybit market: expected spot, linear",
+        ),
+        (
+            vec![("TYPE", "api_trades")],
+            "TYPE api_trades is not loaded from Bybit yet",
+        ),
+        (vec![("TYPE", "api_candles_1s")], "Bybit has no 1s candles"),
+        (
+            vec![("SOURCE", "archive")],
+            "Bybit publishes no archive of candles",
+        ),
+        (
+            vec![("EXCHANGE", "kraken")],
+            "is not a venue this loader reads: expected binance or bybit",
+        ),
+    ];
+    for (extra, message) in cases {
+        let mut env = job_env(&sim.base_url(), &topic, "BTCUSDT", "api_candles_1m", &range);
+        env.extend(bybit_vars(&sim, "linear"));
+        let run = run_loader_async(with(env, &extra), vec![]).await;
+        assert_eq!(run.code, Some(2), "{extra:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(message), "{extra:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    assert_eq!(sim.stats().bybit.per_endpoint.get("/v5/market/kline"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bybit_ban_stops_the_job_with_exit_4_and_a_rerun_after_it_loads_everything() {
+    let sim = sim().await;
+    let m = &MARKETS[0];
+    // Another client on the same IP spends Bybit's whole limit: the IP is banned.
+    let client = reqwest::Client::new();
+    let url = format!("{}/v5/market/time", sim.bybit_url());
+    let mut status = 200;
+    while status == 200 {
+        status = client.get(&url).send().await.unwrap().status().as_u16();
+    }
+    assert_eq!(status, 403);
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 30 * MIN));
+    let topic = fresh_topic("bybit-banned");
+    let run = load(&sim, m, &topic, "api_candles_1m", &range).await;
+    assert_eq!(run.code, Some(4), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("HTTP 403") && run.stderr.contains("10 minutes"),
+        "{}",
+        run.stderr
+    );
+    // Ten minutes on, the same job loads the range.
+    sim.clock().advance(Duration::from_secs(601));
+    load(&sim, m, &topic, "api_candles_1m", &range)
+        .await
+        .assert_ok();
+    let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_1m")]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
