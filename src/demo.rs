@@ -10,7 +10,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::archive::ArchiveConfig;
 use crate::config::{
-    BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, Market, MessageKey,
+    BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, Market, MessageKey, Venue,
 };
 use crate::error::{LoaderError, Result};
 use crate::job;
@@ -76,24 +76,40 @@ impl Drop for MockKafka {
 }
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
-    let market: Market = args.market.parse().map_err(LoaderError::config)?;
-    let symbols = match (&args.symbol, market) {
-        (Some(s), _) => s.clone(),
-        (None, Market::CoinM) => "BTCUSD_PERP,ETHUSD_PERP".into(),
-        (None, _) => "BTCUSDT,ETHUSDT".into(),
+    let venue: Venue = args.exchange.parse().map_err(LoaderError::config)?;
+    let market = venue
+        .parse_market(&args.market)
+        .map_err(LoaderError::config)?;
+    let symbols = match (&args.symbol, venue, market) {
+        (Some(s), ..) => s.clone(),
+        (None, Venue::Binance, Market::CoinM) => "BTCUSD_PERP,ETHUSD_PERP".into(),
+        (None, Venue::Bybit, Market::CoinM) => "BTCUSD,ETHUSD".into(),
+        (None, ..) => "BTCUSDT,ETHUSDT".into(),
     };
     let symbols = crate::config::parse_symbols(&symbols).map_err(LoaderError::config)?;
     let data_type = DataType::parse(&args.data_type, None).map_err(LoaderError::config)?;
-    if !data_type.markets().contains(&market) {
-        return Err(LoaderError::config(format!(
-            "--type {} is not offered on --market {market}",
-            data_type.name()
-        )));
+    let market_name = venue.market_name(market);
+    match venue {
+        Venue::Bybit => {
+            crate::venue::bybit::serves(data_type, market).map_err(LoaderError::config)?
+        }
+        Venue::Binance if !data_type.markets().contains(&market) => {
+            return Err(LoaderError::config(format!(
+                "--type {} is not offered on --market {market}",
+                data_type.name()
+            )))
+        }
+        Venue::Binance => {}
     }
     if args.days == 0 {
         return Err(LoaderError::config("--days must be at least 1"));
     }
     let source: SourceMode = args.source.parse().map_err(LoaderError::config)?;
+    if venue == Venue::Bybit && source == SourceMode::Archive {
+        return Err(LoaderError::config(
+            "--source archive: Bybit publishes no archive of candles; use auto or rest",
+        ));
+    }
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
@@ -114,7 +130,13 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         start_ms: today - args.days as i64 * DAY_MS,
         end_ms: end,
     };
-    let topic = format!("demo-{market}-{}", data_type.name().replace('_', "-"));
+    let topic = match venue {
+        Venue::Binance => format!("demo-{market}-{}", data_type.name().replace('_', "-")),
+        v => format!(
+            "demo-{v}-{market_name}-{}",
+            data_type.name().replace('_', "-")
+        ),
+    };
 
     // One aggregate trade a second on average keeps a few days within the mock cluster.
     let sim_cfg = SimConfig {
@@ -130,12 +152,17 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         Market::UsdM => (sim.fapi_url(), sim.fws_url()),
         Market::CoinM => (sim.dapi_url(), sim.dws_url()),
     };
+    let shown_url = match venue {
+        Venue::Binance => api_url.clone(),
+        Venue::Bybit => sim.bybit_url(),
+    };
     println!(
-        "exchange simulator: {api_url}   mock Kafka: {}",
+        "exchange simulator: {shown_url}   mock Kafka: {}",
         kafka_mock.bootstrap
     );
     println!(
-        "loading {market} {} {} for {range} into topic {topic} ...",
+        "loading {} {market_name} {} {} for {range} into topic {topic} ...",
+        venue.title(),
         symbols.join(","),
         data_type.name()
     );
@@ -149,7 +176,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         topic_partitions: DEMO_PARTITIONS,
     };
     let cfg = JobConfig {
-        queue_id: format!("demo-{market}-{}", data_type.name()),
+        queue_id: topic.clone(),
         symbols: symbols.clone(),
         data_type,
         range: Some(range),
@@ -173,9 +200,9 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         resume: false,
         shard: crate::config::Shard::WHOLE,
         job_id: crate::identity::JobId::new(&crate::identity::JobIdentityParts {
-            queue_id: &format!("demo-{market}-{}", data_type.name()),
-            exchange: "binance",
-            market: market.as_str(),
+            queue_id: &topic,
+            exchange: venue.as_str(),
+            market: market_name,
             data_type: &data_type.name(),
             range: Some((range.start_ms, range.end_ms)),
             job_uid: None,
@@ -189,10 +216,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         lease_topic: None,
         shutdown_timeout: Duration::from_secs(20),
         resumable: true,
-        venue: crate::market::Venue::Binance,
+        venue,
         bybit: crate::config::BybitConfig {
             market,
-            api_url: format!("{}/bybit", sim.base_url()),
+            api_url: sim.bybit_url(),
             rate_limit_share: 0.5,
             concurrency: 16,
             kline_page_limit: 1000,
@@ -255,6 +282,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let verified = tokio::task::spawn_blocking(move || {
         let expect = verify::Expectation {
             range: Some(range),
+            venue: Some(venue),
             market: Some(market),
             ..Default::default()
         };

@@ -314,3 +314,25 @@ async fn a_bybit_ban_stops_the_job_with_exit_4_and_a_rerun_after_it_loads_everyt
     let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_1m")]);
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bybit_job_run_again_resumes_after_its_own_records() {
+    let sim = sim().await;
+    let m = &MARKETS[2];
+    let topic = fresh_topic("bybit-resume");
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + DAY));
+    load(&sim, m, &topic, "api_candles_5m", &range)
+        .await
+        .assert_ok();
+    let pages = |sim: &SimServer| sim.stats().bybit.per_endpoint["/v5/market/kline"];
+    let asked = pages(&sim);
+    // The same job again (same QUEUE_ID, range, symbol): its last record is found under
+    // Bybit's key, and nothing is left to load.
+    let run = load(&sim, m, &topic, "api_candles_5m", &range).await;
+    run.assert_ok();
+    assert!(run.stderr.contains("resum"), "{}", run.stderr);
+    assert_eq!(pages(&sim), asked, "nothing asked again");
+    assert_eq!(read_topic(&topic).len(), 288);
+    let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_5m")]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}

@@ -712,8 +712,17 @@ async fn invalid_symbol_is_a_config_error_and_an_unreachable_broker_fails_fast()
 }
 
 #[test]
-fn the_offline_demo_loads_and_verifies_both_rest_types_and_futures() {
+fn the_offline_demo_loads_and_verifies_both_rest_types_futures_and_bybit() {
     for args in [
+        &[
+            "demo",
+            "--exchange",
+            "bybit",
+            "--market",
+            "inverse",
+            "--days",
+            "2",
+        ][..],
         &["demo", "--days", "2"][..],
         &[
             "demo",

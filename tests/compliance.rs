@@ -1,9 +1,10 @@
-//! One compliance test over the registry: every registered data type, on every market the
-//! registry offers it in, loads a short range from the exchange simulator (its REST API, its
-//! archive, its streams) into the broker with the default `SOURCE=auto`, and `verify`, asking
-//! the market's own endpoints, passes on the topic. The list comes from
-//! `loader_producer::registry::TYPES`: a type added there is in this test without a line here,
-//! and one that cannot pass it cannot land.
+//! One compliance test over the registry: every registered data type, on every venue and market
+//! that serves it (the registry's markets on Binance, what `venue::bybit::serves` accepts on
+//! Bybit), loads a short range from the exchange simulator (its REST API, its archive, its
+//! streams) into the broker with the default `SOURCE=auto`, and `verify`, asking the market's
+//! own endpoints, passes on the topic. The list comes from `loader_producer::registry::TYPES`:
+//! a type added there, or served by a venue, is in this test without a line here, and one that
+//! cannot pass it cannot land.
 //!
 //! History ranges end days ago and cross a day boundary (a whole day from the archive, the rest
 //! over REST); live ranges start seconds ahead, all live jobs running at once.
@@ -11,17 +12,18 @@
 mod support;
 
 use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
-use loader_producer::market::Market;
-use loader_producer::registry::{IntervalRule, TYPES};
+use loader_producer::market::{Market, Venue};
+use loader_producer::registry::{DataType, IntervalRule, TYPES};
 use support::loader::{fresh_topic, job_env, now_ms, run_loader_async, verify_topic, Run};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
 /// The symbol a market's jobs load.
-fn symbol(m: Market) -> &'static str {
-    match m {
-        Market::CoinM => "BTCUSD_PERP",
+fn symbol(v: Venue, m: Market) -> &'static str {
+    match (v, m) {
+        (Venue::Binance, Market::CoinM) => "BTCUSD_PERP",
+        (Venue::Bybit, Market::CoinM) => "BTCUSD",
         _ => "BTCUSDT",
     }
 }
@@ -46,6 +48,7 @@ fn type_value(name: &str, takes_interval: bool, rule: IntervalRule, live: bool) 
 
 /// A job of one type on one market, with its range.
 struct Case {
+    venue: Venue,
     market: Market,
     ty: String,
     range: (i64, i64),
@@ -54,7 +57,12 @@ struct Case {
 
 impl Case {
     fn label(&self) -> String {
-        format!("{} {}", self.market.as_str(), self.ty)
+        format!(
+            "{} {} {}",
+            self.venue,
+            self.venue.market_name(self.market),
+            self.ty
+        )
     }
 
     /// The job's variables: the market's REST, stream and archive URLs on the simulator, and
@@ -64,18 +72,18 @@ impl Case {
         let mut env = job_env(
             &sim.base_url(),
             &self.topic,
-            symbol(self.market),
+            symbol(self.venue, self.market),
             &self.ty,
             &range,
         );
-        env.extend(market_vars(sim, self.market));
+        env.extend(market_vars(sim, self.venue, self.market));
         env.push(("WS_IDLE_TIMEOUT", "3".into()));
         env
     }
 
     fn verify(&self, sim: &SimServer) -> Run {
-        let mut extra = market_vars(sim, self.market);
-        extra.push(("SYMBOL", symbol(self.market).into()));
+        let mut extra = market_vars(sim, self.venue, self.market);
+        extra.push(("SYMBOL", symbol(self.venue, self.market).into()));
         extra.push(("TYPE", self.ty.clone()));
         verify_topic(
             &self.topic,
@@ -86,7 +94,14 @@ impl Case {
     }
 }
 
-fn market_vars(sim: &SimServer, m: Market) -> Vec<(&'static str, String)> {
+fn market_vars(sim: &SimServer, v: Venue, m: Market) -> Vec<(&'static str, String)> {
+    if v == Venue::Bybit {
+        return vec![
+            ("EXCHANGE", "bybit".into()),
+            ("MARKET", v.market_name(m).into()),
+            ("BYBIT_API_URL", sim.bybit_url()),
+        ];
+    }
     let mut vars = vec![
         ("MARKET", m.as_str().to_string()),
         ("ARCHIVE_URL", sim.base_url()),
@@ -132,7 +147,9 @@ fn live_range(ty: &str, m: Market, lead: i64) -> (i64, i64) {
     if ty == "ws_liquidations" {
         return (0..120)
             .map(|s| (start + s * 1000, start + s * 1000 + 8_000))
-            .find(|&(a, b)| !data::liquidations(sim_market(m), symbol(m), a, b - 1).is_empty())
+            .find(|&(a, b)| {
+                !data::liquidations(sim_market(m), symbol(Venue::Binance, m), a, b - 1).is_empty()
+            })
             .expect("a liquidation within two minutes");
     }
     (start, start + 4_000)
@@ -156,14 +173,32 @@ async fn every_registered_type_loads_on_every_market_and_verifies() {
         let ty = type_value(entry.name, entry.takes_interval, entry.interval_rule, live);
         for &market in entry.markets {
             cases.push(Case {
+                venue: Venue::Binance,
                 market,
                 range: (0, 0),
                 topic: fresh_topic(&format!("compliance-{}-{}", market.as_str(), ty)),
                 ty: ty.clone(),
             });
         }
+        let data_type = DataType::parse(&ty, None).expect("a registered type parses");
+        for market in Market::ALL {
+            if loader_producer::venue::bybit::serves(data_type, market).is_ok() {
+                let name = Venue::Bybit.market_name(market);
+                cases.push(Case {
+                    venue: Venue::Bybit,
+                    market,
+                    range: (0, 0),
+                    topic: fresh_topic(&format!("compliance-bybit-{name}-{ty}")),
+                    ty: ty.clone(),
+                });
+            }
+        }
     }
     assert!(cases.len() >= 40, "{} cases", cases.len());
+    assert!(
+        cases.iter().any(|c| c.venue == Venue::Bybit),
+        "Bybit serves some registered type"
+    );
 
     // Live jobs first, all at once (they mostly wait for their range), then history jobs a few
     // at a time meanwhile.

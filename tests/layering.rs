@@ -84,6 +84,11 @@ const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
         "connects to Bybit (a Session) until a venue is chosen through the seam",
     ),
     (
+        "demo",
+        "venue::bybit",
+        "checks what Bybit serves before its offline job (`demo --exchange bybit`)",
+    ),
+    (
         "config",
         "venue::bybit",
         "Bybit's settings (BybitConfig, its default URL and page, what it serves)",

@@ -19,8 +19,9 @@ fn long_about() -> String {
         "Loads Binance market data for one or more symbols into a Kafka topic as one JSON object per \
 message, exactly once per record: history of a time range from the data.binance.vision archive and the \
 REST API within Binance's request-weight budget, or live data from WebSocket streams, on the spot \
-market or the USDⓈ-M and COIN-M futures markets (MARKET).\n\nData types (TYPE, the markets that offer \
-them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
+market or the USDⓈ-M and COIN-M futures markets (MARKET). With EXCHANGE=bybit, candles of Bybit's \
+spot, linear and inverse markets from its REST API, within its IP limit.\n\nData types on Binance \
+(TYPE, the markets that offer them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
         kinds.join("\n")
     )
@@ -98,6 +99,9 @@ Exit codes:
        Kafka's answers only credentials it refuses or a certificate that cannot be verified
        count (a dropped TLS handshake, as in a broker's restart, is 1)
   3    fenced: a second instance of this job took over (transactional producers)
+  4    banned: the exchange refuses this IP for longer than the job waits (Binance 418 or a
+       long Retry-After, a 403 from Binance's firewall or Bybit's IP limit); start the Job
+       again after the ban
   143  SIGTERM (130: SIGINT) stopped the load before it was done; what was fetched was
        published, and the next attempt resumes after it
 
@@ -108,7 +112,7 @@ variable. Secrets (passwords, API keys) are never printed.";
 #[command(
     name = "loader-producer",
     version,
-    about = "Loads Binance market data for one symbol set and time range into a Kafka topic, exactly once per record.",
+    about = "Loads Binance (or Bybit) market data for one symbol set and time range into a Kafka topic, exactly once per record.",
     long_about = long_about(),
     after_help = EXIT_CODES,
     args_conflicts_with_subcommands = true
@@ -642,7 +646,11 @@ pub struct DemoArgs {
     /// Where history comes from: auto, rest or archive (the simulator serves both)
     #[arg(long, default_value = "auto")]
     pub source: String,
-    /// Market: spot, usdm or coinm (the simulator serves all three)
+    /// Market: spot, usdm or coinm on Binance; spot, linear or inverse on Bybit (the simulator
+    /// serves them all)
     #[arg(long, default_value = "spot")]
     pub market: String,
+    /// Exchange: binance, or bybit (candles over REST)
+    #[arg(long, default_value = "binance")]
+    pub exchange: String,
 }
