@@ -179,6 +179,8 @@ pub struct PriceKlineRecord<'a> {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct FundingRateRecord<'a> {
     pub _key: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     pub timestamp: i64,
@@ -448,6 +450,31 @@ impl RecordBatch {
             taker_buy_quote_asset_volume: Some(k.10),
         };
         let r = self.push_with(k.0, &key, &rec);
+        self.key_scratch = key;
+        r
+    }
+
+    /// A funding settlement at `funding_time` (`_key` = `SYMBOL_funding_<funding time>`), with
+    /// the mark price where the venue reports it.
+    pub fn push_funding(
+        &mut self,
+        funding_time: i64,
+        funding_rate: &str,
+        mark_price: Option<&str>,
+    ) -> Result<()> {
+        let key = self.key(tag::FUNDING_RATE, funding_time);
+        let symbol = self.symbol.clone();
+        let rec = FundingRateRecord {
+            _key: &key,
+            exchange: self.venue.record_field(),
+            market: self.venue.market_name(self.market),
+            symbol: &symbol,
+            timestamp: funding_time,
+            funding_time,
+            funding_rate,
+            mark_price,
+        };
+        let r = self.push_with(funding_time, &key, &rec);
         self.key_scratch = key;
         r
     }

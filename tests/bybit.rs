@@ -336,3 +336,57 @@ async fn a_bybit_job_run_again_resumes_after_its_own_records() {
     let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_5m")]);
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bybit_funding_rates_load_exactly_once_and_verify_on_the_contract_markets() {
+    let sim = sim().await;
+    let eight = bybit::FUNDING_INTERVAL_MS;
+    // A year: 1,095 settlements in 45 windows of 199 hours.
+    let (start, end) = (MAR_14 - 365 * DAY, MAR_14);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    for m in &MARKETS[1..] {
+        let topic = fresh_topic(&format!("bybit-funding-{}", m.name));
+        load(&sim, m, &topic, "api_funding_rate", &range)
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        let want: Vec<(i64, String)> = (start / eight..end / eight)
+            .map(|k| bybit::funding(m.category, m.symbol, k).unwrap())
+            .collect();
+        assert_eq!(records.len(), want.len(), "{}", m.name);
+        for ((_, r), (time, rate)) in records.iter().zip(&want) {
+            assert_eq!(
+                r["_key"],
+                format!("bybit_{}_{}_funding_{time}", m.name, m.symbol)
+            );
+            assert_eq!(
+                (r["exchange"].as_str(), r["market"].as_str()),
+                (Some("bybit"), Some(m.name))
+            );
+            assert_eq!(
+                (r["funding_time"].as_i64(), r["timestamp"].as_i64()),
+                (Some(*time), Some(*time))
+            );
+            assert_eq!(r["funding_rate"].as_str(), Some(rate.as_str()));
+            assert!(
+                r.get("mark_price").is_none(),
+                "Bybit reports no mark price with funding"
+            );
+        }
+        let (v, report) = verify(&sim, m, &topic, &range, &[("TYPE", "api_funding_rate")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+        assert_eq!(
+            report["groups"][0]["records"].as_u64(),
+            Some(want.len() as u64)
+        );
+    }
+    // Spot has no funding.
+    let topic = fresh_topic("bybit-funding-spot");
+    let run = load(&sim, &MARKETS[0], &topic, "api_funding_rate", &range).await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not offered on Bybit's spot market"),
+        "{}",
+        run.stderr
+    );
+}

@@ -13,6 +13,11 @@
 //!   volume in the base coin (inverse: contracts of 1 USD), turnover in the quote coin
 //!   (inverse: the base coin). A symbol the category does not list: HTTP 200, `retCode` 10001,
 //!   `"Not supported symbols"`;
+//! - `GET /v5/market/funding/history?category=&symbol=&startTime=&endTime=&limit=`: linear
+//!   and inverse only; `limit` 1 to 200 (default 200); `startTime` alone is an error ("Passing
+//!   only startTime returns an error"); the newest `limit` settlements at or after `startTime`
+//!   and at or before `endTime` (or now), newest first, rows `{symbol, fundingRate,
+//!   fundingRateTimestamp}`, strings. Settlements every 8 hours on the hour ([`funding`]);
 //! - every response is counted against the IP limit, 600 requests in any 5 s (sliding, server
 //!   clock): the 601st is HTTP 403 `access too frequent`, and every request for the next 10
 //!   minutes too (the ban); [`BybitStats`] counts them.
@@ -135,6 +140,22 @@ pub fn kline(
     Some(kline_units(&m, data, interval, open_time, i64::MAX).to_kline())
 }
 
+/// Bybit's funding interval in the simulator (its default `fundingInterval`, 480 minutes).
+pub const FUNDING_INTERVAL_MS: i64 = 8 * 3_600_000;
+
+/// Funding settlement `k` of `symbol` (at `k` × 8 h): its time and rate, as
+/// `funding/history` reports them. `None` for a symbol the category does not list, or spot.
+pub fn funding(category: BybitCategory, symbol: &str, k: i64) -> Option<(i64, String)> {
+    if category == BybitCategory::Spot {
+        return None;
+    }
+    let m = category.market(symbol)?;
+    Some((
+        k * FUNDING_INTERVAL_MS,
+        crate::fmt::fixed8(crate::futures::funding_units(&m, k)),
+    ))
+}
+
 /// Requests and answers of the Bybit venue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BybitStats {
@@ -183,7 +204,10 @@ impl BybitVenue {
             let mut st = self.lock();
             st.stats.requests += 1;
             let key = match path {
-                "/v5/market/time" | "/v5/market/kline" | "/v5/market/instruments-info" => path,
+                "/v5/market/time"
+                | "/v5/market/kline"
+                | "/v5/market/instruments-info"
+                | "/v5/market/funding/history" => path,
                 _ => "other",
             };
             *st.stats.per_endpoint.entry(key.to_string()).or_default() += 1;
@@ -211,6 +235,7 @@ impl BybitVenue {
             "/v5/market/time" => ok(now, &time_result(now)),
             "/v5/market/instruments-info" => instruments(query, now),
             "/v5/market/kline" => klines(query, data, now),
+            "/v5/market/funding/history" => funding_history(query, data, now),
             _ => Answer {
                 status: 404,
                 body: "Not Found".into(),
@@ -351,6 +376,67 @@ fn klines(query: &Query, data: &Data, now: i64) -> Answer {
             result.push_str(v);
         }
         result.push_str("\"]");
+    }
+    result.push_str("]}");
+    ok(now, &result)
+}
+
+fn funding_history(query: &Query, data: &Data, now: i64) -> Answer {
+    let category = match query.get("category").and_then(BybitCategory::parse) {
+        Some(c) if c != BybitCategory::Spot => c,
+        _ => return param_error("params error: category only support linear or inverse", now),
+    };
+    let Some(symbol) = query.get("symbol") else {
+        return param_error("params error: symbol is required", now);
+    };
+    let number = |name: &str| -> Result<Option<i64>, Answer> {
+        match query.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
+        }
+    };
+    let (start, end, limit) = match (number("startTime"), number("endTime"), number("limit")) {
+        (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(200)),
+        (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
+    };
+    if start.is_some() && end.is_none() {
+        return param_error("params error: endTime is required with startTime", now);
+    }
+    if !(1..=200).contains(&limit) {
+        return param_error("params error: limit is invalid", now);
+    }
+    if category.parse_symbol(symbol).is_none() {
+        return param_error("Not supported symbols", now);
+    }
+    let first = -(-data.listed_at).div_euclid(FUNDING_INTERVAL_MS);
+    let lo = start
+        .map_or(first, |s| -(-s).div_euclid(FUNDING_INTERVAL_MS))
+        .max(first);
+    let hi = end.unwrap_or(now).min(now).div_euclid(FUNDING_INTERVAL_MS);
+    let mut result = String::from("{\"category\":\"");
+    result.push_str(category.name());
+    result.push_str("\",\"list\":[");
+    let mut k = hi;
+    let mut n = 0;
+    while k >= lo && n < limit {
+        let Some((time, rate)) = funding(category, symbol, k) else {
+            break;
+        };
+        if n > 0 {
+            result.push(',');
+        }
+        result.push_str("{\"symbol\":");
+        result.push_str(&json_string(symbol));
+        result.push_str(",\"fundingRate\":\"");
+        result.push_str(&rate);
+        result.push_str("\",\"fundingRateTimestamp\":\"");
+        push_i64(&mut result, time);
+        result.push_str("\"}");
+        n += 1;
+        k -= 1;
     }
     result.push_str("]}");
     ok(now, &result)

@@ -167,3 +167,67 @@ async fn the_ip_limit_bans_for_ten_minutes_of_the_servers_clock() {
     // Binance's markets count their own requests.
     assert_eq!(sim.stats().requests, 0);
 }
+
+#[tokio::test]
+async fn funding_history_comes_newest_first_and_needs_an_end_with_a_start() {
+    let sim = start(SimConfig::default()).await;
+    let now = pin_mid_day(&sim);
+    let addr = sim.local_addr();
+    let eight = bybit::FUNDING_INTERVAL_MS;
+    let last = now.div_euclid(eight) * eight;
+    let path = |q: &str| format!("/bybit/v5/market/funding/history?symbol=BTCUSD&{q}");
+    let times = |v: &Value| -> Vec<i64> {
+        v["result"]["list"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no list in {v}"))
+            .iter()
+            .map(|r| r["fundingRateTimestamp"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let v = common::rest(
+        addr,
+        &path(&format!(
+            "category=inverse&startTime={}&endTime={last}",
+            last - 2 * eight
+        )),
+    )
+    .await;
+    assert_eq!(times(&v), [last, last - eight, last - 2 * eight]);
+    let (t, rate) = bybit::funding(BybitCategory::Inverse, "BTCUSD", last / eight).unwrap();
+    assert_eq!(t, last);
+    assert_eq!(
+        v["result"]["list"][0]["fundingRate"].as_str(),
+        Some(rate.as_str())
+    );
+    assert_eq!(v["result"]["list"][0]["symbol"], "BTCUSD");
+    // Neither bound: the newest 200, up to now; a limit: the newest `limit`.
+    let v = common::rest(addr, &path("category=inverse")).await;
+    assert_eq!((times(&v).len(), times(&v)[0]), (200, last));
+    let v = common::rest(
+        addr,
+        &path(&format!("category=inverse&endTime={last}&limit=2")),
+    )
+    .await;
+    assert_eq!(times(&v), [last, last - eight]);
+    for (q, msg) in [
+        (
+            format!("category=inverse&startTime={last}"),
+            "params error: endTime is required with startTime",
+        ),
+        (
+            "category=spot".to_string(),
+            "params error: category only support linear or inverse",
+        ),
+        (
+            "category=inverse&limit=201".to_string(),
+            "params error: limit is invalid",
+        ),
+    ] {
+        let v = get_path(addr, &path(&q)).await.json();
+        assert_eq!(
+            (v["retCode"].as_i64(), v["retMsg"].as_str()),
+            (Some(10001), Some(msg)),
+            "{q}"
+        );
+    }
+}

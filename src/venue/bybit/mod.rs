@@ -3,6 +3,7 @@
 //! history type in [`klines`]. A session ([`BybitSession`]) is what the job and `verify` take
 //! through the seam.
 
+pub mod funding;
 pub mod klines;
 pub mod rest;
 pub mod rules;
@@ -36,10 +37,15 @@ pub struct BybitConfig {
 }
 
 /// Whether Bybit serves `data_type` on `market` through this loader; `Err` says what it does
-/// serve. Candles over REST, every interval Bybit has, on every market.
+/// serve. Candles over REST, every interval Bybit has, on every market; funding rates on the
+/// linear and inverse markets.
 pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
-    let _ = market;
     match data_type {
+        DataType::History(HistoryType::FundingRate) if market == Market::Spot => Err(format!(
+            "TYPE {} is not offered on Bybit's spot market: use MARKET=linear or inverse",
+            data_type.name()
+        )),
+        DataType::History(HistoryType::FundingRate) => Ok(()),
         DataType::History(HistoryType::Candles(iv)) => match rules::kline_interval(iv) {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -50,7 +56,8 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
             )),
         },
         other => Err(format!(
-            "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>)",
+            "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>) \
+             and funding rates (api_funding_rate)",
             other.name()
         )),
     }
@@ -108,6 +115,11 @@ impl BybitSession {
         })
     }
 
+    /// The category of the session's market.
+    fn category(&self) -> &'static str {
+        rules::category(self.market)
+    }
+
     /// A page slot: at most `FETCH_CONCURRENCY` requests in flight or waiting to be published.
     async fn page_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LoaderError> {
         self.pages
@@ -140,6 +152,9 @@ impl crate::venue::Session for BybitSession {
                     interval,
                     session: self,
                 }))
+            }
+            HistoryType::FundingRate if self.market != Market::Spot => {
+                Some(Arc::new(funding::BybitFunding { session: self }))
             }
             _ => None,
         }

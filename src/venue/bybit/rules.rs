@@ -61,6 +61,17 @@ pub const INSTRUMENTS: &str = "/v5/market/instruments-info";
 pub const KLINE: &str = "/v5/market/kline";
 pub const MAX_KLINE_PAGE: u32 = 1000;
 
+/// `GET /v5/market/funding/history` (Get Funding Rate History): linear and inverse
+/// perpetuals, "[1, 200]" rows; "Passing only startTime returns an error", so both bounds are
+/// always sent. The order is not documented (newest first in practice): rows are sorted.
+pub const FUNDING: &str = "/v5/market/funding/history";
+pub const MAX_FUNDING_PAGE: u32 = 200;
+
+/// A window of funding history that holds fewer settlements than a page, whatever the
+/// symbol's `fundingInterval` (Get Instruments Info: minutes; Bybit's shortest is one hour):
+/// `MAX_FUNDING_PAGE - 1` hours.
+pub const FUNDING_WINDOW_MS: i64 = (MAX_FUNDING_PAGE as i64 - 1) * 3_600_000;
+
 /// Bybit's name of a candle interval: "`1`,`3`,`5`,`15`,`30`,`60`,`120`,`240`,`360`,`720`,
 /// `D`,`W`,`M`" (Get Kline). Bybit has no 1s, 8h or 3d candles.
 pub fn kline_interval(interval: Interval) -> Option<&'static str> {

@@ -21,7 +21,7 @@ use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
-use crate::record::{FundingRateRecord, RecordBatch};
+use crate::record::RecordBatch;
 use crate::registry::{Origin, RecordKind};
 use crate::time_range::TimeRange;
 
@@ -78,20 +78,7 @@ impl FundingPager {
 }
 
 fn push(batch: &mut RecordBatch, r: &RawFundingRate<'_>) -> Result<()> {
-    let key = batch.key(crate::record::tag::FUNDING_RATE, r.funding_time);
-    let symbol = batch.symbol.clone();
-    let rec = FundingRateRecord {
-        _key: &key,
-        market: batch.market.as_str(),
-        symbol: &symbol,
-        timestamp: r.funding_time,
-        funding_time: r.funding_time,
-        funding_rate: r.funding_rate,
-        mark_price: r.mark_price,
-    };
-    let result = batch.push_record(r.funding_time, &key, &rec);
-    batch.reuse_key(key);
-    result
+    batch.push_funding(r.funding_time, r.funding_rate, r.mark_price)
 }
 
 impl History for FundingHistory {

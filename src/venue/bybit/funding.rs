@@ -1,0 +1,204 @@
+//! Bybit's funding rates (`GET /v5/market/funding/history`): REST only. A range is cut into
+//! windows that hold fewer settlements than a page ([`rules::FUNDING_WINDOW_MS`]); each window
+//! is one request with both bounds, fetched `FETCH_CONCURRENCY` at a time and published in time
+//! order. `verify` lists every settlement of its range the same way (funding has no grid: a
+//! symbol's interval can change).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{stream, StreamExt};
+use serde::Deserialize;
+
+use super::{request_error, rules, BybitSession};
+use crate::archive::ArchiveLayout;
+use crate::error::{LoaderError, Result};
+use crate::market::Market;
+use crate::record::RecordBatch;
+use crate::registry::{Origin, RecordKind};
+use crate::time_range::TimeRange;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
+
+/// How long after it a settlement counts as settled (as for Binance's).
+const SETTLE_MS: i64 = 1_000;
+
+pub struct BybitFunding {
+    pub session: Arc<BybitSession>,
+}
+
+#[derive(Deserialize)]
+struct FundingPage {
+    #[serde(default)]
+    list: Vec<Settlement>,
+}
+
+#[derive(Deserialize)]
+struct Settlement {
+    #[serde(rename = "fundingRate")]
+    funding_rate: String,
+    #[serde(rename = "fundingRateTimestamp")]
+    time: String,
+}
+
+impl BybitFunding {
+    /// The settlements with time in `[from, to_inclusive]` (at most `limit`), oldest first.
+    async fn fetch(
+        &self,
+        symbol: &str,
+        from: i64,
+        to_inclusive: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>> {
+        let query = [
+            ("category", self.session.category().to_string()),
+            ("symbol", symbol.to_string()),
+            ("startTime", from.to_string()),
+            ("endTime", to_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let (page, _) = self
+            .session
+            .client
+            .get::<FundingPage>(rules::FUNDING, &query)
+            .await
+            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
+        let mut rows = page
+            .list
+            .into_iter()
+            .map(|s| {
+                let time = s.time.parse::<i64>().map_err(|_| {
+                    LoaderError::Exchange(format!(
+                        "Bybit sent a funding settlement whose fundingRateTimestamp is not a number: {:?}",
+                        s.time
+                    ))
+                })?;
+                Ok((time, s.funding_rate))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rows.sort_unstable_by_key(|r| r.0);
+        Ok(rows)
+    }
+
+    /// `[start, end)` cut into windows of [`rules::FUNDING_WINDOW_MS`].
+    fn windows(span: TimeRange) -> impl Iterator<Item = (i64, i64)> {
+        let end = span.end_ms;
+        (0..)
+            .map(move |i| span.start_ms.saturating_add(i * rules::FUNDING_WINDOW_MS))
+            .take_while(move |w| *w < end)
+            .map(move |w| (w, (w + rules::FUNDING_WINDOW_MS).min(end)))
+    }
+}
+
+impl History for BybitFunding {
+    fn kind(&self) -> RecordKind {
+        RecordKind::FundingRate
+    }
+
+    fn has_rest(&self) -> bool {
+        true
+    }
+
+    fn settled_end(&self, now: i64) -> i64 {
+        now - SETTLE_MS
+    }
+
+    fn archive_layout(&self, _market: Market, _symbol: &str) -> Option<ArchiveLayout> {
+        None
+    }
+
+    fn push_csv_row(
+        &self,
+        _row: &csv::StringRecord,
+        _cursor: &mut Cursor,
+        _batch: &mut RecordBatch,
+    ) -> Result<()> {
+        Err(LoaderError::Other(
+            "Bybit publishes no funding archive: no archive row can be a Bybit settlement".into(),
+        ))
+    }
+
+    fn load_rest<'a>(
+        &'a self,
+        ctx: &'a HistoryContext,
+        span: TimeRange,
+        cursor: &'a mut Cursor,
+        out: &'a mut Emitter,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let from = match cursor.last {
+                Some(last) => (last + 1).max(span.start_ms),
+                None => span.start_ms,
+            };
+            let span = TimeRange {
+                start_ms: from,
+                end_ms: span.end_ms,
+            };
+            let mut pages = std::pin::pin!(stream::iter(Self::windows(span))
+                .map(|(ws, we)| async move {
+                    let slot = self.session.page_slot().await?;
+                    let rows = self
+                        .fetch(&ctx.symbol, ws, we - 1, rules::MAX_FUNDING_PAGE)
+                        .await?;
+                    Ok::<_, LoaderError>((slot, rows))
+                })
+                .buffered(ctx.concurrency.max(1)));
+            while let Some(page) = pages.next().await {
+                let (_slot, rows) = page?;
+                let mut batch = ctx.batch(rows.len());
+                for (time, rate) in &rows {
+                    if *time < span.end_ms && cursor.admit(*time, *time) {
+                        batch.push_funding(*time, rate, None)?;
+                    }
+                }
+                out.send(batch, Origin::Rest).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn listed<'a>(
+        &'a self,
+        symbol: &'a str,
+        range: TimeRange,
+    ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
+        Box::pin(async move {
+            let mut times = Vec::new();
+            for (ws, we) in Self::windows(range) {
+                let rows = self
+                    .fetch(symbol, ws, we - 1, rules::MAX_FUNDING_PAGE)
+                    .await?;
+                times.extend(rows.into_iter().map(|r| r.0).filter(|t| range.contains(*t)));
+            }
+            Ok(Some(times))
+        })
+    }
+
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some((from, to_inclusive)) = probe.time_bounds(None) else {
+                return Ok(false);
+            };
+            Ok(!self.fetch(symbol, from, to_inclusive, 1).await?.is_empty())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_tile_the_range_and_each_holds_less_than_a_page_of_hourly_settlements() {
+        let span = TimeRange {
+            start_ms: 0,
+            end_ms: 500 * 3_600_000,
+        };
+        let w: Vec<(i64, i64)> = BybitFunding::windows(span).collect();
+        assert_eq!(w.first().map(|w| w.0), Some(0));
+        assert_eq!(w.last().map(|w| w.1), Some(span.end_ms));
+        assert!(w.windows(2).all(|p| p[0].1 == p[1].0));
+        // Hourly settlements from a window's first to its last millisecond: fewer than a page.
+        let settlements = |(a, b): &(i64, i64)| (b - 1 - a) / 3_600_000 + 1;
+        assert!(w.iter().map(settlements).all(|n| n < 200));
+    }
+}
