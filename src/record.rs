@@ -26,6 +26,10 @@ pub mod tag {
     pub const FUNDING_RATE: &str = "funding";
     pub const MARK_PRICE: &str = "markprice";
     pub const LIQUIDATION: &str = "liquidation";
+    pub const OPEN_INTEREST: &str = "open_interest";
+    pub const GLOBAL_RATIO: &str = "global_ratio";
+    pub const TOP_ACCOUNT_RATIO: &str = "top_account_ratio";
+    pub const TOP_POSITION_RATIO: &str = "top_position_ratio";
 }
 
 /// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`). Venues that do not count a
@@ -196,14 +200,18 @@ pub struct FundingRateRecord<'a> {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct OpenInterestRecord<'a> {
     pub _key: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     pub period: &'a str,
     pub timestamp: i64,
     /// Contracts (COIN-M) or base asset (USDⓈ-M).
     pub sum_open_interest: &'a str,
-    /// In the quote asset (USDⓈ-M) or the base asset (COIN-M).
-    pub sum_open_interest_value: &'a str,
+    /// In the quote asset (USDⓈ-M) or the base asset (COIN-M); venues that report no value
+    /// (Bybit) leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_open_interest_value: Option<&'a str>,
 }
 
 /// A long/short ratio of a period (`api_long_short_ratio_<period>` and the top-trader ones;
@@ -475,6 +483,32 @@ impl RecordBatch {
             mark_price,
         };
         let r = self.push_with(funding_time, &key, &rec);
+        self.key_scratch = key;
+        r
+    }
+
+    /// Open interest at `t` of a `period` (`_key` = `SYMBOL_open_interest_<period>_<t>`), and
+    /// its value where the venue reports one.
+    pub fn push_open_interest(
+        &mut self,
+        period: &str,
+        t: i64,
+        sum_open_interest: &str,
+        sum_open_interest_value: Option<&str>,
+    ) -> Result<()> {
+        let key = self.key_of(&[tag::OPEN_INTEREST, period], t);
+        let symbol = self.symbol.clone();
+        let rec = OpenInterestRecord {
+            _key: &key,
+            exchange: self.venue.record_field(),
+            market: self.venue.market_name(self.market),
+            symbol: &symbol,
+            period,
+            timestamp: t,
+            sum_open_interest,
+            sum_open_interest_value,
+        };
+        let r = self.push_with(t, &key, &rec);
         self.key_scratch = key;
         r
     }

@@ -212,10 +212,10 @@ pub fn price_series_tag(s: PriceSeries) -> &'static str {
 /// The `_key` tag of a `/futures/data/` series.
 pub fn futures_series_tag(s: FuturesSeries) -> &'static str {
     match s {
-        FuturesSeries::OpenInterest => "open_interest",
-        FuturesSeries::GlobalAccountRatio => "global_ratio",
-        FuturesSeries::TopAccountRatio => "top_account_ratio",
-        FuturesSeries::TopPositionRatio => "top_position_ratio",
+        FuturesSeries::OpenInterest => tag::OPEN_INTEREST,
+        FuturesSeries::GlobalAccountRatio => tag::GLOBAL_RATIO,
+        FuturesSeries::TopAccountRatio => tag::TOP_ACCOUNT_RATIO,
+        FuturesSeries::TopPositionRatio => tag::TOP_POSITION_RATIO,
     }
 }
 

@@ -390,3 +390,61 @@ async fn bybit_funding_rates_load_exactly_once_and_verify_on_the_contract_market
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bybit_open_interest_loads_exactly_once_and_verifies_on_the_contract_markets() {
+    let sim = sim().await;
+    let five = 5 * MIN;
+    // Two days of 5-minute rows: windows of 200 periods, the last one short.
+    let (start, end) = (MAR_14, MAR_14 + 2 * DAY);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    for m in &MARKETS[1..] {
+        let topic = fresh_topic(&format!("bybit-oi-{}", m.name));
+        load(&sim, m, &topic, "api_open_interest_5m", &range)
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), 576, "{}", m.name);
+        for (i, (_, r)) in records.iter().enumerate() {
+            let t = start + i as i64 * five;
+            let want = bybit::open_interest(m.category, m.symbol, t).unwrap();
+            assert_eq!(
+                r["_key"],
+                format!("bybit_{}_{}_open_interest_5m_{t}", m.name, m.symbol)
+            );
+            assert_eq!(
+                (r["exchange"].as_str(), r["period"].as_str()),
+                (Some("bybit"), Some("5m"))
+            );
+            assert_eq!(r["timestamp"].as_i64(), Some(t));
+            assert_eq!(r["sum_open_interest"].as_str(), Some(want.as_str()));
+            assert!(
+                r.get("sum_open_interest_value").is_none(),
+                "Bybit reports no value"
+            );
+        }
+        let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_open_interest_5m")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    }
+    for (m, ty, message) in [
+        (
+            &MARKETS[0],
+            "api_open_interest_5m",
+            "not offered on Bybit's spot market",
+        ),
+        (
+            &MARKETS[1],
+            "api_open_interest_2h",
+            "Bybit has no 2h open interest",
+        ),
+        (
+            &MARKETS[1],
+            "api_long_short_ratio_5m",
+            "is not loaded from Bybit yet",
+        ),
+    ] {
+        let run = load(&sim, m, &fresh_topic("bybit-oi-refused"), ty, &range).await;
+        assert_eq!(run.code, Some(2), "{ty}: {}", run.stderr);
+        assert!(run.stderr.contains(message), "{ty}: {}", run.stderr);
+    }
+}

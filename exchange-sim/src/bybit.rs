@@ -18,6 +18,12 @@
 //!   only startTime returns an error"); the newest `limit` settlements at or after `startTime`
 //!   and at or before `endTime` (or now), newest first, rows `{symbol, fundingRate,
 //!   fundingRateTimestamp}`, strings. Settlements every 8 hours on the hour ([`funding`]);
+//! - `GET /v5/market/open-interest?category=&symbol=&intervalTime=&startTime=&endTime=&limit=
+//!   &cursor=`: linear and inverse only; `intervalTime` `5min,15min,30min,1h,4h,1d`; `limit` 1 to
+//!   200 (default 50); the newest `limit` period times at or after `startTime` and at or before
+//!   `endTime` (or now), newest first, rows `{openInterest, timestamp}` ([`open_interest`]: the
+//!   base coin on linear, USD on inverse); `nextPageCursor` continues older when more remain
+//!   (`""` when not);
 //! - every response is counted against the IP limit, 600 requests in any 5 s (sliding, server
 //!   clock): the 601st is HTTP 403 `access too frequent`, and every request for the next 10
 //!   minutes too (the ban); [`BybitStats`] counts them.
@@ -156,6 +162,31 @@ pub fn funding(category: BybitCategory, symbol: &str, k: i64) -> Option<(i64, St
     ))
 }
 
+/// Bybit's name of an open-interest period (`intervalTime`).
+pub fn open_interest_period(name: &str) -> Option<Interval> {
+    Some(match name {
+        "5min" => Interval::M5,
+        "15min" => Interval::M15,
+        "30min" => Interval::M30,
+        "1h" => Interval::H1,
+        "4h" => Interval::H4,
+        "1d" => Interval::D1,
+        _ => return None,
+    })
+}
+
+/// Open interest of `symbol` at `t` as `open-interest` reports it (the base coin on linear,
+/// USD on inverse); `None` for a symbol the category does not list, or spot.
+pub fn open_interest(category: BybitCategory, symbol: &str, t: i64) -> Option<String> {
+    if category == BybitCategory::Spot {
+        return None;
+    }
+    let m = category.market(symbol)?;
+    Some(crate::fmt::fixed8(
+        crate::futures::open_interest_units(&m, t).0,
+    ))
+}
+
 /// Requests and answers of the Bybit venue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BybitStats {
@@ -207,7 +238,8 @@ impl BybitVenue {
                 "/v5/market/time"
                 | "/v5/market/kline"
                 | "/v5/market/instruments-info"
-                | "/v5/market/funding/history" => path,
+                | "/v5/market/funding/history"
+                | "/v5/market/open-interest" => path,
                 _ => "other",
             };
             *st.stats.per_endpoint.entry(key.to_string()).or_default() += 1;
@@ -236,6 +268,7 @@ impl BybitVenue {
             "/v5/market/instruments-info" => instruments(query, now),
             "/v5/market/kline" => klines(query, data, now),
             "/v5/market/funding/history" => funding_history(query, data, now),
+            "/v5/market/open-interest" => open_interest_history(query, data, now),
             _ => Answer {
                 status: 404,
                 body: "Not Found".into(),
@@ -439,5 +472,83 @@ fn funding_history(query: &Query, data: &Data, now: i64) -> Answer {
         k -= 1;
     }
     result.push_str("]}");
+    ok(now, &result)
+}
+
+fn open_interest_history(query: &Query, data: &Data, now: i64) -> Answer {
+    let category = match query.get("category").and_then(BybitCategory::parse) {
+        Some(c) if c != BybitCategory::Spot => c,
+        _ => return param_error("params error: category only support linear or inverse", now),
+    };
+    let Some(symbol) = query.get("symbol") else {
+        return param_error("params error: symbol is required", now);
+    };
+    let Some(period) = query.get("intervalTime").and_then(open_interest_period) else {
+        return param_error("params error: intervalTime is invalid", now);
+    };
+    let number = |name: &str| -> Result<Option<i64>, Answer> {
+        match query.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
+        }
+    };
+    let (start, end, limit) = match (number("startTime"), number("endTime"), number("limit")) {
+        (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(50)),
+        (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
+    };
+    if !(1..=200).contains(&limit) {
+        return param_error("params error: limit is invalid", now);
+    }
+    if category.parse_symbol(symbol).is_none() {
+        return param_error("Not supported symbols", now);
+    }
+    // The cursor is the time the next page ends at.
+    let cursor = match query.get("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match c.strip_prefix("t=").and_then(|t| t.parse::<i64>().ok()) {
+            Some(t) => Some(t),
+            None => return param_error("params error: cursor is invalid", now),
+        },
+    };
+    let first = period.align_up(data.listed_at);
+    let lo = start.map_or(first, |s| period.align_up(s)).max(first);
+    let hi = period.align_down(
+        [end, cursor, Some(now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now),
+    );
+    let mut result = String::from("{\"symbol\":");
+    result.push_str(&json_string(symbol));
+    result.push_str(",\"category\":\"");
+    result.push_str(category.name());
+    result.push_str("\",\"list\":[");
+    let mut t = hi;
+    let mut n = 0;
+    while t >= lo && n < limit {
+        let Some(oi) = open_interest(category, symbol, t) else {
+            break;
+        };
+        if n > 0 {
+            result.push(',');
+        }
+        result.push_str("{\"openInterest\":\"");
+        result.push_str(&oi);
+        result.push_str("\",\"timestamp\":\"");
+        push_i64(&mut result, t);
+        result.push_str("\"}");
+        n += 1;
+        t = period.prev_open(t);
+    }
+    result.push_str("],\"nextPageCursor\":\"");
+    if t >= lo {
+        result.push_str("t=");
+        push_i64(&mut result, t);
+    }
+    result.push_str("\"}");
     ok(now, &result)
 }

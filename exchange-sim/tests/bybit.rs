@@ -231,3 +231,64 @@ async fn funding_history_comes_newest_first_and_needs_an_end_with_a_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn open_interest_pages_newest_first_and_a_cursor_continues_older() {
+    let sim = start(SimConfig::default()).await;
+    let now = pin_mid_day(&sim);
+    let addr = sim.local_addr();
+    let five = 5 * MIN;
+    let last = now - now.rem_euclid(five);
+    let path = |q: &str| {
+        format!(
+            "/bybit/v5/market/open-interest?category=linear&symbol=BTCUSDT&intervalTime=5min&{q}"
+        )
+    };
+    let rows = |v: &Value| -> Vec<(i64, String)> {
+        v["result"]["list"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no list in {v}"))
+            .iter()
+            .map(|r| {
+                (
+                    r["timestamp"].as_str().unwrap().parse().unwrap(),
+                    r["openInterest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // Both bounds inclusive, newest first, the data function's values.
+    let v = common::rest(
+        addr,
+        &path(&format!("startTime={}&endTime={last}", last - 2 * five)),
+    )
+    .await;
+    let want: Vec<(i64, String)> = [last, last - five, last - 2 * five]
+        .into_iter()
+        .map(|t| {
+            (
+                t,
+                bybit::open_interest(BybitCategory::Linear, "BTCUSDT", t).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows(&v), want);
+    assert_eq!(v["result"]["nextPageCursor"], "");
+    // The default page is 50; the cursor continues where it ended.
+    let v = common::rest(addr, &path("")).await;
+    let first = rows(&v);
+    assert_eq!((first.len(), first[0].0), (50, last));
+    let cursor = v["result"]["nextPageCursor"].as_str().unwrap().to_string();
+    let v = common::rest(addr, &path(&format!("cursor={cursor}&limit=2"))).await;
+    assert_eq!(
+        rows(&v).iter().map(|r| r.0).collect::<Vec<_>>(),
+        [last - 50 * five, last - 51 * five]
+    );
+    let v = get_path(
+        addr,
+        &path("intervalTime=2h").replace("intervalTime=5min&", ""),
+    )
+    .await
+    .json();
+    assert_eq!(v["retMsg"], "params error: intervalTime is invalid");
+}

@@ -593,9 +593,10 @@ impl JobArgs {
             }));
         }
         if let (
+            Venue::Binance,
             Market::CoinM,
             DataType::History(crate::registry::HistoryType::FuturesData(series, _)),
-        ) = (market, data_type)
+        ) = (venue, market, data_type)
         {
             if let Some(e) = all_symbols
                 .iter()

@@ -248,16 +248,27 @@ pub trait History: Send + Sync + 'static {
     /// same margin for every type, so a range ending now is cut the same way everywhere).
     fn settled_end(&self, now: i64) -> i64;
 
-    /// Where the archive keeps this type for `symbol`, if it does.
-    fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout>;
+    /// Where the archive keeps this type for `symbol`, if it does; by default nowhere (a type
+    /// loaded over REST only).
+    fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
+        let _ = (market, symbol);
+        None
+    }
 
-    /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it.
+    /// Parses one archive CSV row and pushes it into `batch` when `cursor` admits it. Only
+    /// types with an [`archive_layout`](Self::archive_layout) are ever given one.
     fn push_csv_row(
         &self,
         row: &csv::StringRecord,
         cursor: &mut Cursor,
         batch: &mut RecordBatch,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let _ = (row, cursor, batch);
+        Err(LoaderError::Other(format!(
+            "{} is loaded over REST only: no archive row is one of its records",
+            self.kind().name()
+        )))
+    }
 
     /// Loads `[span.start, span.end)` over REST, continuing after what `cursor` saw.
     fn load_rest<'a>(

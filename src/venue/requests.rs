@@ -28,6 +28,32 @@ impl RestStats {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+
+    /// Counts a request that failed in transport and says how, for the retry's log line.
+    pub fn transport_failure(&self, e: &reqwest::Error) -> String {
+        Self::bump(&self.transport_errors);
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else {
+            "connection dropped"
+        };
+        format!("{kind}: {e}")
+    }
+
+    /// Counts retry number `failures` of `path` and waits before it: 100 ms doubling to 10 s,
+    /// with jitter.
+    pub async fn back_off(&self, path: &str, failures: u32, last_error: &str) {
+        Self::bump(&self.retries);
+        let delay = crate::backoff::jittered(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            failures,
+        );
+        tracing::warn!(path, attempt = failures, delay_ms = delay.as_millis() as u64, error = %last_error, "retrying request");
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// The request budget a venue's client paces itself by: what it may spend in a window (its

@@ -333,15 +333,7 @@ impl RestClient {
                                 .map_or_else(|| e.to_string(), |s| s.to_string()),
                         });
                     }
-                    RestStats::bump(&self.stats.transport_errors);
-                    let kind = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "connection failed"
-                    } else {
-                        "connection dropped"
-                    };
-                    format!("{kind}: {e}")
+                    self.stats.transport_failure(&e)
                 }
             };
             failures += 1;
@@ -353,10 +345,7 @@ impl RestClient {
                     last: last_error,
                 });
             }
-            RestStats::bump(&self.stats.retries);
-            let delay = backoff(failures);
-            tracing::warn!(path, attempt = failures, delay_ms = delay.as_millis() as u64, error = %last_error, "retrying request");
-            tokio::time::sleep(delay).await;
+            self.stats.back_off(path, failures, &last_error).await;
         }
     }
 }
@@ -390,11 +379,6 @@ fn used_weight(headers: &HeaderMap) -> Option<u32> {
         .filter(|(name, _)| name.as_str().starts_with("x-mbx-used-weight-"))
         .filter_map(|(_, v)| v.to_str().ok()?.trim().parse::<u32>().ok())
         .max()
-}
-
-/// 100 ms doubling to 10 s, with jitter.
-fn backoff(attempt: u32) -> Duration {
-    crate::backoff::jittered(Duration::from_millis(100), Duration::from_secs(10), attempt)
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {

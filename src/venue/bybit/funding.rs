@@ -7,15 +7,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::{stream, StreamExt};
 use serde::Deserialize;
 
-use super::{request_error, rules, BybitSession};
-use crate::archive::ArchiveLayout;
+use super::{load_windows, request_error, rules, BybitSession};
 use crate::error::{LoaderError, Result};
-use crate::market::Market;
-use crate::record::RecordBatch;
-use crate::registry::{Origin, RecordKind};
+use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
@@ -102,21 +98,6 @@ impl History for BybitFunding {
         now - SETTLE_MS
     }
 
-    fn archive_layout(&self, _market: Market, _symbol: &str) -> Option<ArchiveLayout> {
-        None
-    }
-
-    fn push_csv_row(
-        &self,
-        _row: &csv::StringRecord,
-        _cursor: &mut Cursor,
-        _batch: &mut RecordBatch,
-    ) -> Result<()> {
-        Err(LoaderError::Other(
-            "Bybit publishes no funding archive: no archive row can be a Bybit settlement".into(),
-        ))
-    }
-
     fn load_rest<'a>(
         &'a self,
         ctx: &'a HistoryContext,
@@ -133,26 +114,22 @@ impl History for BybitFunding {
                 start_ms: from,
                 end_ms: span.end_ms,
             };
-            let mut pages = std::pin::pin!(stream::iter(Self::windows(span))
-                .map(|(ws, we)| async move {
-                    let slot = self.session.page_slot().await?;
-                    let rows = self
-                        .fetch(&ctx.symbol, ws, we - 1, rules::MAX_FUNDING_PAGE)
-                        .await?;
-                    Ok::<_, LoaderError>((slot, rows))
-                })
-                .buffered(ctx.concurrency.max(1)));
-            while let Some(page) = pages.next().await {
-                let (_slot, rows) = page?;
-                let mut batch = ctx.batch(rows.len());
-                for (time, rate) in &rows {
+            let windows = Self::windows(span).map(|(ws, we)| (ws, we - 1, rules::MAX_FUNDING_PAGE));
+            let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
+            load_windows(
+                &self.session,
+                ctx,
+                windows,
+                fetch,
+                out,
+                |batch, (time, rate)| {
                     if *time < span.end_ms && cursor.admit(*time, *time) {
                         batch.push_funding(*time, rate, None)?;
                     }
-                }
-                out.send(batch, Origin::Rest).await?;
-            }
-            Ok(())
+                    Ok(())
+                },
+            )
+            .await
         })
     }
 

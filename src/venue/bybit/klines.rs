@@ -6,16 +6,13 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use futures::{stream, StreamExt};
 use kline_interval::Interval;
 use serde::Deserialize;
 
-use super::{request_error, rules, BybitSession};
-use crate::archive::ArchiveLayout;
+use super::{load_windows, request_error, rules, BybitSession};
 use crate::error::{LoaderError, Result};
-use crate::market::Market;
 use crate::record::{Candle, RecordBatch};
-use crate::registry::{Origin, RecordKind};
+use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
 use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
 
@@ -106,21 +103,6 @@ impl History for BybitKlines {
         self.interval.align_down(now - SETTLE_MS)
     }
 
-    fn archive_layout(&self, _market: Market, _symbol: &str) -> Option<ArchiveLayout> {
-        None
-    }
-
-    fn push_csv_row(
-        &self,
-        _row: &csv::StringRecord,
-        _cursor: &mut Cursor,
-        _batch: &mut RecordBatch,
-    ) -> Result<()> {
-        Err(LoaderError::Other(
-            "Bybit publishes no candle archive: no archive row can be a Bybit candle".into(),
-        ))
-    }
-
     fn load_rest<'a>(
         &'a self,
         ctx: &'a HistoryContext,
@@ -136,27 +118,19 @@ impl History for BybitKlines {
             };
             let limit = self.session.kline_page_limit.min(rules::MAX_KLINE_PAGE);
             let windows = candle_windows(iv, iv.align_up(from), span.end_ms, limit as i64, None);
-            let mut pages = std::pin::pin!(stream::iter(windows)
-                .map(|(ws, we, n)| async move {
-                    // The slot is held until the page is published.
-                    let slot = self.session.page_slot().await?;
-                    let rows = self.fetch(&ctx.symbol, ws, we - 1, n as u32).await?;
-                    Ok::<_, LoaderError>((slot, rows))
-                })
-                .buffered(ctx.concurrency.max(1)));
-            while let Some(page) = pages.next().await {
-                let (_slot, rows) = page?;
-                let mut batch = ctx.batch(rows.len());
-                for row in &rows {
-                    let open = open_time(row)?;
-                    // Guard the range and the window even if the server overshoots.
-                    if open < span.end_ms && cursor.admit(open, open) {
-                        self.push(&mut batch, row, open)?;
-                    }
+            let windows = windows
+                .into_iter()
+                .map(|(ws, we, n)| (ws, we - 1, n as u32));
+            let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
+            load_windows(&self.session, ctx, windows, fetch, out, |batch, row| {
+                let open = open_time(row)?;
+                // Guard the range and the window even if the server overshoots.
+                if open < span.end_ms && cursor.admit(open, open) {
+                    self.push(batch, row, open)?;
                 }
-                out.send(batch, Origin::Rest).await?;
-            }
-            Ok(())
+                Ok(())
+            })
+            .await
         })
     }
 

@@ -5,6 +5,7 @@
 
 pub mod funding;
 pub mod klines;
+pub mod open_interest;
 pub mod rest;
 pub mod rules;
 
@@ -16,9 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::LoaderError;
 use crate::market::{Market, Venue};
-use crate::registry::{DataType, HistoryType};
-use crate::venue::history::{History, VenueClock};
+use crate::record::RecordBatch;
+use crate::registry::Origin;
+use crate::registry::{DataType, FuturesSeries, HistoryType};
+use crate::venue::history::{Emitter, History, HistoryContext, VenueClock};
 use crate::venue::requests::{RequestBudget, RestStats};
+use futures::StreamExt;
 use rest::{BybitClient, BybitError};
 
 #[derive(Debug, Clone)]
@@ -46,6 +50,25 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
             data_type.name()
         )),
         DataType::History(HistoryType::FundingRate) => Ok(()),
+        DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, _))
+            if market == Market::Spot =>
+        {
+            Err(format!(
+                "TYPE {} is not offered on Bybit's spot market: use MARKET=linear or inverse",
+                data_type.name()
+            ))
+        }
+        DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, period)) => {
+            match rules::open_interest_period(period) {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "TYPE {}: Bybit has no {} open interest (its periods: {})",
+                    data_type.name(),
+                    period.as_str(),
+                    rules::OPEN_INTEREST_PERIODS
+                )),
+            }
+        }
         DataType::History(HistoryType::Candles(iv)) => match rules::kline_interval(iv) {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -56,8 +79,8 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
             )),
         },
         other => Err(format!(
-            "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>) \
-             and funding rates (api_funding_rate)",
+            "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>), \
+             funding rates (api_funding_rate) and open interest (api_open_interest_<period>)",
             other.name()
         )),
     }
@@ -156,9 +179,52 @@ impl crate::venue::Session for BybitSession {
             HistoryType::FundingRate if self.market != Market::Spot => {
                 Some(Arc::new(funding::BybitFunding { session: self }))
             }
+            HistoryType::FuturesData(FuturesSeries::OpenInterest, period)
+                if self.market != Market::Spot && rules::open_interest_period(period).is_some() =>
+            {
+                Some(Arc::new(open_interest::BybitOpenInterest {
+                    period,
+                    session: self,
+                }))
+            }
             _ => None,
         }
     }
+}
+
+/// Loads `windows` (`[start, end_inclusive]` and the rows each holds at most) with `fetch`,
+/// `FETCH_CONCURRENCY` at a time, each holding a page slot until it is published, and publishes
+/// every window's rows in order through `push` (which admits them through the cursor).
+async fn load_windows<R, F, Fut>(
+    session: &BybitSession,
+    ctx: &HistoryContext,
+    windows: impl Iterator<Item = (i64, i64, u32)> + Send,
+    fetch: F,
+    out: &mut Emitter,
+    mut push: impl FnMut(&mut RecordBatch, &R) -> Result<(), LoaderError>,
+) -> Result<(), LoaderError>
+where
+    F: Fn(i64, i64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<R>, LoaderError>>,
+{
+    let mut pages = std::pin::pin!(futures::stream::iter(windows)
+        .map(|(from, to_inclusive, limit)| {
+            let rows = fetch(from, to_inclusive, limit);
+            async move {
+                let slot = session.page_slot().await?;
+                Ok::<_, LoaderError>((slot, rows.await?))
+            }
+        })
+        .buffered(ctx.concurrency.max(1)));
+    while let Some(page) = pages.next().await {
+        let (_slot, rows) = page?;
+        let mut batch = ctx.batch(rows.len());
+        for row in &rows {
+            push(&mut batch, row)?;
+        }
+        out.send(batch, Origin::Rest).await?;
+    }
+    Ok(())
 }
 
 /// `instruments-info` of one symbol: an empty list means Bybit does not trade it on the market.

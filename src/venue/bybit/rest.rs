@@ -276,15 +276,7 @@ impl BybitClient {
                     if e.is_redirect() {
                         return Err(protocol(e.to_string()));
                     }
-                    RestStats::bump(&self.stats.transport_errors);
-                    let kind = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "connection failed"
-                    } else {
-                        "connection dropped"
-                    };
-                    format!("{kind}: {e}")
+                    self.stats.transport_failure(&e)
                 }
             };
             failures += 1;
@@ -296,14 +288,7 @@ impl BybitClient {
                     last: last_error,
                 });
             }
-            RestStats::bump(&self.stats.retries);
-            let delay = crate::backoff::jittered(
-                Duration::from_millis(100),
-                Duration::from_secs(10),
-                failures,
-            );
-            tracing::warn!(path, attempt = failures, delay_ms = delay.as_millis() as u64, error = %last_error, "retrying request");
-            tokio::time::sleep(delay).await;
+            self.stats.back_off(path, failures, &last_error).await;
         }
     }
 }

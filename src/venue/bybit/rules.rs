@@ -72,6 +72,30 @@ pub const MAX_FUNDING_PAGE: u32 = 200;
 /// `MAX_FUNDING_PAGE - 1` hours.
 pub const FUNDING_WINDOW_MS: i64 = (MAX_FUNDING_PAGE as i64 - 1) * 3_600_000;
 
+/// `GET /v5/market/open-interest` (Get Open Interest): linear and inverse contracts,
+/// "[1, 200]" rows, newest first, "The upper limit time you can query is the launch time of
+/// the symbol"; `openInterest` is "the sum of both sides", in the base coin on linear and in
+/// USD on inverse contracts.
+pub const OPEN_INTEREST: &str = "/v5/market/open-interest";
+pub const MAX_OPEN_INTEREST_PAGE: u32 = 200;
+
+/// Bybit's name of an open-interest period: `intervalTime` "`5min`,`15min`,`30min`,`1h`,`4h`,
+/// `1d`" (Get Open Interest).
+pub fn open_interest_period(period: Interval) -> Option<&'static str> {
+    Some(match period {
+        Interval::M5 => "5min",
+        Interval::M15 => "15min",
+        Interval::M30 => "30min",
+        Interval::H1 => "1h",
+        Interval::H4 => "4h",
+        Interval::D1 => "1d",
+        _ => return None,
+    })
+}
+
+/// The periods [`open_interest_period`] knows, for messages.
+pub const OPEN_INTEREST_PERIODS: &str = "5m, 15m, 30m, 1h, 4h, 1d";
+
 /// Bybit's name of a candle interval: "`1`,`3`,`5`,`15`,`30`,`60`,`120`,`240`,`360`,`720`,
 /// `D`,`W`,`M`" (Get Kline). Bybit has no 1s, 8h or 3d candles.
 pub fn kline_interval(interval: Interval) -> Option<&'static str> {
@@ -108,5 +132,11 @@ mod tests {
             .map(|iv| iv.as_str())
             .collect();
         assert_eq!(named.join(", "), KLINE_INTERVALS);
+        let named: Vec<&str> = Interval::ALL
+            .iter()
+            .filter(|iv| open_interest_period(**iv).is_some())
+            .map(|iv| iv.as_str())
+            .collect();
+        assert_eq!(named.join(", "), OPEN_INTEREST_PERIODS);
     }
 }

@@ -14,7 +14,6 @@ use futures::future::BoxFuture;
 
 use super::klines::SETTLE_MS;
 use super::Rest;
-use crate::archive::ArchiveLayout;
 use crate::venue::binance::api::RawFundingRate;
 use crate::venue::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
@@ -92,21 +91,6 @@ impl History for FundingHistory {
 
     fn settled_end(&self, now: i64) -> i64 {
         now - SETTLE_MS
-    }
-
-    fn archive_layout(&self, _market: Market, _symbol: &str) -> Option<ArchiveLayout> {
-        None
-    }
-
-    fn push_csv_row(
-        &self,
-        _row: &csv::StringRecord,
-        _cursor: &mut Cursor,
-        _batch: &mut RecordBatch,
-    ) -> Result<()> {
-        Err(LoaderError::Other(
-            "funding rates are loaded over REST only".into(),
-        ))
     }
 
     fn load_rest<'a>(

@@ -17,7 +17,7 @@ use super::Rest;
 use crate::archive::{fields, ArchiveLayout};
 use crate::error::{LoaderError, Result};
 use crate::market::Market;
-use crate::record::{LongShortRatioRecord, OpenInterestRecord, RecordBatch};
+use crate::record::{LongShortRatioRecord, RecordBatch};
 use crate::registry::FuturesSeries;
 use crate::registry::{futures_series_tag, Origin, RecordKind};
 use crate::source_mode::SourceMode;
@@ -55,49 +55,39 @@ impl FuturesDataHistory {
 
     fn push(&self, batch: &mut RecordBatch, t: i64, values: Values<'_>) -> Result<()> {
         let period = self.period.as_str();
-        let key = batch.key_of(&[futures_series_tag(self.series), period], t);
-        let symbol = batch.symbol.clone();
-        let market = batch.market.as_str();
         let missing = |what: &str| {
             LoaderError::Exchange(format!(
                 "Binance sent a {} row without {what}",
                 self.series.endpoint_name()
             ))
         };
-        let result = match self.series {
+        let ratio = match self.series {
             FuturesSeries::OpenInterest => {
-                let rec = OpenInterestRecord {
-                    _key: &key,
-                    market,
-                    symbol: &symbol,
+                return batch.push_open_interest(
                     period,
-                    timestamp: t,
-                    sum_open_interest: values.a.ok_or_else(|| missing("sumOpenInterest"))?,
-                    sum_open_interest_value: values
-                        .b
-                        .ok_or_else(|| missing("sumOpenInterestValue"))?,
-                };
-                batch.push_record(t, &key, &rec)
+                    t,
+                    values.a.ok_or_else(|| missing("sumOpenInterest"))?,
+                    Some(values.b.ok_or_else(|| missing("sumOpenInterestValue"))?),
+                )
             }
-            ratio => {
-                let rec = LongShortRatioRecord {
-                    _key: &key,
-                    market,
-                    symbol: &symbol,
-                    ratio: match ratio {
-                        FuturesSeries::GlobalAccountRatio => "global_accounts",
-                        FuturesSeries::TopAccountRatio => "top_accounts",
-                        _ => "top_positions",
-                    },
-                    period,
-                    timestamp: t,
-                    long_short_ratio: values.a.ok_or_else(|| missing("longShortRatio"))?,
-                    long_share: values.b.ok_or_else(|| missing("the long share"))?,
-                    short_share: values.c.ok_or_else(|| missing("the short share"))?,
-                };
-                batch.push_record(t, &key, &rec)
-            }
+            FuturesSeries::GlobalAccountRatio => "global_accounts",
+            FuturesSeries::TopAccountRatio => "top_accounts",
+            FuturesSeries::TopPositionRatio => "top_positions",
         };
+        let key = batch.key_of(&[futures_series_tag(self.series), period], t);
+        let symbol = batch.symbol.clone();
+        let rec = LongShortRatioRecord {
+            _key: &key,
+            market: batch.venue.market_name(batch.market),
+            symbol: &symbol,
+            ratio,
+            period,
+            timestamp: t,
+            long_short_ratio: values.a.ok_or_else(|| missing("longShortRatio"))?,
+            long_share: values.b.ok_or_else(|| missing("the long share"))?,
+            short_share: values.c.ok_or_else(|| missing("the short share"))?,
+        };
+        let result = batch.push_record(t, &key, &rec);
         batch.reuse_key(key);
         result
     }

@@ -1,0 +1,136 @@
+//! Bybit's open interest (`GET /v5/market/open-interest`): REST only, one row per period. A
+//! range is cut into windows of at most a page of periods; each window is one request with both
+//! bounds, which answers all of its rows (newest first, so no cursor is needed), fetched
+//! `FETCH_CONCURRENCY` at a time and published in time order.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use kline_interval::Interval;
+use serde::Deserialize;
+
+use super::{load_windows, request_error, rules, BybitSession};
+use crate::error::{LoaderError, Result};
+use crate::registry::{FuturesSeries, RecordKind};
+use crate::time_range::TimeRange;
+use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
+
+/// How long after its time a row counts as settled (as everywhere).
+const SETTLE_MS: i64 = 1_000;
+
+pub struct BybitOpenInterest {
+    pub period: Interval,
+    pub session: Arc<BybitSession>,
+}
+
+#[derive(Deserialize)]
+struct OpenInterestPage {
+    #[serde(default)]
+    list: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+struct Row {
+    #[serde(rename = "openInterest")]
+    open_interest: String,
+    timestamp: String,
+}
+
+impl BybitOpenInterest {
+    /// The rows with time in `[from, to_inclusive]` (at most `limit`), oldest first.
+    async fn fetch(
+        &self,
+        symbol: &str,
+        from: i64,
+        to_inclusive: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>> {
+        let query = [
+            ("category", self.session.category().to_string()),
+            ("symbol", symbol.to_string()),
+            (
+                "intervalTime",
+                rules::open_interest_period(self.period)
+                    .expect("only periods Bybit has get a BybitOpenInterest")
+                    .to_string(),
+            ),
+            ("startTime", from.to_string()),
+            ("endTime", to_inclusive.to_string()),
+            ("limit", limit.to_string()),
+        ];
+        let (page, _) = self
+            .session
+            .client
+            .get::<OpenInterestPage>(rules::OPEN_INTEREST, &query)
+            .await
+            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
+        let mut rows = page
+            .list
+            .into_iter()
+            .map(|r| {
+                let t = r.timestamp.parse::<i64>().map_err(|_| {
+                    LoaderError::Exchange(format!(
+                        "Bybit sent an open-interest row whose timestamp is not a number: {:?}",
+                        r.timestamp
+                    ))
+                })?;
+                Ok((t, r.open_interest))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rows.sort_unstable_by_key(|r| r.0);
+        Ok(rows)
+    }
+}
+
+impl History for BybitOpenInterest {
+    fn kind(&self) -> RecordKind {
+        RecordKind::FuturesData(FuturesSeries::OpenInterest, self.period)
+    }
+
+    fn has_rest(&self) -> bool {
+        true
+    }
+
+    fn settled_end(&self, now: i64) -> i64 {
+        self.period.align_down(now - SETTLE_MS)
+    }
+
+    fn load_rest<'a>(
+        &'a self,
+        ctx: &'a HistoryContext,
+        span: TimeRange,
+        cursor: &'a mut Cursor,
+        out: &'a mut Emitter,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let p = self.period;
+            let from = match cursor.last {
+                Some(last) => p.next_open(last).max(span.start_ms),
+                None => span.start_ms,
+            };
+            let page = rules::MAX_OPEN_INTEREST_PAGE as i64;
+            let windows = candle_windows(p, p.align_up(from), span.end_ms, page, None);
+            let windows = windows
+                .into_iter()
+                .map(|(ws, we, n)| (ws, we - 1, n as u32));
+            let period = p.as_str();
+            let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
+            load_windows(&self.session, ctx, windows, fetch, out, |batch, (t, oi)| {
+                if *t < span.end_ms && cursor.admit(*t, *t) {
+                    batch.push_open_interest(period, *t, oi, None)?;
+                }
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn exists<'a>(&'a self, symbol: &'a str, probe: Probe) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let Some((from, to_inclusive)) = probe.time_bounds(Some(self.period)) else {
+                return Ok(false);
+            };
+            Ok(!self.fetch(symbol, from, to_inclusive, 1).await?.is_empty())
+        })
+    }
+}
