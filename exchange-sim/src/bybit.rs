@@ -300,6 +300,28 @@ fn envelope(code: i64, msg: &str, result: &str, now: i64) -> Answer {
     Answer { status: 200, body }
 }
 
+/// An integer parameter, if given; a malformed one is a parameter error.
+fn number(query: &Query, name: &str, now: i64) -> Result<Option<i64>, Answer> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
+    }
+}
+
+/// The `category` of a contracts-only endpoint (funding, open interest).
+fn contract_category(query: &Query, now: i64) -> Result<BybitCategory, Answer> {
+    match query.get("category").and_then(BybitCategory::parse) {
+        Some(c) if c != BybitCategory::Spot => Ok(c),
+        _ => Err(param_error(
+            "params error: category only support linear or inverse",
+            now,
+        )),
+    }
+}
+
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -343,15 +365,7 @@ fn klines(query: &Query, data: &Data, now: i64) -> Answer {
     let Some(interval) = query.get("interval").and_then(interval_of) else {
         return param_error("params error: interval is invalid", now);
     };
-    let number = |name: &str| -> Result<Option<i64>, Answer> {
-        match query.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
-        }
-    };
+    let number = |name: &str| number(query, name, now);
     let (start, end, limit) = match (number("start"), number("end"), number("limit")) {
         (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(200)),
         (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
@@ -415,22 +429,14 @@ fn klines(query: &Query, data: &Data, now: i64) -> Answer {
 }
 
 fn funding_history(query: &Query, data: &Data, now: i64) -> Answer {
-    let category = match query.get("category").and_then(BybitCategory::parse) {
-        Some(c) if c != BybitCategory::Spot => c,
-        _ => return param_error("params error: category only support linear or inverse", now),
+    let category = match contract_category(query, now) {
+        Ok(c) => c,
+        Err(a) => return a,
     };
     let Some(symbol) = query.get("symbol") else {
         return param_error("params error: symbol is required", now);
     };
-    let number = |name: &str| -> Result<Option<i64>, Answer> {
-        match query.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
-        }
-    };
+    let number = |name: &str| number(query, name, now);
     let (start, end, limit) = match (number("startTime"), number("endTime"), number("limit")) {
         (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(200)),
         (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,
@@ -476,9 +482,9 @@ fn funding_history(query: &Query, data: &Data, now: i64) -> Answer {
 }
 
 fn open_interest_history(query: &Query, data: &Data, now: i64) -> Answer {
-    let category = match query.get("category").and_then(BybitCategory::parse) {
-        Some(c) if c != BybitCategory::Spot => c,
-        _ => return param_error("params error: category only support linear or inverse", now),
+    let category = match contract_category(query, now) {
+        Ok(c) => c,
+        Err(a) => return a,
     };
     let Some(symbol) = query.get("symbol") else {
         return param_error("params error: symbol is required", now);
@@ -486,15 +492,7 @@ fn open_interest_history(query: &Query, data: &Data, now: i64) -> Answer {
     let Some(period) = query.get("intervalTime").and_then(open_interest_period) else {
         return param_error("params error: intervalTime is invalid", now);
     };
-    let number = |name: &str| -> Result<Option<i64>, Answer> {
-        match query.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| param_error(&format!("params error: {name} is invalid"), now)),
-        }
-    };
+    let number = |name: &str| number(query, name, now);
     let (start, end, limit) = match (number("startTime"), number("endTime"), number("limit")) {
         (Ok(s), Ok(e), Ok(l)) => (s, e, l.unwrap_or(50)),
         (Err(a), _, _) | (_, Err(a), _) | (_, _, Err(a)) => return a,

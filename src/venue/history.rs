@@ -58,6 +58,11 @@ impl HistoryContext {
     }
 }
 
+/// How long after its time a record counts as settled, for every type of every venue: a candle
+/// this long after its close, a trade or a settlement this long after it happened (so a range
+/// ending now is cut the same way everywhere).
+pub const SETTLE_MS: i64 = 1_000;
+
 /// A venue's present: the local clock shifted by the offset to the venue's time measured when
 /// connecting (none without a connection, e.g. `SOURCE=archive`). Ranges are cut, settled and
 /// checked against horizons by it, so a job and its `verify` agree with the venue on "now".

@@ -9,14 +9,11 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{load_windows, request_error, rules, BybitSession};
-use crate::error::{LoaderError, Result};
+use super::{load_windows, rules, timed_rows, BybitSession};
+use crate::error::Result;
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
-
-/// How long after it a settlement counts as settled (as for Binance's).
-const SETTLE_MS: i64 = 1_000;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
 
 pub struct BybitFunding {
     pub session: Arc<BybitSession>,
@@ -45,34 +42,17 @@ impl BybitFunding {
         to_inclusive: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String)>> {
-        let query = [
-            ("category", self.session.category().to_string()),
-            ("symbol", symbol.to_string()),
+        let params = [
             ("startTime", from.to_string()),
             ("endTime", to_inclusive.to_string()),
             ("limit", limit.to_string()),
         ];
-        let (page, _) = self
+        let page: FundingPage = self
             .session
-            .client
-            .get::<FundingPage>(rules::FUNDING, &query)
-            .await
-            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
-        let mut rows = page
-            .list
-            .into_iter()
-            .map(|s| {
-                let time = s.time.parse::<i64>().map_err(|_| {
-                    LoaderError::Exchange(format!(
-                        "Bybit sent a funding settlement whose fundingRateTimestamp is not a number: {:?}",
-                        s.time
-                    ))
-                })?;
-                Ok((time, s.funding_rate))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        rows.sort_unstable_by_key(|r| r.0);
-        Ok(rows)
+            .market_data(rules::FUNDING, symbol, &params)
+            .await?;
+        let rows = page.list.into_iter().map(|s| (s.time, s.funding_rate));
+        timed_rows(rows, "fundingRateTimestamp")
     }
 
     /// `[start, end)` cut into windows of [`rules::FUNDING_WINDOW_MS`].

@@ -9,15 +9,12 @@ use futures::future::BoxFuture;
 use kline_interval::Interval;
 use serde::Deserialize;
 
-use super::{load_windows, request_error, rules, BybitSession};
+use super::{grid_windows, load_windows, rules, BybitSession};
 use crate::error::{LoaderError, Result};
 use crate::record::{Candle, RecordBatch};
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
-use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
-
-/// How long after its close a candle counts as settled (as for Binance's).
-const SETTLE_MS: i64 = 1_000;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
 
 pub struct BybitKlines {
     pub interval: Interval,
@@ -41,25 +38,18 @@ impl BybitKlines {
         to_inclusive: i64,
         limit: u32,
     ) -> Result<Vec<[String; 7]>> {
-        let query = [
-            ("category", rules::category(self.session.market).to_string()),
-            ("symbol", symbol.to_string()),
-            (
-                "interval",
-                rules::kline_interval(self.interval)
-                    .expect("only intervals Bybit has get a BybitKlines")
-                    .to_string(),
-            ),
+        let interval = rules::kline_interval(self.interval)
+            .expect("only intervals Bybit has get a BybitKlines");
+        let params = [
+            ("interval", interval.to_string()),
             ("start", from.to_string()),
             ("end", to_inclusive.to_string()),
             ("limit", limit.to_string()),
         ];
-        let (page, _) = self
+        let page: KlinePage = self
             .session
-            .client
-            .get::<KlinePage>(rules::KLINE, &query)
-            .await
-            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
+            .market_data(rules::KLINE, symbol, &params)
+            .await?;
         let mut rows = page.list;
         rows.reverse();
         Ok(rows)
@@ -111,16 +101,8 @@ impl History for BybitKlines {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let iv = self.interval;
-            let from = match cursor.last {
-                Some(last) => iv.next_open(last).max(span.start_ms),
-                None => span.start_ms,
-            };
             let limit = self.session.kline_page_limit.min(rules::MAX_KLINE_PAGE);
-            let windows = candle_windows(iv, iv.align_up(from), span.end_ms, limit as i64, None);
-            let windows = windows
-                .into_iter()
-                .map(|(ws, we, n)| (ws, we - 1, n as u32));
+            let windows = grid_windows(self.interval, cursor, span, limit);
             let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
             load_windows(&self.session, ctx, windows, fetch, out, |batch, row| {
                 let open = open_time(row)?;

@@ -143,6 +143,26 @@ impl BybitSession {
         rules::category(self.market)
     }
 
+    /// GETs `path` for `symbol` (with the session's category) and `params`, and returns its
+    /// `result`; Bybit's refusal of the symbol is an error naming SYMBOL.
+    async fn market_data<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        symbol: &str,
+        params: &[(&'static str, String)],
+    ) -> Result<T, LoaderError> {
+        let mut query = vec![
+            ("category", self.category().to_string()),
+            ("symbol", symbol.to_string()),
+        ];
+        query.extend_from_slice(params);
+        self.client
+            .get::<T>(path, &query)
+            .await
+            .map(|(result, _)| result)
+            .map_err(|e| request_error(e, self.market, Some(symbol)))
+    }
+
     /// A page slot: at most `FETCH_CONCURRENCY` requests in flight or waiting to be published.
     async fn page_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LoaderError> {
         self.pages
@@ -190,6 +210,43 @@ impl crate::venue::Session for BybitSession {
             _ => None,
         }
     }
+}
+
+/// The windows of a grid type (candles, open interest) after `cursor`'s last row within
+/// `span`: `[start, end_inclusive]` and the rows each holds, a page at most.
+fn grid_windows(
+    iv: kline_interval::Interval,
+    cursor: &crate::venue::history::Cursor,
+    span: crate::time_range::TimeRange,
+    page: u32,
+) -> impl Iterator<Item = (i64, i64, u32)> + Send {
+    let from = match cursor.last {
+        Some(last) => iv.next_open(last).max(span.start_ms),
+        None => span.start_ms,
+    };
+    crate::venue::history::candle_windows(iv, iv.align_up(from), span.end_ms, page as i64, None)
+        .into_iter()
+        .map(|(ws, we, n)| (ws, we - 1, n as u32))
+}
+
+/// Rows of `(time, value)` Bybit sends as strings, oldest first; `what` names the time field
+/// in the error for one that is not a number.
+fn timed_rows(
+    rows: impl Iterator<Item = (String, String)>,
+    what: &str,
+) -> Result<Vec<(i64, String)>, LoaderError> {
+    let mut out = rows
+        .map(|(time, value)| {
+            let t = time.parse::<i64>().map_err(|_| {
+                LoaderError::Exchange(format!(
+                    "Bybit sent a {what} that is not a number: {time:?}"
+                ))
+            })?;
+            Ok((t, value))
+        })
+        .collect::<Result<Vec<_>, LoaderError>>()?;
+    out.sort_unstable_by_key(|r| r.0);
+    Ok(out)
 }
 
 /// Loads `windows` (`[start, end_inclusive]` and the rows each holds at most) with `fetch`,

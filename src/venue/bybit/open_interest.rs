@@ -9,14 +9,11 @@ use futures::future::BoxFuture;
 use kline_interval::Interval;
 use serde::Deserialize;
 
-use super::{load_windows, request_error, rules, BybitSession};
-use crate::error::{LoaderError, Result};
+use super::{grid_windows, load_windows, rules, timed_rows, BybitSession};
+use crate::error::Result;
 use crate::registry::{FuturesSeries, RecordKind};
 use crate::time_range::TimeRange;
-use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
-
-/// How long after its time a row counts as settled (as everywhere).
-const SETTLE_MS: i64 = 1_000;
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
 
 pub struct BybitOpenInterest {
     pub period: Interval,
@@ -45,40 +42,23 @@ impl BybitOpenInterest {
         to_inclusive: i64,
         limit: u32,
     ) -> Result<Vec<(i64, String)>> {
-        let query = [
-            ("category", self.session.category().to_string()),
-            ("symbol", symbol.to_string()),
-            (
-                "intervalTime",
-                rules::open_interest_period(self.period)
-                    .expect("only periods Bybit has get a BybitOpenInterest")
-                    .to_string(),
-            ),
+        let period = rules::open_interest_period(self.period)
+            .expect("only periods Bybit has get a BybitOpenInterest");
+        let params = [
+            ("intervalTime", period.to_string()),
             ("startTime", from.to_string()),
             ("endTime", to_inclusive.to_string()),
             ("limit", limit.to_string()),
         ];
-        let (page, _) = self
+        let page: OpenInterestPage = self
             .session
-            .client
-            .get::<OpenInterestPage>(rules::OPEN_INTEREST, &query)
-            .await
-            .map_err(|e| request_error(e, self.session.market, Some(symbol)))?;
-        let mut rows = page
+            .market_data(rules::OPEN_INTEREST, symbol, &params)
+            .await?;
+        let rows = page
             .list
             .into_iter()
-            .map(|r| {
-                let t = r.timestamp.parse::<i64>().map_err(|_| {
-                    LoaderError::Exchange(format!(
-                        "Bybit sent an open-interest row whose timestamp is not a number: {:?}",
-                        r.timestamp
-                    ))
-                })?;
-                Ok((t, r.open_interest))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        rows.sort_unstable_by_key(|r| r.0);
-        Ok(rows)
+            .map(|r| (r.timestamp, r.open_interest));
+        timed_rows(rows, "open-interest timestamp")
     }
 }
 
@@ -104,15 +84,7 @@ impl History for BybitOpenInterest {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let p = self.period;
-            let from = match cursor.last {
-                Some(last) => p.next_open(last).max(span.start_ms),
-                None => span.start_ms,
-            };
-            let page = rules::MAX_OPEN_INTEREST_PAGE as i64;
-            let windows = candle_windows(p, p.align_up(from), span.end_ms, page, None);
-            let windows = windows
-                .into_iter()
-                .map(|(ws, we, n)| (ws, we - 1, n as u32));
+            let windows = grid_windows(p, cursor, span, rules::MAX_OPEN_INTEREST_PAGE);
             let period = p.as_str();
             let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
             load_windows(&self.session, ctx, windows, fetch, out, |batch, (t, oi)| {

@@ -12,10 +12,10 @@
 
 use futures::future::BoxFuture;
 
-use super::klines::SETTLE_MS;
 use super::Rest;
 use crate::venue::binance::api::RawFundingRate;
 use crate::venue::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
+use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 use crate::error::{LoaderError, Result};

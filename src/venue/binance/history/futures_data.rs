@@ -12,7 +12,6 @@
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
-use super::klines::SETTLE_MS;
 use super::Rest;
 use crate::archive::{fields, ArchiveLayout};
 use crate::error::{LoaderError, Result};
@@ -25,6 +24,7 @@ use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::binance::api::RawFuturesData;
 use crate::venue::binance::endpoint::MAX_FUTURES_DATA_PAGE;
 use crate::venue::binance::Interval;
+use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, RestFrom};
 
 /// How far back `/futures/data/` answers.

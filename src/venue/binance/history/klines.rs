@@ -24,10 +24,9 @@ use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
 use crate::venue::binance::api::{Klines, Page};
 use crate::venue::binance::{Exchange, Interval, Paged};
-use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
-
-/// How long after its close a candle counts as settled (the same margin as trades).
-pub const SETTLE_MS: i64 = 1_000;
+use crate::venue::history::{
+    candle_windows, Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS,
+};
 
 pub struct KlineHistory {
     pub interval: Interval,

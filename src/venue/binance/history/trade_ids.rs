@@ -13,7 +13,6 @@ use std::marker::PhantomData;
 use futures::future::BoxFuture;
 use futures::{stream, StreamExt};
 
-use super::klines::SETTLE_MS;
 use super::Rest;
 use crate::archive::ArchiveLayout;
 use crate::error::{LoaderError, Result};
@@ -24,6 +23,7 @@ use crate::time_range::TimeRange;
 use crate::venue::binance::api::{AggTradeRef, Page, RowKind};
 use crate::venue::binance::endpoint::{Endpoint, MAX_PAGE_LIMIT};
 use crate::venue::binance::Exchange;
+use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{
     Cursor, Edge, Emitter, History, HistoryContext, Horizon, IdEnds, Probe,
 };
