@@ -448,3 +448,52 @@ async fn bybit_open_interest_loads_exactly_once_and_verifies_on_the_contract_mar
         assert!(run.stderr.contains(message), "{ty}: {}", run.stderr);
     }
 }
+
+/// SIGTERM (a node drain) mid-load: exit 143 with what was fetched published; the next attempt
+/// resumes after it under Bybit's keys, and the topic holds the range exactly once. The job is
+/// slowed by a tiny share of Bybit's limit (3 requests in any 5 s), which the simulator's
+/// counter of the busiest 5 s proves was kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_bybit_load_exits_143_and_the_next_attempt_resumes_exactly() {
+    let sim = sim().await;
+    let m = &MARKETS[1];
+    let topic = fresh_topic("bybit-sigterm");
+    let (start, end) = (MAR_14, MAR_14 + 6 * 200 * MIN);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let mut env = job_env(&sim.base_url(), &topic, m.symbol, "api_candles_1m", &range);
+    env.extend(bybit_vars(&sim, m.name));
+    let env = with(env, &[("RATE_LIMIT_SHARE", "0.005"), ("PAGE_LIMIT", "200")]);
+    let child = support::loader::spawn_loader(&env);
+    let pid = child.id().to_string();
+    support::loader::wait_until(
+        "the first pages are published",
+        Duration::from_secs(60),
+        || support::loader::published(&topic) >= 200,
+    )
+    .await;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    let run: Run =
+        tokio::task::spawn_blocking(move || child.wait_with_output().expect("exits").into())
+            .await
+            .unwrap();
+    assert_eq!(run.code, Some(143), "{}", run.stderr);
+    let first = support::loader::published(&topic);
+    assert!(first < 1200, "stopped before the end: {first}");
+    assert!(
+        sim.stats().bybit.max_in_window <= 3,
+        "{:?}",
+        sim.stats().bybit
+    );
+    // The same job again, at the default share: it resumes and finishes.
+    let run = run_loader_async(with(env, &[("RATE_LIMIT_SHARE", "0.5")]), vec![]).await;
+    run.assert_ok();
+    assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 1200);
+    let (v, _) = verify(&sim, m, &topic, &range, &[("TYPE", "api_candles_1m")]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
