@@ -11,9 +11,10 @@ use std::time::Duration;
 pub struct RestStats {
     pub requests: AtomicU64,
     pub weight: AtomicU64,
-    /// "Too many requests": the venue asked to slow down (Binance 429).
+    /// "Too many requests": the venue asked to slow down (Binance 429; Bybit 429 or retCode
+    /// 10006).
     pub responses_429: AtomicU64,
-    /// The venue banned the address for a while (Binance 418).
+    /// The venue banned the address for a while (Binance 418, Bybit 403).
     pub responses_418: AtomicU64,
     pub responses_5xx: AtomicU64,
     pub transport_errors: AtomicU64,
