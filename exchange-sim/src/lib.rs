@@ -1,5 +1,6 @@
 //! A Binance-compatible REST and WebSocket exchange simulator serving deterministic synthetic
-//! market data.
+//! market data, with a Bybit venue beside it ([`bybit`]: its v5 REST market data under
+//! `/bybit`, [`SimServer::bybit_url`]).
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
 //! [`Storm`], [`WsFaults`], [`ArchiveFaults`]), its counters ([`SimStats`]), the running server
