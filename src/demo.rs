@@ -107,7 +107,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let source: SourceMode = args.source.parse().map_err(LoaderError::config)?;
     if venue == Venue::Bybit && source == SourceMode::Archive {
         return Err(LoaderError::config(
-            "--source archive: Bybit publishes no archive of candles; use auto or rest",
+            "--source archive: Bybit publishes no archive of candles, funding rates or open interest; use auto or rest",
         ));
     }
     let now = chrono::Utc::now().timestamp_millis();

@@ -134,14 +134,6 @@ impl Venue {
         }
     }
 
-    /// `market` as this venue titles it in messages.
-    pub fn market_title(self, market: Market) -> &'static str {
-        match self {
-            Venue::Binance => market.title(),
-            Venue::Bybit => self.market_name(market),
-        }
-    }
-
     /// What `_key` starts with before the symbol. Binance's keys predate venues (nothing for
     /// spot, `usdm_`, `coinm_`); every other venue's start with the venue and the market
     /// (`bybit_linear_`), so no two venues' records share a key in one topic.

@@ -370,11 +370,15 @@ impl VerifyReport {
             // Without a session (`failed` says why) nothing can be asked.
             let source = exchange.and_then(|ex| ex.clone().history(history));
             if source.is_none() && failed.is_none() {
-                failed = Some(format!(
+                // This group's type only: the market's other groups can still be asked.
+                let at = range.map_or(g.first_timestamp.unwrap_or(0), |r| r.start_ms);
+                let why = format!(
                     "{} does not serve {} to this loader",
                     venue.title(),
                     g.data_type
-                ));
+                );
+                g.note_unchecked(None, None, at, why);
+                continue;
             }
             let beyond = |by_time: bool, t: i64| {
                 source

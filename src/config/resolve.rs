@@ -608,7 +608,7 @@ impl JobArgs {
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
         if venue == Venue::Bybit && source == SourceMode::Archive {
             return Err(LoaderError::config(
-                "SOURCE=archive: Bybit publishes no archive of candles; use SOURCE=auto or rest",
+                "SOURCE=archive: Bybit publishes no archive of candles, funding rates or open interest; use SOURCE=auto or rest",
             ));
         }
         let bybit_api_url = http_url(

@@ -249,9 +249,15 @@ pub trait History: Send + Sync + 'static {
     /// driver fills holes of archive files over it only then.
     fn has_rest(&self) -> bool;
 
-    /// The end of what is settled at `now`: closed candles, trades at least a second old (the
-    /// same margin for every type, so a range ending now is cut the same way everywhere).
-    fn settled_end(&self, now: i64) -> i64;
+    /// The end of what is settled at `now`: records at least [`SETTLE_MS`] old, and on a grid
+    /// (candles, statistics periods) only rows whose period closed that long ago, so a range
+    /// ending now is cut the same way for every type of every venue.
+    fn settled_end(&self, now: i64) -> i64 {
+        match self.kind().sequence() {
+            crate::registry::Sequence::TimeGrid(iv) => iv.align_down(now - SETTLE_MS),
+            _ => now - SETTLE_MS,
+        }
+    }
 
     /// Where the archive keeps this type for `symbol`, if it does; by default nowhere (a type
     /// loaded over REST only).

@@ -13,7 +13,7 @@ use super::{load_windows, rules, timed_rows, BybitSession};
 use crate::error::Result;
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct BybitFunding {
     pub session: Arc<BybitSession>,
@@ -72,10 +72,6 @@ impl History for BybitFunding {
 
     fn has_rest(&self) -> bool {
         true
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        now - SETTLE_MS
     }
 
     fn load_rest<'a>(

@@ -14,7 +14,7 @@ use crate::error::{LoaderError, Result};
 use crate::record::{Candle, RecordBatch};
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct BybitKlines {
     pub interval: Interval,
@@ -87,10 +87,6 @@ impl History for BybitKlines {
 
     fn has_rest(&self) -> bool {
         true
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        self.interval.align_down(now - SETTLE_MS)
     }
 
     fn load_rest<'a>(

@@ -189,19 +189,15 @@ impl crate::venue::Session for BybitSession {
     }
 
     fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>> {
+        // What Bybit serves is said once, in `serves`.
+        serves(DataType::History(t), self.market).ok()?;
         match t {
-            HistoryType::Candles(interval) if rules::kline_interval(interval).is_some() => {
-                Some(Arc::new(klines::BybitKlines {
-                    interval,
-                    session: self,
-                }))
-            }
-            HistoryType::FundingRate if self.market != Market::Spot => {
-                Some(Arc::new(funding::BybitFunding { session: self }))
-            }
-            HistoryType::FuturesData(FuturesSeries::OpenInterest, period)
-                if self.market != Market::Spot && rules::open_interest_period(period).is_some() =>
-            {
+            HistoryType::Candles(interval) => Some(Arc::new(klines::BybitKlines {
+                interval,
+                session: self,
+            })),
+            HistoryType::FundingRate => Some(Arc::new(funding::BybitFunding { session: self })),
+            HistoryType::FuturesData(FuturesSeries::OpenInterest, period) => {
                 Some(Arc::new(open_interest::BybitOpenInterest {
                     period,
                     session: self,

@@ -13,7 +13,7 @@ use super::{grid_windows, load_windows, rules, timed_rows, BybitSession};
 use crate::error::Result;
 use crate::registry::{FuturesSeries, RecordKind};
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct BybitOpenInterest {
     pub period: Interval,
@@ -69,10 +69,6 @@ impl History for BybitOpenInterest {
 
     fn has_rest(&self) -> bool {
         true
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        self.period.align_down(now - SETTLE_MS)
     }
 
     fn load_rest<'a>(

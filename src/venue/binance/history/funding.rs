@@ -15,7 +15,6 @@ use futures::future::BoxFuture;
 use super::Rest;
 use crate::venue::binance::api::RawFundingRate;
 use crate::venue::binance::endpoint::{funding_window_ms, MAX_PAGE_LIMIT};
-use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 use crate::error::{LoaderError, Result};
@@ -87,10 +86,6 @@ impl History for FundingHistory {
 
     fn has_rest(&self) -> bool {
         self.rest.is_some()
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        now - SETTLE_MS
     }
 
     fn load_rest<'a>(

@@ -24,7 +24,6 @@ use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::binance::api::RawFuturesData;
 use crate::venue::binance::endpoint::MAX_FUTURES_DATA_PAGE;
 use crate::venue::binance::Interval;
-use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, RestFrom};
 
 /// How far back `/futures/data/` answers.
@@ -135,11 +134,6 @@ impl History for FuturesDataHistory {
 
     fn has_rest(&self) -> bool {
         self.rest.is_some()
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        // The newest snapshot may not be published yet; the one before it is.
-        self.period.align_down(now - SETTLE_MS)
     }
 
     fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {

@@ -24,9 +24,7 @@ use crate::registry::{price_series_tag, Origin, RecordKind};
 use crate::time_range::TimeRange;
 use crate::venue::binance::api::{Klines, Page};
 use crate::venue::binance::{Exchange, Interval, Paged};
-use crate::venue::history::{
-    candle_windows, Cursor, Emitter, History, HistoryContext, Probe, SETTLE_MS,
-};
+use crate::venue::history::{candle_windows, Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct KlineHistory {
     pub interval: Interval,
@@ -141,11 +139,6 @@ impl History for KlineHistory {
 
     fn has_rest(&self) -> bool {
         self.rest.is_some()
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        // Candles opened before this have closed at least SETTLE_MS ago.
-        self.interval.align_down(now - SETTLE_MS)
     }
 
     fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
@@ -273,6 +266,7 @@ impl History for KlineHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::venue::history::SETTLE_MS;
 
     #[test]
     fn windows_tile_the_range() {

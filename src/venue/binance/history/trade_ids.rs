@@ -23,7 +23,6 @@ use crate::time_range::TimeRange;
 use crate::venue::binance::api::{AggTradeRef, Page, RowKind};
 use crate::venue::binance::endpoint::{Endpoint, MAX_PAGE_LIMIT};
 use crate::venue::binance::Exchange;
-use crate::venue::history::SETTLE_MS;
 use crate::venue::history::{
     Cursor, Edge, Emitter, History, HistoryContext, Horizon, IdEnds, Probe,
 };
@@ -94,10 +93,6 @@ impl<T: TradeType> History for TradeHistory<T> {
 
     fn has_rest(&self) -> bool {
         self.rest.is_some()
-    }
-
-    fn settled_end(&self, now: i64) -> i64 {
-        now - SETTLE_MS
     }
 
     fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
