@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate};
-use sha2::{Digest, Sha256};
+use md5::Digest;
+use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::bounds::{self, BodyError};
@@ -24,6 +25,8 @@ use crate::time_range::{TimeRange, DAY_MS};
 pub struct ArchiveConfig {
     /// Base URL, e.g. `https://data.binance.vision`.
     pub url: String,
+    /// The variable that set it (`ARCHIVE_URL`, or the venue's), for messages.
+    pub url_var: &'static str,
     /// Where downloads are kept until published (each file is deleted after use).
     pub dir: PathBuf,
     /// Timeout of a request without progress.
@@ -37,20 +40,91 @@ pub struct ArchiveConfig {
     pub concurrency: usize,
 }
 
-/// Where the archive keeps one data type of one symbol, e.g. `klines/BTCUSDT/1m` with files
-/// named `BTCUSDT-1m-<date>.zip`.
+/// Where and how a venue's archive keeps one data type of one symbol: the path of each daily and
+/// monthly file, their format, how a download is checked, and the order of their rows. The
+/// venue's history type builds it (`History::archive_layout`); this module knows no venue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveLayout {
-    /// The market's root: `data/spot`, `data/futures/um` or `data/futures/cm`.
-    pub market: &'static str,
-    /// Directory under `daily/` and `monthly/`: `klines/BTCUSDT/1m`, `aggTrades/BTCUSDT`.
-    pub dir: String,
-    /// File name stem: `BTCUSDT-1m`, `BTCUSDT-aggTrades`.
-    pub stem: String,
-    /// Whether daily files exist (klines only up to `1d`).
-    pub daily: bool,
-    /// Whether monthly files exist (not for futures `metrics`, which are daily only).
-    pub monthly: bool,
+    /// A day's file under the base URL, as a `chrono` format of the day (e.g.
+    /// `data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-%Y-%m-%d.zip`); `None`: no daily files.
+    pub daily: Option<String>,
+    /// A month's file, formatted with the month's first day; `None`: no monthly files.
+    pub monthly: Option<String>,
+    pub format: FileFormat,
+    pub integrity: Integrity,
+    pub order: RowOrder,
+    /// When the venue publishes its files, for the error about one that is not there.
+    pub schedule: &'static str,
+}
+
+/// How one archive file is packed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// A zip holding `<name>.csv` (data.binance.vision).
+    ZippedCsv,
+    /// A gzip stream of one CSV (`.csv.gz`), possibly of several gzip members.
+    GzippedCsv,
+}
+
+/// How a download is checked before any of its rows is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Integrity {
+    /// A sha256 in `sha256sum` format at `<file>.CHECKSUM`; a 404 for it means no file.
+    ChecksumFile,
+    /// No checksum is published: what a `HEAD` of the file answers (its size, and its ETag
+    /// where that is an md5, as object stores give for a file uploaded whole; a 404 means no
+    /// file), and for gzip the stream's own CRC-32 and length of every member, read to the end.
+    HeadAndGzip,
+}
+
+/// The order of a file's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOrder {
+    /// Oldest first, as written.
+    Ascending,
+    /// Oldest or newest first (a venue's older files are newest first): the rows are read
+    /// oldest first, by the time in this column (0-based), whichever way the file has them.
+    EitherByTime { column: usize },
+}
+
+/// What a download must match, as the archive said when asked about the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    /// The sha256 of its `.CHECKSUM`.
+    Sha256(String),
+    /// The size a `HEAD` answered, and the md5 when the ETag is one.
+    Head {
+        size: Option<u64>,
+        md5: Option<String>,
+    },
+}
+
+impl Expected {
+    /// What the file is checked against, for messages.
+    fn source(&self) -> &'static str {
+        match self {
+            Expected::Sha256(_) => "its CHECKSUM",
+            Expected::Head { .. } => "the size and ETag the archive gives",
+        }
+    }
+}
+
+impl std::fmt::Display for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Sha256(h) => write!(f, "sha256 {h}"),
+            Expected::Head { size, md5 } => {
+                match size {
+                    Some(n) => write!(f, "{n} bytes")?,
+                    None => f.write_str("any size")?,
+                }
+                match md5 {
+                    Some(m) => write!(f, ", md5 {m}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
 }
 
 /// The period one archive file covers.
@@ -113,29 +187,47 @@ fn next_month(first: NaiveDate) -> NaiveDate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
     pub period: Period,
-    /// `BTCUSDT-1m-2024-01-01.zip`.
+    /// `BTCUSDT-1m-2024-01-01.zip`: the last part of the path.
     pub name: String,
     /// Path under the base URL: `data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2024-01-01.zip`.
     pub path: String,
+    pub format: FileFormat,
+    pub integrity: Integrity,
+    pub order: RowOrder,
 }
 
 impl ArchiveLayout {
+    /// The file of `period`. Only periods the layout has files for are asked about (the
+    /// planner cuts by [`has_daily`](Self::has_daily) and [`has_monthly`](Self::has_monthly)).
     pub fn file(&self, period: Period) -> ArchiveFile {
-        let (freq, date) = match period {
-            Period::Day(d) => ("daily", d.format("%Y-%m-%d").to_string()),
-            Period::Month(d) => ("monthly", d.format("%Y-%m").to_string()),
+        let (template, date) = match period {
+            Period::Day(d) => (&self.daily, d),
+            Period::Month(d) => (&self.monthly, d),
         };
-        let name = format!("{}-{date}.zip", self.stem);
+        let path = date
+            .format(template.as_deref().unwrap_or_default())
+            .to_string();
         ArchiveFile {
-            path: format!("{}/{freq}/{}/{name}", self.market, self.dir),
-            name,
+            name: path.rsplit('/').next().unwrap_or_default().to_string(),
+            path,
             period,
+            format: self.format,
+            integrity: self.integrity,
+            order: self.order,
         }
+    }
+
+    pub fn has_daily(&self) -> bool {
+        self.daily.is_some()
+    }
+
+    pub fn has_monthly(&self) -> bool {
+        self.monthly.is_some()
     }
 }
 
 impl ArchiveFile {
-    /// The CSV inside the zip: the file name with `.csv` for `.zip`.
+    /// The CSV inside a zip: the file name with `.csv` for `.zip`.
     pub fn csv_name(&self) -> String {
         format!("{}.csv", self.name.trim_end_matches(".zip"))
     }
@@ -146,10 +238,11 @@ impl ArchiveFile {
 pub enum ArchiveError {
     #[error("{name} is not in the archive (HTTP 404 at {url})")]
     NotFound { name: String, url: String },
-    #[error("{name} does not match its CHECKSUM after {attempts} download(s): expected sha256 {expected}, got {got}")]
+    #[error("{name} does not match {against} after {attempts} download(s): expected {expected}, got {got}")]
     ChecksumMismatch {
         name: String,
         attempts: u32,
+        against: &'static str,
         expected: String,
         got: String,
     },
@@ -157,12 +250,16 @@ pub enum ArchiveError {
     BadChecksumFile { name: String, content: String },
     #[error("{name}: {detail}")]
     Transfer { name: String, detail: String },
-    #[error("{name}: the zip cannot be read: {detail}")]
+    #[error("{name}: the file cannot be read: {detail}")]
     Unreadable { name: String, detail: String },
     #[error("{name}: cannot write the download to ARCHIVE_DIR: {detail}")]
     Disk { name: String, detail: String },
-    #[error("the archive at ARCHIVE_URL {url} cannot be reached ({detail})")]
-    Unreachable { url: String, detail: String },
+    #[error("the archive at {var} {url} cannot be reached ({detail})")]
+    Unreachable {
+        var: &'static str,
+        url: String,
+        detail: String,
+    },
     #[error("the job is stopping")]
     Cancelled,
 }
@@ -235,7 +332,7 @@ impl ArchiveClient {
             .read_timeout(cfg.timeout)
             .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client for ARCHIVE_URL: {e}"))?;
+            .map_err(|e| format!("cannot build the HTTP client for {}: {e}", cfg.url_var))?;
         Ok(ArchiveClient {
             http,
             stats: Arc::new(ArchiveStats::default()),
@@ -281,6 +378,7 @@ impl ArchiveClient {
         self.unreachable
             .get()
             .map(|detail| ArchiveError::Unreachable {
+                var: self.cfg.url_var,
                 url: self.cfg.url.clone(),
                 detail: detail.clone(),
             })
@@ -294,7 +392,8 @@ impl ArchiveClient {
             tracing::warn!(
                 archive_url = %self.cfg.url,
                 error = %e,
-                "the archive at ARCHIVE_URL cannot be reached: this job asks it nothing more \
+                url_var = self.cfg.url_var,
+                "the archive cannot be reached: this job asks it nothing more \
                  (SOURCE=auto loads everything over REST; SOURCE=archive fails)"
             );
         }
@@ -303,6 +402,11 @@ impl ArchiveClient {
 
     pub fn base_url(&self) -> &str {
         &self.cfg.url
+    }
+
+    /// The variable that set the base URL.
+    pub fn url_var(&self) -> &'static str {
+        self.cfg.url_var
     }
 
     fn url(&self, path: &str) -> String {
@@ -320,17 +424,67 @@ impl ArchiveClient {
         }
     }
 
-    /// The file's sha256 from its `.CHECKSUM`, or `None` when the archive does not have it.
-    pub async fn checksum(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
+    /// What a download of `file` must match (its sha256 from its `.CHECKSUM`, or its size and
+    /// ETag from a `HEAD`), or `None` when the archive does not have the file.
+    pub async fn expected(&self, file: &ArchiveFile) -> Result<Option<Expected>, ArchiveError> {
         self.cancellable(async {
             let _probe = self
                 .probes
                 .acquire()
                 .await
                 .map_err(|_| ArchiveError::Cancelled)?;
-            self.checksum_inner(file).await
+            match file.integrity {
+                Integrity::ChecksumFile => {
+                    Ok(self.checksum_inner(file).await?.map(Expected::Sha256))
+                }
+                Integrity::HeadAndGzip => self.head(file).await,
+            }
         })
         .await
+    }
+
+    /// A `HEAD` of the file: `None` for a 404 (or 403, as object stores answer where listing is
+    /// not allowed), else its size and its ETag when that is an md5.
+    async fn head(&self, file: &ArchiveFile) -> Result<Option<Expected>, ArchiveError> {
+        let url = self.url(&file.path);
+        let mut failures = 0;
+        loop {
+            if let Some(e) = self.unreachable() {
+                return Err(e);
+            }
+            let err = match self.http.head(&url).send().await {
+                Ok(r)
+                    if r.status() == reqwest::StatusCode::NOT_FOUND
+                        || r.status() == reqwest::StatusCode::FORBIDDEN =>
+                {
+                    self.stats.not_found.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                Ok(r) if r.status().is_success() => {
+                    let header = |name: reqwest::header::HeaderName| {
+                        r.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let size = header(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+                    let md5 = header(reqwest::header::ETAG).and_then(|e| md5_of_etag(&e));
+                    return Ok(Some(Expected::Head { size, md5 }));
+                }
+                Ok(r) => format!("HTTP {} for HEAD {url}", r.status()),
+                Err(e) if e.is_connect() => return Err(self.mark_unreachable(&e)),
+                Err(e) => format!("{e} (HEAD {url})"),
+            };
+            failures += 1;
+            if failures > self.cfg.max_retries {
+                return Err(ArchiveError::Transfer {
+                    name: file.name.clone(),
+                    detail: err,
+                });
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff(failures)).await;
+        }
     }
 
     async fn checksum_inner(&self, file: &ArchiveFile) -> Result<Option<String>, ArchiveError> {
@@ -396,14 +550,14 @@ impl ArchiveClient {
         }
     }
 
-    /// Downloads `file` to `ARCHIVE_DIR` and checks it against `expected` (its CHECKSUM). A cut
-    /// connection is resumed with a `Range` request; a mismatch is downloaded again, up to the
-    /// configured attempts.
+    /// Downloads `file` to `ARCHIVE_DIR` and checks it against `expected` (its CHECKSUM, or
+    /// the size and md5 ETag the archive gave). A cut connection is resumed with a `Range`
+    /// request; a mismatch is downloaded again, up to the configured attempts.
     pub async fn download(
         &self,
         slot: FileSlot,
         file: &ArchiveFile,
-        expected: &str,
+        expected: &Expected,
     ) -> Result<VerifiedFile, ArchiveError> {
         self.cancellable(self.download_inner(slot, file, expected))
             .await
@@ -413,7 +567,7 @@ impl ArchiveClient {
         &self,
         slot: FileSlot,
         file: &ArchiveFile,
-        expected: &str,
+        expected: &Expected,
     ) -> Result<VerifiedFile, ArchiveError> {
         let disk = |e: std::io::Error| ArchiveError::Disk {
             name: file.name.clone(),
@@ -425,10 +579,9 @@ impl ArchiveClient {
             attempt += 1;
             let temp = tempfile::Builder::new()
                 .prefix("loader-archive-")
-                .suffix(".zip")
                 .tempfile_in(&self.cfg.dir)
                 .map_err(disk)?;
-            let mut spool = Spool::new(temp.as_file().try_clone().map_err(disk)?);
+            let mut spool = Spool::new(temp.as_file().try_clone().map_err(disk)?, expected);
             let mut failures = 0;
             loop {
                 match self.fetch(&url, file, &mut spool).await? {
@@ -451,8 +604,24 @@ impl ArchiveClient {
                 }
             }
             let written = spool.received;
-            let got = spool.finish().await.map_err(disk)?;
-            if got.eq_ignore_ascii_case(expected) {
+            let hex = spool.finish().await.map_err(disk)?;
+            let (matches, got) = match (expected, hex) {
+                (Expected::Sha256(want), Some(hex)) => {
+                    (want.eq_ignore_ascii_case(&hex), format!("sha256 {hex}"))
+                }
+                (Expected::Head { size, md5 }, hex) => (
+                    size.is_none_or(|n| n == written)
+                        && md5.as_ref().is_none_or(|m| {
+                            hex.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(m))
+                        }),
+                    match hex {
+                        Some(h) => format!("{written} bytes, md5 {h}"),
+                        None => format!("{written} bytes"),
+                    },
+                ),
+                (Expected::Sha256(_), None) => (false, "no sha256".into()),
+            };
+            if matches {
                 self.stats.files.fetch_add(1, Ordering::Relaxed);
                 return Ok(VerifiedFile {
                     file: file.clone(),
@@ -465,12 +634,14 @@ impl ArchiveClient {
                 return Err(ArchiveError::ChecksumMismatch {
                     name: file.name.clone(),
                     attempts: attempt,
+                    against: expected.source(),
                     expected: expected.to_string(),
                     got,
                 });
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(file = %file.name, expected, got, attempt, "archive file does not match its CHECKSUM; downloading it again");
+            tracing::warn!(file = %file.name, %expected, got, attempt, against = expected.source(),
+                "archive file does not match what the archive says of it; downloading it again");
         }
     }
 
@@ -525,7 +696,7 @@ impl ArchiveClient {
                         return Err(ArchiveError::Transfer {
                             name: file.name.clone(),
                             detail: format!(
-                                "larger than {} GiB, which no Binance archive file is ({url})",
+                                "larger than {} GiB, which no archive file is ({url})",
                                 bounds::MAX_ARCHIVE_FILE >> 30
                             ),
                         });
@@ -565,15 +736,60 @@ pub fn parse_checksum(text: &str) -> Option<String> {
 const SPOOL_BYTES: usize = 1 << 20;
 
 /// A download on its way to disk: gathered on the runtime, then written and hashed on a
-/// blocking thread a MiB at a time, so neither the disk nor sha256 holds up the runtime's
+/// blocking thread a MiB at a time, so neither the disk nor the hash holds up the runtime's
 /// workers, and the file is never read back just to be checked.
 struct Spool {
     /// `None` only while a blocking write has it.
     file: Option<File>,
-    hasher: Option<Sha256>,
+    hasher: Option<Hasher>,
     buf: Vec<u8>,
     /// Bytes received so far (written or gathered): where a `Range` request resumes.
     received: u64,
+}
+
+/// The hash a download is checked with: what the archive publishes for it.
+#[derive(Clone)]
+enum Hasher {
+    Sha256(Sha256),
+    Md5(md5::Md5),
+    /// Nothing to compare a hash with (a size alone).
+    None,
+}
+
+impl Hasher {
+    fn for_expected(expected: &Expected) -> Hasher {
+        match expected {
+            Expected::Sha256(_) => Hasher::Sha256(Sha256::new()),
+            Expected::Head { md5: Some(_), .. } => Hasher::Md5(md5::Md5::new()),
+            Expected::Head { md5: None, .. } => Hasher::None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::None => {}
+        }
+    }
+
+    fn reset(&mut self) {
+        match self {
+            Hasher::Sha256(h) => *h = Sha256::new(),
+            Hasher::Md5(h) => *h = md5::Md5::new(),
+            Hasher::None => {}
+        }
+    }
+
+    /// The hash in lowercase hex, if there is one.
+    fn hex(self) -> Option<String> {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Hasher::Sha256(h) => Some(hex(&h.finalize())),
+            Hasher::Md5(h) => Some(hex(&h.finalize())),
+            Hasher::None => None,
+        }
+    }
 }
 
 /// A spool whose file or hasher is gone: a blocking write of it failed before.
@@ -582,10 +798,10 @@ fn earlier_write_failed() -> std::io::Error {
 }
 
 impl Spool {
-    fn new(file: File) -> Spool {
+    fn new(file: File, expected: &Expected) -> Spool {
         Spool {
             file: Some(file),
-            hasher: Some(Sha256::new()),
+            hasher: Some(Hasher::for_expected(expected)),
             buf: Vec::with_capacity(SPOOL_BYTES),
             received: 0,
         }
@@ -625,22 +841,29 @@ impl Spool {
         let file = self.file.as_mut().ok_or_else(earlier_write_failed)?;
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
-        self.hasher = Some(Sha256::new());
+        self.hasher
+            .as_mut()
+            .ok_or_else(earlier_write_failed)?
+            .reset();
         self.buf.clear();
         self.received = 0;
         Ok(())
     }
 
-    /// Writes what is left; the sha256 of everything received, in hex.
-    async fn finish(mut self) -> std::io::Result<String> {
+    /// Writes what is left; the hash of everything received, in hex, if one was kept.
+    async fn finish(mut self) -> std::io::Result<Option<String>> {
         self.write_out().await?;
         let hasher = self.hasher.take().ok_or_else(earlier_write_failed)?;
-        Ok(hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect())
+        Ok(hasher.hex())
     }
+}
+
+/// The md5 an ETag gives: a quoted (or weak) 32-hex ETag is the md5 of an object stored
+/// whole; one of a multipart upload (`"<hex>-<parts>"`) or any other form is no hash of the
+/// file and is not used.
+pub fn md5_of_etag(etag: &str) -> Option<String> {
+    let e = etag.trim().trim_start_matches("W/").trim_matches('"');
+    (e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())).then(|| e.to_ascii_lowercase())
 }
 
 /// Retry delay: 200 ms doubling to 10 s, with jitter.
@@ -652,23 +875,44 @@ fn backoff(failures: u32) -> Duration {
     )
 }
 
+/// What `on_row` is handed: each CSV row of a file, oldest first; `Ok(false)` stops reading.
+type OnRow<'a> = dyn FnMut(&csv::StringRecord) -> crate::error::Result<bool> + 'a;
+
+/// Rows parsed at a time when a file is read newest row first.
+const REVERSE_CHUNK_ROWS: usize = 4096;
+
 impl VerifiedFile {
-    /// Streams the CSV rows of the zip to `on_row` (blocking; run it on a blocking thread).
+    /// Streams the CSV rows of the file to `on_row`, oldest first (blocking; run it on a
+    /// blocking thread). Returns the rows read.
     ///
-    /// The zip should hold `<name>.csv`; some archive files hold a second copy of it (in a
+    /// A zip should hold `<name>.csv`; some archive files hold a second copy of it (in a
     /// folder, or under another name): one CSV is read, the one named like the file when there
-    /// is one, and the others are ignored with a warning. Returns the rows read.
+    /// is one, and the others are ignored with a warning.
+    ///
+    /// A gzip file is read to its end once before any row is handed on: that checks the CRC-32
+    /// and length of every member (the only check of the content where the archive publishes
+    /// no hash) and finds which way its rows run in time ([`RowOrder::EitherByTime`]). A file
+    /// newest first is unpacked beside the download and read backwards.
     pub fn read_rows(
         &self,
         mut on_row: impl FnMut(&csv::StringRecord) -> crate::error::Result<bool>,
     ) -> Result<u64, ArchiveError> {
-        let unreadable = |detail: String| ArchiveError::Unreadable {
+        match self.file.format {
+            FileFormat::ZippedCsv => self.read_zip(&mut on_row),
+            FileFormat::GzippedCsv => self.read_gzip(&mut on_row),
+        }
+    }
+
+    fn unreadable(&self, detail: impl std::fmt::Display) -> ArchiveError {
+        ArchiveError::Unreadable {
             name: self.file.name.clone(),
-            detail,
-        };
-        let f = self.temp.reopen().map_err(|e| unreadable(e.to_string()))?;
-        let mut zip =
-            zip::ZipArchive::new(BufReader::new(f)).map_err(|e| unreadable(e.to_string()))?;
+            detail: detail.to_string(),
+        }
+    }
+
+    fn read_zip(&self, on_row: &mut OnRow<'_>) -> Result<u64, ArchiveError> {
+        let f = self.temp.reopen().map_err(|e| self.unreadable(e))?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(f)).map_err(|e| self.unreadable(e))?;
         let wanted = self.file.csv_name();
         let csvs: Vec<String> = zip
             .file_names()
@@ -684,19 +928,171 @@ impl VerifiedFile {
             })
             .or_else(|| csvs.first())
             .cloned()
-            .ok_or_else(|| unreadable("it holds no CSV file".into()))?;
+            .ok_or_else(|| self.unreadable("it holds no CSV file"))?;
         if csvs.len() > 1 {
             tracing::warn!(file = %self.file.name, csv_files = ?csvs, reading = %chosen,
                 "archive zip holds more than one CSV (a duplicate copy); reading one of them");
         }
-        let entry = zip
-            .by_name(&chosen)
-            .map_err(|e| unreadable(e.to_string()))?;
+        let entry = zip.by_name(&chosen).map_err(|e| self.unreadable(e))?;
+        self.stream_csv(entry, on_row)
+    }
+
+    fn gunzip(&self) -> Result<impl std::io::Read, ArchiveError> {
+        let f = self.temp.reopen().map_err(|e| self.unreadable(e))?;
+        Ok(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            f,
+        )))
+    }
+
+    fn read_gzip(&self, on_row: &mut OnRow<'_>) -> Result<u64, ArchiveError> {
+        let newest_first = self.check_gzip()?;
+        if !newest_first {
+            return self.stream_csv(self.gunzip()?, on_row);
+        }
+        // Unpacked beside the download (deleted with it), then read from its last line back.
+        let dir = self
+            .temp
+            .path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let mut plain = tempfile::tempfile_in(&dir).map_err(|e| ArchiveError::Disk {
+            name: self.file.name.clone(),
+            detail: format!("{} ({e})", dir.display()),
+        })?;
+        std::io::copy(
+            &mut bounds::LineBounded::new(self.gunzip()?, bounds::MAX_CSV_LINE),
+            &mut plain,
+        )
+        .map_err(|e| self.unreadable(e))?;
+        plain
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| self.unreadable(e))?;
+        // The start of every line, one pass.
+        let mut starts = vec![0u64];
+        let mut reader = BufReader::with_capacity(1 << 20, &plain);
+        let mut at = 0u64;
+        loop {
+            let buf = std::io::BufRead::fill_buf(&mut reader).map_err(|e| self.unreadable(e))?;
+            if buf.is_empty() {
+                break;
+            }
+            let n = buf.len();
+            starts.extend(memchr::memchr_iter(b'\n', buf).map(|i| at + i as u64 + 1));
+            at += n as u64;
+            std::io::BufRead::consume(&mut reader, n);
+        }
+        if starts.last() != Some(&at) {
+            starts.push(at);
+        }
+        let lines = starts.len() - 1;
+        let mut rows = 0u64;
+        let mut chunk = Vec::new();
+        let parse = |from: usize, to: usize, out: &mut Vec<csv::StringRecord>| {
+            let (a, b) = (starts[from], starts[to]);
+            let mut bytes = vec![0u8; (b - a) as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&plain, &mut bytes, a)
+                .map_err(|e| self.unreadable(e))?;
+            out.clear();
+            let mut csv = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(&bytes[..]);
+            for r in csv.records() {
+                out.push(r.map_err(|e| self.unreadable(format!("near row {}: {e}", from + 1)))?);
+            }
+            Ok::<_, ArchiveError>(())
+        };
+        // A header stays first.
+        let mut first_data = 0;
+        if lines > 0 {
+            parse(0, 1, &mut chunk)?;
+            if chunk.first().is_some_and(fields::is_header) {
+                first_data = 1;
+                rows += 1;
+                match on_row(&chunk[0]) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(rows),
+                    Err(e) => return Err(self.unreadable(format!("row 1: {e}"))),
+                }
+            }
+        }
+        let mut end = lines;
+        while end > first_data {
+            let from = end.saturating_sub(REVERSE_CHUNK_ROWS).max(first_data);
+            parse(from, end, &mut chunk)?;
+            for row in chunk.iter().rev() {
+                rows += 1;
+                match on_row(row) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(rows),
+                    Err(e) => return Err(self.unreadable(format!("row {rows} from the end: {e}"))),
+                }
+            }
+            end = from;
+        }
+        Ok(rows)
+    }
+
+    /// Reads the gzip file to its end (its CRC-32s and lengths are checked on the way) and
+    /// says whether its rows run newest first; a file in neither order is unreadable.
+    fn check_gzip(&self) -> Result<bool, ArchiveError> {
+        let column = match self.file.order {
+            RowOrder::EitherByTime { column } => Some(column),
+            RowOrder::Ascending => None,
+        };
+        let mut prev: Option<f64> = None;
+        let (mut up, mut down) = (false, false);
+        let mut rows = 0u64;
+        self.stream_csv(self.gunzip()?, &mut |row| {
+            rows += 1;
+            let Some(c) = column else {
+                return Ok(true);
+            };
+            if rows == 1 && fields::is_header(row) {
+                return Ok(true);
+            }
+            let t: f64 = fields::text(row, c, "time")
+                .and_then(|t| {
+                    t.trim()
+                        .parse()
+                        .map_err(|_| format!("column {} (time) is not a number: {t:?}", c + 1))
+                })
+                .map_err(crate::error::LoaderError::Exchange)?;
+            if let Some(p) = prev {
+                up |= t > p;
+                down |= t < p;
+            }
+            prev = Some(t);
+            Ok(true)
+        })
+        .map_err(|e| match e {
+            ArchiveError::Unreadable { name, detail } => ArchiveError::Unreadable {
+                name,
+                detail: format!("checking the gzip stream: {detail}"),
+            },
+            e => e,
+        })?;
+        if up && down {
+            return Err(self.unreadable(
+                "its rows are neither oldest first nor newest first, and it is not read out of order",
+            ));
+        }
+        Ok(down)
+    }
+
+    /// Parses CSV rows from `input` (a line longer than the bound is an error) to `on_row`.
+    fn stream_csv(
+        &self,
+        input: impl std::io::Read,
+        on_row: &mut OnRow<'_>,
+    ) -> Result<u64, ArchiveError> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .buffer_capacity(1 << 20)
-            .from_reader(bounds::LineBounded::new(entry, bounds::MAX_CSV_LINE));
+            .from_reader(bounds::LineBounded::new(input, bounds::MAX_CSV_LINE));
         // One UTF-8 check per row (a `StringRecord`), not one per field.
         let mut row = csv::StringRecord::new();
         let mut rows = 0u64;
@@ -708,10 +1104,10 @@ impl VerifiedFile {
                     match on_row(&row) {
                         Ok(true) => {}
                         Ok(false) => break,
-                        Err(e) => return Err(unreadable(format!("row {rows}: {e}"))),
+                        Err(e) => return Err(self.unreadable(format!("row {rows}: {e}"))),
                     }
                 }
-                Err(e) => return Err(unreadable(format!("row {}: {e}", rows + 1))),
+                Err(e) => return Err(self.unreadable(format!("row {}: {e}", rows + 1))),
             }
         }
         Ok(rows)
@@ -781,10 +1177,40 @@ pub mod fields {
         }
     }
 
-    /// A header row (futures files have one since 2022): its first field is not a number.
+    /// A header row (Binance's futures files have one since 2022, Bybit's always): its first
+    /// field does not start with a digit (a data row's first field is a time or an id, which
+    /// may have a fraction).
     pub fn is_header(row: &csv::StringRecord) -> bool {
         row.get(0)
-            .is_some_and(|f| !f.is_empty() && !f.bytes().all(|b| b.is_ascii_digit()))
+            .is_some_and(|f| f.bytes().next().is_some_and(|b| !b.is_ascii_digit()))
+    }
+
+    /// A time column in seconds with a fraction (`1755648000.1385`), in whole milliseconds
+    /// (the fraction past the millisecond dropped), read from its digits without rounding.
+    pub fn seconds_ms(row: &csv::StringRecord, i: usize, what: &str) -> Result<i64, String> {
+        let t = text(row, i, what)?.trim();
+        let bad = || {
+            format!(
+                "column {} ({what}) is not seconds since the epoch: {t:?}",
+                i + 1
+            )
+        };
+        let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+        if secs.is_empty()
+            || !secs.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let secs: i64 = secs.parse().map_err(|_| bad())?;
+        let ms = frac
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .fold(0i64, |acc, b| acc * 10 + i64::from(b - b'0'));
+        secs.checked_mul(1000)
+            .and_then(|s| s.checked_add(ms))
+            .ok_or_else(bad)
     }
 }
 
@@ -795,11 +1221,12 @@ mod tests {
     #[test]
     fn layout_names_daily_and_monthly_files() {
         let l = ArchiveLayout {
-            market: "data/spot",
-            dir: "klines/BTCUSDT/1mo".into(),
-            stem: "BTCUSDT-1mo".into(),
-            daily: false,
-            monthly: true,
+            daily: Some("data/spot/daily/klines/BTCUSDT/1mo/BTCUSDT-1mo-%Y-%m-%d.zip".into()),
+            monthly: Some("data/spot/monthly/klines/BTCUSDT/1mo/BTCUSDT-1mo-%Y-%m.zip".into()),
+            format: FileFormat::ZippedCsv,
+            integrity: Integrity::ChecksumFile,
+            order: RowOrder::Ascending,
+            schedule: "",
         };
         let d = NaiveDate::from_ymd_opt(2024, 12, 1).unwrap();
         let f = l.file(Period::Month(d));
@@ -846,5 +1273,129 @@ mod tests {
             "open"
         ])));
         assert!(!fields::is_header(&row));
+    }
+
+    /// A `VerifiedFile` of `bytes` named `name`, as a download would leave it.
+    fn verified(name: &str, bytes: &[u8], order: RowOrder) -> VerifiedFile {
+        let mut temp = tempfile::NamedTempFile::new().unwrap();
+        temp.write_all(bytes).unwrap();
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        VerifiedFile {
+            file: ArchiveFile {
+                period: Period::day_of(0),
+                name: name.into(),
+                path: name.into(),
+                format: FileFormat::GzippedCsv,
+                integrity: Integrity::HeadAndGzip,
+                order,
+            },
+            temp,
+            bytes: bytes.len() as u64,
+            _slot: FileSlot { _permit: permit },
+        }
+    }
+
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn firsts(f: &VerifiedFile) -> Result<Vec<String>, ArchiveError> {
+        let mut out = Vec::new();
+        f.read_rows(|row| {
+            out.push(row.get(0).unwrap_or_default().to_string());
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn gzip_files_are_read_oldest_first_whichever_way_they_run() {
+        let by_time = RowOrder::EitherByTime { column: 0 };
+        let up = "timestamp,id\n1.5,a\n1.5,b\n2.0001,c\n3,d\n";
+        let f = verified("up.csv.gz", &gzip(up), by_time);
+        assert_eq!(
+            firsts(&f).unwrap(),
+            ["timestamp", "1.5", "1.5", "2.0001", "3"]
+        );
+        // Newest first, with more rows than one backwards chunk: the header stays first and
+        // every row comes back in time order, ties in reverse file order.
+        let n = REVERSE_CHUNK_ROWS * 2 + 7;
+        let mut down = String::from("timestamp,id\n");
+        for i in (0..n).rev() {
+            down += &format!("{i}.25,{i}\n");
+        }
+        let f = verified("down.csv.gz", &gzip(&down), by_time);
+        let rows = firsts(&f).unwrap();
+        assert_eq!(rows.len(), n + 1);
+        assert_eq!(rows[0], "timestamp");
+        assert!(rows[1..]
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r == format!("{i}.25")));
+        // In neither order: refused before a row is handed on.
+        let f = verified("mixed.csv.gz", &gzip("timestamp\n1\n3\n2\n"), by_time);
+        let mut seen = 0;
+        let e = f
+            .read_rows(|_| {
+                seen += 1;
+                Ok(true)
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("neither oldest first"), "{e}");
+        assert_eq!(seen, 0);
+    }
+
+    #[test]
+    fn a_damaged_gzip_is_found_before_any_row_is_handed_on() {
+        let mut gz = gzip(&"1,x\n".repeat(10_000));
+        let n = gz.len();
+        // The CRC-32 in the trailer no longer matches the content.
+        gz[n - 8] ^= 0xff;
+        let f = verified("bad.csv.gz", &gz, RowOrder::EitherByTime { column: 0 });
+        let mut seen = 0;
+        let e = f
+            .read_rows(|_| {
+                seen += 1;
+                Ok(true)
+            })
+            .unwrap_err();
+        assert!(matches!(e, ArchiveError::Unreadable { .. }), "{e}");
+        assert!(e.to_string().contains("checking the gzip stream"), "{e}");
+        assert_eq!(seen, 0);
+    }
+
+    #[test]
+    fn seconds_with_a_fraction_become_whole_milliseconds() {
+        let row = csv::StringRecord::from(vec!["1755648000.1385", "1755648000", "17.5", "x.1", ""]);
+        assert_eq!(fields::seconds_ms(&row, 0, "t").unwrap(), 1_755_648_000_138);
+        assert_eq!(fields::seconds_ms(&row, 1, "t").unwrap(), 1_755_648_000_000);
+        assert_eq!(fields::seconds_ms(&row, 2, "t").unwrap(), 17_500);
+        assert!(fields::seconds_ms(&row, 3, "t")
+            .unwrap_err()
+            .contains("column 4"));
+        assert!(fields::seconds_ms(&row, 4, "t").is_err());
+        assert!(fields::is_header(&csv::StringRecord::from(vec![
+            "timestamp"
+        ])));
+        assert!(!fields::is_header(&row));
+    }
+
+    #[test]
+    fn only_an_md5_etag_is_taken_for_a_hash() {
+        let h = "0123456789abcdef0123456789ABCDEF";
+        assert_eq!(
+            md5_of_etag(&format!("\"{h}\"")),
+            Some(h.to_ascii_lowercase())
+        );
+        assert_eq!(
+            md5_of_etag(&format!("W/\"{h}\"")),
+            Some(h.to_ascii_lowercase())
+        );
+        assert_eq!(md5_of_etag(&format!("\"{h}-12\"")), None, "multipart");
+        assert_eq!(md5_of_etag("\"abc\""), None);
     }
 }

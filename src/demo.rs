@@ -184,6 +184,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         source,
         archive: ArchiveConfig {
             url: sim.base_url(),
+            url_var: "ARCHIVE_URL",
             dir: std::env::temp_dir(),
             timeout: Duration::from_secs(30),
             max_retries: 8,

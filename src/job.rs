@@ -65,25 +65,33 @@ impl Upstream {
             });
         }
         let live = cfg.data_type.is_live();
+        let archive = if !live && cfg.source != SourceMode::Rest {
+            Some(Arc::new(
+                ArchiveClient::new(cfg.archive.clone(), stop.clone())
+                    .map_err(LoaderError::config)?,
+            ))
+        } else {
+            None
+        };
         if cfg.venue == Venue::Bybit {
-            let session = BybitSession::connect(&cfg.bybit, &cfg.symbols, stop.clone()).await?;
+            // SOURCE=archive (trades) never asks Bybit's REST.
+            let session = match cfg.source {
+                SourceMode::Archive => None,
+                _ => Some(Arc::new(
+                    BybitSession::connect(&cfg.bybit, &cfg.symbols, stop.clone())
+                        .await?
+                        .with_archive(archive.clone()),
+                ) as Arc<dyn Session>),
+            };
             return Ok(Upstream {
-                session: Some(Arc::new(session)),
+                session,
                 exchange: None,
-                archive: None,
+                archive,
             });
         }
         let exchange = if live || cfg.source != SourceMode::Archive {
             Some(Arc::new(
                 Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?,
-            ))
-        } else {
-            None
-        };
-        let archive = if !live && cfg.source != SourceMode::Rest {
-            Some(Arc::new(
-                ArchiveClient::new(cfg.archive.clone(), stop.clone())
-                    .map_err(LoaderError::config)?,
             ))
         } else {
             None
@@ -371,8 +379,23 @@ pub async fn load(
                             cfg.venue.title()
                         ))
                     })?,
-                    // SOURCE=archive: Binance's archive alone.
-                    None => crate::venue::binance::history::history(history_type, None),
+                    // SOURCE=archive: the venue's archive alone.
+                    None => match cfg.venue {
+                        Venue::Binance => {
+                            crate::venue::binance::history::history(history_type, None)
+                        }
+                        Venue::Bybit => crate::venue::bybit::archive_history(
+                            history_type,
+                            cfg.binance.market,
+                            upstream.archive.clone(),
+                        )
+                        .ok_or_else(|| {
+                            LoaderError::config(format!(
+                                "SOURCE=archive: Bybit archives no {}",
+                                cfg.data_type.name()
+                            ))
+                        })?,
+                    },
                 };
                 let load = history::load(kind, ctx, tx.clone());
                 sources.spawn(async move {

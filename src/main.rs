@@ -131,8 +131,11 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
             }
             Venue::Bybit => {
                 let bybit = args.bybit_config(market)?;
-                BybitSession::connect(&bybit, &symbols, CancellationToken::new())
+                let archive = args.bybit_archive()?;
+                let cancel = CancellationToken::new();
+                BybitSession::connect(&bybit, &symbols, cancel.clone())
                     .await
+                    .and_then(|s| s.reading_archive(archive, cancel))
                     .map(|s| Arc::new(s) as Arc<dyn Session>)
                     .map_err(|e| {
                         LoaderError::Exchange(format!(

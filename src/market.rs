@@ -124,6 +124,16 @@ impl Venue {
         }
     }
 
+    /// Whether the venue's trade ids count its trades one by one, so that a missing id is a
+    /// lost trade (Binance's). Bybit's derivatives trades are identified by UUIDs: its trades
+    /// are ordered by time and rank ([`crate::registry::time_rank`]).
+    pub fn numbers_trades(self) -> bool {
+        match self {
+            Venue::Binance => true,
+            Venue::Bybit => false,
+        }
+    }
+
     /// `market` as this venue names it: the name `MARKET` takes and records carry.
     pub fn market_name(self, market: Market) -> &'static str {
         match (self, market) {

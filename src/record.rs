@@ -93,13 +93,18 @@ pub struct AggTradeRecord<'a> {
     pub is_best_match: Option<bool>,
 }
 
-/// One raw trade (`api_raw_trades`, `ws_trades`; `_key` = `SYMBOL_trade_ID`).
+/// One raw trade (`api_raw_trades`, `ws_trades`; `_key` = `SYMBOL_trade_ID`, or of a venue
+/// whose trade ids carry no order `<venue>_<market>_SYMBOL_trade_<time_rank>`, see
+/// [`crate::registry::time_rank`]).
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TradeRecord<'a> {
     pub _key: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
-    pub trade_id: u64,
+    #[serde(borrow)]
+    pub trade_id: TradeId<'a>,
     pub price: &'a str,
     pub quantity: &'a str,
     pub timestamp: i64,
@@ -107,6 +112,27 @@ pub struct TradeRecord<'a> {
     /// Spot only: futures trades carry no best-match flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_best_match: Option<bool>,
+}
+
+/// A trade's id as its venue gives it: a number (Binance's, Bybit's spot trades) or a string
+/// (Bybit's derivatives trades, UUIDs).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TradeId<'a> {
+    Number(u64),
+    Text(&'a str),
+}
+
+/// A trade of a venue whose trade ids carry no order, with its ordinal
+/// ([`crate::registry::time_rank`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RankedTrade<'a> {
+    pub ordinal: i64,
+    pub id: TradeId<'a>,
+    pub price: &'a str,
+    pub quantity: &'a str,
+    pub time: i64,
+    pub is_buyer_maker: bool,
 }
 
 /// One diff-depth event (`ws_depth`; `_key` = `SYMBOL_depth_FINALUPDATEID`). Price levels are
@@ -568,14 +594,36 @@ impl RecordBatch {
         let symbol = self.symbol.clone();
         let rec = TradeRecord {
             _key: &key,
+            exchange: self.venue.record_field(),
             market: self.venue.market_name(self.market),
             symbol: &symbol,
-            trade_id: t.id,
+            trade_id: TradeId::Number(t.id),
             price: t.price,
             quantity: t.qty,
             timestamp: t.time,
             is_buyer_maker: t.is_buyer_maker,
             is_best_match: t.is_best_match,
+        };
+        let r = self.push_with(t.time, &key, &rec);
+        self.key_scratch = key;
+        r
+    }
+
+    /// Pushes a trade keyed by its time and rank.
+    pub fn push_ranked_trade(&mut self, t: &RankedTrade<'_>) -> Result<()> {
+        let key = self.key(tag::TRADE, t.ordinal);
+        let symbol = self.symbol.clone();
+        let rec = TradeRecord {
+            _key: &key,
+            exchange: self.venue.record_field(),
+            market: self.venue.market_name(self.market),
+            symbol: &symbol,
+            trade_id: t.id,
+            price: t.price,
+            quantity: t.quantity,
+            timestamp: t.time,
+            is_buyer_maker: t.is_buyer_maker,
+            is_best_match: None,
         };
         let r = self.push_with(t.time, &key, &rec);
         self.key_scratch = key;

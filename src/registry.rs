@@ -171,6 +171,34 @@ pub enum Sequence {
     /// Events at times the exchange lists (funding settlements): no grid to check offline, so
     /// `verify` compares them with the exchange's own list when it can ask.
     Listed,
+    /// Records a venue identifies without an order (trades with UUIDs), keyed by
+    /// [`time_rank`]: checked like [`Listed`](Self::Listed), against the venue's own list of
+    /// the range (its archive's files).
+    Ranked,
+}
+
+/// The ordinal of records ordered by time alone: the millisecond and the record's place among
+/// that millisecond's records in the venue's order, `time × 10⁶ + rank`. Keys stay integers,
+/// sort in time order and name one record, so resume and `verify` treat these kinds as
+/// exactly as ids (a venue puts far fewer than a million trades in one millisecond).
+pub mod time_rank {
+    /// Ranks per millisecond.
+    pub const PER_MS: i64 = 1_000_000;
+
+    /// The ordinal of the `rank`-th record (from 0) at `time_ms`; `None` past a million.
+    pub fn ordinal(time_ms: i64, rank: u32) -> Option<i64> {
+        (i64::from(rank) < PER_MS).then(|| time_ms * PER_MS + i64::from(rank))
+    }
+
+    /// The time (ms) an ordinal names.
+    pub fn time(ordinal: i64) -> i64 {
+        ordinal.div_euclid(PER_MS)
+    }
+
+    /// The rank an ordinal names.
+    pub fn rank(ordinal: i64) -> i64 {
+        ordinal.rem_euclid(PER_MS)
+    }
 }
 
 /// A kind of record, as it appears in a topic: its `_key` is `<SYMBOL>_<tag>_<ordinal>`.
@@ -293,6 +321,15 @@ impl RecordKind {
             | RecordKind::BookTicker
             | RecordKind::MarkPrice
             | RecordKind::Liquidations => Sequence::Samples,
+        }
+    }
+
+    /// How `venue`'s records of this kind are ordered and checked: [`sequence`](Self::sequence),
+    /// except trades of a venue whose trade ids count nothing ([`Sequence::Ranked`]).
+    pub fn sequence_at(self, venue: Venue) -> Sequence {
+        match self {
+            RecordKind::Trades if !venue.numbers_trades() => Sequence::Ranked,
+            kind => kind.sequence(),
         }
     }
 

@@ -25,7 +25,7 @@ use crate::error::{LoaderError, Result};
 use crate::kafka::KafkaConfig;
 use crate::kafka::{self, CapturingContext};
 use crate::market::{Market, Venue};
-use crate::registry::{RecordKind, Sequence};
+use crate::registry::{time_rank, RecordKind, Sequence};
 use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::history::{Edge, IdEnds, Probe};
 use crate::venue::Session;
@@ -48,6 +48,8 @@ struct Fields<'a> {
     timestamp: Option<i64>,
     funding_time: Option<i64>,
     open_time: Option<i64>,
+    /// A number (a string id, Bybit's UUIDs, reads as none: those kinds are keyed by time).
+    #[serde(default, deserialize_with = "number_or_none")]
     trade_id: Option<u64>,
     first_update_id: Option<u64>,
     final_update_id: Option<u64>,
@@ -56,7 +58,39 @@ struct Fields<'a> {
     update_id: Option<u64>,
 }
 
+/// A `u64`, or `None` for any string.
+fn number_or_none<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a trade id")
+        }
+        fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 impl Fields<'_> {
+    /// Whether `_key`'s `ordinal` is the one the record's own fields give for `kind` at
+    /// `venue`: for time-ranked kinds, whether it names the record's millisecond.
+    fn key_matches(&self, kind: RecordKind, venue: Venue, ordinal: i64) -> bool {
+        if kind.sequence_at(venue) == Sequence::Ranked {
+            return self.timestamp == Some(time_rank::time(ordinal));
+        }
+        self.ordinal(kind) == Some(ordinal)
+    }
+
     /// The ordinal the record's own fields give for `kind` (to check `_key` against).
     fn ordinal(&self, kind: RecordKind) -> Option<i64> {
         match kind {
@@ -194,9 +228,19 @@ impl GroupReport {
     }
 
     fn needs_exchange(&self, has_range: bool) -> bool {
-        let listed = has_range && self.kind.map(RecordKind::sequence) == Some(Sequence::Listed);
+        let listed = has_range && self.listed();
         let edges = has_range && self.ends.is_some();
         !self.all_missing.is_empty() || self.records == 0 || listed || edges
+    }
+
+    /// How this group's kind is ordered at its venue.
+    fn sequence(&self) -> Option<Sequence> {
+        self.kind.map(|k| k.sequence_at(self.exchange))
+    }
+
+    /// Whether the group is checked against the venue's list of the range.
+    fn listed(&self) -> bool {
+        matches!(self.sequence(), Some(Sequence::Listed | Sequence::Ranked))
     }
 
     pub fn ok(&self) -> bool {
@@ -262,12 +306,19 @@ impl VerifyReport {
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
-            let seq = g.kind.map(RecordKind::sequence);
+            let seq = g.sequence();
             let candles = matches!(seq, Some(Sequence::TimeGrid(_)));
             let listed = seq == Some(Sequence::Listed);
+            let ranked = seq == Some(Sequence::Ranked);
             let show = |label: &str, ranges: &[(i64, i64)], s: &mut String| {
                 for (a, b) in ranges {
-                    if listed {
+                    if ranked {
+                        *s += &format!(
+                            "      {label} record at {} (#{} of that millisecond)\n",
+                            fmt_ms(time_rank::time(*a)),
+                            time_rank::rank(*a) + 1
+                        );
+                    } else if listed {
                         *s += &format!("      {label} record at {}\n", fmt_ms(*a));
                     } else if candles {
                         *s += &format!("      {label} candles {} .. {}\n", fmt_ms(*a), fmt_ms(*b));
@@ -394,7 +445,7 @@ impl VerifyReport {
                         (None, None, Some(source)) => source
                             .exists(&g.symbol, Probe::Time(r))
                             .await
-                            .map_err(|e| fail(&mut failed, e)),
+                            .map_err(|e| fail(&mut failed, venue, e)),
                         (None, None, None) => continue,
                     };
                     match answer {
@@ -411,13 +462,13 @@ impl VerifyReport {
                     (None, Some(source)) => source
                         .listed(&g.symbol, r)
                         .await
-                        .map_err(|e| fail(&mut failed, e)),
+                        .map_err(|e| fail(&mut failed, venue, e)),
                     (None, None) => Ok(None),
                 };
                 let listed = match listed {
                     Ok(listed) => listed,
                     // Only types without a grid list; a failure says nothing of the others.
-                    Err(why) if g.kind.map(RecordKind::sequence) == Some(Sequence::Listed) => {
+                    Err(why) if g.listed() => {
                         g.note_unchecked(None, None, r.start_ms, why);
                         continue;
                     }
@@ -450,7 +501,7 @@ impl VerifyReport {
                         source
                             .exists(&g.symbol, Probe::Ordinals(a, b))
                             .await
-                            .map_err(|e| fail(&mut failed, e))
+                            .map_err(|e| fail(&mut failed, venue, e))
                     }
                     (None, None, None) => Ok(true),
                 };
@@ -485,8 +536,8 @@ impl VerifyReport {
                             .id_edges(&g.symbol, r, ends)
                             .await
                             .map(|(head, tail)| {
-                                let head = head.map_err(|e| fail(&mut failed, e));
-                                (head, tail.map_err(|e| fail(&mut failed, e)))
+                                let head = head.map_err(|e| fail(&mut failed, venue, e));
+                                (head, tail.map_err(|e| fail(&mut failed, venue, e)))
                             })
                     }
                     (None, None) => None,
@@ -542,8 +593,8 @@ impl VerifyReport {
 }
 
 /// Why a lookup failed, remembered so that the market's next lookups are not tried.
-fn fail(failed: &mut Option<String>, e: LoaderError) -> String {
-    let why = format!("Binance could not be asked ({e})");
+fn fail(failed: &mut Option<String>, venue: Venue, e: LoaderError) -> String {
+    let why = format!("{} could not be asked ({e})", venue.title());
     failed.get_or_insert_with(|| why.clone());
     why
 }
@@ -676,7 +727,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         let g = groups
             .entry((venue, market, symbol.to_string(), kind))
             .or_default();
-        if kind.sequence() == Sequence::Ids {
+        if kind.sequence_at(venue) == Sequence::Ids {
             g.timed.push((ordinal, ts));
         } else {
             g.values.push(ordinal);
@@ -686,7 +737,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         }
         g.first_ts = Some(g.first_ts.map_or(ts, |t| t.min(ts)));
         g.last_ts = Some(g.last_ts.map_or(ts, |t| t.max(ts)));
-        if f.ordinal(kind) != Some(ordinal) {
+        if !f.key_matches(kind, venue, ordinal) {
             g.bad_keys += 1;
         }
         if range.is_some_and(|r| !r.contains(ts)) {
@@ -708,7 +759,8 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
     let mut notes = Vec::new();
     let mut reports = Vec::new();
     for ((venue, market, symbol, kind), mut g) in groups {
-        let ids = kind.sequence() == Sequence::Ids;
+        let sequence = kind.sequence_at(venue);
+        let ids = sequence == Sequence::Ids;
         let total = (g.values.len() + g.timed.len()) as u64;
         g.values.sort_unstable();
         g.values.dedup();
@@ -720,7 +772,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
         let missing = if unique == 0 {
             Vec::new()
         } else {
-            match kind.sequence() {
+            match sequence {
                 Sequence::TimeGrid(iv) => {
                     let (mut from, mut to) = (g.values[0], *g.values.last().expect("values"));
                     if let Some(r) = range {
@@ -743,7 +795,7 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
                     gaps
                 }
                 Sequence::UpdateSpans => update_gaps(&mut g.spans),
-                Sequence::Samples | Sequence::Listed => Vec::new(),
+                Sequence::Samples | Sequence::Listed | Sequence::Ranked => Vec::new(),
             }
         };
         reports.push(GroupReport {
@@ -767,8 +819,8 @@ pub fn verify_topic(k: &KafkaConfig, topic: &str, expect: &Expectation) -> Resul
                 (true, Some(&first), Some(&last)) => Some(IdEnds { first, last }),
                 _ => None,
             },
-            present: match kind.sequence() {
-                Sequence::Listed => std::mem::take(&mut g.values),
+            present: match sequence {
+                Sequence::Listed | Sequence::Ranked => std::mem::take(&mut g.values),
                 _ => Vec::new(),
             },
             ..GroupReport::default()

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use exchange_sim::bybit::{self, BybitCategory};
+use exchange_sim::bybit_archive;
 use exchange_sim::data::Data;
 use exchange_sim::{Interval, SimConfig, SimServer};
 use serde_json::Value;
@@ -262,7 +263,15 @@ async fn settings_bybit_cannot_serve_are_refused_naming_the_variable() {
         ),
         (
             vec![("TYPE", "api_trades")],
-            "TYPE api_trades is not loaded from Bybit yet",
+            "TYPE api_trades: Bybit publishes no aggregate trades",
+        ),
+        (
+            vec![("TYPE", "api_mark_price_candles_1m")],
+            "is not loaded from Bybit yet",
+        ),
+        (
+            vec![("TYPE", "api_raw_trades"), ("SOURCE", "rest")],
+            "SOURCE=rest: Bybit's REST serves no trade history",
         ),
         (vec![("TYPE", "api_candles_1s")], "Bybit has no 1s candles"),
         (
@@ -515,4 +524,304 @@ async fn the_whole_bybit_limit_is_used_and_never_exceeded() {
     let st = sim.stats().bybit;
     assert_eq!((st.max_in_window, st.responses_403), (600, 0), "{st:?}");
     assert_eq!(read_topic(&topic).len(), 700);
+}
+
+/// A trade spacing that keeps a day of trades to a few thousand (the default, 4 a second,
+/// would be near a million a day on each market).
+async fn trade_sim() -> SimServer {
+    let sim = support::sim(SimConfig {
+        agg_trade_spacing_ms: 20_000,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.clock().set_now_ms(NOW);
+    sim
+}
+
+fn trade_vars(sim: &SimServer, market: &str) -> Vec<(&'static str, String)> {
+    let mut v = bybit_vars(sim, market);
+    v.push(("BYBIT_ARCHIVE_URL", sim.bybit_archive_url()));
+    v
+}
+
+/// The trades of `[start, end)` the archive holds, with the ordinal each must be keyed by
+/// (millisecond × 10⁶ + its place among that millisecond's trades), oldest first.
+fn archived_trades(
+    sim: &SimServer,
+    category: BybitCategory,
+    symbol: &str,
+    start: i64,
+    end: i64,
+) -> Vec<(i64, bybit_archive::BybitTrade)> {
+    let data = sim.data();
+    let mut out = Vec::new();
+    let mut day = start - start.rem_euclid(DAY);
+    while day < end {
+        let mut last: Option<(i64, i64)> = None;
+        for t in bybit_archive::trades(&data, category, symbol, day).unwrap() {
+            let rank = match last {
+                Some((ms, r)) if ms == t.time_ms => r + 1,
+                _ => 0,
+            };
+            last = Some((t.time_ms, rank));
+            if (start..end).contains(&t.time_ms) {
+                out.push((t.time_ms * 1_000_000 + rank, t));
+            }
+        }
+        day += DAY;
+    }
+    out
+}
+
+async fn load_trades(
+    sim: &SimServer,
+    m: &Market,
+    topic: &str,
+    range: &str,
+    extra: &[(&'static str, &str)],
+) -> Run {
+    let mut env = job_env(&sim.base_url(), topic, m.symbol, "api_raw_trades", range);
+    env.extend(trade_vars(sim, m.name));
+    run_loader_async(with(env, extra), vec![]).await
+}
+
+/// Publishes `records` as they are, without keys.
+fn produce_records(topic: &str, records: &[&Value]) {
+    let bootstrap = support::broker::Broker::shared().bootstrap();
+    let rs: Vec<(Option<Vec<u8>>, Vec<u8>)> = records
+        .iter()
+        .map(|r| (None, serde_json::to_vec(r).unwrap()))
+        .collect();
+    support::broker::produce_all(&bootstrap, topic, &rs);
+}
+
+fn verify_trades(sim: &SimServer, m: &Market, topic: &str, range: &str) -> (Run, Value) {
+    let mut vars = trade_vars(sim, m.name);
+    vars.push(("SYMBOL", m.symbol.into()));
+    vars.push(("TYPE", "api_raw_trades".into()));
+    let run = verify_topic(topic, range, &vars, &[]);
+    let report = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run, report)
+}
+
+/// Days of 2019 (files newest first) and of 2026 (oldest first), with partial days at both
+/// edges: every trade of the range is published once, in time order, keyed by its millisecond
+/// and rank, with the venue's own id (a UUID on derivatives, a number on spot); `verify`
+/// compares the topic with the archive's files and passes. Bybit's REST is never asked for
+/// trades.
+#[tokio::test(flavor = "multi_thread")]
+async fn bybit_trades_load_from_the_archive_exactly_once_and_verify_on_every_market() {
+    let sim = trade_sim().await;
+    const JUN_1_2019: i64 = 1_559_347_200_000;
+    for (m, start) in MARKETS.iter().zip([MAR_14, JUN_1_2019, MAR_14]) {
+        let (start, end) = (start + 6 * 3_600_000, start + 2 * DAY + 3 * 3_600_000);
+        let range = format!("{}:{}", fmt(start), fmt(end));
+        let topic = fresh_topic(&format!("bybit-trades-{}", m.name));
+        let run = load_trades(&sim, m, &topic, &range, &[]).await;
+        run.assert_ok();
+        let want = archived_trades(&sim, m.category, m.symbol, start, end);
+        assert!(want.len() > 10_000, "{}: {}", m.name, want.len());
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), want.len(), "{}", m.name);
+        let prefix = format!("bybit_{}_{}_trade_", m.name, m.symbol);
+        let mut same_ms = 0;
+        for ((_, r), (ordinal, t)) in records.iter().zip(&want) {
+            assert_eq!(r["_key"], format!("{prefix}{ordinal}"), "{}", m.name);
+            assert_eq!(r["exchange"], "bybit");
+            assert_eq!(r["market"], m.name);
+            let id = match m.category {
+                BybitCategory::Spot => Value::from(t.id.parse::<u64>().unwrap()),
+                _ => Value::from(t.id.clone()),
+            };
+            assert_eq!(r["trade_id"], id, "{}", m.name);
+            assert_eq!(
+                (r["price"].as_str(), r["quantity"].as_str()),
+                (Some(t.price.as_str()), Some(t.size.as_str()))
+            );
+            assert_eq!(r["timestamp"].as_i64(), Some(t.time_ms));
+            assert_eq!(r["is_buyer_maker"].as_bool(), Some(t.sell));
+            same_ms += usize::from(ordinal % 1_000_000 > 0);
+        }
+        assert!(
+            same_ms > 0,
+            "{}: trades sharing a millisecond are ranked",
+            m.name
+        );
+        let (v, report) = verify_trades(&sim, m, &topic, &range);
+        assert_eq!(v.code, Some(0), "{}: {}{}", m.name, v.stdout, v.stderr);
+        assert_eq!(
+            report["groups"][0]["records"].as_u64(),
+            Some(want.len() as u64)
+        );
+    }
+    let stats = sim.stats();
+    assert_eq!(
+        stats.bybit.per_endpoint.get("/v5/market/recent-trade"),
+        None
+    );
+    assert!(
+        stats.bybit_archive.downloads >= 6,
+        "{:?}",
+        stats.bybit_archive
+    );
+}
+
+/// `verify` finds a trade the topic lacks (against the archive's list, by its millisecond and
+/// rank), and then a duplicate.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_a_missing_and_a_repeated_bybit_trade() {
+    let sim = trade_sim().await;
+    let m = &MARKETS[1];
+    let (start, end) = (MAR_14, MAR_14 + DAY);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let topic = fresh_topic("bybit-trades-verify");
+    load_trades(&sim, m, &topic, &range, &[]).await.assert_ok();
+    let records = read_topic(&topic);
+    // A copy without one record, then with one record twice.
+    let holed = fresh_topic("bybit-trades-holed");
+    let lost = records.len() / 2;
+    let kept: Vec<&Value> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != lost)
+        .map(|(_, (_, r))| r)
+        .collect();
+    produce_records(&holed, &kept);
+    let (v, report) = verify_trades(&sim, m, &holed, &range);
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    assert_eq!(report["groups"][0]["missing"].as_u64(), Some(1), "{report}");
+    let ordinal: i64 = records[lost].1["_key"]
+        .as_str()
+        .and_then(|k| k.rsplit('_').next())
+        .and_then(|o| o.parse().ok())
+        .unwrap();
+    assert_eq!(
+        report["groups"][0]["missing_ranges"][0],
+        serde_json::json!([ordinal, ordinal]),
+        "{report}"
+    );
+    let doubled = fresh_topic("bybit-trades-doubled");
+    let mut twice: Vec<&Value> = records.iter().map(|(_, r)| r).collect();
+    twice.push(&records[lost].1);
+    produce_records(&doubled, &twice);
+    let (v, report) = verify_trades(&sim, m, &doubled, &range);
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    assert_eq!(
+        (
+            report["groups"][0]["missing"].as_u64(),
+            report["groups"][0]["duplicates"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+}
+
+/// A day the archive lacks stops the job before anything of it is published, naming the file
+/// and BYBIT_ARCHIVE_URL (REST has no trade history to stand in); a file whose download is
+/// damaged once is downloaded again and published; SOURCE=archive never asks Bybit's REST.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bybit_day_fails_naming_the_file_and_a_damaged_download_is_retried() {
+    let sim = trade_sim().await;
+    let m = &MARKETS[2];
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 2 * DAY));
+    let mut faults = sim.archive_faults();
+    faults.missing_days = vec!["2026-03-15".into()];
+    sim.set_archive_faults(faults.clone());
+    let topic = fresh_topic("bybit-trades-missing");
+    let run = load_trades(&sim, m, &topic, &range, &[]).await;
+    assert_eq!(run.code, Some(1), "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("BTCUSD2026-03-15.csv.gz")
+            && run.stderr.contains("BYBIT_ARCHIVE_URL")
+            && run.stderr.contains("no inverse trade history"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(
+        support::loader::published(&topic),
+        0,
+        "nothing before the plan failed"
+    );
+    // The day appears; the first download of one file is damaged (its md5 ETag disagrees).
+    faults.missing_days.clear();
+    sim.set_archive_faults(faults);
+    sim.corrupt_bybit_file("BTCUSD2026-03-14.csv.gz", 1);
+    let before = sim.stats().bybit.requests;
+    let run = load_trades(&sim, m, &topic, &range, &[("SOURCE", "archive")]).await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("downloading it again"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sim.stats().bybit.requests,
+        before,
+        "SOURCE=archive asks no REST"
+    );
+    assert_eq!(
+        sim.stats().bybit_archive.per_file["BTCUSD2026-03-14.csv.gz"],
+        2,
+        "downloaded again once"
+    );
+    let want = archived_trades(&sim, m.category, m.symbol, MAR_14, MAR_14 + 2 * DAY);
+    assert_eq!(read_topic(&topic).len(), want.len());
+    let (v, _) = verify_trades(&sim, m, &topic, &range);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
+
+/// SIGTERM while a day's file is being published exits 143; the next attempt resumes after the
+/// last trade it published (by millisecond and rank, which a UUID cannot give) and the range
+/// verifies exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_bybit_trades_exits_143_and_the_next_attempt_resumes_exactly() {
+    let sim = support::sim(SimConfig {
+        agg_trade_spacing_ms: 4_000,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.clock().set_now_ms(NOW);
+    let m = &MARKETS[1];
+    let (start, end) = (MAR_14, MAR_14 + 3 * DAY);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let topic = fresh_topic("bybit-trades-sigterm");
+    let mut env = job_env(&sim.base_url(), &topic, m.symbol, "api_raw_trades", &range);
+    env.extend(trade_vars(&sim, m.name));
+    // One file at a time, so the stop lands inside the range.
+    let env = with(env, &[("ARCHIVE_CONCURRENCY", "1")]);
+    let child = support::loader::spawn_loader(&env);
+    let pid = child.id().to_string();
+    support::loader::wait_until("trades are published", Duration::from_secs(180), || {
+        support::loader::published(&topic) >= 5_000
+    })
+    .await;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    let run: Run =
+        tokio::task::spawn_blocking(move || child.wait_with_output().expect("exits").into())
+            .await
+            .unwrap();
+    let want = archived_trades(&sim, m.category, m.symbol, start, end);
+    let first = support::loader::published(&topic);
+    if run.code == Some(0) {
+        // The whole range was out before the signal landed: nothing to resume, still exact.
+        assert_eq!(first, want.len());
+    } else {
+        assert_eq!(run.code, Some(143), "{}", run.stderr);
+        assert!(first < want.len(), "stopped before the end: {first}");
+        let run = run_loader_async(env, vec![]).await;
+        run.assert_ok();
+        assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+    }
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), want.len());
+    for ((_, r), (ordinal, _)) in records.iter().zip(&want) {
+        assert_eq!(r["_key"], format!("bybit_linear_BTCUSDT_trade_{ordinal}"));
+    }
+    let (v, _) = verify_trades(&sim, m, &topic, &range);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
 }

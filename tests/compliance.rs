@@ -100,6 +100,7 @@ fn market_vars(sim: &SimServer, v: Venue, m: Market) -> Vec<(&'static str, Strin
             ("EXCHANGE", "bybit".into()),
             ("MARKET", v.market_name(m).into()),
             ("BYBIT_API_URL", sim.bybit_url()),
+            ("BYBIT_ARCHIVE_URL", sim.bybit_archive_url()),
         ];
     }
     let mut vars = vec![

@@ -101,7 +101,7 @@ impl BybitCategory {
         }
     }
 
-    fn market(self, symbol: &str) -> Option<Market> {
+    pub(crate) fn market(self, symbol: &str) -> Option<Market> {
         let (base, quote, contract) = self.parse_symbol(symbol)?;
         Some(Market::build(
             mix(symbol_seed(symbol) ^ self.salt()),

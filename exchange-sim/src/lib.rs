@@ -167,6 +167,7 @@ use std::time::Duration;
 mod api;
 mod archive;
 pub mod bybit;
+pub mod bybit_archive;
 mod clock;
 pub mod data;
 mod fmt;
@@ -532,6 +533,8 @@ pub struct SimStats {
     pub per_market: BTreeMap<String, MarketStats>,
     /// Bybit's REST API (`/bybit/…`): counted apart, under its own IP limit.
     pub bybit: crate::bybit::BybitStats,
+    /// Bybit's archive (`/bybit-archive/…`).
+    pub bybit_archive: crate::bybit_archive::BybitArchiveStats,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

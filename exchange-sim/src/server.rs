@@ -87,6 +87,8 @@ struct Shared {
     archive: Archive,
     /// Bybit's REST API under `/bybit`.
     bybit: crate::bybit::BybitVenue,
+    /// Bybit's archive of trades under `/bybit-archive`.
+    bybit_archive: crate::bybit_archive::BybitArchive,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
     clock: SimClock,
@@ -190,6 +192,7 @@ impl SimServer {
             fws,
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
             bybit: Default::default(),
+            bybit_archive: Default::default(),
             rest_at_once: Arc::default(),
             clock,
         });
@@ -225,6 +228,18 @@ impl SimServer {
     /// `https://api.bybit.com`; see [`crate::bybit`].
     pub fn bybit_url(&self) -> String {
         format!("http://{}/bybit", self.addr)
+    }
+
+    /// `http://IP:PORT/bybit-archive`: Bybit's archive of trades, Bybit's
+    /// `https://public.bybit.com`; see [`crate::bybit_archive`].
+    pub fn bybit_archive_url(&self) -> String {
+        format!("http://{}/bybit-archive", self.addr)
+    }
+
+    /// Damages the next `downloads` downloads of the Bybit archive file named `name` (e.g.
+    /// `BTCUSDT2024-01-02.csv.gz`); its ETag stays the true file's.
+    pub fn corrupt_bybit_file(&self, name: &str, downloads: u32) {
+        self.shared.bybit_archive.corrupt(name, downloads);
     }
 
     /// `http://IP:PORT/usdm`: the USD-M futures REST base (append `/fapi/v1/klines`,
@@ -382,6 +397,7 @@ fn snapshot(shared: &Shared) -> SimStats {
     shared.fws.fill_stats(&mut stats);
     shared.archive.fill_stats(&mut stats);
     stats.bybit = shared.bybit.stats();
+    stats.bybit_archive = shared.bybit_archive.stats();
     stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
@@ -509,6 +525,38 @@ async fn handle(
     if let Some(sim) = path.strip_prefix("/sim/") {
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
+    }
+    if let Some(rest) = path.strip_prefix("/bybit-archive/") {
+        let data = shared.lock().data.clone();
+        let missing_days = shared.archive.faults().missing_days;
+        let head = req.method() == hyper::Method::HEAD;
+        // Generating a day's file is seconds of CPU: off the runtime, so streams keep flowing.
+        let (worker, rest, now) = (shared.clone(), rest.to_string(), shared.clock.now_ms());
+        let answer = tokio::task::spawn_blocking(move || {
+            worker
+                .bybit_archive
+                .handle(&rest, head, &data, now, &missing_days)
+        })
+        .await
+        .map_err(|_| DropConnection)?;
+        let body = if head {
+            Bytes::new()
+        } else {
+            Bytes::from(answer.body.as_ref().clone())
+        };
+        let mut resp = Response::new(Either::Left(Full::new(body)));
+        *resp.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let Some(etag) = answer.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+            resp.headers_mut().insert(hyper::header::ETAG, etag);
+        }
+        if head && answer.status == 200 {
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_LENGTH,
+                HeaderValue::from(answer.length),
+            );
+        }
+        return Ok(resp);
     }
     if let Some(rest) = path.strip_prefix("/bybit").filter(|r| r.starts_with('/')) {
         let data = shared.lock().data.clone();

@@ -248,6 +248,15 @@ pub struct JobArgs {
     )]
     pub archive_url: String,
 
+    /// Base URL of Bybit's archive of trades (daily .csv.gz files; EXCHANGE=bybit)
+    #[arg(
+        long,
+        env = "BYBIT_ARCHIVE_URL",
+        default_value = crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+        value_name = "URL"
+    )]
+    pub bybit_archive_url: String,
+
     /// Archive files on disk at a time for the whole job, however many symbols (each is kept until published)
     #[arg(
         long,
@@ -602,6 +611,14 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub bybit_api_url: String,
+    /// Base URL of Bybit's archive of trades, the list Bybit's trades are checked against
+    #[arg(
+        long,
+        env = "BYBIT_ARCHIVE_URL",
+        default_value = crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+        value_name = "URL"
+    )]
+    pub bybit_archive_url: String,
     /// USDⓈ-M futures REST base URL, for gaps in usdm records
     #[arg(
         long,

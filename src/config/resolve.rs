@@ -404,6 +404,25 @@ impl VerifyArgs {
         })
     }
 
+    /// Where verify reads Bybit's archive of trades (downloads in the system's temporary
+    /// directory, two at a time, each deleted once listed).
+    pub fn bybit_archive(&self) -> Result<ArchiveConfig> {
+        Ok(ArchiveConfig {
+            url: http_url(
+                "BYBIT_ARCHIVE_URL",
+                &self.bybit_archive_url,
+                crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+                self.access.allow_insecure_urls,
+            )?,
+            url_var: "BYBIT_ARCHIVE_URL",
+            dir: std::env::temp_dir(),
+            timeout: Duration::from_secs(30),
+            max_retries: 2,
+            attempts: 2,
+            concurrency: 2,
+        })
+    }
+
     /// How verify asks Binance about gaps in `market`'s records: a small share of the budget,
     /// few retries.
     pub fn binance_config(&self, market: Market) -> Result<BinanceConfig> {
@@ -606,10 +625,8 @@ impl JobArgs {
             }
         }
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
-        if venue == Venue::Bybit && source == SourceMode::Archive {
-            return Err(LoaderError::config(
-                "SOURCE=archive: Bybit publishes no archive of candles, funding rates or open interest; use SOURCE=auto or rest",
-            ));
+        if venue == Venue::Bybit {
+            crate::venue::bybit::serves_from(data_type, source).map_err(LoaderError::config)?;
         }
         let bybit_api_url = http_url(
             "BYBIT_API_URL",
@@ -618,7 +635,8 @@ impl JobArgs {
             self.access.allow_insecure_urls,
         )?;
         let api_key = non_empty(&self.access.binance_api_key).map(Secret::new);
-        let reads_raw_trades = data_type == DataType::History(crate::registry::HistoryType::Trades);
+        let reads_raw_trades = venue == Venue::Binance
+            && data_type == DataType::History(crate::registry::HistoryType::Trades);
         if reads_raw_trades
             && source != SourceMode::Archive
             && api_key.is_none()
@@ -631,10 +649,22 @@ impl JobArgs {
                 data_type.name()
             )));
         }
+        let (archive_var, archive_value, archive_example) = match venue {
+            Venue::Binance => (
+                "ARCHIVE_URL",
+                &self.archive_url,
+                "https://data.binance.vision",
+            ),
+            Venue::Bybit => (
+                "BYBIT_ARCHIVE_URL",
+                &self.bybit_archive_url,
+                crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+            ),
+        };
         let archive_url = http_url(
-            "ARCHIVE_URL",
-            &self.archive_url,
-            "https://data.binance.vision",
+            archive_var,
+            archive_value,
+            archive_example,
             self.access.allow_insecure_urls,
         )?;
         if !(1..=64).contains(&self.archive_concurrency) {
@@ -695,6 +725,7 @@ impl JobArgs {
             source,
             archive: ArchiveConfig {
                 url: archive_url,
+                url_var: archive_var,
                 dir: archive_dir,
                 timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?.max(std::time::Duration::from_secs(30)),
                 max_retries: self.max_retries,

@@ -83,7 +83,7 @@ pub async fn load(
     }
     out.summary.fallbacks = fallbacks;
 
-    let mut cursor = Cursor::new(kind.kind(), range);
+    let mut cursor = Cursor::for_sequence(kind.kind().sequence_at(ctx.venue), range);
     cursor.last = ctx.resume.map(|p| p.ordinal);
     cursor.last_time = ctx.resume.map(|p| p.timestamp);
     let mut prefetched: VecDeque<Option<Prefetch>> = VecDeque::new();
@@ -173,13 +173,13 @@ pub async fn load(
 }
 
 fn start_download(ctx: &HistoryContext, step: &Step, slot: Option<FileSlot>) -> Option<Prefetch> {
-    let Step::Archive { file, checksum, .. } = step else {
+    let Step::Archive { file, expected, .. } = step else {
         return None;
     };
     let (archive, slot) = (ctx.archive.clone()?, slot?);
-    let (file, checksum) = (file.clone(), checksum.clone());
+    let (file, expected) = (file.clone(), expected.clone());
     Some(Prefetch(tokio::spawn(async move {
-        archive.download(slot, &file, &checksum).await
+        archive.download(slot, &file, &expected).await
     })))
 }
 

@@ -3,14 +3,15 @@
 //! - `auto`: every whole month that has a monthly file comes from it, every remaining whole day
 //!   from its daily file, and the rest (partial days at the edges, today, days the archive does
 //!   not have, yet or at all) from REST. Whether the archive has a file is the archive's answer:
-//!   a 404 for its `.CHECKSUM` means not there, whatever the date.
+//!   a 404 for its `.CHECKSUM` (or for the file, where the venue publishes no checksums) means
+//!   not there, whatever the date.
 //! - `archive`: the same files, and the partial days at the edges from their (filtered) daily
 //!   files; never REST: a missing file is an error.
 //! - `rest`: the REST API only.
 
 use futures::{stream, StreamExt};
 
-use crate::archive::{ArchiveClient, ArchiveError, ArchiveFile, ArchiveLayout, Period};
+use crate::archive::{ArchiveClient, ArchiveError, ArchiveFile, ArchiveLayout, Expected, Period};
 use crate::error::{LoaderError, Result};
 use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
@@ -25,7 +26,8 @@ pub enum Step {
     /// range's edges with `SOURCE=archive`).
     Archive {
         file: ArchiveFile,
-        checksum: String,
+        /// What the download must match.
+        expected: Expected,
         span: TimeRange,
     },
 }
@@ -90,14 +92,14 @@ fn days_of(month: Period) -> impl Iterator<Item = Piece> {
 
 /// What the archive says about one file.
 enum Probed {
-    Found(String),
+    Found(Expected),
     Missing,
     /// The archive could not be asked (auto falls back to REST, saying why).
     Failed(ArchiveError),
 }
 
 async fn probe(archive: &ArchiveClient, file: &ArchiveFile) -> Probed {
-    match archive.checksum(file).await {
+    match archive.expected(file).await {
         Ok(Some(sum)) => Probed::Found(sum),
         Ok(None) => Probed::Missing,
         Err(e) => Probed::Failed(e),
@@ -134,11 +136,11 @@ pub async fn plan(
     let too_old = |mode: &str| -> Option<LoaderError> {
         let from = rest_from.filter(|f| f.excludes(range))?;
         Some(LoaderError::config(format!(
-            "TIME_RANGE starts at {} but {} (since {}), and {mode}; use SOURCE=auto or archive \
+            "TIME_RANGE starts at {} but {}{}, and {mode}; use SOURCE=auto or archive \
              (the archive's daily and monthly files hold older data), or a later start",
             crate::time_range::fmt_ms(range.start_ms),
             from.why,
-            crate::time_range::fmt_ms(from.ms),
+            from.since(),
         )))
     };
     let (archive, layout) =
@@ -169,12 +171,13 @@ pub async fn plan(
         Some(f) if !archive_only => f.error(
             span,
             &format!(
-                "{} is not in the archive at ARCHIVE_URL {}",
+                "{} is not in the archive at {} {}",
                 file.name,
+                archive.url_var(),
                 archive.base_url()
             ),
         ),
-        _ => missing(file, archive),
+        _ => missing(file, archive, layout),
     };
     let failed = |span: TimeRange, e: ArchiveError| match rest_from {
         Some(f) if !archive_only && !matches!(e, ArchiveError::Cancelled) => {
@@ -191,8 +194,8 @@ pub async fn plan(
         return Ok(vec![Step::Rest(range)]);
     }
     let concurrency = archive.probes_at_once();
-    let mut pieces = pieces(range, layout.daily);
-    if !layout.monthly {
+    let mut pieces = pieces(range, layout.has_daily());
+    if !layout.has_monthly() {
         // Daily files only (futures metrics): every whole month is its days.
         pieces = pieces
             .into_iter()
@@ -213,7 +216,7 @@ pub async fn plan(
         .collect();
     let mut month_files = probe_all(archive, months, concurrency).await.into_iter();
     let mut expanded = Vec::with_capacity(pieces.len());
-    let mut resolved: Vec<(Piece, Option<(ArchiveFile, String)>)> = Vec::new();
+    let mut resolved: Vec<(Piece, Option<(ArchiveFile, Expected)>)> = Vec::new();
     for piece in pieces.drain(..) {
         match piece {
             Piece::WholeMonth(m) => {
@@ -221,7 +224,7 @@ pub async fn plan(
                 let strict = strict_for(m.span());
                 match probed {
                     Probed::Found(sum) => expanded.push((piece, Some((file, sum)))),
-                    Probed::Missing if layout.daily => {
+                    Probed::Missing if layout.has_daily() => {
                         expanded.extend(days_of(m).map(|d| (d, None)))
                     }
                     Probed::Missing if strict => return Err(not_there(m.span(), &file)),
@@ -286,9 +289,9 @@ pub async fn plan(
             Piece::Partial(_, r) => r,
         };
         match found {
-            Some((file, checksum)) => steps.push(Step::Archive {
+            Some((file, expected)) => steps.push(Step::Archive {
                 file,
-                checksum,
+                expected,
                 span,
             }),
             None => match steps.last_mut() {
@@ -320,11 +323,13 @@ fn note_unreachable(fallbacks: &mut Vec<String>, e: &ArchiveError) {
     }
 }
 
-fn missing(file: &ArchiveFile, archive: &ArchiveClient) -> LoaderError {
+fn missing(file: &ArchiveFile, archive: &ArchiveClient, layout: &ArchiveLayout) -> LoaderError {
     LoaderError::Archive(format!(
-        "SOURCE=archive: {} is not in the archive at ARCHIVE_URL {} (HTTP 404; Binance publishes daily files some hours after the day ends, monthly files early in the next month); use SOURCE=auto to load what the archive lacks over REST",
+        "SOURCE=archive: {} is not in the archive at {} {} (HTTP 404; {}); use SOURCE=auto to load what the archive lacks over REST",
         file.name,
-        archive.base_url()
+        archive.url_var(),
+        archive.base_url(),
+        layout.schedule,
     ))
 }
 

@@ -191,6 +191,20 @@ impl RestFrom {
         }
     }
 
+    /// REST serves none of the type's history (`why` says so): every span must come from the
+    /// archive.
+    pub fn none(why: String) -> RestFrom {
+        RestFrom { ms: i64::MAX, why }
+    }
+
+    /// ` (since <time>)`, or nothing where REST serves no history.
+    pub fn since(&self) -> String {
+        match self.ms {
+            i64::MAX => String::new(),
+            ms => format!(" (since {})", crate::time_range::fmt_ms(ms)),
+        }
+    }
+
     /// Whether `span` starts before what REST serves.
     pub fn excludes(&self, span: TimeRange) -> bool {
         span.start_ms < self.ms
@@ -199,12 +213,12 @@ impl RestFrom {
     /// The error for a span that only the archive could serve and did not.
     pub fn error(&self, span: TimeRange, archive_said: &str) -> LoaderError {
         LoaderError::Archive(format!(
-            "{} to {} cannot be loaded: {archive_said}, and {} (since {}); the archive is the \
-             only source of older data",
+            "{} to {} cannot be loaded: {archive_said}, and {}{}; the archive is the only \
+             source of older data",
             crate::time_range::fmt_ms(span.start_ms),
             crate::time_range::fmt_ms(span.end_ms),
             self.why,
-            crate::time_range::fmt_ms(self.ms),
+            self.since(),
         ))
     }
 }
@@ -358,6 +372,8 @@ pub struct Cursor {
     pub gaps: Vec<(u64, u64)>,
     /// Rows dropped because they were already admitted (duplicates in a file, seams).
     pub duplicates: u64,
+    /// The time of the last row offered to [`rank`](Self::rank), and how many had it.
+    ranked: Option<(i64, u32)>,
 }
 
 /// Records missing between two that were offered one after the other.
@@ -384,13 +400,20 @@ impl Hole {
 
 impl Cursor {
     pub fn new(kind: RecordKind, range: TimeRange) -> Self {
+        Self::for_sequence(kind.sequence(), range)
+    }
+
+    /// A cursor for records ordered as `sequence` says (a kind's at one venue:
+    /// [`RecordKind::sequence_at`]).
+    pub fn for_sequence(sequence: crate::registry::Sequence, range: TimeRange) -> Self {
         Cursor {
             range,
-            ids: matches!(kind.sequence(), crate::registry::Sequence::Ids),
-            grid: match kind.sequence() {
+            ids: matches!(sequence, crate::registry::Sequence::Ids),
+            grid: match sequence {
                 crate::registry::Sequence::TimeGrid(iv) => Some(iv),
                 _ => None,
             },
+            ranked: None,
             last: None,
             last_time: None,
             hold_holes: false,
@@ -435,6 +458,18 @@ impl Cursor {
         self.last = Some(ordinal);
         self.last_time = Some(time);
         true
+    }
+
+    /// The rank of a row at `time` among the rows offered with the same time before it, for
+    /// [`time_rank`](crate::registry::time_rank) ordinals: every row of a file is offered once,
+    /// in the venue's order, whether or not it is then admitted.
+    pub fn rank(&mut self, time: i64) -> u32 {
+        let rank = match self.ranked {
+            Some((t, n)) if t == time => n,
+            _ => 0,
+        };
+        self.ranked = Some((time, rank + 1));
+        rank
     }
 
     /// Takes the hole found, if any.
@@ -614,5 +649,34 @@ mod tests {
         assert!(!k.admit(240_000, 240_000));
         assert_eq!(k.take_hole().map(|h| h.span().start_ms), Some(60_000));
         assert!(k.gaps.is_empty());
+    }
+
+    #[test]
+    fn ranks_count_the_rows_offered_at_one_time_whether_or_not_admitted() {
+        let range = TimeRange {
+            start_ms: 10,
+            end_ms: 100,
+        };
+        let mut c = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
+        c.last = Some(crate::registry::time_rank::ordinal(20, 1).unwrap());
+        let mut offered = Vec::new();
+        for t in [5, 20, 20, 20, 30, 30] {
+            let rank = c.rank(t);
+            let ordinal = crate::registry::time_rank::ordinal(t, rank).unwrap();
+            offered.push((rank, c.admit(t, ordinal)));
+        }
+        // Before the range; two already published (resumed after rank 1 at 20); then new.
+        assert_eq!(
+            offered,
+            [
+                (0, false),
+                (0, false),
+                (1, false),
+                (2, true),
+                (0, true),
+                (1, true)
+            ]
+        );
+        assert!(c.gaps.is_empty(), "ranked kinds have no id gaps");
     }
 }

@@ -1,13 +1,15 @@
-//! Bybit (`EXCHANGE=bybit`): its v5 REST API for spot, linear and inverse contracts. Its rules
-//! live in [`rules`], the client that keeps to them in [`rest`], and what it serves of each
-//! history type in [`klines`]. A session ([`BybitSession`]) is what the job and `verify` take
-//! through the seam.
+//! Bybit (`EXCHANGE=bybit`): its v5 REST API for spot, linear and inverse contracts, and its
+//! archive of trades (`BYBIT_ARCHIVE_URL`). Its rules live in [`rules`], the client that keeps
+//! to them in [`rest`], and what it serves of each history type in [`klines`], [`funding`],
+//! [`open_interest`] and [`trades`]. A session ([`BybitSession`]) is what the job and `verify`
+//! take through the seam.
 
 pub mod funding;
 pub mod klines;
 pub mod open_interest;
 pub mod rest;
 pub mod rules;
+pub mod trades;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +17,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::ArchiveClient;
 use crate::error::LoaderError;
 use crate::market::{Market, Venue};
 use crate::record::RecordBatch;
 use crate::registry::Origin;
 use crate::registry::{DataType, FuturesSeries, HistoryType};
+use crate::source_mode::SourceMode;
 use crate::venue::history::{Emitter, History, HistoryContext, VenueClock};
 use crate::venue::requests::{RequestBudget, RestStats};
 use futures::StreamExt;
@@ -41,10 +45,17 @@ pub struct BybitConfig {
 }
 
 /// Whether Bybit serves `data_type` on `market` through this loader; `Err` says what it does
-/// serve. Candles over REST, every interval Bybit has, on every market; funding rates on the
-/// linear and inverse markets.
+/// serve. Candles over REST, every interval Bybit has, on every market; trades from the
+/// archive on every market; funding rates and open interest on the linear and inverse
+/// markets.
 pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
     match data_type {
+        DataType::History(HistoryType::Trades) => Ok(()),
+        DataType::History(HistoryType::AggTrades) => Err(format!(
+            "TYPE {}: Bybit publishes no aggregate trades; its trades, one record each, are \
+             TYPE=api_raw_trades",
+            data_type.name()
+        )),
         DataType::History(HistoryType::FundingRate) if market == Market::Spot => Err(format!(
             "TYPE {} is not offered on Bybit's spot market: use MARKET=linear or inverse",
             data_type.name()
@@ -80,9 +91,42 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
         },
         other => Err(format!(
             "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>), \
-             funding rates (api_funding_rate) and open interest (api_open_interest_<period>)",
+             trades (api_raw_trades), funding rates (api_funding_rate) and open interest \
+             (api_open_interest_<period>)",
             other.name()
         )),
+    }
+}
+
+/// Whether `source` can load `data_type` from Bybit: trades come from its archive alone (REST
+/// answers the latest ones only), everything else from REST alone (Bybit archives none of it).
+pub fn serves_from(data_type: DataType, source: SourceMode) -> Result<(), String> {
+    let trades = data_type == DataType::History(HistoryType::Trades);
+    match source {
+        SourceMode::Rest if trades => Err(format!(
+            "SOURCE=rest: Bybit's REST serves no trade history ({}); use SOURCE=auto or \
+             archive (its archive at BYBIT_ARCHIVE_URL holds every day's trades)",
+            rules::RECENT_TRADES_ONLY
+        )),
+        SourceMode::Archive if !trades => Err(
+            "SOURCE=archive: Bybit publishes no archive of candles, funding rates or open \
+             interest; use SOURCE=auto or rest"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The history of `t` from Bybit's archive alone, without a REST session (`SOURCE=archive`):
+/// `None` for a type Bybit does not archive.
+pub fn archive_history(
+    t: HistoryType,
+    market: Market,
+    archive: Option<Arc<ArchiveClient>>,
+) -> Option<Arc<dyn History>> {
+    match t {
+        HistoryType::Trades => Some(Arc::new(trades::BybitTrades { market, archive })),
+        _ => None,
     }
 }
 
@@ -94,6 +138,8 @@ pub struct BybitSession {
     /// Pages in flight for the whole job (`FETCH_CONCURRENCY`).
     pages: Arc<tokio::sync::Semaphore>,
     kline_page_limit: u32,
+    /// The archive of trades (`BYBIT_ARCHIVE_URL`), where the job or `verify` reads it.
+    archive: Option<Arc<ArchiveClient>>,
 }
 
 impl BybitSession {
@@ -135,7 +181,24 @@ impl BybitSession {
             clock_offset_ms,
             pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
             kline_page_limit: cfg.kline_page_limit,
+            archive: None,
         })
+    }
+
+    /// The session reading Bybit's archive of trades at `cfg` (`verify`'s list of a range).
+    pub fn reading_archive(
+        self,
+        cfg: crate::archive::ArchiveConfig,
+        cancel: CancellationToken,
+    ) -> Result<BybitSession, LoaderError> {
+        let archive = ArchiveClient::new(cfg, cancel).map_err(LoaderError::config)?;
+        Ok(self.with_archive(Some(Arc::new(archive))))
+    }
+
+    /// The session with Bybit's archive of trades.
+    pub fn with_archive(mut self, archive: Option<Arc<ArchiveClient>>) -> BybitSession {
+        self.archive = archive;
+        self
     }
 
     /// The category of the session's market.
@@ -192,6 +255,7 @@ impl crate::venue::Session for BybitSession {
         // What Bybit serves is said once, in `serves`.
         serves(DataType::History(t), self.market).ok()?;
         match t {
+            HistoryType::Trades => archive_history(t, self.market, self.archive.clone()),
             HistoryType::Candles(interval) => Some(Arc::new(klines::BybitKlines {
                 interval,
                 session: self,

@@ -120,6 +120,48 @@ pub fn kline_interval(interval: Interval) -> Option<&'static str> {
 /// The intervals [`kline_interval`] knows, for messages.
 pub const KLINE_INTERVALS: &str = "1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 1w, 1M";
 
+/// `BYBIT_ARCHIVE_URL`'s default: the host of Bybit's trade files, linked from the
+/// recent-trade page ("Get Recent Public Trades": history at
+/// bybit.com/en/derivative-activity/history-data).
+pub const DEFAULT_ARCHIVE_URL: &str = "https://public.bybit.com";
+
+/// A day's trades of `symbol` on `market`, under the archive's base. Bybit documents neither
+/// the layout nor the columns; both are what independent downloaders read in 2026
+/// (`shared/notes/venues.md`), and the simulator serves the same:
+/// - derivatives `trading/SYM/SYMYYYY-MM-DD.csv.gz`: `timestamp` (seconds with a fraction),
+///   `symbol`, `side` (`Buy`/`Sell`, the taker's), `size`, `price`, `tickDirection`,
+///   `trdMatchID` (a UUID), `grossValue`, `homeNotional`, `foreignNotional` (newer files add
+///   `RPI`);
+/// - spot `spot/SYM/SYM_YYYY-MM-DD.csv.gz`: `id`, `timestamp` (ms), `price`, `volume`, `side`
+///   (`buy`/`sell`; newer files add `rpi`).
+///
+/// Every file has a header; some older derivatives files run newest first. No checksum is
+/// published: a file's size and ETag are all there is, besides gzip's own CRC.
+pub fn trade_file(market: Market, symbol: &str) -> String {
+    match market {
+        Market::Spot => format!("spot/{symbol}/{symbol}_%Y-%m-%d.csv.gz"),
+        Market::UsdM | Market::CoinM => format!("trading/{symbol}/{symbol}%Y-%m-%d.csv.gz"),
+    }
+}
+
+/// The time column of a trade file (0-based): `timestamp`.
+pub fn trade_time_column(market: Market) -> usize {
+    match market {
+        Market::Spot => 1,
+        Market::UsdM | Market::CoinM => 0,
+    }
+}
+
+/// When Bybit's files appear, for the error about one that is not there (third-party: a day's
+/// file within a day of its end).
+pub const ARCHIVE_SCHEDULE: &str = "Bybit publishes a day's trades after the day ends";
+
+/// "Get Recent Public Trades" (`/v5/market/recent-trade`) answers the latest trades only
+/// (spot 60, derivatives 1000) and takes no time bounds: older trades exist only in the
+/// archive.
+pub const RECENT_TRADES_ONLY: &str =
+    "recent-trade answers the latest trades only, and takes no time bounds";
+
 #[cfg(test)]
 mod tests {
     use super::*;

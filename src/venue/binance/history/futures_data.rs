@@ -137,12 +137,14 @@ impl History for FuturesDataHistory {
     }
 
     fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
-        (self.series == FuturesSeries::OpenInterest).then(|| ArchiveLayout {
-            market: market.archive_root(),
-            dir: format!("metrics/{symbol}"),
-            stem: format!("{symbol}-metrics"),
-            daily: true,
-            monthly: false,
+        (self.series == FuturesSeries::OpenInterest).then(|| {
+            super::archive_layout(
+                market,
+                &format!("metrics/{symbol}"),
+                &format!("{symbol}-metrics"),
+                true,
+                false,
+            )
         })
     }
 

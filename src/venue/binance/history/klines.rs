@@ -149,14 +149,14 @@ impl History for KlineHistory {
             Some(PriceSeries::Index) => ("indexPriceKlines", market.pair_of(symbol)),
             Some(s) => (s.endpoint_name(), symbol),
         };
-        Some(ArchiveLayout {
-            market: market.archive_root(),
-            dir: format!("{dir}/{name}/{iv}"),
-            stem: format!("{name}-{iv}"),
+        Some(super::archive_layout(
+            market,
+            &format!("{dir}/{name}/{iv}"),
+            &format!("{name}-{iv}"),
             // Daily kline files exist up to 1d; 3d, 1w and 1mo only monthly.
-            daily: self.interval.fixed_ms().is_some_and(|ms| ms <= 86_400_000),
-            monthly: true,
-        })
+            self.interval.fixed_ms().is_some_and(|ms| ms <= 86_400_000),
+            true,
+        ))
     }
 
     fn push_csv_row(

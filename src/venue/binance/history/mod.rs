@@ -62,3 +62,29 @@ impl Rest {
         self.0.is_some()
     }
 }
+
+/// When data.binance.vision publishes its files, for the error about one that is not there.
+const SCHEDULE: &str = "Binance publishes daily files some hours after the day ends, monthly \
+                        files early in the next month";
+
+/// Where data.binance.vision keeps a type of `market`: `<root>/{daily,monthly}/<dir>/<stem>-<date>.zip`,
+/// each with a sha256 `.CHECKSUM` beside it, rows oldest first.
+pub(super) fn archive_layout(
+    market: crate::market::Market,
+    dir: &str,
+    stem: &str,
+    daily: bool,
+    monthly: bool,
+) -> crate::archive::ArchiveLayout {
+    use crate::archive::{ArchiveLayout, FileFormat, Integrity, RowOrder};
+    let root = market.archive_root();
+    let path = |freq: &str, date: &str| format!("{root}/{freq}/{dir}/{stem}-{date}.zip");
+    ArchiveLayout {
+        daily: daily.then(|| path("daily", "%Y-%m-%d")),
+        monthly: monthly.then(|| path("monthly", "%Y-%m")),
+        format: FileFormat::ZippedCsv,
+        integrity: Integrity::ChecksumFile,
+        order: RowOrder::Ascending,
+        schedule: SCHEDULE,
+    }
+}

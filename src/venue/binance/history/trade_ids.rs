@@ -96,13 +96,13 @@ impl<T: TradeType> History for TradeHistory<T> {
     }
 
     fn archive_layout(&self, market: Market, symbol: &str) -> Option<ArchiveLayout> {
-        Some(ArchiveLayout {
-            market: market.archive_root(),
-            dir: format!("{}/{symbol}", T::ARCHIVE_NAME),
-            stem: format!("{symbol}-{}", T::ARCHIVE_NAME),
-            daily: true,
-            monthly: true,
-        })
+        Some(super::archive_layout(
+            market,
+            &format!("{}/{symbol}", T::ARCHIVE_NAME),
+            &format!("{symbol}-{}", T::ARCHIVE_NAME),
+            true,
+            true,
+        ))
     }
 
     fn push_csv_row(
