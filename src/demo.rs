@@ -105,18 +105,21 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         return Err(LoaderError::config("--days must be at least 1"));
     }
     let source: SourceMode = args.source.parse().map_err(LoaderError::config)?;
-    if venue == Venue::Bybit && source == SourceMode::Archive {
-        return Err(LoaderError::config(
-            "--source archive: Bybit publishes no archive of candles, funding rates or open interest; use auto or rest",
-        ));
+    if venue == Venue::Bybit {
+        crate::venue::bybit::serves_from(data_type, source)
+            .map_err(|e| LoaderError::config(e.replace("SOURCE=", "--source ")))?;
     }
+    // Bybit's trades come from its archive alone, whatever the source.
+    let archive_only = source == SourceMode::Archive
+        || (venue == Venue::Bybit
+            && data_type == DataType::History(crate::registry::HistoryType::Trades));
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
     // Otherwise at now, or for candles at the last candle boundary at least 2 s ago, so the
     // last candle of the range has closed and settled before the load asks for it (a range
     // ending inside an open candle would leave verify a candle the loader could not have yet).
-    let end = if source == SourceMode::Archive {
+    let end = if archive_only {
         today
     } else {
         match data_type.interval() {
@@ -183,8 +186,14 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         topic: topic.clone(),
         source,
         archive: ArchiveConfig {
-            url: sim.base_url(),
-            url_var: "ARCHIVE_URL",
+            url: match venue {
+                Venue::Binance => sim.base_url(),
+                Venue::Bybit => sim.bybit_archive_url(),
+            },
+            url_var: match venue {
+                Venue::Binance => "ARCHIVE_URL",
+                Venue::Bybit => "BYBIT_ARCHIVE_URL",
+            },
             dir: std::env::temp_dir(),
             timeout: Duration::from_secs(30),
             max_retries: 8,
