@@ -34,8 +34,8 @@ use loader_producer::config::KafkaArgs;
 use loader_producer::identity::{JobId, JobIdentityParts};
 use loader_producer::kafka;
 use loader_producer::market::{Market, Venue};
-use loader_producer::record::{RawAggTrade, RawKline, RecordBatch};
-use loader_producer::registry::{DataType, HistoryType};
+use loader_producer::record::{RankedTrade, RawAggTrade, RawKline, RecordBatch, TradeId};
+use loader_producer::registry::{time_rank, DataType, HistoryType};
 use loader_producer::sink::{producer_config, DeliveryContext};
 use loader_producer::time_range::TimeRange;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -55,9 +55,12 @@ struct Args {
     /// Symbol whose records are generated
     #[arg(long, env = "SYMBOL", default_value = "BTCUSDT")]
     symbol: String,
-    /// api_candles_<interval> or api_trades
+    /// api_candles_<interval> or api_trades; with --exchange bybit, api_raw_trades
     #[arg(long = "type", env = "TYPE", default_value = "api_candles_1m")]
     data_type: String,
+    /// binance, or bybit (its linear market's trades, as its archive has them)
+    #[arg(long, env = "EXCHANGE", default_value = "binance")]
+    exchange: String,
     /// Half-open UTC range START:END of the generated records
     #[arg(long, env = "TIME_RANGE")]
     time_range: String,
@@ -90,8 +93,54 @@ fn generate(
         data::DEFAULT_LISTED_AT_MS,
         Vec::new(),
     );
-    match data_type {
-        DataType::History(HistoryType::Candles(interval)) => {
+    let venue: Venue = args.exchange.parse()?;
+    match (venue, data_type) {
+        (Venue::Bybit, DataType::History(HistoryType::Trades)) => {
+            // Bybit's linear trades, day by day, keyed by time rank as the loader keys them.
+            let category = exchange_sim::bybit::BybitCategory::Linear;
+            let mut day = range.start_ms.div_euclid(86_400_000) * 86_400_000;
+            let mut rows = Vec::new();
+            while day < range.end_ms {
+                let mut last: Option<(i64, u32)> = None;
+                for t in exchange_sim::bybit_archive::trades(&gen, category, &symbol, day)
+                    .ok_or("the simulator's Bybit linear market does not list the symbol")?
+                {
+                    let rank = match last {
+                        Some((ms, r)) if ms == t.time_ms => r + 1,
+                        _ => 0,
+                    };
+                    last = Some((t.time_ms, rank));
+                    if (range.start_ms..range.end_ms).contains(&t.time_ms) {
+                        rows.push((time_rank::ordinal(t.time_ms, rank).ok_or("rank")?, t));
+                    }
+                }
+                day += 86_400_000;
+            }
+            for chunk in rows.chunks(page) {
+                let mut batch =
+                    RecordBatch::new(Venue::Bybit, Market::UsdM, symbol.clone(), chunk.len());
+                for (ordinal, t) in chunk {
+                    batch
+                        .push_ranked_trade(&RankedTrade {
+                            ordinal: *ordinal,
+                            id: TradeId::Text(&t.id),
+                            price: &t.price,
+                            quantity: &t.size,
+                            time: t.time_ms,
+                            is_buyer_maker: t.sell,
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+                pages.push(batch);
+            }
+        }
+        (Venue::Bybit, other) => {
+            return Err(format!(
+                "the ceiling generates Bybit's api_raw_trades, not {}",
+                other.name()
+            ))
+        }
+        (_, DataType::History(HistoryType::Candles(interval))) => {
             let name = interval.to_string();
             let times = data::interval_open_times(interval, range.start_ms, range.end_ms);
             for chunk in times.chunks(page) {
@@ -118,7 +167,7 @@ fn generate(
                 pages.push(batch);
             }
         }
-        DataType::History(HistoryType::AggTrades) => {
+        (_, DataType::History(HistoryType::AggTrades)) => {
             let mut from = gen.first_id_at_or_after(&symbol, range.start_ms);
             loop {
                 let rows = gen.trades_from_id(&symbol, from, range.end_ms - 1, page);
@@ -143,7 +192,7 @@ fn generate(
                 pages.push(batch);
             }
         }
-        other => {
+        (_, other) => {
             return Err(format!(
                 "the ceiling generates api_candles_<interval> and api_trades, not {}",
                 other.name()
@@ -175,10 +224,14 @@ impl TaggedPage {
 /// freed as it goes).
 fn tag(pages: Vec<RecordBatch>, args: &Args, range: TimeRange) -> Vec<TaggedPage> {
     let symbols = [args.symbol.to_ascii_uppercase()];
+    let (exchange, market) = match args.exchange.as_str() {
+        "bybit" => ("bybit", "linear"),
+        _ => ("binance", "spot"),
+    };
     let job = JobId::new(&JobIdentityParts {
         queue_id: &args.kafka_topic,
-        exchange: "binance",
-        market: "spot",
+        exchange,
+        market,
         data_type: &args.data_type,
         range: Some((range.start_ms, range.end_ms)),
         job_uid: None,

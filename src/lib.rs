@@ -3,13 +3,14 @@
 //!
 //! Layers, bottom to top (`tests/layering.rs` keeps imports pointing down and free of cycles):
 //! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `registry`
-//!   (the data types and what identifies their records), `identity`, `source_mode`;
+//!   (the data types and what identifies their records), `schema` (the records' JSON Schemas),
+//!   `identity`, `source_mode`;
 //! - connectors: `archive` (an archive's files: downloads, checksums, CSV rows), `kafka`, `tls`
 //!   (the one TLS connector);
 //! - the seam: `venue` (`venue::history`: what a venue's history of a type does, and what the
 //!   generic layers hand it), which names no venue;
 //! - venues: `venue::binance` (REST and streams: its endpoint and stream names of each data type,
-//!   and its history types, live there);
+//!   and its history types, live there), `venue::bybit` (its REST API and its archive of trades);
 //! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
 //!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
 //! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a
@@ -36,6 +37,7 @@ mod metrics;
 pub mod record;
 pub mod registry;
 mod resume;
+pub mod schema;
 mod secret;
 pub mod sink;
 mod source;

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Some(Command::Run(args)) => run_job(&args).await,
             Some(Command::Verify(args)) => run_verify(&args).await,
             Some(Command::Demo(args)) => run_demo(&args).await,
+            Some(Command::Schema(args)) => write_schemas(&args),
         }
     });
     let code = match outcome {
@@ -99,6 +100,29 @@ async fn run_demo(_: &loader_producer::config::DemoArgs) -> Result<()> {
         "this build of loader-producer has no demo (built without the `demo` cargo feature); \
          run `cargo run --release -- demo` from the source tree",
     ))
+}
+
+/// `loader-producer schema`: every record kind's JSON Schema, printed or written to files.
+fn write_schemas(args: &loader_producer::config::SchemaArgs) -> Result<()> {
+    use loader_producer::schema;
+    let Some(out) = &args.out else {
+        println!("{}", schema::file_text(&schema::document()).trim_end());
+        return Ok(());
+    };
+    let dir = out.join(format!("v{}", schema::VERSION));
+    let failed = |e: std::io::Error| {
+        LoaderError::config(format!(
+            "--out {}: cannot write the schemas: {e}",
+            out.display()
+        ))
+    };
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    for s in schema::all() {
+        let path = dir.join(format!("{}.json", s.name));
+        std::fs::write(&path, schema::file_text(&s.schema)).map_err(failed)?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 async fn run_verify(args: &VerifyArgs) -> Result<()> {

@@ -35,7 +35,7 @@ pub mod tag {
 /// One candle as published (`_key` = `SYMBOL_INTERVAL_OPENTIME`). Venues that do not count a
 /// candle's trades or taker volumes (Bybit) leave those fields out; Binance's records have no
 /// `exchange` (they predate venues), every other venue's do.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct KlineRecord<'a> {
     pub _key: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ pub struct Candle<'a> {
 }
 
 /// One aggregate trade as published (`_key` = `SYMBOL_agg_ID`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct AggTradeRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -96,7 +96,7 @@ pub struct AggTradeRecord<'a> {
 /// One raw trade (`api_raw_trades`, `ws_trades`; `_key` = `SYMBOL_trade_ID`, or of a venue
 /// whose trade ids carry no order `<venue>_<market>_SYMBOL_trade_<time_rank>`, see
 /// [`crate::registry::time_rank`]).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TradeRecord<'a> {
     pub _key: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,7 +116,7 @@ pub struct TradeRecord<'a> {
 
 /// A trade's id as its venue gives it: a number (Binance's, Bybit's spot trades) or a string
 /// (Bybit's derivatives trades, UUIDs).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum TradeId<'a> {
     Number(u64),
@@ -137,7 +137,7 @@ pub struct RankedTrade<'a> {
 
 /// One diff-depth event (`ws_depth`; `_key` = `SYMBOL_depth_FINALUPDATEID`). Price levels are
 /// `[price, quantity]` strings as Binance sends them; quantity "0" removes the level.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DepthUpdateRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -157,7 +157,7 @@ pub struct DepthUpdateRecord<'a> {
 
 /// A local order-book snapshot (`ws_orderbook`; `_key` = `SYMBOL_book_LASTUPDATEID`), best levels
 /// first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OrderBookRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -171,7 +171,7 @@ pub struct OrderBookRecord<'a> {
 }
 
 /// Best bid and ask (`ws_bookticker`; `_key` = `SYMBOL_bookticker_UPDATEID`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BookTickerRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -188,7 +188,7 @@ pub struct BookTickerRecord<'a> {
 /// One futures mark-, index- or premium-index candle (`api_<series>_price_candles_<iv>`;
 /// `_key` = `SYMBOL_<mark|index|premium>_<interval>_<open time>`). Binance's volume columns are
 /// empty for these series, so they are not carried.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PriceKlineRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -206,7 +206,7 @@ pub struct PriceKlineRecord<'a> {
 }
 
 /// One funding-rate settlement (`api_funding_rate`; `_key` = `SYMBOL_funding_<funding time>`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct FundingRateRecord<'a> {
     pub _key: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ pub struct FundingRateRecord<'a> {
 
 /// Open interest at the end of a period (`api_open_interest_<period>`;
 /// `_key` = `SYMBOL_open_interest_<period>_<time>`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct OpenInterestRecord<'a> {
     pub _key: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,7 +242,7 @@ pub struct OpenInterestRecord<'a> {
 
 /// A long/short ratio of a period (`api_long_short_ratio_<period>` and the top-trader ones;
 /// `_key` = `SYMBOL_<global_ratio|top_account_ratio|top_position_ratio>_<period>_<time>`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LongShortRatioRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -258,7 +258,7 @@ pub struct LongShortRatioRecord<'a> {
 }
 
 /// A mark-price update (`ws_mark_price`; `_key` = `SYMBOL_markprice_<event time>`).
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct MarkPriceRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,
@@ -274,7 +274,7 @@ pub struct MarkPriceRecord<'a> {
 
 /// A liquidation order (`ws_liquidations`; `_key` = `SYMBOL_liquidation_<trade time>`): Binance
 /// pushes the latest one per symbol each second, so this is a sample, not every liquidation.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LiquidationRecord<'a> {
     pub _key: &'a str,
     pub market: &'a str,

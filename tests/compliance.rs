@@ -2,7 +2,8 @@
 //! that serves it (the registry's markets on Binance, what `venue::bybit::serves` accepts on
 //! Bybit), loads a short range from the exchange simulator (its REST API, its archive, its
 //! streams) into the broker with the default `SOURCE=auto`, and `verify`, asking the market's
-//! own endpoints, passes on the topic. The list comes from `loader_producer::registry::TYPES`:
+//! own endpoints, passes on the topic, and every record is what the JSON Schema of its kind
+//! (`loader_producer::schema`, published in `docs/schema/`) says. The list comes from `loader_producer::registry::TYPES`:
 //! a type added there, or served by a venue, is in this test without a line here, and one that
 //! cannot pass it cannot land.
 //!
@@ -266,6 +267,28 @@ async fn every_registered_type_loads_on_every_market_and_verifies() {
         let records = report["groups"][0]["records"].as_u64().unwrap_or(0);
         if records == 0 {
             failures.push(format!("{}: the topic is empty", case.label()));
+        }
+        // Every record, as published, is what its kind's JSON Schema says.
+        let messages = support::loader::read_tagged(&case.topic);
+        let kind = DataType::parse(&case.ty, None)
+            .expect("a registered type parses")
+            .record_kind();
+        let schema = loader_producer::schema::of(kind);
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        for (_, payload) in &messages {
+            let record: serde_json::Value = serde_json::from_slice(payload).expect("a JSON record");
+            let error = validator
+                .iter_errors(&record)
+                .next()
+                .map(|e| format!("{e} at {}", e.instance_path()));
+            if let Some(e) = error {
+                failures.push(format!(
+                    "{}: a record is not what schema {} says: {e}: {record}",
+                    case.label(),
+                    loader_producer::schema::family(kind),
+                ));
+                break;
+            }
         }
     }
     assert!(

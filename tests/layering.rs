@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "market",
             "record",
             "registry",
+            "schema",
             "identity",
             "source_mode",
         ],

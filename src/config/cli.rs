@@ -20,8 +20,8 @@ fn long_about() -> String {
 message, exactly once per record: history of a time range from the data.binance.vision archive and the \
 REST API within Binance's request-weight budget, or live data from WebSocket streams, on the spot \
 market or the USDⓈ-M and COIN-M futures markets (MARKET). With EXCHANGE=bybit, candles of Bybit's \
-spot, linear and inverse markets and funding rates and open interest of its contracts, from its REST \
-API within its IP limit.\n\nData types on Binance \
+spot, linear and inverse markets and funding rates and open interest of its contracts from its REST \
+API within its IP limit, and trades of every market from its archive (BYBIT_ARCHIVE_URL).\n\nData types on Binance \
 (TYPE, the markets that offer them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
         kinds.join("\n")
@@ -133,6 +133,17 @@ pub enum Command {
     Verify(Box<VerifyArgs>),
     /// Run one real job offline: in-process exchange simulator and Kafka mock cluster.
     Demo(DemoArgs),
+    /// Print the JSON Schema of every record kind (or write one file per kind with --out).
+    Schema(SchemaArgs),
+}
+
+/// `loader-producer schema`.
+#[derive(Debug, Clone, Args)]
+pub struct SchemaArgs {
+    /// Write `<DIR>/v<version>/<kind>.json` for every record kind instead of printing one
+    /// document with all of them
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// The job's settings, exactly as given.

@@ -19,7 +19,7 @@ use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
 pub use crate::venue::binance::BinanceConfig;
 pub use crate::venue::bybit::BybitConfig;
-pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, VerifyArgs};
+pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, SchemaArgs, VerifyArgs};
 pub use resolve::{check_topic_name, parse_properties, parse_symbols};
 
 /// Which share of the job this pod does.

@@ -462,14 +462,16 @@ impl Cursor {
 
     /// The rank of a row at `time` among the rows offered with the same time before it, for
     /// [`time_rank`](crate::registry::time_rank) ordinals: every row of a file is offered once,
-    /// in the venue's order, whether or not it is then admitted.
-    pub fn rank(&mut self, time: i64) -> u32 {
+    /// in the venue's order, whether or not it is then admitted. `None` for a row earlier than
+    /// the one offered before it: the rows are out of time order, and no rank would be stable.
+    pub fn rank(&mut self, time: i64) -> Option<u32> {
         let rank = match self.ranked {
+            Some((t, _)) if time < t => return None,
             Some((t, n)) if t == time => n,
             _ => 0,
         };
         self.ranked = Some((time, rank + 1));
-        rank
+        Some(rank)
     }
 
     /// Takes the hole found, if any.
@@ -661,7 +663,7 @@ mod tests {
         c.last = Some(crate::registry::time_rank::ordinal(20, 1).unwrap());
         let mut offered = Vec::new();
         for t in [5, 20, 20, 20, 30, 30] {
-            let rank = c.rank(t);
+            let rank = c.rank(t).unwrap();
             let ordinal = crate::registry::time_rank::ordinal(t, rank).unwrap();
             offered.push((rank, c.admit(t, ordinal)));
         }
@@ -678,5 +680,6 @@ mod tests {
             ]
         );
         assert!(c.gaps.is_empty(), "ranked kinds have no id gaps");
+        assert_eq!(c.rank(29), None, "a row out of time order");
     }
 }

@@ -77,7 +77,12 @@ fn admit<'r>(
     cursor: &mut Cursor,
 ) -> Result<Option<(TradeRow<'r>, i64)>> {
     let r = parse_row(market, row).map_err(LoaderError::Exchange)?;
-    let rank = cursor.rank(r.time);
+    let rank = cursor.rank(r.time).ok_or_else(|| {
+        LoaderError::Exchange(format!(
+            "a trade at {} follows a later one: the file's rows are in neither time order",
+            crate::time_range::fmt_ms(r.time)
+        ))
+    })?;
     let ordinal = time_rank::ordinal(r.time, rank).ok_or_else(|| {
         LoaderError::Exchange(format!(
             "more than {} trades at one millisecond ({}): they cannot be keyed apart",
@@ -241,5 +246,78 @@ impl History for BybitTrades {
             let listed = self.list(symbol, range).await?;
             Ok(listed.iter().any(|o| (within.0..=within.1).contains(o)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(market: Market, rows: &[&str]) -> Result<Vec<serde_json::Value>> {
+        let t = BybitTrades {
+            market,
+            archive: None,
+        };
+        let range = TimeRange {
+            start_ms: 0,
+            end_ms: i64::MAX,
+        };
+        let mut cursor = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
+        let mut batch = RecordBatch::new(Venue::Bybit, market, "BTCUSDT".into(), 8);
+        for r in rows {
+            let row = csv::StringRecord::from(r.split(',').collect::<Vec<_>>());
+            t.push_csv_row(&row, &mut cursor, &mut batch)?;
+        }
+        Ok(batch
+            .iter()
+            .map(|(p, _)| serde_json::from_slice(p).unwrap())
+            .collect())
+    }
+
+    #[test]
+    fn derivatives_rows_are_keyed_by_millisecond_and_rank_with_their_uuid() {
+        let rows = [
+            "1755648000.1385,BTCUSDT,Buy,0.002,71250.10,PlusTick,7df520b4-f4a1-5eb9-86c2-3ac7ebac1832,1,0.002,142.5",
+            "1755648000.1389,BTCUSDT,Sell,0.010,71250.00,MinusTick,0a6b1c2d-0000-4000-8000-000000000001,1,0.01,712.5",
+            "1755648000.2,BTCUSDT,Sell,1,71249.9,MinusTick,0a6b1c2d-0000-4000-8000-000000000002,1,1,71249.9",
+        ];
+        let r = push(Market::UsdM, &rows).unwrap();
+        assert_eq!(
+            r[0]["_key"],
+            "bybit_linear_BTCUSDT_trade_1755648000138000000"
+        );
+        assert_eq!(
+            r[1]["_key"],
+            "bybit_linear_BTCUSDT_trade_1755648000138000001"
+        );
+        assert_eq!(
+            r[2]["_key"],
+            "bybit_linear_BTCUSDT_trade_1755648000200000000"
+        );
+        assert_eq!(r[0]["trade_id"], "7df520b4-f4a1-5eb9-86c2-3ac7ebac1832");
+        assert_eq!(
+            (r[0]["timestamp"].as_i64(), r[0]["is_buyer_maker"].as_bool()),
+            (Some(1_755_648_000_138), Some(false))
+        );
+        assert_eq!(
+            (r[1]["quantity"].as_str(), r[1]["is_buyer_maker"].as_bool()),
+            (Some("0.010"), Some(true))
+        );
+        assert_eq!(r[0]["exchange"], "bybit");
+    }
+
+    #[test]
+    fn spot_rows_carry_numeric_ids_and_a_row_out_of_order_is_refused() {
+        let r = push(Market::Spot, &["7,1700000000001,37000.5,0.1,buy"]).unwrap();
+        assert_eq!(r[0]["trade_id"], 7);
+        assert_eq!(r[0]["_key"], "bybit_spot_BTCUSDT_trade_1700000000001000000");
+        let e = push(
+            Market::Spot,
+            &["1,1700000000005,1,1,buy", "2,1700000000003,1,1,sell"],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("neither time order"), "{e}");
+        let e = push(Market::Spot, &["1,1700000000005,1,1,hold"]).unwrap_err();
+        assert!(e.to_string().contains("Buy or Sell"), "{e}");
     }
 }
