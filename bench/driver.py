@@ -1114,10 +1114,13 @@ class Bench:
         return found
 
     def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int,
-                      ir_rngs: list[str]):
-        """Ceiling and `SOURCE=archive` loader, alternating, on one simulator whose zips are built
-        before any timing; then one run of each over each of `ir_rngs` under callgrind. Returns
-        (ceiling outputs, loader results, records, {who: InstructionCount})."""
+                      ir_rngs: list[str], venue: str = "binance") -> tuple[list, list, int | None, dict]:
+        """Ceiling and `SOURCE=archive` loader of `venue`, alternating, on one simulator whose files
+        are built before any timing; then (Binance) one run of each over each of `ir_rngs` under
+        callgrind. Returns (ceiling outputs, loader results, records, {who: InstructionCount})."""
+        bybit = venue == "bybit"
+        # Binance's zips come with a .CHECKSUM; Bybit's files are asked with HEAD, then fetched.
+        fetched = ["", ".CHECKSUM"] if not bybit else [""]
         res: dict[str, list] = {"ceiling": [], "archive": []}
         records = None
         archive_sim = None
@@ -1125,7 +1128,7 @@ class Bench:
             archive_sim = Simulator(self.logs, "--agg-trade-spacing-ms", str(spacing))
             u = urllib.parse.urlparse(archive_sim.url)
             for path in files:
-                for suffix in ("", ".CHECKSUM"):
+                for suffix in fetched:
                     c = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
                     c.request("GET", path + suffix)
                     r = c.getresponse()
@@ -1138,24 +1141,29 @@ class Bench:
             if archive_sim:
                 archive_sim.stop()
             return [], [], None, {}
+        venue_env = (dict(EXCHANGE="bybit", MARKET="linear", BYBIT_API_URL=archive_sim.url + "/bybit",
+                          BYBIT_ARCHIVE_URL=archive_sim.url + "/bybit-archive") if bybit else {})
+        ceiling_venue = ["--exchange", "bybit"] if bybit else []
+        tag = f"s6-{venue}-{dtype}" if bybit else f"s6-{dtype}"
         for i in range(self.fast_runs):
             for who in ("ceiling", "archive"):
                 broker = None
-                name = self.name(f"s6-{dtype}-{who}")
+                name = self.name(f"{tag}-{who}")
                 topic = f"bench-{name}"
                 try:
                     broker = Broker(self.logs)
                     if who == "ceiling":
                         run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap,
                                                "--kafka-topic", topic, "--type", dtype, "--symbol", "BTCUSDT",
-                                               "--agg-trade-spacing-ms", str(spacing), "--time-range", rng],
+                                               *ceiling_venue, "--agg-trade-spacing-ms", str(spacing),
+                                               "--time-range", rng],
                                         base_env(), self.logs, 900)
                         out = json.loads(run.stdout.strip().splitlines()[-1])
                         records = records or out["records"]
                         res["ceiling"].append(out)
                     else:
                         lr = run_loader(name, self.logs, broker, archive_sim, topic, dtype, rng, records, 900,
-                                        SOURCE="archive")
+                                        SOURCE="archive", **venue_env)
                         res["archive"].append(lr)
                         if i == 0:
                             verify(name, self.logs, broker, topic, rng, lr.records)
@@ -1163,9 +1171,34 @@ class Bench:
                     s.failures.append(str(e))
                 finally:
                     self.close(broker, None)
-        instructions = self._instructions(s, "s6", dtype, ir_rngs, archive_sim, spacing, SOURCE="archive")
+        instructions = ({} if bybit else
+                        self._instructions(s, "s6", dtype, ir_rngs, archive_sim, spacing, SOURCE="archive"))
         archive_sim.stop()
         return res["ceiling"], res["archive"], records, instructions
+
+    @staticmethod
+    def _archive_rows(label: str, rng: str, what: str, ceiling: list, archive: list,
+                      records: int | None) -> list[list[str]]:
+        """The table rows of a ceiling and the loader reading the same records from an archive."""
+        rows = []
+        c = [o["records_per_s"] for o in ceiling]
+        cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
+        n = fmt_n(records) if records else "?"
+        ccpu = [cpu_per_m(o["cpu_seconds_with_connect"], o["records"]) for o in ceiling]
+        if c:
+            rows.append([f"ceiling {label}", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)),
+                         f"{med(ccpu):.2f}", "", "100%", "", ""])
+        if archive and c:
+            lo, lw = [x.rate for x in archive], [x.records / x.wall for x in archive]
+            mb = [x.rss_kb / 1024 for x in archive]
+            lcpu = [cpu_per_m(x.cpu, x.records) for x in archive]
+            ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
+            rows.append([f"loader {label}, `SOURCE=archive`, {what}", rng, n, fmt_n(med(lo)), fmt_range(lo),
+                         fmt_n(med(lw)), f"{med(lcpu):.2f} ({med(lcpu) / med(ccpu):.2f}×)",
+                         f"{med(mb):.1f} MB (max {max(mb):.1f})",
+                         f"{ratio:.0%} / {ratio_w:.0%}", "≥ 70%, < 100 MB",
+                         verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
+        return rows
 
     def archive(self) -> Section:
         s = Section("6. Deep history from the archive")
@@ -1199,24 +1232,9 @@ class Bench:
                     ir_rows += fn_rows
                 except BenchError as e:
                     s.failures.append(str(e))
-            c = [o["records_per_s"] for o in ceiling]
-            cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
             n = fmt_n(records) if records else "?"
             what = f"{len(files)} {'daily' if '/daily/' in files[0] else 'monthly'} file(s)"
-            ccpu = [cpu_per_m(o["cpu_seconds_with_connect"], o["records"]) for o in ceiling]
-            if c:
-                rows.append([f"ceiling `{dtype}`", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)),
-                             f"{med(ccpu):.2f}", "", "100%", "", ""])
-            if archive and c:
-                lo, lw = [x.rate for x in archive], [x.records / x.wall for x in archive]
-                mb = [x.rss_kb / 1024 for x in archive]
-                lcpu = [cpu_per_m(x.cpu, x.records) for x in archive]
-                ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
-                rows.append([f"loader `{dtype}`, `SOURCE=archive`, {what}", rng, n, fmt_n(med(lo)), fmt_range(lo),
-                             fmt_n(med(lw)), f"{med(lcpu):.2f} ({med(lcpu) / med(ccpu):.2f}×)",
-                             f"{med(mb):.1f} MB (max {max(mb):.1f})",
-                             f"{ratio:.0%} / {ratio_w:.0%}", "≥ 70%, < 100 MB",
-                             verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)])
+            rows += self._archive_rows(f"`{dtype}`", rng, what, ceiling, archive, records)
             if dtype != "api_trades":
                 continue
             # REST at the default budget: bound by the weight budget, so one run says it all.
@@ -1269,80 +1287,18 @@ class Bench:
         start = rng.split(":")[0]
         days = (ms_of(rng.split(":")[1]) - ms_of(start)) // DAY_MS
         files = [f"/bybit-archive/trading/BTCUSDT/BTCUSDT{day_plus(start, d)}.csv.gz" for d in range(days)]
-        res: dict[str, list] = {"ceiling": [], "loader": []}
-        records = None
-        sim = None
-        try:
-            sim = Simulator(self.logs, "--agg-trade-spacing-ms", str(spacing))
-            u = urllib.parse.urlparse(sim.url)
-            # The simulator builds each day's file once; built before any timing.
-            for path in files:
-                c = http.client.HTTPConnection(u.hostname, u.port, timeout=900)
-                c.request("GET", path)
-                r = c.getresponse()
-                r.read()
-                c.close()
-                if r.status != 200:
-                    raise BenchError(f"the simulator's Bybit archive answered {r.status} for {path}")
-            for i in range(self.fast_runs):
-                for who in ("ceiling", "loader"):
-                    broker = None
-                    name = self.name(f"s6-bybit-trades-{who}")
-                    topic = f"bench-{name}"
-                    try:
-                        broker = Broker(self.logs)
-                        if who == "ceiling":
-                            run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap,
-                                                   "--kafka-topic", topic, "--type", "api_raw_trades",
-                                                   "--exchange", "bybit", "--symbol", "BTCUSDT",
-                                                   "--agg-trade-spacing-ms", str(spacing), "--time-range", rng],
-                                            base_env(), self.logs, 900)
-                            out = json.loads(run.stdout.strip().splitlines()[-1])
-                            records = records or out["records"]
-                            res["ceiling"].append(out)
-                        else:
-                            lr = run_loader(name, self.logs, broker, sim, topic, "api_raw_trades", rng, records,
-                                            900, SOURCE="archive", EXCHANGE="bybit", MARKET="linear",
-                                            BYBIT_API_URL=sim.url + "/bybit",
-                                            BYBIT_ARCHIVE_URL=sim.url + "/bybit-archive")
-                            res["loader"].append(lr)
-                            if i == 0:
-                                verify(name, self.logs, broker, topic, rng, lr.records)
-                    except BenchError as e:
-                        s.failures.append(str(e))
-                    finally:
-                        self.close(broker, None)
-        except BenchError as e:
-            s.failures.append(str(e))
-        finally:
-            if sim:
-                sim.stop()
-        ceiling, loader = res["ceiling"], res["loader"]
-        if not ceiling or not loader:
+        ceiling, loader, records, _ = self._archive_runs(s, "api_raw_trades", rng, files, spacing, [], "bybit")
+        rows = self._archive_rows("Bybit `api_raw_trades`", rng, f"{days} daily file(s)", ceiling, loader,
+                                  records)
+        if len(rows) < 2:
             return []
-        c = [o["records_per_s"] for o in ceiling]
-        cc = [o["records"] / o.get("seconds_with_connect", o["seconds"]) for o in ceiling]
-        ccpu = [cpu_per_m(o["cpu_seconds_with_connect"], o["records"]) for o in ceiling]
-        lo, lw = [x.rate for x in loader], [x.records / x.wall for x in loader]
-        mb = [x.rss_kb / 1024 for x in loader]
-        lcpu = [cpu_per_m(x.cpu, x.records) for x in loader]
-        ratio, ratio_w = med(lo) / med(c), med(lw) / med(cc)
-        n = fmt_n(records) if records else "?"
-        rows = [
-            ["ceiling Bybit `api_raw_trades`", rng, n, fmt_n(med(c)), fmt_range(c), fmt_n(med(cc)),
-             f"{med(ccpu):.2f}", "", "100%", "", ""],
-            [f"loader Bybit `api_raw_trades`, `SOURCE=archive`, {days} daily file(s)", rng, n, fmt_n(med(lo)),
-             fmt_range(lo), fmt_n(med(lw)), f"{med(lcpu):.2f} ({med(lcpu) / med(ccpu):.2f}×)",
-             f"{med(mb):.1f} MB (max {max(mb):.1f})", f"{ratio:.0%} / {ratio_w:.0%}", "≥ 70%, < 100 MB",
-             verdict(min(ratio, ratio_w) >= 0.70 and max(mb) < 100)],
-        ]
         return [
             "",
             f"Bybit (`EXCHANGE=bybit`, `MARKET=linear`): trades of BTCUSDT (TIME_RANGE {rng}, {days} whole day(s), "
             f"simulator spacing {spacing} ms) from the simulator's Bybit archive over loopback: one `.csv.gz` a "
             "day, asked with `HEAD` (size and md5 ETag), downloaded and checked against both, read once through "
-            "for gzip's CRCs and row order before any row is published, then parsed and keyed by time rank. The "
-            "ceiling publishes the same records (same keys, same bytes, same producer settings). "
+            "for gzip's CRCs and its first and last rows before any row is published, then parsed and keyed by "
+            "time rank. The ceiling publishes the same records (same keys, same bytes, same producer settings). "
             f"{self.fast_runs} run(s) each, alternating, fresh broker per run; columns as above.",
             "",
             table(["contestant", "range", "records", "records/s (median)", "min–max", "records/s, whole process",

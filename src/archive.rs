@@ -73,7 +73,8 @@ pub enum Integrity {
     ChecksumFile,
     /// No checksum is published: what a `HEAD` of the file answers (its size, and its ETag
     /// where that is an md5, as object stores give for a file uploaded whole; a 404 means no
-    /// file), and for gzip the stream's own CRC-32 and length of every member, read to the end.
+    /// file), and for gzip the stream's own CRC-32 and length of every member: read to the end
+    /// before any row is handed on where no md5 was given, else as the rows are read.
     HeadAndGzip,
 }
 
@@ -289,6 +290,8 @@ pub struct VerifiedFile {
     pub file: ArchiveFile,
     temp: tempfile::NamedTempFile,
     pub bytes: u64,
+    /// Whether a hash of the whole file (sha256, md5) matched, not its size alone.
+    hashed: bool,
     _slot: FileSlot,
 }
 
@@ -629,6 +632,7 @@ impl ArchiveClient {
                     file: file.clone(),
                     temp,
                     bytes: written,
+                    hashed: !matches!(expected, Expected::Head { md5: None, .. }),
                     _slot: slot,
                 });
             }
@@ -891,9 +895,10 @@ impl VerifiedFile {
     /// folder, or under another name): one CSV is read, the one named like the file when there
     /// is one, and the others are ignored with a warning.
     ///
-    /// A gzip file is read to its end once before any row is handed on: that checks the CRC-32
-    /// and length of every member (the only check of the content where the archive publishes
-    /// no hash) and finds which way its rows run in time ([`RowOrder::EitherByTime`]). A file
+    /// A gzip file whose download was checked by its size alone is read to its end once before
+    /// any row is handed on: that checks the CRC-32 and length of every member (then the only
+    /// check of its content) and finds which way its rows run in time
+    /// ([`RowOrder::EitherByTime`]); with a hash matched, its first rows say which way. A file
     /// newest first is unpacked beside the download and read backwards.
     pub fn read_rows(
         &self,
@@ -948,7 +953,14 @@ impl VerifiedFile {
     }
 
     fn read_gzip(&self, on_row: &mut OnRow<'_>) -> Result<u64, ArchiveError> {
-        let newest_first = self.check_gzip()?;
+        // With a hash of the whole file matched, its content is what the archive holds: the
+        // direction is learnt from its first rows. With a size alone, the gzip stream's CRCs
+        // are read to the end first.
+        let newest_first = if self.hashed {
+            self.runs_newest_first()?
+        } else {
+            self.check_gzip()?
+        };
         if !newest_first {
             return self.stream_csv(self.gunzip()?, on_row);
         }
@@ -1035,6 +1047,39 @@ impl VerifiedFile {
             end = from;
         }
         Ok(rows)
+    }
+
+    /// Whether the file's rows run newest first, from its first rows: the first whose time
+    /// differs from the first row's says (rows of one time say nothing; a file of one time is
+    /// oldest first). Reads no further than that.
+    fn runs_newest_first(&self) -> Result<bool, ArchiveError> {
+        let RowOrder::EitherByTime { column } = self.file.order else {
+            return Ok(false);
+        };
+        let (mut first, mut down, mut rows) = (None::<f64>, false, 0u64);
+        self.stream_csv(self.gunzip()?, &mut |row| {
+            rows += 1;
+            if rows == 1 && fields::is_header(row) {
+                return Ok(true);
+            }
+            let t: f64 = fields::text(row, column, "time")
+                .and_then(|t| {
+                    t.trim()
+                        .parse()
+                        .map_err(|_| format!("column {} (time) is not a number: {t:?}", column + 1))
+                })
+                .map_err(crate::error::LoaderError::Exchange)?;
+            match first {
+                None => first = Some(t),
+                Some(f) if t != f => {
+                    down = t < f;
+                    return Ok(false);
+                }
+                Some(_) => {}
+            }
+            Ok(true)
+        })?;
+        Ok(down)
     }
 
     /// Reads the gzip file to its end (its CRC-32s and lengths are checked on the way) and
@@ -1304,6 +1349,7 @@ mod tests {
             },
             temp,
             bytes: bytes.len() as u64,
+            hashed: false,
             _slot: FileSlot { _permit: permit },
         }
     }
@@ -1339,14 +1385,18 @@ mod tests {
         for i in (0..n).rev() {
             down += &format!("{i}.25,{i}\n");
         }
-        let f = verified("down.csv.gz", &gzip(&down), by_time);
-        let rows = firsts(&f).unwrap();
-        assert_eq!(rows.len(), n + 1);
-        assert_eq!(rows[0], "timestamp");
-        assert!(rows[1..]
-            .iter()
-            .enumerate()
-            .all(|(i, r)| *r == format!("{i}.25")));
+        for hashed in [false, true] {
+            // Read to the end first (a size alone checked), or known by its first rows (a hash).
+            let mut f = verified("down.csv.gz", &gzip(&down), by_time);
+            f.hashed = hashed;
+            let rows = firsts(&f).unwrap();
+            assert_eq!(rows.len(), n + 1);
+            assert_eq!(rows[0], "timestamp");
+            assert!(rows[1..]
+                .iter()
+                .enumerate()
+                .all(|(i, r)| *r == format!("{i}.25")));
+        }
         // First and last row say which way a file runs.
         let f = verified("mixed.csv.gz", &gzip("timestamp\n1\n3\n2\n"), by_time);
         assert_eq!(firsts(&f).unwrap(), ["timestamp", "1", "3", "2"]);

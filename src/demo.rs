@@ -227,6 +227,13 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         shutdown_timeout: Duration::from_secs(20),
         resumable: true,
         venue,
+        market,
+        page_limit: 1000,
+        kline_page_limit: match venue {
+            Venue::Binance => market.default_kline_page(),
+            Venue::Bybit => 1000,
+        },
+        fetch_concurrency: 16,
         bybit: crate::config::BybitConfig {
             market,
             api_url: sim.bybit_url(),

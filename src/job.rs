@@ -361,12 +361,12 @@ pub async fn load(
                     archive: upstream.archive.clone(),
                     mode: cfg.source,
                     venue: cfg.venue,
-                    market: cfg.binance.market,
+                    market: cfg.market,
                     symbol: Arc::from(symbol.as_str()),
                     range,
-                    page_limit: cfg.binance.page_limit,
-                    kline_page_limit: cfg.binance.kline_page_limit,
-                    concurrency: cfg.binance.concurrency,
+                    page_limit: cfg.page_limit,
+                    kline_page_limit: cfg.kline_page_limit,
+                    concurrency: cfg.fetch_concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
                     resume: resume.points.get(symbol).copied(),
@@ -386,7 +386,7 @@ pub async fn load(
                         }
                         Venue::Bybit => crate::venue::bybit::archive_history(
                             history_type,
-                            cfg.binance.market,
+                            cfg.market,
                             upstream.archive.clone(),
                         )
                         .ok_or_else(|| {

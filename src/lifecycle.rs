@@ -36,7 +36,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
         symbol: cfg.symbols.join(","),
         data_type: cfg.data_type.name(),
         exchange: cfg.venue.as_str().to_string(),
-        market: cfg.venue.market_name(cfg.binance.market).to_string(),
+        market: cfg.venue.market_name(cfg.market).to_string(),
         producer: cfg.producer_id.clone(),
         time_range: cfg.range_text(),
         kafka_topic: cfg.topic.clone(),
@@ -53,10 +53,7 @@ pub async fn run(args: &JobArgs) -> Result<()> {
     if cfg.metrics_port != 0 {
         let labels = vec![
             ("exchange", cfg.venue.as_str().to_string()),
-            (
-                "market",
-                cfg.venue.market_name(cfg.binance.market).to_string(),
-            ),
+            ("market", cfg.venue.market_name(cfg.market).to_string()),
             ("type", cfg.data_type.name()),
         ];
         match metrics::serve(cfg.metrics_port, status.clone(), labels, done.clone()).await {

@@ -590,27 +590,26 @@ impl RecordBatch {
 
     /// Appends a raw trade (`_key` = `SYMBOL_trade_ID`), from REST, the archive or the stream.
     pub fn push_trade(&mut self, t: &RawTrade<'_>) -> Result<()> {
-        let key = self.key(tag::TRADE, t.id);
-        let symbol = self.symbol.clone();
-        let rec = TradeRecord {
-            _key: &key,
-            exchange: self.venue.record_field(),
-            market: self.venue.market_name(self.market),
-            symbol: &symbol,
-            trade_id: TradeId::Number(t.id),
-            price: t.price,
-            quantity: t.qty,
-            timestamp: t.time,
-            is_buyer_maker: t.is_buyer_maker,
-            is_best_match: t.is_best_match,
-        };
-        let r = self.push_with(t.time, &key, &rec);
-        self.key_scratch = key;
-        r
+        self.push_trade_keyed(
+            &RankedTrade {
+                ordinal: t.id as i64,
+                id: TradeId::Number(t.id),
+                price: t.price,
+                quantity: t.qty,
+                time: t.time,
+                is_buyer_maker: t.is_buyer_maker,
+            },
+            t.is_best_match,
+        )
     }
 
-    /// Pushes a trade keyed by its time and rank.
+    /// Pushes a trade keyed by its time and rank (venues whose trade ids order nothing).
     pub fn push_ranked_trade(&mut self, t: &RankedTrade<'_>) -> Result<()> {
+        self.push_trade_keyed(t, None)
+    }
+
+    /// Pushes a trade under `t.ordinal` (its id where ids are ordinals).
+    fn push_trade_keyed(&mut self, t: &RankedTrade<'_>, is_best_match: Option<bool>) -> Result<()> {
         let key = self.key(tag::TRADE, t.ordinal);
         let symbol = self.symbol.clone();
         let rec = TradeRecord {
@@ -623,7 +622,7 @@ impl RecordBatch {
             quantity: t.quantity,
             timestamp: t.time,
             is_buyer_maker: t.is_buyer_maker,
-            is_best_match: None,
+            is_best_match,
         };
         let r = self.push_with(t.time, &key, &rec);
         self.key_scratch = key;

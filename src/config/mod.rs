@@ -81,6 +81,14 @@ pub struct JobConfig {
     /// The exchange (`EXCHANGE`) and its settings: `binance` when it is Binance, `bybit` when
     /// it is Bybit (the other is not used).
     pub venue: Venue,
+    /// The market (`MARKET`), one of the venue's.
+    pub market: Market,
+    /// Rows per page of id- and time-paged endpoints, at the venue (`PAGE_LIMIT`, at most 1000).
+    pub page_limit: u32,
+    /// Candles per klines request at the venue (`PAGE_LIMIT`, else the venue's default).
+    pub kline_page_limit: u32,
+    /// REST requests in flight (`FETCH_CONCURRENCY`).
+    pub fetch_concurrency: usize,
     pub binance: BinanceConfig,
     pub bybit: BybitConfig,
     pub live: LiveConfig,

@@ -545,7 +545,10 @@ impl JobArgs {
             )));
         }
         let page_limit = given_page.unwrap_or(1000).min(1000);
-        let kline_page_limit = given_page.unwrap_or(market.default_kline_page());
+        let kline_page_limit = given_page.unwrap_or(match venue {
+            Venue::Binance => market.default_kline_page(),
+            Venue::Bybit => crate::venue::bybit::rules::MAX_KLINE_PAGE,
+        });
         let message_key = match self.kafka_message_key.trim().to_ascii_lowercase().as_str() {
             "symbol" => MessageKey::Symbol,
             "record" | "_key" => MessageKey::Record,
@@ -753,12 +756,16 @@ impl JobArgs {
             shutdown_timeout: seconds("SHUTDOWN_TIMEOUT", self.shutdown_timeout, 0.1, 3600.0)?,
             resumable: range.is_some() || job_uid.is_some(),
             venue,
+            market,
+            page_limit,
+            kline_page_limit,
+            fetch_concurrency: self.fetch_concurrency,
             bybit: BybitConfig {
                 market,
                 api_url: bybit_api_url,
                 rate_limit_share: share,
                 concurrency: self.fetch_concurrency,
-                kline_page_limit: given_page.unwrap_or(crate::venue::bybit::rules::MAX_KLINE_PAGE),
+                kline_page_limit,
                 max_retries: self.max_retries,
                 request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?,
             },
