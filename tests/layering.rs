@@ -82,12 +82,12 @@ const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
     (
         "job",
         "venue::bybit",
-        "connects to Bybit (a Session) until a venue is chosen through the seam",
+        "connects to Bybit (a Session), and names its archive history for SOURCE=archive, until a venue is chosen through the seam",
     ),
     (
         "demo",
         "venue::bybit",
-        "checks what Bybit serves before its offline job (`demo --exchange bybit`)",
+        "checks what Bybit serves, and from which source, before its offline job (`demo --exchange bybit`)",
     ),
     (
         "config",
