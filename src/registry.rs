@@ -185,9 +185,13 @@ pub mod time_rank {
     /// Ranks per millisecond.
     pub const PER_MS: i64 = 1_000_000;
 
-    /// The ordinal of the `rank`-th record (from 0) at `time_ms`; `None` past a million.
+    /// The ordinal of the `rank`-th record (from 0) at `time_ms`; `None` past a million, or
+    /// for a time no ordinal holds (before 1970, or past the year 294,000).
     pub fn ordinal(time_ms: i64, rank: u32) -> Option<i64> {
-        (i64::from(rank) < PER_MS).then(|| time_ms * PER_MS + i64::from(rank))
+        if i64::from(rank) >= PER_MS || time_ms < 0 {
+            return None;
+        }
+        time_ms.checked_mul(PER_MS)?.checked_add(i64::from(rank))
     }
 
     /// The time (ms) an ordinal names.
@@ -972,5 +976,24 @@ mod tests {
             let key = format!("ETHBTC_{}_7", kind.key_tag());
             assert_eq!(RecordKind::from_key("ETHBTC", &key), Some((kind, 7)));
         }
+    }
+
+    #[test]
+    fn time_ranks_are_keys_in_time_order_and_refuse_what_no_key_holds() {
+        use super::time_rank;
+        let o = time_rank::ordinal(1_755_648_000_138, 2).unwrap();
+        assert_eq!(o, 1_755_648_000_138_000_002);
+        assert_eq!(
+            (time_rank::time(o), time_rank::rank(o)),
+            (1_755_648_000_138, 2)
+        );
+        assert!(time_rank::ordinal(1_755_648_000_138, 0).unwrap() < o);
+        assert_eq!(
+            time_rank::ordinal(1_755_648_000_138_000, 0),
+            None,
+            "µs are no ms"
+        );
+        assert_eq!(time_rank::ordinal(-1, 0), None);
+        assert_eq!(time_rank::ordinal(0, 1_000_000), None);
     }
 }

@@ -186,6 +186,9 @@ pub struct GroupReport {
     pub unchecked_ranges: Vec<UncheckedSpan>,
     pub outside_range: u64,
     pub bad_keys: u64,
+    /// Records of the range the venue does not list (kinds checked against its list): a topic
+    /// holding them is not the venue's range.
+    pub unlisted: u64,
     /// Records of another kind than `TYPE` names.
     pub wrong_type: u64,
     /// No records, and the exchange confirmed it has none in the range.
@@ -249,6 +252,7 @@ impl GroupReport {
             && self.unchecked == 0
             && self.outside_range == 0
             && self.bad_keys == 0
+            && self.unlisted == 0
             && self.wrong_type == 0
             && (self.records > 0 || self.empty_confirmed)
     }
@@ -290,7 +294,7 @@ impl VerifyReport {
         s.push('\n');
         for g in &self.groups {
             s += &format!(
-                "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}{}  {}\n",
+                "  {:<5} {:<12} {:<16} records={:<10} first={} last={} duplicates={} missing={} outside_range={}{}{}{}{}{}  {}\n",
                 g.place(),
                 g.symbol,
                 g.data_type,
@@ -303,6 +307,7 @@ impl VerifyReport {
                 if g.exchange_gaps > 0 { format!(" exchange_gaps={}", g.exchange_gaps) } else { String::new() },
                 if g.unchecked > 0 { format!(" unchecked={}", g.unchecked) } else { String::new() },
                 if g.bad_keys > 0 { format!(" bad_keys={}", g.bad_keys) } else { String::new() },
+                if g.unlisted > 0 { format!(" unlisted={}", g.unlisted) } else { String::new() },
                 if g.wrong_type > 0 { format!(" wrong_type={}", g.wrong_type) } else { String::new() },
                 if g.ok() { "OK" } else { "PROBLEM" }
             );
@@ -474,14 +479,22 @@ impl VerifyReport {
                     }
                     Err(_) => None,
                 };
-                if let Some(listed) = listed {
+                if let Some(mut listed) = listed {
                     let lost: Vec<(i64, i64)> = listed
-                        .into_iter()
+                        .iter()
                         .filter(|t| g.present.binary_search(t).is_err())
-                        .map(|t| (t, t))
+                        .map(|&t| (t, t))
                         .collect();
                     g.missing = lost.len() as u64;
                     g.missing_ranges = lost.iter().take(10).copied().collect();
+                    listed.sort_unstable();
+                    let ranked = g.sequence() == Some(Sequence::Ranked);
+                    g.unlisted = g
+                        .present
+                        .iter()
+                        .filter(|&&o| r.contains(if ranked { time_rank::time(o) } else { o }))
+                        .filter(|o| listed.binary_search(o).is_err())
+                        .count() as u64;
                     continue;
                 }
             }

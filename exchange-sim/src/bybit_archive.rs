@@ -13,7 +13,8 @@
 //! and never for the archive's `missing_days`. `GET` sends the file, `HEAD` its size; both send
 //! `ETag: "<md5>"`, as the object store behind Bybit's CDN does for a file stored whole. No
 //! checksum file exists. [`BybitArchive::corrupt`] damages the next downloads of a file (the
-//! ETag stays the true file's).
+//! ETag stays the true file's); [`BybitArchive::opaque_etags`] makes every ETag 32 hex digits
+//! that are not the file's md5.
 //!
 //! [`SimServer::bybit_archive_url`]: crate::SimServer::bybit_archive_url
 
@@ -159,6 +160,9 @@ pub(crate) struct BybitArchive {
 struct State {
     cache: VecDeque<(String, Arc<File>)>,
     corrupt: HashMap<String, u32>,
+    /// ETags of 32 hex digits that are not the file's md5 (as a store gives with some
+    /// server-side encryption).
+    opaque_etags: bool,
     stats: BybitArchiveStats,
 }
 
@@ -196,6 +200,11 @@ impl BybitArchive {
     /// flipped; the ETag and size stay the true file's).
     pub fn corrupt(&self, name: &str, downloads: u32) {
         self.lock().corrupt.insert(name.to_string(), downloads);
+    }
+
+    /// ETags of 32 hex digits that are no md5 of the file, from now on (or md5s again).
+    pub fn opaque_etags(&self, on: bool) {
+        self.lock().opaque_etags = on;
     }
 
     /// Answers `path` (after `/bybit-archive/`); `head` for a `HEAD`.
@@ -265,7 +274,15 @@ impl BybitArchive {
             return not_found(&mut self.lock());
         }
         let mut st = self.lock();
-        let etag = Some(format!("\"{}\"", file.md5));
+        let etag = Some(if st.opaque_etags {
+            let other: String = md5::Md5::digest(file.md5.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("\"{other}\"")
+        } else {
+            format!("\"{}\"", file.md5)
+        });
         if head {
             st.stats.heads += 1;
             return ArchiveAnswer {

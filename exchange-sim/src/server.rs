@@ -242,6 +242,11 @@ impl SimServer {
         self.shared.bybit_archive.corrupt(name, downloads);
     }
 
+    /// Bybit archive ETags of 32 hex digits that are not the files' md5 (`true`), or their md5s.
+    pub fn set_bybit_opaque_etags(&self, on: bool) {
+        self.shared.bybit_archive.opaque_etags(on);
+    }
+
     /// `http://IP:PORT/usdm`: the USD-M futures REST base (append `/fapi/v1/klines`,
     /// `/futures/data/openInterestHist`, …), Binance's `https://fapi.binance.com`.
     pub fn fapi_url(&self) -> String {

@@ -85,9 +85,10 @@ fn admit<'r>(
     })?;
     let ordinal = time_rank::ordinal(r.time, rank).ok_or_else(|| {
         LoaderError::Exchange(format!(
-            "more than {} trades at one millisecond ({}): they cannot be keyed apart",
-            time_rank::PER_MS,
-            crate::time_range::fmt_ms(r.time)
+            "a trade at {} (ms) cannot be keyed: more than {} trades at one millisecond, or a \
+             time no trade has",
+            r.time,
+            time_rank::PER_MS
         ))
     })?;
     Ok(cursor.admit(r.time, ordinal).then_some((r, ordinal)))
@@ -116,6 +117,8 @@ impl BybitTrades {
         })?;
         let layout = self.layout(symbol);
         let mut ordinals = Vec::new();
+        // One cursor across the days, as a load has: ranks and time order run on over files.
+        let mut cursor = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
         let mut day = Period::day_of(range.start_ms);
         while day.span().start_ms < range.end_ms {
             let file = layout.file(day);
@@ -138,24 +141,25 @@ impl BybitTrades {
                 .await
                 .map_err(|e| unusable(&e))?;
             let market = self.market;
-            let mut found = std::mem::take(&mut ordinals);
+            let (mut found, mut running) = (std::mem::take(&mut ordinals), cursor);
             let read = tokio::task::spawn_blocking(move || {
-                let mut cursor = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
+                let mut first = true;
                 let rows = verified.read_rows(|row| {
-                    if fields::is_header(row) {
+                    // The header, as a load skips it: the file's first row only.
+                    if std::mem::take(&mut first) && fields::is_header(row) {
                         return Ok(true);
                     }
-                    if let Some((_, ordinal)) = admit(market, row, &mut cursor)? {
+                    if let Some((_, ordinal)) = admit(market, row, &mut running)? {
                         found.push(ordinal);
                     }
                     Ok(true)
                 });
-                (found, rows)
+                (found, running, rows)
             })
             .await
             .map_err(|e| LoaderError::Other(format!("the archive reader thread failed: {e}")))?;
-            ordinals = read.0;
-            read.1.map_err(|e| unusable(&e))?;
+            (ordinals, cursor) = (read.0, read.1);
+            read.2.map_err(|e| unusable(&e))?;
             day = Period::day_of(day.span().end_ms);
         }
         Ok(ordinals)
