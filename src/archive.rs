@@ -574,6 +574,10 @@ impl ArchiveClient {
         file: &ArchiveFile,
         expected: &Expected,
     ) -> Result<VerifiedFile, ArchiveError> {
+        let mut expected = expected.clone();
+        // A file probed when the plan was made may have been re-published since: on a
+        // mismatch, what the archive says of it now is asked once.
+        let mut asked_again = false;
         let disk = |e: std::io::Error| ArchiveError::Disk {
             name: file.name.clone(),
             detail: format!("{} ({e})", self.cfg.dir.display()),
@@ -586,7 +590,7 @@ impl ArchiveClient {
                 .prefix("loader-archive-")
                 .tempfile_in(&self.cfg.dir)
                 .map_err(disk)?;
-            let mut spool = Spool::new(temp.as_file().try_clone().map_err(disk)?, expected);
+            let mut spool = Spool::new(temp.as_file().try_clone().map_err(disk)?, &expected);
             let mut failures = 0;
             loop {
                 match self.fetch(&url, file, &mut spool).await? {
@@ -611,7 +615,7 @@ impl ArchiveClient {
             let written = spool.received;
             let hex = spool.finish().await.map_err(disk)?;
             let size_ok = |size: &Option<u64>| size.is_none_or(|n| n == written);
-            let (matches, got) = match (expected, &hex) {
+            let (matches, got) = match (&expected, &hex) {
                 (Expected::Sha256(want), Some(hex)) => {
                     (want.eq_ignore_ascii_case(hex), format!("sha256 {hex}"))
                 }
@@ -632,7 +636,7 @@ impl ArchiveClient {
             // intact, the file is what was stored, checked like one without an md5.
             let etag_no_md5 = !matches
                 && file.format == FileFormat::GzippedCsv
-                && matches!(expected, Expected::Head { size, md5: Some(_) } if size_ok(size))
+                && matches!(&expected, Expected::Head { size, md5: Some(_) } if size_ok(size))
                 && gzip_intact(temp.path()).await;
             if etag_no_md5 {
                 tracing::warn!(file = %file.name, %expected, got,
@@ -659,6 +663,17 @@ impl ArchiveClient {
                 });
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            if let (Expected::Head { .. }, false) = (&expected, asked_again) {
+                asked_again = true;
+                if let Ok(Some(now)) = self.head(file).await {
+                    if now != expected {
+                        tracing::warn!(file = %file.name, was = %expected, now = %now,
+                            "the archive re-published the file since it was probed: downloading the new one");
+                        expected = now;
+                        continue;
+                    }
+                }
+            }
             tracing::warn!(file = %file.name, %expected, got, attempt, against = expected.source(),
                 "archive file does not match what the archive says of it; downloading it again");
         }

@@ -822,6 +822,30 @@ async fn an_etag_that_is_no_md5_falls_back_to_size_and_gzip_crcs() {
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
 }
 
+/// A file the archive re-publishes between the plan's probe and its download (the same rows,
+/// other bytes) is asked about again and the new one published, not failed after every attempt.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_re_published_after_its_probe_is_asked_again_and_loaded() {
+    let sim = trade_sim().await;
+    let m = &MARKETS[1];
+    sim.replace_bybit_file_after_head("BTCUSDT2026-03-14.csv.gz");
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + DAY));
+    let topic = fresh_topic("bybit-trades-republished");
+    let run = load_trades(&sim, m, &topic, &range, &[]).await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("re-published the file"),
+        "{}",
+        run.stderr
+    );
+    let stats = sim.stats().bybit_archive;
+    assert_eq!(stats.per_file["BTCUSDT2026-03-14.csv.gz"], 2, "{stats:?}");
+    let want = archived_trades(&sim, m.category, m.symbol, MAR_14, MAR_14 + DAY);
+    assert_eq!(read_topic(&topic).len(), want.len());
+    let (v, _) = verify_trades(&sim, m, &topic, &range);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
+
 /// SIGTERM while a day's file is being published exits 143; the next attempt resumes after the
 /// last trade it published (by millisecond and rank, which a UUID cannot give) and the range
 /// verifies exactly once.

@@ -14,7 +14,8 @@
 //! `ETag: "<md5>"`, as the object store behind Bybit's CDN does for a file stored whole. No
 //! checksum file exists. [`BybitArchive::corrupt`] damages the next downloads of a file (the
 //! ETag stays the true file's); [`BybitArchive::opaque_etags`] makes every ETag 32 hex digits
-//! that are not the file's md5.
+//! that are not the file's md5; [`BybitArchive::replace_after_head`] re-publishes a file (the
+//! same rows, other bytes) right after a client probed it.
 //!
 //! [`SimServer::bybit_archive_url`]: crate::SimServer::bybit_archive_url
 
@@ -163,6 +164,10 @@ struct State {
     /// ETags of 32 hex digits that are not the file's md5 (as a store gives with some
     /// server-side encryption).
     opaque_etags: bool,
+    /// Files replaced once their next `HEAD` is answered, and files replaced: the same rows
+    /// packed again (other bytes, another md5), as an archive re-publishes a day.
+    replace_after_head: std::collections::HashSet<String>,
+    replaced: std::collections::HashSet<String>,
     stats: BybitArchiveStats,
 }
 
@@ -202,6 +207,12 @@ impl BybitArchive {
         self.lock().corrupt.insert(name.to_string(), downloads);
     }
 
+    /// The file named `name` is replaced right after its next `HEAD` is answered: what a
+    /// client probed is no longer what it downloads.
+    pub fn replace_after_head(&self, name: &str) {
+        self.lock().replace_after_head.insert(name.to_string());
+    }
+
     /// ETags of 32 hex digits that are no md5 of the file, from now on (or md5s again).
     pub fn opaque_etags(&self, on: bool) {
         self.lock().opaque_etags = on;
@@ -235,12 +246,14 @@ impl BybitArchive {
             && day_ms + DAY_MS > data.listed_at
             && !missing_days.iter().any(|d| d.trim() == date);
         let name = path.rsplit('/').next().unwrap_or_default().to_string();
-        let cached = {
+        let (cached, replaced) = {
             let st = self.lock();
-            st.cache
+            let cached = st
+                .cache
                 .iter()
                 .find(|(n, _)| *n == path)
-                .map(|(_, f)| f.clone())
+                .map(|(_, f)| f.clone());
+            (cached, st.replaced.contains(&name))
         };
         let file = match cached {
             Some(f) => f,
@@ -251,7 +264,13 @@ impl BybitArchive {
                 else {
                     return not_found(&mut self.lock());
                 };
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                // A replaced file holds the same rows packed otherwise.
+                let level = if replaced {
+                    flate2::Compression::best()
+                } else {
+                    flate2::Compression::fast()
+                };
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
                 let _ = gz.write_all(csv(category, symbol, day_ms, &trades).as_bytes());
                 let gz = gz.finish().unwrap_or_default();
                 let md5 = md5::Md5::digest(&gz)
@@ -285,6 +304,10 @@ impl BybitArchive {
         });
         if head {
             st.stats.heads += 1;
+            if st.replace_after_head.remove(&name) {
+                st.replaced.insert(name.clone());
+                st.cache.retain(|(n, _)| n != path);
+            }
             return ArchiveAnswer {
                 status: 200,
                 body: Arc::new(Vec::new()),

@@ -242,6 +242,12 @@ impl SimServer {
         self.shared.bybit_archive.corrupt(name, downloads);
     }
 
+    /// Replaces the Bybit archive file named `name` right after its next `HEAD` is answered
+    /// (the same rows packed again: other bytes and md5).
+    pub fn replace_bybit_file_after_head(&self, name: &str) {
+        self.shared.bybit_archive.replace_after_head(name);
+    }
+
     /// Bybit archive ETags of 32 hex digits that are not the files' md5 (`true`), or their md5s.
     pub fn set_bybit_opaque_etags(&self, on: bool) {
         self.shared.bybit_archive.opaque_etags(on);
