@@ -10,7 +10,7 @@ use rdkafka::mocking::MockCluster;
 
 use crate::archive::ArchiveConfig;
 use crate::config::{
-    BinanceConfig, DataType, DemoArgs, JobConfig, KafkaConfig, Market, MessageKey, Venue,
+    DataType, DemoArgs, JobConfig, KafkaConfig, Market, MessageKey, Venue, VenueSettings,
 };
 use crate::error::{LoaderError, Result};
 use crate::job;
@@ -80,39 +80,27 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let market = venue
         .parse_market(&args.market)
         .map_err(LoaderError::config)?;
-    let symbols = match (&args.symbol, venue, market) {
-        (Some(s), ..) => s.clone(),
-        (None, Venue::Binance, Market::CoinM) => "BTCUSD_PERP,ETHUSD_PERP".into(),
-        (None, Venue::Bybit, Market::CoinM) => "BTCUSD,ETHUSD".into(),
-        (None, ..) => "BTCUSDT,ETHUSDT".into(),
-    };
+    let spec = crate::venues::spec(venue);
+    let symbols = args
+        .symbol
+        .clone()
+        .unwrap_or_else(|| spec.demo_symbols(market).to_string());
     let symbols = crate::config::parse_symbols(&symbols).map_err(LoaderError::config)?;
     let data_type = DataType::parse(&args.data_type, None).map_err(LoaderError::config)?;
     let market_name = venue.market_name(market);
-    match venue {
-        Venue::Bybit => {
-            crate::venue::bybit::serves(data_type, market).map_err(LoaderError::config)?
-        }
-        Venue::Binance if !data_type.markets().contains(&market) => {
-            return Err(LoaderError::config(format!(
-                "--type {} is not offered on --market {market}",
-                data_type.name()
-            )))
-        }
-        Venue::Binance => {}
-    }
+    spec.serves(data_type, market).map_err(|e| {
+        LoaderError::config(
+            e.replace("TYPE ", "--type ")
+                .replace("MARKET=", "--market "),
+        )
+    })?;
     if args.days == 0 {
         return Err(LoaderError::config("--days must be at least 1"));
     }
     let source: SourceMode = args.source.parse().map_err(LoaderError::config)?;
-    if venue == Venue::Bybit {
-        crate::venue::bybit::serves_from(data_type, source)
-            .map_err(|e| LoaderError::config(e.replace("SOURCE=", "--source ")))?;
-    }
-    // Bybit's trades come from its archive alone, whatever the source.
-    let archive_only = source == SourceMode::Archive
-        || (venue == Venue::Bybit
-            && data_type == DataType::History(crate::registry::HistoryType::Trades));
+    spec.serves_from(data_type, source)
+        .map_err(|e| LoaderError::config(e.replace("SOURCE=", "--source ")))?;
+    let archive_only = source == SourceMode::Archive || spec.archive_only(data_type);
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
@@ -158,6 +146,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let shown_url = match venue {
         Venue::Binance => api_url.clone(),
         Venue::Bybit => sim.bybit_url(),
+        Venue::Okx => sim.okx_url(),
     };
     println!(
         "exchange simulator: {shown_url}   mock Kafka: {}",
@@ -189,11 +178,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             url: match venue {
                 Venue::Binance => sim.base_url(),
                 Venue::Bybit => sim.bybit_archive_url(),
+                // The loader reads no archive of OKX.
+                Venue::Okx => String::new(),
             },
-            url_var: match venue {
-                Venue::Binance => "ARCHIVE_URL",
-                Venue::Bybit => "BYBIT_ARCHIVE_URL",
-            },
+            url_var: spec.archive_url().map_or("", |u| u.var),
             dir: std::env::temp_dir(),
             timeout: Duration::from_secs(30),
             max_retries: 8,
@@ -229,30 +217,18 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         venue,
         market,
         page_limit: 1000,
-        kline_page_limit: match venue {
-            Venue::Binance => market.default_kline_page(),
-            Venue::Bybit => 1000,
-        },
+        kline_page_limit: spec.kline_pages(market).0,
         fetch_concurrency: 16,
-        bybit: crate::config::BybitConfig {
+        rest: VenueSettings {
             market,
-            api_url: sim.bybit_url(),
-            rate_limit_share: 0.5,
-            concurrency: 16,
-            kline_page_limit: 1000,
-            max_retries: 8,
-            request_timeout: Duration::from_secs(30),
-        },
-        binance: BinanceConfig {
-            market,
-            api_url,
+            api_url: shown_url,
             ws_url,
             // The simulator, like Binance, wants a key for futures historicalTrades; any will do.
             api_key: Some(crate::secret::Secret::new("loader-producer-demo")),
             rate_limit_share: 0.5,
             concurrency: 16,
             page_limit: 1000,
-            kline_page_limit: market.default_kline_page(),
+            kline_page_limit: spec.kline_pages(market).0,
             max_retries: 8,
             max_retry_after: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::archive::ArchiveClient;
 use crate::config::JobConfig;
 use crate::error::{LoaderError, Result};
-use crate::market::Venue;
 use crate::record::RecordBatch;
 use crate::registry::DataType;
 use crate::resume::Resume;
@@ -27,7 +26,6 @@ use crate::source::live::LiveSource;
 use crate::source_mode::SourceMode;
 use crate::status::{JobStatus, Phase, StopReason};
 use crate::venue::binance::Exchange;
-use crate::venue::bybit::BybitSession;
 use crate::venue::history::{HistoryContext, SourceSummary};
 use crate::venue::requests::RestStats;
 use crate::venue::Session;
@@ -65,7 +63,8 @@ impl Upstream {
             });
         }
         let live = cfg.data_type.is_live();
-        let archive = if !live && cfg.source != SourceMode::Rest {
+        let has_archive = crate::venues::spec(cfg.venue).archive_url().is_some();
+        let archive = if !live && cfg.source != SourceMode::Rest && has_archive {
             Some(Arc::new(
                 ArchiveClient::new(cfg.archive.clone(), stop.clone())
                     .map_err(LoaderError::config)?,
@@ -73,32 +72,28 @@ impl Upstream {
         } else {
             None
         };
-        if cfg.venue == Venue::Bybit {
-            // SOURCE=archive (trades) never asks Bybit's REST.
-            let session = match cfg.source {
-                SourceMode::Archive => None,
-                _ => Some(Arc::new(
-                    BybitSession::connect(&cfg.bybit, &cfg.symbols, stop.clone())
-                        .await?
-                        .with_archive(archive.clone()),
-                ) as Arc<dyn Session>),
-            };
+        if live {
+            // Live streams are Binance's (the live seam is not there yet).
+            let exchange =
+                Arc::new(Exchange::connect(&cfg.rest, &cfg.symbols, stop.clone()).await?);
             return Ok(Upstream {
-                session,
-                exchange: None,
+                session: Some(exchange.clone() as Arc<dyn Session>),
+                exchange: Some(exchange),
                 archive,
             });
         }
-        let exchange = if live || cfg.source != SourceMode::Archive {
-            Some(Arc::new(
-                Exchange::connect(&cfg.binance, &cfg.symbols, stop.clone()).await?,
-            ))
-        } else {
-            None
+        // SOURCE=archive never asks the venue's REST.
+        let session = match cfg.source {
+            SourceMode::Archive => None,
+            _ => Some(
+                crate::venues::spec(cfg.venue)
+                    .connect(&cfg.rest, &cfg.symbols, stop.clone(), archive.clone())
+                    .await?,
+            ),
         };
         Ok(Upstream {
-            session: exchange.clone().map(|ex| ex as Arc<dyn Session>),
-            exchange,
+            session,
+            exchange: None,
             archive,
         })
     }
@@ -327,11 +322,11 @@ pub async fn load(
                     live_type,
                     symbols: chunk.iter().map(|s| Arc::from(s.as_str())).collect(),
                     range: cfg.range,
-                    ws_url: cfg.binance.ws_url.clone(),
+                    ws_url: cfg.rest.ws_url.clone(),
                     cfg: cfg.live.clone(),
-                    page_limit: cfg.binance.page_limit,
-                    kline_page_limit: cfg.binance.kline_page_limit,
-                    concurrency: cfg.binance.concurrency,
+                    page_limit: cfg.rest.page_limit,
+                    kline_page_limit: cfg.rest.kline_page_limit,
+                    concurrency: cfg.rest.concurrency,
                     status: status.clone(),
                     stop: stop.clone(),
                     resume: resume.points.clone(),
@@ -380,22 +375,15 @@ pub async fn load(
                         ))
                     })?,
                     // SOURCE=archive: the venue's archive alone.
-                    None => match cfg.venue {
-                        Venue::Binance => {
-                            crate::venue::binance::history::history(history_type, None)
-                        }
-                        Venue::Bybit => crate::venue::bybit::archive_history(
-                            history_type,
-                            cfg.market,
-                            upstream.archive.clone(),
-                        )
+                    None => crate::venues::spec(cfg.venue)
+                        .archive_history(history_type, cfg.market, upstream.archive.clone())
                         .ok_or_else(|| {
                             LoaderError::config(format!(
-                                "SOURCE=archive: Bybit archives no {}",
+                                "SOURCE=archive: {} archives no {}",
+                                cfg.venue.title(),
                                 cfg.data_type.name()
                             ))
                         })?,
-                    },
                 };
                 let load = history::load(kind, ctx, tx.clone());
                 sources.spawn(async move {

@@ -1,5 +1,5 @@
-//! loader-producer: the StreamForge bulk loader. Loads Binance market data for a symbol set and a
-//! time range into Kafka, one JSON record per message, exactly once per record.
+//! loader-producer: the StreamForge bulk loader. Loads Binance, Bybit or OKX market data for a
+//! symbol set and a time range into Kafka, one JSON record per message, exactly once per record.
 //!
 //! Layers, bottom to top (`tests/layering.rs` keeps imports pointing down and free of cycles):
 //! - model: `error`, `secret`, `bounds`, `backoff`, `time_range`, `market`, `record`, `registry`
@@ -7,10 +7,12 @@
 //!   `identity`, `source_mode`;
 //! - connectors: `archive` (an archive's files: downloads, checksums, CSV rows), `kafka`, `tls`
 //!   (the one TLS connector);
-//! - the seam: `venue` (`venue::history`: what a venue's history of a type does, and what the
-//!   generic layers hand it), which names no venue;
+//! - the seam: `venue` (`VenueSpec`: a venue before it is connected; `Session`: connected;
+//!   `venue::history`: what a venue's history of a type does, and what the generic layers hand
+//!   it), which names no venue;
 //! - venues: `venue::binance` (REST and streams: its endpoint and stream names of each data type,
-//!   and its history types, live there), `venue::bybit` (its REST API and its archive of trades);
+//!   and its history types, live there), `venue::bybit` (its REST API and its archive of trades),
+//!   `venue::okx` (its REST API); `venues`, the one list of them, above;
 //! - components: a `source` yields records, the `sink` publishes them; `resume`, `lease`,
 //!   `verify`, `status`, `telemetry`, `control` and `metrics` around them;
 //! - job: `config` (environment and flags), `job` (wires a source per symbol to the sink through a
@@ -47,4 +49,5 @@ mod telemetry;
 pub mod time_range;
 mod tls;
 pub mod venue;
+pub mod venues;
 pub mod verify;

@@ -217,7 +217,7 @@ async fn run_protocol(
                         topic: &job.topic,
                         symbols: &job.symbols,
                         venue: job.venue,
-                        market: job.binance.market,
+                        market: job.rest.market,
                         kind: job.data_type.record_kind(),
                         range: job.range,
                         job: &job.job_id,

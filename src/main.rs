@@ -7,12 +7,9 @@ use std::process::ExitCode;
 use loader_producer::config::{parse_cli, Command, JobArgs, VerifyArgs};
 use loader_producer::error::{LoaderError, Result};
 use loader_producer::market::{Market, Venue};
-use loader_producer::venue::binance::Exchange;
-use loader_producer::venue::bybit::BybitSession;
 use loader_producer::venue::Session;
 use loader_producer::{lifecycle, verify};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Text logs on a terminal, JSON lines where logs are collected; returns whether they are JSON.
@@ -139,36 +136,20 @@ async fn run_verify(args: &VerifyArgs) -> Result<()> {
     let mut expect = args.expectation()?;
     // A session of the venue and market, or why there is none (reported as unchecked).
     let connect = |(venue, market): (Venue, Market), symbols: Vec<String>| async move {
-        let session: std::result::Result<Arc<dyn Session>, LoaderError> = match venue {
-            Venue::Binance => {
-                let binance = args.binance_config(market)?;
-                Exchange::connect(&binance, &symbols, CancellationToken::new())
-                    .await
-                    .map(|ex| Arc::new(ex) as Arc<dyn Session>)
-                    .map_err(|e| {
-                        LoaderError::Exchange(format!(
-                            "Binance could not be asked at {} {} ({e})",
-                            market.rest_url_var().0,
-                            binance.api_url
-                        ))
-                    })
-            }
-            Venue::Bybit => {
-                let bybit = args.bybit_config(market)?;
-                let archive = args.bybit_archive()?;
-                let cancel = CancellationToken::new();
-                BybitSession::connect(&bybit, &symbols, cancel.clone())
-                    .await
-                    .and_then(|s| s.reading_archive(archive, cancel))
-                    .map(|s| Arc::new(s) as Arc<dyn Session>)
-                    .map_err(|e| {
-                        LoaderError::Exchange(format!(
-                            "Bybit could not be asked at BYBIT_API_URL {} ({e})",
-                            bybit.api_url
-                        ))
-                    })
-            }
-        };
+        let spec = loader_producer::venues::spec(venue);
+        let settings = args.venue_settings(venue, market)?;
+        let archive = args.archive_config(venue)?;
+        let session: std::result::Result<Arc<dyn Session>, LoaderError> =
+            loader_producer::venues::connect(venue, &settings, &symbols, archive)
+                .await
+                .map_err(|e| {
+                    LoaderError::Exchange(format!(
+                        "{} could not be asked at {} {} ({e})",
+                        venue.title(),
+                        spec.rest_url(market).var,
+                        settings.api_url
+                    ))
+                });
         Ok::<_, LoaderError>(session.map_err(|e| e.to_string()))
     };
     // Whether a range reaches past the present is judged by the exchange's clock, as the loader

@@ -1,15 +1,17 @@
 //! Venues and their markets (`EXCHANGE`, `MARKET`): what a record says about where it comes
 //! from, and how records of each venue and market are told apart in a topic. A market is one of
-//! three kinds every venue has (spot, linear futures margined in a stablecoin, inverse futures
-//! margined in the coin): Binance calls them spot, USDⓈ-M and COIN-M, Bybit spot, linear and
-//! inverse. A market is a parameter of everything that talks to a venue, never a copy of it;
+//! three every venue has: its spot market and two markets of contracts. Binance calls them
+//! spot, USDⓈ-M and COIN-M, Bybit spot, linear and inverse (by margin), OKX spot, swap
+//! (perpetual) and futures (dated), each of those two holding linear and inverse contracts. A market is a parameter of everything that talks to a venue, never a copy of it;
 //! what a venue does differently in each (hosts, path prefixes, page and connection limits, the
 //! archive root) is the venue's rule and lives in its tree (`venue::binance::markets`).
 
 use std::fmt;
 use std::str::FromStr;
 
-/// One kind of market (Binance's names; [`Venue::market_name`] gives each venue's).
+/// One of a venue's three markets (Binance's names; [`Venue::market_name`] gives each
+/// venue's). What a market means beyond its name (hosts, categories, instrument types) is the
+/// venue's rule and lives in its tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Market {
     /// Spot, `api.binance.com` / `stream.binance.com`.
@@ -103,16 +105,18 @@ pub enum Venue {
     #[default]
     Binance,
     Bybit,
+    Okx,
 }
 
 impl Venue {
-    pub const ALL: [Venue; 2] = [Venue::Binance, Venue::Bybit];
+    pub const ALL: [Venue; 3] = [Venue::Binance, Venue::Bybit, Venue::Okx];
 
     /// The name `EXCHANGE` takes and records carry.
     pub fn as_str(self) -> &'static str {
         match self {
             Venue::Binance => "binance",
             Venue::Bybit => "bybit",
+            Venue::Okx => "okx",
         }
     }
 
@@ -121,16 +125,19 @@ impl Venue {
         match self {
             Venue::Binance => "Binance",
             Venue::Bybit => "Bybit",
+            Venue::Okx => "OKX",
         }
     }
 
     /// Whether the venue's trade ids count its trades one by one, so that a missing id is a
     /// lost trade (Binance's). Bybit's derivatives trades are identified by UUIDs: its trades
-    /// are ordered by time and rank ([`crate::registry::time_rank`]).
+    /// are ordered by time and rank ([`crate::registry::time_rank`]). OKX's `tradeId`s are
+    /// numbers, but nothing OKX documents says they run without gaps: until that is shown,
+    /// its trades would be ranked by time too.
     pub fn numbers_trades(self) -> bool {
         match self {
             Venue::Binance => true,
-            Venue::Bybit => false,
+            Venue::Bybit | Venue::Okx => false,
         }
     }
 
@@ -141,6 +148,18 @@ impl Venue {
             (Venue::Bybit, Market::Spot) => "spot",
             (Venue::Bybit, Market::UsdM) => "linear",
             (Venue::Bybit, Market::CoinM) => "inverse",
+            (Venue::Okx, Market::Spot) => "spot",
+            (Venue::Okx, Market::UsdM) => "swap",
+            (Venue::Okx, Market::CoinM) => "futures",
+        }
+    }
+
+    /// `market` as this venue titles it, for messages: Binance's spot, USDⓈ-M and COIN-M, the
+    /// other venues' market names.
+    pub fn market_title(self, market: Market) -> &'static str {
+        match self {
+            Venue::Binance => market.title(),
+            other => other.market_name(market),
         }
     }
 
@@ -153,6 +172,9 @@ impl Venue {
             (Venue::Bybit, Market::Spot) => "bybit_spot_",
             (Venue::Bybit, Market::UsdM) => "bybit_linear_",
             (Venue::Bybit, Market::CoinM) => "bybit_inverse_",
+            (Venue::Okx, Market::Spot) => "okx_spot_",
+            (Venue::Okx, Market::UsdM) => "okx_swap_",
+            (Venue::Okx, Market::CoinM) => "okx_futures_",
         }
     }
 
@@ -199,6 +221,21 @@ impl Venue {
                     }
                 })
             }
+            Venue::Okx => {
+                let t = s.trim().to_ascii_lowercase();
+                Ok(match t.as_str() {
+                    "spot" | "" => Market::Spot,
+                    "swap" => Market::UsdM,
+                    "futures" => Market::CoinM,
+                    _ => {
+                        return Err(format!(
+                            "MARKET {:?} is not an OKX market: expected spot, swap (perpetual \
+                             contracts, linear or inverse) or futures (dated contracts)",
+                            s.trim()
+                        ))
+                    }
+                })
+            }
         }
     }
 }
@@ -218,7 +255,7 @@ impl fmt::Display for Venue {
 impl FromStr for Venue {
     type Err = String;
 
-    /// `binance` or `bybit`, case-insensitive.
+    /// `binance`, `bybit` or `okx`, case-insensitive.
     fn from_str(s: &str) -> Result<Venue, String> {
         let t = s.trim().to_ascii_lowercase();
         Venue::ALL
@@ -226,7 +263,7 @@ impl FromStr for Venue {
             .find(|v| v.as_str() == t || (t.is_empty() && *v == Venue::Binance))
             .ok_or_else(|| {
                 format!(
-                    "EXCHANGE {:?} is not a venue this loader reads: expected binance or bybit",
+                    "EXCHANGE {:?} is not a venue this loader reads: expected binance, bybit or okx",
                     s.trim()
                 )
             })

@@ -201,7 +201,7 @@ mod tests {
             .collect();
         assert!(required.contains(&"open_time") && required.contains(&"loader_job"));
         assert!(!required.contains(&"exchange") && !required.contains(&"number_of_trades"));
-        assert_eq!(props["exchange"]["enum"], json!(["bybit"]));
+        assert_eq!(props["exchange"]["enum"], json!(["bybit", "okx"]));
         let trades = of(RecordKind::Trades);
         // A number (Binance's ids) or a string (Bybit's UUIDs).
         assert_eq!(trades["properties"]["trade_id"]["$ref"], "#/$defs/TradeId");

@@ -292,7 +292,7 @@ async fn settings_bybit_cannot_serve_are_refused_naming_the_variable() {
         ),
         (
             vec![("EXCHANGE", "kraken")],
-            "is not a venue this loader reads: expected binance or bybit",
+            "is not a venue this loader reads: expected binance, bybit or okx",
         ),
     ];
     for (extra, message) in cases {

@@ -1,6 +1,6 @@
-//! One compliance test over the registry: every registered data type, on every venue and market
-//! that serves it (the registry's markets on Binance, what `venue::bybit::serves` accepts on
-//! Bybit), loads a short range from the exchange simulator (its REST API, its archive, its
+//! One compliance test over the registries: every registered data type, on every registered
+//! venue (`loader_producer::venues::REGISTERED`) and market that serves it (what the venue's
+//! `VenueSpec::serves` accepts), loads a short range from the exchange simulator (its REST API, its archive, its
 //! streams) into the broker with the default `SOURCE=auto`, and `verify`, asking the market's
 //! own endpoints, passes on the topic, and every record is what the JSON Schema of its kind
 //! (`loader_producer::schema`, published in `docs/schema/`) says. The list comes from `loader_producer::registry::TYPES`:
@@ -20,13 +20,10 @@ use support::loader::{fresh_topic, job_env, now_ms, run_loader_async, verify_top
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 
-/// The symbol a market's jobs load.
+/// The symbol a market's jobs load: the first the venue's demo loads.
 fn symbol(v: Venue, m: Market) -> &'static str {
-    match (v, m) {
-        (Venue::Binance, Market::CoinM) => "BTCUSD_PERP",
-        (Venue::Bybit, Market::CoinM) => "BTCUSD",
-        _ => "BTCUSDT",
-    }
+    let symbols = loader_producer::venues::spec(v).demo_symbols(m);
+    symbols.split(',').next().unwrap_or(symbols)
 }
 
 fn sim_market(m: Market) -> SimMarket {
@@ -96,13 +93,23 @@ impl Case {
 }
 
 fn market_vars(sim: &SimServer, v: Venue, m: Market) -> Vec<(&'static str, String)> {
-    if v == Venue::Bybit {
-        return vec![
-            ("EXCHANGE", "bybit".into()),
-            ("MARKET", v.market_name(m).into()),
-            ("BYBIT_API_URL", sim.bybit_url()),
-            ("BYBIT_ARCHIVE_URL", sim.bybit_archive_url()),
-        ];
+    match v {
+        Venue::Binance => {}
+        Venue::Bybit => {
+            return vec![
+                ("EXCHANGE", "bybit".into()),
+                ("MARKET", v.market_name(m).into()),
+                ("BYBIT_API_URL", sim.bybit_url()),
+                ("BYBIT_ARCHIVE_URL", sim.bybit_archive_url()),
+            ]
+        }
+        Venue::Okx => {
+            return vec![
+                ("EXCHANGE", "okx".into()),
+                ("MARKET", v.market_name(m).into()),
+                ("OKX_API_URL", sim.okx_url()),
+            ]
+        }
     }
     let mut vars = vec![
         ("MARKET", m.as_str().to_string()),
@@ -173,34 +180,35 @@ async fn every_registered_type_loads_on_every_market_and_verifies() {
             .origins
             .contains(&loader_producer::registry::Origin::WebSocket);
         let ty = type_value(entry.name, entry.takes_interval, entry.interval_rule, live);
-        for &market in entry.markets {
-            cases.push(Case {
-                venue: Venue::Binance,
-                market,
-                range: (0, 0),
-                topic: fresh_topic(&format!("compliance-{}-{}", market.as_str(), ty)),
-                ty: ty.clone(),
-            });
-        }
         let data_type = DataType::parse(&ty, None).expect("a registered type parses");
-        for market in Market::ALL {
-            if loader_producer::venue::bybit::serves(data_type, market).is_ok() {
-                let name = Venue::Bybit.market_name(market);
+        for spec in loader_producer::venues::REGISTERED {
+            let venue = spec.venue();
+            for market in Market::ALL {
+                if spec.serves(data_type, market).is_err() {
+                    continue;
+                }
+                let topic = match venue {
+                    // Binance's topics as they were named before venues.
+                    Venue::Binance => format!("compliance-{}-{ty}", market.as_str()),
+                    v => format!("compliance-{v}-{}-{ty}", v.market_name(market)),
+                };
                 cases.push(Case {
-                    venue: Venue::Bybit,
+                    venue,
                     market,
                     range: (0, 0),
-                    topic: fresh_topic(&format!("compliance-bybit-{name}-{ty}")),
+                    topic: fresh_topic(&topic),
                     ty: ty.clone(),
                 });
             }
         }
     }
     assert!(cases.len() >= 40, "{} cases", cases.len());
-    assert!(
-        cases.iter().any(|c| c.venue == Venue::Bybit),
-        "Bybit serves some registered type"
-    );
+    for v in Venue::ALL {
+        assert!(
+            cases.iter().any(|c| c.venue == v),
+            "{v} serves some registered type"
+        );
+    }
 
     // Live jobs first, all at once (they mostly wait for their range), then history jobs a few
     // at a time meanwhile.

@@ -42,7 +42,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     // cursor and emitter its rows go through, the venue's clock). Names no venue.
     ("seam", &["venue"]),
     // Each venue's tree: its endpoints, limits, streams, archive layout and row mapping.
-    ("venues", &["venue::binance", "venue::bybit"]),
+    ("venues", &["venue::binance", "venue::bybit", "venue::okx"]),
+    // The one list of venues (`EXCHANGE` finds its venue there): it names every venue, by
+    // design, and nothing else does.
+    ("registered venues", &["venues"]),
     // Sources yield records, sinks publish them; resume, verify and reporting read both.
     (
         "components",
@@ -65,6 +68,10 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// Files that are the crate's roots, not modules of a layer.
 const ROOTS: &[&str] = &["lib", "main"];
 
+/// The module that lists every venue (`src/venues.rs`): it names each venue's spec, and only
+/// that (a test checks).
+const REGISTRY: &str = "venues";
+
 /// The modules outside a venue's tree that still name the venue, and why: the places the seam
 /// does not reach yet (issue 17). The test fails on any other, and on an entry that no longer
 /// names the venue, so the list only shrinks.
@@ -72,27 +79,12 @@ const NAMES_A_VENUE: &[(&str, &str, &str)] = &[
     (
         "config",
         "venue::binance",
-        "Binance's settings (BinanceConfig, stream URL and key checks) until EXCHANGE selects a venue",
+        "Binance's live settings (its stream URL, book depth and streams per connection), until the live seam",
     ),
     (
         "job",
         "venue::binance",
-        "connects to Binance (a Session), and names its history for SOURCE=archive and its live sources",
-    ),
-    (
-        "job",
-        "venue::bybit",
-        "connects to Bybit (a Session), and names its archive history for SOURCE=archive, until a venue is chosen through the seam",
-    ),
-    (
-        "demo",
-        "venue::bybit",
-        "checks what Bybit serves, and from which source, before its offline job (`demo --exchange bybit`)",
-    ),
-    (
-        "config",
-        "venue::bybit",
-        "Bybit's settings (BybitConfig, its default URL and page, what it serves)",
+        "connects to Binance for its live sources, which take its Exchange, until the live seam",
     ),
     (
         "source",
@@ -378,7 +370,8 @@ fn the_reader_finds_paths_and_groups() {
 fn only_a_venues_own_tree_names_it() {
     let mut found: BTreeMap<(String, String), String> = BTreeMap::new();
     for i in imports() {
-        if i.to.starts_with("venue::") && !i.from.starts_with("venue::") {
+        // The registry (`venues`) is the one list of every venue's spec.
+        if i.to.starts_with("venue::") && !i.from.starts_with("venue::") && i.from != REGISTRY {
             found
                 .entry((i.from.clone(), i.to.clone()))
                 .or_insert_with(|| format!("{}:{}", i.file.display(), i.line));
@@ -416,4 +409,23 @@ fn only_a_venues_own_tree_names_it() {
         stale.is_empty(),
         "NAMES_A_VENUE lists modules that no longer name the venue (remove them): {stale:?}"
     );
+}
+
+#[test]
+fn the_registry_names_only_each_venues_spec() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/venues.rs");
+    let text = fs::read_to_string(&src).expect("read src/venues.rs");
+    for (n, line) in text.lines().enumerate() {
+        if let Some(rest) = line.trim().strip_prefix("use crate::venue::") {
+            let named = rest.trim_end_matches(';');
+            let is_spec = named
+                .split_once("::")
+                .is_some_and(|(_tree, path)| path.starts_with("spec::"));
+            assert!(
+                is_spec || !named.contains("::") || named.starts_with('{'),
+                "src/venues.rs:{}: the registry names {named}; it lists venues' specs only",
+                n + 1
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! A Binance-compatible REST and WebSocket exchange simulator serving deterministic synthetic
 //! market data, with a Bybit venue beside it ([`bybit`]: its v5 REST market data under
-//! `/bybit`, [`SimServer::bybit_url`]).
+//! `/bybit`, [`SimServer::bybit_url`]) and an OKX venue ([`okx`]: its v5 REST market data
+//! under `/okx`, [`SimServer::okx_url`]).
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
 //! [`Storm`], [`WsFaults`], [`ArchiveFaults`]), its counters ([`SimStats`]), the running server
@@ -176,6 +177,7 @@ mod futures_api;
 mod gauge;
 mod limiter;
 mod market;
+pub mod okx;
 mod query;
 mod server;
 mod streams;
@@ -535,6 +537,8 @@ pub struct SimStats {
     pub bybit: crate::bybit::BybitStats,
     /// Bybit's archive (`/bybit-archive/…`).
     pub bybit_archive: crate::bybit_archive::BybitArchiveStats,
+    /// OKX's REST API (`/okx/…`): counted apart, under its own limits.
+    pub okx: crate::okx::OkxStats,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

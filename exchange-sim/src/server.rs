@@ -89,6 +89,8 @@ struct Shared {
     bybit: crate::bybit::BybitVenue,
     /// Bybit's archive of trades under `/bybit-archive`.
     bybit_archive: crate::bybit_archive::BybitArchive,
+    /// OKX's REST API under `/okx`.
+    okx: crate::okx::OkxVenue,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
     clock: SimClock,
@@ -193,6 +195,7 @@ impl SimServer {
             archive: Archive::new(cfg.listed_at_ms, cfg.archive.clone()),
             bybit: Default::default(),
             bybit_archive: Default::default(),
+            okx: Default::default(),
             rest_at_once: Arc::default(),
             clock,
         });
@@ -228,6 +231,18 @@ impl SimServer {
     /// `https://api.bybit.com`; see [`crate::bybit`].
     pub fn bybit_url(&self) -> String {
         format!("http://{}/bybit", self.addr)
+    }
+
+    /// `http://IP:PORT/okx`: OKX's REST base (append `/api/v5/market/history-candles`, …),
+    /// OKX's `https://www.okx.com`; see [`crate::okx`].
+    pub fn okx_url(&self) -> String {
+        format!("http://{}/okx", self.addr)
+    }
+
+    /// The next `requests` to OKX's history-candles are answered HTTP 429, code 50011, as when
+    /// other clients on the same IP spent the endpoint's limit.
+    pub fn spend_okx_candle_limit_elsewhere(&self, requests: u32) {
+        self.shared.okx.spend_candle_limit_elsewhere(requests);
     }
 
     /// `http://IP:PORT/bybit-archive`: Bybit's archive of trades, Bybit's
@@ -409,6 +424,7 @@ fn snapshot(shared: &Shared) -> SimStats {
     shared.archive.fill_stats(&mut stats);
     stats.bybit = shared.bybit.stats();
     stats.bybit_archive = shared.bybit_archive.stats();
+    stats.okx = shared.okx.stats();
     stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
@@ -567,6 +583,19 @@ async fn handle(
                 HeaderValue::from(answer.length),
             );
         }
+        return Ok(resp);
+    }
+    if let Some(rest) = path.strip_prefix("/okx").filter(|r| r.starts_with('/')) {
+        let data = shared.lock().data.clone();
+        let query = Query::parse(req.uri().query());
+        let answer = shared.okx.handle(rest, &query, &data, &shared.clock);
+        let mut resp = Response::new(Either::Left(Full::new(Bytes::from(answer.body))));
+        *resp.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         return Ok(resp);
     }
     if let Some(rest) = path.strip_prefix("/bybit").filter(|r| r.starts_with('/')) {

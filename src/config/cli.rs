@@ -21,7 +21,10 @@ message, exactly once per record: history of a time range from the data.binance.
 REST API within Binance's request-weight budget, or live data from WebSocket streams, on the spot \
 market or the USDⓈ-M and COIN-M futures markets (MARKET). With EXCHANGE=bybit, candles of Bybit's \
 spot, linear and inverse markets and funding rates and open interest of its contracts from its REST \
-API within its IP limit, and trades of every market from its archive (BYBIT_ARCHIVE_URL).\n\nData types on Binance \
+API within its IP limit, and trades of every market from its archive (BYBIT_ARCHIVE_URL). With \
+EXCHANGE=okx, candles of OKX's spot, swap and futures markets, funding rates of its perpetuals (the \
+last three months) and open interest of its contracts (the latest 1,440 periods) from its REST API \
+within the limit of each endpoint.\n\nData types on Binance \
 (TYPE, the markets that offer them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
         kinds.join("\n")
@@ -113,7 +116,7 @@ variable. Secrets (passwords, API keys) are never printed.";
 #[command(
     name = "loader-producer",
     version,
-    about = "Loads Binance (or Bybit) market data for one symbol set and time range into a Kafka topic, exactly once per record.",
+    about = "Loads Binance, Bybit or OKX market data for one symbol set and time range into a Kafka topic, exactly once per record.",
     long_about = long_about(),
     after_help = EXIT_CODES,
     args_conflicts_with_subcommands = true
@@ -197,7 +200,7 @@ pub struct JobArgs {
     )]
     pub telemetry_interval: f64,
 
-    /// Exchange to load from: binance or bybit
+    /// Exchange to load from: binance, bybit or okx
     #[arg(
         long,
         env = "EXCHANGE",
@@ -206,7 +209,7 @@ pub struct JobArgs {
     )]
     pub exchange: String,
 
-    /// Market: on Binance spot, usdm (USDⓈ-M futures; also um, usd-m, futures) or coinm (COIN-M futures; also cm, coin-m, delivery); on Bybit spot, linear or inverse
+    /// Market: on Binance spot, usdm (USDⓈ-M futures; also um, usd-m, futures) or coinm (COIN-M futures; also cm, coin-m, delivery); on Bybit spot, linear or inverse; on OKX spot, swap (perpetuals) or futures (dated)
     #[arg(long, env = "MARKET", default_value = "spot", value_name = "MARKET")]
     pub market: String,
 
@@ -214,10 +217,19 @@ pub struct JobArgs {
     #[arg(
         long,
         env = "BYBIT_API_URL",
-        default_value = crate::venue::bybit::rules::DEFAULT_API_URL,
+        default_value = bybit_url(|s| s.rest_url(crate::market::Market::Spot)),
         value_name = "URL"
     )]
     pub bybit_api_url: String,
+
+    /// OKX REST base URL (EXCHANGE=okx)
+    #[arg(
+        long,
+        env = "OKX_API_URL",
+        default_value = okx_url(|s| s.rest_url(crate::market::Market::Spot)),
+        value_name = "URL"
+    )]
+    pub okx_api_url: String,
 
     /// Binance spot REST base URL (the exchange simulator's URL in tests)
     #[arg(
@@ -263,7 +275,7 @@ pub struct JobArgs {
     #[arg(
         long,
         env = "BYBIT_ARCHIVE_URL",
-        default_value = crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+        default_value = bybit_url(|s| s.archive_url().expect("Bybit has an archive")),
         value_name = "URL"
     )]
     pub bybit_archive_url: String,
@@ -606,27 +618,35 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub binance_api_url: String,
-    /// Exchange the topic's records come from (binance, bybit); without it each record's
+    /// Exchange the topic's records come from (binance, bybit, okx); without it each record's
     /// exchange is read from it (records without one are Binance's)
     #[arg(long, env = "EXCHANGE", value_name = "EXCHANGE")]
     pub exchange: Option<String>,
     /// Market the topic's records come from (Binance: spot, usdm, coinm; Bybit: spot, linear,
-    /// inverse); without it each record's market is read from it
+    /// inverse; OKX: spot, swap, futures); without it each record's market is read from it
     #[arg(long, env = "MARKET", value_name = "MARKET")]
     pub market: Option<String>,
     /// Bybit REST base URL, for gaps in Bybit's records
     #[arg(
         long,
         env = "BYBIT_API_URL",
-        default_value = crate::venue::bybit::rules::DEFAULT_API_URL,
+        default_value = bybit_url(|s| s.rest_url(crate::market::Market::Spot)),
         value_name = "URL"
     )]
     pub bybit_api_url: String,
+    /// OKX REST base URL, for gaps in OKX's records
+    #[arg(
+        long,
+        env = "OKX_API_URL",
+        default_value = okx_url(|s| s.rest_url(crate::market::Market::Spot)),
+        value_name = "URL"
+    )]
+    pub okx_api_url: String,
     /// Base URL of Bybit's archive of trades, the list Bybit's trades are checked against
     #[arg(
         long,
         env = "BYBIT_ARCHIVE_URL",
-        default_value = crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
+        default_value = bybit_url(|s| s.archive_url().expect("Bybit has an archive")),
         value_name = "URL"
     )]
     pub bybit_archive_url: String,
@@ -661,7 +681,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Symbols to load [default: BTCUSDT,ETHUSDT; on coinm BTCUSD_PERP,ETHUSD_PERP]
+    /// Symbols to load [default: the venue's BTC and ETH of the market, e.g. BTCUSDT,ETHUSDT;
+    /// BTCUSD_PERP,ETHUSD_PERP on coinm; BTC-USDT,ETH-USDT on OKX's spot]
     #[arg(long)]
     pub symbol: Option<String>,
     /// Data type
@@ -675,11 +696,53 @@ pub struct DemoArgs {
     /// Where history comes from: auto, rest or archive (the simulator serves both)
     #[arg(long, default_value = "auto")]
     pub source: String,
-    /// Market: spot, usdm or coinm on Binance; spot, linear or inverse on Bybit (the simulator
-    /// serves them all)
+    /// Market: spot, usdm or coinm on Binance; spot, linear or inverse on Bybit; spot, swap or
+    /// futures on OKX (the simulator serves them all)
     #[arg(long, default_value = "spot")]
     pub market: String,
-    /// Exchange: binance, or bybit (candles over REST)
+    /// Exchange: binance, bybit or okx (the simulator serves each)
     #[arg(long, default_value = "binance")]
     pub exchange: String,
+}
+
+impl JobArgs {
+    /// The value of the URL setting `var` (a venue names its URLs by variable), if this command
+    /// has that setting.
+    pub(super) fn url_setting(&self, var: &str) -> Option<&str> {
+        Some(match var {
+            "BINANCE_API_URL" => &self.binance_api_url,
+            "BINANCE_FAPI_URL" => &self.binance_fapi_url,
+            "BINANCE_DAPI_URL" => &self.binance_dapi_url,
+            "ARCHIVE_URL" => &self.archive_url,
+            "BYBIT_API_URL" => &self.bybit_api_url,
+            "BYBIT_ARCHIVE_URL" => &self.bybit_archive_url,
+            "OKX_API_URL" => &self.okx_api_url,
+            _ => return None,
+        })
+    }
+}
+
+impl VerifyArgs {
+    /// As [`JobArgs::url_setting`].
+    pub(super) fn url_setting(&self, var: &str) -> Option<&str> {
+        Some(match var {
+            "BINANCE_API_URL" => &self.binance_api_url,
+            "BINANCE_FAPI_URL" => &self.binance_fapi_url,
+            "BINANCE_DAPI_URL" => &self.binance_dapi_url,
+            "BYBIT_API_URL" => &self.bybit_api_url,
+            "BYBIT_ARCHIVE_URL" => &self.bybit_archive_url,
+            "OKX_API_URL" => &self.okx_api_url,
+            _ => return None,
+        })
+    }
+}
+
+/// The default of one of Bybit's URL flags: its spec's public host.
+fn bybit_url(url: fn(&dyn crate::venue::VenueSpec) -> crate::venue::UrlVar) -> &'static str {
+    url(crate::venues::spec(crate::market::Venue::Bybit)).default
+}
+
+/// The default of one of OKX's URL flags: its spec's public host.
+fn okx_url(url: fn(&dyn crate::venue::VenueSpec) -> crate::venue::UrlVar) -> &'static str {
+    url(crate::venues::spec(crate::market::Venue::Okx)).default
 }

@@ -17,8 +17,7 @@ pub use crate::sink::MessageKey;
 pub use crate::source::live::LiveConfig;
 use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
-pub use crate::venue::binance::BinanceConfig;
-pub use crate::venue::bybit::BybitConfig;
+pub use crate::venue::VenueSettings;
 pub use cli::{parse_cli, Cli, Command, DemoArgs, JobArgs, KafkaArgs, SchemaArgs, VerifyArgs};
 pub use resolve::{check_topic_name, parse_properties, parse_symbols};
 
@@ -78,8 +77,7 @@ pub struct JobConfig {
     /// A live job without a range that has no `JOB_UID` cannot tell its own records from an
     /// earlier Job's: it never resumes.
     pub resumable: bool,
-    /// The exchange (`EXCHANGE`) and its settings: `binance` when it is Binance, `bybit` when
-    /// it is Bybit (the other is not used).
+    /// The exchange (`EXCHANGE`); `rest` holds its settings.
     pub venue: Venue,
     /// The market (`MARKET`), one of the venue's.
     pub market: Market,
@@ -89,8 +87,8 @@ pub struct JobConfig {
     pub kline_page_limit: u32,
     /// REST requests in flight (`FETCH_CONCURRENCY`).
     pub fetch_concurrency: usize,
-    pub binance: BinanceConfig,
-    pub bybit: BybitConfig,
+    /// The venue's REST client (and, for live types, its stream base).
+    pub rest: VenueSettings,
     pub live: LiveConfig,
     pub kafka: KafkaConfig,
     /// Connection of the control listener (consumer credentials when given).

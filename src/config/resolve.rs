@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::cli::{JobArgs, KafkaArgs, VerifyArgs};
 use super::{
-    BinanceConfig, BybitConfig, DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig,
-    Market, MessageKey, Secret, Shard, Venue,
+    DataType, JobConfig, KafkaConfig, KafkaSecurity, LiveConfig, Market, MessageKey, Secret, Shard,
+    Venue, VenueSettings,
 };
 use crate::archive::ArchiveConfig;
 use crate::error::{LoaderError, Result};
@@ -385,55 +385,18 @@ impl VerifyArgs {
             .transpose()
     }
 
-    /// How verify asks Bybit about gaps in `market`'s records: a small share of its limit, few
-    /// retries.
-    pub fn bybit_config(&self, market: Market) -> Result<BybitConfig> {
-        Ok(BybitConfig {
-            market,
-            api_url: http_url(
-                "BYBIT_API_URL",
-                &self.bybit_api_url,
-                crate::venue::bybit::rules::DEFAULT_API_URL,
-                self.access.allow_insecure_urls,
-            )?,
-            rate_limit_share: 0.2,
-            concurrency: 4,
-            kline_page_limit: crate::venue::bybit::rules::MAX_KLINE_PAGE,
-            max_retries: 2,
-            request_timeout: Duration::from_secs(10),
-        })
-    }
-
-    /// Where verify reads Bybit's archive of trades (downloads in the system's temporary
-    /// directory, two at a time, each deleted once listed).
-    pub fn bybit_archive(&self) -> Result<ArchiveConfig> {
-        Ok(ArchiveConfig {
-            url: http_url(
-                "BYBIT_ARCHIVE_URL",
-                &self.bybit_archive_url,
-                crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
-                self.access.allow_insecure_urls,
-            )?,
-            url_var: "BYBIT_ARCHIVE_URL",
-            dir: std::env::temp_dir(),
-            timeout: Duration::from_secs(30),
-            max_retries: 2,
-            attempts: 2,
-            concurrency: 2,
-        })
-    }
-
-    /// How verify asks Binance about gaps in `market`'s records: a small share of the budget,
+    /// How verify asks `venue` about gaps in `market`'s records: a small share of its budget,
     /// few retries.
-    pub fn binance_config(&self, market: Market) -> Result<BinanceConfig> {
-        let (var, example) = market.rest_url_var();
-        let value = match market {
-            Market::Spot => &self.binance_api_url,
-            Market::UsdM => &self.binance_fapi_url,
-            Market::CoinM => &self.binance_dapi_url,
-        };
-        let api_url = http_url(var, value, example, self.access.allow_insecure_urls)?;
-        Ok(BinanceConfig {
+    pub fn venue_settings(&self, venue: Venue, market: Market) -> Result<VenueSettings> {
+        let spec = crate::venues::spec(venue);
+        let url = spec.rest_url(market);
+        let api_url = http_url(
+            url.var,
+            self.url_setting(url.var).unwrap_or(url.default),
+            url.default,
+            self.access.allow_insecure_urls,
+        )?;
+        Ok(VenueSettings {
             market,
             api_url,
             ws_url: String::new(),
@@ -441,11 +404,34 @@ impl VerifyArgs {
             rate_limit_share: 0.2,
             concurrency: 4,
             page_limit: 1000,
-            kline_page_limit: market.default_kline_page(),
+            kline_page_limit: spec.kline_pages(market).0,
             max_retries: 2,
             max_retry_after: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
         })
+    }
+
+    /// Where verify reads `venue`'s archive, for the types whose list it takes from there
+    /// (downloads in the system's temporary directory, two at a time, each deleted once
+    /// listed); `None` for a venue whose archive the loader does not read.
+    pub fn archive_config(&self, venue: Venue) -> Result<Option<ArchiveConfig>> {
+        let Some(url) = crate::venues::spec(venue).archive_url() else {
+            return Ok(None);
+        };
+        Ok(Some(ArchiveConfig {
+            url: http_url(
+                url.var,
+                self.url_setting(url.var).unwrap_or(url.default),
+                url.default,
+                self.access.allow_insecure_urls,
+            )?,
+            url_var: url.var,
+            dir: std::env::temp_dir(),
+            timeout: Duration::from_secs(30),
+            max_retries: 2,
+            attempts: 2,
+            concurrency: 2,
+        }))
     }
 }
 
@@ -532,11 +518,9 @@ impl JobArgs {
         let market = venue
             .parse_market(&self.market)
             .map_err(LoaderError::config)?;
+        let spec = crate::venues::spec(venue);
         let given_page = self.page_limit.or(self.limit_alias);
-        let max_page = match venue {
-            Venue::Binance => market.max_kline_page(),
-            Venue::Bybit => crate::venue::bybit::rules::MAX_KLINE_PAGE,
-        };
+        let (default_kline_page, max_page) = spec.kline_pages(market);
         if let Some(p) = given_page.filter(|p| !(1..=max_page).contains(p)) {
             return Err(LoaderError::config(format!(
                 "PAGE_LIMIT (alias LIMIT) must be between 1 and {max_page} ({}'s largest {} page), got {p}",
@@ -545,10 +529,7 @@ impl JobArgs {
             )));
         }
         let page_limit = given_page.unwrap_or(1000).min(1000);
-        let kline_page_limit = given_page.unwrap_or(match venue {
-            Venue::Binance => market.default_kline_page(),
-            Venue::Bybit => crate::venue::bybit::rules::MAX_KLINE_PAGE,
-        });
+        let kline_page_limit = given_page.unwrap_or(default_kline_page);
         let message_key = match self.kafka_message_key.trim().to_ascii_lowercase().as_str() {
             "symbol" => MessageKey::Symbol,
             "record" | "_key" => MessageKey::Record,
@@ -575,17 +556,17 @@ impl JobArgs {
         let symbols = shard.symbols(&all_symbols);
         // Pods of one Job share the egress IP, so they share its rate budget too.
         let share = share / f64::from(shard.count);
-        let (rest_var, rest_example) = market.rest_url_var();
+        let rest_url = spec.rest_url(market);
         let (ws_var, ws_example) = market.ws_url_var();
-        let (rest_value, ws_value) = match market {
-            Market::Spot => (&self.binance_api_url, &self.binance_ws_url),
-            Market::UsdM => (&self.binance_fapi_url, &self.binance_fws_url),
-            Market::CoinM => (&self.binance_dapi_url, &self.binance_dws_url),
+        let ws_value = match market {
+            Market::Spot => &self.binance_ws_url,
+            Market::UsdM => &self.binance_fws_url,
+            Market::CoinM => &self.binance_dws_url,
         };
         let api_url = http_url(
-            rest_var,
-            rest_value,
-            rest_example,
+            rest_url.var,
+            self.url_setting(rest_url.var).unwrap_or(rest_url.default),
+            rest_url.default,
             self.access.allow_insecure_urls,
         )?;
         let ws_url = ws_url(
@@ -594,82 +575,33 @@ impl JobArgs {
             &format!("{ws_example} (with or without /ws or /stream)"),
             self.access.allow_insecure_urls,
         )?;
-        if venue == Venue::Bybit {
-            crate::venue::bybit::serves(data_type, market).map_err(LoaderError::config)?;
-        } else if !data_type.markets().contains(&market) {
-            let on = data_type
-                .markets()
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>();
-            return Err(LoaderError::config(match on.is_empty() {
-                true => format!(
-                    "TYPE {}: 1s candles exist on MARKET=spot only",
-                    data_type.name()
-                ),
-                false => format!(
-                    "TYPE {} is not offered on MARKET={market}; it exists on MARKET={}",
-                    data_type.name(),
-                    on.join(" or ")
-                ),
-            }));
-        }
-        if let (
-            Venue::Binance,
-            Market::CoinM,
-            DataType::History(crate::registry::HistoryType::FuturesData(series, _)),
-        ) = (venue, market, data_type)
-        {
-            if let Some(e) = all_symbols
-                .iter()
-                .find_map(|s| crate::venue::binance::endpoint::coinm_series_symbol_error(series, s))
-            {
-                return Err(LoaderError::config(e));
-            }
-        }
+        spec.serves(data_type, market)
+            .map_err(LoaderError::config)?;
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;
-        if venue == Venue::Bybit {
-            crate::venue::bybit::serves_from(data_type, source).map_err(LoaderError::config)?;
-        }
-        let bybit_api_url = http_url(
-            "BYBIT_API_URL",
-            &self.bybit_api_url,
-            crate::venue::bybit::rules::DEFAULT_API_URL,
-            self.access.allow_insecure_urls,
-        )?;
+        spec.serves_from(data_type, source)
+            .map_err(LoaderError::config)?;
         let api_key = non_empty(&self.access.binance_api_key).map(Secret::new);
-        let reads_raw_trades = venue == Venue::Binance
-            && data_type == DataType::History(crate::registry::HistoryType::Trades);
-        if reads_raw_trades
-            && source != SourceMode::Archive
-            && api_key.is_none()
-            && crate::venue::binance::endpoint::Endpoint::HistoricalTrades.needs_api_key(market)
-        {
-            return Err(LoaderError::config(format!(
-                "TYPE {} on MARKET={market} reads Binance's historicalTrades, which needs an API key on futures: \
-                 set BINANCE_API_KEY (a key without any permission will do; it is sent only to {rest_var}), \
-                 or SOURCE=archive to load from the archive's files alone",
-                data_type.name()
-            )));
-        }
-        let (archive_var, archive_value, archive_example) = match venue {
-            Venue::Binance => (
-                "ARCHIVE_URL",
-                &self.archive_url,
-                "https://data.binance.vision",
+        spec.check_job(&crate::venue::JobChoice {
+            data_type,
+            market,
+            source,
+            symbols: &all_symbols,
+            api_key_set: api_key.is_some(),
+        })
+        .map_err(LoaderError::config)?;
+        // A venue whose archive the loader does not read has none (nor a variable for it).
+        let (archive_url, archive_url_var) = match spec.archive_url() {
+            Some(url) => (
+                http_url(
+                    url.var,
+                    self.url_setting(url.var).unwrap_or(url.default),
+                    url.default,
+                    self.access.allow_insecure_urls,
+                )?,
+                url.var,
             ),
-            Venue::Bybit => (
-                "BYBIT_ARCHIVE_URL",
-                &self.bybit_archive_url,
-                crate::venue::bybit::rules::DEFAULT_ARCHIVE_URL,
-            ),
+            None => (String::new(), ""),
         };
-        let archive_url = http_url(
-            archive_var,
-            archive_value,
-            archive_example,
-            self.access.allow_insecure_urls,
-        )?;
         if !(1..=64).contains(&self.archive_concurrency) {
             return Err(LoaderError::config(format!(
                 "ARCHIVE_CONCURRENCY must be between 1 and 64, got {}",
@@ -728,7 +660,7 @@ impl JobArgs {
             source,
             archive: ArchiveConfig {
                 url: archive_url,
-                url_var: archive_var,
+                url_var: archive_url_var,
                 dir: archive_dir,
                 timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?.max(std::time::Duration::from_secs(30)),
                 max_retries: self.max_retries,
@@ -760,16 +692,7 @@ impl JobArgs {
             page_limit,
             kline_page_limit,
             fetch_concurrency: self.fetch_concurrency,
-            bybit: BybitConfig {
-                market,
-                api_url: bybit_api_url,
-                rate_limit_share: share,
-                concurrency: self.fetch_concurrency,
-                kline_page_limit,
-                max_retries: self.max_retries,
-                request_timeout: seconds("REQUEST_TIMEOUT", self.request_timeout, 0.1, 3600.0)?,
-            },
-            binance: BinanceConfig {
+            rest: VenueSettings {
                 market,
                 api_url,
                 ws_url,
@@ -1156,7 +1079,7 @@ mod tests {
             "http://[::1]:9000",
         ] {
             let cfg = with(&["--binance-api-url", local, "--archive-url", local]).unwrap();
-            assert_eq!(cfg.binance.api_url, local.trim_end_matches('/'));
+            assert_eq!(cfg.rest.api_url, local.trim_end_matches('/'));
         }
         let remote = ["--binance-api-url", "http://10.0.0.5:9000"];
         let err = with(&remote).unwrap_err().to_string();
@@ -1177,8 +1100,8 @@ mod tests {
             "--allow-insecure-urls",
         ])
         .unwrap();
-        assert_eq!(allowed.binance.api_url, "http://10.0.0.5:9000");
-        assert_eq!(allowed.binance.ws_url, "ws://10.0.0.5:9443");
+        assert_eq!(allowed.rest.api_url, "http://10.0.0.5:9000");
+        assert_eq!(allowed.rest.ws_url, "ws://10.0.0.5:9443");
     }
 
     #[test]

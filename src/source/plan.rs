@@ -135,9 +135,16 @@ pub async fn plan(
 ) -> Result<Vec<Step>> {
     let too_old = |mode: &str| -> Option<LoaderError> {
         let from = rest_from.filter(|f| f.excludes(range))?;
+        // Where the archive has no files for the type, only a later start helps.
+        let instead = match layout {
+            Some(_) => {
+                "use SOURCE=auto or archive (the archive's daily and monthly files hold older \
+                 data), or a later start"
+            }
+            None => "use a later start",
+        };
         Some(LoaderError::config(format!(
-            "TIME_RANGE starts at {} but {}{}, and {mode}; use SOURCE=auto or archive \
-             (the archive's daily and monthly files hold older data), or a later start",
+            "TIME_RANGE starts at {} but {}{}, and {mode}; {instead}",
             crate::time_range::fmt_ms(range.start_ms),
             from.why,
             from.since(),

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use kline_interval::Interval;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -144,8 +145,8 @@ pub struct IdEnds {
 /// older records exist only in its archive, and the endpoint cannot be asked about them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Horizon {
-    /// Whose REST it is ("Binance"), for messages.
-    pub venue: &'static str,
+    /// Whose REST it is.
+    pub venue: Venue,
     /// How old a record may be, in ms before the exchange's present.
     pub ms: i64,
     /// The span in words ("the last year").
@@ -164,8 +165,8 @@ impl Horizon {
     pub fn reason(self, market: Market) -> String {
         format!(
             "{}'s REST serves {} {} of {} only",
-            self.venue,
-            market.title(),
+            self.venue.title(),
+            self.venue.market_title(market),
             self.what,
             self.span
         )
@@ -251,6 +252,127 @@ pub fn candle_windows(
         w = we;
     }
     out
+}
+
+/// The windows of a grid type (candles, open interest) after `cursor`'s last row within
+/// `span`: `[start, end_inclusive]` and the rows each holds, a page at most.
+pub fn grid_windows(
+    iv: Interval,
+    cursor: &Cursor,
+    span: TimeRange,
+    page: u32,
+) -> impl Iterator<Item = (i64, i64, u32)> + Send {
+    let from = match cursor.last {
+        Some(last) => iv.next_open(last).max(span.start_ms),
+        None => span.start_ms,
+    };
+    candle_windows(iv, iv.align_up(from), span.end_ms, page as i64, None)
+        .into_iter()
+        .map(|(ws, we, n)| (ws, we - 1, n as u32))
+}
+
+/// `span` cut into `[start, end)` windows of `window_ms` (the last one short), for types
+/// without a grid (funding: an instrument's interval can change) whose window holds fewer rows
+/// than a page.
+pub fn time_windows(span: TimeRange, window_ms: i64) -> impl Iterator<Item = (i64, i64)> {
+    let end = span.end_ms;
+    (0..)
+        .map(move |i| span.start_ms.saturating_add(i * window_ms))
+        .take_while(move |w| *w < end)
+        .map(move |w| (w, w.saturating_add(window_ms).min(end)))
+}
+
+/// Funding settlements `(time, rate)` of `span` after `cursor`'s last, from a venue that
+/// answers windows of time (`fetch(first, last_inclusive, page)`, oldest first): windows of
+/// `window_ms`, each holding fewer settlements than `page`, published through
+/// [`load_windows`].
+#[allow(clippy::too_many_arguments)]
+pub async fn load_funding<F, Fut>(
+    pages: &tokio::sync::Semaphore,
+    ctx: &HistoryContext,
+    span: TimeRange,
+    cursor: &mut Cursor,
+    out: &mut Emitter,
+    window_ms: i64,
+    page: u32,
+    fetch: F,
+) -> Result<()>
+where
+    F: Fn(i64, i64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(i64, String)>>>,
+{
+    let from = match cursor.last {
+        Some(last) => (last + 1).max(span.start_ms),
+        None => span.start_ms,
+    };
+    let span = TimeRange {
+        start_ms: from,
+        end_ms: span.end_ms,
+    };
+    let windows = time_windows(span, window_ms).map(move |(ws, we)| (ws, we - 1, page));
+    load_windows(pages, ctx, windows, fetch, out, |batch, (time, rate)| {
+        if *time < span.end_ms && cursor.admit(*time, *time) {
+            batch.push_funding(*time, rate, None)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The times of every row of `range` a venue answers in windows of `window_ms`
+/// (`fetch(first, last_inclusive, page)`), for `verify`'s list (funding settlements).
+pub async fn list_times<R, F, Fut>(
+    range: TimeRange,
+    window_ms: i64,
+    page: u32,
+    fetch: F,
+) -> Result<Option<Vec<i64>>>
+where
+    F: Fn(i64, i64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<(i64, R)>>>,
+{
+    let mut times = Vec::new();
+    for (ws, we) in time_windows(range, window_ms) {
+        let rows = fetch(ws, we - 1, page).await?;
+        times.extend(rows.into_iter().map(|r| r.0).filter(|t| range.contains(*t)));
+    }
+    Ok(Some(times))
+}
+
+/// Loads `windows` (`[start, end_inclusive]` and the rows each holds at most) with `fetch`,
+/// `FETCH_CONCURRENCY` at a time, each holding one of `pages` (the session's slots, as many for
+/// the whole job) until it is published, and publishes every window's rows in order through
+/// `push` (which admits them through the cursor).
+pub async fn load_windows<R, F, Fut>(
+    pages: &tokio::sync::Semaphore,
+    ctx: &HistoryContext,
+    windows: impl Iterator<Item = (i64, i64, u32)> + Send,
+    fetch: F,
+    out: &mut Emitter,
+    mut push: impl FnMut(&mut RecordBatch, &R) -> Result<(), LoaderError>,
+) -> Result<(), LoaderError>
+where
+    F: Fn(i64, i64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<R>, LoaderError>>,
+{
+    let mut loaded = std::pin::pin!(futures::stream::iter(windows)
+        .map(|(from, to_inclusive, limit)| {
+            let rows = fetch(from, to_inclusive, limit);
+            async move {
+                let slot = pages.acquire().await.map_err(|_| LoaderError::Cancelled)?;
+                Ok::<_, LoaderError>((slot, rows.await?))
+            }
+        })
+        .buffered(ctx.concurrency.max(1)));
+    while let Some(page) = loaded.next().await {
+        let (_slot, rows) = page?;
+        let mut batch = ctx.batch(rows.len());
+        for row in &rows {
+            push(&mut batch, row)?;
+        }
+        out.send(batch, Origin::Rest).await?;
+    }
+    Ok(())
 }
 
 /// A history data type as one venue serves it: how its records come from the venue's REST API

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::market::Market;
+use crate::market::{Market, Venue};
 use crate::registry::{FuturesSeries, PriceSeries};
 pub use crate::venue::history::Horizon;
 
@@ -204,7 +204,7 @@ impl Endpoint {
 /// than one year"). Counted as 365 days, which no year is shorter than. What Binance answers
 /// about older trades is not documented.
 pub const FUTURES_AGG_TRADES_HORIZON: Horizon = Horizon {
-    venue: "Binance",
+    venue: Venue::Binance,
     ms: 365 * 86_400_000,
     span: "the last year",
     what: "aggregate trades",

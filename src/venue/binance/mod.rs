@@ -8,10 +8,10 @@ pub mod history;
 pub mod limiter;
 mod markets;
 pub mod rest;
+pub mod spec;
 pub mod stream;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use kline_interval::Interval;
 use serde::Deserialize;
@@ -21,31 +21,11 @@ pub use endpoint::Endpoint;
 
 use crate::error::LoaderError;
 use crate::market::Market;
-use crate::secret::Secret;
 use crate::venue::history::{History, VenueClock};
+use crate::venue::VenueSettings;
 use bytes::Bytes;
 use limiter::WeightLimiter;
 use rest::{RestClient, RestError, RestStats, WeightRule};
-
-#[derive(Debug, Clone)]
-pub struct BinanceConfig {
-    /// The market every request and stream goes to; `api_url` and `ws_url` are its URLs.
-    pub market: Market,
-    pub api_url: String,
-    pub ws_url: String,
-    pub api_key: Option<Secret>,
-    pub rate_limit_share: f64,
-    /// REST pages in flight or waiting to be published, for the whole job
-    /// (`FETCH_CONCURRENCY`).
-    pub concurrency: usize,
-    /// Rows per page of aggregate trades (and raw trades, up to the market's maximum).
-    pub page_limit: u32,
-    /// Candles per klines request: the market's cheapest page unless PAGE_LIMIT says otherwise.
-    pub kline_page_limit: u32,
-    pub max_retries: u32,
-    pub max_retry_after: Duration,
-    pub request_timeout: Duration,
-}
 
 /// A ready connection to the exchange: clock synchronised, weight rule known, symbols checked.
 pub struct Exchange {
@@ -76,7 +56,7 @@ impl Exchange {
     /// Synchronises the clock, learns the weight rule and checks the symbols. `cancel` is the
     /// job's stop: every request of this session gives up when it fires.
     pub async fn connect(
-        cfg: &BinanceConfig,
+        cfg: &VenueSettings,
         symbols: &[String],
         cancel: CancellationToken,
     ) -> Result<Exchange, LoaderError> {

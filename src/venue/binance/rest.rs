@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::endpoint::{self, Answer, Cost, Endpoint, RequestLimit, REQUEST_COUNTED_WEIGHT};
 use super::limiter::WeightLimiter;
-use super::BinanceConfig;
+use super::VenueSettings;
 use crate::bounds::{self, BodyError};
 use crate::market::Market;
 pub use crate::venue::requests::RestStats;
@@ -99,7 +99,7 @@ pub struct RestClient {
 
 impl RestClient {
     pub fn new(
-        cfg: &BinanceConfig,
+        cfg: &VenueSettings,
         limiter: Arc<WeightLimiter>,
         stats: Arc<RestStats>,
         cancel: CancellationToken,
@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn request_counted_endpoints_wait_on_their_own_limits() {
-        let cfg = BinanceConfig {
+        let cfg = VenueSettings {
             market: Market::UsdM,
             api_url: "http://127.0.0.1:1".into(),
             ws_url: String::new(),
@@ -551,7 +551,7 @@ mod tests {
             }
         })
         .await;
-        let cfg = BinanceConfig {
+        let cfg = VenueSettings {
             market: Market::Spot,
             api_url: format!("http://{home}"),
             ws_url: String::new(),

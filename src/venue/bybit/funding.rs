@@ -9,11 +9,13 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{load_windows, rules, timed_rows, BybitSession};
+use super::{rules, timed_rows, BybitSession};
 use crate::error::Result;
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
+use crate::venue::history::{
+    list_times, load_funding, Cursor, Emitter, History, HistoryContext, Probe,
+};
 
 pub struct BybitFunding {
     pub session: Arc<BybitSession>,
@@ -54,15 +56,6 @@ impl BybitFunding {
         let rows = page.list.into_iter().map(|s| (s.time, s.funding_rate));
         timed_rows(rows, "fundingRateTimestamp")
     }
-
-    /// `[start, end)` cut into windows of [`rules::FUNDING_WINDOW_MS`].
-    fn windows(span: TimeRange) -> impl Iterator<Item = (i64, i64)> {
-        let end = span.end_ms;
-        (0..)
-            .map(move |i| span.start_ms.saturating_add(i * rules::FUNDING_WINDOW_MS))
-            .take_while(move |w| *w < end)
-            .map(move |w| (w, (w + rules::FUNDING_WINDOW_MS).min(end)))
-    }
 }
 
 impl History for BybitFunding {
@@ -82,28 +75,16 @@ impl History for BybitFunding {
         out: &'a mut Emitter,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let from = match cursor.last {
-                Some(last) => (last + 1).max(span.start_ms),
-                None => span.start_ms,
-            };
-            let span = TimeRange {
-                start_ms: from,
-                end_ms: span.end_ms,
-            };
-            let windows = Self::windows(span).map(|(ws, we)| (ws, we - 1, rules::MAX_FUNDING_PAGE));
             let fetch = |from, to, limit| self.fetch(&ctx.symbol, from, to, limit);
-            load_windows(
-                &self.session,
+            load_funding(
+                &self.session.pages,
                 ctx,
-                windows,
-                fetch,
+                span,
+                cursor,
                 out,
-                |batch, (time, rate)| {
-                    if *time < span.end_ms && cursor.admit(*time, *time) {
-                        batch.push_funding(*time, rate, None)?;
-                    }
-                    Ok(())
-                },
+                rules::FUNDING_WINDOW_MS,
+                rules::MAX_FUNDING_PAGE,
+                fetch,
             )
             .await
         })
@@ -115,14 +96,14 @@ impl History for BybitFunding {
         range: TimeRange,
     ) -> BoxFuture<'a, Result<Option<Vec<i64>>>> {
         Box::pin(async move {
-            let mut times = Vec::new();
-            for (ws, we) in Self::windows(range) {
-                let rows = self
-                    .fetch(symbol, ws, we - 1, rules::MAX_FUNDING_PAGE)
-                    .await?;
-                times.extend(rows.into_iter().map(|r| r.0).filter(|t| range.contains(*t)));
-            }
-            Ok(Some(times))
+            let fetch = |from, to, limit| self.fetch(symbol, from, to, limit);
+            list_times(
+                range,
+                rules::FUNDING_WINDOW_MS,
+                rules::MAX_FUNDING_PAGE,
+                fetch,
+            )
+            .await
         })
     }
 
@@ -146,7 +127,8 @@ mod tests {
             start_ms: 0,
             end_ms: 500 * 3_600_000,
         };
-        let w: Vec<(i64, i64)> = BybitFunding::windows(span).collect();
+        let w: Vec<(i64, i64)> =
+            crate::venue::history::time_windows(span, rules::FUNDING_WINDOW_MS).collect();
         assert_eq!(w.first().map(|w| w.0), Some(0));
         assert_eq!(w.last().map(|w| w.1), Some(span.end_ms));
         assert!(w.windows(2).all(|p| p[0].1 == p[1].0));

@@ -9,11 +9,12 @@ use futures::future::BoxFuture;
 use kline_interval::Interval;
 use serde::Deserialize;
 
-use super::{grid_windows, load_windows, rules, BybitSession};
+use super::{load_windows, rules, BybitSession};
 use crate::error::{LoaderError, Result};
 use crate::record::{Candle, RecordBatch};
 use crate::registry::RecordKind;
 use crate::time_range::TimeRange;
+use crate::venue::history::grid_windows;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct BybitKlines {

@@ -9,10 +9,10 @@ pub mod klines;
 pub mod open_interest;
 pub mod rest;
 pub mod rules;
+pub mod spec;
 pub mod trades;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -21,28 +21,12 @@ use crate::archive::ArchiveClient;
 use crate::error::LoaderError;
 use crate::market::{Market, Venue};
 use crate::record::RecordBatch;
-use crate::registry::Origin;
 use crate::registry::{DataType, FuturesSeries, HistoryType};
 use crate::source_mode::SourceMode;
 use crate::venue::history::{Emitter, History, HistoryContext, VenueClock};
 use crate::venue::requests::{RequestBudget, RestStats};
-use futures::StreamExt;
+use crate::venue::VenueSettings;
 use rest::{BybitClient, BybitError};
-
-#[derive(Debug, Clone)]
-pub struct BybitConfig {
-    pub market: Market,
-    /// `BYBIT_API_URL`.
-    pub api_url: String,
-    /// The share of Bybit's IP limit this job may spend (`RATE_LIMIT_SHARE`).
-    pub rate_limit_share: f64,
-    /// REST pages in flight for the whole job (`FETCH_CONCURRENCY`).
-    pub concurrency: usize,
-    /// Candles per request (`PAGE_LIMIT`, at most 1000).
-    pub kline_page_limit: u32,
-    pub max_retries: u32,
-    pub request_timeout: Duration,
-}
 
 /// Whether Bybit serves `data_type` on `market` through this loader; `Err` says what it does
 /// serve. Candles over REST, every interval Bybit has, on every market; trades from the
@@ -145,7 +129,7 @@ pub struct BybitSession {
 impl BybitSession {
     /// Measures the clock offset and checks that Bybit lists every symbol on the market.
     pub async fn connect(
-        cfg: &BybitConfig,
+        cfg: &VenueSettings,
         symbols: &[String],
         cancel: CancellationToken,
     ) -> Result<BybitSession, LoaderError> {
@@ -185,16 +169,6 @@ impl BybitSession {
         })
     }
 
-    /// The session reading Bybit's archive of trades at `cfg` (`verify`'s list of a range).
-    pub fn reading_archive(
-        self,
-        cfg: crate::archive::ArchiveConfig,
-        cancel: CancellationToken,
-    ) -> Result<BybitSession, LoaderError> {
-        let archive = ArchiveClient::new(cfg, cancel).map_err(LoaderError::config)?;
-        Ok(self.with_archive(Some(Arc::new(archive))))
-    }
-
     /// The session with Bybit's archive of trades.
     pub fn with_archive(mut self, archive: Option<Arc<ArchiveClient>>) -> BybitSession {
         self.archive = archive;
@@ -224,15 +198,6 @@ impl BybitSession {
             .await
             .map(|(result, _)| result)
             .map_err(|e| request_error(e, self.market, Some(symbol)))
-    }
-
-    /// A page slot: at most `FETCH_CONCURRENCY` requests in flight or waiting to be published.
-    async fn page_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, LoaderError> {
-        self.pages
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| LoaderError::Cancelled)
     }
 }
 
@@ -272,23 +237,6 @@ impl crate::venue::Session for BybitSession {
     }
 }
 
-/// The windows of a grid type (candles, open interest) after `cursor`'s last row within
-/// `span`: `[start, end_inclusive]` and the rows each holds, a page at most.
-fn grid_windows(
-    iv: kline_interval::Interval,
-    cursor: &crate::venue::history::Cursor,
-    span: crate::time_range::TimeRange,
-    page: u32,
-) -> impl Iterator<Item = (i64, i64, u32)> + Send {
-    let from = match cursor.last {
-        Some(last) => iv.next_open(last).max(span.start_ms),
-        None => span.start_ms,
-    };
-    crate::venue::history::candle_windows(iv, iv.align_up(from), span.end_ms, page as i64, None)
-        .into_iter()
-        .map(|(ws, we, n)| (ws, we - 1, n as u32))
-}
-
 /// Rows of `(time, value)` Bybit sends as strings, oldest first; `what` names the time field
 /// in the error for one that is not a number.
 fn timed_rows(
@@ -309,39 +257,21 @@ fn timed_rows(
     Ok(out)
 }
 
-/// Loads `windows` (`[start, end_inclusive]` and the rows each holds at most) with `fetch`,
-/// `FETCH_CONCURRENCY` at a time, each holding a page slot until it is published, and publishes
-/// every window's rows in order through `push` (which admits them through the cursor).
+/// [`history::load_windows`](crate::venue::history::load_windows) with the session's page
+/// slots.
 async fn load_windows<R, F, Fut>(
     session: &BybitSession,
     ctx: &HistoryContext,
     windows: impl Iterator<Item = (i64, i64, u32)> + Send,
     fetch: F,
     out: &mut Emitter,
-    mut push: impl FnMut(&mut RecordBatch, &R) -> Result<(), LoaderError>,
+    push: impl FnMut(&mut RecordBatch, &R) -> Result<(), LoaderError>,
 ) -> Result<(), LoaderError>
 where
     F: Fn(i64, i64, u32) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<R>, LoaderError>>,
 {
-    let mut pages = std::pin::pin!(futures::stream::iter(windows)
-        .map(|(from, to_inclusive, limit)| {
-            let rows = fetch(from, to_inclusive, limit);
-            async move {
-                let slot = session.page_slot().await?;
-                Ok::<_, LoaderError>((slot, rows.await?))
-            }
-        })
-        .buffered(ctx.concurrency.max(1)));
-    while let Some(page) = pages.next().await {
-        let (_slot, rows) = page?;
-        let mut batch = ctx.batch(rows.len());
-        for row in &rows {
-            push(&mut batch, row)?;
-        }
-        out.send(batch, Origin::Rest).await?;
-    }
-    Ok(())
+    crate::venue::history::load_windows(&session.pages, ctx, windows, fetch, out, push).await
 }
 
 /// `instruments-info` of one symbol: an empty list means Bybit does not trade it on the market.
@@ -387,7 +317,7 @@ fn not_listed(market: Market, symbol: &str) -> LoaderError {
     ))
 }
 
-fn connect_error(e: BybitError, cfg: &BybitConfig) -> LoaderError {
+fn connect_error(e: BybitError, cfg: &VenueSettings) -> LoaderError {
     match e {
         BybitError::Cancelled { .. } => LoaderError::Cancelled,
         BybitError::Forbidden { .. } => LoaderError::Banned(e.to_string()),

@@ -9,10 +9,11 @@ use futures::future::BoxFuture;
 use kline_interval::Interval;
 use serde::Deserialize;
 
-use super::{grid_windows, load_windows, rules, timed_rows, BybitSession};
+use super::{load_windows, rules, timed_rows, BybitSession};
 use crate::error::Result;
 use crate::registry::{FuturesSeries, RecordKind};
 use crate::time_range::TimeRange;
+use crate::venue::history::grid_windows;
 use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe};
 
 pub struct BybitOpenInterest {

@@ -4,20 +4,18 @@
 //! `retCode` 10006, and turned into a clear error when Bybit says the request is wrong or
 //! that the IP is banned (HTTP 403).
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rules;
-use super::BybitConfig;
 use crate::bounds::{self, BodyError};
-use crate::venue::requests::{RequestBudget, RestStats};
+use crate::venue::requests::{RequestWindow, RestStats};
+use crate::venue::VenueSettings;
 
 /// Why a request to Bybit failed for good.
 #[derive(Debug, thiserror::Error)]
@@ -59,127 +57,6 @@ struct Envelope<T> {
     time: Option<i64>,
 }
 
-/// At most `budget` requests in any `window` (sliding) as Bybit receives them, whichever way it
-/// counts its 5-second window. A request arrives somewhere between being sent and its answer,
-/// so it holds its place from being sent until `window` after its answer: counting send times
-/// alone let a slow answer's request and one sent a window later arrive within one window
-/// (the benchmark's busiest 5 s once held 305 of a budget of 300, and at the whole budget Bybit
-/// answered 403).
-pub struct RequestWindow {
-    budget: u32,
-    window: Duration,
-    sent: Mutex<Sent>,
-    /// Wakes a request waiting while every place is taken by requests not yet answered.
-    answered: tokio::sync::Notify,
-}
-
-struct Sent {
-    /// Requests sent and not answered yet.
-    in_flight: u32,
-    /// When the answers of the last window came (completion order is time order).
-    answered: VecDeque<Instant>,
-    /// No request before this (after `retCode` 10006).
-    paused_until: Option<Instant>,
-}
-
-/// A request's place in the window, from sending it until it is dropped (its answer read, or
-/// the request abandoned): its place is then kept for a window more.
-pub struct Place<'a>(&'a RequestWindow);
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        {
-            let mut sent = self.0.lock();
-            sent.in_flight -= 1;
-            sent.answered.push_back(Instant::now());
-        }
-        self.0.answered.notify_waiters();
-    }
-}
-
-impl RequestWindow {
-    pub fn new(share: f64) -> Self {
-        let budget = ((f64::from(rules::IP_REQUESTS) * share).floor() as u32).max(1);
-        RequestWindow {
-            budget,
-            window: rules::IP_WINDOW,
-            sent: Mutex::new(Sent {
-                in_flight: 0,
-                answered: VecDeque::with_capacity(budget as usize),
-                paused_until: None,
-            }),
-            answered: tokio::sync::Notify::new(),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sent> {
-        self.sent.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits until a request may go out; it holds its place while the [`Place`] lives.
-    pub async fn acquire(&self) -> Place<'_> {
-        loop {
-            let notified = self.answered.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let wait_until = {
-                let mut sent = self.lock();
-                let now = Instant::now();
-                while sent
-                    .answered
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= self.window)
-                {
-                    sent.answered.pop_front();
-                }
-                let taken = sent.in_flight as usize + sent.answered.len();
-                match sent.paused_until.filter(|t| *t > now) {
-                    Some(t) => Some(t),
-                    None if taken < self.budget as usize => {
-                        sent.in_flight += 1;
-                        return Place(self);
-                    }
-                    // Every place is taken by requests not answered yet: the next answer frees
-                    // one a window later.
-                    None => sent.answered.front().map(|t| *t + self.window),
-                }
-            };
-            match wait_until {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => notified.await,
-            }
-        }
-    }
-
-    /// No request for `d`.
-    pub fn pause(&self, d: Duration) {
-        let mut sent = self.lock();
-        let until = Instant::now() + d;
-        sent.paused_until = Some(sent.paused_until.map_or(until, |t| t.max(until)));
-    }
-}
-
-impl RequestBudget for RequestWindow {
-    fn used(&self) -> u32 {
-        let sent = self.lock();
-        let now = Instant::now();
-        let recent = sent
-            .answered
-            .iter()
-            .filter(|t| now.duration_since(**t) < self.window)
-            .count() as u32;
-        sent.in_flight + recent
-    }
-
-    fn budget(&self) -> u32 {
-        self.budget
-    }
-
-    fn window(&self) -> Duration {
-        self.window
-    }
-}
-
 pub struct BybitClient {
     http: reqwest::Client,
     base: String,
@@ -190,7 +67,7 @@ pub struct BybitClient {
 }
 
 impl BybitClient {
-    pub fn new(cfg: &BybitConfig, cancel: CancellationToken) -> Result<Self, String> {
+    pub fn new(cfg: &VenueSettings, cancel: CancellationToken) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(crate::tls::connector()?)
             .timeout(cfg.request_timeout)
@@ -203,7 +80,11 @@ impl BybitClient {
         Ok(BybitClient {
             http,
             base: cfg.api_url.clone(),
-            window: Arc::new(RequestWindow::new(cfg.rate_limit_share)),
+            window: Arc::new(RequestWindow::new(
+                rules::IP_REQUESTS,
+                rules::IP_WINDOW,
+                cfg.rate_limit_share,
+            )),
             stats: Arc::new(RestStats::default()),
             max_retries: cfg.max_retries,
             cancel,
@@ -331,47 +212,5 @@ impl BybitClient {
             }
             self.stats.back_off(path, failures, &last_error).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn no_window_holds_more_than_the_share() {
-        let w = RequestWindow::new(0.01); // 6 requests in 5 s
-        let start = Instant::now();
-        let mut sent = Vec::new();
-        for _ in 0..20 {
-            w.acquire().await;
-            sent.push(Instant::now().duration_since(start));
-        }
-        for (i, t) in sent.iter().enumerate() {
-            let in_window = sent[i..]
-                .iter()
-                .filter(|u| **u - *t < rules::IP_WINDOW)
-                .count();
-            assert!(in_window <= 6, "{in_window} requests within 5 s of {t:?}");
-        }
-        assert_eq!(w.budget(), 6);
-        // Requests not answered yet hold their places: the seventh waits for an answer, and
-        // then for a window after it.
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let held: Vec<Place<'_>> = futures::future::join_all((0..6).map(|_| w.acquire())).await;
-        assert_eq!(w.used(), 6);
-        let answered_at = Instant::now() + Duration::from_secs(20);
-        let answer = async {
-            tokio::time::sleep_until(answered_at).await;
-            drop(held);
-        };
-        let ((), ()) = tokio::join!(answer, async {
-            w.acquire().await;
-        });
-        assert!(Instant::now() >= answered_at + rules::IP_WINDOW);
-        w.pause(Duration::from_secs(30));
-        let before = Instant::now();
-        w.acquire().await;
-        assert!(Instant::now().duration_since(before) >= Duration::from_secs(30));
     }
 }

@@ -1,0 +1,243 @@
+//! OKX (`EXCHANGE=okx`): its v5 REST API for the spot, swap (perpetual) and futures (dated)
+//! markets. Its rules live in [`rules`], the client that keeps to them in [`rest`], and what it
+//! serves of each history type in [`klines`], [`funding`] and [`open_interest`]. A session ([`OkxSession`]) is what the job and
+//! `verify` take through the seam. OKX's terms restrict redistributing its market data (the
+//! README says so).
+
+pub mod funding;
+pub mod klines;
+pub mod open_interest;
+pub mod rest;
+pub mod rules;
+pub mod spec;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::LoaderError;
+use crate::market::{Market, Venue};
+use crate::registry::{DataType, FuturesSeries, HistoryType};
+use crate::source_mode::SourceMode;
+use crate::venue::history::{History, VenueClock};
+use crate::venue::requests::{RequestBudget, RestStats};
+use crate::venue::VenueSettings;
+use rest::{OkxClient, OkxError};
+
+/// Whether OKX serves `data_type` on `market` through this loader; `Err` says what it does
+/// serve. Candles over REST, every bar OKX aligns to UTC, on every market; funding rates of
+/// the perpetuals (`MARKET=swap`), the last three months; open interest of the contracts
+/// (`swap`, `futures`), the latest 1,440 periods.
+pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
+    match data_type {
+        DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, _))
+            if market == Market::Spot =>
+        {
+            Err(format!(
+                "TYPE {} is not offered on OKX's spot market: use MARKET=swap or futures",
+                data_type.name()
+            ))
+        }
+        DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, period)) => {
+            match rules::open_interest_period(period) {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "TYPE {}: OKX has no {} open interest (its periods: {})",
+                    data_type.name(),
+                    period.as_str(),
+                    rules::OPEN_INTEREST_PERIODS
+                )),
+            }
+        }
+        DataType::History(HistoryType::FundingRate) if market == Market::UsdM => Ok(()),
+        DataType::History(HistoryType::FundingRate) => Err(format!(
+            "TYPE {} is offered on OKX's perpetuals only: use MARKET=swap",
+            data_type.name()
+        )),
+        DataType::History(HistoryType::Candles(iv)) => match rules::bar(iv) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "TYPE {}: OKX has no {} candles aligned to UTC (its bars: {})",
+                data_type.name(),
+                iv.as_str(),
+                rules::BARS
+            )),
+        },
+        other => Err(format!(
+            "TYPE {} is not loaded from OKX yet: EXCHANGE=okx loads candles \
+             (api_candles_<interval>), funding rates (api_funding_rate) and open interest \
+             (api_open_interest_<period>)",
+            other.name()
+        )),
+    }
+}
+
+/// Whether `source` can load `data_type` from OKX: over REST (OKX's archive is not read yet).
+pub fn serves_from(_data_type: DataType, source: SourceMode) -> Result<(), String> {
+    match source {
+        SourceMode::Archive => Err(
+            "SOURCE=archive: OKX's candles, funding rates and open interest are loaded over \
+             REST; use SOURCE=auto or rest"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A ready connection to OKX: clock offset measured, instruments checked.
+pub struct OkxSession {
+    pub client: OkxClient,
+    pub market: Market,
+    clock_offset_ms: i64,
+    /// Pages in flight for the whole job (`FETCH_CONCURRENCY`).
+    pages: Arc<tokio::sync::Semaphore>,
+    kline_page_limit: u32,
+}
+
+impl OkxSession {
+    /// Measures the clock offset and checks that OKX lists every instrument on the market.
+    pub async fn connect(
+        cfg: &VenueSettings,
+        symbols: &[String],
+        cancel: CancellationToken,
+    ) -> Result<OkxSession, LoaderError> {
+        let client = OkxClient::new(cfg, cancel).map_err(LoaderError::config)?;
+        #[derive(Deserialize)]
+        struct Time {
+            ts: String,
+        }
+        let sent = chrono::Utc::now().timestamp_millis();
+        let answer = client
+            .get::<Time>(rules::TIME, &[])
+            .await
+            .map_err(|e| connect_error(e, cfg))?;
+        let received = chrono::Utc::now().timestamp_millis();
+        let server = answer
+            .first()
+            .and_then(|t| t.ts.parse::<i64>().ok())
+            .ok_or_else(|| {
+                LoaderError::Exchange(format!(
+                    "OKX's {} answer has no time (OKX_API_URL {})",
+                    rules::TIME,
+                    cfg.api_url
+                ))
+            })?;
+        let clock_offset_ms = server - (sent + received) / 2;
+        for symbol in symbols {
+            check_listed(&client, cfg.market, symbol).await?;
+        }
+        tracing::info!(
+            clock_offset_ms,
+            market = Venue::Okx.market_name(cfg.market),
+            "connected to OKX"
+        );
+        Ok(OkxSession {
+            client,
+            market: cfg.market,
+            clock_offset_ms,
+            pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+            kline_page_limit: cfg.kline_page_limit,
+        })
+    }
+}
+
+impl crate::venue::Session for OkxSession {
+    fn clock(&self) -> VenueClock {
+        VenueClock {
+            offset_ms: self.clock_offset_ms,
+        }
+    }
+
+    fn rest_stats(&self) -> Arc<RestStats> {
+        self.client.stats.clone()
+    }
+
+    fn budget(&self) -> Arc<dyn RequestBudget> {
+        // The endpoint a load spends: history-candles.
+        self.client.window(rules::CANDLES)
+    }
+
+    fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>> {
+        serves(DataType::History(t), self.market).ok()?;
+        match t {
+            HistoryType::Candles(interval) => Some(Arc::new(klines::OkxKlines {
+                interval,
+                session: self,
+            })),
+            HistoryType::FundingRate => Some(Arc::new(funding::OkxFunding { session: self })),
+            HistoryType::FuturesData(FuturesSeries::OpenInterest, period) => {
+                Some(Arc::new(open_interest::OkxOpenInterest {
+                    period,
+                    session: self,
+                }))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `instruments` of one instrument: OKX answers 51001 (or nothing) for one it does not list.
+async fn check_listed(
+    client: &OkxClient,
+    market: Market,
+    inst_id: &str,
+) -> Result<(), LoaderError> {
+    #[derive(Deserialize)]
+    struct Instrument {
+        #[serde(rename = "instId")]
+        inst_id: String,
+        #[serde(default)]
+        state: String,
+    }
+    let query = [
+        ("instType", rules::inst_type(market).to_string()),
+        ("instId", inst_id.to_string()),
+    ];
+    match client.get::<Instrument>(rules::INSTRUMENTS, &query).await {
+        Ok(found) => match found.iter().find(|i| i.inst_id == inst_id) {
+            // A suspended or not yet open instrument still has its history.
+            Some(i) if i.state != "live" => {
+                tracing::warn!(inst_id, state = %i.state, "OKX lists the instrument, not trading now");
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(not_listed(market, inst_id)),
+        },
+        Err(OkxError::Rejected { code, .. }) if code == rules::NO_SUCH_INSTRUMENT => {
+            Err(not_listed(market, inst_id))
+        }
+        Err(e) => Err(request_error(e, market, Some(inst_id))),
+    }
+}
+
+fn not_listed(market: Market, inst_id: &str) -> LoaderError {
+    LoaderError::config(format!(
+        "SYMBOL {inst_id} is not an OKX {} instrument (instruments lists no such instId); check \
+         the spelling and MARKET: OKX's instruments look like {}",
+        Venue::Okx.market_name(market),
+        rules::example_inst(market)
+    ))
+}
+
+fn connect_error(e: OkxError, cfg: &VenueSettings) -> LoaderError {
+    match e {
+        OkxError::Cancelled { .. } => LoaderError::Cancelled,
+        e => LoaderError::Exchange(format!(
+            "cannot reach OKX at OKX_API_URL {}: {e}",
+            cfg.api_url
+        )),
+    }
+}
+
+/// Turns a request's failure into the loader's error, naming SYMBOL when OKX says the
+/// instrument does not exist.
+pub fn request_error(e: OkxError, market: Market, inst_id: Option<&str>) -> LoaderError {
+    match (&e, inst_id) {
+        (OkxError::Cancelled { .. }, _) => LoaderError::Cancelled,
+        (OkxError::Rejected { code, .. }, Some(s)) if code == rules::NO_SUCH_INSTRUMENT => {
+            not_listed(market, s)
+        }
+        _ => LoaderError::Exchange(e.to_string()),
+    }
+}

@@ -1,0 +1,177 @@
+//! OKX's rules, each with the section of OKX's v5 API documentation it comes from
+//! (www.okx.com/docs-v5/en/, read through copies of it in 2026 and checked against ccxt's
+//! `okx.ts`). The simulator's OKX venue (`exchange-sim/src/okx.rs`) enforces the same.
+
+use std::time::Duration;
+
+use kline_interval::Interval;
+
+use crate::market::Market;
+
+/// `OKX_API_URL`'s default: the public REST host ("Overview", production trading services).
+pub const DEFAULT_API_URL: &str = "https://www.okx.com";
+
+/// Every OKX limit is counted "per 2 seconds", per IP for public market data ("Overview: Rate
+/// Limits").
+pub const WINDOW: Duration = Duration::from_secs(2);
+
+/// `GET /api/v5/public/time` ("Get system time"): `data[0].ts`, ms as a string. "Rate Limit:
+/// 10 requests per 2 seconds", by IP.
+pub const TIME: &str = "/api/v5/public/time";
+
+/// `GET /api/v5/public/instruments` ("Get instruments"): `instType` required, `instId`
+/// optional; `state` `live` for an instrument that trades. "Rate Limit: 20 requests per 2
+/// seconds", by IP and instrument type.
+pub const INSTRUMENTS: &str = "/api/v5/public/instruments";
+
+/// `GET /api/v5/market/history-candles` ("Get candlesticks history"): `after` "records
+/// earlier than the requested ts", `before` "records newer than the requested ts" (both
+/// exclusive: ccxt sends `before = since - 1`), rows `[ts,o,h,l,c,vol,volCcy,volCcyQuote,
+/// confirm]` newest first, `confirm` `1` once the candle is closed. "Rate Limit: 20 requests
+/// per 2 seconds", by IP.
+pub const CANDLES: &str = "/api/v5/market/history-candles";
+
+/// `GET /api/v5/public/funding-rate-history` ("Get funding rate history"): perpetuals,
+/// `before`/`after` exclusive as for candles, rows newest first with `fundingTime`,
+/// `fundingRate` (the predicted rate) and `realizedRate` (the actual one). "Rate Limit: 10
+/// requests per 2 seconds", by IP and instrument ID; "up to three months" of history.
+pub const FUNDING: &str = "/api/v5/public/funding-rate-history";
+
+/// Settlements a request asks for: the documentation now says up to 400, older versions and
+/// ccxt's paging 100.
+pub const MAX_FUNDING_PAGE: u32 = 100;
+
+/// A window of funding history that holds fewer settlements than a page, whatever the
+/// instrument's funding interval (8, 6, 4, 2 or 1 hours): `MAX_FUNDING_PAGE - 1` hours.
+pub const FUNDING_WINDOW_MS: i64 = (MAX_FUNDING_PAGE as i64 - 1) * 3_600_000;
+
+/// How far back funding-rate-history answers: "up to three months", counted as 90 days (no
+/// three months are shorter than 89; the loader adds a day's margin).
+pub const FUNDING_HORIZON_MS: i64 = 90 * 86_400_000;
+
+/// `GET /api/v5/rubik/stat/contracts/open-interest-history` ("Get contract open interest
+/// history"): swaps and futures, `begin` "records newer than the requested ts" and `end`
+/// "earlier than" (exclusive, as `before`/`after`), rows `[ts, oi, oiCcy, oiUsd]` (contracts,
+/// the coin, USD) newest first, "up to 100" a request; "Rate Limit: 10 requests per 2 seconds",
+/// by IP and instrument ID; only "the latest 1440 entries" of a period are kept.
+pub const OPEN_INTEREST: &str = "/api/v5/rubik/stat/contracts/open-interest-history";
+pub const MAX_OPEN_INTEREST_PAGE: u32 = 100;
+pub const OPEN_INTEREST_KEPT: i64 = 1440;
+
+/// OKX's name of an open-interest period (`period`): `5m 15m 30m 1H 2H 4H`, and the
+/// UTC-aligned `6Hutc 12Hutc 1Dutc`.
+pub fn open_interest_period(period: Interval) -> Option<&'static str> {
+    Some(match period {
+        Interval::M5 => "5m",
+        Interval::M15 => "15m",
+        Interval::M30 => "30m",
+        Interval::H1 => "1H",
+        Interval::H2 => "2H",
+        Interval::H4 => "4H",
+        Interval::H6 => "6Hutc",
+        Interval::H12 => "12Hutc",
+        Interval::D1 => "1Dutc",
+        _ => return None,
+    })
+}
+
+/// The periods [`open_interest_period`] knows, for messages.
+pub const OPEN_INTEREST_PERIODS: &str = "5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d";
+
+/// Every endpoint the loader asks: each has its own limit, and the client a window for it.
+pub const ENDPOINTS: [&str; 5] = [TIME, INSTRUMENTS, CANDLES, FUNDING, OPEN_INTEREST];
+
+/// The limit of each endpoint the loader asks, in any [`WINDOW`].
+pub fn endpoint_limit(path: &str) -> u32 {
+    match path {
+        TIME | FUNDING | OPEN_INTEREST => 10,
+        _ => 20,
+    }
+}
+
+/// Candles a request asks for. The documentation now says "maximum of 300" (it said 100
+/// before), but OKX was measured answering 100 for older ranges when asked for 300 (freqtrade
+/// PR 6825, ccxt PR 25682): a window of more than 100 could come back short and lose
+/// candles, so the loader never asks for more than 100 (PAGE_LIMIT at most 100).
+pub const MAX_CANDLE_PAGE: u32 = 100;
+
+/// `code` 50011: "Rate limit reached" / "Too Many Requests", with HTTP 429 (or 200). The
+/// loader stays under every limit; an answer like this means another client on the IP spent
+/// it. OKX documents no ban and no wait: requests pause for a window.
+pub const TOO_MANY_REQUESTS: &str = "50011";
+
+/// `code` 51001: "Instrument ID, Instrument ID code or Spread ID doesn't exist." (HTTP 200).
+pub const NO_SUCH_INSTRUMENT: &str = "51001";
+
+/// Codes that say OKX failed, not the request, retried like HTTP 5xx ("Error Code"):
+/// 50001 "Service temporarily unavailable" (503), 50004 "Endpoint request timeout", 50013
+/// "Systems are busy" (429), 50026 "System error" (500).
+pub fn is_server_error(code: &str) -> bool {
+    matches!(code, "50001" | "50004" | "50013" | "50026")
+}
+
+/// `instType` of a market: spot `SPOT`, swap `SWAP` (perpetuals), futures `FUTURES` (dated).
+pub fn inst_type(market: Market) -> &'static str {
+    match market {
+        Market::Spot => "SPOT",
+        Market::UsdM => "SWAP",
+        Market::CoinM => "FUTURES",
+    }
+}
+
+/// An instrument of `market`, for messages.
+pub fn example_inst(market: Market) -> &'static str {
+    match market {
+        Market::Spot => "BTC-USDT",
+        Market::UsdM => "BTC-USDT-SWAP or BTC-USD-SWAP",
+        Market::CoinM => "BTC-USD-250328",
+    }
+}
+
+/// OKX's name of a candle interval ("Get candlesticks history", `bar`): `1m 3m 5m 15m 30m 1H
+/// 2H 4H`, and from 6 hours up the UTC-aligned `6Hutc 12Hutc 1Dutc 1Wutc 1Mutc` (the names
+/// without `utc` open at UTC+8, off the loader's grid). Not served: 1s (the last 3 months
+/// only), 8h (none), 3d (`3Dutc`'s alignment is not documented). A row off the interval's
+/// grid is refused, so an alignment that differs is an error, not a wrong record.
+pub fn bar(interval: Interval) -> Option<&'static str> {
+    Some(match interval {
+        Interval::M1 => "1m",
+        Interval::M3 => "3m",
+        Interval::M5 => "5m",
+        Interval::M15 => "15m",
+        Interval::M30 => "30m",
+        Interval::H1 => "1H",
+        Interval::H2 => "2H",
+        Interval::H4 => "4H",
+        Interval::H6 => "6Hutc",
+        Interval::H12 => "12Hutc",
+        Interval::D1 => "1Dutc",
+        Interval::W1 => "1Wutc",
+        Interval::Mo1 => "1Mutc",
+        Interval::S1 | Interval::H8 | Interval::D3 => return None,
+    })
+}
+
+/// The intervals [`bar`] knows, for messages.
+pub const BARS: &str = "1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 1w, 1M";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bar_okx_names_is_one_of_the_loaders() {
+        let named: Vec<&str> = Interval::ALL
+            .iter()
+            .filter(|iv| bar(**iv).is_some())
+            .map(|iv| iv.as_str())
+            .collect();
+        assert_eq!(named.join(", "), BARS);
+        let named: Vec<&str> = Interval::ALL
+            .iter()
+            .filter(|iv| open_interest_period(**iv).is_some())
+            .map(|iv| iv.as_str())
+            .collect();
+        assert_eq!(named.join(", "), OPEN_INTEREST_PERIODS);
+    }
+}

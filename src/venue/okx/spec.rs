@@ -1,0 +1,80 @@
+//! OKX as the generic layers know it before connecting ([`OKX`]).
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::{rules, OkxSession};
+use crate::archive::ArchiveClient;
+use crate::error::LoaderError;
+use crate::market::{Market, Venue};
+use crate::registry::{DataType, HistoryType};
+use crate::source_mode::SourceMode;
+use crate::venue::history::History;
+use crate::venue::{Session, UrlVar, VenueSettings, VenueSpec};
+
+pub struct OkxSpec;
+
+/// OKX's entry in `crate::venues`.
+pub static OKX: OkxSpec = OkxSpec;
+
+impl VenueSpec for OkxSpec {
+    fn venue(&self) -> Venue {
+        Venue::Okx
+    }
+
+    fn serves(&self, data_type: DataType, market: Market) -> Result<(), String> {
+        super::serves(data_type, market)
+    }
+
+    fn serves_from(&self, data_type: DataType, source: SourceMode) -> Result<(), String> {
+        super::serves_from(data_type, source)
+    }
+
+    fn kline_pages(&self, _market: Market) -> (u32, u32) {
+        (rules::MAX_CANDLE_PAGE, rules::MAX_CANDLE_PAGE)
+    }
+
+    fn rest_url(&self, _market: Market) -> UrlVar {
+        UrlVar {
+            var: "OKX_API_URL",
+            default: rules::DEFAULT_API_URL,
+        }
+    }
+
+    fn archive_url(&self) -> Option<UrlVar> {
+        // OKX's archive (trades, candles) is not read yet.
+        None
+    }
+
+    fn demo_symbols(&self, market: Market) -> &'static str {
+        match market {
+            Market::Spot => "BTC-USDT,ETH-USDT",
+            Market::UsdM => "BTC-USDT-SWAP,BTC-USD-SWAP",
+            Market::CoinM => "BTC-USD-261225,ETH-USD-261225",
+        }
+    }
+
+    fn connect<'a>(
+        &'a self,
+        settings: &'a VenueSettings,
+        symbols: &'a [String],
+        stop: CancellationToken,
+        _archive: Option<Arc<ArchiveClient>>,
+    ) -> BoxFuture<'a, Result<Arc<dyn Session>, LoaderError>> {
+        Box::pin(async move {
+            let session = OkxSession::connect(settings, symbols, stop).await?;
+            Ok(Arc::new(session) as Arc<dyn Session>)
+        })
+    }
+
+    fn archive_history(
+        &self,
+        _t: HistoryType,
+        _market: Market,
+        _archive: Option<Arc<ArchiveClient>>,
+    ) -> Option<Arc<dyn History>> {
+        None
+    }
+}

@@ -1,0 +1,468 @@
+//! OKX (`EXCHANGE=okx`), the third venue, end to end: the real binary loads candles of each
+//! OKX market (spot, swap with a linear and an inverse perpetual, futures) from the exchange
+//! simulator's OKX venue into the real broker; every record is the simulator's candle, exactly
+//! once, under keys no other venue's record has; `verify` (asking OKX about gaps) passes; bad
+//! settings are refused naming the variable; OKX's limit of history-candles is used whole and
+//! never exceeded, and a `50011` caused by another client on the IP is waited out with nothing
+//! lost. The simulator's clock is set, never waited on.
+
+mod support;
+
+use exchange_sim::data::Data;
+use exchange_sim::okx;
+use exchange_sim::{Interval, SimConfig, SimServer};
+use serde_json::Value;
+use support::loader::{
+    fresh_topic, job_env, read_topic, run_loader_async, verify_topic, with, Run,
+};
+
+const MIN: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+/// The exchange's "today": 2026-03-17 12:00:30 UTC.
+const NOW: i64 = 1_773_748_830_000;
+const MAR_14: i64 = NOW - NOW.rem_euclid(DAY) - 3 * DAY;
+const CANDLES: &str = "/api/v5/market/history-candles";
+
+/// A market and an instrument of it.
+struct Inst {
+    market: &'static str,
+    inst_id: &'static str,
+}
+
+const INSTS: [Inst; 4] = [
+    Inst {
+        market: "spot",
+        inst_id: "BTC-USDT",
+    },
+    Inst {
+        market: "swap",
+        inst_id: "BTC-USDT-SWAP",
+    },
+    Inst {
+        market: "swap",
+        inst_id: "ETH-USD-SWAP",
+    },
+    Inst {
+        market: "futures",
+        inst_id: "BTC-USD-260327",
+    },
+];
+
+async fn sim() -> SimServer {
+    let sim = support::sim(SimConfig::default()).await;
+    sim.clock().set_now_ms(NOW);
+    sim
+}
+
+fn okx_vars(sim: &SimServer, market: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("EXCHANGE", "okx".into()),
+        ("MARKET", market.into()),
+        ("OKX_API_URL", sim.okx_url()),
+    ]
+}
+
+fn env(
+    sim: &SimServer,
+    i: &Inst,
+    topic: &str,
+    ty: &str,
+    range: &str,
+) -> Vec<(&'static str, String)> {
+    let mut env = job_env(&sim.base_url(), topic, i.inst_id, ty, range);
+    env.extend(okx_vars(sim, i.market));
+    env
+}
+
+fn verify(
+    sim: &SimServer,
+    i: &Inst,
+    topic: &str,
+    range: &str,
+    extra: &[(&'static str, &str)],
+) -> (Run, Value) {
+    let mut vars = okx_vars(sim, i.market);
+    vars.push(("SYMBOL", i.inst_id.into()));
+    for (k, v) in extra {
+        vars.retain(|(e, _)| e != k);
+        vars.push((k, v.to_string()));
+    }
+    let run = verify_topic(topic, range, &vars, &[]);
+    let report = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run, report)
+}
+
+fn fmt(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn candle_requests(sim: &SimServer) -> u64 {
+    sim.stats()
+        .okx
+        .per_endpoint
+        .get(CANDLES)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_candles_load_exactly_once_and_verify_on_every_market() {
+    let sim = sim().await;
+    let data = Data::default();
+    // A day and 30 minutes of minutes: pages of 100 candles, the last one short.
+    let (start, end) = (MAR_14, MAR_14 + DAY + 30 * MIN);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let n = ((end - start) / MIN) as usize;
+    for i in &INSTS {
+        let topic = fresh_topic(&format!("okx-{}", i.market));
+        let before = candle_requests(&sim);
+        run_loader_async(env(&sim, i, &topic, "api_candles_1m", &range), vec![])
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), n, "{}", i.inst_id);
+        let prefix = format!("okx_{}_{}_1m_", i.market, i.inst_id);
+        for (k, (key, r)) in records.iter().enumerate() {
+            let open = start + k as i64 * MIN;
+            let want = okx::kline(&data, i.inst_id, Interval::M1, open).unwrap();
+            assert_eq!(
+                key.as_deref(),
+                Some(i.inst_id),
+                "message keys are the symbol"
+            );
+            assert_eq!(r["_key"], format!("{prefix}{open}"));
+            assert_eq!(
+                (r["exchange"].as_str(), r["market"].as_str()),
+                (Some("okx"), Some(i.market))
+            );
+            assert_eq!(
+                (r["symbol"].as_str(), r["interval"].as_str()),
+                (Some(i.inst_id), Some("1m"))
+            );
+            assert_eq!(
+                (r["open_time"].as_i64(), r["close_time"].as_i64()),
+                (Some(open), Some(open + MIN - 1))
+            );
+            // volCcyQuote: the quote coin's volume (USD on inverse contracts, which are of 1
+            // USD each in the simulator, so as many as the contracts).
+            let quote = if i.inst_id.split('-').nth(1) == Some("USD") {
+                &want.volume
+            } else {
+                &want.quote_volume
+            };
+            for (field, v) in [
+                ("open", &want.open),
+                ("high", &want.high),
+                ("low", &want.low),
+                ("close", &want.close),
+                ("volume", &want.volume),
+                ("quote_asset_volume", quote),
+            ] {
+                assert_eq!(
+                    r[field].as_str(),
+                    Some(v.as_str()),
+                    "{} {field} at {open}",
+                    i.inst_id
+                );
+            }
+            assert!(r.get("number_of_trades").is_none());
+        }
+        assert_eq!(
+            candle_requests(&sim) - before,
+            n.div_ceil(100) as u64,
+            "pages of 100, each asked once"
+        );
+        let (v, report) = verify(&sim, i, &topic, &range, &[("TYPE", "api_candles_1m")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+        let g = &report["groups"][0];
+        assert_eq!(
+            (g["exchange"].as_str(), g["market"].as_str()),
+            (Some("okx"), Some(i.market))
+        );
+        assert_eq!(
+            (g["records"].as_u64(), g["missing"].as_u64()),
+            (Some(n as u64), Some(0))
+        );
+        // verify reads the venue from the records when EXCHANGE is not given.
+        let (v, _) = verify(&sim, i, &topic, &range, &[("EXCHANGE", ""), ("MARKET", "")]);
+        assert_eq!(
+            v.code,
+            Some(0),
+            "verify without EXCHANGE: {}{}",
+            v.stdout,
+            v.stderr
+        );
+    }
+    let st = sim.stats();
+    // Each job takes half of the endpoint's limit (RATE_LIMIT_SHARE=0.5); one job's last
+    // requests and the next one's first can share a window, so within the whole limit, and no
+    // 429. Binance never asked.
+    assert!(st.okx.max_in_window[CANDLES] <= 20, "{:?}", st.okx);
+    assert_eq!((st.okx.responses_429, st.requests), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_hourly_and_daily_candles_are_utc_aligned_and_a_rerun_resumes() {
+    let sim = sim().await;
+    let data = Data::default();
+    let i = &INSTS[1];
+    let range = format!("{}:{}", fmt(MAR_14 - 20 * DAY), fmt(MAR_14));
+    for (ty, iv, n) in [
+        ("api_candles_6h", Interval::H6, 80),
+        ("api_candles_1d", Interval::D1, 20),
+    ] {
+        let topic = fresh_topic("okx-utc");
+        run_loader_async(env(&sim, i, &topic, ty, &range), vec![])
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), n, "{ty}");
+        for (_, r) in &records {
+            let open = r["open_time"].as_i64().unwrap();
+            assert_eq!(
+                open.rem_euclid(iv.fixed_ms().unwrap()),
+                0,
+                "{ty} opens on UTC"
+            );
+            let want = okx::kline(&data, i.inst_id, iv, open).unwrap();
+            assert_eq!(r["close"].as_str(), Some(want.close.as_str()));
+        }
+        // The same job again finds its last record and asks nothing more.
+        let asked = candle_requests(&sim);
+        let run = run_loader_async(env(&sim, i, &topic, ty, &range), vec![]).await;
+        run.assert_ok();
+        assert!(run.stderr.contains("resum"), "{}", run.stderr);
+        assert_eq!(candle_requests(&sim), asked, "nothing asked again");
+        assert_eq!(read_topic(&topic).len(), n);
+        let (v, _) = verify(&sim, i, &topic, &range, &[("TYPE", ty)]);
+        assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_okx_cannot_serve_are_refused_naming_the_variable() {
+    let sim = sim().await;
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 10 * MIN));
+    let topic = fresh_topic("okx-refused");
+    let cases: Vec<(Vec<(&'static str, &str)>, &str)> = vec![
+        (
+            vec![("SYMBOL", "BTC-USDX")],
+            "SYMBOL BTC-USDX is not an OKX spot instrument",
+        ),
+        (
+            vec![("MARKET", "swap")],
+            "SYMBOL BTC-USDT is not an OKX swap instrument",
+        ),
+        (
+            vec![("MARKET", "linear")],
+            "is not an OKX market: expected spot, swap",
+        ),
+        (vec![("TYPE", "api_candles_1s")], "OKX has no 1s candles"),
+        (vec![("TYPE", "api_candles_3d")], "OKX has no 3d candles"),
+        (vec![("TYPE", "api_trades")], "is not loaded from OKX yet"),
+        (
+            vec![("SOURCE", "archive")],
+            "SOURCE=archive: OKX's candles, funding rates and open interest are loaded over",
+        ),
+        (
+            vec![("PAGE_LIMIT", "300")],
+            "PAGE_LIMIT (alias LIMIT) must be between 1 and 100",
+        ),
+        (
+            vec![("OKX_API_URL", "okx.example")],
+            "is not a http(s) URL, e.g. https://www.okx.com",
+        ),
+    ];
+    for (extra, message) in cases {
+        let run = run_loader_async(
+            with(
+                env(&sim, &INSTS[0], &topic, "api_candles_1m", &range),
+                &extra,
+            ),
+            vec![],
+        )
+        .await;
+        assert_eq!(run.code, Some(2), "{extra:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(message), "{extra:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    assert_eq!(candle_requests(&sim), 0);
+}
+
+/// The whole of history-candles' limit (`RATE_LIMIT_SHARE=1`, 20 in any 2 s) and a candle a
+/// request: the busiest 2 s the simulator saw hold 20 at most, and no 429.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_okx_limit_is_used_and_never_exceeded() {
+    let sim = sim().await;
+    let topic = fresh_topic("okx-whole-limit");
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 60 * MIN));
+    let env = with(
+        env(&sim, &INSTS[0], &topic, "api_candles_1m", &range),
+        &[("RATE_LIMIT_SHARE", "1"), ("PAGE_LIMIT", "1")],
+    );
+    run_loader_async(env, vec![]).await.assert_ok();
+    let st = sim.stats().okx;
+    assert_eq!(
+        (st.max_in_window[CANDLES], st.responses_429),
+        (20, 0),
+        "{st:?}"
+    );
+    assert_eq!(read_topic(&topic).len(), 60);
+}
+
+/// Other clients on the IP have spent history-candles' limit: OKX answers the job's first
+/// three requests HTTP 429 with code 50011; the job pauses the endpoint for a window and asks
+/// again, and the topic holds every candle once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_50011_from_another_clients_requests_is_waited_out_with_nothing_lost() {
+    let sim = sim().await;
+    let i = &INSTS[0];
+    let topic = fresh_topic("okx-50011");
+    let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 300 * MIN));
+    sim.spend_okx_candle_limit_elsewhere(3);
+    let run = run_loader_async(env(&sim, i, &topic, "api_candles_1m", &range), vec![]).await;
+    run.assert_ok();
+    assert!(run.stderr.contains("50011"), "{}", run.stderr);
+    assert_eq!(sim.stats().okx.responses_429, 3);
+    assert_eq!(read_topic(&topic).len(), 300);
+    let (v, _) = verify(&sim, i, &topic, &range, &[("TYPE", "api_candles_1m")]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+}
+
+/// Funding of a linear and an inverse perpetual over 40 days (120 settlements, 10 windows of 99
+/// hours); a range older than OKX's three months is refused before anything is asked, and
+/// funding on another market is refused naming MARKET.
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_funding_rates_load_exactly_once_within_three_months_and_verify() {
+    let sim = sim().await;
+    let eight = okx::FUNDING_INTERVAL_MS;
+    let (start, end) = (MAR_14 - 40 * DAY, MAR_14);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    for i in &INSTS[1..3] {
+        let topic = fresh_topic("okx-funding");
+        run_loader_async(env(&sim, i, &topic, "api_funding_rate", &range), vec![])
+            .await
+            .assert_ok();
+        let records = read_topic(&topic);
+        let want: Vec<(i64, String)> = (start / eight..end / eight)
+            .map(|k| okx::funding(i.inst_id, k).unwrap())
+            .collect();
+        assert_eq!(records.len(), want.len(), "{}", i.inst_id);
+        for ((_, r), (time, rate)) in records.iter().zip(&want) {
+            assert_eq!(r["_key"], format!("okx_swap_{}_funding_{time}", i.inst_id));
+            assert_eq!(
+                (r["exchange"].as_str(), r["market"].as_str()),
+                (Some("okx"), Some("swap"))
+            );
+            assert_eq!(r["funding_time"].as_i64(), Some(*time));
+            assert_eq!(r["funding_rate"].as_str(), Some(rate.as_str()));
+        }
+        let (v, report) = verify(&sim, i, &topic, &range, &[("TYPE", "api_funding_rate")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+        assert_eq!(
+            report["groups"][0]["records"].as_u64(),
+            Some(want.len() as u64)
+        );
+    }
+    let asked = sim
+        .stats()
+        .okx
+        .per_endpoint
+        .get("/api/v5/public/funding-rate-history")
+        .copied();
+    // Older than three months: refused, nothing asked.
+    let old = format!("{}:{}", fmt(MAR_14 - 120 * DAY), fmt(MAR_14));
+    let topic = fresh_topic("okx-funding-old");
+    let run = run_loader_async(
+        env(&sim, &INSTS[1], &topic, "api_funding_rate", &old),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("OKX's REST serves swap funding rates of the last three months only")
+            && run.stderr.contains("use a later start"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sim.stats()
+            .okx
+            .per_endpoint
+            .get("/api/v5/public/funding-rate-history")
+            .copied(),
+        asked
+    );
+    // Funding exists on the perpetuals only.
+    let run = run_loader_async(
+        env(&sim, &INSTS[0], &topic, "api_funding_rate", &range),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("use MARKET=swap"), "{}", run.stderr);
+}
+
+/// Hourly open interest of a perpetual and a dated future over 50 days (1,200 periods, 12
+/// windows of 100); a range beyond the latest 1,440 periods is refused before anything is
+/// asked; spot has none.
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_open_interest_loads_exactly_once_within_what_okx_keeps_and_verifies() {
+    let sim = sim().await;
+    let hour = 3_600_000;
+    let (start, end) = (MAR_14 - 50 * DAY, MAR_14);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    for i in [&INSTS[2], &INSTS[3]] {
+        let topic = fresh_topic("okx-oi");
+        let env = with(
+            env(&sim, i, &topic, "api_open_interest_1h", &range),
+            &[("RATE_LIMIT_SHARE", "1")],
+        );
+        run_loader_async(env, vec![]).await.assert_ok();
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), 1200, "{}", i.inst_id);
+        for (k, (_, r)) in records.iter().enumerate() {
+            let t = start + k as i64 * hour;
+            let (_, coin, usd) = okx::open_interest(i.inst_id, t).unwrap();
+            assert_eq!(
+                r["_key"],
+                format!("okx_{}_{}_open_interest_1h_{t}", i.market, i.inst_id)
+            );
+            assert_eq!(r["timestamp"].as_i64(), Some(t));
+            assert_eq!(r["sum_open_interest"].as_str(), Some(coin.as_str()));
+            assert_eq!(r["sum_open_interest_value"].as_str(), Some(usd.as_str()));
+        }
+        let (v, _) = verify(&sim, i, &topic, &range, &[("TYPE", "api_open_interest_1h")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    }
+    // 70 days of hours is more than OKX keeps: refused, naming why.
+    let old = format!("{}:{}", fmt(MAR_14 - 70 * DAY), fmt(MAR_14));
+    let topic = fresh_topic("okx-oi-old");
+    let run = run_loader_async(
+        env(&sim, &INSTS[1], &topic, "api_open_interest_1h", &old),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("OKX's REST serves swap open interest of the latest 1,440 periods only"),
+        "{}",
+        run.stderr
+    );
+    let run = run_loader_async(
+        env(&sim, &INSTS[0], &topic, "api_open_interest_1h", &range),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("use MARKET=swap or futures"),
+        "{}",
+        run.stderr
+    );
+}
