@@ -104,15 +104,16 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     // With SOURCE=archive the range must end where the archive does: at the last full day.
-    // Otherwise at now, or for candles at the last candle boundary at least 2 s ago, so the
-    // last candle of the range has closed and settled before the load asks for it (a range
-    // ending inside an open candle would leave verify a candle the loader could not have yet).
+    // Otherwise at now, or for candles at the last candle boundary at least 2 s ago (a venue
+    // that answers closed candles later, OKX, at least a minute ago), so the last candle of
+    // the range has closed and settled before the load asks for it (a range ending inside an
+    // open candle would leave verify a candle the loader could not have yet).
     let end = if archive_only {
         today
     } else {
         match data_type.interval() {
             Some(iv) => iv
-                .align_down(now - 2_000)
+                .align_down(now - 2_000 - spec.candle_delay_ms())
                 .max(today - args.days as i64 * DAY_MS + 1),
             None => now - now % 1000,
         }
@@ -231,7 +232,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             kline_page_limit: spec.kline_pages(market).0,
             max_retries: 8,
             max_retry_after: Duration::from_secs(300),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         },
         live: crate::config::LiveConfig {
             all_kline_updates: false,

@@ -460,15 +460,17 @@ impl VerifyReport {
                 }
                 continue;
             }
-            // No grid: every record the exchange lists in the range must be there.
+            // No grid: every record the exchange lists in the range must be there. A range
+            // older than what the exchange answers cannot be listed: unchecked, not unlisted.
             if let Some(r) = range {
-                let listed = match (failed.clone(), &source) {
-                    (Some(why), _) => Err(why),
-                    (None, Some(source)) => source
+                let listed = match (beyond(true, r.start_ms), failed.clone(), &source) {
+                    (Some(why), ..) if g.listed() => Err(why),
+                    (_, Some(why), _) => Err(why),
+                    (_, None, Some(source)) => source
                         .listed(&g.symbol, r)
                         .await
                         .map_err(|e| fail(&mut failed, venue, e)),
-                    (None, None) => Ok(None),
+                    (_, None, None) => Ok(None),
                 };
                 let listed = match listed {
                     Ok(listed) => listed,

@@ -257,6 +257,10 @@ async fn settings_okx_cannot_serve_are_refused_naming_the_variable() {
             "SYMBOL BTC-USDT is not an OKX swap instrument",
         ),
         (
+            vec![("SYMBOL", "BTC-USDT-SWAP")],
+            "SYMBOL BTC-USDT-SWAP is not an OKX spot instrument",
+        ),
+        (
             vec![("MARKET", "linear")],
             "is not an OKX market: expected spot, swap",
         ),
@@ -289,7 +293,9 @@ async fn settings_okx_cannot_serve_are_refused_naming_the_variable() {
         assert!(run.stderr.contains(message), "{extra:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
-    assert_eq!(candle_requests(&sim), 0);
+    // No candle was loaded: the one request is BTC-USDX asked about at history-candles (a
+    // delisted pair would still have its history there), which does not know it either.
+    assert_eq!(candle_requests(&sim), 1);
 }
 
 /// The whole of history-candles' limit (`RATE_LIMIT_SHARE=1`, 20 in any 2 s) and a candle a
@@ -323,9 +329,12 @@ async fn a_50011_from_another_clients_requests_is_waited_out_with_nothing_lost()
     let topic = fresh_topic("okx-50011");
     let range = format!("{}:{}", fmt(MAR_14), fmt(MAR_14 + 300 * MIN));
     sim.spend_okx_candle_limit_elsewhere(3);
+    let started = std::time::Instant::now();
     let run = run_loader_async(env(&sim, i, &topic, "api_candles_1m", &range), vec![]).await;
     run.assert_ok();
     assert!(run.stderr.contains("50011"), "{}", run.stderr);
+    // The endpoint was paused for a window (2 s) before it was asked again.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     assert_eq!(sim.stats().okx.responses_429, 3);
     assert_eq!(read_topic(&topic).len(), 300);
     let (v, _) = verify(&sim, i, &topic, &range, &[("TYPE", "api_candles_1m")]);
@@ -462,6 +471,77 @@ async fn okx_open_interest_loads_exactly_once_within_what_okx_keeps_and_verifies
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains("use MARKET=swap or futures"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Sixty days on, OKX no longer answers the funding of the range: `verify` says it cannot
+/// check it (a failure), not that the topic's settlements are unlisted.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_cannot_check_okx_funding_older_than_okx_keeps_and_says_so() {
+    let sim = sim().await;
+    let i = &INSTS[1];
+    let range = format!("{}:{}", fmt(MAR_14 - 10 * DAY), fmt(MAR_14));
+    let topic = fresh_topic("okx-funding-later");
+    run_loader_async(env(&sim, i, &topic, "api_funding_rate", &range), vec![])
+        .await
+        .assert_ok();
+    assert_eq!(read_topic(&topic).len(), 30);
+    sim.clock()
+        .advance(std::time::Duration::from_secs(85 * 86_400));
+    let (v, report) = verify(&sim, i, &topic, &range, &[("TYPE", "api_funding_rate")]);
+    assert_eq!(v.code, Some(1), "{}{}", v.stdout, v.stderr);
+    let g = &report["groups"][0];
+    assert_eq!(
+        (g["unlisted"].as_u64(), g["records"].as_u64()),
+        (Some(0), Some(30)),
+        "{report}"
+    );
+    assert!(g["unchecked"].as_u64() > Some(0), "{report}");
+    assert!(v.stdout.contains("three months"), "{}", v.stdout);
+}
+
+/// A delivered future is no longer listed by `instruments`, but OKX still serves its candles:
+/// the job loads them, says so, and `verify` passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivered_okx_future_is_loaded_from_its_history() {
+    let sim = sim().await;
+    let data = Data::default();
+    let i = Inst {
+        market: "futures",
+        inst_id: "BTC-USD-260109",
+    };
+    let (start, end) = (MAR_14 - 70 * DAY, MAR_14 - 66 * DAY);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let topic = fresh_topic("okx-delivered");
+    let run = run_loader_async(env(&sim, &i, &topic, "api_candles_1h", &range), vec![]).await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("delivered or delisted"),
+        "{}",
+        run.stderr
+    );
+    let records = read_topic(&topic);
+    assert_eq!(records.len(), 96);
+    let open = records[0].1["open_time"].as_i64().unwrap();
+    let want = okx::kline(&data, i.inst_id, Interval::H1, open).unwrap();
+    assert_eq!(records[0].1["close"].as_str(), Some(want.close.as_str()));
+    let (v, _) = verify(&sim, &i, &topic, &range, &[("TYPE", "api_candles_1h")]);
+    assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
+    // A future that never existed is still refused, naming SYMBOL.
+    let run = run_loader_async(
+        with(
+            env(&sim, &i, &topic, "api_candles_1h", &range),
+            &[("SYMBOL", "FOO-USD-260109")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("SYMBOL FOO-USD-260109 is not an OKX futures instrument"),
         "{}",
         run.stderr
     );

@@ -6,7 +6,8 @@
 //! - `GET /api/v5/public/time`: `data:[{"ts":"…"}]` (the server clock, ms, a string);
 //! - `GET /api/v5/public/instruments?instType=&instId=`: `instType` (`SPOT`, `SWAP`, `FUTURES`)
 //!   is required (HTTP 400, code 51000 "Parameter instType error" otherwise); the instrument in
-//!   `data` with `state` `live` when the type lists it, code 51001 when it does not;
+//!   `data` with `state` `live` when the type lists it, code 51001 when it does not (a future
+//!   delivered before now among them: its candles are still served);
 //! - `GET /api/v5/market/history-candles?instId=&bar=&after=&before=&limit=`: bars `1m 3m 5m
 //!   15m 30m 1H 2H 4H` and the UTC-aligned `6Hutc 12Hutc 1Dutc 1Wutc 1Mutc` (the UTC+8 ones,
 //!   `6H … 1M`, are refused here: a loader must never ask for them); `after` answers candles
@@ -330,7 +331,7 @@ impl OkxVenue {
                 row.push_str("\"}");
                 ok(&row)
             }
-            Some(INSTRUMENTS) => instruments(query),
+            Some(INSTRUMENTS) => instruments(query, now),
             Some(CANDLES) => candles(query, data, now),
             Some(FUNDING) => funding_history(query, data, now),
             Some(OPEN_INTEREST) => open_interest_history(query, data, now),
@@ -379,7 +380,22 @@ fn no_such_instrument() -> Answer {
     )
 }
 
-fn instruments(query: &Query) -> Answer {
+/// Whether the future `inst_id` (`…-YYMMDD`) was delivered before `now`.
+fn delivered(inst_id: &str, now: i64) -> bool {
+    let Some(date) = inst_id.rsplit('-').next() else {
+        return false;
+    };
+    let d = |r: std::ops::Range<usize>| date.get(r).and_then(|s| s.parse::<u32>().ok());
+    let (Some(y), Some(m), Some(day)) = (d(0..2), d(2..4), d(4..6)) else {
+        return false;
+    };
+    // Delivered at 08:00 UTC of its date.
+    let at =
+        kline_interval::days_from_civil(2000 + i64::from(y), m, day) * 86_400_000 + 8 * 3_600_000;
+    at <= now
+}
+
+fn instruments(query: &Query, now: i64) -> Answer {
     let Some(inst_type) = query.get("instType").and_then(OkxInstType::parse) else {
         return param_error("instType");
     };
@@ -390,6 +406,10 @@ fn instruments(query: &Query) -> Answer {
     let Some((_, quote, contract)) = inst_type.parse_inst(inst_id) else {
         return no_such_instrument();
     };
+    // Delivered futures are no longer listed (their candles are still served).
+    if inst_type == OkxInstType::Futures && delivered(inst_id, now) {
+        return no_such_instrument();
+    }
     let mut row = format!(
         "{{\"instType\":\"{}\",\"instId\":{},\"state\":\"live\"",
         inst_type.name(),

@@ -153,10 +153,15 @@ pub async fn plan(
     let (archive, layout) =
         match (ctx.mode, &ctx.archive, layout) {
             (SourceMode::Rest, _, _) | (_, None, _) => {
-                return match too_old("SOURCE=rest never reads the archive") {
+                let why = match ctx.mode {
+                    SourceMode::Rest => "SOURCE=rest never reads the archive",
+                    // No archive client: the loader reads no archive of this venue.
+                    _ => "the loader reads no archive of this venue",
+                };
+                return match too_old(why) {
                     Some(e) => Err(e),
                     None => Ok(vec![Step::Rest(range)]),
-                }
+                };
             }
             (SourceMode::Archive, _, None) => return Err(LoaderError::config(
                 "SOURCE=archive: the archive has no files for this TYPE; use SOURCE=auto or rest",

@@ -161,6 +161,13 @@ impl Horizon {
         now_ms - self.ms
     }
 
+    /// How much younger than [`oldest`](Self::oldest) a span must start to be planned over
+    /// REST, so that it is still served when its request goes out: a day, or a 24th of a
+    /// short horizon (5 hours of OKX's 5 days of 5-minute open interest).
+    pub fn margin_ms(self) -> i64 {
+        crate::time_range::DAY_MS.min(self.ms / 24)
+    }
+
     /// Why a time before [`oldest`](Self::oldest) cannot be asked about in `market`.
     pub fn reason(self, market: Market) -> String {
         format!(
@@ -174,7 +181,7 @@ impl Horizon {
 }
 
 /// The oldest time the REST API serves a type's history from, where it has a horizon (futures
-/// trades: the last year), with a day's margin so that a span planned near the edge is still
+/// trades: the last year), with a margin ([`Horizon::margin_ms`]) so that a span planned near the edge is still
 /// served when its request goes out.
 #[derive(Debug, Clone)]
 pub struct RestFrom {
@@ -187,7 +194,7 @@ pub struct RestFrom {
 impl RestFrom {
     pub fn new(horizon: Horizon, ctx: &HistoryContext) -> RestFrom {
         RestFrom {
-            ms: horizon.oldest(ctx.now_ms()) + crate::time_range::DAY_MS,
+            ms: horizon.oldest(ctx.now_ms()) + horizon.margin_ms(),
             why: horizon.reason(ctx.market),
         }
     }

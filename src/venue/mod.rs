@@ -127,6 +127,12 @@ pub trait VenueSpec: Send + Sync {
     /// `None` where the loader reads no archive of the venue.
     fn archive_url(&self) -> Option<UrlVar>;
 
+    /// How long after a candle closes the venue is asked for it, beyond the settling every
+    /// venue gets (a load cuts a range reaching the present that much earlier).
+    fn candle_delay_ms(&self) -> i64 {
+        0
+    }
+
     /// Symbols the offline demo loads on `market`, comma-separated.
     fn demo_symbols(&self, market: Market) -> &'static str;
 

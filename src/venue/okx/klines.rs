@@ -112,6 +112,11 @@ impl History for OkxKlines {
         true
     }
 
+    fn settled_end(&self, now: i64) -> i64 {
+        self.interval
+            .align_down(now - crate::venue::history::SETTLE_MS - rules::CONFIRM_MARGIN_MS)
+    }
+
     fn load_rest<'a>(
         &'a self,
         ctx: &'a HistoryContext,

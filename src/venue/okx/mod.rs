@@ -178,6 +178,9 @@ impl crate::venue::Session for OkxSession {
 }
 
 /// `instruments` of one instrument: OKX answers 51001 (or nothing) for one it does not list.
+/// It lists only instruments that trade (or will): a delivered future or a delisted pair is
+/// asked about at history-candles, which still serves its history, and refused only where that
+/// does not know it either.
 async fn check_listed(
     client: &OkxClient,
     market: Market,
@@ -199,13 +202,34 @@ async fn check_listed(
             // A suspended or not yet open instrument still has its history.
             Some(i) if i.state != "live" => {
                 tracing::warn!(inst_id, state = %i.state, "OKX lists the instrument, not trading now");
-                Ok(())
+                return Ok(());
             }
-            Some(_) => Ok(()),
-            None => Err(not_listed(market, inst_id)),
+            Some(_) => return Ok(()),
+            None => {}
         },
-        Err(OkxError::Rejected { code, .. }) if code == rules::NO_SUCH_INSTRUMENT => {
-            Err(not_listed(market, inst_id))
+        Err(OkxError::Rejected { code, .. }) if code == rules::NO_SUCH_INSTRUMENT => {}
+        Err(e) => return Err(request_error(e, market, Some(inst_id))),
+    }
+    // Another market's instrument is no delivered one of this market.
+    if !rules::has_form_of(market, inst_id) {
+        return Err(not_listed(market, inst_id));
+    }
+    let query = [
+        ("instId", inst_id.to_string()),
+        ("bar", "1Dutc".to_string()),
+        ("limit", "1".to_string()),
+    ];
+    match client
+        .get::<serde_json::Value>(rules::CANDLES, &query)
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(
+                inst_id,
+                market = Venue::Okx.market_name(market),
+                "OKX does not list the instrument as trading (delivered or delisted); loading its history"
+            );
+            Ok(())
         }
         Err(e) => Err(request_error(e, market, Some(inst_id))),
     }

@@ -89,6 +89,11 @@ pub fn endpoint_limit(path: &str) -> u32 {
     }
 }
 
+/// How long after a candle's close the loader asks for it. OKX does not say how soon a closed
+/// candle is answered `confirm` 1; a candle answered unconfirmed fails the load rather than be
+/// published unfinished, so a range ending now stops a minute short of now.
+pub const CONFIRM_MARGIN_MS: i64 = 60_000;
+
 /// Candles a request asks for. The documentation now says "maximum of 300" (it said 100
 /// before), but OKX was measured answering 100 for older ranges when asked for 300 (freqtrade
 /// PR 6825, ccxt PR 25682): a window of more than 100 could come back short and lose
@@ -116,6 +121,19 @@ pub fn inst_type(market: Market) -> &'static str {
         Market::Spot => "SPOT",
         Market::UsdM => "SWAP",
         Market::CoinM => "FUTURES",
+    }
+}
+
+/// Whether `inst_id` has the form of an instrument of `market` ("Overview", instId): spot
+/// `BTC-USDT`, swap `BTC-USDT-SWAP`, futures `BTC-USD-250328` (a delivery date, YYMMDD).
+pub fn has_form_of(market: Market, inst_id: &str) -> bool {
+    let parts: Vec<&str> = inst_id.split('-').collect();
+    let date = |d: &str| d.len() == 6 && d.bytes().all(|b| b.is_ascii_digit());
+    match (market, parts.as_slice()) {
+        (Market::Spot, [base, quote]) => !base.is_empty() && !quote.is_empty(),
+        (Market::UsdM, [base, quote, "SWAP"]) => !base.is_empty() && !quote.is_empty(),
+        (Market::CoinM, [base, quote, d]) => !base.is_empty() && !quote.is_empty() && date(d),
+        _ => false,
     }
 }
 
@@ -158,6 +176,17 @@ pub const BARS: &str = "1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 1w, 1M";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instrument_ids_have_their_markets_form() {
+        assert!(has_form_of(Market::Spot, "BTC-USDT"));
+        assert!(has_form_of(Market::UsdM, "BTC-USD-SWAP"));
+        assert!(has_form_of(Market::CoinM, "BTC-USD-250328"));
+        assert!(!has_form_of(Market::Spot, "BTC-USDT-SWAP"));
+        assert!(!has_form_of(Market::UsdM, "BTC-USDT"));
+        assert!(!has_form_of(Market::CoinM, "BTC-USD-SWAP"));
+        assert!(!has_form_of(Market::CoinM, "BTC-USD-2503"));
+    }
 
     #[test]
     fn every_bar_okx_names_is_one_of_the_loaders() {

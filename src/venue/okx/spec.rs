@@ -48,6 +48,10 @@ impl VenueSpec for OkxSpec {
         None
     }
 
+    fn candle_delay_ms(&self) -> i64 {
+        rules::CONFIRM_MARGIN_MS
+    }
+
     fn demo_symbols(&self, market: Market) -> &'static str {
         match market {
             Market::Spot => "BTC-USDT,ETH-USDT",
