@@ -248,7 +248,7 @@ pub async fn load(
     let _ = status.delivery.set(sink.delivery_counters());
     if let Some(ex) = &upstream.session {
         let _ = status.rest.set(ex.rest_stats());
-        let _ = status.limiter.set(ex.budget());
+        let _ = status.limiter.set(ex.budget(cfg.data_type));
     }
     if let Some(a) = &upstream.archive {
         let _ = status.archive.set(a.stats.clone());
@@ -436,7 +436,7 @@ pub async fn load(
         report.weight = RestStats::get(&stats.weight);
         report.responses_429 = RestStats::get(&stats.responses_429);
         report.responses_418 = RestStats::get(&stats.responses_418);
-        let budget = ex.budget();
+        let budget = ex.budget(cfg.data_type);
         report.weight_budget = budget.budget();
         report.weight_window = budget.window();
     }

@@ -37,8 +37,9 @@ pub trait Session: Send + Sync + 'static {
     /// What its REST client spent so far.
     fn rest_stats(&self) -> Arc<RestStats>;
 
-    /// The budget its REST client paces itself by.
-    fn budget(&self) -> Arc<dyn RequestBudget>;
+    /// The budget its REST client paces a job of `data_type` by (a venue that limits each
+    /// endpoint apart, OKX, gives that type's endpoint's).
+    fn budget(&self, data_type: DataType) -> Arc<dyn RequestBudget>;
 
     /// The history of `t` at this venue, asking this session over REST; `None` where the
     /// venue does not serve the type.

@@ -156,7 +156,10 @@ impl crate::venue::Session for Exchange {
         self.client.stats.clone()
     }
 
-    fn budget(&self) -> Arc<dyn crate::venue::requests::RequestBudget> {
+    fn budget(
+        &self,
+        _data_type: crate::registry::DataType,
+    ) -> Arc<dyn crate::venue::requests::RequestBudget> {
         self.client.limiter().clone()
     }
 

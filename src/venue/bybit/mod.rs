@@ -212,7 +212,7 @@ impl crate::venue::Session for BybitSession {
         self.client.stats.clone()
     }
 
-    fn budget(&self) -> Arc<dyn RequestBudget> {
+    fn budget(&self, _data_type: DataType) -> Arc<dyn RequestBudget> {
         self.client.window.clone()
     }
 

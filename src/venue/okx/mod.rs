@@ -85,6 +85,15 @@ pub fn serves_from(_data_type: DataType, source: SourceMode) -> Result<(), Strin
     }
 }
 
+/// The endpoint a load of `data_type` spends (each has its own limit).
+fn endpoint_of(data_type: DataType) -> &'static str {
+    match data_type {
+        DataType::History(HistoryType::FundingRate) => rules::FUNDING,
+        DataType::History(HistoryType::FuturesData(..)) => rules::OPEN_INTEREST,
+        _ => rules::CANDLES,
+    }
+}
+
 /// A ready connection to OKX: clock offset measured, instruments checked.
 pub struct OkxSession {
     pub client: OkxClient,
@@ -153,9 +162,8 @@ impl crate::venue::Session for OkxSession {
         self.client.stats.clone()
     }
 
-    fn budget(&self) -> Arc<dyn RequestBudget> {
-        // The endpoint a load spends: history-candles.
-        self.client.window(rules::CANDLES)
+    fn budget(&self, data_type: DataType) -> Arc<dyn RequestBudget> {
+        self.client.window(endpoint_of(data_type))
     }
 
     fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>> {
@@ -263,5 +271,25 @@ pub fn request_error(e: OkxError, market: Market, inst_id: Option<&str>) -> Load
             not_listed(market, s)
         }
         _ => LoaderError::Exchange(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_reports_the_budget_of_the_endpoint_it_spends() {
+        let parse = |t: &str| DataType::parse(t, None).unwrap();
+        assert_eq!(endpoint_of(parse("api_candles_1h")), rules::CANDLES);
+        assert_eq!(endpoint_of(parse("api_funding_rate")), rules::FUNDING);
+        assert_eq!(
+            endpoint_of(parse("api_open_interest_5m")),
+            rules::OPEN_INTEREST
+        );
+        // Every type OKX serves spends an endpoint the client has a window for.
+        for t in ["api_candles_1m", "api_funding_rate", "api_open_interest_1d"] {
+            assert!(rules::ENDPOINTS.contains(&endpoint_of(parse(t))), "{t}");
+        }
     }
 }
