@@ -488,11 +488,21 @@ fn bounds(
     default: i64,
     max_limit: i64,
 ) -> Result<(Option<i64>, Option<i64>, i64), Answer> {
+    named_bounds(query, ("after", "before"), default, max_limit)
+}
+
+/// [`bounds`] for an endpoint that names them otherwise (open interest: `end`, `begin`).
+fn named_bounds(
+    query: &Query,
+    (older_than, newer_than): (&str, &str),
+    default: i64,
+    max_limit: i64,
+) -> Result<(Option<i64>, Option<i64>, i64), Answer> {
     let number = |name: &str| match query.get(name) {
         None | Some("") => Ok(None),
         Some(v) => v.parse::<i64>().map(Some).map_err(|_| param_error(name)),
     };
-    let (after, before, limit) = (number("after")?, number("before")?, number("limit")?);
+    let (after, before, limit) = (number(older_than)?, number(newer_than)?, number("limit")?);
     let limit = limit.unwrap_or(default);
     if !(1..=max_limit).contains(&limit) {
         return Err(param_error("limit"));
@@ -552,21 +562,10 @@ fn open_interest_history(query: &Query, data: &Data, now: i64) -> Answer {
     let Some(period) = open_interest_period(query.get("period").unwrap_or("5m")) else {
         return param_error("period");
     };
-    let number = |name: &str| match query.get(name) {
-        None | Some("") => Ok(None),
-        Some(v) => v.parse::<i64>().map(Some).map_err(|_| param_error(name)),
-    };
-    let (begin, end) = match (number("begin"), number("end")) {
-        (Ok(b), Ok(e)) => (b, e),
-        (Err(e), _) | (_, Err(e)) => return e,
-    };
-    let limit = match number("limit") {
-        Ok(l) => l.unwrap_or(100),
+    let (end, begin, limit) = match named_bounds(query, ("end", "begin"), 100, 100) {
+        Ok(b) => b,
         Err(e) => return e,
     };
-    if !(1..=100).contains(&limit) {
-        return param_error("limit");
-    }
     if OkxInstType::of_inst(inst_id).is_none_or(|k| k == OkxInstType::Spot) {
         return no_such_instrument();
     }

@@ -71,6 +71,22 @@ pub struct VenueSettings {
     pub request_timeout: Duration,
 }
 
+impl VenueSettings {
+    /// The HTTP client every venue's REST client starts from: the one TLS connector, the
+    /// request and connect timeouts, idle connections for `FETCH_CONCURRENCY`, the loader's
+    /// User-Agent, and redirects within the same origin only (a key or query never leaves the
+    /// configured host). A venue adds what it needs (Binance its key header) and builds it.
+    pub fn http_client(&self) -> Result<reqwest::ClientBuilder, String> {
+        Ok(reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::connector()?)
+            .timeout(self.request_timeout)
+            .connect_timeout(self.request_timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(self.concurrency * 2)
+            .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
+            .redirect(crate::bounds::same_origin_redirects()))
+    }
+}
+
 /// A setting that holds one of a venue's URLs: the variable (its flag is the same in lower
 /// case) and the public host it defaults to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,14 +113,9 @@ impl RestClient {
             v.set_sensitive(true);
             headers.insert("X-MBX-APIKEY", v);
         }
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::connector()?)
+        let http = cfg
+            .http_client()?
             .default_headers(headers)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(cfg.concurrency * 2)
-            .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
-            .redirect(crate::bounds::same_origin_redirects())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(RestClient {

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -69,13 +68,8 @@ pub struct OkxClient {
 
 impl OkxClient {
     pub fn new(cfg: &VenueSettings, cancel: CancellationToken) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::tls::connector()?)
-            .timeout(cfg.request_timeout)
-            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(cfg.concurrency * 2)
-            .user_agent(concat!("loader-producer/", env!("CARGO_PKG_VERSION")))
-            .redirect(bounds::same_origin_redirects())
+        let http = cfg
+            .http_client()?
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let windows = rules::ENDPOINTS
