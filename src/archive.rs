@@ -55,6 +55,10 @@ pub struct ArchiveLayout {
     pub order: RowOrder,
     /// When the venue publishes its files, for the error about one that is not there.
     pub schedule: &'static str,
+    /// The archive's calendar is UTC plus this: a file named for day D holds `[D 00:00,
+    /// D+1 00:00)` of that calendar (OKX dates its files in UTC+8, so 8 hours: its file of
+    /// 2024-01-02 starts at 2024-01-01 16:00 UTC). 0 for archives dated in UTC.
+    pub utc_offset_ms: i64,
 }
 
 /// How one archive file is packed.
@@ -73,9 +77,10 @@ pub enum Integrity {
     ChecksumFile,
     /// No checksum is published: what a `HEAD` of the file answers (its size, and its ETag
     /// where that is an md5, as object stores give for a file uploaded whole; a 404 means no
-    /// file), and for gzip the stream's own CRC-32 and length of every member: read to the end
-    /// before any row is handed on where no md5 was given, else as the rows are read.
-    HeadAndGzip,
+    /// file), and the compression's own check: for gzip the CRC-32 and length of every member,
+    /// for a zip the CRC-32 of its CSV; read to the end before any row is handed on where no md5
+    /// was given, else as the rows are read.
+    HeadAndCrc,
 }
 
 /// The order of a file's rows.
@@ -222,6 +227,25 @@ impl ArchiveLayout {
 
     pub fn has_daily(&self) -> bool {
         self.daily.is_some()
+    }
+
+    /// The day of the archive's calendar that holds `t`.
+    pub fn day_of(&self, t: i64) -> Period {
+        Period::day_of(t + self.utc_offset_ms)
+    }
+
+    /// The month of the archive's calendar that holds `t`.
+    pub fn month_of(&self, t: i64) -> Period {
+        Period::month_of(t + self.utc_offset_ms)
+    }
+
+    /// `[start, end)` of `period` of the archive's calendar, in epoch ms.
+    pub fn span(&self, period: Period) -> TimeRange {
+        let s = period.span();
+        TimeRange {
+            start_ms: s.start_ms - self.utc_offset_ms,
+            end_ms: s.end_ms - self.utc_offset_ms,
+        }
     }
 
     pub fn has_monthly(&self) -> bool {
@@ -442,7 +466,7 @@ impl ArchiveClient {
                 Integrity::ChecksumFile => {
                     Ok(self.checksum_inner(file).await?.map(Expected::Sha256))
                 }
-                Integrity::HeadAndGzip => self.head(file).await,
+                Integrity::HeadAndCrc => self.head(file).await,
             }
         })
         .await
@@ -632,15 +656,14 @@ impl ArchiveClient {
                 (Expected::Sha256(_), None) => (false, "no sha256".into()),
             };
             // An ETag of 32 hex digits is an md5 of the file only where the store made it one
-            // (not with some server-side encryption): with the size right and gzip's own CRCs
-            // intact, the file is what was stored, checked like one without an md5.
+            // (not with some server-side encryption): with the size right and the compression's
+            // own CRCs intact, the file is what was stored, checked like one without an md5.
             let etag_no_md5 = !matches
-                && file.format == FileFormat::GzippedCsv
                 && matches!(&expected, Expected::Head { size, md5: Some(_) } if size_ok(size))
-                && gzip_intact(temp.path()).await;
+                && crc_intact(temp.path(), file.format).await;
             if etag_no_md5 {
                 tracing::warn!(file = %file.name, %expected, got,
-                    "the archive's ETag is not this file's md5, but its size and gzip's CRCs are right: \
+                    "the archive's ETag is not this file's md5, but its size and CRCs are right: \
                      taking the ETag for no hash");
             }
             if matches || etag_no_md5 {
@@ -892,21 +915,29 @@ impl Spool {
     }
 }
 
-/// Whether the gzip file at `path` inflates to its end with every member's CRC-32 and length
-/// right (on a blocking thread).
-async fn gzip_intact(path: &std::path::Path) -> bool {
+/// Whether the file at `path` inflates to its end with its CRCs right (on a blocking thread):
+/// every gzip member's CRC-32 and length, or every zip entry's CRC-32.
+async fn crc_intact(path: &std::path::Path, format: FileFormat) -> bool {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        File::open(&path)
-            .and_then(|f| {
+        let f = File::open(&path)?;
+        match format {
+            FileFormat::GzippedCsv => {
                 let mut gz =
                     flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f));
-                std::io::copy(&mut gz, &mut std::io::sink())
-            })
-            .is_ok()
+                std::io::copy(&mut gz, &mut std::io::sink())?;
+            }
+            FileFormat::ZippedCsv => {
+                let mut zip = zip::ZipArchive::new(BufReader::new(f))?;
+                for i in 0..zip.len() {
+                    std::io::copy(&mut zip.by_index(i)?, &mut std::io::sink())?;
+                }
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })
     .await
-    .unwrap_or(false)
+    .is_ok_and(|r| r.is_ok())
 }
 
 /// The md5 an ETag gives: a quoted (or weak) 32-hex ETag is the md5 of an object stored
@@ -984,6 +1015,16 @@ impl VerifiedFile {
         if csvs.len() > 1 {
             tracing::warn!(file = %self.file.name, csv_files = ?csvs, reading = %chosen,
                 "archive zip holds more than one CSV (a duplicate copy); reading one of them");
+        }
+        // Checked by its size alone: the CSV's CRC-32 (then the only check of its content) is
+        // read to the end before any row is handed on.
+        if !self.hashed {
+            let entry = zip.by_name(&chosen).map_err(|e| self.unreadable(e))?;
+            std::io::copy(
+                &mut bounds::LineBounded::new(entry, bounds::MAX_CSV_LINE),
+                &mut std::io::sink(),
+            )
+            .map_err(|e| self.unreadable(format!("checking the zip's CRC-32: {e}")))?;
         }
         let entry = zip.by_name(&chosen).map_err(|e| self.unreadable(e))?;
         self.stream_csv(entry, on_row)
@@ -1291,12 +1332,14 @@ pub mod fields {
         }
     }
 
-    /// A header row (Binance's futures files have one since 2022, Bybit's always): its first
-    /// field does not start with a digit (a data row's first field is a time or an id, which
-    /// may have a fraction).
+    /// A header row (Binance's futures files have one since 2022, Bybit's and OKX's always):
+    /// no field starts with a digit (a data row has a time or an id, which may have a
+    /// fraction; OKX's rows start with the instrument's name, then its trade id).
     pub fn is_header(row: &csv::StringRecord) -> bool {
-        row.get(0)
-            .is_some_and(|f| f.bytes().next().is_some_and(|b| !b.is_ascii_digit()))
+        !row.is_empty()
+            && row
+                .iter()
+                .all(|f| f.bytes().next().is_none_or(|b| !b.is_ascii_digit()))
     }
 
     /// A time column in seconds with a fraction (`1755648000.1385`), in whole milliseconds
@@ -1348,6 +1391,7 @@ mod tests {
             integrity: Integrity::ChecksumFile,
             order: RowOrder::Ascending,
             schedule: "",
+            utc_offset_ms: 0,
         };
         let d = NaiveDate::from_ymd_opt(2024, 12, 1).unwrap();
         let f = l.file(Period::Month(d));
@@ -1394,6 +1438,17 @@ mod tests {
             "open"
         ])));
         assert!(!fields::is_header(&row));
+        // OKX: the instrument first, then numbers.
+        assert!(fields::is_header(&csv::StringRecord::from(vec![
+            "instrument_name",
+            "trade_id",
+            "created_time"
+        ])));
+        assert!(!fields::is_header(&csv::StringRecord::from(vec![
+            "BTC-USDT",
+            "4001",
+            "1704326400100"
+        ])));
     }
 
     /// A `VerifiedFile` of `bytes` named `name`, as a download would leave it.
@@ -1409,7 +1464,7 @@ mod tests {
                 name: name.into(),
                 path: name.into(),
                 format: FileFormat::GzippedCsv,
-                integrity: Integrity::HeadAndGzip,
+                integrity: Integrity::HeadAndCrc,
                 order,
             },
             temp,

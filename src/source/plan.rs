@@ -42,15 +42,16 @@ enum Piece {
 }
 
 /// Cuts `range` into whole months, whole days (when the type has daily files) and partial
-/// pieces at the edges.
-fn pieces(range: TimeRange, daily: bool) -> Vec<Piece> {
+/// pieces at the edges, of the archive's calendar.
+fn pieces(range: TimeRange, layout: &ArchiveLayout) -> Vec<Piece> {
+    let daily = layout.has_daily();
     let mut out = Vec::new();
     let mut t = range.start_ms;
     while t < range.end_ms {
-        let month = Period::month_of(t);
-        let m = month.span();
-        let day = Period::day_of(t);
-        let d = day.span();
+        let month = layout.month_of(t);
+        let m = layout.span(month);
+        let day = layout.day_of(t);
+        let d = layout.span(day);
         let piece = if m.start_ms == t && m.end_ms <= range.end_ms {
             Piece::WholeMonth(month)
         } else if daily && d.start_ms == t && d.end_ms <= range.end_ms {
@@ -73,7 +74,7 @@ fn pieces(range: TimeRange, daily: bool) -> Vec<Piece> {
             )
         };
         t = match piece {
-            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span().end_ms,
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => layout.span(p).end_ms,
             Piece::Partial(_, r) => r.end_ms,
         };
         out.push(piece);
@@ -82,12 +83,12 @@ fn pieces(range: TimeRange, daily: bool) -> Vec<Piece> {
 }
 
 /// The days of a month, as whole-day pieces.
-fn days_of(month: Period) -> impl Iterator<Item = Piece> {
-    let span = month.span();
+fn days_of(month: Period, layout: &ArchiveLayout) -> impl Iterator<Item = Piece> + '_ {
+    let span = layout.span(month);
     (0..)
         .map(move |i| span.start_ms + i * crate::time_range::DAY_MS)
         .take_while(move |&t| t < span.end_ms)
-        .map(|t| Piece::WholeDay(Period::day_of(t)))
+        .map(|t| Piece::WholeDay(layout.day_of(t)))
 }
 
 /// What the archive says about one file.
@@ -206,13 +207,13 @@ pub async fn plan(
         return Ok(vec![Step::Rest(range)]);
     }
     let concurrency = archive.probes_at_once();
-    let mut pieces = pieces(range, layout.has_daily());
+    let mut pieces = pieces(range, layout);
     if !layout.has_monthly() {
         // Daily files only (futures metrics): every whole month is its days.
         pieces = pieces
             .into_iter()
             .flat_map(|p| match p {
-                Piece::WholeMonth(m) => days_of(m).collect::<Vec<_>>(),
+                Piece::WholeMonth(m) => days_of(m, layout).collect::<Vec<_>>(),
                 other => vec![other],
             })
             .collect();
@@ -233,18 +234,19 @@ pub async fn plan(
         match piece {
             Piece::WholeMonth(m) => {
                 let (file, probed) = month_files.next().expect("one probe per month");
-                let strict = strict_for(m.span());
+                let span = layout.span(m);
+                let strict = strict_for(span);
                 match probed {
                     Probed::Found(sum) => expanded.push((piece, Some((file, sum)))),
                     Probed::Missing if layout.has_daily() => {
-                        expanded.extend(days_of(m).map(|d| (d, None)))
+                        expanded.extend(days_of(m, layout).map(|d| (d, None)))
                     }
-                    Probed::Missing if strict => return Err(not_there(m.span(), &file)),
-                    Probed::Missing => expanded.push((Piece::Partial(m, m.span()), None)),
-                    Probed::Failed(e) if strict => return Err(failed(m.span(), e)),
+                    Probed::Missing if strict => return Err(not_there(span, &file)),
+                    Probed::Missing => expanded.push((Piece::Partial(m, span), None)),
+                    Probed::Failed(e) if strict => return Err(failed(span, e)),
                     Probed::Failed(e) => {
                         note_fallback(fallbacks, &ctx.symbol, &file, &e);
-                        expanded.push((Piece::Partial(m, m.span()), None));
+                        expanded.push((Piece::Partial(m, span), None));
                     }
                 }
             }
@@ -268,7 +270,7 @@ pub async fn plan(
             continue;
         }
         let span = match piece {
-            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span(),
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => layout.span(p),
             Piece::Partial(_, r) => r,
         };
         let strict = strict_for(span);
@@ -297,7 +299,7 @@ pub async fn plan(
     let mut steps: Vec<Step> = Vec::new();
     for (piece, found) in resolved {
         let span = match piece {
-            Piece::WholeMonth(p) | Piece::WholeDay(p) => p.span(),
+            Piece::WholeMonth(p) | Piece::WholeDay(p) => layout.span(p),
             Piece::Partial(_, r) => r,
         };
         match found {
@@ -367,7 +369,17 @@ mod tests {
             start_ms: JAN1_2024 - DAY - 3_600_000,
             end_ms: FEB1_2024 + DAY + 60_000,
         };
-        let p = pieces(range, true);
+        let layout = |daily: bool, utc_offset_ms: i64| ArchiveLayout {
+            daily: daily.then(|| "d-%Y-%m-%d".to_string()),
+            monthly: Some("m-%Y-%m".into()),
+            format: crate::archive::FileFormat::ZippedCsv,
+            integrity: crate::archive::Integrity::ChecksumFile,
+            order: crate::archive::RowOrder::Ascending,
+            schedule: "",
+            utc_offset_ms,
+        };
+        let daily = layout(true, 0);
+        let p = pieces(range, &daily);
         let kinds: Vec<&str> = p
             .iter()
             .map(|p| match p {
@@ -384,9 +396,54 @@ mod tests {
             _ => unreachable!(),
         }
         // Without daily files (3d, 1w, 1M candles) the edges are parts of months.
-        let p = pieces(range, false);
+        let p = pieces(range, &layout(false, 0));
         assert_eq!(p.len(), 3);
         assert!(matches!(p[2], Piece::Partial(Period::Month(_), _)));
-        assert_eq!(days_of(Period::month_of(JAN1_2024)).count(), 31);
+        assert_eq!(days_of(Period::month_of(JAN1_2024), &daily).count(), 31);
+    }
+
+    /// An archive dated in UTC+8: its day of 2024-01-02 is [01-01 16:00, 01-02 16:00) UTC, so
+    /// two UTC days are the end of one file, a whole file and the start of a third.
+    #[test]
+    fn an_archive_dated_in_another_zone_is_cut_at_its_own_midnights() {
+        const H: i64 = 3_600_000;
+        let l = ArchiveLayout {
+            daily: Some("d-%Y-%m-%d".into()),
+            monthly: None,
+            format: crate::archive::FileFormat::ZippedCsv,
+            integrity: crate::archive::Integrity::HeadAndCrc,
+            order: crate::archive::RowOrder::Ascending,
+            schedule: "",
+            utc_offset_ms: 8 * H,
+        };
+        let range = TimeRange {
+            start_ms: JAN1_2024,
+            end_ms: JAN1_2024 + 2 * DAY,
+        };
+        let p = pieces(range, &l);
+        let got: Vec<(String, i64, i64)> = p
+            .iter()
+            .map(|p| match *p {
+                Piece::WholeDay(d) => (l.file(d).name, l.span(d).start_ms, l.span(d).end_ms),
+                Piece::Partial(d, r) => (l.file(d).name, r.start_ms, r.end_ms),
+                Piece::WholeMonth(_) => unreachable!("no whole month in two days"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("d-2024-01-01".to_string(), JAN1_2024, JAN1_2024 + 16 * H),
+                (
+                    "d-2024-01-02".to_string(),
+                    JAN1_2024 + 16 * H,
+                    JAN1_2024 + DAY + 16 * H
+                ),
+                (
+                    "d-2024-01-03".to_string(),
+                    JAN1_2024 + DAY + 16 * H,
+                    JAN1_2024 + 2 * DAY
+                ),
+            ]
+        );
     }
 }

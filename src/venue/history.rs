@@ -382,6 +382,66 @@ where
     Ok(())
 }
 
+/// The ordinals of every record of `range` in the archive's files of `layout`, oldest first
+/// (for `verify`'s list of a venue whose ids count nothing): each file the range touches is
+/// asked about, downloaded, checked and read, its header skipped as a load skips it, and each
+/// row offered to one cursor across the files, so ranks and time order run on as in a load.
+/// `ordinal_of` reads a row and offers it to the cursor: its ordinal when admitted.
+pub async fn list_archive<F>(
+    archive: &ArchiveClient,
+    layout: &ArchiveLayout,
+    range: TimeRange,
+    ordinal_of: F,
+) -> Result<Vec<i64>>
+where
+    F: Fn(&csv::StringRecord, &mut Cursor) -> Result<Option<i64>> + Clone + Send + 'static,
+{
+    let mut ordinals = Vec::new();
+    let mut cursor = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
+    let mut day = layout.day_of(range.start_ms);
+    while layout.span(day).start_ms < range.end_ms {
+        let file = layout.file(day);
+        let unusable = |e: &dyn std::fmt::Display| {
+            LoaderError::Archive(format!(
+                "{}: the archive at {} {} cannot list its records: {e}",
+                file.name,
+                archive.url_var(),
+                archive.base_url()
+            ))
+        };
+        let expected = archive
+            .expected(&file)
+            .await
+            .map_err(|e| unusable(&e))?
+            .ok_or_else(|| unusable(&"the file is not there (HTTP 404)"))?;
+        let slot = archive.file_slot().await.map_err(|e| unusable(&e))?;
+        let verified = archive
+            .download(slot, &file, &expected)
+            .await
+            .map_err(|e| unusable(&e))?;
+        let (mut found, mut running, ordinal_of) =
+            (std::mem::take(&mut ordinals), cursor, ordinal_of.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let mut first = true;
+            let rows = verified.read_rows(|row| {
+                // The header, as a load skips it: the file's first row only.
+                if std::mem::take(&mut first) && crate::archive::fields::is_header(row) {
+                    return Ok(true);
+                }
+                found.extend(ordinal_of(row, &mut running)?);
+                Ok(true)
+            });
+            (found, running, rows)
+        })
+        .await
+        .map_err(|e| LoaderError::Other(format!("the archive reader thread failed: {e}")))?;
+        (ordinals, cursor) = (read.0, read.1);
+        read.2.map_err(|e| unusable(&e))?;
+        day = layout.day_of(layout.span(day).end_ms);
+    }
+    Ok(ordinals)
+}
+
 /// A history data type as one venue serves it: how its records come from the venue's REST API
 /// and from its archive. A venue implements it per type in its own tree, holding its REST
 /// connection when it has one (`SOURCE=archive` has none); the registry describes the types.

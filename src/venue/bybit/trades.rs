@@ -10,15 +10,15 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::rules;
-use crate::archive::{
-    fields, ArchiveClient, ArchiveLayout, FileFormat, Integrity, Period, RowOrder,
-};
+use crate::archive::{fields, ArchiveClient, ArchiveLayout, FileFormat, Integrity, RowOrder};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
 use crate::record::{RankedTrade, RecordBatch, TradeId};
 use crate::registry::{time_rank, RecordKind};
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Probe, RestFrom};
+use crate::venue::history::{
+    list_archive, Cursor, Emitter, History, HistoryContext, Probe, RestFrom,
+};
 
 pub struct BybitTrades {
     pub market: Market,
@@ -100,11 +100,12 @@ impl BybitTrades {
             daily: Some(rules::trade_file(self.market, symbol)),
             monthly: None,
             format: FileFormat::GzippedCsv,
-            integrity: Integrity::HeadAndGzip,
+            integrity: Integrity::HeadAndCrc,
             order: RowOrder::EitherByTime {
                 column: rules::trade_time_column(self.market),
             },
             schedule: rules::ARCHIVE_SCHEDULE,
+            utc_offset_ms: 0,
         }
     }
 
@@ -115,54 +116,11 @@ impl BybitTrades {
                 "Bybit's trades are listed from its archive, which is not set".into(),
             )
         })?;
-        let layout = self.layout(symbol);
-        let mut ordinals = Vec::new();
-        // One cursor across the days, as a load has: ranks and time order run on over files.
-        let mut cursor = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
-        let mut day = Period::day_of(range.start_ms);
-        while day.span().start_ms < range.end_ms {
-            let file = layout.file(day);
-            let unusable = |e: &dyn std::fmt::Display| {
-                LoaderError::Archive(format!(
-                    "{}: the archive at {} {} cannot list its trades: {e}",
-                    file.name,
-                    archive.url_var(),
-                    archive.base_url()
-                ))
-            };
-            let expected = archive
-                .expected(&file)
-                .await
-                .map_err(|e| unusable(&e))?
-                .ok_or_else(|| unusable(&"the file is not there (HTTP 404)"))?;
-            let slot = archive.file_slot().await.map_err(|e| unusable(&e))?;
-            let verified = archive
-                .download(slot, &file, &expected)
-                .await
-                .map_err(|e| unusable(&e))?;
-            let market = self.market;
-            let (mut found, mut running) = (std::mem::take(&mut ordinals), cursor);
-            let read = tokio::task::spawn_blocking(move || {
-                let mut first = true;
-                let rows = verified.read_rows(|row| {
-                    // The header, as a load skips it: the file's first row only.
-                    if std::mem::take(&mut first) && fields::is_header(row) {
-                        return Ok(true);
-                    }
-                    if let Some((_, ordinal)) = admit(market, row, &mut running)? {
-                        found.push(ordinal);
-                    }
-                    Ok(true)
-                });
-                (found, running, rows)
-            })
-            .await
-            .map_err(|e| LoaderError::Other(format!("the archive reader thread failed: {e}")))?;
-            (ordinals, cursor) = (read.0, read.1);
-            read.2.map_err(|e| unusable(&e))?;
-            day = Period::day_of(day.span().end_ms);
-        }
-        Ok(ordinals)
+        let market = self.market;
+        list_archive(archive, &self.layout(symbol), range, move |row, cursor| {
+            Ok(admit(market, row, cursor)?.map(|(_, ordinal)| ordinal))
+        })
+        .await
     }
 }
 

@@ -86,5 +86,6 @@ pub(super) fn archive_layout(
         integrity: Integrity::ChecksumFile,
         order: RowOrder::Ascending,
         schedule: SCHEDULE,
+        utc_offset_ms: 0,
     }
 }
