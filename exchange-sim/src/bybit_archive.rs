@@ -10,30 +10,21 @@
 //!
 //! Files of days before 2021 run newest first, as some of Bybit's older files do. A day's file
 //! appears when the day has ended by the simulator's clock, never before the symbol's listing,
-//! and never for the archive's `missing_days`. `GET` sends the file, `HEAD` its size; both send
-//! `ETag: "<md5>"`, as the object store behind Bybit's CDN does for a file stored whole. No
-//! checksum file exists. [`BybitArchive::corrupt`] damages the next downloads of a file (the
-//! ETag stays the true file's); [`BybitArchive::opaque_etags`] makes every ETag 32 hex digits
-//! that are not the file's md5; [`BybitArchive::replace_after_head`] re-publishes a file (the
-//! same rows, other bytes) right after a client probed it.
+//! and never for the archive's `missing_days`. The files are served as the object store behind
+//! Bybit's CDN serves them ([`crate::object_store`]): size and md5 ETag, no checksum file.
 //!
 //! [`SimServer::bybit_archive_url`]: crate::SimServer::bybit_archive_url
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use md5::Digest;
 
 use crate::bybit::BybitCategory;
 use crate::data::{mix, Data};
 use crate::fmt::fixed8;
+use crate::object_store::{day_start, ArchiveAnswer, ArchiveStats, ObjectStore};
 
 const DAY_MS: i64 = 86_400_000;
 /// Files of days before 2021-01-01 run newest first.
 pub const NEWEST_FIRST_BEFORE_MS: i64 = 1_609_459_200_000;
-/// Generated files kept for the next request (a `HEAD` is followed by a `GET`).
-const CACHED_FILES: usize = 8;
 
 /// One trade as the archive writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,77 +136,33 @@ fn csv(category: BybitCategory, symbol: &str, day_ms: i64, trades: &[BybitTrade]
     s
 }
 
-/// A generated file: its gzip bytes and md5.
-struct File {
-    gz: Arc<Vec<u8>>,
-    md5: String,
-}
-
-/// The archive's state: generated files, damaged downloads to come, counters.
+/// Bybit's archive: its files in an [`ObjectStore`].
 #[derive(Default)]
 pub(crate) struct BybitArchive {
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    cache: VecDeque<(String, Arc<File>)>,
-    corrupt: HashMap<String, u32>,
-    /// ETags of 32 hex digits that are not the file's md5 (as a store gives with some
-    /// server-side encryption).
-    opaque_etags: bool,
-    /// Files replaced once their next `HEAD` is answered, and files replaced: the same rows
-    /// packed again (other bytes, another md5), as an archive re-publishes a day.
-    replace_after_head: std::collections::HashSet<String>,
-    replaced: std::collections::HashSet<String>,
-    stats: BybitArchiveStats,
+    store: ObjectStore,
 }
 
 /// What the Bybit archive was asked and sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BybitArchiveStats {
-    /// `GET`s answered with a file.
-    pub downloads: u64,
-    /// `HEAD`s answered with a file's size.
-    pub heads: u64,
-    pub not_found: u64,
-    /// Downloads per file name.
-    pub per_file: BTreeMap<String, u64>,
-}
-
-/// An answer: status, body, and the ETag of a file.
-pub(crate) struct ArchiveAnswer {
-    pub status: u16,
-    pub body: Arc<Vec<u8>>,
-    pub etag: Option<String>,
-    /// The size a `HEAD` announces.
-    pub length: usize,
-}
+pub type BybitArchiveStats = ArchiveStats;
 
 impl BybitArchive {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub fn stats(&self) -> BybitArchiveStats {
-        self.lock().stats.clone()
+        self.store.stats()
     }
 
-    /// The next `downloads` downloads of the file named `name` are damaged (bytes in the middle
-    /// flipped; the ETag and size stay the true file's).
+    /// See [`ObjectStore::corrupt`].
     pub fn corrupt(&self, name: &str, downloads: u32) {
-        self.lock().corrupt.insert(name.to_string(), downloads);
+        self.store.corrupt(name, downloads);
     }
 
-    /// The file named `name` is replaced right after its next `HEAD` is answered: what a
-    /// client probed is no longer what it downloads.
+    /// See [`ObjectStore::replace_after_head`].
     pub fn replace_after_head(&self, name: &str) {
-        self.lock().replace_after_head.insert(name.to_string());
+        self.store.replace_after_head(name);
     }
 
-    /// ETags of 32 hex digits that are no md5 of the file, from now on (or md5s again).
+    /// See [`ObjectStore::opaque_etags`].
     pub fn opaque_etags(&self, on: bool) {
-        self.lock().opaque_etags = on;
+        self.store.opaque_etags(on);
     }
 
     /// Answers `path` (after `/bybit-archive/`); `head` for a `HEAD`.
@@ -227,119 +174,30 @@ impl BybitArchive {
         now: i64,
         missing_days: &[String],
     ) -> ArchiveAnswer {
-        let not_found = |st: &mut State| {
-            st.stats.not_found += 1;
-            ArchiveAnswer {
-                status: 404,
-                body: Arc::new(b"<Error><Code>NoSuchKey</Code></Error>".to_vec()),
-                etag: None,
-                length: 0,
-            }
-        };
         let Some((category, symbol, date)) = parse(path) else {
-            return not_found(&mut self.lock());
+            return self.store.not_found();
         };
         let Some(day_ms) = day_start(date) else {
-            return not_found(&mut self.lock());
+            return self.store.not_found();
         };
         let published = day_ms + DAY_MS <= now
             && day_ms + DAY_MS > data.listed_at
             && !missing_days.iter().any(|d| d.trim() == date);
-        let name = path.rsplit('/').next().unwrap_or_default().to_string();
-        let (cached, replaced) = {
-            let st = self.lock();
-            let cached = st
-                .cache
-                .iter()
-                .find(|(n, _)| *n == path)
-                .map(|(_, f)| f.clone());
-            (cached, st.replaced.contains(&name))
-        };
-        let file = match cached {
-            Some(f) => f,
-            None => {
-                let Some(trades) = published
-                    .then(|| trades(data, category, symbol, day_ms))
-                    .flatten()
-                else {
-                    return not_found(&mut self.lock());
-                };
-                // A replaced file holds the same rows packed otherwise.
-                let level = if replaced {
-                    flate2::Compression::best()
-                } else {
-                    flate2::Compression::fast()
-                };
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
-                let _ = gz.write_all(csv(category, symbol, day_ms, &trades).as_bytes());
-                let gz = gz.finish().unwrap_or_default();
-                let md5 = md5::Md5::digest(&gz)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                let f = Arc::new(File {
-                    gz: Arc::new(gz),
-                    md5,
-                });
-                let mut st = self.lock();
-                st.cache.push_back((path.to_string(), f.clone()));
-                if st.cache.len() > CACHED_FILES {
-                    st.cache.pop_front();
-                }
-                f
-            }
-        };
         if !published {
-            return not_found(&mut self.lock());
+            return self.store.not_found();
         }
-        let mut st = self.lock();
-        let etag = Some(if st.opaque_etags {
-            let other: String = md5::Md5::digest(file.md5.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("\"{other}\"")
-        } else {
-            format!("\"{}\"", file.md5)
-        });
-        if head {
-            st.stats.heads += 1;
-            if st.replace_after_head.remove(&name) {
-                st.replaced.insert(name.clone());
-                st.cache.retain(|(n, _)| n != path);
-            }
-            return ArchiveAnswer {
-                status: 200,
-                body: Arc::new(Vec::new()),
-                etag,
-                length: file.gz.len(),
+        self.store.serve(path, head, |replaced| {
+            let trades = trades(data, category, symbol, day_ms)?;
+            // A replaced file holds the same rows packed otherwise.
+            let level = if replaced {
+                flate2::Compression::best()
+            } else {
+                flate2::Compression::fast()
             };
-        }
-        st.stats.downloads += 1;
-        *st.stats.per_file.entry(name.clone()).or_default() += 1;
-        let damaged = match st.corrupt.get_mut(&name) {
-            Some(n) if *n > 0 => {
-                *n -= 1;
-                true
-            }
-            _ => false,
-        };
-        let body = if damaged {
-            let mut bytes = file.gz.as_ref().clone();
-            let mid = bytes.len() / 2;
-            for b in bytes.iter_mut().skip(mid).take(8) {
-                *b ^= 0x5a;
-            }
-            Arc::new(bytes)
-        } else {
-            file.gz.clone()
-        };
-        ArchiveAnswer {
-            status: 200,
-            length: body.len(),
-            body,
-            etag,
-        }
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+            let _ = gz.write_all(csv(category, symbol, day_ms, &trades).as_bytes());
+            Some(gz.finish().unwrap_or_default())
+        })
     }
 }
 
@@ -359,31 +217,6 @@ fn parse(path: &str) -> Option<(BybitCategory, &str, &str)> {
         }
         _ => None,
     }
-}
-
-/// Epoch ms of `YYYY-MM-DD`'s midnight UTC.
-fn day_start(date: &str) -> Option<i64> {
-    let mut parts = date.split('-');
-    let (y, m, d): (i64, i64, i64) = (
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    );
-    if parts.next().is_some()
-        || date.len() != 10
-        || !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-    {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some((era * 146_097 + doe - 719_468) * DAY_MS)
 }
 
 #[cfg(test)]

@@ -926,10 +926,12 @@ impl Data {
         }
     }
 
-    /// Existing raw trades with time `<= until`, the newest `limit` of them, ascending.
-    pub(crate) fn raw_newest(
+    /// Existing raw trades with id `<= at_most` and time `<= until`, newest first, at most
+    /// `limit` (a venue that pages trades backwards).
+    pub(crate) fn raw_descending(
         &self,
         m: &Market,
+        at_most: u64,
         until: i64,
         limit: usize,
         out: &mut Vec<TradeUnits>,
@@ -940,8 +942,8 @@ impl Data {
         else {
             return;
         };
+        let mut raw = raw_range(m, last_agg).1.min(at_most);
         let start = out.len();
-        let mut raw = raw_range(m, last_agg).1;
         while out.len() - start < limit {
             let agg = agg_of_raw(m, raw);
             let Some(existing) = self.prev_existing(agg) else {
@@ -956,6 +958,18 @@ impl Data {
                 None => break,
             }
         }
+    }
+
+    /// Existing raw trades with time `<= until`, the newest `limit` of them, ascending.
+    pub(crate) fn raw_newest(
+        &self,
+        m: &Market,
+        until: i64,
+        limit: usize,
+        out: &mut Vec<TradeUnits>,
+    ) {
+        let start = out.len();
+        self.raw_descending(m, u64::MAX, until, limit, out);
         out[start..].reverse();
     }
 }

@@ -177,7 +177,9 @@ mod futures_api;
 mod gauge;
 mod limiter;
 mod market;
+pub(crate) mod object_store;
 pub mod okx;
+pub mod okx_archive;
 mod query;
 mod server;
 mod streams;
@@ -187,6 +189,7 @@ mod ws;
 pub use clock::SimClock;
 pub use kline_interval::{Interval, ParseIntervalError};
 pub use market::{SimMarket, COINM_BASES};
+pub use object_store::ArchiveStats;
 pub use server::SimServer;
 
 /// Settings of a simulated exchange.
@@ -536,9 +539,11 @@ pub struct SimStats {
     /// Bybit's REST API (`/bybit/…`): counted apart, under its own IP limit.
     pub bybit: crate::bybit::BybitStats,
     /// Bybit's archive (`/bybit-archive/…`).
-    pub bybit_archive: crate::bybit_archive::BybitArchiveStats,
+    pub bybit_archive: crate::ArchiveStats,
     /// OKX's REST API (`/okx/…`): counted apart, under its own limits.
     pub okx: crate::okx::OkxStats,
+    /// OKX's archive (`/okx-archive/…`).
+    pub okx_archive: crate::ArchiveStats,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

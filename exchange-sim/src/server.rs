@@ -91,6 +91,8 @@ struct Shared {
     bybit_archive: crate::bybit_archive::BybitArchive,
     /// OKX's REST API under `/okx`.
     okx: crate::okx::OkxVenue,
+    /// OKX's archive of trades under `/okx-archive`.
+    okx_archive: crate::okx_archive::OkxArchive,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
     clock: SimClock,
@@ -196,6 +198,7 @@ impl SimServer {
             bybit: Default::default(),
             bybit_archive: Default::default(),
             okx: Default::default(),
+            okx_archive: Default::default(),
             rest_at_once: Arc::default(),
             clock,
         });
@@ -249,6 +252,18 @@ impl SimServer {
     /// `https://public.bybit.com`; see [`crate::bybit_archive`].
     pub fn bybit_archive_url(&self) -> String {
         format!("http://{}/bybit-archive", self.addr)
+    }
+
+    /// `http://IP:PORT/okx-archive`: OKX's archive of trades, OKX's `https://static.okx.com`;
+    /// see [`crate::okx_archive`].
+    pub fn okx_archive_url(&self) -> String {
+        format!("http://{}/okx-archive", self.addr)
+    }
+
+    /// Damages the next `downloads` downloads of the OKX archive file named `name` (e.g.
+    /// `BTC-USDT-trades-2024-01-02.zip`); its ETag stays the true file's.
+    pub fn corrupt_okx_file(&self, name: &str, downloads: u32) {
+        self.shared.okx_archive.corrupt(name, downloads);
     }
 
     /// Damages the next `downloads` downloads of the Bybit archive file named `name` (e.g.
@@ -425,6 +440,7 @@ fn snapshot(shared: &Shared) -> SimStats {
     stats.bybit = shared.bybit.stats();
     stats.bybit_archive = shared.bybit_archive.stats();
     stats.okx = shared.okx.stats();
+    stats.okx_archive = shared.okx_archive.stats();
     stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
@@ -553,16 +569,25 @@ async fn handle(
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
     }
-    if let Some(rest) = path.strip_prefix("/bybit-archive/") {
+    let archive_path = [("/bybit-archive/", false), ("/okx-archive/", true)]
+        .into_iter()
+        .find_map(|(prefix, okx)| Some((path.strip_prefix(prefix)?, okx)));
+    if let Some((rest, okx)) = archive_path {
         let data = shared.lock().data.clone();
         let missing_days = shared.archive.faults().missing_days;
         let head = req.method() == hyper::Method::HEAD;
         // Generating a day's file is seconds of CPU: off the runtime, so streams keep flowing.
         let (worker, rest, now) = (shared.clone(), rest.to_string(), shared.clock.now_ms());
         let answer = tokio::task::spawn_blocking(move || {
-            worker
-                .bybit_archive
-                .handle(&rest, head, &data, now, &missing_days)
+            if okx {
+                worker
+                    .okx_archive
+                    .handle(&rest, head, &data, now, &missing_days)
+            } else {
+                worker
+                    .bybit_archive
+                    .handle(&rest, head, &data, now, &missing_days)
+            }
         })
         .await
         .map_err(|_| DropConnection)?;
