@@ -1141,13 +1141,15 @@ class Bench:
         return found
 
     def _archive_runs(self, s: Section, dtype: str, rng: str, files: list[str], spacing: int,
-                      ir_rngs: list[str], venue: str = "binance") -> tuple[list, list, int | None, dict]:
+                      ir_rngs: list[str], venue: str = "binance",
+                      symbol: str = "BTCUSDT") -> tuple[list, list, int | None, dict]:
         """Ceiling and `SOURCE=archive` loader of `venue`, alternating, on one simulator whose files
         are built before any timing; then (Binance) one run of each over each of `ir_rngs` under
         callgrind. Returns (ceiling outputs, loader results, records, {who: InstructionCount})."""
-        bybit = venue == "bybit"
-        # Binance's zips come with a .CHECKSUM; Bybit's files are asked with HEAD, then fetched.
-        fetched = ["", ".CHECKSUM"] if not bybit else [""]
+        binance = venue == "binance"
+        # Binance's zips come with a .CHECKSUM; Bybit's and OKX's files are asked with HEAD, then
+        # fetched.
+        fetched = ["", ".CHECKSUM"] if binance else [""]
         res: dict[str, list] = {"ceiling": [], "archive": []}
         records = None
         archive_sim = None
@@ -1168,10 +1170,15 @@ class Bench:
             if archive_sim:
                 archive_sim.stop()
             return [], [], None, {}
-        venue_env = (dict(EXCHANGE="bybit", MARKET="linear", BYBIT_API_URL=archive_sim.url + "/bybit",
-                          BYBIT_ARCHIVE_URL=archive_sim.url + "/bybit-archive") if bybit else {})
-        ceiling_venue = ["--exchange", "bybit"] if bybit else []
-        tag = f"s6-{venue}-{dtype}" if bybit else f"s6-{dtype}"
+        venue_env = {
+            "binance": {},
+            "bybit": dict(EXCHANGE="bybit", MARKET="linear", BYBIT_API_URL=archive_sim.url + "/bybit",
+                          BYBIT_ARCHIVE_URL=archive_sim.url + "/bybit-archive"),
+            "okx": dict(EXCHANGE="okx", MARKET="swap", OKX_API_URL=archive_sim.url + "/okx",
+                        OKX_ARCHIVE_URL=archive_sim.url + "/okx-archive"),
+        }[venue]
+        ceiling_venue = [] if binance else ["--exchange", venue]
+        tag = f"s6-{dtype}" if binance else f"s6-{venue}-{dtype}"
         for i in range(self.fast_runs):
             for who in ("ceiling", "archive"):
                 broker = None
@@ -1181,7 +1188,7 @@ class Bench:
                     broker = Broker(self.logs)
                     if who == "ceiling":
                         run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap,
-                                               "--kafka-topic", topic, "--type", dtype, "--symbol", "BTCUSDT",
+                                               "--kafka-topic", topic, "--type", dtype, "--symbol", symbol,
                                                *ceiling_venue, "--agg-trade-spacing-ms", str(spacing),
                                                "--time-range", rng],
                                         base_env(), self.logs, 900)
@@ -1190,7 +1197,7 @@ class Bench:
                         res["ceiling"].append(out)
                     else:
                         lr = run_loader(name, self.logs, broker, archive_sim, topic, dtype, rng, records, 900,
-                                        SOURCE="archive", **venue_env)
+                                        SOURCE="archive", SYMBOL=symbol, **venue_env)
                         res["archive"].append(lr)
                         if i == 0:
                             verify(name, self.logs, broker, topic, rng, lr.records)
@@ -1198,7 +1205,7 @@ class Bench:
                     s.failures.append(str(e))
                 finally:
                     self.close(broker, None)
-        instructions = ({} if bybit else
+        instructions = ({} if not binance else
                         self._instructions(s, "s6", dtype, ir_rngs, archive_sim, spacing, SOURCE="archive"))
         archive_sim.stop()
         return res["ceiling"], res["archive"], records, instructions
@@ -1304,6 +1311,7 @@ class Bench:
             *instruction_section_text(f"TIME_RANGE {ir_rngs[0]} and {ir_rngs[1]}", ir_lines, ir_rows),
         ]
         s.text += self._bybit_archive(s)
+        s.text += self._okx_archive(s)
         return s
 
     def _bybit_archive(self, s: Section) -> list[str]:
@@ -1326,6 +1334,37 @@ class Bench:
             "day, asked with `HEAD` (size and md5 ETag), downloaded and checked against both, read once through "
             "for gzip's CRCs and its first and last rows before any row is published, then parsed and keyed by "
             "time rank. The ceiling publishes the same records (same keys, same bytes, same producer settings). "
+            f"{self.fast_runs} run(s) each, alternating, fresh broker per run; columns as above.",
+            "",
+            table(["contestant", "range", "records", "records/s (median)", "min–max", "records/s, whole process",
+                   "CPU s / 10⁶ records", "peak RSS", "vs ceiling (summary / whole)", "target", "result"], rows),
+        ]
+
+    def _okx_archive(self, s: Section) -> list[str]:
+        """OKX's swap trades from its archive (a zip a day of UTC+8, HEAD with an md5 ETag, the
+        CSV read once for its CRC-32 before any row is published) beside the ceiling publishing
+        the same records."""
+        rng, spacing = ("2024-01-01:2024-01-02", 1000) if self.quick else ("2024-01-01:2024-01-04", 250)
+        start = rng.split(":")[0]
+        days = (ms_of(rng.split(":")[1]) - ms_of(start)) // DAY_MS
+        inst = "BTC-USDT-SWAP"
+        # A UTC day is the end of one file of UTC+8 and the start of the next: days + 1 files.
+        files = [f"/okx-archive/cdn/okex/traderecords/trades/daily/{day_plus(start, d).replace('-', '')}/"
+                 f"{inst}-trades-{day_plus(start, d)}.zip" for d in range(days + 1)]
+        ceiling, loader, records, _ = self._archive_runs(s, "api_raw_trades", rng, files, spacing, [], "okx",
+                                                         symbol=inst)
+        rows = self._archive_rows("OKX `api_raw_trades`", rng, f"{days + 1} daily file(s)", ceiling, loader,
+                                  records)
+        if len(rows) < 2:
+            return []
+        return [
+            "",
+            f"OKX (`EXCHANGE=okx`, `MARKET=swap`): trades of {inst} (TIME_RANGE {rng}, simulator spacing "
+            f"{spacing} ms) from the simulator's OKX archive over loopback: one zip a day of UTC+8, so the "
+            f"{days} UTC day(s) are read from {days + 1} files, the first and the last in part (their other rows "
+            "are read and skipped); each asked with `HEAD` (size and md5 ETag), downloaded and checked against "
+            "both, its CSV read once through for the zip's CRC-32 before any row is published, then parsed and "
+            "keyed by time rank. The ceiling publishes the same records. "
             f"{self.fast_runs} run(s) each, alternating, fresh broker per run; columns as above.",
             "",
             table(["contestant", "range", "records", "records/s (median)", "min–max", "records/s, whole process",

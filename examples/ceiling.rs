@@ -55,10 +55,11 @@ struct Args {
     /// Symbol whose records are generated
     #[arg(long, env = "SYMBOL", default_value = "BTCUSDT")]
     symbol: String,
-    /// api_candles_<interval> or api_trades; with --exchange bybit, api_raw_trades
+    /// api_candles_<interval> or api_trades; with --exchange bybit or okx, api_raw_trades
     #[arg(long = "type", env = "TYPE", default_value = "api_candles_1m")]
     data_type: String,
-    /// binance, or bybit (its linear market's trades, as its archive has them)
+    /// binance, bybit (its linear market's trades, as its archive has them) or okx (its swap
+    /// market's trades)
     #[arg(long, env = "EXCHANGE", default_value = "binance")]
     exchange: String,
     /// Half-open UTC range START:END of the generated records
@@ -76,6 +77,23 @@ struct Args {
     rate: Option<f64>,
     #[command(flatten)]
     kafka: KafkaArgs,
+}
+
+/// `rows` (in time order) with the ordinal each is keyed by: its millisecond and its place
+/// among that millisecond's rows.
+fn ranked<T>(rows: Vec<T>, time: impl Fn(&T) -> i64) -> Result<Vec<(i64, T)>, String> {
+    let mut last: Option<(i64, u32)> = None;
+    rows.into_iter()
+        .map(|t| {
+            let ms = time(&t);
+            let rank = match last {
+                Some((at, r)) if at == ms => r + 1,
+                _ => 0,
+            };
+            last = Some((ms, rank));
+            Ok((time_rank::ordinal(ms, rank).ok_or("rank")?, t))
+        })
+        .collect()
 }
 
 /// The records the loader would publish for `symbol`, `data_type` and `range`, in pages.
@@ -101,19 +119,13 @@ fn generate(
             let mut day = range.start_ms.div_euclid(86_400_000) * 86_400_000;
             let mut rows = Vec::new();
             while day < range.end_ms {
-                let mut last: Option<(i64, u32)> = None;
-                for t in exchange_sim::bybit_archive::trades(&gen, category, &symbol, day)
-                    .ok_or("the simulator's Bybit linear market does not list the symbol")?
-                {
-                    let rank = match last {
-                        Some((ms, r)) if ms == t.time_ms => r + 1,
-                        _ => 0,
-                    };
-                    last = Some((t.time_ms, rank));
-                    if (range.start_ms..range.end_ms).contains(&t.time_ms) {
-                        rows.push((time_rank::ordinal(t.time_ms, rank).ok_or("rank")?, t));
-                    }
-                }
+                let trades = exchange_sim::bybit_archive::trades(&gen, category, &symbol, day)
+                    .ok_or("the simulator's Bybit linear market does not list the symbol")?;
+                rows.extend(
+                    ranked(trades, |t| t.time_ms)?
+                        .into_iter()
+                        .filter(|(_, t)| (range.start_ms..range.end_ms).contains(&t.time_ms)),
+                );
                 day += 86_400_000;
             }
             for chunk in rows.chunks(page) {
@@ -134,9 +146,32 @@ fn generate(
                 pages.push(batch);
             }
         }
-        (Venue::Bybit, other) => {
+        (Venue::Okx, DataType::History(HistoryType::Trades)) => {
+            // OKX's swap trades, as its archive and history-trades have them, keyed by time
+            // rank as the loader keys them.
+            let trades = exchange_sim::okx::trades(&gen, &symbol, range.start_ms, range.end_ms)
+                .ok_or("the simulator's OKX venue does not list the instrument")?;
+            for chunk in ranked(trades, |t| t.time)?.chunks(page) {
+                let mut batch =
+                    RecordBatch::new(Venue::Okx, Market::UsdM, symbol.clone(), chunk.len());
+                for (ordinal, t) in chunk {
+                    batch
+                        .push_ranked_trade(&RankedTrade {
+                            ordinal: *ordinal,
+                            id: TradeId::Number(t.trade_id),
+                            price: &t.px,
+                            quantity: &t.sz,
+                            time: t.time,
+                            is_buyer_maker: t.side == "sell",
+                        })
+                        .map_err(|e| e.to_string())?;
+                }
+                pages.push(batch);
+            }
+        }
+        (Venue::Bybit | Venue::Okx, other) => {
             return Err(format!(
-                "the ceiling generates Bybit's api_raw_trades, not {}",
+                "the ceiling generates {venue}'s api_raw_trades, not {}",
                 other.name()
             ))
         }
@@ -226,6 +261,7 @@ fn tag(pages: Vec<RecordBatch>, args: &Args, range: TimeRange) -> Vec<TaggedPage
     let symbols = [args.symbol.to_ascii_uppercase()];
     let (exchange, market) = match args.exchange.as_str() {
         "bybit" => ("bybit", "linear"),
+        "okx" => ("okx", "swap"),
         _ => ("binance", "spot"),
     };
     let job = JobId::new(&JobIdentityParts {

@@ -179,8 +179,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
             url: match venue {
                 Venue::Binance => sim.base_url(),
                 Venue::Bybit => sim.bybit_archive_url(),
-                // The loader reads no archive of OKX.
-                Venue::Okx => String::new(),
+                Venue::Okx => sim.okx_archive_url(),
             },
             url_var: spec.archive_url().map_or("", |u| u.var),
             dir: std::env::temp_dir(),

@@ -86,18 +86,6 @@ fn verify(
     (run, report)
 }
 
-/// Sends SIGTERM to the loader `child` (`pid`) and waits for it to exit.
-async fn terminate(child: std::process::Child, pid: &str) -> Run {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", pid])
-        .status()
-        .expect("kill runs");
-    assert!(ok.success());
-    tokio::task::spawn_blocking(move || child.wait_with_output().expect("exits").into())
-        .await
-        .unwrap()
-}
-
 fn fmt(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
@@ -492,7 +480,7 @@ async fn sigterm_mid_bybit_load_exits_143_and_the_next_attempt_resumes_exactly()
         || support::loader::published(&topic) >= 200,
     )
     .await;
-    let run = terminate(child, &pid).await;
+    let run = support::loader::terminate(child, &pid).await;
     assert_eq!(run.code, Some(143), "{}", run.stderr);
     let first = support::loader::published(&topic);
     assert!(first < 1200, "stopped before the end: {first}");
@@ -871,7 +859,7 @@ async fn sigterm_mid_bybit_trades_exits_143_and_the_next_attempt_resumes_exactly
         support::loader::published(&topic) >= 5_000
     })
     .await;
-    let run = terminate(child, &pid).await;
+    let run = support::loader::terminate(child, &pid).await;
     let want = archived_trades(&sim, m.category, m.symbol, start, end);
     let first = support::loader::published(&topic);
     if run.code == Some(0) {

@@ -108,6 +108,7 @@ fn market_vars(sim: &SimServer, v: Venue, m: Market) -> Vec<(&'static str, Strin
                 ("EXCHANGE", "okx".into()),
                 ("MARKET", v.market_name(m).into()),
                 ("OKX_API_URL", sim.okx_url()),
+                ("OKX_ARCHIVE_URL", sim.okx_archive_url()),
             ]
         }
     }

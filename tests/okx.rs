@@ -12,6 +12,7 @@ use exchange_sim::data::Data;
 use exchange_sim::okx;
 use exchange_sim::{Interval, SimConfig, SimServer};
 use serde_json::Value;
+use std::time::Duration;
 use support::loader::{
     fresh_topic, job_env, read_topic, run_loader_async, verify_topic, with, Run,
 };
@@ -542,6 +543,317 @@ async fn a_delivered_okx_future_is_loaded_from_its_history() {
     assert!(
         run.stderr
             .contains("SYMBOL FOO-USD-260109 is not an OKX futures instrument"),
+        "{}",
+        run.stderr
+    );
+}
+
+const TRADES: &str = "/api/v5/market/history-trades";
+
+fn trade_requests(sim: &SimServer) -> u64 {
+    sim.stats()
+        .okx
+        .per_endpoint
+        .get(TRADES)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Trades of a spot pair and a perpetual over REST: OKX pages them newest first only, so each
+/// window is walked back and published oldest first. Every record is OKX's trade, exactly
+/// once and in order, keyed by its millisecond and its place in it (trades share
+/// milliseconds here); the spot job is stopped by SIGTERM after its first windows and the
+/// next attempt resumes after its last trade without a duplicate; `verify` lists the range
+/// from OKX and passes; the endpoint's limit is kept; a range older than three months is
+/// refused before anything is asked with `SOURCE=rest`.
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_trades_load_exactly_once_resume_and_verify() {
+    let sim = sim().await;
+    let data = Data::default();
+    let start = MAR_14 + 3 * 3_600_000;
+    for (i, minutes) in [(&INSTS[0], 30), (&INSTS[2], 3)] {
+        let end = start + minutes * MIN;
+        let want = okx::trades(&data, i.inst_id, start, end).unwrap();
+        assert!(
+            want.windows(2).any(|w| w[0].time == w[1].time),
+            "trades share milliseconds"
+        );
+        let topic = fresh_topic("okx-trades");
+        let range = format!("{}:{}", fmt(start), fmt(end));
+        let env = env(&sim, i, &topic, "api_raw_trades", &range);
+        if minutes > 10 {
+            // Windows of about 5,000 trades: stopped after the first, resumed.
+            let child = support::loader::spawn_loader(&env);
+            let pid = child.id().to_string();
+            support::loader::wait_until("trades are published", Duration::from_secs(120), || {
+                support::loader::published(&topic) >= 1_000
+            })
+            .await;
+            let run = support::loader::terminate(child, &pid).await;
+            if run.code != Some(0) {
+                assert_eq!(run.code, Some(143), "{}", run.stderr);
+                assert!(support::loader::published(&topic) < want.len());
+            }
+        }
+        let run = run_loader_async(env, vec![]).await;
+        run.assert_ok();
+        if minutes > 10 {
+            assert!(run.stdout.contains("resumed after"), "{}", run.stdout);
+        }
+        let records = read_topic(&topic);
+        assert_eq!(records.len(), want.len(), "{}", i.inst_id);
+        let mut rank = 0;
+        for (k, ((key, r), t)) in records.iter().zip(&want).enumerate() {
+            rank = match k {
+                0 => 0,
+                _ if want[k - 1].time == t.time => rank + 1,
+                _ => 0,
+            };
+            assert_eq!(key.as_deref(), Some(i.inst_id));
+            assert_eq!(
+                r["_key"],
+                format!(
+                    "okx_{}_{}_trade_{}",
+                    i.market,
+                    i.inst_id,
+                    t.time * 1_000_000 + rank
+                )
+            );
+            assert_eq!(r["exchange"].as_str(), Some("okx"));
+            assert_eq!(r["trade_id"].as_u64(), Some(t.trade_id));
+            assert_eq!(r["timestamp"].as_i64(), Some(t.time));
+            assert_eq!(r["price"].as_str(), Some(t.px.as_str()));
+            assert_eq!(r["quantity"].as_str(), Some(t.sz.as_str()));
+            assert_eq!(r["is_buyer_maker"].as_bool(), Some(t.side == "sell"));
+        }
+        let (v, report) = verify(&sim, i, &topic, &range, &[("TYPE", "api_raw_trades")]);
+        assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+        assert_eq!(
+            report["groups"][0]["records"].as_u64(),
+            Some(want.len() as u64)
+        );
+    }
+    let st = sim.stats().okx;
+    assert!(st.max_in_window[TRADES] <= 20, "{st:?}");
+    assert_eq!(st.responses_429, 0);
+    // Older than three months, with SOURCE=rest: refused, nothing asked.
+    let asked = trade_requests(&sim);
+    let old = format!("{}:{}", fmt(MAR_14 - 120 * DAY), fmt(MAR_14));
+    let topic = fresh_topic("okx-trades-old");
+    let run = run_loader_async(
+        with(
+            env(&sim, &INSTS[0], &topic, "api_raw_trades", &old),
+            &[("SOURCE", "rest")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("OKX's REST serves spot trades of the last three months only")
+            && run.stderr.contains("SOURCE=rest never reads the archive"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(trade_requests(&sim), asked);
+}
+
+/// A topic that lost a trade fails `verify`, which names what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_finds_an_okx_trade_missing_from_the_topic() {
+    let sim = sim().await;
+    let i = &INSTS[0];
+    let (start, end) = (MAR_14 + 3_600_000, MAR_14 + 3_600_000 + 2 * MIN);
+    let want = okx::trades(&Data::default(), i.inst_id, start, end).unwrap();
+    // The topic holds the range less one trade in the middle: a load of the range up to it,
+    // then of the range after it.
+    let alone = (want.len() / 2..want.len() - 1)
+        .find(|&k| want[k - 1].time != want[k].time && want[k + 1].time != want[k].time)
+        .expect("a trade alone in its millisecond");
+    let gap = &want[alone];
+    let topic = fresh_topic("okx-trades-gap");
+    for (from, to) in [(start, gap.time), (gap.time + 1, end)] {
+        let range = format!("{}:{}", fmt_ms(from), fmt_ms(to));
+        run_loader_async(env(&sim, i, &topic, "api_raw_trades", &range), vec![])
+            .await
+            .assert_ok();
+    }
+    assert_eq!(read_topic(&topic).len(), want.len() - 1);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let (v, report) = verify(&sim, i, &topic, &range, &[("TYPE", "api_raw_trades")]);
+    assert_ne!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    assert_eq!(report["groups"][0]["missing"].as_u64(), Some(1), "{report}");
+}
+
+fn fmt_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// A trade spacing that keeps a day of trades to a few thousand (the default would be near
+/// seven hundred thousand a day).
+async fn trade_sim() -> SimServer {
+    let sim = support::sim(SimConfig {
+        agg_trade_spacing_ms: 20_000,
+        ..SimConfig::default()
+    })
+    .await;
+    sim.clock().set_now_ms(NOW);
+    sim
+}
+
+fn archive_env(sim: &SimServer, i: &Inst, topic: &str, range: &str) -> Vec<(&'static str, String)> {
+    let mut env = env(sim, i, topic, "api_raw_trades", range);
+    env.push(("OKX_ARCHIVE_URL", sim.okx_archive_url()));
+    env
+}
+
+/// Checks that `topic` holds exactly OKX's trades of `[start, end)`, oldest first, each keyed
+/// by its millisecond and its place in it.
+fn assert_trades(sim: &SimServer, i: &Inst, topic: &str, start: i64, end: i64) -> usize {
+    let want = okx::trades(&sim.data(), i.inst_id, start, end).unwrap();
+    let records = read_topic(topic);
+    assert_eq!(records.len(), want.len(), "{}", i.inst_id);
+    let mut rank = 0;
+    for (k, ((_, r), t)) in records.iter().zip(&want).enumerate() {
+        rank = match k {
+            0 => 0,
+            _ if want[k - 1].time == t.time => rank + 1,
+            _ => 0,
+        };
+        let key = format!(
+            "okx_{}_{}_trade_{}",
+            i.market,
+            i.inst_id,
+            t.time * 1_000_000 + rank
+        );
+        assert_eq!(r["_key"], key);
+        assert_eq!(r["trade_id"].as_u64(), Some(t.trade_id));
+        assert_eq!(r["quantity"].as_str(), Some(t.sz.as_str()));
+        assert_eq!(r["is_buyer_maker"].as_bool(), Some(t.side == "sell"));
+    }
+    want.len()
+}
+
+fn file_downloads(sim: &SimServer, name: &str) -> u64 {
+    sim.stats()
+        .okx_archive
+        .per_file
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Four months ago, beyond what history-trades serves: every trade comes from OKX's daily
+/// zips, whose days are of UTC+8 (the file of a day starts at 16:00 UTC the day before), the
+/// range's edges filtered out of the files around them; nothing is asked over REST; `verify`
+/// lists the range from the archive and passes. A file whose first download is damaged
+/// (the size and ETag it was probed with disagree) is downloaded again.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_okx_trades_come_from_the_archive_in_utc8_days_and_verify() {
+    let sim = trade_sim().await;
+    let i = &INSTS[1];
+    // 2025-11-14 10:00 to 2025-11-16 03:00 UTC: the end of the file of 11-14 (UTC+8, from
+    // 11-13 16:00 UTC), the whole file of 11-15, the start of the one of 11-16.
+    let start = MAR_14 - 120 * DAY + 10 * 3_600_000;
+    let end = start + DAY + 17 * 3_600_000;
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let first = format!("{}-trades-2025-11-14.zip", i.inst_id);
+    assert_eq!(fmt(start), "2025-11-14T10:00:00Z");
+    sim.corrupt_okx_file(&first, 1);
+    let topic = fresh_topic("okx-trades-archive");
+    let run = run_loader_async(archive_env(&sim, i, &topic, &range), vec![]).await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains("downloading it again"),
+        "{}",
+        run.stderr
+    );
+    let n = assert_trades(&sim, i, &topic, start, end);
+    assert!(n > 5_000, "{n}");
+    assert_eq!(trade_requests(&sim), 0, "nothing asked over REST");
+    let st = sim.stats().okx_archive;
+    assert_eq!(
+        st.per_file.keys().cloned().collect::<Vec<_>>(),
+        ["14", "15", "16"]
+            .map(|d| format!("{}-trades-2025-11-{d}.zip", i.inst_id))
+            .to_vec()
+    );
+    assert_eq!(st.per_file[&first], 2, "downloaded again once");
+    let mut vars = okx_vars(&sim, i.market);
+    vars.push(("OKX_ARCHIVE_URL", sim.okx_archive_url()));
+    vars.push(("SYMBOL", i.inst_id.into()));
+    vars.push(("TYPE", "api_raw_trades".into()));
+    let v = verify_topic(&topic, &range, &vars, &[]);
+    assert_eq!(v.code, Some(0), "verify: {}{}", v.stdout, v.stderr);
+    assert_eq!(trade_requests(&sim), 0, "verify listed the archive");
+}
+
+/// Within three months, with the default SOURCE=auto: the whole days of UTC+8 the range holds
+/// come from their files, its edges over REST, each trade once and keyed alike whichever
+/// source it came from; `SOURCE=rest` loads the same records over REST alone, and a missing
+/// file is loaded over REST with auto but fails `SOURCE=archive` naming the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_okx_trades_mix_archive_days_and_rest_edges() {
+    let sim = trade_sim().await;
+    let i = &INSTS[0];
+    // 2026-03-12 12:00 to 03-14 00:00 UTC: REST until 16:00, the file of 03-13, REST after.
+    let (start, end) = (MAR_14 - 2 * DAY + 12 * 3_600_000, MAR_14);
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let file = format!("{}-trades-2026-03-13.zip", i.inst_id);
+    let topic = fresh_topic("okx-trades-mixed");
+    run_loader_async(archive_env(&sim, i, &topic, &range), vec![])
+        .await
+        .assert_ok();
+    let n = assert_trades(&sim, i, &topic, start, end);
+    assert_eq!(file_downloads(&sim, &file), 1);
+    assert_eq!(sim.stats().okx_archive.per_file.len(), 1, "one file whole");
+    let by_rest = trade_requests(&sim);
+    assert!(by_rest > 0);
+    // REST alone: the same records.
+    let rest_topic = fresh_topic("okx-trades-rest");
+    run_loader_async(
+        with(
+            archive_env(&sim, i, &rest_topic, &range),
+            &[("SOURCE", "rest")],
+        ),
+        vec![],
+    )
+    .await
+    .assert_ok();
+    let (a, b) = (read_topic(&topic), read_topic(&rest_topic));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().zip(&b).all(|(x, y)| x.1 == y.1 || {
+        let (mut x, mut y) = (x.1.clone(), y.1.clone());
+        x.as_object_mut().unwrap().remove("loader_job");
+        y.as_object_mut().unwrap().remove("loader_job");
+        x == y
+    }));
+    assert_eq!(file_downloads(&sim, &file), 1, "SOURCE=rest reads no file");
+    // The day is not in the archive: auto loads it over REST, archive fails naming it.
+    let mut faults = sim.archive_faults();
+    faults.missing_days = vec!["2026-03-13".into()];
+    sim.set_archive_faults(faults);
+    let topic = fresh_topic("okx-trades-missing");
+    run_loader_async(archive_env(&sim, i, &topic, &range), vec![])
+        .await
+        .assert_ok();
+    assert_eq!(read_topic(&topic).len(), n);
+    let topic = fresh_topic("okx-trades-missing-archive");
+    let run = run_loader_async(
+        with(
+            archive_env(&sim, i, &topic, &range),
+            &[("SOURCE", "archive")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&file) && run.stderr.contains("OKX_ARCHIVE_URL"),
         "{}",
         run.stderr
     );

@@ -24,7 +24,8 @@ spot, linear and inverse markets and funding rates and open interest of its cont
 API within its IP limit, and trades of every market from its archive (BYBIT_ARCHIVE_URL). With \
 EXCHANGE=okx, candles of OKX's spot, swap and futures markets, funding rates of its perpetuals (the \
 last three months) and open interest of its contracts (the latest 1,440 periods) from its REST API \
-within the limit of each endpoint.\n\nData types on Binance \
+within the limit of each endpoint, and trades of every market from its archive (OKX_ARCHIVE_URL) and, \
+for the last three months, its REST API.\n\nData types on Binance \
 (TYPE, the markets that offer them, what they load):\n{}\n\nExample:\n  SYMBOL=BTCUSDT TYPE=api_candles_1m TIME_RANGE=2024-01-01:2024-02-01 \\\n  \
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092 KAFKA_TOPIC=btc-candles loader-producer",
         kinds.join("\n")
@@ -279,6 +280,15 @@ pub struct JobArgs {
         value_name = "URL"
     )]
     pub bybit_archive_url: String,
+
+    /// Base URL of OKX's archive of trades (daily zips under cdn/okex/traderecords; EXCHANGE=okx)
+    #[arg(
+        long,
+        env = "OKX_ARCHIVE_URL",
+        default_value = okx_url(|s| s.archive_url().expect("OKX has an archive")),
+        value_name = "URL"
+    )]
+    pub okx_archive_url: String,
 
     /// Archive files on disk at a time for the whole job, however many symbols (each is kept until published)
     #[arg(
@@ -650,6 +660,15 @@ pub struct VerifyArgs {
         value_name = "URL"
     )]
     pub bybit_archive_url: String,
+    /// Base URL of OKX's archive of trades, the list OKX's trades older than three months are
+    /// checked against
+    #[arg(
+        long,
+        env = "OKX_ARCHIVE_URL",
+        default_value = okx_url(|s| s.archive_url().expect("OKX has an archive")),
+        value_name = "URL"
+    )]
+    pub okx_archive_url: String,
     /// USDⓈ-M futures REST base URL, for gaps in usdm records
     #[arg(
         long,
@@ -717,6 +736,7 @@ impl JobArgs {
             "BYBIT_API_URL" => &self.bybit_api_url,
             "BYBIT_ARCHIVE_URL" => &self.bybit_archive_url,
             "OKX_API_URL" => &self.okx_api_url,
+            "OKX_ARCHIVE_URL" => &self.okx_archive_url,
             _ => return None,
         })
     }
@@ -732,6 +752,7 @@ impl VerifyArgs {
             "BYBIT_API_URL" => &self.bybit_api_url,
             "BYBIT_ARCHIVE_URL" => &self.bybit_archive_url,
             "OKX_API_URL" => &self.okx_api_url,
+            "OKX_ARCHIVE_URL" => &self.okx_archive_url,
             _ => return None,
         })
     }

@@ -58,6 +58,18 @@ pub fn run_loader(envs: &[(&str, String)], args: &[&str]) -> Run {
         .into()
 }
 
+/// Sends SIGTERM to the loader `child` (`pid`) and waits for it to exit.
+pub async fn terminate(child: std::process::Child, pid: &str) -> Run {
+    let ok = Command::new("kill")
+        .args(["-TERM", pid])
+        .status()
+        .expect("kill runs");
+    assert!(ok.success());
+    tokio::task::spawn_blocking(move || child.wait_with_output().expect("exits").into())
+        .await
+        .unwrap()
+}
+
 /// Starts the binary with exactly these variables (plus PATH), its output piped.
 pub fn spawn_loader(envs: &[(&'static str, String)]) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loader-producer"));

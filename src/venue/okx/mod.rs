@@ -1,6 +1,6 @@
 //! OKX (`EXCHANGE=okx`): its v5 REST API for the spot, swap (perpetual) and futures (dated)
 //! markets. Its rules live in [`rules`], the client that keeps to them in [`rest`], and what it
-//! serves of each history type in [`klines`], [`funding`] and [`open_interest`]. A session ([`OkxSession`]) is what the job and
+//! serves of each history type in [`klines`], [`trades`], [`funding`] and [`open_interest`]. A session ([`OkxSession`]) is what the job and
 //! `verify` take through the seam. OKX's terms restrict redistributing its market data (the
 //! README says so).
 
@@ -10,12 +10,14 @@ pub mod open_interest;
 pub mod rest;
 pub mod rules;
 pub mod spec;
+pub mod trades;
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::archive::ArchiveClient;
 use crate::error::LoaderError;
 use crate::market::{Market, Venue};
 use crate::registry::{DataType, FuturesSeries, HistoryType};
@@ -26,7 +28,8 @@ use crate::venue::VenueSettings;
 use rest::{OkxClient, OkxError};
 
 /// Whether OKX serves `data_type` on `market` through this loader; `Err` says what it does
-/// serve. Candles over REST, every bar OKX aligns to UTC, on every market; funding rates of
+/// serve. Candles over REST, every bar OKX aligns to UTC, on every market; trades over REST,
+/// the last three months, on every market; funding rates of
 /// the perpetuals (`MARKET=swap`), the last three months; open interest of the contracts
 /// (`swap`, `futures`), the latest 1,440 periods.
 pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
@@ -55,6 +58,7 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
             "TYPE {} is offered on OKX's perpetuals only: use MARKET=swap",
             data_type.name()
         )),
+        DataType::History(HistoryType::Trades) => Ok(()),
         DataType::History(HistoryType::Candles(iv)) => match rules::bar(iv) {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -66,22 +70,41 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
         },
         other => Err(format!(
             "TYPE {} is not loaded from OKX yet: EXCHANGE=okx loads candles \
-             (api_candles_<interval>), funding rates (api_funding_rate) and open interest \
-             (api_open_interest_<period>)",
+             (api_candles_<interval>), trades (api_raw_trades), funding rates \
+             (api_funding_rate) and open interest (api_open_interest_<period>)",
             other.name()
         )),
     }
 }
 
-/// Whether `source` can load `data_type` from OKX: over REST (OKX's archive is not read yet).
-pub fn serves_from(_data_type: DataType, source: SourceMode) -> Result<(), String> {
+/// Whether `source` can load `data_type` from OKX: trades from its archive and REST, the
+/// rest over REST (the loader reads no other archive of OKX's).
+pub fn serves_from(data_type: DataType, source: SourceMode) -> Result<(), String> {
+    let trades = data_type == DataType::History(HistoryType::Trades);
     match source {
-        SourceMode::Archive => Err(
+        SourceMode::Archive if !trades => Err(
             "SOURCE=archive: OKX's candles, funding rates and open interest are loaded over \
-             REST; use SOURCE=auto or rest"
+             REST (the loader reads OKX's archive of trades only); use SOURCE=auto or rest"
                 .into(),
         ),
         _ => Ok(()),
+    }
+}
+
+/// The history of `t` from OKX's archive alone, without a REST session (`SOURCE=archive`):
+/// `None` for a type the loader does not read from OKX's archive.
+pub fn archive_history(
+    t: HistoryType,
+    market: Market,
+    archive: Option<Arc<ArchiveClient>>,
+) -> Option<Arc<dyn History>> {
+    match t {
+        HistoryType::Trades => Some(Arc::new(trades::OkxTrades {
+            market,
+            session: None,
+            archive,
+        })),
+        _ => None,
     }
 }
 
@@ -89,6 +112,7 @@ pub fn serves_from(_data_type: DataType, source: SourceMode) -> Result<(), Strin
 fn endpoint_of(data_type: DataType) -> &'static str {
     match data_type {
         DataType::History(HistoryType::FundingRate) => rules::FUNDING,
+        DataType::History(HistoryType::Trades) => rules::TRADES,
         DataType::History(HistoryType::FuturesData(..)) => rules::OPEN_INTEREST,
         _ => rules::CANDLES,
     }
@@ -102,6 +126,8 @@ pub struct OkxSession {
     /// Pages in flight for the whole job (`FETCH_CONCURRENCY`).
     pages: Arc<tokio::sync::Semaphore>,
     kline_page_limit: u32,
+    /// The archive of trades (`OKX_ARCHIVE_URL`), where the job or `verify` reads it.
+    archive: Option<Arc<ArchiveClient>>,
 }
 
 impl OkxSession {
@@ -147,7 +173,14 @@ impl OkxSession {
             clock_offset_ms,
             pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
             kline_page_limit: cfg.kline_page_limit,
+            archive: None,
         })
+    }
+
+    /// The session with the archive the job or `verify` reads, if any.
+    pub fn with_archive(mut self, archive: Option<Arc<ArchiveClient>>) -> OkxSession {
+        self.archive = archive;
+        self
     }
 }
 
@@ -172,6 +205,11 @@ impl crate::venue::Session for OkxSession {
             HistoryType::Candles(interval) => Some(Arc::new(klines::OkxKlines {
                 interval,
                 session: self,
+            })),
+            HistoryType::Trades => Some(Arc::new(trades::OkxTrades {
+                market: self.market,
+                archive: self.archive.clone(),
+                session: Some(self),
             })),
             HistoryType::FundingRate => Some(Arc::new(funding::OkxFunding { session: self })),
             HistoryType::FuturesData(FuturesSeries::OpenInterest, period) => {
@@ -288,7 +326,13 @@ mod tests {
             rules::OPEN_INTEREST
         );
         // Every type OKX serves spends an endpoint the client has a window for.
-        for t in ["api_candles_1m", "api_funding_rate", "api_open_interest_1d"] {
+        assert_eq!(endpoint_of(parse("api_raw_trades")), rules::TRADES);
+        for t in [
+            "api_candles_1m",
+            "api_raw_trades",
+            "api_funding_rate",
+            "api_open_interest_1d",
+        ] {
             assert!(rules::ENDPOINTS.contains(&endpoint_of(parse(t))), "{t}");
         }
     }

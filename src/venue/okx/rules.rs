@@ -78,8 +78,53 @@ pub fn open_interest_period(period: Interval) -> Option<&'static str> {
 /// The periods [`open_interest_period`] knows, for messages.
 pub const OPEN_INTEREST_PERIODS: &str = "5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d";
 
+/// `GET /api/v5/market/history-trades` ("Get trades history"): "the last 3 months", rows
+/// `{instId, tradeId, px, sz, side, ts}` newest first (`side` the taker's; `sz` in contracts on
+/// swap and futures); `type` `1` pages by `tradeId` (the default), `2` by `ts`; `after`
+/// "records earlier than the requested tradeId or ts", `limit` up to 100. "Rate Limit: 20
+/// requests per 2 seconds", by IP (ccxt counts it as 10; the loader keeps to OKX's figure,
+/// and 50011 pauses the endpoint if it was wrong).
+pub const TRADES: &str = "/api/v5/market/history-trades";
+pub const MAX_TRADE_PAGE: u32 = 100;
+
+/// How far back history-trades answers: "the last 3 months", counted as 90 days as for
+/// funding.
+pub const TRADES_HORIZON_MS: i64 = 90 * 86_400_000;
+
+/// `OKX_ARCHIVE_URL`'s default: the host of OKX's historical data files (the "Historical
+/// data" page of okx.com links them there).
+pub const DEFAULT_ARCHIVE_URL: &str = "https://static.okx.com";
+
+/// A day's trades of `inst_id`, under the archive's base:
+/// `cdn/okex/traderecords/trades/daily/YYYYMMDD/INST-trades-YYYY-MM-DD.zip`, a zip of one
+/// CSV with a header, `instrument_name,trade_id,side,price,size,created_time` (newer files add
+/// `source`), rows in trade-id order, `side` the taker's, `size` in contracts on swap and
+/// futures, `created_time` in ms. OKX documents neither layout nor columns; both are what
+/// independent downloaders read in 2026 (`shared/notes/venues.md`), and the simulator serves
+/// the same. No checksum is published: a file's size and ETag are all there is, besides the
+/// zip's own CRC-32.
+pub fn trade_file(inst_id: &str) -> String {
+    format!("cdn/okex/traderecords/trades/daily/%Y%m%d/{inst_id}-trades-%Y-%m-%d.zip")
+}
+
+/// The columns of a trade file (0-based).
+pub const TRADE_FILE_ID: usize = 1;
+pub const TRADE_FILE_SIDE: usize = 2;
+pub const TRADE_FILE_PRICE: usize = 3;
+pub const TRADE_FILE_SIZE: usize = 4;
+pub const TRADE_FILE_TIME: usize = 5;
+
+/// OKX dates its files in UTC+8 (Hong Kong time): the file of day D holds `[D-1 16:00, D
+/// 16:00)` UTC, and a UTC day takes the end of one file and the start of the next.
+pub const ARCHIVE_UTC_OFFSET_MS: i64 = 8 * 3_600_000;
+
+/// When OKX's files appear, for the error about one that is not there (third-party: a day's
+/// file about a day after the day ends, in UTC+8).
+pub const ARCHIVE_SCHEDULE: &str =
+    "OKX publishes a day's trades (a day of UTC+8) about a day after it ends";
+
 /// Every endpoint the loader asks: each has its own limit, and the client a window for it.
-pub const ENDPOINTS: [&str; 5] = [TIME, INSTRUMENTS, CANDLES, FUNDING, OPEN_INTEREST];
+pub const ENDPOINTS: [&str; 6] = [TIME, INSTRUMENTS, CANDLES, FUNDING, OPEN_INTEREST, TRADES];
 
 /// The limit of each endpoint the loader asks, in any [`WINDOW`].
 pub fn endpoint_limit(path: &str) -> u32 {

@@ -44,8 +44,10 @@ impl VenueSpec for OkxSpec {
     }
 
     fn archive_url(&self) -> Option<UrlVar> {
-        // OKX's archive (trades, candles) is not read yet.
-        None
+        Some(UrlVar {
+            var: "OKX_ARCHIVE_URL",
+            default: rules::DEFAULT_ARCHIVE_URL,
+        })
     }
 
     fn candle_delay_ms(&self) -> i64 {
@@ -65,20 +67,20 @@ impl VenueSpec for OkxSpec {
         settings: &'a VenueSettings,
         symbols: &'a [String],
         stop: CancellationToken,
-        _archive: Option<Arc<ArchiveClient>>,
+        archive: Option<Arc<ArchiveClient>>,
     ) -> BoxFuture<'a, Result<Arc<dyn Session>, LoaderError>> {
         Box::pin(async move {
             let session = OkxSession::connect(settings, symbols, stop).await?;
-            Ok(Arc::new(session) as Arc<dyn Session>)
+            Ok(Arc::new(session.with_archive(archive)) as Arc<dyn Session>)
         })
     }
 
     fn archive_history(
         &self,
-        _t: HistoryType,
-        _market: Market,
-        _archive: Option<Arc<ArchiveClient>>,
+        t: HistoryType,
+        market: Market,
+        archive: Option<Arc<ArchiveClient>>,
     ) -> Option<Arc<dyn History>> {
-        None
+        super::archive_history(t, market, archive)
     }
 }
