@@ -858,3 +858,38 @@ async fn recent_okx_trades_mix_archive_days_and_rest_edges() {
         run.stderr
     );
 }
+
+/// At a latency like OKX's (150 ms a request here), one window walked at a time would spend a
+/// request per round trip, some 13 of history-trades' 20 in any 2 s: windows are asked four
+/// at once, and the job spends the whole limit (`RATE_LIMIT_SHARE=1`), never more, with every
+/// trade once.
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_trades_spend_the_whole_limit_despite_latency() {
+    let sim = support::sim(SimConfig {
+        faults: exchange_sim::Faults {
+            latency: Duration::from_millis(150),
+            ..Default::default()
+        },
+        ..SimConfig::default()
+    })
+    .await;
+    sim.clock().set_now_ms(NOW);
+    let i = &INSTS[0];
+    let start = MAR_14 + 5 * 3_600_000;
+    let end = start + 20 * MIN;
+    let range = format!("{}:{}", fmt(start), fmt(end));
+    let topic = fresh_topic("okx-trades-latency");
+    let env = with(
+        env(&sim, i, &topic, "api_raw_trades", &range),
+        &[("RATE_LIMIT_SHARE", "1")],
+    );
+    run_loader_async(env, vec![]).await.assert_ok();
+    let want = okx::trades(&Data::default(), i.inst_id, start, end).unwrap();
+    assert_eq!(read_topic(&topic).len(), want.len());
+    let st = sim.stats().okx;
+    assert_eq!(
+        (st.max_in_window[TRADES], st.responses_429),
+        (20, 0),
+        "{st:?}"
+    );
+}

@@ -611,9 +611,16 @@ async fn handle(
         return Ok(resp);
     }
     if let Some(rest) = path.strip_prefix("/okx").filter(|r| r.starts_with('/')) {
-        let data = shared.lock().data.clone();
+        let (data, latency) = {
+            let st = shared.lock();
+            (st.data.clone(), st.faults.latency)
+        };
         let query = Query::parse(req.uri().query());
         let answer = shared.okx.handle(rest, &query, &data, &shared.clock);
+        // The faults' latency, after the request was counted: the answer takes that long.
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let mut resp = Response::new(Either::Left(Full::new(Bytes::from(answer.body))));
         *resp.status_mut() =
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -125,6 +125,8 @@ pub struct OkxSession {
     clock_offset_ms: i64,
     /// Pages in flight for the whole job (`FETCH_CONCURRENCY`).
     pages: Arc<tokio::sync::Semaphore>,
+    /// `FETCH_CONCURRENCY`: how many windows of a span may be asked at once.
+    concurrency: usize,
     kline_page_limit: u32,
     /// The archive of trades (`OKX_ARCHIVE_URL`), where the job or `verify` reads it.
     archive: Option<Arc<ArchiveClient>>,
@@ -172,6 +174,7 @@ impl OkxSession {
             market: cfg.market,
             clock_offset_ms,
             pages: Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1))),
+            concurrency: cfg.concurrency.max(1),
             kline_page_limit: cfg.kline_page_limit,
             archive: None,
         })

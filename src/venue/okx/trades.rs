@@ -1,10 +1,12 @@
 //! OKX's trades (`api_raw_trades`): from its archive (`OKX_ARCHIVE_URL`, a zip a day of UTC+8,
 //! [`rules::trade_file`]) and from REST (`GET /api/v5/market/history-trades`, the last three
-//! months), as `SOURCE` says. Over REST, OKX pages trades newest first only ("after": earlier than a trade id or a
-//! time), so a range is loaded in windows of time, each walked from its end back to its start
-//! and published oldest first: the first page of a window asks by time (`type` 2), the next
-//! ones by trade id (`type` 1), which is exact however many trades share a millisecond. A
-//! window's length follows the trades it found, so that it holds about
+//! months), as `SOURCE` says. Over REST, OKX pages trades newest first only ("after": earlier
+//! than a trade id or a time), so a range is loaded in windows of time, each walked from its
+//! end back to its start and published oldest first: the first page of a window asks by time
+//! (`type` 2), the next ones by trade id (`type` 1), which is exact however many trades share
+//! a millisecond. A window's pages follow one another, so [`MOST_WINDOWS_AHEAD`] windows are
+//! asked at once (one walk would spend a request per round trip, not the endpoint's limit). A
+//! window's length follows the trades the last ones held, so that it holds about
 //! [`TARGET_WINDOW_TRADES`] (a quiet instrument costs a request per long window, a busy one no
 //! more memory than that), and a window that grows past [`MAX_WINDOW_TRADES`] is dropped and
 //! asked again in eighths: memory stays bounded whatever a burst holds.
@@ -78,6 +80,10 @@ const MAX_WINDOW_TRADES: usize = 100_000;
 /// The first window, and the bounds of every later one.
 const FIRST_WINDOW_MS: i64 = 10 * 60_000;
 const LONGEST_WINDOW_MS: i64 = 86_400_000;
+/// Windows of a span asked at once (at most `FETCH_CONCURRENCY`): a window's pages follow one
+/// another, so one walk at a time spends a request per round trip, about half of the
+/// endpoint's limit at OKX's usual latency; a few at once spend it whole.
+const MOST_WINDOWS_AHEAD: usize = 4;
 
 /// Where a page starts: before a time (`type` 2) or before a trade id (`type` 1).
 #[derive(Clone, Copy)]
@@ -226,12 +232,18 @@ impl OkxTrades {
 
     /// The windows of `span`, oldest first.
     fn windows<'a>(&'a self, inst_id: &'a str, span: TimeRange) -> Windows<'a> {
+        let ahead = self
+            .session
+            .as_ref()
+            .map_or(1, |s| s.concurrency.clamp(1, MOST_WINDOWS_AHEAD));
         Windows {
             trades: self,
             inst_id,
             from: span.start_ms,
             end: span.end_ms,
             length: FIRST_WINDOW_MS,
+            ahead,
+            ready: std::collections::VecDeque::new(),
         }
     }
 
@@ -249,45 +261,67 @@ impl OkxTrades {
     }
 }
 
-/// A span's trades, window by window.
+/// A span's trades, window by window: `ahead` windows of one length are asked at once and
+/// handed on in order, and the next ones are sized from the busiest of them.
 struct Windows<'a> {
     trades: &'a OkxTrades,
     inst_id: &'a str,
+    /// Where the windows not asked yet start.
     from: i64,
     end: i64,
     length: i64,
+    ahead: usize,
+    /// Windows asked and not handed on yet, oldest first.
+    ready: std::collections::VecDeque<Vec<Trade>>,
 }
 
 impl Windows<'_> {
     /// The next window's trades, oldest first; `None` past the span's end.
     async fn next(&mut self) -> Result<Option<Vec<Trade>>> {
-        while self.from < self.end {
-            let (from, to) = (
-                self.from,
-                self.from.saturating_add(self.length).min(self.end),
-            );
-            match self
-                .trades
-                .window(self.inst_id, from, to, MAX_WINDOW_TRADES)
-                .await?
-            {
-                Some(trades) => {
-                    self.length = next_length(to - from, trades.len());
-                    self.from = to;
-                    return Ok(Some(trades));
-                }
-                None if to - from <= 1 => {
-                    return Err(LoaderError::Exchange(format!(
-                        "OKX has more than {MAX_WINDOW_TRADES} trades of {} at {}: more than \
-                         the loader holds to put them in order",
-                        self.inst_id,
-                        fmt_ms(from)
-                    )))
-                }
-                None => self.length = ((to - from) / 8).max(1),
+        loop {
+            if let Some(trades) = self.ready.pop_front() {
+                return Ok(Some(trades));
             }
+            if self.from >= self.end {
+                return Ok(None);
+            }
+            let mut bounds = Vec::with_capacity(self.ahead);
+            let mut t = self.from;
+            while bounds.len() < self.ahead && t < self.end {
+                let to = t.saturating_add(self.length).min(self.end);
+                bounds.push((t, to));
+                t = to;
+            }
+            let (trades, inst_id) = (self.trades, self.inst_id);
+            let asked = bounds
+                .iter()
+                .map(|&(from, to)| trades.window(inst_id, from, to, MAX_WINDOW_TRADES));
+            let answers = futures::future::join_all(asked).await;
+            let mut length = LONGEST_WINDOW_MS;
+            for (&(from, to), answer) in bounds.iter().zip(answers) {
+                match answer? {
+                    Some(found) => {
+                        length = length.min(next_length(to - from, found.len()));
+                        self.from = to;
+                        self.ready.push_back(found);
+                    }
+                    None if to - from <= 1 => {
+                        return Err(LoaderError::Exchange(format!(
+                            "OKX has more than {MAX_WINDOW_TRADES} trades of {inst_id} at {}: \
+                             more than the loader holds to put them in order",
+                            fmt_ms(from)
+                        )))
+                    }
+                    // Too many to hold: this window and the ones after it are asked again,
+                    // shorter.
+                    None => {
+                        length = ((to - from) / 8).max(1);
+                        break;
+                    }
+                }
+            }
+            self.length = length;
         }
-        Ok(None)
     }
 }
 
