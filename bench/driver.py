@@ -959,6 +959,7 @@ class Bench:
         ]
         s.text += self._bybit_budget(s)
         s.text += self._okx_budget(s)
+        s.text += self._okx_trades_budget(s)
         return s
 
     def _bybit_budget(self, s: Section) -> list[str]:
@@ -986,13 +987,31 @@ class Bench:
             limit_text="the limit of history-candles, 20 requests in any 2 s (sliding), which the simulator's "
                        "OKX venue enforces with HTTP 429 (code 50011)")
 
+    def _okx_trades_budget(self, s: Section) -> list[str]:
+        """OKX's limit of history-trades, 20 requests in any 2 s per IP: the loader's trades over
+        REST (windows walked back from their ends, four at once) at RATE_LIMIT_SHARE 1 and 0.5."""
+        endpoint = "/api/v5/market/history-trades"
+        # Two trades a second (spacing 1000 ms): 7,200 or 21,600 trades, 72 or 216 requests, two
+        # days ago (history-trades serves the last three months of the simulator's clock, now).
+        day = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).strftime("%Y-%m-%d")
+        rng = f"{day}T00:00:00Z:{day}T{1 if self.quick else 3:02d}:00:00Z"
+        return self._venue_budget(
+            s, label="OKX trades", venue="okx", market="swap", symbol="BTC-USDT-SWAP", rng=rng, per_request=100,
+            limit=20, window_s=2, busiest=lambda st: st["max_in_window"].get(endpoint, 0),
+            refused=lambda st: st["responses_429"], refusal="429", dtype="api_raw_trades",
+            what="trades", sim_args=["--agg-trade-spacing-ms", "1000"],
+            limit_text="the limit of history-trades, 20 requests in any 2 s (sliding), which the simulator's "
+                       "OKX venue enforces with HTTP 429 (code 50011)")
+
     def _venue_budget(self, s: Section, *, label: str, venue: str, market: str, symbol: str, rng: str,
                       per_request: int, limit: int, window_s: int, busiest, refused, refusal: str,
-                      limit_text: str) -> list[str]:
+                      limit_text: str, dtype: str = "api_candles_1m", what: str = "1m candles",
+                      sim_args: list[str] | None = None) -> list[str]:
         """A venue's request limit, one budget of `limit` in any `window_s` (sliding): the loader's
-        1m candles of `rng` at RATE_LIMIT_SHARE 1 and 0.5, the simulator's own count of the busiest
-        window and of refusals beside them."""
-        n = candles_in(rng, 60_000)
+        `dtype` of `rng` at RATE_LIMIT_SHARE 1 and 0.5, the simulator's own count of the busiest
+        window and of refusals beside them. Candles are counted from the range; other types by the
+        first run (every run must publish as many)."""
+        n = candles_in(rng, 60_000) if dtype == "api_candles_1m" else None
         url_var = f"{venue.upper()}_API_URL"
         rows = []
         for share in ["1", "0.5"]:
@@ -1002,10 +1021,11 @@ class Bench:
                 name = self.name(f"s4-{venue}-share{share}")
                 topic = f"bench-{name}"
                 try:
-                    broker, sim = self.fresh()
-                    lr = run_loader(name, self.logs, broker, sim, topic, "api_candles_1m", rng, n, 1800,
+                    broker, sim = self.fresh(*(sim_args or []))
+                    lr = run_loader(name, self.logs, broker, sim, topic, dtype, rng, n, 1800,
                                     EXCHANGE=venue, MARKET=market, SYMBOL=symbol,
                                     **{url_var: f"{sim.url}/{venue}"}, RATE_LIMIT_SHARE=share)
+                    n = n if n is not None else lr.records
                     st = sim.stats()[venue]
                     budget = int(limit * float(share))
                     # Requests over the ones the elapsed time allowed: the whole budget at the
@@ -1033,11 +1053,12 @@ class Bench:
         return [
             "",
             f"{label} (`EXCHANGE={venue}`, `MARKET={market}`, `SYMBOL={symbol}`): {limit_text}; the loader loads "
-            f"TIME_RANGE {rng} of 1m candles ({n:,} records, {per_request:,} a request) at `RATE_LIMIT_SHARE` 1 and "
+            f"TIME_RANGE {rng} of {what} ({fmt_n(n) if n else '?'} records, {per_request:,} a request) at "
+            "`RATE_LIMIT_SHARE` 1 and "
             f"0.5. {self.slow_runs} run(s) each, fresh simulator and broker per run. *Busiest {window_s} s*: the most "
             f"requests the simulator received within any {window_s} s (its own count); *requests*: the loader's own "
             "count (its summary line), with the instrument check and the clock; *budget used*: requests ÷ what the "
-            f"summary line's seconds allowed (the budget at once, then a budget every {window_s} s). {label}'s REST "
+            f"summary line's seconds allowed (the budget at once, then a budget every {window_s} s). The venue's REST "
             "is bound by this limit, not by the machine: the records/s are what the venue allows.",
             "",
             table(["contestant", "records", "budget", "seconds (median)", "records/s (median)", "requests",
