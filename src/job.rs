@@ -25,8 +25,8 @@ use crate::source::history;
 use crate::source::live::LiveSource;
 use crate::source_mode::SourceMode;
 use crate::status::{JobStatus, Phase, StopReason};
-use crate::venue::binance::Exchange;
 use crate::venue::history::{HistoryContext, SourceSummary};
+use crate::venue::live::LiveScope;
 use crate::venue::requests::RestStats;
 use crate::venue::Session;
 
@@ -39,8 +39,6 @@ const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
 pub struct Upstream {
     /// The venue's REST API, through the seam; absent with `SOURCE=archive`.
     pub session: Option<Arc<dyn Session>>,
-    /// Binance's connection, which its live sources take.
-    pub exchange: Option<Arc<Exchange>>,
     pub archive: Option<Arc<ArchiveClient>>,
 }
 
@@ -58,7 +56,6 @@ impl Upstream {
             );
             return Ok(Upstream {
                 session: None,
-                exchange: None,
                 archive: None,
             });
         }
@@ -72,36 +69,16 @@ impl Upstream {
         } else {
             None
         };
-        if live {
-            // Live streams are Binance's (the live seam is not there yet).
-            let exchange =
-                Arc::new(Exchange::connect(&cfg.rest, &cfg.symbols, stop.clone()).await?);
-            return Ok(Upstream {
-                session: Some(exchange.clone() as Arc<dyn Session>),
-                exchange: Some(exchange),
-                archive,
-            });
-        }
         // SOURCE=archive never asks the venue's REST.
         let session = match cfg.source {
-            SourceMode::Archive => None,
+            SourceMode::Archive if !live => None,
             _ => Some(
                 crate::venues::spec(cfg.venue)
                     .connect(&cfg.rest, &cfg.symbols, stop.clone(), archive.clone())
                     .await?,
             ),
         };
-        Ok(Upstream {
-            session,
-            exchange: None,
-            archive,
-        })
-    }
-
-    fn rest(&self) -> Result<&Arc<Exchange>> {
-        self.exchange
-            .as_ref()
-            .ok_or_else(|| LoaderError::Other("live types need the REST API".into()))
+        Ok(Upstream { session, archive })
     }
 }
 
@@ -314,20 +291,38 @@ pub async fn load(
     match cfg.data_type {
         DataType::Live(_) if cfg.symbols.is_empty() => {}
         DataType::Live(live_type) => {
-            let exchange = upstream.rest()?.clone();
-            // Combined streams: as many symbols per connection as Binance allows.
-            for chunk in cfg.symbols.chunks(cfg.live.streams_per_connection) {
+            let session = upstream
+                .session
+                .clone()
+                .ok_or_else(|| LoaderError::Other("live types need the venue's REST API".into()))?;
+            let scope = LiveScope {
+                live_type,
+                range: cfg.range,
+                cfg: cfg.live.clone(),
+                page_limit: cfg.rest.page_limit,
+                kline_page_limit: cfg.rest.kline_page_limit,
+                concurrency: cfg.rest.concurrency,
+                status: status.clone(),
+            };
+            let feed = session
+                .live(scope, cfg.rest.ws_url.clone())
+                .ok_or_else(|| {
+                    LoaderError::config(format!(
+                        "TYPE {} is not streamed by {}",
+                        cfg.data_type.name(),
+                        cfg.venue.title()
+                    ))
+                })?;
+            // As many symbols per connection as the venue allows.
+            let per_connection = cfg
+                .live
+                .streams_per_connection
+                .min(feed.max_streams_per_connection())
+                .max(1);
+            for chunk in cfg.symbols.chunks(per_connection) {
                 let source = LiveSource {
-                    exchange: exchange.clone(),
-                    live_type,
+                    feed: feed.clone(),
                     symbols: chunk.iter().map(|s| Arc::from(s.as_str())).collect(),
-                    range: cfg.range,
-                    ws_url: cfg.rest.ws_url.clone(),
-                    cfg: cfg.live.clone(),
-                    page_limit: cfg.rest.page_limit,
-                    kline_page_limit: cfg.rest.kline_page_limit,
-                    concurrency: cfg.rest.concurrency,
-                    status: status.clone(),
                     stop: stop.clone(),
                     resume: resume.points.clone(),
                 };

@@ -220,6 +220,10 @@ impl Progress for JobStatus {
         self.archive_fallbacks.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn note_event_time(&self, ms: i64) {
+        self.last_event_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
     fn note_archive_hole(&self) {
         self.archive_holes.fetch_add(1, Ordering::Relaxed);
     }

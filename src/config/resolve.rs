@@ -557,24 +557,22 @@ impl JobArgs {
         // Pods of one Job share the egress IP, so they share its rate budget too.
         let share = share / f64::from(shard.count);
         let rest_url = spec.rest_url(market);
-        let (ws_var, ws_example) = market.ws_url_var();
-        let ws_value = match market {
-            Market::Spot => &self.binance_ws_url,
-            Market::UsdM => &self.binance_fws_url,
-            Market::CoinM => &self.binance_dws_url,
-        };
         let api_url = http_url(
             rest_url.var,
             self.url_setting(rest_url.var).unwrap_or(rest_url.default),
             rest_url.default,
             self.access.allow_insecure_urls,
         )?;
-        let ws_url = ws_url(
-            ws_var,
-            &crate::venue::binance::stream::stream_base(ws_value),
-            &format!("{ws_example} (with or without /ws or /stream)"),
-            self.access.allow_insecure_urls,
-        )?;
+        // The stream base of the venue's market, where it has streams (live types).
+        let ws_url = match spec.ws_url(market) {
+            Some(ws) => ws_url(
+                ws.var,
+                &spec.stream_base(self.url_setting(ws.var).unwrap_or(ws.default)),
+                ws.default,
+                self.access.allow_insecure_urls,
+            )?,
+            None => String::new(),
+        };
         spec.serves(data_type, market)
             .map_err(LoaderError::config)?;
         let source: SourceMode = self.source.parse().map_err(LoaderError::config)?;

@@ -87,6 +87,8 @@ pub trait Progress: Send + Sync {
     fn note_fallback(&self);
     /// An archive file's hole was published as it is: REST could not fill it.
     fn note_archive_hole(&self);
+    /// A live event of the venue's time `ms` arrived.
+    fn note_event_time(&self, _ms: i64) {}
 }
 
 /// The last record an earlier attempt of the job published for one symbol: where a resumed

@@ -3,13 +3,15 @@
 //! to the loader's records. The seam the generic layers see is this module: what a venue is
 //! before it is connected ([`VenueSpec`]: what it serves, its URLs' variables, how to connect),
 //! a connected venue ([`Session`]), the [`History`](history::History) of a type it serves
-//! ([`history`]) and what its REST client spends ([`requests`]). The config, the job, the
+//! ([`history`]), the [`LiveFeed`](live::LiveFeed) of a type it streams ([`live`]) and what
+//! its REST client spends ([`requests`]). The config, the job, the
 //! history driver, `verify`, the job's status and metrics take a venue through these and never
 //! name its constants; `crate::venues` is the one list of them.
 
 pub mod binance;
 pub mod bybit;
 pub mod history;
+pub mod live;
 pub mod okx;
 pub mod requests;
 
@@ -26,6 +28,7 @@ use crate::registry::{DataType, HistoryType};
 use crate::secret::Secret;
 use crate::source_mode::SourceMode;
 use history::{History, VenueClock};
+use live::{LiveFeed, LiveScope};
 use requests::{RequestBudget, RestStats};
 
 /// A connected venue (its clock synchronised, its limits learnt, the symbols checked): what
@@ -44,6 +47,12 @@ pub trait Session: Send + Sync + 'static {
     /// The history of `t` at this venue, asking this session over REST; `None` where the
     /// venue does not serve the type.
     fn history(self: Arc<Self>, t: HistoryType) -> Option<Arc<dyn History>>;
+
+    /// The live feed of `scope`'s type from the streams under `ws_url`, backfilling over this
+    /// session; `None` where the venue does not stream the type.
+    fn live(self: Arc<Self>, _scope: LiveScope, _ws_url: String) -> Option<Arc<dyn LiveFeed>> {
+        None
+    }
 }
 
 /// What a job or `verify` sets for a venue's REST client, whichever the venue.
@@ -139,6 +148,18 @@ pub trait VenueSpec: Send + Sync {
 
     /// The variable of the REST base URL of `market`.
     fn rest_url(&self, market: Market) -> UrlVar;
+
+    /// The variable of the stream base URL of `market` (live types); `None` where the loader
+    /// reads no stream of the venue.
+    fn ws_url(&self, _market: Market) -> Option<UrlVar> {
+        None
+    }
+
+    /// A stream URL as users write it, reduced to the base the venue's stream paths start
+    /// under.
+    fn stream_base(&self, url: &str) -> String {
+        url.trim().trim_end_matches('/').to_string()
+    }
 
     /// The variable of the archive's base URL (the root its own path layout starts under);
     /// `None` where the loader reads no archive of the venue.

@@ -4,8 +4,10 @@
 //! stream, with the first event the new one delivered, that stream's events are taken from the
 //! old connection and the new one's are held; then the held events follow, and the stream
 //! listens to the new connection only. Events within one stream of one connection come in
-//! order, so an old event at or past the new one's first means the old connection has nothing
-//! left that the new one lacks.
+//! order, so an old event past the new one's first means the old connection has nothing left
+//! that the new one lacks. Past, not at: an ordinal may be shared by several events (a venue
+//! whose trades are ordered by time alone, updates of one candle), so only a strictly later
+//! one proves it.
 //!
 //! The held events are bounded ([`MAX_HELD_BYTES`]): an old connection that falls that far
 //! behind is kept and the replacement is given up (and tried again later), because switching
@@ -13,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use crate::venue::binance::stream::FramePart;
+use crate::venue::live::wire::FramePart;
 
 /// Bytes of the replacement's events held back during one hand-over.
 pub const MAX_HELD_BYTES: usize = 64 << 20;
@@ -77,7 +79,7 @@ impl Handover {
             return FromOld::Take(Vec::new());
         };
         lane.old_last = Some(lane.old_last.map_or(ord, |l| l.max(ord)));
-        if lane.first_held.is_some_and(|f| ord >= f) {
+        if lane.first_held.is_some_and(|f| ord > f) {
             FromOld::Take(self.switch(idx))
         } else {
             FromOld::Take(Vec::new())
@@ -92,7 +94,7 @@ impl Handover {
         }
         match ordinal {
             // The old connection already delivered this one: nothing of it is left behind.
-            Some(ord) if lane.old_last.is_some_and(|l| l >= ord) => {
+            Some(ord) if lane.old_last.is_some_and(|l| l > ord) => {
                 let mut events = self.switch(idx);
                 events.push(data);
                 FromNew::Take(events)
@@ -156,12 +158,14 @@ mod tests {
         assert!(matches!(h.on_new_event(0, Some(6), ev("6")), FromNew::Hold));
         assert!(matches!(h.on_old_event(0, Some(3)), FromOld::Take(v) if v.is_empty()));
         assert!(matches!(h.on_old_event(0, Some(4)), FromOld::Take(v) if v.is_empty()));
-        // The old one reaches 5: the held events follow, and the old one is ignored after.
-        match h.on_old_event(0, Some(5)) {
+        // The old one reaches 5: another event may share that ordinal, so it is not past yet.
+        assert!(matches!(h.on_old_event(0, Some(5)), FromOld::Take(v) if v.is_empty()));
+        // Past 5: the held events follow, and the old one is ignored after.
+        match h.on_old_event(0, Some(6)) {
             FromOld::Take(v) => assert_eq!(texts(&v), ["5", "6"]),
-            FromOld::Ignore => panic!("5 is taken"),
+            FromOld::Ignore => panic!("6 is taken"),
         }
-        assert!(matches!(h.on_old_event(0, Some(6)), FromOld::Ignore));
+        assert!(matches!(h.on_old_event(0, Some(7)), FromOld::Ignore));
         assert!(
             matches!(h.on_new_event(0, Some(7), ev("7")), FromNew::Take(v) if texts(&v) == ["7"])
         );
@@ -171,6 +175,25 @@ mod tests {
         assert!(
             matches!(h.on_new_event(1, Some(9), ev("9")), FromNew::Take(v) if texts(&v) == ["9"])
         );
+        assert!(h.complete());
+    }
+
+    /// Ordinals shared by several events (trades of one millisecond): an old event level with
+    /// the new one's first does not prove the old connection has passed it.
+    #[test]
+    fn a_shared_ordinal_waits_for_a_later_one() {
+        let mut h = Handover::new(1, 1);
+        assert!(matches!(h.on_old_event(0, Some(10)), FromOld::Take(v) if v.is_empty()));
+        // The new one starts at 10 too: perhaps in the middle of that millisecond.
+        assert!(matches!(
+            h.on_new_event(0, Some(10), ev("10b")),
+            FromNew::Hold
+        ));
+        assert!(matches!(h.on_old_event(0, Some(10)), FromOld::Take(v) if v.is_empty()));
+        match h.on_old_event(0, Some(11)) {
+            FromOld::Take(v) => assert_eq!(texts(&v), ["10b"]),
+            FromOld::Ignore => panic!("11 is taken"),
+        }
         assert!(h.complete());
     }
 

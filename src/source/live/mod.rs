@@ -9,9 +9,7 @@
 //! that ties them together: every connection's events go through it, so de-duplication is a
 //! comparison with the last id published per symbol ([`Cursor`]).
 
-mod backfill;
-mod book;
-mod events;
+mod connection;
 mod handover;
 mod supervisor;
 
@@ -24,34 +22,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{LoaderError, Result};
-use crate::market::Venue;
 use crate::record::RecordBatch;
-use crate::registry::{LiveType, Origin};
-use crate::status::JobStatus;
+use crate::registry::LiveType;
 use crate::time_range::TimeRange;
-use crate::venue::binance::stream::{self, FramePart, StreamMessage, StreamPlan};
-use crate::venue::binance::Exchange;
 use crate::venue::history::{Cursor, Emitter, SourceSummary};
-use book::Book;
+use crate::venue::live::book::Book;
+use crate::venue::live::wire::{FramePart, Grammar, StreamMessage, StreamPlan};
+use crate::venue::live::{LiveFeed, SymbolState, Ties};
 use handover::{FromNew, FromOld, Handover};
 use supervisor::{Connector, Supervisor};
 
-/// Live (WebSocket) settings.
-#[derive(Debug, Clone)]
-pub struct LiveConfig {
-    /// Publish every candle update, not only closed candles.
-    pub all_kline_updates: bool,
-    /// Cadence of order-book snapshots.
-    pub book_snapshot_interval: Duration,
-    /// Levels per side in order-book snapshots.
-    pub book_depth: usize,
-    /// A connection with no data and no ping for this long is dead.
-    pub idle_timeout: Duration,
-    /// Connections are replaced (overlapping) after this long, before Binance's 24-hour cut.
-    pub rotate_after: Duration,
-    /// Streams per connection (Binance allows 1024).
-    pub streams_per_connection: usize,
-}
+pub use crate::venue::live::LiveConfig;
 
 /// After the range end, how long late events may still arrive before the range is closed over
 /// REST (trades and candles are settled a second after they happen, as for history).
@@ -59,60 +40,20 @@ const END_GRACE_MS: i64 = 1_500;
 /// Connection messages taken at once by the live source.
 const INBOX: usize = 256;
 
-/// Everything a live source needs.
+/// Everything a live source needs: the venue's feed of the job's type, and the symbols of
+/// one connection.
 pub struct LiveSource {
-    pub exchange: Arc<Exchange>,
-    pub live_type: LiveType,
+    pub feed: Arc<dyn LiveFeed>,
     pub symbols: Vec<Arc<str>>,
-    pub range: Option<TimeRange>,
-    pub ws_url: String,
-    pub cfg: LiveConfig,
-    pub page_limit: u32,
-    /// Candles per klines request of a backfill (the market's cheapest page by default).
-    pub kline_page_limit: u32,
-    /// REST requests in flight during a backfill.
-    pub concurrency: usize,
-    pub status: Arc<JobStatus>,
     pub stop: CancellationToken,
     /// Per symbol, the last record an earlier attempt of this job published.
     pub resume: std::collections::BTreeMap<String, crate::resume::ResumePoint>,
 }
 
-/// One symbol's progress.
-struct SymbolState {
-    symbol: Arc<str>,
-    out: Emitter,
-    /// Stream records not handed to the sink yet (flushed every 100 ms, and before a backfill).
-    batch: RecordBatch,
-    /// The range and the last id / open time / update id published.
-    cursor: Cursor,
-    /// An event at or after the range end arrived.
-    done: bool,
-    /// Events the stream delivered for this symbol.
-    received: u64,
-    book: Book,
-}
-
-impl SymbolState {
-    /// Hands the stream records received so far to the sink.
-    async fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let fresh = RecordBatch::new(
-            self.batch.venue,
-            self.batch.market,
-            self.symbol.clone(),
-            256,
-        );
-        let batch = std::mem::replace(&mut self.batch, fresh);
-        self.out.send(batch, Origin::WebSocket).await
-    }
-}
-
 /// Opens real connections.
 struct WsConnector {
     plan: StreamPlan,
+    grammar: Arc<dyn Grammar>,
     idle_timeout: Duration,
     tx: mpsc::Sender<StreamMessage>,
 }
@@ -120,9 +61,10 @@ struct WsConnector {
 impl Connector for WsConnector {
     fn open(&mut self, id: u64, delay: Duration) -> JoinHandle<()> {
         let (plan, tx, idle) = (self.plan.clone(), self.tx.clone(), self.idle_timeout);
+        let grammar = self.grammar.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            stream::run_connection(plan, id, idle, tx).await;
+            connection::run_connection(plan, grammar, id, idle, tx).await;
         })
     }
 }
@@ -134,8 +76,16 @@ enum Ending {
 }
 
 impl LiveSource {
+    fn range(&self) -> Option<TimeRange> {
+        self.feed.scope().range
+    }
+
+    fn live_type(&self) -> LiveType {
+        self.feed.scope().live_type
+    }
+
     fn whole_range(&self) -> TimeRange {
-        self.range.unwrap_or(TimeRange {
+        self.range().unwrap_or(TimeRange {
             start_ms: i64::MIN,
             end_ms: i64::MAX,
         })
@@ -144,7 +94,7 @@ impl LiveSource {
     /// When the range can be closed: every event of it has happened and settled (for candles,
     /// the last candle opened before the end has closed).
     fn close_at(&self, r: TimeRange) -> i64 {
-        match self.live_type {
+        match self.live_type() {
             LiveType::Candles(iv) => iv.align_up(r.end_ms) + END_GRACE_MS,
             _ => r.end_ms + END_GRACE_MS,
         }
@@ -152,29 +102,29 @@ impl LiveSource {
 
     pub async fn run(self, tx: mpsc::Sender<RecordBatch>) -> Result<Vec<SourceSummary>> {
         let range = self.whole_range();
+        let scope = self.feed.scope();
+        let (plan, streams) = self.feed.plan(&self.symbols);
         let mut states: Vec<SymbolState> = self
             .symbols
             .iter()
             .map(|s| SymbolState {
                 symbol: s.clone(),
-                out: Emitter::new(tx.clone(), s, self.status.clone()),
-                batch: RecordBatch::new(Venue::Binance, self.exchange.market(), s.clone(), 256),
+                out: Emitter::new(tx.clone(), s, scope.status.clone()),
+                batch: RecordBatch::new(self.feed.venue(), self.feed.market(), s.clone(), 256),
                 cursor: {
-                    let mut c = Cursor::new(self.live_type.record_kind(), range);
+                    let mut c = Cursor::new(scope.live_type.record_kind(), range);
                     c.last = self.resume.get(&**s).map(|p| p.ordinal);
                     c
                 },
                 done: false,
                 received: 0,
                 book: Book::new(),
+                ties: Ties::default(),
+                interrupted: true,
+                wants_new_connection: false,
             })
             .collect();
         drop(tx);
-        let streams: Vec<String> = self
-            .symbols
-            .iter()
-            .map(|s| self.live_type.stream(s))
-            .collect();
         let by_stream: HashMap<&str, usize> = streams
             .iter()
             .enumerate()
@@ -182,8 +132,8 @@ impl LiveSource {
             .collect();
 
         // Wait for the range to begin (connecting a moment early so its first events are seen).
-        if let Some(r) = self.range {
-            let wait = r.start_ms - self.exchange.server_now_ms() - 2_000;
+        if let Some(r) = self.range() {
+            let wait = r.start_ms - self.feed.now_ms() - 2_000;
             if wait > 0 {
                 tracing::info!(
                     wait_s = wait / 1000,
@@ -198,20 +148,17 @@ impl LiveSource {
 
         let (msg_tx, mut msg_rx) = mpsc::channel::<StreamMessage>(8192);
         let connector = WsConnector {
-            plan: stream::combined_plan(
-                &self.ws_url,
-                self.live_type.route(self.exchange.market()),
-                &streams,
-            ),
-            idle_timeout: self.cfg.idle_timeout,
+            plan,
+            grammar: self.feed.grammar(),
+            idle_timeout: scope.cfg.idle_timeout,
             tx: msg_tx,
         };
-        let mut sup = Supervisor::start(connector, self.cfg.rotate_after);
+        let mut sup = Supervisor::start(connector, self.feed.allowance(), scope.cfg.rotate_after);
         let mut flush = tokio::time::interval(Duration::from_millis(100));
         let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
-        let mut book_tick = tokio::time::interval(self.cfg.book_snapshot_interval);
-        let is_book = self.live_type == LiveType::OrderBook;
-        let close_at = self.range.map(|r| self.close_at(r));
+        let mut book_tick = tokio::time::interval(scope.cfg.book_snapshot_interval);
+        let is_book = scope.live_type == LiveType::OrderBook;
+        let close_at = self.range().map(|r| self.close_at(r));
 
         // Whether Binance ever accepted the streams (a connection whose subscriptions were all
         // acknowledged): what tells a quiet stream from one that was never there.
@@ -252,7 +199,15 @@ impl LiveSource {
                             }
                             StreamMessage::ServerShutdown { conn } => sup.on_shutdown_notice(conn),
                             StreamMessage::Closed { conn, reason } => {
+                                let reconnects = sup.reconnects;
                                 sup.on_closed(conn, &reason);
+                                if sup.reconnects > reconnects {
+                                    // What the stream sent while no connection was there may
+                                    // be missing (the feed backfills where the venue allows).
+                                    for st in states.iter_mut() {
+                                        st.interrupted = true;
+                                    }
+                                }
                                 if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
                                     break 'events Err(e);
                                 }
@@ -272,7 +227,7 @@ impl LiveSource {
                 }
                 _ = housekeeping.tick() => {
                     sup.on_tick();
-                    if close_at.is_some_and(|t| self.exchange.server_now_ms() >= t) {
+                    if close_at.is_some_and(|t| self.feed.now_ms() >= t) {
                         break Ok(Ending::RangeEnd);
                     }
                 }
@@ -315,15 +270,15 @@ impl LiveSource {
         match ending {
             Ending::Stopped => Ok(finish(states, reconnects, true)),
             Ending::RangeEnd => {
-                let range = self.range.expect("a range end needs a range");
+                let range = self.range().expect("a range end needs a range");
                 for st in states.iter_mut() {
-                    match self.close_range(st, range).await {
+                    match self.feed.close_range(st, range).await {
                         Ok(()) => {}
                         Err(LoaderError::Cancelled) => return Ok(finish(states, reconnects, true)),
                         Err(e) => return Err(e),
                     }
                 }
-                self.check_stream_delivered(&states, subscribed)?;
+                self.check_stream_delivered(&states, &streams, subscribed)?;
                 Ok(finish(states, reconnects, false))
             }
         }
@@ -332,7 +287,10 @@ impl LiveSource {
     /// A stream event, counted and turned into records.
     async fn deliver(&self, st: &mut SymbolState, data: &str) -> Result<()> {
         st.received += 1;
-        self.on_event(st, data).await
+        if st.done {
+            return Ok(());
+        }
+        self.feed.on_event(st, data).await
     }
 
     /// An event of stream `idx` from `conn`, through the hand-over if a switch is in progress.
@@ -346,9 +304,13 @@ impl LiveSource {
         data: FramePart,
     ) -> Result<()> {
         let Some(h) = handover.as_mut() else {
-            return self.deliver(&mut states[idx], data.get()).await;
+            self.deliver(&mut states[idx], data.get()).await?;
+            if std::mem::take(&mut states[idx].wants_new_connection) {
+                sup.replace_active("the feed needs a fresh subscription");
+            }
+            return Ok(());
         };
-        let ordinal = self.ordinal(data.get());
+        let ordinal = self.feed.ordinal(data.get());
         let events = if conn == h.old {
             match h.on_old_event(idx, ordinal) {
                 FromOld::Ignore => Vec::new(),
@@ -406,7 +368,7 @@ impl LiveSource {
     fn publish_books(&self, states: &mut [SymbolState]) -> Result<()> {
         for st in states.iter_mut() {
             st.book
-                .publish(&st.symbol, self.cfg.book_depth, &mut st.batch)?;
+                .publish(&st.symbol, self.feed.scope().cfg.book_depth, &mut st.batch)?;
         }
         Ok(())
     }
@@ -416,36 +378,42 @@ impl LiveSource {
     /// was completed over REST, but the job must not look healthy. A stream that pushes only
     /// when something happens (liquidations) may be quiet for a whole range: once Binance
     /// accepted it, silence is the answer.
-    fn check_stream_delivered(&self, states: &[SymbolState], subscribed: bool) -> Result<()> {
+    fn check_stream_delivered(
+        &self,
+        states: &[SymbolState],
+        streams: &[String],
+        subscribed: bool,
+    ) -> Result<()> {
         if states.iter().any(|s| s.received > 0) {
             return Ok(());
         }
-        if self.live_type.may_stay_silent() && subscribed {
+        if self.live_type().may_stay_silent() && subscribed {
             tracing::info!(
                 symbols = states.len(),
-                stream = %self.live_type.stream("<symbol>"),
+                stream = streams.first().map_or("", String::as_str),
                 "no event during the whole TIME_RANGE: this stream pushes only when something happens, \
                  and nothing did"
             );
             return Ok(());
         }
         let fetched: u64 = states.iter().map(|s| s.out.summary.backfilled).sum();
-        let has_rest = matches!(
-            self.live_type,
-            LiveType::Trades | LiveType::AggTrades | LiveType::Candles(_)
-        );
+        let has_rest = self.feed.has_rest();
         if has_rest && fetched == 0 {
             return Ok(()); // a quiet market: nothing happened in the range
         }
+        let (var, example) = self.feed.ws_var();
         Err(LoaderError::Exchange(format!(
-            "the WebSocket stream delivered nothing during the whole TIME_RANGE{}; check BINANCE_WS_URL {} \
-             (expected the stream base, e.g. wss://stream.binance.com:9443)",
+            "the WebSocket stream delivered nothing during the whole TIME_RANGE{}; check {var} {} \
+             (expected the stream base, e.g. {example})",
             if has_rest {
-                format!(" although Binance has {fetched} records in it (published over REST)")
+                format!(
+                    " although {} has {fetched} records in it (published over REST)",
+                    self.feed.venue().title()
+                )
             } else {
                 String::new()
             },
-            self.ws_url
+            self.feed.ws_url()
         )))
     }
 }

@@ -1,21 +1,23 @@
 //! `Supervisor`: the WebSocket connections of one live source. It keeps one active connection,
 //! at most one replacement and at most one connection being retired: a connection is replaced
-//! before Binance's 24-hour cut (or on `serverShutdown`) by opening the new one first; when the
+//! before the venue's own cut (Binance's 24 hours; or on a shutdown notice) by opening the new one first; when the
 //! new one delivers it becomes active and the old one is retired, kept open until the live
 //! source has taken what it still held (see `handover`) or it closes; a lost connection is replaced at once the first time and with growing backoff after
-//! that; a replacement that fails is retried with backoff too. Every attempt goes through
-//! Binance's 300-attempts-per-5-minutes allowance, so no failure pattern can spend it in a burst.
+//! that; a replacement that fails is retried with backoff too. Every attempt goes through the
+//! venue's allowance (Binance: 300 attempts per 5 minutes), so no failure pattern can spend it
+//! in a burst.
 //!
 //! It does no I/O itself: a [`Connector`] opens connections, which report to the live source, and
 //! the live source tells the supervisor what happened. Times are tokio's, so the policy is unit
 //! tested on paused time.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::venue::binance::stream::ConnectionAttempts;
+use crate::venue::live::ConnectionAllowance;
 
 /// Opens connections: the real one spawns `stream::run_connection`; tests record the calls.
 pub trait Connector: Send {
@@ -48,14 +50,10 @@ pub struct Supervisor<C: Connector> {
     pub reconnects: u64,
 }
 
-/// Binance allows 300 connection attempts per 5 minutes per IP.
-pub const ATTEMPTS_PER_WINDOW: usize = 300;
-pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
-
 impl<C: Connector> Supervisor<C> {
     /// Opens the first connection.
-    pub fn start(mut connector: C, rotate_after: Duration) -> Self {
-        let mut attempts = ConnectionAttempts::new(ATTEMPTS_PER_WINDOW, ATTEMPT_WINDOW);
+    pub fn start(mut connector: C, allowance: ConnectionAllowance, rotate_after: Duration) -> Self {
+        let mut attempts = ConnectionAttempts::new(allowance.attempts, allowance.window);
         let delay = attempts.reserve();
         let task = connector.open(1, delay);
         Supervisor {
@@ -126,13 +124,22 @@ impl<C: Connector> Supervisor<C> {
         }
     }
 
-    /// Binance announced it will close `conn`: open its replacement now.
+    /// The venue announced it will close `conn`: open its replacement now.
     pub fn on_shutdown_notice(&mut self, conn: u64) {
         if conn == self.active.id && self.pending.is_none() {
             tracing::warn!(
                 conn,
-                "Binance announced a server shutdown: opening a replacement connection"
+                "the venue announced a server shutdown: opening a replacement connection"
             );
+            self.pending = Some(self.open(Duration::ZERO));
+        }
+    }
+
+    /// The feed needs the active connection replaced (a fresh subscription): opens its
+    /// replacement now, which takes over with a hand-over like a rotation.
+    pub fn replace_active(&mut self, why: &str) {
+        if self.pending.is_none() {
+            tracing::warn!(conn = self.active.id, why, "replacing the connection");
             self.pending = Some(self.open(Duration::ZERO));
         }
     }
@@ -215,7 +222,7 @@ impl<C: Connector> Supervisor<C> {
         if now.saturating_duration_since(self.active.opened) >= self.rotate_after {
             tracing::info!(
                 conn = self.active.id,
-                "rotating the connection before Binance's 24-hour cut"
+                "rotating the connection before the venue's own cut"
             );
             self.pending = Some(self.open(Duration::ZERO));
         }
@@ -239,6 +246,44 @@ impl<C: Connector> Drop for Supervisor<C> {
     }
 }
 
+/// A venue's allowance of connection attempts (per IP and window); this keeps us under it.
+#[derive(Debug)]
+pub struct ConnectionAttempts {
+    limit: usize,
+    window: Duration,
+    recent: VecDeque<Instant>,
+}
+
+impl ConnectionAttempts {
+    pub fn new(limit: usize, window: Duration) -> Self {
+        ConnectionAttempts {
+            limit,
+            window,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// How long to wait before the next attempt is allowed; records the attempt.
+    pub fn reserve(&mut self) -> Duration {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            self.recent.pop_front();
+        }
+        let wait = if self.recent.len() >= self.limit {
+            self.window
+                .saturating_sub(now.duration_since(self.recent[self.recent.len() - self.limit]))
+        } else {
+            Duration::ZERO
+        };
+        self.recent.push_back(now + wait);
+        wait
+    }
+}
+
 /// Reconnect backoff: 250 ms doubling to 30 s, with jitter.
 fn backoff(failures: u32) -> Duration {
     crate::backoff::jittered(
@@ -253,6 +298,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    /// An allowance as Binance's: 300 attempts per 5 minutes.
+    const ALLOWANCE: ConnectionAllowance = ConnectionAllowance {
+        attempts: 300,
+        window: Duration::from_secs(300),
+    };
+    const ATTEMPTS_PER_WINDOW: usize = ALLOWANCE.attempts;
+    const ATTEMPT_WINDOW: Duration = ALLOWANCE.window;
 
     /// Records when each connection would really open.
     #[derive(Clone, Default)]
@@ -283,7 +336,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_keeps_failing_backs_off_within_the_allowance() {
         let rec = Recorder::default();
-        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        let mut sup = Supervisor::start(rec.clone(), ALLOWANCE, Duration::from_secs(84_600));
         // An hour of an unreachable server: every connection fails as soon as it opens.
         let end = Instant::now() + Duration::from_secs(3600);
         while Instant::now() < end {
@@ -305,7 +358,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_delivered_is_replaced_at_once_then_with_backoff() {
         let rec = Recorder::default();
-        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        let mut sup = Supervisor::start(rec.clone(), ALLOWANCE, Duration::from_secs(84_600));
         sup.on_event(1);
         sup.on_closed(1, "dropped");
         let opened = rec.opened();
@@ -323,7 +376,7 @@ mod tests {
     async fn rotation_overlaps_and_a_failing_replacement_backs_off() {
         let rec = Recorder::default();
         let rotate = Duration::from_secs(60);
-        let mut sup = Supervisor::start(rec.clone(), rotate);
+        let mut sup = Supervisor::start(rec.clone(), ALLOWANCE, rotate);
         sup.on_event(1);
         tokio::time::advance(rotate).await;
         sup.on_tick();
@@ -361,7 +414,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_retiring_connection_closes_quietly_or_takes_over_again() {
         let rec = Recorder::default();
-        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        let mut sup = Supervisor::start(rec.clone(), ALLOWANCE, Duration::from_secs(84_600));
         sup.on_event(1);
         sup.on_shutdown_notice(1);
         sup.on_event(2);
@@ -391,7 +444,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_shutdown_notice_opens_the_replacement_first() {
         let rec = Recorder::default();
-        let mut sup = Supervisor::start(rec.clone(), Duration::from_secs(84_600));
+        let mut sup = Supervisor::start(rec.clone(), ALLOWANCE, Duration::from_secs(84_600));
         sup.on_event(1);
         sup.on_shutdown_notice(1);
         assert_eq!(sup.pending_id(), Some(2));
@@ -399,5 +452,18 @@ mod tests {
         sup.on_closed(1, "closed by the server");
         assert_eq!((sup.active_id(), sup.pending_id()), (2, None));
         assert_eq!(rec.opened().len(), 2, "no extra connection");
+    }
+
+    #[test]
+    fn connection_attempts_are_limited_per_window() {
+        let mut a = ConnectionAttempts::new(3, Duration::from_secs(300));
+        assert_eq!(a.reserve(), Duration::ZERO);
+        assert_eq!(a.reserve(), Duration::ZERO);
+        assert_eq!(a.reserve(), Duration::ZERO);
+        let w = a.reserve();
+        assert!(
+            w > Duration::from_secs(290) && w <= Duration::from_secs(300),
+            "{w:?}"
+        );
     }
 }

@@ -6,10 +6,10 @@ pub mod api;
 pub mod endpoint;
 pub mod history;
 pub mod limiter;
+pub mod live;
 mod markets;
 pub mod rest;
 pub mod spec;
-pub mod stream;
 
 use std::sync::Arc;
 
@@ -165,6 +165,18 @@ impl crate::venue::Session for Exchange {
 
     fn history(self: Arc<Self>, t: crate::registry::HistoryType) -> Option<Arc<dyn History>> {
         Some(history::history(t, Some(self)))
+    }
+
+    fn live(
+        self: Arc<Self>,
+        scope: crate::venue::live::LiveScope,
+        ws_url: String,
+    ) -> Option<Arc<dyn crate::venue::live::LiveFeed>> {
+        Some(Arc::new(live::BinanceFeed {
+            exchange: self,
+            scope,
+            ws_url,
+        }))
     }
 }
 

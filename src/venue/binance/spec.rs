@@ -88,6 +88,15 @@ impl VenueSpec for BinanceSpec {
         UrlVar { var, default }
     }
 
+    fn ws_url(&self, market: Market) -> Option<UrlVar> {
+        let (var, default) = market.ws_url_var();
+        Some(UrlVar { var, default })
+    }
+
+    fn stream_base(&self, url: &str) -> String {
+        super::live::stream_base(url)
+    }
+
     fn archive_url(&self) -> Option<UrlVar> {
         Some(UrlVar {
             var: "ARCHIVE_URL",

@@ -4,7 +4,7 @@
 //! and memory does not grow with the length of a gap. Every request is cancelled by a stop.
 
 use super::book::snapshot_limit;
-use super::{LiveSource, SymbolState};
+use super::BinanceFeed;
 use crate::error::Result;
 use crate::market::Venue;
 use crate::record::RecordBatch;
@@ -13,8 +13,9 @@ use crate::time_range::TimeRange;
 use crate::venue::binance::api::{AggTrades, Trades};
 use crate::venue::binance::history::trade_ids::{self, IdSpan};
 use crate::venue::binance::Interval;
+use crate::venue::live::SymbolState;
 
-impl LiveSource {
+impl BinanceFeed {
     /// The first trade id (aggregate or raw, by type) at or after `t`, if any trade exists yet.
     pub(super) async fn first_trade_id_at_or_after(
         &self,
@@ -22,7 +23,7 @@ impl LiveSource {
         t: i64,
     ) -> Result<Option<u64>> {
         let first = self.exchange.first_agg_trade_at_or_after(symbol, t).await?;
-        Ok(first.map(|a| match self.live_type {
+        Ok(first.map(|a| match self.scope.live_type {
             LiveType::Trades => a.first_trade_id,
             _ => a.id,
         }))
@@ -45,8 +46,8 @@ impl LiveSource {
             end_time,
         };
         let (ex, symbol) = (&*self.exchange, &*st.symbol);
-        let paging = (self.page_limit, self.concurrency);
-        let fetched = match self.live_type {
+        let paging = (self.scope.page_limit, self.scope.concurrency);
+        let fetched = match self.scope.live_type {
             LiveType::Trades => {
                 trade_ids::load::<Trades>(ex, symbol, span, paging, &mut st.cursor, &mut st.out)
                     .await?
@@ -79,15 +80,15 @@ impl LiveSource {
             iv,
             from,
             to,
-            self.kline_page_limit,
-            self.concurrency
+            self.scope.kline_page_limit,
+            self.scope.concurrency
         ));
         while let Some(window) = pages.next().await {
             let mut batch = RecordBatch::new(
                 Venue::Binance,
                 self.exchange.market(),
                 st.symbol.clone(),
-                self.kline_page_limit as usize,
+                self.scope.kline_page_limit as usize,
             );
             for page in window?.iter() {
                 for row in page.rows()? {
@@ -107,8 +108,8 @@ impl LiveSource {
     /// however quiet the market was or however long the stream was away. Trades are closed from
     /// the last one published (or the first at or after the start) up to the first at or after
     /// the end; candles from the last one published up to the end.
-    pub(super) async fn close_range(&self, st: &mut SymbolState, range: TimeRange) -> Result<()> {
-        match self.live_type {
+    pub(super) async fn fill_to_end(&self, st: &mut SymbolState, range: TimeRange) -> Result<()> {
+        match self.scope.live_type {
             LiveType::AggTrades | LiveType::Trades => {
                 let from = match st.cursor.next_id() {
                     Some(next) => next,
@@ -117,7 +118,7 @@ impl LiveSource {
                         .first_agg_trade_at_or_after(&st.symbol, range.start_ms)
                         .await?
                     {
-                        Some(first) if first.time < range.end_ms => match self.live_type {
+                        Some(first) if first.time < range.end_ms => match self.scope.live_type {
                             LiveType::Trades => first.first_trade_id,
                             _ => first.id,
                         },
@@ -158,11 +159,15 @@ impl LiveSource {
             .exchange
             .depth(
                 &st.symbol,
-                snapshot_limit(self.exchange.market(), self.cfg.book_depth),
+                snapshot_limit(self.exchange.market(), self.scope.cfg.book_depth),
             )
             .await?;
         tracing::info!(symbol = %st.symbol, last_update_id = snap.last_update_id, "order book snapshot loaded");
-        st.book.load_snapshot(snap);
+        st.book.load_snapshot(
+            snap.last_update_id,
+            snap.bids.iter().map(|[p, q]| [p.as_str(), q.as_str()]),
+            snap.asks.iter().map(|[p, q]| [p.as_str(), q.as_str()]),
+        );
         Ok(())
     }
 }

@@ -1,19 +1,20 @@
-//! Stream events into records, per live type: the range gate (events before the range are
-//! skipped, one at or after its end finishes the symbol), de-duplication against the last id
-//! published, and the REST backfill of whatever a gap let through before the event is published.
-
-use std::sync::atomic::Ordering;
+//! Binance's stream events into records, per live type: the range gate (events before the
+//! range are skipped, one at or after its end finishes the symbol), de-duplication against the
+//! last id published, and the REST backfill of whatever a gap let through before the event is
+//! published.
 
 use serde::Deserialize;
 
-use super::book::{Applied, WsDepth};
-use super::{LiveSource, SymbolState};
+use super::book::{self, WsDepth};
+use super::BinanceFeed;
 use crate::error::{LoaderError, Result};
 use crate::record::{
     tag, BookTickerRecord, DepthUpdateRecord, LiquidationRecord, MarkPriceRecord, RawAggTrade,
     RawKline, RawTrade,
 };
 use crate::registry::LiveType;
+use crate::venue::live::book::Applied;
+use crate::venue::live::{RangePos, SymbolState};
 
 #[derive(Deserialize)]
 struct WsTrade<'a> {
@@ -123,7 +124,7 @@ struct WsLiquidation<'a> {
     T: i64,
 }
 
-/// The fields that order one stream's events, per live type (see [`LiveSource::ordinal`]).
+/// The fields that order one stream's events, per live type (see [`ordinal`]).
 #[derive(Deserialize)]
 struct AggIdOrdinal {
     a: i64,
@@ -166,68 +167,36 @@ struct TradeTime {
     T: i64,
 }
 
-/// Where a time lies relative to the range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RangePos {
-    Before,
-    In,
-    After,
+/// The ordinal that orders a stream of `live_type`'s events and de-duplicates them (the same
+/// one [`BinanceFeed::event`] admits by); `None` when the event cannot be read.
+pub(super) fn ordinal(live_type: LiveType, data: &str) -> Option<i64> {
+    fn parse<'a, T: Deserialize<'a>>(data: &'a str) -> Option<T> {
+        serde_json::from_str(data).ok()
+    }
+    match live_type {
+        LiveType::AggTrades => parse(data).map(|o: AggIdOrdinal| o.a),
+        LiveType::Trades => parse(data).map(|o: TradeIdOrdinal| o.t),
+        LiveType::Depth | LiveType::OrderBook | LiveType::BookTicker => {
+            parse(data).map(|o: UpdateIdOrdinal| o.u)
+        }
+        LiveType::Candles(_) => parse(data).map(|o: KlineOrdinal| o.k.t),
+        LiveType::MarkPrice => parse(data).map(|o: EventTimeOrdinal| o.E),
+        LiveType::Liquidations => parse(data).map(|o: LiquidationOrdinal| o.o.T),
+    }
 }
 
-impl LiveSource {
-    fn position(&self, t: i64) -> RangePos {
-        match self.range {
-            Some(r) if t < r.start_ms => RangePos::Before,
-            Some(r) if t >= r.end_ms => RangePos::After,
-            _ => RangePos::In,
-        }
-    }
-
-    /// Whether an event at `t` belongs to the range; one past its end finishes the symbol.
-    fn gate(&self, st: &mut SymbolState, t: i64) -> bool {
-        match self.position(t) {
-            RangePos::In => true,
-            RangePos::Before => false,
-            RangePos::After => {
-                st.done = true;
-                false
-            }
-        }
-    }
-
-    fn note_event(&self, t: i64) {
-        self.status.last_event_ms.fetch_max(t, Ordering::Relaxed);
-    }
-
-    /// The ordinal that orders a stream's events and de-duplicates them (the same one
-    /// [`on_event`](Self::on_event) admits by); `None` when the event cannot be read.
-    pub(super) fn ordinal(&self, data: &str) -> Option<i64> {
-        fn parse<'a, T: Deserialize<'a>>(data: &'a str) -> Option<T> {
-            serde_json::from_str(data).ok()
-        }
-        match self.live_type {
-            LiveType::AggTrades => parse(data).map(|o: AggIdOrdinal| o.a),
-            LiveType::Trades => parse(data).map(|o: TradeIdOrdinal| o.t),
-            LiveType::Depth | LiveType::OrderBook | LiveType::BookTicker => {
-                parse(data).map(|o: UpdateIdOrdinal| o.u)
-            }
-            LiveType::Candles(_) => parse(data).map(|o: KlineOrdinal| o.k.t),
-            LiveType::MarkPrice => parse(data).map(|o: EventTimeOrdinal| o.E),
-            LiveType::Liquidations => parse(data).map(|o: LiquidationOrdinal| o.o.T),
-        }
-    }
-
-    pub(super) async fn on_event(&self, st: &mut SymbolState, data: &str) -> Result<()> {
+impl BinanceFeed {
+    pub(super) async fn event(&self, st: &mut SymbolState, data: &str) -> Result<()> {
         if st.done {
             return Ok(());
         }
         let bad = |e: serde_json::Error| {
             LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"))
         };
-        match self.live_type {
+        match self.scope.live_type {
             LiveType::AggTrades => {
                 let t: RawAggTrade = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(t.time);
+                self.scope.note_event(t.time);
                 if self.before_trade(st, t.time, t.a).await? && st.cursor.admit(t.time, t.a as i64)
                 {
                     st.batch.push_agg_trade(&t)?;
@@ -235,7 +204,7 @@ impl LiveSource {
             }
             LiveType::Trades => {
                 let w: WsTrade = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(w.event_time);
+                self.scope.note_event(w.event_time);
                 let t = RawTrade {
                     id: w.t,
                     price: w.p,
@@ -252,25 +221,25 @@ impl LiveSource {
             }
             LiveType::Candles(iv) => {
                 let ev: WsKlineEvent = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(ev.event_time);
+                self.scope.note_event(ev.event_time);
                 let k = &ev.k;
                 if !k.x {
                     // Updates of the open candle share its _key: published only on request,
                     // and never for a candle already published closed.
-                    if self.cfg.all_kline_updates
-                        && self.position(k.t) == RangePos::In
+                    if self.scope.cfg.all_kline_updates
+                        && self.scope.position(k.t) == RangePos::In
                         && st.cursor.last.is_none_or(|l| k.t > l)
                     {
                         st.batch.push_kline(iv.as_str(), &k.raw())?;
                     }
                     return Ok(());
                 }
-                if !self.gate(st, k.t) {
+                if !self.scope.gate(st, k.t) {
                     return Ok(());
                 }
                 let from = match st.cursor.last {
                     Some(last) => Some(iv.next_open(last)),
-                    None => self.range.map(|r| iv.align_up(r.start_ms)),
+                    None => self.scope.range.map(|r| iv.align_up(r.start_ms)),
                 };
                 if let Some(from) = from.filter(|&f| f < k.t) {
                     self.fill_candles(st, iv, from, k.t).await?;
@@ -281,8 +250,8 @@ impl LiveSource {
             }
             LiveType::Depth => {
                 let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(d.E);
-                if !self.gate(st, d.E) {
+                self.scope.note_event(d.E);
+                if !self.scope.gate(st, d.E) {
                     return Ok(());
                 }
                 // Spot ids chain as U = previous u + 1; futures events name the previous u.
@@ -322,8 +291,8 @@ impl LiveSource {
                 let b: WsBookTicker = serde_json::from_str(data).map_err(bad)?;
                 // Binance's spot bookTicker carries no event time: the receive time stands in.
                 let now = b.E.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-                self.note_event(now);
-                if !self.gate(st, now) || !st.cursor.admit(now, b.u as i64) {
+                self.scope.note_event(now);
+                if !self.scope.gate(st, now) || !st.cursor.admit(now, b.u as i64) {
                     return Ok(());
                 }
                 let key = st.batch.key(tag::BOOK_TICKER, b.u);
@@ -345,8 +314,8 @@ impl LiveSource {
             }
             LiveType::MarkPrice => {
                 let m: WsMarkPrice = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(m.E);
-                if !self.gate(st, m.E) || !st.cursor.admit(m.E, m.E) {
+                self.scope.note_event(m.E);
+                if !self.scope.gate(st, m.E) || !st.cursor.admit(m.E, m.E) {
                     return Ok(());
                 }
                 let key = st.batch.key(tag::MARK_PRICE, m.E);
@@ -368,9 +337,9 @@ impl LiveSource {
             }
             LiveType::Liquidations => {
                 let f: WsForceOrder = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(f.E);
+                self.scope.note_event(f.E);
                 let o = &f.o;
-                if !self.gate(st, o.T) || !st.cursor.admit(o.T, o.T) {
+                if !self.scope.gate(st, o.T) || !st.cursor.admit(o.T, o.T) {
                     return Ok(());
                 }
                 let key = st.batch.key(tag::LIQUIDATION, o.T);
@@ -397,13 +366,13 @@ impl LiveSource {
             }
             LiveType::OrderBook => {
                 let d: WsDepth = serde_json::from_str(data).map_err(bad)?;
-                self.note_event(d.E);
-                if !self.gate(st, d.E) {
+                self.scope.note_event(d.E);
+                if !self.scope.gate(st, d.E) {
                     return Ok(());
                 }
                 // A snapshot older than this event cannot take it; the next event tries again.
                 for _ in 0..3 {
-                    if st.book.apply(&d) == Applied::Ok {
+                    if book::apply(&mut st.book, &d) == Applied::Ok {
                         break;
                     }
                     self.load_snapshot(st).await?;
@@ -417,15 +386,15 @@ impl LiveSource {
     /// published, the trades since the range start (on the first one) or since the last one
     /// published (after a gap) are fetched over REST.
     async fn before_trade(&self, st: &mut SymbolState, time: i64, id: u64) -> Result<bool> {
-        if !self.gate(st, time) {
+        if !self.scope.gate(st, time) {
             return Ok(false);
         }
-        let end_time = self.range.map_or(i64::MAX, |r| r.end_ms);
+        let end_time = self.scope.range.map_or(i64::MAX, |r| r.end_ms);
         match st.cursor.next_id() {
             Some(next) if id > next => self.fill_trades(st, next, Some(id), end_time).await?,
             Some(_) => {}
             None => {
-                if let Some(r) = self.range.filter(|r| r.start_ms < time) {
+                if let Some(r) = self.scope.range.filter(|r| r.start_ms < time) {
                     if let Some(first) = self
                         .first_trade_id_at_or_after(&st.symbol, r.start_ms)
                         .await?

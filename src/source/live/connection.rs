@@ -1,0 +1,362 @@
+//! One WebSocket connection, whichever the venue: connects, sends the plan's subscriptions
+//! (paced), answers pings, sends the venue's keep-alive, notices a dead connection (nothing at
+//! all, not even a ping, for `idle_timeout`) and the venue's shutdown notice, and forwards
+//! every event to the live source with its connection id. The venue's [`Grammar`] reads the
+//! frames; reconnecting, rotating and de-duplicating are the live source's business.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use crate::venue::live::wire::{FramePart, Grammar, Read, StreamMessage, StreamPlan};
+
+/// What a connection read and the live source has not taken yet. The reader keeps reading (and
+/// answering pings) while the source is busy with a backfill or a paced snapshot; once more
+/// than [`MAX_WS_BACKLOG`](crate::bounds::MAX_WS_BACKLOG) waits, the connection is given up
+/// like a dropped one (what it carried is backfilled where the venue allows), instead of the
+/// reader stopping until Binance closes it for pongs that never came.
+struct Outbox {
+    held: VecDeque<StreamMessage>,
+    bytes: usize,
+}
+
+/// Why the reader stops.
+enum Stop {
+    SourceEnded,
+    Overrun(usize),
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            held: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    fn size(msg: &StreamMessage) -> usize {
+        64 + match msg {
+            StreamMessage::Event { stream, data, .. } => stream.get().len() + data.get().len(),
+            _ => 0,
+        }
+    }
+
+    /// Hands `msg` on at once if the source has room and nothing waits before it; holds it
+    /// otherwise.
+    fn push(&mut self, tx: &mpsc::Sender<StreamMessage>, msg: StreamMessage) -> Result<(), Stop> {
+        let msg = if self.held.is_empty() {
+            match tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Full(msg)) => msg,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::SourceEnded),
+            }
+        } else {
+            msg
+        };
+        self.bytes += Self::size(&msg);
+        self.held.push_back(msg);
+        if self.bytes > crate::bounds::MAX_WS_BACKLOG {
+            return Err(Stop::Overrun(self.bytes));
+        }
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<StreamMessage> {
+        let msg = self.held.pop_front()?;
+        self.bytes -= Self::size(&msg);
+        Some(msg)
+    }
+}
+
+impl Stop {
+    fn reason(self) -> Result<String, String> {
+        match self {
+            Stop::SourceEnded => Ok("source ended".into()),
+            Stop::Overrun(bytes) => Err(format!(
+                "the loader fell {} behind this connection (it kept reading and answering pings meanwhile): \
+                 giving the connection up; what it carried is backfilled where the venue allows",
+                crate::bounds::human(bytes)
+            )),
+        }
+    }
+}
+
+/// Runs one connection until it closes; everything it sees goes to `tx`.
+pub async fn run_connection(
+    plan: StreamPlan,
+    grammar: Arc<dyn Grammar>,
+    conn: u64,
+    idle_timeout: Duration,
+    tx: mpsc::Sender<StreamMessage>,
+) {
+    let mut outbox = Outbox::new();
+    let reason =
+        match connect_and_read(&plan, &*grammar, conn, idle_timeout, &tx, &mut outbox).await {
+            Ok(r) => r,
+            Err(e) => e,
+        };
+    // What the connection read before it ended is delivered before it is reported closed.
+    while let Some(msg) = outbox.pop() {
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
+}
+
+/// The message an event of `stream` becomes, its parts shared with `frame`.
+fn event_message(conn: u64, frame: &Utf8Bytes, stream: &str, data: &str) -> StreamMessage {
+    StreamMessage::Event {
+        conn,
+        stream: FramePart::of(frame, stream),
+        data: FramePart::of(frame, data),
+    }
+}
+
+async fn connect_and_read(
+    plan: &StreamPlan,
+    grammar: &dyn Grammar,
+    conn: u64,
+    idle_timeout: Duration,
+    tx: &mpsc::Sender<StreamMessage>,
+    outbox: &mut Outbox,
+) -> Result<String, String> {
+    // wss:// with the process's shared connector (a new one per connection would parse the
+    // system's CA bundle again); ws:// needs none.
+    let tls = if plan
+        .url
+        .get(..4)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss:"))
+    {
+        Some(tokio_tungstenite::Connector::NativeTls(
+            crate::tls::connector()?,
+        ))
+    } else {
+        None
+    };
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_tls_with_config(
+            plan.url.as_str(),
+            Some(
+                WebSocketConfig::default()
+                    .max_message_size(Some(crate::bounds::MAX_WS_MESSAGE))
+                    .max_frame_size(Some(crate::bounds::MAX_WS_MESSAGE)),
+            ),
+            false,
+            tls,
+        ),
+    )
+    .await
+    .map_err(|_| "connecting timed out".to_string())?
+    .map_err(|e| format!("cannot connect: {e}"))?;
+    // Subscriptions go out paced; their replies are read (and pings answered) in the loop below.
+    let mut pending_subscribes = plan.subscribe.iter().peekable();
+    let mut next_subscribe = Instant::now();
+    if pending_subscribes.peek().is_none() {
+        if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+            return stop.reason();
+        }
+    }
+    let mut unanswered = plan.subscribe.len();
+    // Liveness: any frame counts. A quiet stream (futures servers ping only every 3 minutes, an
+    // illiquid symbol's liquidations may not come for longer) is probed with a ping of our own
+    // halfway through the idle timeout; only a connection that answers nothing is dead.
+    let mut last_frame = Instant::now();
+    let mut probed = false;
+    // The venue's own keep-alive, where it wants one from the client.
+    let keepalive = grammar.keepalive();
+    let mut next_keepalive = keepalive.map(|k| Instant::now() + k.every);
+    loop {
+        if pending_subscribes.peek().is_some() && Instant::now() >= next_subscribe {
+            let text = pending_subscribes.next().expect("peeked");
+            ws.send(Message::text(text.as_str()))
+                .await
+                .map_err(|e| format!("cannot subscribe: {e}"))?;
+            next_subscribe = Instant::now() + plan.spacing;
+        }
+        if let (Some(k), Some(at)) = (keepalive, next_keepalive) {
+            if Instant::now() >= at {
+                ws.send(Message::text(k.text))
+                    .await
+                    .map_err(|e| format!("cannot send the keep-alive: {e}"))?;
+                next_keepalive = Some(Instant::now() + k.every);
+            }
+        }
+        let dead_at = last_frame + idle_timeout;
+        let probe_at = last_frame + idle_timeout / 2;
+        let mut until = if probed { dead_at } else { probe_at };
+        if pending_subscribes.peek().is_some() {
+            until = until.min(next_subscribe);
+        }
+        if let Some(at) = next_keepalive {
+            until = until.min(at);
+        }
+        let wait = until.saturating_duration_since(Instant::now());
+        let next = tokio::select! {
+            permit = tx.reserve(), if !outbox.held.is_empty() => {
+                match (permit, outbox.pop()) {
+                    (Ok(permit), Some(msg)) => permit.send(msg),
+                    (Err(_), _) => return Ok("source ended".into()),
+                    (Ok(_), None) => {}
+                }
+                continue;
+            }
+            next = tokio::time::timeout(wait, ws.next()) => next,
+        };
+        let frame = match next {
+            Err(_) if Instant::now() >= dead_at => {
+                let _ = ws.close(None).await;
+                return Err(format!(
+                    "no data, no ping and no answer to ours for {idle_timeout:?}: connection presumed dead"
+                ));
+            }
+            Err(_) => {
+                if !probed && Instant::now() >= probe_at {
+                    ws.send(Message::Ping(b"keepalive".to_vec().into()))
+                        .await
+                        .map_err(|e| format!("cannot ping: {e}"))?;
+                    probed = true;
+                }
+                continue;
+            }
+            Ok(None) => return Err("connection closed".into()),
+            Ok(Some(Err(e))) => return Err(format!("connection failed: {e}")),
+            Ok(Some(Ok(f))) => f,
+        };
+        last_frame = Instant::now();
+        probed = false;
+        match frame {
+            Message::Text(text) => {
+                let msg = match grammar.read(text.as_str()) {
+                    Read::Event { stream, data } => event_message(conn, &text, &stream, data),
+                    Read::Answered => {
+                        unanswered = unanswered.saturating_sub(1);
+                        if unanswered == 0 {
+                            if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+                                return stop.reason();
+                            }
+                        }
+                        continue;
+                    }
+                    Read::Refused(e) => return Err(format!("subscription refused: {e}")),
+                    Read::Shutdown => StreamMessage::ServerShutdown { conn },
+                    Read::Other => {
+                        tracing::debug!(conn, message = %text.as_str(), "ignoring an unexpected WebSocket message");
+                        continue;
+                    }
+                };
+                if let Err(stop) = outbox.push(tx, msg) {
+                    return stop.reason();
+                }
+            }
+            Message::Ping(payload) => {
+                // Answer at once with the same payload (Binance closes after a minute without).
+                if let Err(e) = ws.send(Message::Pong(payload)).await {
+                    return Err(format!("cannot answer a ping: {e}"));
+                }
+            }
+            Message::Close(frame) => {
+                return Err(match frame {
+                    Some(f) => format!("closed by the server ({} {})", f.code, f.reason),
+                    None => "closed by the server".into(),
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that sends `events` aggTrade events at once, then pings every 20 ms and reports
+    /// each pong it gets on the returned channel.
+    async fn pinging_server(events: u64) -> (String, mpsc::UnboundedReceiver<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "ws://{}/stream?streams=x@aggTrade",
+            listener.local_addr().unwrap()
+        );
+        let (pongs, pong_rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for a in 0..events {
+                let text =
+                    format!(r#"{{"stream":"x@aggTrade","data":{{"e":"aggTrade","a":{a}}}}}"#);
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            let mut ping = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    _ = ping.tick() => {
+                        if ws.send(Message::Ping(b"p".to_vec().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    frame = ws.next() => match frame {
+                        Some(Ok(Message::Pong(_))) => {
+                            let _ = pongs.send(());
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+        });
+        (url, pong_rx)
+    }
+
+    /// However long the live source takes to come back for the next event (here: it takes
+    /// nothing until the server has had pongs), the reader keeps answering pings, and then
+    /// delivers every event it held, in order.
+    #[tokio::test]
+    async fn pings_are_answered_while_the_source_is_busy() {
+        let events = 500;
+        let (url, mut pongs) = pinging_server(events).await;
+        let (tx, mut rx) = mpsc::channel(1);
+        let plan = StreamPlan {
+            url,
+            subscribe: Vec::new(),
+            spacing: Duration::ZERO,
+        };
+        let grammar = Arc::new(crate::venue::binance::live::BinanceGrammar);
+        let reader = tokio::spawn(run_connection(
+            plan,
+            grammar,
+            7,
+            Duration::from_secs(30),
+            tx,
+        ));
+        // The channel holds one message: the reader is 500 events ahead of a source that takes
+        // nothing. Pongs must keep coming all the same.
+        for _ in 0..5 {
+            tokio::time::timeout(Duration::from_secs(10), pongs.recv())
+                .await
+                .expect("a pong while the source was busy")
+                .expect("the server runs");
+        }
+        assert!(matches!(
+            rx.recv().await,
+            Some(StreamMessage::Connected { conn: 7 })
+        ));
+        for a in 0..events {
+            match rx.recv().await {
+                Some(StreamMessage::Event { data, .. }) => {
+                    let v: serde_json::Value = serde_json::from_str(data.get()).unwrap();
+                    assert_eq!(v["a"], a);
+                }
+                other => panic!("event {a}: {other:?}"),
+            }
+        }
+        reader.abort();
+    }
+}

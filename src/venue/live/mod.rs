@@ -1,0 +1,260 @@
+//! The live seam: what a venue's WebSocket feed is to the generic live source
+//! (`crate::source::live`). A venue's tree implements [`LiveFeed`] for the live types it
+//! streams: the connection's plan and its frame grammar ([`wire`]), the ordinal that orders
+//! one stream's events (for the hand-over between connections), and the turning of an event
+//! into records, with the backfill over REST that its rules allow. The live source owns the
+//! connections, the hand-over, the batching and the range's end, and never names a venue.
+//!
+//! What every venue's events share lives here too: the job's live settings ([`LiveConfig`]),
+//! what a feed knows of the job ([`LiveScope`]: the range gate), one symbol's progress
+//! ([`SymbolState`]) and a local order book ([`book::Book`]).
+
+pub mod book;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::error::Result;
+use crate::market::{Market, Venue};
+use crate::record::RecordBatch;
+use crate::registry::{LiveType, Origin};
+use crate::time_range::TimeRange;
+use crate::venue::history::{Cursor, Emitter, Progress};
+use book::Book;
+use wire::{Grammar, StreamPlan};
+
+/// Live (WebSocket) settings.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Publish every candle update, not only closed candles.
+    pub all_kline_updates: bool,
+    /// Cadence of order-book snapshots.
+    pub book_snapshot_interval: Duration,
+    /// Levels per side in order-book snapshots.
+    pub book_depth: usize,
+    /// A connection with no data and no ping for this long is dead.
+    pub idle_timeout: Duration,
+    /// Connections are replaced (overlapping) after this long, before the venue's own cut.
+    pub rotate_after: Duration,
+    /// Streams per connection (the venue's limit bounds it).
+    pub streams_per_connection: usize,
+}
+
+/// What a feed knows of the job: the type, the range, the settings, and where to report the
+/// latest event's time.
+#[derive(Clone)]
+pub struct LiveScope {
+    pub live_type: LiveType,
+    pub range: Option<TimeRange>,
+    pub cfg: LiveConfig,
+    /// Rows per page of id-paged backfills (`PAGE_LIMIT`).
+    pub page_limit: u32,
+    /// Candles per klines request of a backfill.
+    pub kline_page_limit: u32,
+    /// REST requests in flight during a backfill.
+    pub concurrency: usize,
+    pub status: Arc<dyn Progress>,
+}
+
+/// Where a time lies relative to the range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangePos {
+    Before,
+    In,
+    After,
+}
+
+impl LiveScope {
+    pub fn position(&self, t: i64) -> RangePos {
+        match self.range {
+            Some(r) if t < r.start_ms => RangePos::Before,
+            Some(r) if t >= r.end_ms => RangePos::After,
+            _ => RangePos::In,
+        }
+    }
+
+    /// Whether an event at `t` belongs to the range; one past its end finishes the symbol.
+    pub fn gate(&self, st: &mut SymbolState, t: i64) -> bool {
+        match self.position(t) {
+            RangePos::In => true,
+            RangePos::Before => false,
+            RangePos::After => {
+                st.done = true;
+                false
+            }
+        }
+    }
+
+    /// The venue's time of the latest event seen (the job's status shows how far behind it is).
+    pub fn note_event(&self, t: i64) {
+        self.status.note_event_time(t);
+    }
+
+    /// The end of the range, or forever.
+    pub fn end_ms(&self) -> i64 {
+        self.range.map_or(i64::MAX, |r| r.end_ms)
+    }
+}
+
+/// One symbol's progress on a live source.
+pub struct SymbolState {
+    pub symbol: Arc<str>,
+    pub out: Emitter,
+    /// Stream records not handed to the sink yet (flushed every 100 ms, and before a backfill).
+    pub batch: RecordBatch,
+    /// The range and the last ordinal published.
+    pub cursor: Cursor,
+    /// An event at or after the range end arrived.
+    pub done: bool,
+    /// Events the stream delivered for this symbol.
+    pub received: u64,
+    pub book: Book,
+    /// Records of the latest millisecond, for venues whose records are told apart by time
+    /// and id alone.
+    pub ties: Ties,
+    /// The stream may have missed events since the last one: none was received yet, or a
+    /// connection was lost and replaced since. A venue whose events carry no sequence
+    /// (Bybit's trades) backfills on the next event; one whose ids chain finds gaps itself.
+    pub interrupted: bool,
+    /// The feed needs a fresh subscription (a venue that resyncs a book only by subscribing
+    /// again): the live source replaces the connection, with a hand-over.
+    pub wants_new_connection: bool,
+}
+
+impl SymbolState {
+    /// Hands the stream records received so far to the sink.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let fresh = RecordBatch::new(
+            self.batch.venue,
+            self.batch.market,
+            self.symbol.clone(),
+            256,
+        );
+        let batch = std::mem::replace(&mut self.batch, fresh);
+        self.out.send(batch, Origin::WebSocket).await
+    }
+}
+
+/// The records of a stream's latest millisecond, by id: for a venue whose records are ordered
+/// by time alone (Bybit's trades), a record's place among that millisecond's is its rank, and
+/// one offered twice (two connections during a hand-over, a backfill that overlaps the stream)
+/// is recognised by its id.
+#[derive(Debug, Default)]
+pub struct Ties {
+    time: Option<i64>,
+    ids: Vec<Box<str>>,
+}
+
+impl Ties {
+    /// The rank of the record `id` at `time` among that millisecond's, in the order offered;
+    /// `None` when it was offered already, or when `time` is before the latest millisecond
+    /// (the stream passed it: everything of it was offered).
+    pub fn offer(&mut self, time: i64, id: &str) -> Option<u32> {
+        match self.time {
+            Some(t) if time < t => return None,
+            Some(t) if time == t => {
+                if self.ids.iter().any(|i| &**i == id) {
+                    return None;
+                }
+            }
+            _ => {
+                self.time = Some(time);
+                self.ids.clear();
+            }
+        }
+        self.ids.push(id.into());
+        Some(self.ids.len() as u32 - 1)
+    }
+
+    /// Forgets everything offered: the next record starts its millisecond at rank 0.
+    pub fn reset(&mut self) {
+        self.time = None;
+        self.ids.clear();
+    }
+}
+
+/// How many connection attempts a venue allows in a window (per IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAllowance {
+    pub attempts: usize,
+    pub window: Duration,
+}
+
+/// A venue's live feed of one type for one job: everything the generic live source needs of
+/// the venue. Made by the venue's session ([`crate::venue::Session::live`]).
+pub trait LiveFeed: Send + Sync + 'static {
+    /// The job's scope the feed was made for.
+    fn scope(&self) -> &LiveScope;
+
+    fn venue(&self) -> Venue;
+
+    /// The market the feed's streams are of.
+    fn market(&self) -> Market;
+
+    /// The stream base the job set (for errors that name it).
+    fn ws_url(&self) -> &str;
+
+    /// How a connection reads the venue's frames.
+    fn grammar(&self) -> Arc<dyn Grammar>;
+
+    /// The connection for `symbols`, and each symbol's stream name as the grammar reports it
+    /// (in `symbols`' order).
+    fn plan(&self, symbols: &[Arc<str>]) -> (StreamPlan, Vec<String>);
+
+    /// The venue's limit on opening connections.
+    fn allowance(&self) -> ConnectionAllowance;
+
+    /// The most streams one connection may carry.
+    fn max_streams_per_connection(&self) -> usize;
+
+    /// The venue's present (ms).
+    fn now_ms(&self) -> i64;
+
+    /// The variable of the stream URL, and an example of it, for errors that name it.
+    fn ws_var(&self) -> (&'static str, &'static str);
+
+    /// The ordinal that orders one stream's events (and that [`on_event`](Self::on_event)
+    /// de-duplicates by); for a message of several records, its first one's. `None` when the
+    /// event cannot be read.
+    fn ordinal(&self, data: &str) -> Option<i64>;
+
+    /// One stream event of `st`'s symbol: its records into `st.batch` (what a gap before it
+    /// lost fetched first, where the venue serves it).
+    fn on_event<'a>(&'a self, st: &'a mut SymbolState, data: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// At the range's end: what the stream did not deliver, fetched where the venue serves
+    /// it, so the range is complete.
+    fn close_range<'a>(
+        &'a self,
+        st: &'a mut SymbolState,
+        range: TimeRange,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Whether the venue serves this type's records over REST, so a stream that delivered
+    /// nothing while REST had records is misconfigured rather than quiet.
+    fn has_rest(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_rank_a_milliseconds_records_and_drop_repeats() {
+        let mut t = Ties::default();
+        assert_eq!(t.offer(5, "a"), Some(0));
+        assert_eq!(t.offer(5, "b"), Some(1));
+        assert_eq!(t.offer(5, "a"), None, "offered twice");
+        assert_eq!(t.offer(6, "c"), Some(0), "a new millisecond");
+        assert_eq!(t.offer(5, "d"), None, "before the latest millisecond");
+        assert_eq!(t.offer(6, "c"), None);
+        t.reset();
+        assert_eq!(t.offer(5, "a"), Some(0));
+    }
+}
