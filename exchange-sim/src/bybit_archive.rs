@@ -51,16 +51,46 @@ pub fn trades(
     symbol: &str,
     day_ms: i64,
 ) -> Option<Vec<BybitTrade>> {
+    trades_between(data, category, symbol, day_ms, day_ms + DAY_MS - 1)
+}
+
+/// Every trade of `symbol` in `category` with `from_ms <= time <= to_ms`, in the order of
+/// [`trades`]: the trades of a day, cut to the span (Bybit's live `publicTrade` stream sends
+/// exactly these). `None` for a symbol the category does not list.
+pub fn trades_between(
+    data: &Data,
+    category: BybitCategory,
+    symbol: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Option<Vec<BybitTrade>> {
+    Some(
+        sequenced(data, category, symbol, from_ms, to_ms)?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect(),
+    )
+}
+
+/// Like [`trades_between`], each trade with the id of the aggregate trade (the match) it
+/// belongs to.
+pub(crate) fn sequenced(
+    data: &Data,
+    category: BybitCategory,
+    symbol: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Option<Vec<(u64, BybitTrade)>> {
     let m = category.market(symbol)?;
     let mut units = Vec::new();
-    if let Some(first) = data.agg_ceil_existing(&m, day_ms) {
+    if let Some(first) = data.agg_ceil_existing(&m, from_ms) {
         let raw = crate::data::raw_range(&m, first).0;
-        data.raw_from_id(&m, raw, day_ms + DAY_MS - 1, usize::MAX, &mut units);
+        data.raw_from_id(&m, raw, to_ms, usize::MAX, &mut units);
     }
     let derivatives = category != BybitCategory::Spot;
-    let mut out: Vec<(i64, u8, BybitTrade)> = units
+    let mut out: Vec<(i64, u8, u64, BybitTrade)> = units
         .into_iter()
-        .filter(|u| u.time >= day_ms)
+        .filter(|u| u.time >= from_ms)
         .map(|u| {
             let agg = crate::data::agg_of_raw(&m, u.id);
             // The tenth of a millisecond: the same for every trade of one aggregate.
@@ -97,12 +127,12 @@ pub fn trades(
                 // The taker sold when the buyer made the market.
                 sell: u.buyer_maker,
             };
-            (u.time, if derivatives { tenth } else { 0 }, t)
+            (u.time, if derivatives { tenth } else { 0 }, agg, t)
         })
         .collect();
     // Sorted by the written timestamp; a stable sort keeps the order trades were made in.
-    out.sort_by_key(|(ms, tenth, _)| (*ms, *tenth));
-    Some(out.into_iter().map(|(_, _, t)| t).collect())
+    out.sort_by_key(|(ms, tenth, _, _)| (*ms, *tenth));
+    Some(out.into_iter().map(|(_, _, agg, t)| (agg, t)).collect())
 }
 
 /// The CSV of a day's file, header first, rows in the file's order.

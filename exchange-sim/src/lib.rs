@@ -1,7 +1,9 @@
 //! A Binance-compatible REST and WebSocket exchange simulator serving deterministic synthetic
 //! market data, with a Bybit venue beside it ([`bybit`]: its v5 REST market data under
-//! `/bybit`, [`SimServer::bybit_url`]) and an OKX venue ([`okx`]: its v5 REST market data
-//! under `/okx`, [`SimServer::okx_url`]).
+//! `/bybit`, [`SimServer::bybit_url`]; its v5 public WebSocket under `/bybit-ws`, [`bybit_ws`],
+//! [`SimServer::bybit_ws_url`]) and an OKX venue ([`okx`]: its v5 REST market data
+//! under `/okx`, [`SimServer::okx_url`]; its v5 public WebSocket under `/okx-ws`, [`okx_ws`],
+//! [`SimServer::okx_ws_url`]).
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
 //! [`Storm`], [`WsFaults`], [`ArchiveFaults`]), its counters ([`SimStats`]), the running server
@@ -169,6 +171,7 @@ mod api;
 mod archive;
 pub mod bybit;
 pub mod bybit_archive;
+pub mod bybit_ws;
 mod clock;
 pub mod data;
 mod fmt;
@@ -180,6 +183,7 @@ mod market;
 pub(crate) mod object_store;
 pub mod okx;
 pub mod okx_archive;
+pub mod okx_ws;
 mod query;
 mod server;
 mod streams;
@@ -544,6 +548,10 @@ pub struct SimStats {
     pub okx: crate::okx::OkxStats,
     /// OKX's archive (`/okx-archive/…`).
     pub okx_archive: crate::ArchiveStats,
+    /// OKX's public WebSocket (`/okx-ws/…`, [`okx_ws`]).
+    pub okx_ws: crate::okx_ws::OkxWsStats,
+    /// Bybit's public WebSocket (`/bybit-ws/…`, [`bybit_ws`]).
+    pub bybit_ws: crate::bybit_ws::BybitWsStats,
     /// WebSocket upgrades accepted (HTTP 101 answered).
     pub ws_connections_opened: u64,
     /// WebSocket connections currently open (stalled ones included).

@@ -93,6 +93,10 @@ struct Shared {
     okx: crate::okx::OkxVenue,
     /// OKX's archive of trades under `/okx-archive`.
     okx_archive: crate::okx_archive::OkxArchive,
+    /// Bybit's public WebSocket under `/bybit-ws`.
+    bybit_ws: crate::bybit_ws::BybitWs,
+    /// OKX's public WebSocket under `/okx-ws`.
+    okx_ws: Arc<crate::okx_ws::OkxWsHub>,
     /// REST requests being answered.
     rest_at_once: Arc<Gauge>,
     clock: SimClock,
@@ -116,6 +120,8 @@ impl Shared {
         st.data = data.clone();
         st.faults = faults;
         self.ws.set_data(data.clone());
+        self.okx_ws.set_data(data.clone());
+        self.bybit_ws.set_data(data.clone());
         self.fws.set_data(data);
     }
 
@@ -132,6 +138,8 @@ struct Conn {
     peer: IpAddr,
     /// The upgrade and the hub (spot's or the futures') whose session it becomes.
     pending: Mutex<Option<(Arc<Hub>, ws::Pending)>>,
+    /// An OKX WebSocket upgrade accepted on it ([`crate::okx_ws`]).
+    okx_pending: Mutex<Option<crate::okx_ws::Pending>>,
     cut: Arc<AtomicBool>,
 }
 
@@ -199,6 +207,12 @@ impl SimServer {
             bybit_archive: Default::default(),
             okx: Default::default(),
             okx_archive: Default::default(),
+            bybit_ws: crate::bybit_ws::BybitWs::new(clock.clone()),
+            okx_ws: Arc::new(crate::okx_ws::OkxWsHub::new(
+                Default::default(),
+                Arc::new(cfg.data()),
+                clock.clone(),
+            )),
             rest_at_once: Arc::default(),
             clock,
         });
@@ -236,10 +250,20 @@ impl SimServer {
         format!("http://{}/bybit", self.addr)
     }
 
+    /// The Bybit WebSocket venue (its `SimServer` methods are in [`crate::bybit_ws`]).
+    pub(crate) fn bybit_ws(&self) -> &crate::bybit_ws::BybitWs {
+        &self.shared.bybit_ws
+    }
+
     /// `http://IP:PORT/okx`: OKX's REST base (append `/api/v5/market/history-candles`, …),
     /// OKX's `https://www.okx.com`; see [`crate::okx`].
     pub fn okx_url(&self) -> String {
         format!("http://{}/okx", self.addr)
+    }
+
+    /// The OKX WebSocket venue (its `SimServer` methods are in [`crate::okx_ws`]).
+    pub(crate) fn okx_ws_hub(&self) -> &crate::okx_ws::OkxWsHub {
+        &self.shared.okx_ws
     }
 
     /// The next `requests` to OKX's history-candles are answered HTTP 429, code 50011, as when
@@ -441,6 +465,8 @@ fn snapshot(shared: &Shared) -> SimStats {
     stats.bybit_archive = shared.bybit_archive.stats();
     stats.okx = shared.okx.stats();
     stats.okx_archive = shared.okx_archive.stats();
+    stats.okx_ws = shared.okx_ws.stats();
+    stats.bybit_ws = shared.bybit_ws.stats();
     stats.max_requests_at_once = shared.rest_at_once.max();
     stats
 }
@@ -459,6 +485,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
                         let conn = Arc::new(Conn {
                             peer: peer.ip(),
                             pending: Mutex::new(None),
+                            okx_pending: Mutex::new(None),
                             cut: cut.clone(),
                         });
                         let svc = {
@@ -475,6 +502,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: onesh
                         let pending = conn.pending.lock().unwrap_or_else(|e| e.into_inner()).take();
                         if let Some((hub, pending)) = pending {
                             ws::serve(hub, pending).await;
+                        }
+                        let okx = conn.okx_pending.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        if let Some(pending) = okx {
+                            crate::okx_ws::serve(pending).await;
                         }
                     });
                 }
@@ -569,6 +600,10 @@ async fn handle(
         let sim = sim.to_string();
         return Ok(sim_endpoint(&shared, &sim, req).await);
     }
+    if let Some(rest) = path.strip_prefix("/bybit-ws") {
+        let rest = rest.to_string();
+        return Ok(shared.bybit_ws.upgrade(&mut req, &rest).map(Either::Left));
+    }
     let archive_path = [("/bybit-archive/", false), ("/okx-archive/", true)]
         .into_iter()
         .find_map(|(prefix, okx)| Some((path.strip_prefix(prefix)?, okx)));
@@ -609,6 +644,15 @@ async fn handle(
             );
         }
         return Ok(resp);
+    }
+    if let Some(rest) = path
+        .strip_prefix("/okx-ws")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+    {
+        let rest = rest.to_string();
+        let (resp, pending) = crate::okx_ws::upgrade(&shared.okx_ws, &mut req, conn.peer, &rest);
+        *conn.okx_pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
+        return Ok(resp.map(Either::Left));
     }
     if let Some(rest) = path.strip_prefix("/okx").filter(|r| r.starts_with('/')) {
         let (data, latency) = {
@@ -940,6 +984,14 @@ async fn sim_endpoint(shared: &Shared, name: &str, req: Request<Incoming>) -> Re
                 },
                 Err(msg) => (400, api::error_body(-1102, &msg)),
             }
+        }
+        (n, _) if n == "bybit_ws" || n.starts_with("bybit_ws/") => {
+            let n = n.to_string();
+            shared.bybit_ws.sim(&n, req).await
+        }
+        (n, _) if n == "okx_ws" || n.starts_with("okx_ws/") => {
+            let n = n.to_string();
+            crate::okx_ws::sim_request(&shared.okx_ws, &n, req).await
         }
         ("futures_ws", &Method::GET) => (200, ws_faults_json(&shared.fws.faults())),
         ("futures_ws", &Method::POST) | ("futures_ws", &Method::PUT) => {
