@@ -303,6 +303,7 @@ pub async fn load(
                 kline_page_limit: cfg.rest.kline_page_limit,
                 concurrency: cfg.rest.concurrency,
                 status: status.clone(),
+                stop: stop.clone(),
             };
             let feed = session
                 .live(scope, cfg.rest.ws_url.clone())

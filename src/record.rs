@@ -160,13 +160,16 @@ pub struct DepthUpdateRecord<'a> {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct OrderBookRecord<'a> {
     pub _key: &'a str,
+    /// The venue, on every venue but Binance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     pub timestamp: i64,
     pub last_update_id: u64,
     pub bids: Vec<[&'a str; 2]>,
     pub asks: Vec<[&'a str; 2]>,
-    /// Times this book was rebuilt from a new REST snapshot after its diff sequence broke.
+    /// Times this book was rebuilt from a new snapshot after its diff sequence broke.
     pub resyncs: u64,
 }
 
@@ -174,6 +177,9 @@ pub struct OrderBookRecord<'a> {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BookTickerRecord<'a> {
     pub _key: &'a str,
+    /// The venue, on every venue but Binance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     /// Receive time: Binance's spot bookTicker carries no event time.

@@ -24,6 +24,9 @@
 //!   `endTime` (or now), newest first, rows `{openInterest, timestamp}` ([`open_interest`]: the
 //!   base coin on linear, USD on inverse); `nextPageCursor` continues older when more remain
 //!   (`""` when not);
+//! - `GET /v5/market/recent-trade?category=&symbol=&limit=`: the newest trades (spot up to 60,
+//!   others up to 1000), newest first, the archive's and the stream's trades
+//!   ([`recent_trades`]);
 //! - every response is counted against the IP limit, 600 requests in any 5 s (sliding, server
 //!   clock): the 601st is HTTP 403 `access too frequent`, and every request for the next 10
 //!   minutes too (the ban); [`BybitStats`] counts them.
@@ -239,7 +242,8 @@ impl BybitVenue {
                 | "/v5/market/kline"
                 | "/v5/market/instruments-info"
                 | "/v5/market/funding/history"
-                | "/v5/market/open-interest" => path,
+                | "/v5/market/open-interest"
+                | "/v5/market/recent-trade" => path,
                 _ => "other",
             };
             *st.stats.per_endpoint.entry(key.to_string()).or_default() += 1;
@@ -269,12 +273,73 @@ impl BybitVenue {
             "/v5/market/kline" => klines(query, data, now),
             "/v5/market/funding/history" => funding_history(query, data, now),
             "/v5/market/open-interest" => open_interest_history(query, data, now),
+            "/v5/market/recent-trade" => recent_trades(query, data, now),
             _ => Answer {
                 status: 404,
                 body: "Not Found".into(),
             },
         }
     }
+}
+
+/// `GET /v5/market/recent-trade?category=&symbol=&limit=` (Get Public Recent Trading History):
+/// the newest `limit` trades at or before now (spot 1 to 60, default 60; linear and inverse 1 to
+/// 1000, default 500), newest first, the archive's trades ([`crate::bybit_archive::trades_between`],
+/// which the `publicTrade` stream sends too): rows `{execId, symbol, price, size, side, time,
+/// isBlockTrade, isRPITrade}`, strings but the flags.
+fn recent_trades(query: &Query, data: &Data, now: i64) -> Answer {
+    let Some(category) = query.get("category").and_then(BybitCategory::parse) else {
+        return param_error("params error: category is invalid", now);
+    };
+    let Some(symbol) = query.get("symbol") else {
+        return param_error("params error: symbol is required", now);
+    };
+    let (max, default) = match category {
+        BybitCategory::Spot => (60, 60),
+        _ => (1000, 500),
+    };
+    let limit = match number(query, "limit", now) {
+        Ok(l) => l.unwrap_or(default),
+        Err(a) => return a,
+    };
+    if !(1..=max).contains(&limit) {
+        return param_error("params error: limit is invalid", now);
+    }
+    // Look back far enough to hold `limit` trades (a quiet symbol: up to a day).
+    let mut back = 60_000;
+    let trades = loop {
+        let Some(t) =
+            crate::bybit_archive::trades_between(data, category, symbol, now - back, now)
+        else {
+            return param_error("Not supported symbols", now);
+        };
+        if t.len() >= limit as usize || back >= 86_400_000 {
+            break t;
+        }
+        back *= 4;
+    };
+    let mut list = String::from("[");
+    for (i, t) in trades.iter().rev().take(limit as usize).enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str("{\"execId\":");
+        list.push_str(&json_string(&t.id));
+        list.push_str(",\"symbol\":");
+        list.push_str(&json_string(symbol));
+        list.push_str(",\"price\":");
+        list.push_str(&json_string(&t.price));
+        list.push_str(",\"size\":");
+        list.push_str(&json_string(&t.size));
+        list.push_str(",\"side\":");
+        list.push_str(if t.sell { "\"Sell\"" } else { "\"Buy\"" });
+        list.push_str(",\"time\":\"");
+        push_i64(&mut list, t.time_ms);
+        list.push_str("\",\"isBlockTrade\":false,\"isRPITrade\":false}");
+    }
+    list.push(']');
+    let result = format!("{{\"category\":\"{}\",\"list\":{list}}}", category.name());
+    ok(now, &result)
 }
 
 fn time_result(now: i64) -> String {

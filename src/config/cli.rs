@@ -223,6 +223,15 @@ pub struct JobArgs {
     )]
     pub bybit_api_url: String,
 
+    /// Bybit's public stream host (EXCHANGE=bybit, live types; /v5/public/<category> is added per market)
+    #[arg(
+        long,
+        env = "BYBIT_WS_URL",
+        default_value = bybit_url(|s| s.ws_url(crate::market::Market::Spot).expect("Bybit streams")),
+        value_name = "URL"
+    )]
+    pub bybit_ws_url: String,
+
     /// OKX REST base URL (EXCHANGE=okx)
     #[arg(
         long,
@@ -738,6 +747,7 @@ impl JobArgs {
             "BINANCE_DWS_URL" => &self.binance_dws_url,
             "BYBIT_API_URL" => &self.bybit_api_url,
             "BYBIT_ARCHIVE_URL" => &self.bybit_archive_url,
+            "BYBIT_WS_URL" => &self.bybit_ws_url,
             "OKX_API_URL" => &self.okx_api_url,
             "OKX_ARCHIVE_URL" => &self.okx_archive_url,
             _ => return None,

@@ -366,9 +366,13 @@ impl LiveSource {
     }
 
     fn publish_books(&self, states: &mut [SymbolState]) -> Result<()> {
+        let start = self.range().map_or(i64::MIN, |r| r.start_ms);
         for st in states.iter_mut() {
-            st.book
-                .publish(&st.symbol, self.feed.scope().cfg.book_depth, &mut st.batch)?;
+            // A venue's book may be built from events before the range: published from its start.
+            if st.book.last_event_ms >= start {
+                st.book
+                    .publish(&st.symbol, self.feed.scope().cfg.book_depth, &mut st.batch)?;
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 pub mod funding;
 pub mod klines;
+pub mod live;
 pub mod open_interest;
 pub mod rest;
 pub mod rules;
@@ -73,6 +74,9 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
                 rules::KLINE_INTERVALS
             )),
         },
+        DataType::Live(t) => {
+            live::streams(t).map_err(|e| format!("TYPE {}: {e}", data_type.name()))
+        }
         other => Err(format!(
             "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>), \
              trades (api_raw_trades), funding rates (api_funding_rate) and open interest \
@@ -234,6 +238,19 @@ impl crate::venue::Session for BybitSession {
             }
             _ => None,
         }
+    }
+
+    fn live(
+        self: Arc<Self>,
+        scope: crate::venue::live::LiveScope,
+        ws_url: String,
+    ) -> Option<Arc<dyn crate::venue::live::LiveFeed>> {
+        serves(DataType::Live(scope.live_type), self.market).ok()?;
+        Some(Arc::new(live::BybitFeed {
+            session: self,
+            scope,
+            ws_url,
+        }))
     }
 }
 

@@ -162,6 +162,57 @@ pub const ARCHIVE_SCHEDULE: &str = "Bybit publishes a day's trades after the day
 pub const RECENT_TRADES_ONLY: &str =
     "recent-trade answers the latest trades only, and takes no time bounds";
 
+/// `GET /v5/market/recent-trade` (Get Public Recent Trading History): the latest trades, newest
+/// first; `limit` "spot: [1,60], default: 60; others: [1,1000], default: 500"; rows `execId`,
+/// `symbol`, `price`, `size`, `side` (the taker's), `time` (ms, a string), `isBlockTrade`.
+pub const RECENT_TRADE: &str = "/v5/market/recent-trade";
+
+/// The most trades recent-trade answers on `market`.
+pub fn recent_trade_limit(market: Market) -> u32 {
+    match market {
+        Market::Spot => 60,
+        Market::UsdM | Market::CoinM => 1000,
+    }
+}
+
+/// `BYBIT_WS_URL`'s default: the public streams' host; a market's streams are under
+/// `/v5/public/{category}` (WebSocket Connect, "Public stream").
+pub const DEFAULT_WS_URL: &str = "wss://stream.bybit.com";
+
+/// The path of `market`'s public streams under the stream host.
+pub fn stream_path(market: Market) -> String {
+    format!("/v5/public/{}", category(market))
+}
+
+/// "We recommend that you send the ping heartbeat packet every 20 seconds to maintain the
+/// WebSocket connection": `{"op":"ping"}` (WebSocket Connect, "How to Send the Heartbeat
+/// Packet").
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+pub const PING: &str = r#"{"op":"ping"}"#;
+
+/// "Do not frequently connect and disconnect the connection. Do not build over 500
+/// connections in 5 minutes" (WebSocket Connect, "IP Limits").
+pub const CONNECTIONS: usize = 500;
+pub const CONNECTION_WINDOW: Duration = Duration::from_secs(300);
+
+/// "For spot, you can input up to 10 args for each subscription request sent to one
+/// connection" (WebSocket Connect, "How to Subscribe to Topics"); the derivatives take more,
+/// but one size keeps the plan simple.
+pub const ARGS_PER_SUBSCRIBE: usize = 10;
+
+/// "The total length of multiple topics cannot exceed 21,000 characters" per connection
+/// (WebSocket Connect): topics of about 25 characters, so at most this many streams.
+pub const STREAMS_PER_CONNECTION: usize = 500;
+
+/// The levels of Bybit's order-book topics (`orderbook.{depth}.{symbol}`, WebSocket Orderbook:
+/// spot 1, 50, 200, 1000; linear and inverse 1, 50, 200, 1000): level 1 is the best bid and
+/// ask (a snapshot each time it changes, and again every 3 s without a change), the others a
+/// snapshot and then deltas.
+pub const BOOK_DEPTHS: [usize; 3] = [50, 200, 1000];
+
+/// The topic of the best bid and ask.
+pub const BBO_DEPTH: usize = 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;

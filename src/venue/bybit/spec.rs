@@ -48,6 +48,22 @@ impl VenueSpec for BybitSpec {
         }
     }
 
+    fn ws_url(&self, _market: Market) -> Option<UrlVar> {
+        Some(UrlVar {
+            var: "BYBIT_WS_URL",
+            default: rules::DEFAULT_WS_URL,
+        })
+    }
+
+    fn stream_base(&self, url: &str) -> String {
+        // The host, however the URL was written (with a market's `/v5/public/...` or not).
+        let url = url.trim().trim_end_matches('/');
+        match url.find("/v5/") {
+            Some(at) => url[..at].to_string(),
+            None => url.to_string(),
+        }
+    }
+
     fn archive_url(&self) -> Option<UrlVar> {
         Some(UrlVar {
             var: "BYBIT_ARCHIVE_URL",

@@ -138,12 +138,14 @@ impl Book {
             .map(|(p, q)| [p.as_str(), q.as_str()])
             .collect();
         let key = batch.key(crate::record::tag::ORDER_BOOK, self.last_update_id);
-        let market = batch.market.as_str();
+        let market = batch.venue.market_name(batch.market);
+        let exchange = batch.venue.record_field();
         batch.push_record(
             self.last_event_ms,
             &key,
             &OrderBookRecord {
                 _key: &key,
+                exchange,
                 market,
                 symbol,
                 timestamp: self.last_event_ms,

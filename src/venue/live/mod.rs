@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::market::{Market, Venue};
@@ -57,6 +58,8 @@ pub struct LiveScope {
     /// REST requests in flight during a backfill.
     pub concurrency: usize,
     pub status: Arc<dyn Progress>,
+    /// The job's stop: a backfill gives up when it fires.
+    pub stop: CancellationToken,
 }
 
 /// Where a time lies relative to the range.

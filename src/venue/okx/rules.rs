@@ -218,6 +218,93 @@ pub fn bar(interval: Interval) -> Option<&'static str> {
 /// The intervals [`bar`] knows, for messages.
 pub const BARS: &str = "1m, 3m, 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h, 1d, 1w, 1M";
 
+/// `OKX_WS_URL`'s default: the WebSocket host of OKX's production services ("Overview:
+/// Production Trading Services": public channels at `wss://ws.okx.com:8443/ws/v5/public`,
+/// business channels at `wss://ws.okx.com:8443/ws/v5/business`).
+pub const DEFAULT_WS_URL: &str = "wss://ws.okx.com:8443";
+
+/// The public service: `trades`, `books` and `bbo-tbt` ("Order Book Trading: Market Data:
+/// WS / Trades channel", "WS / Order book channel": "URL Path /ws/v5/public").
+pub const PUBLIC_PATH: &str = "/ws/v5/public";
+
+/// The business service: the candlesticks moved there ("WS / Candlesticks channel": "URL Path
+/// /ws/v5/business"); subscribed on `/public`, OKX answers 60018.
+pub const BUSINESS_PATH: &str = "/ws/v5/business";
+
+/// "The connection will break automatically if the subscription is not established or data
+/// has not been pushed for more than 30 seconds"; to keep it, "send the String 'ping'" when
+/// nothing arrived for N < 30 seconds, and "expect a 'pong' as a response" ("Overview:
+/// WebSocket: Connect"). The loader sends it every 25 seconds whatever arrived.
+pub const PING_EVERY: Duration = Duration::from_secs(25);
+pub const PING: &str = "ping";
+pub const PONG: &str = "pong";
+
+/// "Connection limit: 3 requests per second (based on IP)" ("Overview: WebSocket: Connect").
+pub const CONNECTIONS: usize = 3;
+pub const CONNECTION_WINDOW: Duration = Duration::from_secs(1);
+
+/// "The total number of 'subscribe'/'unsubscribe'/'login' requests per connection is limited
+/// to 480 times per hour" ("Overview: WebSocket: Connect"); beyond it OKX answers 60014
+/// "Requests too frequent". A connection of the loader subscribes once, in requests of
+/// [`ARGS_PER_SUBSCRIBE`], and is replaced (a new connection, a new count) rather than
+/// subscribed again.
+pub const REQUESTS_PER_HOUR: usize = 480;
+
+/// Channels per subscribe request. OKX bounds a request by size only ("The total length of
+/// multiple channels cannot exceed 64 KB", "Overview: WebSocket: Subscribe"): 50 args of
+/// about 50 bytes are far below it. Every arg is answered on its own (`{"event":"subscribe",
+/// "arg":…}`), echoing the request's `id`.
+pub const ARGS_PER_SUBSCRIBE: usize = 50;
+
+/// The least time between two subscribe requests of a connection (OKX documents no pace for
+/// them; the loader does not burst).
+pub const SUBSCRIBE_SPACING: Duration = Duration::from_millis(100);
+
+/// Streams one connection carries. OKX documents no limit on channels per connection beyond
+/// the requests per hour: 500 streams take 10 requests.
+pub const STREAMS_PER_CONNECTION: usize = 500;
+
+const _: () = assert!(STREAMS_PER_CONNECTION.div_ceil(ARGS_PER_SUBSCRIBE) < REQUESTS_PER_HOUR);
+
+/// `trades` ("WS / Trades channel"): `{"arg":{"channel":"trades","instId":…},"data":[{"instId",
+/// "tradeId","px","sz","side","ts","count"}]}`, `side` the taker's. "Every update may aggregate
+/// multiple trades. The message is sent only once per taker order, per filled price. The
+/// count field is used to represent the number of aggregated matches": a message of `count`
+/// more than 1 stands for trades that history-trades lists one by one.
+pub const TRADES_CHANNEL: &str = "trades";
+
+/// `books` ("WS / Order book channel"): "400 depth levels will be pushed in the initial full
+/// snapshot. Incremental data will be pushed every 100 ms for the changes in the order book
+/// during that period of time"; `action` `snapshot` or `update`, levels `[price, size,
+/// deprecated, orders]` (size "0" deletes a level), `prevSeqId` the `seqId` of the message
+/// before (-1 on a snapshot). An update whose `prevSeqId` is not the last `seqId` lost
+/// something: OKX's way back is to subscribe again, for a new snapshot. "seqId is the same as
+/// the last sent message and prevSeqId equals to seqId" when nothing changed; after a
+/// maintenance "seqId will be less than prevSeqId".
+pub const BOOKS_CHANNEL: &str = "books";
+
+/// `checksum` of `books`: the CRC-32 of the top 25 bids and asks interleaved
+/// (`bid1px:bid1sz:ask1px:ask1sz:…`, a side that ran out left out), as a signed 32-bit
+/// integer. OKX has deprecated it: "its value is fixed to 0 and must no longer be used for
+/// integrity verification. Please use seqId/prevSeqId". A non-zero one is still checked.
+pub const CHECKSUM_LEVELS: usize = 25;
+
+/// `bbo-tbt` ("WS / Order book channel"): "1 depth level snapshot will be pushed in the
+/// initial push. Snapshot data will be pushed every 10 ms when there are changes in the 1
+/// depth level snapshot", with `ts` and `seqId`.
+pub const BBO_CHANNEL: &str = "bbo-tbt";
+
+/// The candlesticks channel of `interval` ("WS / Candlesticks channel": `candle1m` …
+/// `candle1Mutc`): the bars [`bar`] names, the ones aligned to UTC.
+pub fn candle_channel(interval: Interval) -> Option<String> {
+    bar(interval).map(|b| format!("candle{b}"))
+}
+
+/// `{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service
+/// upgrade. Please reconnect."}` ("Error Code: WebSocket: Public"): sent before OKX closes a
+/// connection for an upgrade.
+pub const SERVICE_UPGRADE: &str = "64008";
+
 #[cfg(test)]
 mod tests {
     use super::*;

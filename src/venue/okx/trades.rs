@@ -56,13 +56,13 @@ struct Row {
 /// A trade read and checked: owning its text when it came from REST's pages, borrowing it
 /// from the row when from an archive file.
 #[derive(Debug, Clone, PartialEq)]
-struct Trade<S = String> {
-    id: u64,
-    time: i64,
-    price: S,
-    size: S,
+pub(super) struct Trade<S = String> {
+    pub(super) id: u64,
+    pub(super) time: i64,
+    pub(super) price: S,
+    pub(super) size: S,
     /// The taker sold: the buyer made the market.
-    buyer_maker: bool,
+    pub(super) buyer_maker: bool,
 }
 
 /// How far back OKX answers.
@@ -112,7 +112,7 @@ impl OkxTrades {
     }
 
     /// Where REST's trades begin now (with a margin), where there is a session.
-    fn rest_start(&self) -> Option<i64> {
+    pub(super) fn rest_start(&self) -> Option<i64> {
         let session = self.session.as_ref()?;
         let now = crate::venue::Session::clock(&**session).now_ms();
         Some(HORIZON.oldest(now) + HORIZON.margin_ms())
@@ -230,8 +230,8 @@ impl OkxTrades {
         Ok(Some(found))
     }
 
-    /// The windows of `span`, oldest first.
-    fn windows<'a>(&'a self, inst_id: &'a str, span: TimeRange) -> Windows<'a> {
+    /// The windows of `span`, oldest first (the live feed's backfill walks them too).
+    pub(super) fn windows<'a>(&'a self, inst_id: &'a str, span: TimeRange) -> Windows<'a> {
         let ahead = self
             .session
             .as_ref()
@@ -263,7 +263,7 @@ impl OkxTrades {
 
 /// A span's trades, window by window: `ahead` windows of one length are asked at once and
 /// handed on in order, and the next ones are sized from the busiest of them.
-struct Windows<'a> {
+pub(super) struct Windows<'a> {
     trades: &'a OkxTrades,
     inst_id: &'a str,
     /// Where the windows not asked yet start.
@@ -277,7 +277,7 @@ struct Windows<'a> {
 
 impl Windows<'_> {
     /// The next window's trades, oldest first; `None` past the span's end.
-    async fn next(&mut self) -> Result<Option<Vec<Trade>>> {
+    pub(super) async fn next(&mut self) -> Result<Option<Vec<Trade>>> {
         loop {
             if let Some(trades) = self.ready.pop_front() {
                 return Ok(Some(trades));

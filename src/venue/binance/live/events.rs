@@ -301,6 +301,7 @@ impl BinanceFeed {
                     &key,
                     &BookTickerRecord {
                         _key: &key,
+                        exchange: None,
                         market: self.exchange.market().as_str(),
                         symbol: &st.symbol,
                         timestamp: now,
