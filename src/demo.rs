@@ -144,10 +144,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
         Market::UsdM => (sim.fapi_url(), sim.fws_url()),
         Market::CoinM => (sim.dapi_url(), sim.dws_url()),
     };
-    let shown_url = match venue {
-        Venue::Binance => api_url.clone(),
-        Venue::Bybit => sim.bybit_url(),
-        Venue::Okx => sim.okx_url(),
+    let (shown_url, ws_url) = match venue {
+        Venue::Binance => (api_url.clone(), ws_url),
+        Venue::Bybit => (sim.bybit_url(), sim.bybit_ws_url()),
+        Venue::Okx => (sim.okx_url(), sim.okx_ws_url()),
     };
     println!(
         "exchange simulator: {shown_url}   mock Kafka: {}",
