@@ -98,7 +98,8 @@ use tokio_tungstenite::WebSocketStream;
 use crate::bybit::{interval_of, BybitCategory};
 use crate::clock::SimClock;
 use crate::data::{self, Data, Market};
-use crate::fmt::{push_fixed8, push_i64, push_json_str, push_u64};
+use crate::fmt::{push_i64, push_json_str, push_u64};
+use crate::streams::push_levels;
 use crate::SimServer;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -1010,21 +1011,6 @@ fn cross_seq(data: &Data, m: &Market, t: i64) -> (u64, i64) {
         Some(id) => (id, data.time_of(m, id)),
         None => (0, t),
     }
-}
-
-fn push_levels(s: &mut String, levels: &[(i64, i64)]) {
-    s.push('[');
-    for (i, &(p, q)) in levels.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push_str("[\"");
-        push_fixed8(s, p);
-        s.push_str("\",\"");
-        push_fixed8(s, q);
-        s.push_str("\"]");
-    }
-    s.push(']');
 }
 
 /// `{"topic":…,"type":…,"ts":…,"data":` (left open).

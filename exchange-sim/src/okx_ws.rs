@@ -89,7 +89,7 @@ use hyper::header::{
     HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use kline_interval::Interval;
@@ -109,7 +109,7 @@ use crate::market::SimMarket;
 use crate::okx::{self, OkxInstType};
 use crate::SimServer;
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+use crate::ws::{Outgoing, Ws};
 
 /// How often a session checks its timers and sends what came due.
 const TICK: Duration = Duration::from_millis(20);
@@ -1044,46 +1044,6 @@ pub(crate) async fn serve(p: Pending) {
     hub.bump(|s| s.connections_open = s.connections_open.saturating_sub(1));
 }
 
-/// What a session sends, held back by the latency: messages leave in order, each no earlier
-/// than `latency` after it was sent.
-#[derive(Default)]
-struct Outgoing {
-    latency: Duration,
-    held: VecDeque<(Instant, Message)>,
-}
-
-impl Outgoing {
-    async fn feed(&mut self, ws: &mut Ws, msg: Message) -> Result<(), ()> {
-        if self.latency.is_zero() && self.held.is_empty() {
-            return ws.feed(msg).await.map_err(drop);
-        }
-        self.held.push_back((Instant::now() + self.latency, msg));
-        Ok(())
-    }
-
-    async fn release(&mut self, ws: &mut Ws) -> Result<(), ()> {
-        let now = Instant::now();
-        let mut any = false;
-        while self.held.front().is_some_and(|(due, _)| *due <= now) {
-            let (_, msg) = self.held.pop_front().expect("front");
-            ws.feed(msg).await.map_err(drop)?;
-            any = true;
-        }
-        if any {
-            ws.flush().await.map_err(drop)?;
-        }
-        Ok(())
-    }
-
-    async fn drain(&mut self, ws: &mut Ws) -> Result<(), ()> {
-        while let Some((due, msg)) = self.held.pop_front() {
-            tokio::time::sleep_until(due).await;
-            ws.send(msg).await.map_err(drop)?;
-        }
-        Ok(())
-    }
-}
-
 /// Why a session ended.
 enum End {
     ClientGone,
@@ -1158,7 +1118,7 @@ impl Session {
 
     /// Queues a text message; `Err` when the client is gone.
     async fn send(&mut self, ws: &mut Ws, text: String) -> Result<(), ()> {
-        self.out.latency = self.hub.config.borrow().latency;
+        self.out.lag = self.hub.config.borrow().latency;
         self.out.feed(ws, Message::text(text)).await?;
         self.last_out = Instant::now();
         self.hub.bump(|s| s.messages_sent += 1);

@@ -521,8 +521,8 @@ fn push_maker(s: &mut String, buyer_maker: bool) {
     });
 }
 
-/// `[["price","qty"],…]`
-fn push_levels(s: &mut String, levels: &[(i64, i64)]) {
+/// `[["price","qty"],…]` (Binance's depth and Bybit's orderbook write levels alike).
+pub(crate) fn push_levels(s: &mut String, levels: &[(i64, i64)]) {
     s.push('[');
     for (i, &(p, q)) in levels.iter().enumerate() {
         if i > 0 {

@@ -43,7 +43,7 @@ use crate::streams::{parse_stream, Kind, PollCtx, Stream, StreamName};
 use crate::{SimStats, WsFaults};
 
 type Body = Full<Bytes>;
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
 /// How often a session checks its timers and sends the events that came due.
 const TICK: Duration = Duration::from_millis(20);
@@ -67,16 +67,17 @@ pub(crate) enum Control {
 
 /// What a session sends, held back by its lag: messages leave in order, each no earlier than
 /// `lag` after it was sent, and a close frame after the last of them. With no lag and nothing
-/// held, messages go straight to the socket.
+/// held, messages go straight to the socket. Every venue's sessions send through one (OKX's
+/// latency fault is this lag too).
 #[derive(Default)]
-struct Outgoing {
-    lag: Duration,
+pub(crate) struct Outgoing {
+    pub(crate) lag: Duration,
     held: VecDeque<(Instant, Message)>,
 }
 
 impl Outgoing {
     /// Queues `msg` on the socket (or holds it); `Err` when the client is gone.
-    async fn feed(&mut self, ws: &mut Ws, msg: Message) -> Result<(), ()> {
+    pub(crate) async fn feed(&mut self, ws: &mut Ws, msg: Message) -> Result<(), ()> {
         if self.lag.is_zero() && self.held.is_empty() {
             return ws.feed(msg).await.map_err(drop);
         }
@@ -85,7 +86,7 @@ impl Outgoing {
     }
 
     /// Sends what is due and flushes; `Err` when the client is gone.
-    async fn release(&mut self, ws: &mut Ws) -> Result<(), ()> {
+    pub(crate) async fn release(&mut self, ws: &mut Ws) -> Result<(), ()> {
         let now = Instant::now();
         let mut any = false;
         while self.held.front().is_some_and(|(due, _)| *due <= now) {
@@ -100,7 +101,7 @@ impl Outgoing {
     }
 
     /// Sends everything held, each message when it is due (at most the lag from now).
-    async fn drain(&mut self, ws: &mut Ws) -> Result<(), ()> {
+    pub(crate) async fn drain(&mut self, ws: &mut Ws) -> Result<(), ()> {
         while let Some((due, msg)) = self.held.pop_front() {
             tokio::time::sleep_until(due).await;
             ws.send(msg).await.map_err(drop)?;
