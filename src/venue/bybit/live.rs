@@ -28,10 +28,8 @@ use super::{rules, BybitSession};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
 use crate::record::{tag, BookTickerRecord, Candle, RankedTrade, RecordBatch, TradeId};
-use crate::registry::{time_rank, LiveType, Origin};
-use crate::source_mode::SourceMode;
+use crate::registry::{LiveType, Origin};
 use crate::time_range::TimeRange;
-use crate::venue::history::{History, HistoryContext};
 use crate::venue::live::book::Book;
 use crate::venue::live::wire::{Grammar, Keepalive, Read, StreamPlan};
 use crate::venue::live::{ConnectionAllowance, LiveFeed, LiveScope, RangePos, SymbolState};
@@ -90,25 +88,6 @@ impl BybitFeed {
 
     fn market(&self) -> Market {
         self.session.market
-    }
-
-    /// A history context for a backfill of `symbol` over `span`.
-    fn backfill_ctx(&self, symbol: &Arc<str>, span: TimeRange) -> HistoryContext {
-        HistoryContext {
-            clock: self.session.clock(),
-            archive: None,
-            mode: SourceMode::Rest,
-            venue: Venue::Bybit,
-            market: self.market(),
-            symbol: symbol.clone(),
-            range: span,
-            page_limit: self.scope.page_limit,
-            kline_page_limit: self.scope.kline_page_limit,
-            concurrency: self.scope.concurrency,
-            status: self.scope.status.clone(),
-            stop: self.scope.stop.clone(),
-            resume: None,
-        }
     }
 }
 
@@ -223,14 +202,9 @@ impl LiveFeed for BybitFeed {
         Box::pin(async move {
             match self.scope.live_type {
                 LiveType::Candles(iv) => {
-                    let from = match st.cursor.last {
-                        Some(last) => iv.next_open(last),
-                        None => iv.align_up(range.start_ms),
-                    };
-                    if from < range.end_ms {
-                        self.fill_candles(st, iv, from, range.end_ms).await?;
-                    }
-                    Ok(())
+                    let history = self.klines(iv);
+                    let clock = self.session.clock();
+                    self.scope.close_candles(st, range, &history, clock).await
                 }
                 // What the stream missed at the end is in recent-trade, if anywhere.
                 LiveType::Trades => self.fill_trades(st, range.end_ms).await,
@@ -368,30 +342,17 @@ impl BybitFeed {
         quantity: &str,
         side: &str,
     ) -> Result<()> {
-        if !self.scope.gate(st, time) {
-            return Ok(());
-        }
-        let Some(rank) = st.ties.offer(time, id) else {
-            st.out.summary.duplicates_dropped += 1;
+        let Some(ordinal) = self.scope.rank_trade(st, time, id)? else {
             return Ok(());
         };
-        let ordinal = time_rank::ordinal(time, rank).ok_or_else(|| {
-            LoaderError::Exchange(format!(
-                "a Bybit trade at {time} (ms) cannot be keyed: more than {} trades at one millisecond",
-                time_rank::PER_MS
-            ))
-        })?;
-        if st.cursor.admit(time, ordinal) {
-            st.batch.push_ranked_trade(&RankedTrade {
-                ordinal,
-                id: self.trade_id(id),
-                price,
-                quantity,
-                time,
-                is_buyer_maker: buyer_maker(side)?,
-            })?;
-        }
-        Ok(())
+        st.batch.push_ranked_trade(&RankedTrade {
+            ordinal,
+            id: self.trade_id(id),
+            price,
+            quantity,
+            time,
+            is_buyer_maker: buyer_maker(side)?,
+        })
     }
 
     async fn on_trades(&self, st: &mut SymbolState, push: Push<Vec<WsTrade<'_>>>) -> Result<()> {
@@ -491,6 +452,7 @@ impl BybitFeed {
         push: Push<Vec<WsCandle<'_>>>,
     ) -> Result<()> {
         self.scope.note_event(push.ts);
+        let history = self.klines(iv);
         for k in &push.data {
             let candle = Candle {
                 open_time: k.start,
@@ -502,63 +464,19 @@ impl BybitFeed {
                 volume: &k.volume,
                 quote_volume: &k.turnover,
             };
-            if !k.confirm {
-                // Updates of the open candle share its _key: published only on request, and
-                // never for a candle already published closed.
-                if self.scope.cfg.all_kline_updates
-                    && self.scope.position(k.start) == RangePos::In
-                    && st.cursor.last.is_none_or(|l| k.start > l)
-                {
-                    st.batch.push_candle(iv.as_str(), &candle)?;
-                }
-                continue;
-            }
-            if !self.scope.gate(st, k.start) {
-                continue;
-            }
-            let from = match st.cursor.last {
-                Some(last) => Some(iv.next_open(last)),
-                None => self.scope.range.map(|r| iv.align_up(r.start_ms)),
-            };
-            if let Some(from) = from.filter(|&f| f < k.start) {
-                self.fill_candles(st, iv, from, k.start).await?;
-            }
-            if st.cursor.admit(k.start, k.start) {
-                st.batch.push_candle(iv.as_str(), &candle)?;
-            }
+            self.scope
+                .candle(st, k.confirm, &candle, &history, self.session.clock())
+                .await?;
         }
         Ok(())
     }
 
-    /// Closed candles with open time in `[from, to)`, over REST (Bybit's klines history).
-    async fn fill_candles(
-        &self,
-        st: &mut SymbolState,
-        iv: kline_interval::Interval,
-        from: i64,
-        to: i64,
-    ) -> Result<()> {
-        st.flush().await?;
-        tracing::info!(symbol = %st.symbol, from, to, "fetching candles the stream did not deliver");
-        let history = BybitKlines {
-            interval: iv,
+    /// Bybit's candle history, which fills what the stream missed.
+    fn klines(&self, interval: kline_interval::Interval) -> BybitKlines {
+        BybitKlines {
+            interval,
             session: self.session.clone(),
-        };
-        // Closed and settled candles only: the one still open is published when it closes.
-        let span = TimeRange {
-            start_ms: from,
-            end_ms: to.min(history.settled_end(self.now_ms())),
-        };
-        if span.start_ms >= span.end_ms {
-            return Ok(());
         }
-        let ctx = self.backfill_ctx(&st.symbol, span);
-        let before = st.out.summary.records;
-        history
-            .load_rest(&ctx, span, &mut st.cursor, &mut st.out)
-            .await?;
-        st.out.summary.backfilled += st.out.summary.records - before;
-        Ok(())
     }
 
     /// `orderbook.1`: the best bid and ask, published once per update id (Bybit repeats an

@@ -18,12 +18,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
+use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::RecordBatch;
-use crate::registry::{LiveType, Origin};
+use crate::record::{Candle, RecordBatch};
+use crate::registry::{time_rank, LiveType, Origin};
+use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
-use crate::venue::history::{Cursor, Emitter, Progress};
+use crate::venue::history::{Cursor, Emitter, History, HistoryContext, Progress, VenueClock};
 use book::Book;
 use wire::{Grammar, StreamPlan};
 
@@ -99,6 +100,137 @@ impl LiveScope {
     /// The end of the range, or forever.
     pub fn end_ms(&self) -> i64 {
         self.range.map_or(i64::MAX, |r| r.end_ms)
+    }
+
+    /// A trade of a venue whose trades are ordered by time alone (their ids order nothing):
+    /// inside the range, ranked among its millisecond's trades by id ([`Ties`]), and admitted
+    /// by the cursor. `Some(ordinal)` ([`time_rank`]) when it is to be published; a trade
+    /// offered twice is counted as a duplicate dropped.
+    pub fn rank_trade(&self, st: &mut SymbolState, time: i64, id: &str) -> Result<Option<i64>> {
+        if !self.gate(st, time) {
+            return Ok(None);
+        }
+        let Some(rank) = st.ties.offer(time, id) else {
+            st.out.summary.duplicates_dropped += 1;
+            return Ok(None);
+        };
+        let ordinal = time_rank::ordinal(time, rank).ok_or_else(|| {
+            LoaderError::Exchange(format!(
+                "a trade at {time} (ms) cannot be keyed: more than {} trades at one millisecond",
+                time_rank::PER_MS
+            ))
+        })?;
+        Ok(st.cursor.admit(time, ordinal).then_some(ordinal))
+    }
+
+    /// A candle from a stream: an update of the open one (published only with
+    /// `WS_ALL_KLINE_UPDATES`, never after the candle was published closed), or a closed one,
+    /// published after what the stream missed before it, fetched through `history`.
+    pub async fn candle(
+        &self,
+        st: &mut SymbolState,
+        closed: bool,
+        candle: &Candle<'_>,
+        history: &dyn History,
+        clock: VenueClock,
+    ) -> Result<()> {
+        let Some(iv) = candle_interval(self.live_type) else {
+            return Ok(());
+        };
+        let open = candle.open_time;
+        if !closed {
+            // Updates of the open candle share its _key.
+            if self.cfg.all_kline_updates
+                && self.position(open) == RangePos::In
+                && st.cursor.last.is_none_or(|l| open > l)
+            {
+                st.batch.push_candle(iv.as_str(), candle)?;
+            }
+            return Ok(());
+        }
+        if !self.gate(st, open) {
+            return Ok(());
+        }
+        let from = match st.cursor.last {
+            Some(last) => Some(iv.next_open(last)),
+            None => self.range.map(|r| iv.align_up(r.start_ms)),
+        };
+        if let Some(from) = from.filter(|&f| f < open) {
+            self.backfill(st, history, clock, from, open).await?;
+        }
+        if st.cursor.admit(open, open) {
+            st.batch.push_candle(iv.as_str(), candle)?;
+        }
+        Ok(())
+    }
+
+    /// What the stream did not deliver of `[from, to)`, loaded through the venue's `history`
+    /// over REST (settled records only: a candle still open is published when it closes), after
+    /// the stream's records received so far.
+    pub async fn backfill(
+        &self,
+        st: &mut SymbolState,
+        history: &dyn History,
+        clock: VenueClock,
+        from: i64,
+        to: i64,
+    ) -> Result<()> {
+        let span = TimeRange {
+            start_ms: from,
+            end_ms: to.min(history.settled_end(clock.now_ms())),
+        };
+        if span.start_ms >= span.end_ms {
+            return Ok(());
+        }
+        st.flush().await?;
+        tracing::info!(symbol = %st.symbol, from, to, "fetching what the stream did not deliver");
+        let ctx = HistoryContext {
+            clock,
+            archive: None,
+            mode: SourceMode::Rest,
+            venue: st.batch.venue,
+            market: st.batch.market,
+            symbol: st.symbol.clone(),
+            range: span,
+            page_limit: self.page_limit,
+            kline_page_limit: self.kline_page_limit,
+            concurrency: self.concurrency,
+            status: self.status.clone(),
+            stop: self.stop.clone(),
+            resume: None,
+        };
+        let before = st.out.summary.records;
+        history
+            .load_rest(&ctx, span, &mut st.cursor, &mut st.out)
+            .await?;
+        st.out.summary.backfilled += st.out.summary.records - before;
+        Ok(())
+    }
+
+    /// At the range's end, for candles: the closed candles the stream did not deliver.
+    pub async fn close_candles(
+        &self,
+        st: &mut SymbolState,
+        range: TimeRange,
+        history: &dyn History,
+        clock: VenueClock,
+    ) -> Result<()> {
+        let Some(iv) = candle_interval(self.live_type) else {
+            return Ok(());
+        };
+        let from = match st.cursor.last {
+            Some(last) => iv.next_open(last),
+            None => iv.align_up(range.start_ms),
+        };
+        self.backfill(st, history, clock, from, range.end_ms).await
+    }
+}
+
+/// The interval of a candle type.
+fn candle_interval(t: LiveType) -> Option<kline_interval::Interval> {
+    match t {
+        LiveType::Candles(iv) => Some(iv),
+        _ => None,
     }
 }
 
