@@ -165,6 +165,8 @@ async fn connect_and_read(
         }
     }
     let mut unanswered = plan.subscribe.len();
+    // A venue may answer a request more than once (one answer per topic): connected once.
+    let mut connected = plan.subscribe.is_empty();
     // Liveness: any frame counts. A quiet stream (futures servers ping only every 3 minutes, an
     // illiquid symbol's liquidations may not come for longer) is probed with a ping of our own
     // halfway through the idle timeout; only a connection that answers nothing is dead.
@@ -238,7 +240,8 @@ async fn connect_and_read(
                     Read::Event { stream, data } => event_message(conn, &text, &stream, data),
                     Read::Answered => {
                         unanswered = unanswered.saturating_sub(1);
-                        if unanswered == 0 {
+                        if unanswered == 0 && !connected {
+                            connected = true;
                             if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
                                 return stop.reason();
                             }

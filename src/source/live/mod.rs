@@ -112,7 +112,9 @@ impl LiveSource {
                 out: Emitter::new(tx.clone(), s, scope.status.clone()),
                 batch: RecordBatch::new(self.feed.venue(), self.feed.market(), s.clone(), 256),
                 cursor: {
-                    let mut c = Cursor::new(scope.live_type.record_kind(), range);
+                    // Trades of a venue whose ids count nothing are ranked by time: no id gaps.
+                    let sequence = scope.live_type.record_kind().sequence_at(self.feed.venue());
+                    let mut c = Cursor::for_sequence(sequence, range);
                     c.last = self.resume.get(&**s).map(|p| p.ordinal);
                     c
                 },

@@ -49,7 +49,7 @@ pub fn streams(t: LiveType) -> Result<(), String> {
         },
         _ => Err(
             "Bybit's streams are loaded as ws_trades, ws_candles_<interval>, \
-                  ws_book_ticker and ws_orderbook"
+                  ws_bookticker and ws_orderbook"
                 .into(),
         ),
     }

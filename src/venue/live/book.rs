@@ -7,20 +7,20 @@ use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::record::{OrderBookRecord, RecordBatch};
 
-/// A price as an integer of 1e-8 units, so levels sort exactly.
+/// A price as an integer of 1e-18 units, so levels sort exactly whatever the venue's tick (a
+/// coin priced in billionths too).
 fn price_key(p: &str) -> Option<i128> {
     let (int, frac) = p.split_once('.').unwrap_or((p, ""));
-    if frac.len() > 18 {
+    if frac.len() > 18 || (int.is_empty() && frac.is_empty()) {
         return None;
     }
-    let mut v: i128 = int.parse().ok()?;
-    let mut digits = 0;
-    for ch in frac.bytes().take(8) {
-        v = v * 10 + (ch as char).to_digit(10)? as i128;
-        digits += 1;
-    }
-    for _ in digits..8 {
-        v *= 10;
+    let mut v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    for i in 0..18 {
+        let digit = match frac.as_bytes().get(i) {
+            Some(b) => (*b as char).to_digit(10)? as i128,
+            None => 0,
+        };
+        v = v.checked_mul(10)?.checked_add(digit)?;
     }
     Some(v)
 }
@@ -116,6 +116,17 @@ impl Book {
         self.needs_snapshot = true;
     }
 
+    /// The best `depth` levels of each side, best first, as the venue wrote them.
+    pub fn top(&self, depth: usize) -> (Vec<[&str; 2]>, Vec<[&str; 2]>) {
+        fn level((p, q): &(String, String)) -> [&str; 2] {
+            [p.as_str(), q.as_str()]
+        }
+        (
+            self.bids.values().rev().take(depth).map(level).collect(),
+            self.asks.values().take(depth).map(level).collect(),
+        )
+    }
+
     /// Pushes a snapshot of the top `depth` levels when the book changed since the last one.
     pub fn publish(&mut self, symbol: &str, depth: usize, batch: &mut RecordBatch) -> Result<()> {
         if self.needs_snapshot
@@ -124,19 +135,7 @@ impl Book {
         {
             return Ok(());
         }
-        let bids: Vec<[&str; 2]> = self
-            .bids
-            .values()
-            .rev()
-            .take(depth)
-            .map(|(p, q)| [p.as_str(), q.as_str()])
-            .collect();
-        let asks: Vec<[&str; 2]> = self
-            .asks
-            .values()
-            .take(depth)
-            .map(|(p, q)| [p.as_str(), q.as_str()])
-            .collect();
+        let (bids, asks) = self.top(depth);
         let key = batch.key(crate::record::tag::ORDER_BOOK, self.last_update_id);
         let market = batch.venue.market_name(batch.market);
         let exchange = batch.venue.record_field();
@@ -166,9 +165,14 @@ mod tests {
 
     #[test]
     fn prices_sort_exactly() {
-        assert_eq!(price_key("33365.39000000"), Some(3_336_539_000_000));
-        assert_eq!(price_key("0.00000001"), Some(1));
-        assert_eq!(price_key("12"), Some(1_200_000_000));
+        const E18: i128 = 1_000_000_000_000_000_000;
+        assert_eq!(price_key("33365.39000000"), Some(3_336_539 * E18 / 100));
+        assert_eq!(price_key("0.00000001"), Some(E18 / 100_000_000));
+        assert_eq!(price_key("12"), Some(12 * E18));
+        assert!(
+            price_key("0.000000001") > price_key("0.0000000009"),
+            "past 8 decimals"
+        );
         assert!(price_key("1.2x").is_none());
         assert!(is_zero("0.00000000") && !is_zero("0.00000001"));
     }

@@ -165,8 +165,8 @@ impl LiveScope {
     }
 
     /// What the stream did not deliver of `[from, to)`, loaded through the venue's `history`
-    /// over REST (settled records only: a candle still open is published when it closes), after
-    /// the stream's records received so far.
+    /// over REST once the venue has settled all of it, after the stream's records received so
+    /// far.
     pub async fn backfill(
         &self,
         st: &mut SymbolState,
@@ -175,13 +175,29 @@ impl LiveScope {
         from: i64,
         to: i64,
     ) -> Result<()> {
-        let span = TimeRange {
-            start_ms: from,
-            end_ms: to.min(history.settled_end(clock.now_ms())),
-        };
-        if span.start_ms >= span.end_ms {
+        if from >= to {
             return Ok(());
         }
+        // A venue answers a record over REST some time after the stream had it (OKX's
+        // candles a minute after they close): the span is asked for once all of it is
+        // settled, never cut short, so nothing after it is published past a hole.
+        loop {
+            let settled = history.settled_end(clock.now_ms());
+            if settled >= to {
+                break;
+            }
+            // Settling moves in steps (a candle's close), so it is looked at again each second.
+            let wait = (to - settled).clamp(1, 1_000) as u64;
+            tracing::debug!(symbol = %st.symbol, wait_ms = wait, "waiting until the venue answers what the stream did not deliver");
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                _ = self.stop.cancelled() => return Err(LoaderError::Cancelled),
+            }
+        }
+        let span = TimeRange {
+            start_ms: from,
+            end_ms: to,
+        };
         st.flush().await?;
         tracing::info!(symbol = %st.symbol, from, to, "fetching what the stream did not deliver");
         let ctx = HistoryContext {
