@@ -241,6 +241,15 @@ pub struct JobArgs {
     )]
     pub okx_api_url: String,
 
+    /// OKX's WebSocket host (EXCHANGE=okx, live types; /ws/v5/public or /ws/v5/business is added per channel)
+    #[arg(
+        long,
+        env = "OKX_WS_URL",
+        default_value = okx_url(|s| s.ws_url(crate::market::Market::Spot).expect("OKX streams")),
+        value_name = "URL"
+    )]
+    pub okx_ws_url: String,
+
     /// Binance spot REST base URL (the exchange simulator's URL in tests)
     #[arg(
         long,
@@ -750,6 +759,7 @@ impl JobArgs {
             "BYBIT_WS_URL" => &self.bybit_ws_url,
             "OKX_API_URL" => &self.okx_api_url,
             "OKX_ARCHIVE_URL" => &self.okx_archive_url,
+            "OKX_WS_URL" => &self.okx_ws_url,
             _ => return None,
         })
     }

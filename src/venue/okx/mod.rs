@@ -1,11 +1,13 @@
 //! OKX (`EXCHANGE=okx`): its v5 REST API for the spot, swap (perpetual) and futures (dated)
 //! markets. Its rules live in [`rules`], the client that keeps to them in [`rest`], and what it
-//! serves of each history type in [`klines`], [`trades`], [`funding`] and [`open_interest`]. A session ([`OkxSession`]) is what the job and
-//! `verify` take through the seam. OKX's terms restrict redistributing its market data (the
+//! serves of each history type in [`klines`], [`trades`], [`funding`] and [`open_interest`];
+//! its live types come from its public WebSocket ([`live`]). A session ([`OkxSession`]) is
+//! what the job and `verify` take through the seam. OKX's terms restrict redistributing its market data (the
 //! README says so).
 
 pub mod funding;
 pub mod klines;
+pub mod live;
 pub mod open_interest;
 pub mod rest;
 pub mod rules;
@@ -31,7 +33,8 @@ use rest::{OkxClient, OkxError};
 /// serve. Candles over REST, every bar OKX aligns to UTC, on every market; trades over REST,
 /// the last three months, on every market; funding rates of
 /// the perpetuals (`MARKET=swap`), the last three months; open interest of the contracts
-/// (`swap`, `futures`), the latest 1,440 periods.
+/// (`swap`, `futures`), the latest 1,440 periods. Live: trades, closed candles of the same bars,
+/// the best bid and ask and a local order book, on every market.
 pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
     match data_type {
         DataType::History(HistoryType::FuturesData(FuturesSeries::OpenInterest, _))
@@ -68,10 +71,14 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
                 rules::BARS
             )),
         },
+        DataType::Live(t) => {
+            live::streams(t).map_err(|e| format!("TYPE {}: {e}", data_type.name()))
+        }
         other => Err(format!(
             "TYPE {} is not loaded from OKX yet: EXCHANGE=okx loads candles \
              (api_candles_<interval>), trades (api_raw_trades), funding rates \
-             (api_funding_rate) and open interest (api_open_interest_<period>)",
+             (api_funding_rate) and open interest (api_open_interest_<period>), and streams \
+             ws_trades, ws_candles_<interval>, ws_bookticker and ws_orderbook",
             other.name()
         )),
     }
@@ -223,6 +230,15 @@ impl crate::venue::Session for OkxSession {
             }
             _ => None,
         }
+    }
+
+    fn live(
+        self: Arc<Self>,
+        scope: crate::venue::live::LiveScope,
+        ws_url: String,
+    ) -> Option<Arc<dyn crate::venue::live::LiveFeed>> {
+        serves(DataType::Live(scope.live_type), self.market).ok()?;
+        Some(Arc::new(live::OkxFeed::new(self, scope, ws_url)))
     }
 }
 

@@ -43,6 +43,22 @@ impl VenueSpec for OkxSpec {
         }
     }
 
+    fn ws_url(&self, _market: Market) -> Option<UrlVar> {
+        Some(UrlVar {
+            var: "OKX_WS_URL",
+            default: rules::DEFAULT_WS_URL,
+        })
+    }
+
+    fn stream_base(&self, url: &str) -> String {
+        // The host, however the URL was written (with a service's `/ws/v5/...` or not).
+        let url = url.trim().trim_end_matches('/');
+        match url.find("/ws/v5") {
+            Some(at) => url[..at].to_string(),
+            None => url.to_string(),
+        }
+    }
+
     fn archive_url(&self) -> Option<UrlVar> {
         Some(UrlVar {
             var: "OKX_ARCHIVE_URL",
