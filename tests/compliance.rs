@@ -176,6 +176,13 @@ async fn every_registered_type_loads_on_every_market_and_verifies() {
         ..SimConfig::default()
     })
     .await;
+    // Every live job of the test connects from this one address within a second or two, each
+    // process keeping to OKX's 3 connections a second on its own: together they would be refused
+    // by the simulator's per-IP limit and some would connect past their ranges of seconds.
+    sim.set_okx_ws_config(exchange_sim::okx_ws::OkxWsConfig {
+        max_connections_per_sec: 1_000,
+        ..sim.okx_ws_config()
+    });
 
     let mut cases: Vec<Case> = Vec::new();
     for entry in TYPES {

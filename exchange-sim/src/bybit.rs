@@ -308,8 +308,7 @@ fn recent_trades(query: &Query, data: &Data, now: i64) -> Answer {
     // Look back far enough to hold `limit` trades (a quiet symbol: up to a day).
     let mut back = 60_000;
     let trades = loop {
-        let Some(t) =
-            crate::bybit_archive::trades_between(data, category, symbol, now - back, now)
+        let Some(t) = crate::bybit_archive::trades_between(data, category, symbol, now - back, now)
         else {
             return param_error("Not supported symbols", now);
         };
