@@ -362,7 +362,7 @@ impl BybitFeed {
         };
         if st.interrupted && self.scope.position(first.T) != RangePos::Before {
             st.interrupted = false;
-            self.fill_trades(st, first.T).await?;
+            Box::pin(self.fill_trades(st, first.T)).await?;
         }
         for t in &push.data {
             self.offer_trade(st, t.T, &t.i, &t.p, &t.v, &t.S)?;

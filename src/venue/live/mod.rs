@@ -156,7 +156,8 @@ impl LiveScope {
             None => self.range.map(|r| iv.align_up(r.start_ms)),
         };
         if let Some(from) = from.filter(|&f| f < open) {
-            self.backfill(st, history, clock, from, open).await?;
+            // Boxed: an event's future stays small, and only a gap pays for the backfill's.
+            Box::pin(self.backfill(st, history, clock, from, open)).await?;
         }
         if st.cursor.admit(open, open) {
             st.batch.push_candle(iv.as_str(), candle)?;
@@ -376,7 +377,8 @@ pub trait LiveFeed: Send + Sync + 'static {
     fn ordinal(&self, data: &str) -> Option<i64>;
 
     /// One stream event of `st`'s symbol: its records into `st.batch` (what a gap before it
-    /// lost fetched first, where the venue serves it).
+    /// lost fetched first, where the venue serves it). The future is boxed for every event:
+    /// a feed boxes its rare backfills inside it, so that it stays small.
     fn on_event<'a>(&'a self, st: &'a mut SymbolState, data: &'a str) -> BoxFuture<'a, Result<()>>;
 
     /// At the range's end: what the stream did not deliver, fetched where the venue serves

@@ -569,7 +569,7 @@ impl OkxFeed {
             // since the last trade published (or the range's start) is fetched.
             st.interrupted = false;
             let reach = (self.scope.position(first.time) == RangePos::In).then_some(first.id);
-            self.fill_trades(st, first.time, reach).await?;
+            Box::pin(self.fill_trades(st, first.time, reach)).await?;
         }
         for t in trades {
             let seen = self.see_trade_id(&st.symbol, t.id);
@@ -582,7 +582,7 @@ impl OkxFeed {
                     count = t.count,
                     "OKX's trades stream skipped trades or aggregated them: fetching them from history-trades"
                 );
-                self.fill_trades(st, t.time, Some(t.id)).await?;
+                Box::pin(self.fill_trades(st, t.time, Some(t.id))).await?;
             }
             if t.count > 1 {
                 // It stands for several trades: they are published one by one from REST.

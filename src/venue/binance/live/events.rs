@@ -242,7 +242,7 @@ impl BinanceFeed {
                     None => self.scope.range.map(|r| iv.align_up(r.start_ms)),
                 };
                 if let Some(from) = from.filter(|&f| f < k.t) {
-                    self.fill_candles(st, iv, from, k.t).await?;
+                    Box::pin(self.fill_candles(st, iv, from, k.t)).await?;
                 }
                 if st.cursor.admit(k.t, k.t) {
                     st.batch.push_kline(iv.as_str(), &k.raw())?;
@@ -376,7 +376,7 @@ impl BinanceFeed {
                     if book::apply(&mut st.book, &d) == Applied::Ok {
                         break;
                     }
-                    self.load_snapshot(st).await?;
+                    Box::pin(self.load_snapshot(st)).await?;
                 }
             }
         }
@@ -390,6 +390,20 @@ impl BinanceFeed {
         if !self.scope.gate(st, time) {
             return Ok(false);
         }
+        let may_miss = match st.cursor.next_id() {
+            Some(next) => id > next,
+            None => self.scope.range.is_some_and(|r| r.start_ms < time),
+        };
+        if may_miss {
+            // Boxed: the future of every event stays small (the seam boxes one per event), and
+            // only a gap pays for the backfill's.
+            Box::pin(self.fill_before(st, time, id)).await?;
+        }
+        Ok(true)
+    }
+
+    /// [`before_trade`](Self::before_trade)'s backfill.
+    async fn fill_before(&self, st: &mut SymbolState, time: i64, id: u64) -> Result<()> {
         let end_time = self.scope.range.map_or(i64::MAX, |r| r.end_ms);
         match st.cursor.next_id() {
             Some(next) if id > next => self.fill_trades(st, next, Some(id), end_time).await?,
@@ -407,6 +421,6 @@ impl BinanceFeed {
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 }
