@@ -20,7 +20,7 @@ use crate::venue::live::wire::{FramePart, Grammar, Read, StreamMessage, StreamPl
 /// answering pings) while the source is busy with a backfill or a paced snapshot; once more
 /// than [`MAX_WS_BACKLOG`](crate::bounds::MAX_WS_BACKLOG) waits, the connection is given up
 /// like a dropped one (what it carried is backfilled where the venue allows), instead of the
-/// reader stopping until Binance closes it for pongs that never came.
+/// reader stopping until the venue closes it for pongs that never came.
 struct Outbox {
     held: VecDeque<StreamMessage>,
     bytes: usize,

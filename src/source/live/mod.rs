@@ -1,13 +1,14 @@
-//! `LiveSource`: live WebSocket data (`ws_*` types) for a set of symbols over combined streams,
-//! with nothing lost and nothing doubled across reconnects, rotations and server shutdowns.
+//! `LiveSource`: live WebSocket data (`ws_*` types) of any venue for a set of symbols on one
+//! connection, with nothing lost and nothing doubled across reconnects, rotations and server
+//! shutdowns.
 //!
-//! The module is split by concern: `supervisor` owns the connections (replacement, rotation,
-//! backoff), `handover` orders the events of a connection and its replacement during a switch,
-//! `events` turns stream events into records, `backfill` fetches over REST what the
-//! stream did not deliver (after a gap, before the first event of a range that started in the
-//! past, and at the range's end), and `book` keeps local order books. This file runs the loop
-//! that ties them together: every connection's events go through it, so de-duplication is a
-//! comparison with the last id published per symbol ([`Cursor`]).
+//! The module is split by concern: `connection` runs one WebSocket connection (reading frames
+//! through the venue's grammar), `supervisor` owns the connections (replacement, rotation,
+//! backoff), `handover` orders the events of a connection and its replacement during a switch.
+//! The venue's [`LiveFeed`] turns events into records and fetches over REST what the stream
+//! did not deliver. This file runs the loop that ties them together: every connection's events
+//! go through it, so de-duplication is a comparison with the last ordinal published per symbol
+//! ([`Cursor`]).
 
 mod connection;
 mod handover;
@@ -162,7 +163,7 @@ impl LiveSource {
         let is_book = scope.live_type == LiveType::OrderBook;
         let close_at = self.range().map(|r| self.close_at(r));
 
-        // Whether Binance ever accepted the streams (a connection whose subscriptions were all
+        // Whether the venue ever accepted the streams (a connection whose subscriptions were all
         // acknowledged): what tells a quiet stream from one that was never there.
         let mut subscribed = false;
         // A connection switch in progress.
@@ -380,10 +381,10 @@ impl LiveSource {
     }
 
     /// A stream that delivered nothing for a whole range, while the exchange had records in it,
-    /// is misconfigured (for example a `BINANCE_WS_URL` path Binance does not serve): the range
-    /// was completed over REST, but the job must not look healthy. A stream that pushes only
-    /// when something happens (liquidations) may be quiet for a whole range: once Binance
-    /// accepted it, silence is the answer.
+    /// is misconfigured (for example a stream URL path the venue does not serve): the range was
+    /// completed over REST, but the job must not look healthy. A stream that pushes only when
+    /// something happens (liquidations) may be quiet for a whole range: once the venue accepted
+    /// it, silence is the answer.
     fn check_stream_delivered(
         &self,
         states: &[SymbolState],

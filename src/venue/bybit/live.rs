@@ -151,17 +151,17 @@ impl LiveFeed for BybitFeed {
 
     fn ordinal(&self, data: &str) -> Option<i64> {
         match self.scope.live_type {
-            LiveType::Trades => serde_json::from_str::<Push<Vec<TradeTime>>>(data)
+            LiveType::Trades => serde_json::from_str::<Push<'_, Vec<TradeTime>>>(data)
                 .ok()?
                 .data
                 .first()
                 .map(|t| t.T),
-            LiveType::Candles(_) => serde_json::from_str::<Push<Vec<CandleStart>>>(data)
+            LiveType::Candles(_) => serde_json::from_str::<Push<'_, Vec<CandleStart>>>(data)
                 .ok()?
                 .data
                 .first()
                 .map(|c| c.start),
-            _ => serde_json::from_str::<Push<UpdateId>>(data)
+            _ => serde_json::from_str::<Push<'_, UpdateId>>(data)
                 .ok()
                 .map(|p| p.data.u as i64),
         }
@@ -174,19 +174,19 @@ impl LiveFeed for BybitFeed {
             };
             match self.scope.live_type {
                 LiveType::Trades => {
-                    let push: Push<Vec<WsTrade>> = serde_json::from_str(data).map_err(bad)?;
+                    let push: Push<'_, Vec<WsTrade>> = serde_json::from_str(data).map_err(bad)?;
                     self.on_trades(st, push).await
                 }
                 LiveType::Candles(iv) => {
-                    let push: Push<Vec<WsCandle>> = serde_json::from_str(data).map_err(bad)?;
+                    let push: Push<'_, Vec<WsCandle>> = serde_json::from_str(data).map_err(bad)?;
                     self.on_candles(st, iv, push).await
                 }
                 LiveType::BookTicker => {
-                    let push: Push<WsBook> = serde_json::from_str(data).map_err(bad)?;
+                    let push: Push<'_, WsBook> = serde_json::from_str(data).map_err(bad)?;
                     self.on_best(st, push)
                 }
                 _ => {
-                    let push: Push<WsBook> = serde_json::from_str(data).map_err(bad)?;
+                    let push: Push<'_, WsBook> = serde_json::from_str(data).map_err(bad)?;
                     self.on_book(st, push);
                     Ok(())
                 }
@@ -223,10 +223,11 @@ impl LiveFeed for BybitFeed {
 
 /// A topic's message: `{"topic","type","ts","data"}` (the fields read).
 #[derive(Deserialize)]
-struct Push<T> {
+struct Push<'a, T> {
     ts: i64,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
+    /// Borrowed from the frame: read on every message.
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
     data: T,
 }
 
@@ -355,7 +356,11 @@ impl BybitFeed {
         })
     }
 
-    async fn on_trades(&self, st: &mut SymbolState, push: Push<Vec<WsTrade<'_>>>) -> Result<()> {
+    async fn on_trades(
+        &self,
+        st: &mut SymbolState,
+        push: Push<'_, Vec<WsTrade<'_>>>,
+    ) -> Result<()> {
         self.scope.note_event(push.ts);
         let Some(first) = push.data.first() else {
             return Ok(());
@@ -449,7 +454,7 @@ impl BybitFeed {
         &self,
         st: &mut SymbolState,
         iv: kline_interval::Interval,
-        push: Push<Vec<WsCandle<'_>>>,
+        push: Push<'_, Vec<WsCandle<'_>>>,
     ) -> Result<()> {
         self.scope.note_event(push.ts);
         let history = self.klines(iv);
@@ -481,7 +486,7 @@ impl BybitFeed {
 
     /// `orderbook.1`: the best bid and ask, published once per update id (Bybit repeats an
     /// unchanged one every 3 s).
-    fn on_best(&self, st: &mut SymbolState, push: Push<WsBook<'_>>) -> Result<()> {
+    fn on_best(&self, st: &mut SymbolState, push: Push<'_, WsBook<'_>>) -> Result<()> {
         self.scope.note_event(push.ts);
         let d = &push.data;
         if !self.scope.gate(st, push.ts) {
@@ -525,7 +530,7 @@ impl BybitFeed {
 
     /// `orderbook.{depth}`: a snapshot replaces the book; a delta applies when it follows the
     /// last update, else the book waits for the fresh subscription it asks for.
-    fn on_book(&self, st: &mut SymbolState, push: Push<WsBook<'_>>) {
+    fn on_book(&self, st: &mut SymbolState, push: Push<'_, WsBook<'_>>) {
         self.scope.note_event(push.ts);
         // Messages before the range build the book (its snapshot comes first); the live
         // source publishes it from the range's start.

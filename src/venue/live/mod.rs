@@ -300,7 +300,10 @@ impl SymbolState {
 #[derive(Debug, Default)]
 pub struct Ties {
     time: Option<i64>,
-    ids: Vec<Box<str>>,
+    /// The ids of the latest millisecond are the first `len`; the strings are reused from one
+    /// millisecond to the next, so a steady stream allocates none.
+    ids: Vec<String>,
+    len: usize,
 }
 
 impl Ties {
@@ -311,23 +314,30 @@ impl Ties {
         match self.time {
             Some(t) if time < t => return None,
             Some(t) if time == t => {
-                if self.ids.iter().any(|i| &**i == id) {
+                if self.ids[..self.len].iter().any(|i| i == id) {
                     return None;
                 }
             }
             _ => {
                 self.time = Some(time);
-                self.ids.clear();
+                self.len = 0;
             }
         }
-        self.ids.push(id.into());
-        Some(self.ids.len() as u32 - 1)
+        match self.ids.get_mut(self.len) {
+            Some(slot) => {
+                slot.clear();
+                slot.push_str(id);
+            }
+            None => self.ids.push(id.to_string()),
+        }
+        self.len += 1;
+        Some(self.len as u32 - 1)
     }
 
     /// Forgets everything offered: the next record starts its millisecond at rank 0.
     pub fn reset(&mut self) {
         self.time = None;
-        self.ids.clear();
+        self.len = 0;
     }
 }
 
