@@ -219,7 +219,8 @@ async fn okx_trades_survive_swallowed_messages_and_a_dropped_connection() {
     let sim = busy_sim().await;
     let topic = fresh_topic("okx-ws-trades-gaps");
     let inst = "BTC-USDT-SWAP";
-    let range = live_range_after(sim.clock().now_ms(), 7);
+    // Long enough that the faults below land mid-range on a busy machine too.
+    let range = live_range_after(sim.clock().now_ms(), 15);
     let handle = tokio::spawn(run_loader_async(
         env(&sim, &topic, "swap", inst, "ws_trades", range),
         vec![],
@@ -338,7 +339,8 @@ async fn okx_best_bid_ask_and_book_follow_okxs_book_through_resyncs() {
         ..OkxWsConfig::default()
     });
     let inst = "BTC-USDT-SWAP";
-    let range = live_range_after(sim.clock().now_ms(), 8);
+    // Long enough that the fault below lands mid-range on a busy machine too.
+    let range = live_range_after(sim.clock().now_ms(), 15);
     let bbo = fresh_topic("okx-ws-bbo");
     let book = fresh_topic("okx-ws-book");
     let bbo_run = tokio::spawn(run_loader_async(
