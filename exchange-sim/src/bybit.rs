@@ -43,6 +43,9 @@ use crate::data::{kline_units, mix, symbol_seed, Data, Kline, Market};
 use crate::fmt::push_i64;
 use crate::market::{SimMarket, COINM_BASES};
 use crate::query::Query;
+/// The liquidations of `allLiquidation.{symbol}` ([`crate::bybit_ws`]), also in
+/// [`crate::data`].
+pub use crate::venue_liquidations::{bybit_liquidations, VenueLiquidation};
 use crate::SimClock;
 
 /// "600 requests within a 5-second window per IP" (Rate Limit Rules).

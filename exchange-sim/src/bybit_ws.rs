@@ -33,7 +33,12 @@
 //!   500); a `snapshot` first, then `delta`s of the
 //!   changed levels (size `0` deletes a level), `data:{"s","b","a","u","seq"}` plus top-level
 //!   `ts` and `cts`; level 1 is snapshots only, pushed again after 3 s without change with the
-//!   same `u`; a snapshot with `u` = 1 is a service restart and replaces the client's book.
+//!   same `u`; a snapshot with `u` = 1 is a service restart and replaces the client's book;
+//! - `websocket/public/all-liquidation`: topic `allLiquidation.{symbol}` (USDT and USDC
+//!   contracts and inverse contracts: `linear` and `inverse`; Bybit has no spot liquidations),
+//!   "Push frequency: 500ms", `{"topic","type":"snapshot","ts","data":[{"T","s","S","v","p"}]}`
+//!   with `S` the position's side ("When you receive a Buy update, this means that a long
+//!   position has been liquidated"), `v` the size and `p` the bankruptcy price.
 //!
 //! What Bybit does not document, as third parties captured it from the live service:
 //! refusals are `{"success":false,"ret_msg":"error:handler not found,topic:<arg>",…}` (an
@@ -62,7 +67,15 @@
 //!   empty in the rare period where nothing changed, so `u` never skips); a client more than
 //!   50 periods behind (a clock jump) gets a fresh snapshot instead. Every connection sees
 //!   the same `u` for the same book. `seq` and `cts` are the id and time of the last trade at
-//!   or before the book's time.
+//!   or before the book's time;
+//! - liquidations are exactly [`crate::bybit::bybit_liquidations`]' (the schedule of
+//!   `venue_liquidations`: per half-second window up to three, two of them sometimes at the
+//!   same millisecond). At each 500 ms boundary `B` of the simulator's clock (sent at the first
+//!   tick at or after it), a symbol whose window `[B − 500, B)` had any gets ONE message,
+//!   `ts` = `B`, its liquidations by `T` (a shared millisecond always in the same order);
+//!   windows without any send nothing. A subscription starts with the half-second it is made
+//!   in (nothing older, also after a reconnect); a topic more than an hour behind (a clock
+//!   jump) skips to the last hour. `v` and `p` carry 8 decimals like the trades.
 //!
 //! Faults and controls ([`BybitWsFaults`], `GET`/`POST /sim/bybit_ws` with
 //! `{"idle_timeout_ms":600000,"data_keeps_alive":true,"latency_ms":0,"kline_update_ms":1000}`,
@@ -98,8 +111,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::bybit::{interval_of, BybitCategory};
 use crate::clock::SimClock;
 use crate::data::{self, Data, Market};
-use crate::fmt::{push_i64, push_json_str, push_u64};
+use crate::fmt::{push_fixed8, push_i64, push_json_str, push_u64};
 use crate::streams::push_levels;
+use crate::venue_liquidations::{self, LiqUnits, BYBIT_WINDOW_MS};
 use crate::SimServer;
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -124,6 +138,11 @@ const TICK: Duration = Duration::from_millis(10);
 const MAX_BOOK_CATCH_UP: i64 = 50;
 /// Closed candles sent per poll at most; further behind, a kline topic skips to the present.
 const MAX_KLINES_PER_POLL: usize = 1000;
+/// Half-second windows of a liquidation topic looked at per poll at most (ten minutes); the
+/// rest follow at the next polls.
+const MAX_LIQUIDATION_WINDOWS_PER_POLL: usize = 1200;
+/// A liquidation topic further behind than this (a clock jump) skips to the last hour.
+const MAX_LIQUIDATION_CATCH_UP_MS: i64 = 3_600_000;
 
 /// Bybit's documented push interval of an order-book depth (websocket/public/orderbook).
 pub fn book_push_ms(category: BybitCategory, depth: usize) -> Option<i64> {
@@ -197,6 +216,8 @@ pub struct BybitWsStats {
     pub trade_messages_dropped: u64,
     /// Book restarts ([`SimServer::bybit_ws_reset_books`]).
     pub book_resets: u64,
+    /// `allLiquidation` messages sent (also counted in [`messages_sent`](Self::messages_sent)).
+    pub liquidation_messages_sent: u64,
 }
 
 #[derive(Default)]
@@ -210,6 +231,7 @@ struct Counters {
     idle: AtomicU64,
     dropped: AtomicU64,
     resets: AtomicU64,
+    liquidations: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -334,6 +356,7 @@ impl BybitWs {
             idle_closes: get(&c.idle),
             trade_messages_dropped: get(&c.dropped),
             book_resets: get(&c.resets),
+            liquidation_messages_sent: get(&c.liquidations),
         }
     }
 
@@ -575,6 +598,7 @@ enum Kind {
     Trade,
     Kline(Interval),
     Book(usize),
+    Liquidation,
 }
 
 /// A valid topic of a category.
@@ -585,11 +609,17 @@ struct Topic {
     kind: Kind,
 }
 
-/// Parses `publicTrade.{symbol}`, `kline.{interval}.{symbol}` or `orderbook.{depth}.{symbol}`
-/// of `category`; `None` for what Bybit answers "handler not found".
+/// Parses `publicTrade.{symbol}`, `kline.{interval}.{symbol}`, `orderbook.{depth}.{symbol}`
+/// or (not on spot) `allLiquidation.{symbol}` of `category`; `None` for what Bybit answers
+/// "handler not found".
 fn parse_topic(category: BybitCategory, arg: &str) -> Option<Topic> {
     let (kind, symbol) = if let Some(symbol) = arg.strip_prefix("publicTrade.") {
         (Kind::Trade, symbol)
+    } else if let Some(symbol) = arg.strip_prefix("allLiquidation.") {
+        if category == BybitCategory::Spot {
+            return None;
+        }
+        (Kind::Liquidation, symbol)
     } else if let Some(rest) = arg.strip_prefix("kline.") {
         let (iv, symbol) = rest.split_once('.')?;
         (Kind::Kline(interval_of(iv)?), symbol)
@@ -664,8 +694,9 @@ struct Session {
     args_chars: usize,
     /// The last message from the client, or topic message to it that keeps it alive.
     last_activity: Instant,
-    /// Messages not yet handed to the socket, each with the time it is due.
-    out: VecDeque<(Instant, String)>,
+    /// Messages not yet handed to the socket, each with the time it is due and whether it is a
+    /// liquidation message.
+    out: VecDeque<(Instant, String, bool)>,
 }
 
 impl Session {
@@ -740,20 +771,25 @@ impl Session {
 
     fn queue(&mut self, text: String) {
         let latency = self.inner.faults().latency;
-        self.out.push_back((Instant::now() + latency, text));
+        self.out.push_back((Instant::now() + latency, text, false));
     }
 
     /// Hands what is due to the socket; `Err` when the client is gone.
     async fn release(&mut self, ws: &mut Ws) -> Result<(), ()> {
         let now = Instant::now();
-        let mut n = 0;
-        while self.out.front().is_some_and(|(due, _)| *due <= now) {
-            let (_, text) = self.out.pop_front().expect("front");
+        let (mut n, mut liquidations) = (0, 0);
+        while self.out.front().is_some_and(|(due, _, _)| *due <= now) {
+            let (_, text, liquidation) = self.out.pop_front().expect("front");
             ws.feed(Message::text(text)).await.map_err(drop)?;
             n += 1;
+            liquidations += u64::from(liquidation);
+        }
+        let c = &self.inner.counters;
+        if liquidations > 0 {
+            c.liquidations.fetch_add(liquidations, Ordering::Relaxed);
         }
         if n > 0 {
-            self.inner.counters.sent.fetch_add(n, Ordering::Relaxed);
+            c.sent.fetch_add(n, Ordering::Relaxed);
             ws.flush().await.map_err(drop)?;
         }
         Ok(())
@@ -780,7 +816,9 @@ impl Session {
                     if sub.kind == Kind::Trade && self.inner.swallow(self.conn_no, &sub.name) {
                         continue;
                     }
-                    self.out.push_back((Instant::now() + f.latency, text));
+                    let liquidation = sub.kind == Kind::Liquidation;
+                    self.out
+                        .push_back((Instant::now() + f.latency, text, liquidation));
                     pushed = true;
                 }
             }
@@ -980,6 +1018,10 @@ enum State {
         cts: i64,
         sent_ms: i64,
     },
+    Liquidation {
+        /// The start of the next half-second window to look at.
+        window: i64,
+    },
 }
 
 type Book = (Vec<(i64, i64)>, Vec<(i64, i64)>);
@@ -1077,6 +1119,9 @@ impl Sub {
                 seq: 0,
                 cts: 0,
                 sent_ms: i64::MIN,
+            },
+            Kind::Liquidation => State::Liquidation {
+                window: now.div_euclid(BYBIT_WINDOW_MS) * BYBIT_WINDOW_MS,
             },
             Kind::Book(depth) => State::Book {
                 depth,
@@ -1285,8 +1330,53 @@ impl Sub {
                     *sent_ms = now;
                 }
             }
+            State::Liquidation { window } => {
+                let w = BYBIT_WINDOW_MS;
+                if now.saturating_sub(*window) > MAX_LIQUIDATION_CATCH_UP_MS {
+                    *window = now
+                        .saturating_sub(MAX_LIQUIDATION_CATCH_UP_MS)
+                        .div_euclid(w)
+                        * w;
+                }
+                let mut looked = 0;
+                while window.saturating_add(w) <= now && looked < MAX_LIQUIDATION_WINDOWS_PER_POLL {
+                    let end = window.saturating_add(w);
+                    let rows = venue_liquidations::bybit_window(m, *window);
+                    if !rows.is_empty() {
+                        out.push(liquidation_message(topic, sym, end, &rows));
+                    }
+                    *window = end;
+                    looked += 1;
+                }
+            }
         }
     }
+}
+
+/// An `allLiquidation.{symbol}` message pushed at `ts` (the end of the window of `rows`).
+fn liquidation_message(topic: &str, symbol: &str, ts: i64, rows: &[LiqUnits]) -> String {
+    let mut s = head(topic, "snapshot", ts, 64 + 110 * rows.len());
+    s.push('[');
+    for (i, l) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"T\":");
+        push_i64(&mut s, l.time);
+        s.push_str(",\"s\":");
+        push_json_str(&mut s, symbol);
+        s.push_str(if l.long {
+            ",\"S\":\"Buy\",\"v\":\""
+        } else {
+            ",\"S\":\"Sell\",\"v\":\""
+        });
+        push_fixed8(&mut s, l.qty);
+        s.push_str("\",\"p\":\"");
+        push_fixed8(&mut s, l.price);
+        s.push_str("\"}");
+    }
+    s.push_str("]}");
+    s
 }
 
 /// A `kline.{interval}.{symbol}` message for the candle opened at `open`.
@@ -1556,9 +1646,21 @@ mod tests {
             (BybitCategory::Inverse, "publicTrade.BTCUSDT"),
             (BybitCategory::Spot, "tickers.BTCUSDT"),
             (BybitCategory::Spot, "publicTrade."),
+            (BybitCategory::Spot, "allLiquidation.BTCUSDT"),
+            (BybitCategory::Linear, "allLiquidation.BTCUSD"),
+            (BybitCategory::Linear, "allLiquidation."),
+            (BybitCategory::Inverse, "allLiquidation.BTCUSDT"),
         ] {
             assert_eq!(parse_topic(c, bad), None, "{bad}");
         }
+        assert_eq!(
+            p(BybitCategory::Linear, "allLiquidation.BTCUSDT"),
+            Some(Kind::Liquidation)
+        );
+        assert_eq!(
+            p(BybitCategory::Inverse, "allLiquidation.ETHUSD"),
+            Some(Kind::Liquidation)
+        );
         assert_eq!(conn_id(7).len(), 25);
         assert_ne!(conn_id(7), conn_id(8));
     }
@@ -2045,6 +2147,139 @@ mod tests {
         );
         server.shutdown().await;
         assert!(end_of(&mut c, WAIT).await.is_some());
+    }
+
+    /// A liquidation as `allLiquidation` writes it.
+    fn liquidation_json(l: &crate::bybit::VenueLiquidation) -> Value {
+        json!({"T": l.time, "s": l.symbol, "S": l.side, "v": l.size, "p": l.price})
+    }
+
+    /// `allLiquidation` messages on `c`, read until one with `ts` = `last_ts`; checks each is
+    /// pushed at a 500 ms boundary that has passed, with the liquidations of the half-second
+    /// before it.
+    async fn liquidation_messages(
+        server: &SimServer,
+        c: &mut Client,
+        topic: &str,
+        last_ts: i64,
+    ) -> Vec<Value> {
+        let mut got: Vec<Value> = Vec::new();
+        while got.last().is_none_or(|m| int(&m["ts"]) < last_ts) {
+            let m = next(c).await;
+            if m.get("op").is_some() {
+                continue;
+            }
+            assert!(
+                server.clock().now_ms() >= int(&m["ts"]),
+                "pushed before its boundary"
+            );
+            assert_eq!(
+                (m["topic"].as_str(), m["type"].as_str()),
+                (Some(topic), Some("snapshot"))
+            );
+            let ts = int(&m["ts"]);
+            assert_eq!(ts % 500, 0, "{m}");
+            let rows = m["data"].as_array().unwrap();
+            assert!(!rows.is_empty(), "a message without liquidations");
+            for r in rows {
+                assert!((ts - 500..ts).contains(&int(&r["T"])), "{m}");
+            }
+            assert!(
+                got.last().is_none_or(|p| int(&p["ts"]) < ts),
+                "ascending windows"
+            );
+            got.push(m);
+        }
+        got
+    }
+
+    #[tokio::test]
+    async fn all_liquidation_pushes_each_half_seconds_liquidations() {
+        let server = start(250).await;
+        let topic = "allLiquidation.BTCUSDT";
+        let liquidations = |from: i64, to: i64| {
+            crate::bybit::bybit_liquidations(BybitCategory::Linear, "BTCUSDT", from, to)
+        };
+        // Ten seconds before a half-second in which two liquidations share a millisecond.
+        let day = 1_773_446_400_000; // 2026-03-14
+        let schedule = liquidations(day, day + 3_600_000);
+        let tie = schedule
+            .windows(2)
+            .find(|w| w[0].time == w[1].time)
+            .expect("a shared millisecond within an hour")[0]
+            .time;
+        server.clock().set_now_ms(tie - 10_000);
+        // Spot has no liquidations: an unknown topic there.
+        let mut spot = connect(&server, "spot").await;
+        let a = request(&mut spot, json!({"op":"subscribe","args":[topic]})).await;
+        assert_eq!(a["success"], false);
+        assert_eq!(
+            a["ret_msg"],
+            format!("error:handler not found,topic:{topic}")
+        );
+        let mut inverse = connect(&server, "inverse").await;
+        subscribe(&mut inverse, &["allLiquidation.BTCUSD"]).await;
+
+        let mut c = connect(&server, "linear").await;
+        let before = server.clock().now_ms();
+        subscribe(&mut c, &[topic]).await;
+        let after = server.clock().now_ms();
+        // Twenty seconds at once instead of waiting for them.
+        server.clock().advance(Duration::from_secs(20));
+        let first = after.div_euclid(500) * 500;
+        let end = (after + 20_000).div_euclid(500) * 500;
+        let want = liquidations(first, end - 1);
+        let mut windows: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+        for l in &want {
+            windows
+                .entry(l.time.div_euclid(500) * 500 + 500)
+                .or_default()
+                .push(liquidation_json(l));
+        }
+        assert!(windows.len() >= 5, "{} windows", windows.len());
+        let last_ts = *windows.keys().next_back().unwrap();
+        let got = liquidation_messages(&server, &mut c, topic, last_ts).await;
+        // Nothing older than the half-second of the subscription.
+        assert!(int(&got[0]["ts"]) - 500 >= before.div_euclid(500) * 500);
+        let got: BTreeMap<i64, Vec<Value>> = got
+            .iter()
+            .filter(|m| int(&m["ts"]) > first)
+            .map(|m| (int(&m["ts"]), m["data"].as_array().unwrap().clone()))
+            .collect();
+        assert_eq!(
+            got, windows,
+            "one message per half-second with liquidations, in order"
+        );
+        let tied = got.values().any(|rows| {
+            rows.windows(2)
+                .any(|w| w[0]["T"] == w[1]["T"] && w[0]["S"] != w[1]["S"])
+        });
+        assert!(tied, "two liquidations at one millisecond in one message");
+        // Counted apart (and as messages).
+        let sent = got.len() as u64;
+        eventually("liquidation messages counted", || {
+            server.bybit_ws_stats().liquidation_messages_sent >= sent
+        })
+        .await;
+        let stats = server.bybit_ws_stats();
+        assert!(stats.messages_sent >= stats.liquidation_messages_sent + 3);
+        assert_eq!(stats.subscriptions_refused, 1);
+
+        // After a reconnect, nothing older than the half-second of the new subscription.
+        assert!(server.bybit_ws_disconnect_all() >= 2);
+        assert_eq!(end_of(&mut c, WAIT).await, Some(false));
+        let mut c = connect(&server, "linear").await;
+        let before = server.clock().now_ms();
+        subscribe(&mut c, &[topic]).await;
+        server.clock().advance(Duration::from_secs(30));
+        let m = liquidation_messages(&server, &mut c, topic, 0).await;
+        assert!(int(&m[0]["ts"]) - 500 >= before.div_euclid(500) * 500);
+        let ts = int(&m[0]["ts"]);
+        let want: Vec<Value> = liquidations(ts - 500, ts - 1)
+            .iter()
+            .map(liquidation_json)
+            .collect();
+        assert_eq!(m[0]["data"], json!(want));
     }
 
     #[tokio::test]

@@ -26,7 +26,11 @@
 //!   for BTC, 10 USD otherwise) and the "quote" amounts of its klines and trades are base-asset
 //!   amounts (contracts × size / price);
 //! - the futures-only series (mark, index and premium prices, funding, open interest, ratios,
-//!   liquidations) live in the crate's `futures` module and are re-exported here.
+//!   liquidations) live in the crate's `futures` module and are re-exported here;
+//! - the Bybit and OKX venues' liquidations (their `allLiquidation` and `liquidation-orders`
+//!   streams) live in the crate's `venue_liquidations` module and are re-exported here
+//!   ([`bybit_liquidations`], [`okx_liquidations`], [`okx_liquidation_instruments`],
+//!   [`okx_liquidation_instruments_at`], [`VenueLiquidation`]).
 //!
 //! All prices and quantities are printed with 8 decimals like Binance (`"16541.77000000"`).
 
@@ -38,6 +42,10 @@ pub use crate::futures::{
     FUTURES_DATA_RETENTION_MS, METRICS_PERIOD_MS,
 };
 pub use crate::market::SimMarket;
+pub use crate::venue_liquidations::{
+    bybit_liquidations, okx_liquidation_instruments, okx_liquidation_instruments_at,
+    okx_liquidations, VenueLiquidation,
+};
 use kline_interval::Interval;
 
 /// Default first data time of every symbol: 2017-08-17T00:00:00Z.

@@ -1,9 +1,13 @@
 //! A Binance-compatible REST and WebSocket exchange simulator serving deterministic synthetic
 //! market data, with a Bybit venue beside it ([`bybit`]: its v5 REST market data under
 //! `/bybit`, [`SimServer::bybit_url`]; its v5 public WebSocket under `/bybit-ws`, [`bybit_ws`],
-//! [`SimServer::bybit_ws_url`]) and an OKX venue ([`okx`]: its v5 REST market data
+//! [`SimServer::bybit_ws_url`], with the topics `publicTrade`, `kline`, `orderbook` and, on
+//! `linear` and `inverse`, `allLiquidation`) and an OKX venue ([`okx`]: its v5 REST market data
 //! under `/okx`, [`SimServer::okx_url`]; its v5 public WebSocket under `/okx-ws`, [`okx_ws`],
-//! [`SimServer::okx_ws_url`]).
+//! [`SimServer::okx_ws_url`], with the channels `trades`, `books`, `bbo-tbt`,
+//! `liquidation-orders` (by `instType`) and the candles). The two venues' liquidations are
+//! public through [`data`] ([`data::bybit_liquidations`], [`data::okx_liquidations`],
+//! [`data::okx_liquidation_instruments`]).
 //!
 //! The crate owns the simulator's public face: its configuration ([`SimConfig`], [`Faults`],
 //! [`Storm`], [`WsFaults`], [`ArchiveFaults`]), its counters ([`SimStats`]), the running server
@@ -16,7 +20,8 @@
 //! every market), `futures_api` (the futures-only endpoints), `limiter` (request weights,
 //! 429/418, request counts), `query` (query strings), `fmt` (number formatting), [`data`] (the deterministic
 //! records), `futures` (mark/index/premium prices, funding, open interest, ratios,
-//! liquidations; public through [`data`]), [`symbols`] (symbol rules), `ws` and `streams`
+//! liquidations; public through [`data`]), `venue_liquidations` (the Bybit and OKX venues'
+//! liquidation schedules; public through [`data`]), [`symbols`] (symbol rules), `ws` and `streams`
 //! (WebSocket sessions and market streams), and `archive` (the bulk archive: `layout` of paths
 //! and publication, `generate` of CSV-in-zip files, `body` for ranges and streamed,
 //! fault-injected downloads).
@@ -188,6 +193,7 @@ mod query;
 mod server;
 mod streams;
 pub mod symbols;
+mod venue_liquidations;
 mod ws;
 
 pub use clock::SimClock;

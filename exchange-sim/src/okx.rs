@@ -48,6 +48,11 @@ use crate::data::{kline_units, mix, symbol_seed, Data, Kline, Market};
 use crate::fmt::push_i64;
 use crate::market::{SimMarket, COINM_BASES};
 use crate::query::Query;
+/// The liquidations of the `liquidation-orders` channel ([`crate::okx_ws`]), also in
+/// [`crate::data`].
+pub use crate::venue_liquidations::{
+    okx_liquidation_instruments, okx_liquidation_instruments_at, okx_liquidations, VenueLiquidation,
+};
 use crate::SimClock;
 
 /// The window every OKX limit is counted in: "per 2 seconds".

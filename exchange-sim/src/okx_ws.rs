@@ -64,6 +64,27 @@
 //! - `bbo-tbt`: `{"arg":{…},"data":[{"asks":[["px","sz","0","n"]],"bids":[[…]],"ts":"…",
 //!   "seqId":…}]}` whenever the best levels changed (OKX: every 10 ms; the book here changes
 //!   every 100 ms).
+//! - `liquidation-orders` (#public-data-websocket-liquidation-orders-channel), on `/public`:
+//!   subscribed by instrument type, `{"channel":"liquidation-orders","instType":"SWAP"}` or
+//!   `"FUTURES"` (the answer echoes that arg; any other `instType`, or none, is refused with
+//!   60018 `Wrong URL or channel:liquidation-orders,instType:SPOT doesn't exist…`, like a bad
+//!   instrument). It covers every instrument of the type the simulator lists
+//!   ([`okx::okx_liquidation_instruments_at`]: five perpetuals, and the current and next
+//!   quarterly future of three families), so a client interested in one instrument filters.
+//!   Pushes `{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"instId":
+//!   "BTC-USDT-SWAP","instFamily":"BTC-USDT","instType":"SWAP","uly":"BTC-USDT","details":
+//!   [{"bkLoss":"0","bkPx":"…","ccy":"","posSide":"long","side":"sell","sz":"3","ts":"…"}]}]}`
+//!   ("each contract will only show a maximum of one order per one-second period"; `side` is
+//!   the liquidation order's, `sell` for a long position, `sz` in contracts, `bkPx` the
+//!   bankruptcy price without trailing zeros). The liquidations are exactly
+//!   [`okx::okx_liquidations`]', each sent once the simulator's clock passed its `ts`, from
+//!   the first millisecond after the subscription on: everything that came due since the last
+//!   tick goes in ONE message, one `data` entry per instrument (in the order of their first
+//!   `ts`, ties in the list's order) with its `details` by `ts`; the schedule puts several
+//!   instruments at the same millisecond now and then (a cascade), so such messages happen in
+//!   real time too. A tick looks at most a minute of the simulator's time (the rest follows at
+//!   the next ticks); a subscription more than an hour behind (a clock jump) skips to the last
+//!   hour.
 //!
 //! Prices and sizes of books are decimals without trailing zeros (`"30000.5"`, `"0.01"`), as
 //! OKX prints them; trades and candles carry history-candles' and history-trades' strings.
@@ -107,6 +128,7 @@ use crate::data::{self, Data, Market, TradeUnits};
 use crate::fmt::{push_fixed8, push_i64, push_json_str};
 use crate::market::SimMarket;
 use crate::okx::{self, OkxInstType};
+use crate::venue_liquidations::{self as liq, LiqUnits, OkxLiqInst};
 use crate::SimServer;
 
 use crate::ws::{Outgoing, Ws};
@@ -125,6 +147,13 @@ pub const CHECKSUM_LEVELS: usize = 25;
 pub const IDLE_CLOSE_CODE: u16 = 4004;
 pub const IDLE_CLOSE_REASON: &str = "No data received in 30s.";
 const SALT_ORDERS: u64 = 0x4f4b_5857_0000_0001;
+/// The channel of liquidation orders, subscribed by `instType`.
+pub const LIQUIDATION_CHANNEL: &str = "liquidation-orders";
+/// The simulator's time a `liquidation-orders` subscription looks at per tick at most.
+const MAX_LIQUIDATION_SPAN_PER_POLL_MS: i64 = 60_000;
+/// A `liquidation-orders` subscription further behind than this (a clock jump) skips to the
+/// last hour.
+const MAX_LIQUIDATION_CATCH_UP_MS: i64 = 3_600_000;
 
 /// Behaviours of OKX's WebSocket and settings tests change; the default is OKX's.
 ///
@@ -194,6 +223,8 @@ pub struct OkxWsStats {
     pub checksums_corrupted: u64,
     /// Book updates swallowed ([`SimServer::okx_ws_break_next_seq`]).
     pub seq_breaks: u64,
+    /// `liquidation-orders` pushes sent (also counted in [`messages_sent`](Self::messages_sent)).
+    pub liquidation_messages_sent: u64,
 }
 
 /// Faults waiting for a connection to take them.
@@ -665,6 +696,135 @@ impl Sub {
     }
 }
 
+/// A `liquidation-orders` subscription: one instrument type.
+struct LiqSub {
+    kind: OkxInstType,
+    /// `{"channel":"liquidation-orders","instType":"SWAP"}`
+    arg: String,
+    /// Liquidations from this millisecond on are still to be sent.
+    next_ms: i64,
+    /// The instruments covered somewhere in `covered_for` (the first quarterly deliveries after
+    /// the span's ends), kept while a poll's span has the same.
+    covered: Vec<OkxLiqInst>,
+    covered_for: Option<(i64, i64)>,
+}
+
+fn liquidation_arg(kind: OkxInstType) -> String {
+    format!(
+        "{{\"channel\":\"{LIQUIDATION_CHANNEL}\",\"instType\":\"{}\"}}",
+        kind.name()
+    )
+}
+
+impl LiqSub {
+    fn new(kind: OkxInstType, now: i64) -> LiqSub {
+        LiqSub {
+            kind,
+            arg: liquidation_arg(kind),
+            next_ms: now.saturating_add(1),
+            covered: Vec::new(),
+            covered_for: None,
+        }
+    }
+
+    /// Appends the message of what came due by `now`, if anything did.
+    fn poll(&mut self, now: i64, out: &mut Vec<String>) {
+        if now < self.next_ms {
+            return;
+        }
+        if now.saturating_sub(self.next_ms) > MAX_LIQUIDATION_CATCH_UP_MS {
+            self.next_ms = now.saturating_sub(MAX_LIQUIDATION_CATCH_UP_MS);
+        }
+        let (from, to) = (
+            self.next_ms,
+            now.min(
+                self.next_ms
+                    .saturating_add(MAX_LIQUIDATION_SPAN_PER_POLL_MS - 1),
+            ),
+        );
+        let key = (
+            liq::okx_cover_key(self.kind, from),
+            liq::okx_cover_key(self.kind, to),
+        );
+        if self.covered_for != Some(key) {
+            self.covered = liq::okx_covered(self.kind, from, to);
+            self.covered_for = Some(key);
+        }
+        let mut due: Vec<(usize, LiqUnits)> = Vec::new();
+        for (i, inst) in self.covered.iter().enumerate() {
+            let mut sec = from.div_euclid(1000) * 1000;
+            while sec <= to {
+                if let Some(l) = liq::okx_liquidation_at(inst, sec) {
+                    if (from..=to).contains(&l.time) {
+                        due.push((i, l));
+                    }
+                }
+                let Some(next) = sec.checked_add(1000) else {
+                    break;
+                };
+                sec = next;
+            }
+        }
+        self.next_ms = to.saturating_add(1);
+        if due.is_empty() {
+            return;
+        }
+        due.sort_by_key(|(i, l)| (l.time, *i));
+        out.push(liquidation_message(&self.arg, &self.covered, &due));
+    }
+}
+
+/// A `liquidation-orders` push: one `data` entry per instrument, in the order of their first
+/// liquidation in `due` (sorted by time), each with its liquidations as `details`.
+fn liquidation_message(arg: &str, covered: &[OkxLiqInst], due: &[(usize, LiqUnits)]) -> String {
+    let mut order: Vec<usize> = Vec::new();
+    for (i, _) in due {
+        if !order.contains(i) {
+            order.push(*i);
+        }
+    }
+    let mut s = String::with_capacity(64 + arg.len() + 200 * order.len() + 150 * due.len());
+    s.push_str("{\"arg\":");
+    s.push_str(arg);
+    s.push_str(",\"data\":[");
+    for (n, &i) in order.iter().enumerate() {
+        let Some(inst) = covered.get(i) else {
+            continue;
+        };
+        if n > 0 {
+            s.push(',');
+        }
+        s.push_str("{\"instId\":");
+        push_json_str(&mut s, &inst.inst_id);
+        s.push_str(",\"instFamily\":");
+        push_json_str(&mut s, &inst.family);
+        s.push_str(",\"instType\":\"");
+        s.push_str(inst.kind.name());
+        s.push_str("\",\"uly\":");
+        push_json_str(&mut s, &inst.family);
+        s.push_str(",\"details\":[");
+        for (k, (_, l)) in due.iter().filter(|(j, _)| *j == i).enumerate() {
+            if k > 0 {
+                s.push(',');
+            }
+            s.push_str("{\"bkLoss\":\"0\",\"bkPx\":\"");
+            push_dec(&mut s, l.price);
+            s.push_str(if l.long {
+                "\",\"ccy\":\"\",\"posSide\":\"long\",\"side\":\"sell\",\"sz\":\""
+            } else {
+                "\",\"ccy\":\"\",\"posSide\":\"short\",\"side\":\"buy\",\"sz\":\""
+            });
+            push_i64(&mut s, l.qty);
+            s.push_str("\",\"ts\":\"");
+            push_i64(&mut s, l.time);
+            s.push_str("\"}");
+        }
+        s.push_str("]}");
+    }
+    s.push_str("]}");
+    s
+}
+
 /// What a poll needs besides the subscription.
 struct PollCtx<'a> {
     data: &'a Data,
@@ -1034,6 +1194,7 @@ pub(crate) async fn serve(p: Pending) {
         hub: hub.clone(),
         service: p.service,
         subs: Vec::new(),
+        liq_subs: Vec::new(),
         requests: VecDeque::new(),
         last_in: now,
         last_out: now,
@@ -1058,6 +1219,8 @@ struct Session {
     service: Service,
     conn_id: String,
     subs: Vec<Sub>,
+    /// `liquidation-orders` subscriptions (one per instrument type).
+    liq_subs: Vec<LiqSub>,
     /// Times (simulated ms) of the subscribe/unsubscribe requests of the last hour.
     requests: VecDeque<i64>,
     /// When the client last sent something, and the server last pushed something.
@@ -1118,10 +1281,18 @@ impl Session {
 
     /// Queues a text message; `Err` when the client is gone.
     async fn send(&mut self, ws: &mut Ws, text: String) -> Result<(), ()> {
+        self.send_counted(ws, text, false).await
+    }
+
+    /// [`send`](Self::send), counting a `liquidation-orders` push as one.
+    async fn send_counted(&mut self, ws: &mut Ws, text: String, liq: bool) -> Result<(), ()> {
         self.out.lag = self.hub.config.borrow().latency;
         self.out.feed(ws, Message::text(text)).await?;
         self.last_out = Instant::now();
-        self.hub.bump(|s| s.messages_sent += 1);
+        self.hub.bump(|s| {
+            s.messages_sent += 1;
+            s.liquidation_messages_sent += u64::from(liq);
+        });
         Ok(())
     }
 
@@ -1160,7 +1331,7 @@ impl Session {
             self.hub.bump(|s| s.idle_closes += 1);
             return Some(End::Close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON));
         }
-        if self.subs.is_empty() {
+        if self.subs.is_empty() && self.liq_subs.is_empty() {
             return None;
         }
         let data = self.hub.data.borrow().clone();
@@ -1175,11 +1346,16 @@ impl Session {
         for sub in &mut self.subs {
             poll(sub, &ctx, &mut self.drop_trades, &mut msgs);
         }
+        // Liquidation pushes come last: `msgs[liq_from..]`.
+        let liq_from = msgs.len();
+        for sub in &mut self.liq_subs {
+            sub.poll(ctx.now, &mut msgs);
+        }
         if msgs.is_empty() {
             return None;
         }
-        for msg in msgs {
-            if self.send(ws, msg).await.is_err() {
+        for (k, msg) in msgs.into_iter().enumerate() {
+            if self.send_counted(ws, msg, k >= liq_from).await.is_err() {
                 return Some(End::ClientGone);
             }
         }
@@ -1276,6 +1452,10 @@ impl Session {
         let mut replies = Vec::with_capacity(args.len());
         for arg in args {
             let channel = arg.get("channel").and_then(Value::as_str);
+            if channel == Some(LIQUIDATION_CHANNEL) {
+                replies.push(self.liquidation_request(id, arg, subscribe, now));
+                continue;
+            }
             let inst_id = arg.get("instId").and_then(Value::as_str);
             let (Some(name), Some(inst_id)) = (channel, inst_id) else {
                 let what = match (channel, inst_id) {
@@ -1316,6 +1496,45 @@ impl Session {
             replies.push(self.event(id, event, &arg));
         }
         replies
+    }
+}
+
+impl Session {
+    /// Answers one `liquidation-orders` arg: subscribed by `instType` `SWAP` or `FUTURES` on
+    /// `/public`; anything else is 60018.
+    fn liquidation_request(
+        &mut self,
+        id: Option<&str>,
+        arg: &Value,
+        subscribe: bool,
+        now: i64,
+    ) -> String {
+        let inst_type = arg.get("instType").and_then(Value::as_str);
+        let kind = inst_type
+            .and_then(liq::okx_liq_type)
+            .filter(|_| self.service == Service::Public);
+        let Some(kind) = kind else {
+            let what = match inst_type {
+                Some(t) => format!("channel:{LIQUIDATION_CHANNEL},instType:{t}"),
+                None => format!("channel:{LIQUIDATION_CHANNEL}"),
+            };
+            return self.error(id, "60018", &wrong_url(&what));
+        };
+        let existing = self.liq_subs.iter().position(|s| s.kind == kind);
+        if subscribe {
+            if existing.is_none() {
+                self.liq_subs.push(LiqSub::new(kind, now));
+            }
+            self.hub.bump(|s| s.subscriptions += 1);
+        } else if let Some(k) = existing {
+            self.liq_subs.remove(k);
+        }
+        let event = if subscribe {
+            "subscribe"
+        } else {
+            "unsubscribe"
+        };
+        self.event(id, event, &liquidation_arg(kind))
     }
 }
 
@@ -1450,6 +1669,7 @@ pub(crate) async fn sim_request(
 mod tests {
     use super::*;
     use crate::SimConfig;
+    use std::collections::BTreeMap;
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -2153,6 +2373,227 @@ mod tests {
             get(server.local_addr(), "/okx-ws/ws/v5/public").await.0,
             400
         );
+    }
+
+    /// A liquidation of a push's detail, as [`okx::okx_liquidations`] gives it; checks the
+    /// fields that follow from it.
+    fn liquidation_of(entry: &Value, d: &Value) -> okx::VenueLiquidation {
+        assert_eq!((s(&d["bkLoss"]), s(&d["ccy"])), ("0", ""), "{d}");
+        let side = match (s(&d["posSide"]), s(&d["side"])) {
+            ("long", "sell") => "sell",
+            ("short", "buy") => "buy",
+            other => panic!("posSide and side {other:?}"),
+        };
+        okx::VenueLiquidation {
+            time: num(&d["ts"]),
+            side: side.to_string(),
+            size: s(&d["sz"]).to_string(),
+            price: s(&d["bkPx"]).to_string(),
+            symbol: s(&entry["instId"]).to_string(),
+        }
+    }
+
+    /// `liquidation-orders` pushes of `inst_type` on `c`, read until one holds a liquidation at
+    /// `last_ts`: the pushes and their liquidations per instrument. Checks every entry's fields
+    /// and that a push names each instrument once, its details ascending.
+    async fn liquidation_pushes(
+        c: &mut Client,
+        inst_type: &str,
+        last_ts: i64,
+    ) -> (Vec<Value>, BTreeMap<String, Vec<okx::VenueLiquidation>>) {
+        let mut pushes = Vec::new();
+        let mut per_inst: BTreeMap<String, Vec<okx::VenueLiquidation>> = BTreeMap::new();
+        let mut seen_last = false;
+        while !seen_last {
+            let v = next_push(c, LIQUIDATION_CHANNEL).await;
+            assert_eq!(
+                v["arg"],
+                serde_json::json!({"channel": LIQUIDATION_CHANNEL, "instType": inst_type})
+            );
+            let data = v["data"].as_array().unwrap();
+            assert!(!data.is_empty());
+            let mut insts = Vec::new();
+            for entry in data {
+                let inst = s(&entry["instId"]).to_string();
+                assert!(!insts.contains(&inst), "{inst} twice in one push");
+                let family = inst.rsplit_once('-').unwrap().0;
+                assert_eq!(
+                    (
+                        s(&entry["instFamily"]),
+                        s(&entry["uly"]),
+                        s(&entry["instType"])
+                    ),
+                    (family, family, inst_type)
+                );
+                let details = entry["details"].as_array().unwrap();
+                assert!(!details.is_empty());
+                let list = per_inst.entry(inst.clone()).or_default();
+                for d in details {
+                    let l = liquidation_of(entry, d);
+                    seen_last |= l.time == last_ts;
+                    assert!(list.last().is_none_or(|p| p.time < l.time), "ascending");
+                    list.push(l);
+                }
+                insts.push(inst);
+            }
+            pushes.push(v);
+        }
+        (pushes, per_inst)
+    }
+
+    /// `liquidation-orders` pushes every liquidation of every instrument of the type, exactly
+    /// [`okx::okx_liquidations`]', batched per tick; two instruments' liquidations at one
+    /// millisecond come in one push, also in real time.
+    #[tokio::test]
+    async fn okx_ws_liquidation_orders_cover_every_instrument_of_the_type() {
+        let server = start(relaxed()).await;
+        let day = 1_773_446_400_000; // 2026-03-14
+        server.clock().set_now_ms(day + 1_234);
+        for (inst_type, count) in [("SWAP", 5), ("FUTURES", 6)] {
+            let covered = okx::okx_liquidation_instruments_at(inst_type, day);
+            assert_eq!(covered.len(), count);
+            let mut c = connect(&server, "public").await;
+            let req = format!(
+                r#"{{"id":"l1","op":"subscribe","args":[{{"channel":"liquidation-orders","instType":"{inst_type}"}}]}}"#
+            );
+            send(&mut c, &req).await;
+            let ack = next_json(&mut c).await;
+            assert_eq!(
+                ack,
+                serde_json::json!({"id":"l1","event":"subscribe",
+                    "arg":{"channel":"liquidation-orders","instType":inst_type},
+                    "connId":ack["connId"]})
+            );
+            let after = server.clock().now_ms();
+            // Twenty seconds at once instead of waiting for them.
+            server.clock().advance(Duration::from_secs(20));
+            let want: BTreeMap<String, Vec<okx::VenueLiquidation>> = covered
+                .iter()
+                .map(|i| {
+                    (
+                        i.clone(),
+                        okx::okx_liquidations(i, after + 1, after + 20_000),
+                    )
+                })
+                .filter(|(_, l)| !l.is_empty())
+                .collect();
+            assert!(want.len() >= 2, "{inst_type}: {want:?}");
+            let last_ts = want.values().flatten().map(|l| l.time).max().unwrap();
+            let (pushes, mut got) = liquidation_pushes(&mut c, inst_type, last_ts).await;
+            for list in got.values_mut() {
+                list.retain(|l| (after + 1..=last_ts).contains(&l.time));
+            }
+            got.retain(|_, l| !l.is_empty());
+            assert_eq!(got, want, "{inst_type}");
+            for list in got.values() {
+                assert!(list.windows(2).all(|w| w[0].time / 1000 < w[1].time / 1000));
+            }
+            assert!(pushes
+                .iter()
+                .any(|p| p["data"].as_array().unwrap().len() >= 2));
+        }
+
+        // In real time: a millisecond with liquidations of two instruments (a cascade).
+        let mut c = connect(&server, "public").await;
+        send(
+            &mut c,
+            r#"{"op":"subscribe","args":[{"channel":"liquidation-orders","instType":"SWAP"}]}"#,
+        )
+        .await;
+        assert_eq!(next_json(&mut c).await["event"], "subscribe");
+        let from = server.clock().now_ms() + 5_000;
+        let mut by_ms: BTreeMap<i64, usize> = BTreeMap::new();
+        for inst in okx::okx_liquidation_instruments("SWAP") {
+            for l in okx::okx_liquidations(&inst, from, from + 3_600_000) {
+                *by_ms.entry(l.time).or_default() += 1;
+            }
+        }
+        let (&shared, _) = by_ms
+            .iter()
+            .find(|(_, n)| **n >= 2)
+            .expect("a cascade within an hour");
+        server.clock().set_now_ms(shared - 300);
+        let pushes_before = server.okx_ws_stats().liquidation_messages_sent;
+        let (pushes, _) = liquidation_pushes(&mut c, "SWAP", shared).await;
+        let push = pushes.last().unwrap();
+        let at_shared = push["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["details"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| num(&d["ts"]) == shared)
+            })
+            .count();
+        assert!(at_shared >= 2, "{push}");
+        let stats = server.okx_ws_stats();
+        assert!(stats.liquidation_messages_sent >= pushes_before + pushes.len() as u64);
+        assert!(stats.messages_sent > stats.liquidation_messages_sent);
+    }
+
+    /// `liquidation-orders` takes `instType` `SWAP` or `FUTURES` on `/public` only;
+    /// unsubscribing stops the pushes.
+    #[tokio::test]
+    async fn okx_ws_liquidation_orders_refusals_and_unsubscribe() {
+        let server = start(relaxed()).await;
+        let mut public = connect(&server, "public").await;
+        send(
+            &mut public,
+            r#"{"id":"r1","op":"subscribe","args":[{"channel":"liquidation-orders","instType":"SPOT"},{"channel":"liquidation-orders"},{"channel":"liquidation-orders","instId":"BTC-USDT-SWAP"},{"channel":"liquidation-orders","instType":"MARGIN"},{"channel":"liquidation-orders","instType":"FUTURES"}]}"#,
+        )
+        .await;
+        for what in [
+            "channel:liquidation-orders,instType:SPOT",
+            "channel:liquidation-orders",
+            "channel:liquidation-orders",
+            "channel:liquidation-orders,instType:MARGIN",
+        ] {
+            let e = next_json(&mut public).await;
+            assert_eq!(
+                (e["event"].as_str(), e["code"].as_str(), e["id"].as_str()),
+                (Some("error"), Some("60018"), Some("r1")),
+                "{e}"
+            );
+            assert_eq!(s(&e["msg"]), wrong_url(what));
+        }
+        let ok = next_json(&mut public).await;
+        assert_eq!(ok["event"], "subscribe");
+        assert_eq!(
+            ok["arg"],
+            serde_json::json!({"channel":"liquidation-orders","instType":"FUTURES"})
+        );
+        let mut business = connect(&server, "business").await;
+        send(
+            &mut business,
+            r#"{"op":"subscribe","args":[{"channel":"liquidation-orders","instType":"SWAP"}]}"#,
+        )
+        .await;
+        let e = next_json(&mut business).await;
+        assert_eq!(e["code"], "60018", "{e}");
+        // Pushes flow, then stop after the unsubscribe's answer.
+        server.clock().advance(Duration::from_secs(30));
+        next_push(&mut public, LIQUIDATION_CHANNEL).await;
+        send(
+            &mut public,
+            r#"{"op":"unsubscribe","args":[{"channel":"liquidation-orders","instType":"FUTURES"}]}"#,
+        )
+        .await;
+        loop {
+            let v = next_json(&mut public).await;
+            if v["event"] == "unsubscribe" {
+                assert_eq!(v["arg"]["instType"], "FUTURES");
+                break;
+            }
+        }
+        server.clock().advance(Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        send(&mut public, "ping").await;
+        assert_eq!(next_text(&mut public).await, "pong");
+        let stats = server.okx_ws_stats();
+        assert_eq!((stats.subscriptions, stats.subscriptions_refused), (1, 5));
     }
 
     /// `/sim/okx_ws` reads and changes the configuration.
