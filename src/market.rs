@@ -141,6 +141,19 @@ impl Venue {
         }
     }
 
+    /// Whether a symbol's liquidations are told apart by their millisecond alone. Binance's
+    /// `@forceOrder` pushes at most the latest one a second per symbol (derivatives docs,
+    /// "Liquidation Order Streams"). Bybit's `allLiquidation` pushes every one, so two can share
+    /// a millisecond; OKX documents at most one a second per contract, but its channel is one
+    /// per instrument type and nothing in a message rules a repeat out: both venues'
+    /// liquidations are ranked by time ([`crate::registry::time_rank`]).
+    pub fn one_liquidation_a_second(self) -> bool {
+        match self {
+            Venue::Binance => true,
+            Venue::Bybit | Venue::Okx => false,
+        }
+    }
+
     /// `market` as this venue names it: the name `MARKET` takes and records carry.
     pub fn market_name(self, market: Market) -> &'static str {
         match (self, market) {

@@ -278,25 +278,44 @@ pub struct MarkPriceRecord<'a> {
     pub next_funding_time: i64,
 }
 
-/// A liquidation order (`ws_liquidations`; `_key` = `SYMBOL_liquidation_<trade time>`): Binance
-/// pushes the latest one per symbol each second, so this is a sample, not every liquidation.
+/// A liquidation order (`ws_liquidations`). Binance's `_key` is `SYMBOL_liquidation_<trade
+/// time>`: it pushes the latest one per symbol each second, so its records are a sample, not
+/// every liquidation. Other venues' keys end in the time-rank ordinal of the liquidation
+/// (`time_rank`), since Bybit pushes every one and two can share a millisecond.
+///
+/// `side` is the liquidation order's side on every venue (`SELL` when a long position was
+/// liquidated); `price` is the order's price (Binance), or the bankruptcy price (Bybit, OKX);
+/// `quantity` is in the venue's order units (contracts on OKX and on inverse markets). The
+/// order's type, time in force, fills and status are Binance's alone: other venues do not
+/// publish them.
 #[derive(Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LiquidationRecord<'a> {
     pub _key: &'a str,
+    /// The venue, on every venue but Binance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<&'a str>,
     pub market: &'a str,
     pub symbol: &'a str,
     pub timestamp: i64,
-    pub event_time: i64,
+    /// When the venue sent it (Binance's `E`, Bybit's message `ts`; OKX sends none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<i64>,
     /// `BUY` or `SELL`.
     pub side: &'a str,
-    pub order_type: &'a str,
-    pub time_in_force: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_type: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_in_force: Option<&'a str>,
     pub quantity: &'a str,
     pub price: &'a str,
-    pub average_price: &'a str,
-    pub status: &'a str,
-    pub last_filled_quantity: &'a str,
-    pub filled_quantity: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_price: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_filled_quantity: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filled_quantity: Option<&'a str>,
 }
 
 /// A REST kline row: `[openTime, open, high, low, close, volume, closeTime, quoteVolume, trades,

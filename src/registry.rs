@@ -136,6 +136,14 @@ impl LiveType {
         matches!(self, LiveType::Liquidations)
     }
 
+    /// The interval of a candle stream.
+    pub fn candle_interval(self) -> Option<Interval> {
+        match self {
+            LiveType::Candles(iv) => Some(iv),
+            _ => None,
+        }
+    }
+
     pub fn record_kind(self) -> RecordKind {
         match self {
             LiveType::Trades => RecordKind::Trades,
@@ -334,6 +342,17 @@ impl RecordKind {
         match self {
             RecordKind::Trades if !venue.numbers_trades() => Sequence::Ranked,
             kind => kind.sequence(),
+        }
+    }
+
+    /// Whether `venue`'s records of this kind are keyed by time and rank
+    /// ([`time_rank`]): trades of a venue whose trade ids count nothing, liquidations of a
+    /// venue that may push two of a symbol's in one millisecond.
+    pub fn time_ranked_at(self, venue: Venue) -> bool {
+        match self {
+            RecordKind::Trades => !venue.numbers_trades(),
+            RecordKind::Liquidations => !venue.one_liquidation_a_second(),
+            _ => false,
         }
     }
 
@@ -620,7 +639,8 @@ pub static TYPES: &[TypeEntry] = &[
         takes_interval: false,
         interval_rule: IntervalRule::Candles,
         markets: FUTURES,
-        what: "live liquidation orders, the latest per symbol each second (futures)",
+        what: "live liquidation orders of the derivatives markets (Binance: the latest per \
+               symbol each second)",
         origins: &[Origin::WebSocket],
         build: |_| DataType::Live(LiveType::Liquidations),
     },

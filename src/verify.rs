@@ -85,7 +85,7 @@ impl Fields<'_> {
     /// Whether `_key`'s `ordinal` is the one the record's own fields give for `kind` at
     /// `venue`: for time-ranked kinds, whether it names the record's millisecond.
     fn key_matches(&self, kind: RecordKind, venue: Venue, ordinal: i64) -> bool {
-        if kind.sequence_at(venue) == Sequence::Ranked {
+        if kind.time_ranked_at(venue) {
             return self.timestamp == Some(time_rank::time(ordinal));
         }
         self.ordinal(kind) == Some(ordinal)

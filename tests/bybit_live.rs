@@ -311,3 +311,125 @@ async fn bybit_best_bid_ask_and_book_are_published_once_per_update() {
         "the book was followed after the restart"
     );
 }
+
+/// Bybit's `allLiquidation` pushes every liquidation of the symbol each half second; two may
+/// share a millisecond. Through connection rotations (each handed over), the topic holds
+/// exactly the exchange's liquidations of the range, once each, keyed by time rank (the
+/// millisecond's two apart, in Bybit's order), with the liquidation order's side (Bybit's `S`
+/// names the position), and `verify` passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn bybit_liquidations_stream_exactly_once_through_rotations() {
+    use exchange_sim::data::bybit_liquidations;
+    let sim = support::sim(SimConfig::default()).await;
+    let topic = fresh_topic("bybit-ws-liquidations");
+    // The exchange's own schedule is searched for 8 s holding a millisecond with two
+    // liquidations, and its clock put just before them (the loader follows it).
+    let from = live_range_after(sim.clock().now_ms(), 0).0;
+    let start = (0..6 * 3_600)
+        .map(|s| from + s * 1000)
+        .find(|&a| {
+            let l = bybit_liquidations(BybitCategory::Linear, "BTCUSDT", a, a + 8_000 - 1);
+            l.len() >= 6 && l.windows(2).any(|w| w[0].time == w[1].time)
+        })
+        .expect("a tied millisecond within six hours of the schedule");
+    sim.clock().set_now_ms(start - 2_000);
+    let range = (start, start + 8_000);
+    let opened = sim.bybit_ws_stats().connections_opened;
+    let run = run_loader_async(
+        with(
+            env(&sim, &topic, "linear", "BTCUSDT", "ws_liquidations", range),
+            &[("WS_ROTATE_AFTER", "2")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_ok(&run);
+    assert!(
+        sim.bybit_ws_stats().connections_opened >= opened + 3,
+        "the connection was rotated: {:?}",
+        sim.bybit_ws_stats()
+    );
+    let expected = bybit_liquidations(BybitCategory::Linear, "BTCUSDT", range.0, range.1 - 1);
+    let records = read_records(&topic);
+    let mut rank = 0;
+    let mut want = Vec::new();
+    for (i, l) in expected.iter().enumerate() {
+        rank = if i > 0 && expected[i - 1].time == l.time {
+            rank + 1
+        } else {
+            0
+        };
+        want.push((
+            format!(
+                "{}BTCUSDT_liquidation_{}",
+                key_prefix("linear"),
+                l.time * PER_MS + rank
+            ),
+            l.time,
+            if l.side == "Buy" { "SELL" } else { "BUY" },
+            l.size.clone(),
+            l.price.clone(),
+        ));
+    }
+    let got: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["_key"].as_str().unwrap().to_string(),
+                r["timestamp"].as_i64().unwrap(),
+                match r["side"].as_str().unwrap() {
+                    "SELL" => "SELL",
+                    "BUY" => "BUY",
+                    other => panic!("side {other}"),
+                },
+                r["quantity"].as_str().unwrap().to_string(),
+                r["price"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "every liquidation of the range exactly once, in order"
+    );
+    for r in &records {
+        assert_eq!(r["exchange"], "bybit");
+        assert_eq!(r["market"], "linear");
+        assert!(r["event_time"].as_i64().unwrap() % 500 == 0, "{r}");
+        assert!(r.get("order_type").is_none(), "Binance's fields only: {r}");
+    }
+    let run = verify_topic(
+        &topic,
+        &format!("{}:{}", range.0, range.1),
+        &[
+            ("EXCHANGE", "bybit".into()),
+            ("MARKET", "linear".into()),
+            ("SYMBOL", "BTCUSDT".into()),
+            ("TYPE", "ws_liquidations".into()),
+            ("BYBIT_API_URL", sim.bybit_url()),
+        ],
+        &[],
+    );
+    assert_ok(&run);
+}
+
+/// Spot has no liquidations: the job is refused before it connects, naming the markets.
+#[test]
+fn bybit_spot_liquidations_are_refused() {
+    let run = support::loader::run_loader(
+        &[
+            ("EXCHANGE", "bybit".into()),
+            ("MARKET", "spot".into()),
+            ("SYMBOL", "BTCUSDT".into()),
+            ("TYPE", "ws_liquidations".into()),
+            ("KAFKA_TOPIC", "unused".into()),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1".into()),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ws_liquidations") && run.stderr.contains("MARKET=linear"),
+        "{}",
+        run.stderr
+    );
+}

@@ -12,6 +12,7 @@
 
 mod support;
 
+use exchange_sim::bybit::BybitCategory;
 use exchange_sim::{data, SimConfig, SimMarket, SimServer, WsFaults};
 use loader_producer::market::{Market, Venue};
 use loader_producer::registry::{DataType, IntervalRule, TYPES};
@@ -150,7 +151,7 @@ fn history_range(ty: &str) -> (i64, i64) {
 /// A live range starting `lead` ms ahead: a few seconds; for candles the minute that holds it
 /// (so one candle closes in it); for liquidations the first stretch of the simulator's own
 /// schedule with one in it.
-fn live_range(ty: &str, m: Market, lead: i64) -> (i64, i64) {
+fn live_range(ty: &str, v: Venue, m: Market, lead: i64) -> (i64, i64) {
     let start = (now_ms() + lead).div_euclid(1000) * 1000;
     if ty.starts_with("ws_candles") {
         let minute = start.div_euclid(60_000) * 60_000;
@@ -160,7 +161,18 @@ fn live_range(ty: &str, m: Market, lead: i64) -> (i64, i64) {
         return (0..120)
             .map(|s| (start + s * 1000, start + s * 1000 + 8_000))
             .find(|&(a, b)| {
-                !data::liquidations(sim_market(m), symbol(Venue::Binance, m), a, b - 1).is_empty()
+                let sym = symbol(v, m);
+                match v {
+                    Venue::Binance => !data::liquidations(sim_market(m), sym, a, b - 1).is_empty(),
+                    Venue::Bybit => {
+                        let category = match m {
+                            Market::CoinM => BybitCategory::Inverse,
+                            _ => BybitCategory::Linear,
+                        };
+                        !data::bybit_liquidations(category, sym, a, b - 1).is_empty()
+                    }
+                    Venue::Okx => !data::okx_liquidations(sym, a, b - 1).is_empty(),
+                }
             })
             .expect("a liquidation within two minutes");
     }
@@ -225,7 +237,7 @@ async fn every_registered_type_loads_on_every_market_and_verifies() {
     let mut live_jobs = Vec::new();
     for (i, case) in cases.iter_mut().enumerate() {
         if case.ty.starts_with("ws_") {
-            case.range = live_range(&case.ty, case.market, 5_000);
+            case.range = live_range(&case.ty, case.venue, case.market, 5_000);
             live_jobs.push((i, tokio::spawn(run_loader_async(case.env(&sim), vec![]))));
         } else {
             case.range = history_range(&case.ty);

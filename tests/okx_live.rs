@@ -480,3 +480,111 @@ async fn okx_refuses_live_types_it_does_not_stream_and_bad_stream_urls() {
     }
     assert_eq!(sim.okx_ws_stats().connections_opened, 0);
 }
+
+/// OKX's `liquidation-orders` is subscribed once for the instrument type and pushes every
+/// swap's liquidations (at most one a second per contract), several instruments in one
+/// message at times. A job of two swaps reads its own from the one stream: through connection
+/// rotations (each handed over), each symbol's records are exactly OKX's liquidations of it in
+/// the range, once each, keyed by time rank, and `verify` passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn okx_liquidations_of_two_swaps_from_one_stream_exactly_once() {
+    use exchange_sim::data::okx_liquidations;
+    let sim = support::sim(SimConfig::default()).await;
+    let topic = fresh_topic("okx-ws-liquidations");
+    let insts = ["BTC-USDT-SWAP", "ETH-USDT-SWAP"];
+    // The schedule is searched for 8 s in which both liquidate at one millisecond (one push
+    // carries both), and the exchange's clock put just before (the loader follows it).
+    let from = live_range_after(sim.clock().now_ms(), 0).0;
+    let start = (0..6 * 3_600)
+        .map(|s| from + s * 1000)
+        .find(|&a| {
+            let btc = okx_liquidations(insts[0], a, a + 8_000 - 1);
+            let eth = okx_liquidations(insts[1], a, a + 8_000 - 1);
+            btc.len() >= 2
+                && eth.len() >= 2
+                && btc.iter().any(|b| eth.iter().any(|e| e.time == b.time))
+        })
+        .expect("a shared millisecond within six hours of the schedule");
+    sim.clock().set_now_ms(start - 2_000);
+    let range = (start, start + 8_000);
+    let opened = sim.okx_ws_stats().connections_opened;
+    let run = run_loader_async(
+        with(
+            env(
+                &sim,
+                &topic,
+                "swap",
+                &insts.join(","),
+                "ws_liquidations",
+                range,
+            ),
+            &[("WS_ROTATE_AFTER", "2")],
+        ),
+        vec![],
+    )
+    .await;
+    assert_ok(&run);
+    assert!(
+        sim.okx_ws_stats().connections_opened >= opened + 3,
+        "the connection was rotated: {:?}",
+        sim.okx_ws_stats()
+    );
+    let records = read_records(&topic);
+    for inst in insts {
+        let want: Vec<_> = okx_liquidations(inst, range.0, range.1 - 1)
+            .into_iter()
+            .map(|l| {
+                (
+                    format!("okx_swap_{inst}_liquidation_{}", l.time * PER_MS),
+                    l.time,
+                    l.side.to_uppercase(),
+                    l.size,
+                    l.price,
+                )
+            })
+            .collect();
+        let got: Vec<_> = records
+            .iter()
+            .filter(|r| r["symbol"] == inst)
+            .map(|r| {
+                (
+                    r["_key"].as_str().unwrap().to_string(),
+                    r["timestamp"].as_i64().unwrap(),
+                    r["side"].as_str().unwrap().to_string(),
+                    r["quantity"].as_str().unwrap().to_string(),
+                    r["price"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got, want,
+            "{inst}: every liquidation of the range exactly once, in order"
+        );
+    }
+    assert_eq!(
+        records.len(),
+        records
+            .iter()
+            .filter(|r| insts.contains(&r["symbol"].as_str().unwrap()))
+            .count(),
+        "no other instrument's"
+    );
+    for r in &records {
+        assert_eq!(r["exchange"], "okx");
+        assert_eq!(r["market"], "swap");
+        assert!(r.get("event_time").is_none(), "OKX sends none: {r}");
+    }
+    let run = verify_topic(
+        &topic,
+        &format!("{}:{}", range.0, range.1),
+        &[
+            ("EXCHANGE", "okx".into()),
+            ("MARKET", "swap".into()),
+            ("SYMBOL", insts.join(",")),
+            ("TYPE", "ws_liquidations".into()),
+            ("OKX_API_URL", sim.okx_url()),
+        ],
+        &[],
+    );
+    assert_ok(&run);
+}

@@ -128,11 +128,12 @@ impl LiveSource {
             })
             .collect();
         drop(tx);
-        let by_stream: HashMap<&str, usize> = streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.as_str(), i))
-            .collect();
+        // A stream may be shared by several symbols (a venue that subscribes a channel for a
+        // whole market, OKX's liquidations): its events go to each, which takes its own part.
+        let mut by_stream: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, s) in streams.iter().enumerate() {
+            by_stream.entry(s.as_str()).or_default().push(i);
+        }
 
         // Wait for the range to begin (connecting a moment early so its first events are seen).
         if let Some(r) = self.range() {
@@ -189,12 +190,23 @@ impl LiveSource {
                                 if let Err(e) = self.follow_switch(&sup, &mut handover, &mut states).await {
                                     break 'events Err(e);
                                 }
-                                let Some(&idx) = by_stream.get(stream.get()) else {
+                                let Some((&last, others)) = by_stream
+                                    .get(stream.get())
+                                    .and_then(|symbols| symbols.split_last())
+                                else {
                                     tracing::debug!(stream = stream.get(), "event for an unknown stream");
                                     continue;
                                 };
+                                for &idx in others {
+                                    let routed = self
+                                        .route(&mut sup, &mut handover, &mut states, idx, conn, data.clone())
+                                        .await;
+                                    if let Err(e) = routed {
+                                        break 'events Err(e);
+                                    }
+                                }
                                 let routed = self
-                                    .route(&mut sup, &mut handover, &mut states, idx, conn, data)
+                                    .route(&mut sup, &mut handover, &mut states, last, conn, data)
                                     .await;
                                 if let Err(e) = routed {
                                     break 'events Err(e);

@@ -1,8 +1,9 @@
 //! Bybit's live feed (`EXCHANGE=bybit`, `ws_*` types) from its v5 public streams
 //! (`BYBIT_WS_URL`, `/v5/public/{category}`): trades (`publicTrade`), closed candles
-//! (`kline`), the best bid and ask (`orderbook.1`) and a local order book (`orderbook.{depth}`,
-//! a snapshot and then deltas). The rules it keeps are in [`rules`] (WebSocket Connect,
-//! Trade, Kline and Orderbook pages of bybit-exchange.github.io/docs/v5/websocket/public).
+//! (`kline`), the best bid and ask (`orderbook.1`), a local order book (`orderbook.{depth}`,
+//! a snapshot and then deltas) and liquidations (`allLiquidation`). The rules it keeps are in
+//! [`rules`] (WebSocket Connect, Trade, Kline, Orderbook and All Liquidation pages of
+//! bybit-exchange.github.io/docs/v5/websocket/public).
 //!
 //! What a gap costs differs by type:
 //! - trades carry no sequence (a derivatives trade's id is a UUID): each is keyed by its
@@ -15,7 +16,11 @@
 //! - a book delta that does not follow the last one (`u` + 1) asks for a fresh subscription,
 //!   whose snapshot rebuilds the book (Bybit has no REST snapshot that chains with the
 //!   stream's updates); a snapshot on the stream (`u` = 1 after Bybit restarts a service)
-//!   replaces the book as well.
+//!   replaces the book as well;
+//! - liquidations carry no id and Bybit serves no history of them: each is keyed by its
+//!   millisecond and its rank among that millisecond's (told apart by side, size and price),
+//!   a reconnect's overlap is recognised, and what no connection received is lost (the
+//!   connection's `interrupted` summary and `verify` cannot tell more).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -27,7 +32,9 @@ use super::klines::BybitKlines;
 use super::{rules, BybitSession};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::{tag, BookTickerRecord, Candle, RankedTrade, RecordBatch, TradeId};
+use crate::record::{
+    tag, BookTickerRecord, Candle, LiquidationRecord, RankedTrade, RecordBatch, TradeId,
+};
 use crate::registry::{LiveType, Origin};
 use crate::time_range::TimeRange;
 use crate::venue::live::book::Book;
@@ -36,9 +43,14 @@ use crate::venue::live::{ConnectionAllowance, LiveFeed, LiveScope, RangePos, Sym
 use crate::venue::Session;
 
 /// Whether Bybit streams `t` through this loader; `Err` says what it does stream.
-pub fn streams(t: LiveType) -> Result<(), String> {
+pub fn streams(t: LiveType, market: Market) -> Result<(), String> {
     match t {
-        LiveType::Trades | LiveType::BookTicker | LiveType::OrderBook => Ok(()),
+        LiveType::Liquidations if market == Market::Spot => Err(
+            "Bybit's spot market has no liquidations: use MARKET=linear or MARKET=inverse".into(),
+        ),
+        LiveType::Trades | LiveType::BookTicker | LiveType::OrderBook | LiveType::Liquidations => {
+            Ok(())
+        }
         LiveType::Candles(iv) => match rules::kline_interval(iv) {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -49,7 +61,7 @@ pub fn streams(t: LiveType) -> Result<(), String> {
         },
         _ => Err(
             "Bybit's streams are loaded as ws_trades, ws_candles_<interval>, \
-                  ws_bookticker and ws_orderbook"
+                  ws_bookticker, ws_orderbook and ws_liquidations"
                 .into(),
         ),
     }
@@ -73,6 +85,7 @@ impl BybitFeed {
                 rules::kline_interval(iv).expect("only Bybit's intervals get a feed")
             ),
             LiveType::BookTicker => format!("orderbook.{}.{symbol}", rules::BBO_DEPTH),
+            LiveType::Liquidations => format!("{}.{symbol}", rules::LIQUIDATION_TOPIC),
             _ => format!("orderbook.{}.{symbol}", self.book_depth()),
         }
     }
@@ -161,6 +174,11 @@ impl LiveFeed for BybitFeed {
                 .data
                 .first()
                 .map(|c| c.start),
+            LiveType::Liquidations => serde_json::from_str::<Push<'_, Vec<TradeTime>>>(data)
+                .ok()?
+                .data
+                .first()
+                .map(|l| l.T),
             _ => serde_json::from_str::<Push<'_, UpdateId>>(data)
                 .ok()
                 .map(|p| p.data.u as i64),
@@ -184,6 +202,11 @@ impl LiveFeed for BybitFeed {
                 LiveType::BookTicker => {
                     let push: Push<'_, WsBook> = serde_json::from_str(data).map_err(bad)?;
                     self.on_best(st, push)
+                }
+                LiveType::Liquidations => {
+                    let push: Push<'_, Vec<WsLiquidation>> =
+                        serde_json::from_str(data).map_err(bad)?;
+                    self.on_liquidations(st, push)
                 }
                 _ => {
                     let push: Push<'_, WsBook> = serde_json::from_str(data).map_err(bad)?;
@@ -247,10 +270,25 @@ struct WsTrade<'a> {
     i: Cow<'a, str>,
 }
 
+/// The time of a trade or liquidation (`T`).
 #[derive(Deserialize)]
 #[allow(non_snake_case)]
 struct TradeTime {
     T: i64,
+}
+
+/// `allLiquidation`'s liquidation (All Liquidation: `T` ms, `S` the position's side, `v` size,
+/// `p` bankruptcy price).
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct WsLiquidation<'a> {
+    T: i64,
+    #[serde(borrow)]
+    S: Cow<'a, str>,
+    #[serde(borrow)]
+    v: Cow<'a, str>,
+    #[serde(borrow)]
+    p: Cow<'a, str>,
 }
 
 /// `kline`'s candle (Kline: `confirm` true once it closed; volume and turnover as REST's).
@@ -343,7 +381,7 @@ impl BybitFeed {
         quantity: &str,
         side: &str,
     ) -> Result<()> {
-        let Some(ordinal) = self.scope.rank_trade(st, time, id)? else {
+        let Some(ordinal) = self.scope.rank_record(st, time, id)? else {
             return Ok(());
         };
         st.batch.push_ranked_trade(&RankedTrade {
@@ -371,6 +409,58 @@ impl BybitFeed {
         }
         for t in &push.data {
             self.offer_trade(st, t.T, &t.i, &t.p, &t.v, &t.S)?;
+        }
+        Ok(())
+    }
+
+    /// A message of liquidations: each ranked among its millisecond's by side, size and price
+    /// (two connections during a hand-over deliver the same ones), published when the range
+    /// and the cursor admit it.
+    fn on_liquidations(
+        &self,
+        st: &mut SymbolState,
+        push: Push<'_, Vec<WsLiquidation<'_>>>,
+    ) -> Result<()> {
+        self.scope.note_event(push.ts);
+        let mut id = String::new();
+        for l in &push.data {
+            let side = rules::liquidation_order_side(&l.S).ok_or_else(|| {
+                LoaderError::Exchange(format!(
+                    "Bybit sent a liquidation whose side is not Buy or Sell: {:?}",
+                    l.S
+                ))
+            })?;
+            id.clear();
+            id.push_str(side);
+            id.push('|');
+            id.push_str(&l.v);
+            id.push('|');
+            id.push_str(&l.p);
+            let Some(ordinal) = self.scope.rank_record(st, l.T, &id)? else {
+                continue;
+            };
+            let key = st.batch.key(tag::LIQUIDATION, ordinal);
+            st.batch.push_record(
+                l.T,
+                &key,
+                &LiquidationRecord {
+                    _key: &key,
+                    exchange: Venue::Bybit.record_field(),
+                    market: Venue::Bybit.market_name(self.market()),
+                    symbol: &st.symbol,
+                    timestamp: l.T,
+                    event_time: Some(push.ts),
+                    side,
+                    quantity: &l.v,
+                    price: &l.p,
+                    order_type: None,
+                    time_in_force: None,
+                    average_price: None,
+                    status: None,
+                    last_filled_quantity: None,
+                    filled_quantity: None,
+                },
+            )?;
         }
         Ok(())
     }

@@ -75,12 +75,13 @@ pub fn serves(data_type: DataType, market: Market) -> Result<(), String> {
             )),
         },
         DataType::Live(t) => {
-            live::streams(t).map_err(|e| format!("TYPE {}: {e}", data_type.name()))
+            live::streams(t, market).map_err(|e| format!("TYPE {}: {e}", data_type.name()))
         }
         other => Err(format!(
             "TYPE {} is not loaded from Bybit yet: EXCHANGE=bybit loads candles (api_candles_<interval>), \
              trades (api_raw_trades), funding rates (api_funding_rate) and open interest \
-             (api_open_interest_<period>)",
+             (api_open_interest_<period>), and streams ws_trades, ws_candles_<interval>, \
+             ws_bookticker, ws_orderbook and ws_liquidations",
             other.name()
         )),
     }

@@ -213,6 +213,24 @@ pub const BOOK_DEPTHS: [usize; 3] = [50, 200, 1000];
 /// The topic of the best bid and ask.
 pub const BBO_DEPTH: usize = 1;
 
+/// The liquidation topic (WebSocket All Liquidation, `allLiquidation.{symbol}`, linear and
+/// inverse, "Push frequency: 500ms"): every liquidation of the symbol, each as `T` (ms), `S`
+/// the liquidated POSITION's side ("When you receive a Buy update, this means that a long
+/// position has been liquidated"), `v` the size and `p` the bankruptcy price.
+pub const LIQUIDATION_TOPIC: &str = "allLiquidation";
+
+/// The side of the liquidation order that closes a position of `position_side` (Bybit's `S`):
+/// a long (`Buy`) is closed by selling.
+pub fn liquidation_order_side(position_side: &str) -> Option<&'static str> {
+    if position_side.eq_ignore_ascii_case("buy") {
+        Some("SELL")
+    } else if position_side.eq_ignore_ascii_case("sell") {
+        Some("BUY")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,11 +102,12 @@ impl LiveScope {
         self.range.map_or(i64::MAX, |r| r.end_ms)
     }
 
-    /// A trade of a venue whose trades are ordered by time alone (their ids order nothing):
-    /// inside the range, ranked among its millisecond's trades by id ([`Ties`]), and admitted
-    /// by the cursor. `Some(ordinal)` ([`time_rank`]) when it is to be published; a trade
-    /// offered twice is counted as a duplicate dropped.
-    pub fn rank_trade(&self, st: &mut SymbolState, time: i64, id: &str) -> Result<Option<i64>> {
+    /// A record of a kind ordered by time alone at this venue (trades whose ids order nothing,
+    /// liquidations): inside the range, ranked among its millisecond's records by `id`
+    /// ([`Ties`]: whatever tells two of them apart), and admitted by the cursor.
+    /// `Some(ordinal)` ([`time_rank`]) when it is to be published; a record offered twice is
+    /// counted as a duplicate dropped.
+    pub fn rank_record(&self, st: &mut SymbolState, time: i64, id: &str) -> Result<Option<i64>> {
         if !self.gate(st, time) {
             return Ok(None);
         }
@@ -116,7 +117,7 @@ impl LiveScope {
         };
         let ordinal = time_rank::ordinal(time, rank).ok_or_else(|| {
             LoaderError::Exchange(format!(
-                "a trade at {time} (ms) cannot be keyed: more than {} trades at one millisecond",
+                "a record at {time} (ms) cannot be keyed: more than {} at one millisecond",
                 time_rank::PER_MS
             ))
         })?;
@@ -134,7 +135,7 @@ impl LiveScope {
         history: &dyn History,
         clock: VenueClock,
     ) -> Result<()> {
-        let Some(iv) = candle_interval(self.live_type) else {
+        let Some(iv) = self.live_type.candle_interval() else {
             return Ok(());
         };
         let open = candle.open_time;
@@ -232,7 +233,7 @@ impl LiveScope {
         history: &dyn History,
         clock: VenueClock,
     ) -> Result<()> {
-        let Some(iv) = candle_interval(self.live_type) else {
+        let Some(iv) = self.live_type.candle_interval() else {
             return Ok(());
         };
         let from = match st.cursor.last {
@@ -240,14 +241,6 @@ impl LiveScope {
             None => iv.align_up(range.start_ms),
         };
         self.backfill(st, history, clock, from, range.end_ms).await
-    }
-}
-
-/// The interval of a candle type.
-fn candle_interval(t: LiveType) -> Option<kline_interval::Interval> {
-    match t {
-        LiveType::Candles(iv) => Some(iv),
-        _ => None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! OKX's live feed (`EXCHANGE=okx`, `ws_*` types) from its v5 public WebSocket (`OKX_WS_URL`):
-//! trades (`trades`) and the books (`books`, `bbo-tbt`) on `/ws/v5/public`, closed candles
-//! (`candle<bar>`) on `/ws/v5/business`. The rules it keeps are in [`rules`] ("Overview:
-//! WebSocket", the "WS / Trades", "WS / Candlesticks" and "WS / Order book" channels of
-//! www.okx.com/docs-v5/en/).
+//! trades (`trades`), the books (`books`, `bbo-tbt`) and liquidations (`liquidation-orders`)
+//! on `/ws/v5/public`, closed candles (`candle<bar>`) on `/ws/v5/business`. The rules it keeps
+//! are in [`rules`] ("Overview: WebSocket", the "WS / Trades", "WS / Candlesticks", "WS / Order
+//! book" and "WS / Liquidation orders" channels of www.okx.com/docs-v5/en/).
 //!
 //! What a gap costs differs by type:
 //! - a trade is keyed by its millisecond and its rank among that millisecond's trades in
@@ -19,7 +19,11 @@
 //!   answers them closed ([`rules::CONFIRM_MARGIN_MS`]);
 //! - a book update that does not follow the last one (`prevSeqId`), or whose checksum (where
 //!   OKX still sends one) does not match the book, asks for a fresh subscription, whose
-//!   snapshot rebuilds the book (OKX has no REST snapshot that chains with the stream).
+//!   snapshot rebuilds the book (OKX has no REST snapshot that chains with the stream);
+//! - liquidations come on one stream per instrument type, shared by every symbol of the job
+//!   (each takes its own instrument's): each is keyed by its millisecond and its rank among
+//!   that millisecond's (told apart by side, size and price), a reconnect's overlap is
+//!   recognised, and what no connection received is lost.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -37,7 +41,9 @@ use super::trades::OkxTrades;
 use super::{rules, OkxSession};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::{tag, BookTickerRecord, Candle, RankedTrade, RecordBatch, TradeId};
+use crate::record::{
+    tag, BookTickerRecord, Candle, LiquidationRecord, RankedTrade, RecordBatch, TradeId,
+};
 use crate::registry::{time_rank, LiveType, Origin};
 use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::live::book::Book;
@@ -46,9 +52,14 @@ use crate::venue::live::{ConnectionAllowance, LiveFeed, LiveScope, RangePos, Sym
 use crate::venue::Session;
 
 /// Whether OKX streams `t` through this loader; `Err` says what it does stream.
-pub fn streams(t: LiveType) -> Result<(), String> {
+pub fn streams(t: LiveType, market: Market) -> Result<(), String> {
     match t {
-        LiveType::Trades | LiveType::BookTicker | LiveType::OrderBook => Ok(()),
+        LiveType::Liquidations if market == Market::Spot => {
+            Err("OKX's spot market has no liquidations: use MARKET=swap or MARKET=futures".into())
+        }
+        LiveType::Trades | LiveType::BookTicker | LiveType::OrderBook | LiveType::Liquidations => {
+            Ok(())
+        }
         LiveType::Candles(iv) => match rules::bar(iv) {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -58,19 +69,20 @@ pub fn streams(t: LiveType) -> Result<(), String> {
             )),
         },
         _ => Err(
-            "OKX's streams are loaded as ws_trades, ws_candles_<interval>, ws_bookticker and \
-             ws_orderbook"
+            "OKX's streams are loaded as ws_trades, ws_candles_<interval>, ws_bookticker, \
+             ws_orderbook and ws_liquidations"
                 .into(),
         ),
     }
 }
 
-/// The stream name of `channel` for `inst_id`, as the grammar reports an event's.
+/// The stream name of `channel` for `inst_id` (or, for a channel subscribed per instrument
+/// type, for `instType`), as the grammar reports an event's.
 fn stream_name(channel: &str, inst_id: &str) -> String {
     format!("{channel}:{inst_id}")
 }
 
-/// The `id` of a subscribe request whose last arg is `channel` of `inst_id`. OKX answers
+/// The `id` of a subscribe request whose last arg is `channel` of `inst_id` (or `instType`). OKX answers
 /// every arg on its own and echoes the request's `id` in each answer; the answer to the last
 /// arg is the one whose arg this id names, so a request counts as answered once, when all of
 /// its args were (a connection expects one answer per request). Letters and digits, as OKX
@@ -144,6 +156,7 @@ impl OkxFeed {
             LiveType::Trades => rules::TRADES_CHANNEL.into(),
             LiveType::Candles(iv) => rules::candle_channel(iv).expect("only OKX's bars get a feed"),
             LiveType::BookTicker => rules::BBO_CHANNEL.into(),
+            LiveType::Liquidations => rules::LIQUIDATION_CHANNEL.into(),
             _ => rules::BOOKS_CHANNEL.into(),
         }
     }
@@ -184,8 +197,22 @@ impl LiveFeed for OkxFeed {
 
     fn plan(&self, symbols: &[Arc<str>]) -> (StreamPlan, Vec<String>) {
         let channel = self.channel();
-        let streams = symbols.iter().map(|s| stream_name(&channel, s)).collect();
-        let subscribe = subscribe_requests(&channel, symbols);
+        let (streams, subscribe) = if self.scope.live_type == LiveType::Liquidations {
+            // One subscription for the instrument type: every symbol reads the same stream.
+            let inst_type = rules::inst_type(self.market());
+            let request = serde_json::json!({
+                "id": answer_id(&channel, inst_type),
+                "op": "subscribe",
+                "args": [{"channel": &channel, "instType": inst_type}],
+            });
+            (
+                vec![stream_name(&channel, inst_type); symbols.len()],
+                vec![request.to_string()],
+            )
+        } else {
+            let streams = symbols.iter().map(|s| stream_name(&channel, s)).collect();
+            (streams, subscribe_requests(&channel, symbols))
+        };
         let plan = StreamPlan {
             url: format!("{}{}", self.ws_url, self.path()),
             subscribe,
@@ -227,6 +254,13 @@ impl LiveFeed for OkxFeed {
                 .first()
                 .and_then(|row| row.first())
                 .and_then(|ts| ts.0.parse().ok()),
+            LiveType::Liquidations => serde_json::from_str::<Push<Vec<WsLiquidations>>>(data)
+                .ok()?
+                .data
+                .iter()
+                .flat_map(|g| &g.details)
+                .filter_map(|d| d.ts.parse().ok())
+                .min(),
             _ => serde_json::from_str::<Push<Vec<SeqKey>>>(data)
                 .ok()?
                 .data
@@ -257,6 +291,11 @@ impl LiveFeed for OkxFeed {
                         self.on_candle(st, iv, &k).await?;
                     }
                     Ok(())
+                }
+                LiveType::Liquidations => {
+                    let push: Push<Vec<WsLiquidations>> =
+                        serde_json::from_str(data).map_err(|e| self.bad(e, data))?;
+                    self.on_liquidations(st, &push.data, data)
                 }
                 LiveType::BookTicker => {
                     let push: Push<Vec<WsBook>> =
@@ -338,6 +377,30 @@ struct WsTrade<'a> {
     ts: Cow<'a, str>,
     #[serde(borrow, default)]
     count: Option<Cow<'a, str>>,
+}
+
+/// `liquidation-orders`' entry: an instrument's liquidations.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WsLiquidations<'a> {
+    #[serde(borrow)]
+    inst_id: Cow<'a, str>,
+    #[serde(borrow)]
+    details: Vec<WsLiquidation<'a>>,
+}
+
+/// One liquidation (`side` the order's, `sz` contracts, `bkPx` the bankruptcy price, `ts` ms).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WsLiquidation<'a> {
+    #[serde(borrow)]
+    bk_px: Cow<'a, str>,
+    #[serde(borrow)]
+    side: Cow<'a, str>,
+    #[serde(borrow)]
+    sz: Cow<'a, str>,
+    #[serde(borrow)]
+    ts: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -546,7 +609,7 @@ impl OkxFeed {
         is_buyer_maker: bool,
     ) -> Result<()> {
         let mut text = itoa::Buffer::new();
-        let Some(ordinal) = self.scope.rank_trade(st, time, text.format(id))? else {
+        let Some(ordinal) = self.scope.rank_record(st, time, text.format(id))? else {
             return Ok(());
         };
         st.batch.push_ranked_trade(&RankedTrade {
@@ -714,6 +777,81 @@ impl OkxFeed {
             interval,
             session: self.session.clone(),
         }
+    }
+
+    /// A message of liquidations (of every instrument of the type): the symbol's, oldest first,
+    /// each ranked among its millisecond's by side, size and price (two connections during a
+    /// hand-over deliver the same ones), published when the range and the cursor admit it.
+    fn on_liquidations(
+        &self,
+        st: &mut SymbolState,
+        groups: &[WsLiquidations<'_>],
+        data: &str,
+    ) -> Result<()> {
+        let mut mine = Vec::new();
+        for d in groups
+            .iter()
+            .filter(|g| *g.inst_id == *st.symbol)
+            .flat_map(|g| &g.details)
+        {
+            let time: i64 = d.ts.parse().map_err(|_| {
+                self.bad(
+                    format!("a liquidation whose ts is not a number: {:?}", d.ts),
+                    data,
+                )
+            })?;
+            let side = match &*d.side {
+                "buy" => "BUY",
+                "sell" => "SELL",
+                other => {
+                    return Err(self.bad(
+                        format!("a liquidation whose side is not buy or sell: {other:?}"),
+                        data,
+                    ))
+                }
+            };
+            mine.push((time, side, d));
+        }
+        // Ranks follow time: a message is taken oldest first whatever its order.
+        mine.sort_by_key(|(time, ..)| *time);
+        for (time, ..) in &mine {
+            self.scope.note_event(*time);
+        }
+        let mut id = String::new();
+        for (time, side, d) in mine {
+            id.clear();
+            id.push_str(side);
+            id.push('|');
+            id.push_str(&d.sz);
+            id.push('|');
+            id.push_str(&d.bk_px);
+            let Some(ordinal) = self.scope.rank_record(st, time, &id)? else {
+                continue;
+            };
+            let key = st.batch.key(tag::LIQUIDATION, ordinal);
+            st.batch.push_record(
+                time,
+                &key,
+                &LiquidationRecord {
+                    _key: &key,
+                    exchange: Venue::Okx.record_field(),
+                    market: Venue::Okx.market_name(self.market()),
+                    symbol: &st.symbol,
+                    timestamp: time,
+                    event_time: None,
+                    side,
+                    quantity: &d.sz,
+                    price: &d.bk_px,
+                    order_type: None,
+                    time_in_force: None,
+                    average_price: None,
+                    status: None,
+                    last_filled_quantity: None,
+                    filled_quantity: None,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// `bbo-tbt`: the best bid and ask, published once per `seqId`.
@@ -905,8 +1043,21 @@ pub struct OkxGrammar;
 struct Arg<'a> {
     #[serde(borrow)]
     channel: Cow<'a, str>,
-    #[serde(borrow, rename = "instId")]
-    inst_id: Cow<'a, str>,
+    #[serde(borrow, rename = "instId", default)]
+    inst_id: Option<Cow<'a, str>>,
+    /// Of a channel subscribed per instrument type (`liquidation-orders`).
+    #[serde(borrow, rename = "instType", default)]
+    inst_type: Option<Cow<'a, str>>,
+}
+
+impl Arg<'_> {
+    /// What the channel is subscribed for: the instrument, or the instrument type.
+    fn target(&self) -> &str {
+        self.inst_id
+            .as_deref()
+            .or(self.inst_type.as_deref())
+            .unwrap_or("")
+    }
 }
 
 #[derive(Deserialize)]
@@ -941,8 +1092,11 @@ impl Grammar for OkxGrammar {
         // OKX writes a message's arg first: the stream is named without reading the data.
         if let Some(rest) = text.strip_prefix(r#"{"arg":{"channel":""#) {
             if let Some((channel, rest)) = quoted(rest) {
-                if let Some((inst_id, rest)) = rest.strip_prefix(r#","instId":""#).and_then(quoted)
-                {
+                let target = rest
+                    .strip_prefix(r#","instId":""#)
+                    .or_else(|| rest.strip_prefix(r#","instType":""#))
+                    .and_then(quoted);
+                if let Some((inst_id, rest)) = target {
                     // A channel's message: the data follows (with the book's action first).
                     if rest.starts_with(r#"},"data":"#) || rest.starts_with(r#"},"action":"#) {
                         return Read::Event {
@@ -963,12 +1117,12 @@ impl Grammar for OkxGrammar {
         };
         match (f.event.as_deref(), &f.arg) {
             (None, Some(arg)) if f.data.is_some() => Read::Event {
-                stream: Cow::Owned(stream_name(&arg.channel, &arg.inst_id)),
+                stream: Cow::Owned(stream_name(&arg.channel, arg.target())),
                 data: text,
             },
             (Some("subscribe"), Some(arg)) => match f.id.as_deref() {
                 // The answer to one of a request's args that is not its last.
-                Some(id) if id != answer_id(&arg.channel, &arg.inst_id) => Read::Other,
+                Some(id) if id != answer_id(&arg.channel, arg.target()) => Read::Other,
                 _ => Read::Answered,
             },
             (Some("subscribe"), None) => Read::Answered,
@@ -1051,6 +1205,23 @@ mod tests {
             Read::Other
         );
         assert_eq!(g.read("not json"), Read::Other);
+        // A channel subscribed per instrument type is one stream, named by the type.
+        let liquidation = r#"{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"instId":"BTC-USDT-SWAP","details":[]}]}"#;
+        assert!(
+            matches!(g.read(liquidation), Read::Event { stream, data } if stream == "liquidation-orders:SWAP" && data == liquidation)
+        );
+        let reordered =
+            r#"{"data":[],"arg":{"instType":"FUTURES","channel":"liquidation-orders"}}"#;
+        assert!(
+            matches!(g.read(reordered), Read::Event { stream, .. } if stream == "liquidation-orders:FUTURES")
+        );
+        let id = answer_id("liquidation-orders", "SWAP");
+        assert_eq!(
+            g.read(&format!(
+                r#"{{"id":"{id}","event":"subscribe","arg":{{"channel":"liquidation-orders","instType":"SWAP"}},"connId":"a"}}"#
+            )),
+            Read::Answered
+        );
     }
 
     #[test]
@@ -1246,17 +1417,21 @@ mod tests {
 
     #[test]
     fn only_okxs_utc_bars_are_streamed() {
-        assert!(streams(LiveType::Trades).is_ok());
-        assert!(streams(LiveType::Candles(Interval::M1)).is_ok());
+        assert!(streams(LiveType::Trades, Market::Spot).is_ok());
+        assert!(streams(LiveType::Candles(Interval::M1), Market::Spot).is_ok());
         assert_eq!(
             rules::candle_channel(Interval::H6).as_deref(),
             Some("candle6Hutc")
         );
-        assert!(streams(LiveType::Candles(Interval::S1))
+        assert!(streams(LiveType::Candles(Interval::S1), Market::Spot)
             .unwrap_err()
             .contains("its bars"));
-        assert!(streams(LiveType::AggTrades)
+        assert!(streams(LiveType::AggTrades, Market::Spot)
             .unwrap_err()
             .contains("ws_trades"));
+        assert!(streams(LiveType::Liquidations, Market::UsdM).is_ok());
+        assert!(streams(LiveType::Liquidations, Market::Spot)
+            .unwrap_err()
+            .contains("MARKET=swap or MARKET=futures"));
     }
 }

@@ -294,6 +294,14 @@ pub const CHECKSUM_LEVELS: usize = 25;
 /// depth level snapshot", with `ts` and `seqId`.
 pub const BBO_CHANNEL: &str = "bbo-tbt";
 
+/// `liquidation-orders` ("WS / Liquidation orders channel"): subscribed per instrument type
+/// (`{"channel":"liquidation-orders","instType":"SWAP"}`), it pushes the liquidations of every
+/// instrument of that type, `{"arg":{…},"data":[{"instId",…,"details":[{"bkPx","side","sz",
+/// "posSide","bkLoss","ts"}]}]}`: `side` the liquidation order's, `sz` in contracts, `bkPx` the
+/// bankruptcy price. "For futures and swaps, each contract will only show a maximum of one
+/// order per one-second period"; OKX keeps no history of them that chains with the stream.
+pub const LIQUIDATION_CHANNEL: &str = "liquidation-orders";
+
 /// The candlesticks channel of `interval` ("WS / Candlesticks channel": `candle1m` …
 /// `candle1Mutc`): the bars [`bar`] names, the ones aligned to UTC.
 pub fn candle_channel(interval: Interval) -> Option<String> {
