@@ -743,6 +743,9 @@ fn the_offline_demo_loads_and_verifies_both_rest_types_futures_and_bybit() {
             "--days",
             "2",
         ][..],
+        // A live type streams the next seconds; Bybit lists its trades only in its archive, so
+        // verify asks the simulator once it has lived through the day.
+        &["demo", "--exchange", "bybit", "--type", "ws_trades"][..],
     ] {
         let out = loader(&[], args);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -727,7 +727,8 @@ pub struct DemoArgs {
     pub data_type: String,
     /// Days of history before today; the range ends now, so today's part comes over REST and
     /// the whole days from the archive (librdkafka's mock cluster keeps only about 5 MB per
-    /// partition, so the demo stays small)
+    /// partition, so the demo stays small). A live type (ws_*) streams the next 10 seconds
+    /// instead (30 for liquidations; candles until the open one closes)
     #[arg(long, default_value_t = 7)]
     pub days: u32,
     /// Where history comes from: auto, rest or archive (the simulator serves both)
