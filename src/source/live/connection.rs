@@ -175,33 +175,32 @@ async fn connect_and_read(
     // The venue's own keep-alive, where it wants one from the client.
     let keepalive = grammar.keepalive();
     let mut next_keepalive = keepalive.map(|k| Instant::now() + k.every);
-    loop {
-        if pending_subscribes.peek().is_some() && Instant::now() >= next_subscribe {
-            let text = pending_subscribes.next().expect("peeked");
-            ws.send(Message::text(text.as_str()))
-                .await
-                .map_err(|e| format!("cannot subscribe: {e}"))?;
-            next_subscribe = Instant::now() + plan.spacing;
-        }
-        if let (Some(k), Some(at)) = (keepalive, next_keepalive) {
-            if Instant::now() >= at {
-                ws.send(Message::text(k.text))
-                    .await
-                    .map_err(|e| format!("cannot send the keep-alive: {e}"))?;
-                next_keepalive = Some(Instant::now() + k.every);
-            }
-        }
-        let dead_at = last_frame + idle_timeout;
-        let probe_at = last_frame + idle_timeout / 2;
-        let mut until = if probed { dead_at } else { probe_at };
-        if pending_subscribes.peek().is_some() {
+    // One timer for everything the connection does on its own (the next subscription, the
+    // keep-alive, the probe, giving up), re-armed only when it fires: a timer made and dropped
+    // for every frame would cost a busy stream more than reading the frame.
+    let next_due = |pending: bool,
+                    next_subscribe: Instant,
+                    next_keepalive: Option<Instant>,
+                    last_frame: Instant,
+                    probed: bool| {
+        let mut until = if probed {
+            last_frame + idle_timeout
+        } else {
+            last_frame + idle_timeout / 2
+        };
+        if pending {
             until = until.min(next_subscribe);
         }
         if let Some(at) = next_keepalive {
             until = until.min(at);
         }
-        let wait = until.saturating_duration_since(Instant::now());
+        until
+    };
+    let timer = tokio::time::sleep_until(next_subscribe);
+    tokio::pin!(timer);
+    loop {
         let next = tokio::select! {
+            biased;
             permit = tx.reserve(), if !outbox.held.is_empty() => {
                 match (permit, outbox.pop()) {
                     (Ok(permit), Some(msg)) => permit.send(msg),
@@ -210,27 +209,47 @@ async fn connect_and_read(
                 }
                 continue;
             }
-            next = tokio::time::timeout(wait, ws.next()) => next,
-        };
-        let frame = match next {
-            Err(_) if Instant::now() >= dead_at => {
-                let _ = ws.close(None).await;
-                return Err(format!(
-                    "no data, no ping and no answer to ours for {idle_timeout:?}: connection presumed dead"
-                ));
-            }
-            Err(_) => {
-                if !probed && Instant::now() >= probe_at {
+            () = &mut timer => {
+                let now = Instant::now();
+                if pending_subscribes.peek().is_some() && now >= next_subscribe {
+                    let text = pending_subscribes.next().expect("peeked");
+                    ws.send(Message::text(text.as_str()))
+                        .await
+                        .map_err(|e| format!("cannot subscribe: {e}"))?;
+                    next_subscribe = Instant::now() + plan.spacing;
+                }
+                if let (Some(k), Some(at)) = (keepalive, next_keepalive) {
+                    if now >= at {
+                        ws.send(Message::text(k.text))
+                            .await
+                            .map_err(|e| format!("cannot send the keep-alive: {e}"))?;
+                        next_keepalive = Some(Instant::now() + k.every);
+                    }
+                }
+                if now >= last_frame + idle_timeout {
+                    let _ = ws.close(None).await;
+                    return Err(format!(
+                        "no data, no ping and no answer to ours for {idle_timeout:?}: connection presumed dead"
+                    ));
+                }
+                if !probed && now >= last_frame + idle_timeout / 2 {
                     ws.send(Message::Ping(b"keepalive".to_vec().into()))
                         .await
                         .map_err(|e| format!("cannot ping: {e}"))?;
                     probed = true;
                 }
+                let pending = pending_subscribes.peek().is_some();
+                timer
+                    .as_mut()
+                    .reset(next_due(pending, next_subscribe, next_keepalive, last_frame, probed));
                 continue;
             }
-            Ok(None) => return Err("connection closed".into()),
-            Ok(Some(Err(e))) => return Err(format!("connection failed: {e}")),
-            Ok(Some(Ok(f))) => f,
+            next = ws.next() => next,
+        };
+        let frame = match next {
+            None => return Err("connection closed".into()),
+            Some(Err(e)) => return Err(format!("connection failed: {e}")),
+            Some(Ok(f)) => f,
         };
         last_frame = Instant::now();
         probed = false;
