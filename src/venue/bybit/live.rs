@@ -32,14 +32,14 @@ use super::klines::BybitKlines;
 use super::{rules, BybitSession};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::{
-    tag, BookTickerRecord, Candle, LiquidationRecord, RankedTrade, RecordBatch, TradeId,
-};
+use crate::record::{tag, BookTickerRecord, Candle, RankedTrade, RecordBatch, TradeId};
 use crate::registry::{LiveType, Origin};
 use crate::time_range::TimeRange;
 use crate::venue::live::book::Book;
 use crate::venue::live::wire::{Grammar, Keepalive, Read, StreamPlan};
-use crate::venue::live::{ConnectionAllowance, LiveFeed, LiveScope, RangePos, SymbolState};
+use crate::venue::live::{
+    ConnectionAllowance, Liquidation, LiveFeed, LiveScope, RangePos, SymbolState,
+};
 use crate::venue::Session;
 
 /// Whether Bybit streams `t` through this loader; `Err` says what it does stream.
@@ -413,16 +413,13 @@ impl BybitFeed {
         Ok(())
     }
 
-    /// A message of liquidations: each ranked among its millisecond's by side, size and price
-    /// (two connections during a hand-over deliver the same ones), published when the range
-    /// and the cursor admit it.
+    /// A message of liquidations, each ranked among its millisecond's.
     fn on_liquidations(
         &self,
         st: &mut SymbolState,
         push: Push<'_, Vec<WsLiquidation<'_>>>,
     ) -> Result<()> {
         self.scope.note_event(push.ts);
-        let mut id = String::new();
         for l in &push.data {
             let side = rules::liquidation_order_side(&l.S).ok_or_else(|| {
                 LoaderError::Exchange(format!(
@@ -430,37 +427,15 @@ impl BybitFeed {
                     l.S
                 ))
             })?;
-            id.clear();
-            id.push_str(side);
-            id.push('|');
-            id.push_str(&l.v);
-            id.push('|');
-            id.push_str(&l.p);
-            let Some(ordinal) = self.scope.rank_record(st, l.T, &id)? else {
-                continue;
+            let liquidation = Liquidation {
+                time: l.T,
+                side,
+                quantity: &l.v,
+                price: &l.p,
+                event_time: Some(push.ts),
             };
-            let key = st.batch.key(tag::LIQUIDATION, ordinal);
-            st.batch.push_record(
-                l.T,
-                &key,
-                &LiquidationRecord {
-                    _key: &key,
-                    exchange: Venue::Bybit.record_field(),
-                    market: Venue::Bybit.market_name(self.market()),
-                    symbol: &st.symbol,
-                    timestamp: l.T,
-                    event_time: Some(push.ts),
-                    side,
-                    quantity: &l.v,
-                    price: &l.p,
-                    order_type: None,
-                    time_in_force: None,
-                    average_price: None,
-                    status: None,
-                    last_filled_quantity: None,
-                    filled_quantity: None,
-                },
-            )?;
+            self.scope
+                .ranked_liquidation(st, (Venue::Bybit, self.market()), &liquidation)?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::{Candle, RecordBatch};
+use crate::record::{tag, Candle, LiquidationRecord, RecordBatch};
 use crate::registry::{time_rank, LiveType, Origin};
 use crate::source_mode::SourceMode;
 use crate::time_range::TimeRange;
@@ -122,6 +122,44 @@ impl LiveScope {
             ))
         })?;
         Ok(st.cursor.admit(time, ordinal).then_some(ordinal))
+    }
+
+    /// A liquidation of a venue whose liquidations are ranked by time
+    /// ([`Venue::one_liquidation_a_second`] false): told apart from the millisecond's others by
+    /// side, size and price (two connections during a hand-over deliver the same ones), and
+    /// published when the range and the cursor admit it.
+    pub fn ranked_liquidation(
+        &self,
+        st: &mut SymbolState,
+        (venue, market): (Venue, Market),
+        l: &Liquidation<'_>,
+    ) -> Result<()> {
+        let id = format!("{}|{}|{}", l.side, l.quantity, l.price);
+        let Some(ordinal) = self.rank_record(st, l.time, &id)? else {
+            return Ok(());
+        };
+        let key = st.batch.key(tag::LIQUIDATION, ordinal);
+        st.batch.push_record(
+            l.time,
+            &key,
+            &LiquidationRecord {
+                _key: &key,
+                exchange: venue.record_field(),
+                market: venue.market_name(market),
+                symbol: &st.symbol,
+                timestamp: l.time,
+                event_time: l.event_time,
+                side: l.side,
+                quantity: l.quantity,
+                price: l.price,
+                order_type: None,
+                time_in_force: None,
+                average_price: None,
+                status: None,
+                last_filled_quantity: None,
+                filled_quantity: None,
+            },
+        )
     }
 
     /// A candle from a stream: an update of the open one (published only with
@@ -242,6 +280,17 @@ impl LiveScope {
         };
         self.backfill(st, history, clock, from, range.end_ms).await
     }
+}
+
+/// A liquidation as a venue reports it: the liquidation order's side (`BUY` or `SELL`), its
+/// size and price (the bankruptcy price, where the venue gives that), and when the venue sent
+/// it, if it says.
+pub struct Liquidation<'a> {
+    pub time: i64,
+    pub side: &'static str,
+    pub quantity: &'a str,
+    pub price: &'a str,
+    pub event_time: Option<i64>,
 }
 
 /// One symbol's progress on a live source.

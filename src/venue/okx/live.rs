@@ -41,14 +41,14 @@ use super::trades::OkxTrades;
 use super::{rules, OkxSession};
 use crate::error::{LoaderError, Result};
 use crate::market::{Market, Venue};
-use crate::record::{
-    tag, BookTickerRecord, Candle, LiquidationRecord, RankedTrade, RecordBatch, TradeId,
-};
+use crate::record::{tag, BookTickerRecord, Candle, RankedTrade, RecordBatch, TradeId};
 use crate::registry::{time_rank, LiveType, Origin};
 use crate::time_range::{fmt_ms, TimeRange};
 use crate::venue::live::book::Book;
 use crate::venue::live::wire::{Grammar, Keepalive, Read, StreamPlan};
-use crate::venue::live::{ConnectionAllowance, LiveFeed, LiveScope, RangePos, SymbolState};
+use crate::venue::live::{
+    ConnectionAllowance, Liquidation, LiveFeed, LiveScope, RangePos, SymbolState,
+};
 use crate::venue::Session;
 
 /// Whether OKX streams `t` through this loader; `Err` says what it does stream.
@@ -780,8 +780,7 @@ impl OkxFeed {
     }
 
     /// A message of liquidations (of every instrument of the type): the symbol's, oldest first,
-    /// each ranked among its millisecond's by side, size and price (two connections during a
-    /// hand-over deliver the same ones), published when the range and the cursor admit it.
+    /// each ranked among its millisecond's.
     fn on_liquidations(
         &self,
         st: &mut SymbolState,
@@ -817,39 +816,16 @@ impl OkxFeed {
         for (time, ..) in &mine {
             self.scope.note_event(*time);
         }
-        let mut id = String::new();
         for (time, side, d) in mine {
-            id.clear();
-            id.push_str(side);
-            id.push('|');
-            id.push_str(&d.sz);
-            id.push('|');
-            id.push_str(&d.bk_px);
-            let Some(ordinal) = self.scope.rank_record(st, time, &id)? else {
-                continue;
-            };
-            let key = st.batch.key(tag::LIQUIDATION, ordinal);
-            st.batch.push_record(
+            let liquidation = Liquidation {
                 time,
-                &key,
-                &LiquidationRecord {
-                    _key: &key,
-                    exchange: Venue::Okx.record_field(),
-                    market: Venue::Okx.market_name(self.market()),
-                    symbol: &st.symbol,
-                    timestamp: time,
-                    event_time: None,
-                    side,
-                    quantity: &d.sz,
-                    price: &d.bk_px,
-                    order_type: None,
-                    time_in_force: None,
-                    average_price: None,
-                    status: None,
-                    last_filled_quantity: None,
-                    filled_quantity: None,
-                },
-            )?;
+                side,
+                quantity: &d.sz,
+                price: &d.bk_px,
+                event_time: None,
+            };
+            self.scope
+                .ranked_liquidation(st, (Venue::Okx, self.market()), &liquidation)?;
         }
         Ok(())
     }
