@@ -82,10 +82,10 @@ fn stream_name(channel: &str, inst_id: &str) -> String {
     format!("{channel}:{inst_id}")
 }
 
-/// The `id` of a subscribe request whose last arg is `channel` of `inst_id` (or `instType`). OKX answers
-/// every arg on its own and echoes the request's `id` in each answer; the answer to the last
-/// arg is the one whose arg this id names, so a request counts as answered once, when all of
-/// its args were (a connection expects one answer per request). Letters and digits, as OKX
+/// The `id` of a subscribe request whose last arg is `channel` of `inst_id` (or `instType`).
+/// OKX answers every arg on its own and echoes the request's `id` in each answer; the answer to
+/// the last arg is the one whose arg this id names, so a request counts as answered once, when
+/// all of its args were (a connection expects one answer per request). Letters and digits, as OKX
 /// wants ids.
 fn answer_id(channel: &str, inst_id: &str) -> String {
     let mut h = crc32fast::Hasher::new();
