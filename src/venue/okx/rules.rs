@@ -191,6 +191,40 @@ pub fn example_inst(market: Market) -> &'static str {
     }
 }
 
+/// The delivery date (`YYMMDD`) of the quarterly futures that are live at `now_ms` and are not
+/// delivered within `margin_ms` of it: OKX's quarterlies deliver at 08:00 UTC on the last
+/// Friday of March, June, September and December ("Futures contract specifications", delivery
+/// time 08:00 UTC).
+pub fn quarterly_delivery(now_ms: i64, margin_ms: i64) -> String {
+    use chrono::{Datelike, Duration as Days, NaiveDate, TimeZone, Utc, Weekday};
+    let after = Utc
+        .timestamp_millis_opt(now_ms + margin_ms)
+        .single()
+        .unwrap_or_else(Utc::now);
+    let (mut year, mut month) = (after.year(), after.month().div_ceil(3) * 3);
+    loop {
+        let first_of_next = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)
+        }
+        .expect("a real month");
+        let mut day = first_of_next - Days::days(1);
+        while day.weekday() != Weekday::Fri {
+            day -= Days::days(1);
+        }
+        let delivery = day.and_hms_opt(8, 0, 0).expect("08:00 exists").and_utc();
+        if delivery > after {
+            return day.format("%y%m%d").to_string();
+        }
+        (year, month) = if month == 12 {
+            (year + 1, 3)
+        } else {
+            (year, month + 3)
+        };
+    }
+}
+
 /// OKX's name of a candle interval ("Get candlesticks history", `bar`): `1m 3m 5m 15m 30m 1H
 /// 2H 4H`, and from 6 hours up the UTC-aligned `6Hutc 12Hutc 1Dutc 1Wutc 1Mutc` (the names
 /// without `utc` open at UTC+8, off the loader's grid). Not served: 1s (the last 3 months
@@ -316,6 +350,26 @@ pub const SERVICE_UPGRADE: &str = "64008";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quarterlies_deliver_on_the_last_friday_of_a_quarters_last_month() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        assert_eq!(quarterly_delivery(at("2026-12-04T00:00:00Z"), 0), "261225");
+        // Delivered at 08:00 of its day: from then on the next quarter's.
+        assert_eq!(quarterly_delivery(at("2026-12-25T07:59:59Z"), 0), "261225");
+        assert_eq!(quarterly_delivery(at("2026-12-25T08:00:00Z"), 0), "270326");
+        // A margin skips a quarterly that delivers too soon.
+        assert_eq!(
+            quarterly_delivery(at("2026-12-24T00:00:00Z"), 2 * 86_400_000),
+            "270326"
+        );
+        assert_eq!(quarterly_delivery(at("2027-01-10T00:00:00Z"), 0), "270326");
+        assert_eq!(quarterly_delivery(at("2027-06-30T00:00:00Z"), 0), "270924");
+    }
 
     #[test]
     fn instrument_ids_have_their_markets_form() {

@@ -74,7 +74,16 @@ impl VenueSpec for OkxSpec {
         match market {
             Market::Spot => "BTC-USDT,ETH-USDT",
             Market::UsdM => "BTC-USDT-SWAP,BTC-USD-SWAP",
-            Market::CoinM => "BTC-USD-261225,ETH-USD-261225",
+            // The quarterlies live now and for days yet: a fixed date would stop being an
+            // instrument once delivered.
+            Market::CoinM => {
+                static FUTURES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                FUTURES.get_or_init(|| {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    let date = rules::quarterly_delivery(now, 3 * 86_400_000);
+                    format!("BTC-USD-{date},ETH-USD-{date}")
+                })
+            }
         }
     }
 
