@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 
 use crate::error::{LoaderError, Result};
 use crate::secret::Secret;
@@ -396,6 +397,38 @@ fn describe_fatal(k: &KafkaConfig, refusal: Refusal, reason: &str) -> String {
         "Kafka at {} refused the connection: {reason}{hint}",
         k.bootstrap
     )
+}
+
+/// How long [`flush`] sleeps between two looks at the delivery reports.
+const FLUSH_STEP: Duration = Duration::from_millis(1);
+
+/// Waits until every record `producer` has queued is acknowledged and its delivery report served
+/// (through the producer's context), or `timeout` passes (`KafkaError::Flush`, timed out).
+/// Blocking.
+///
+/// rdkafka's own `flush` serves the reports in `poll(100 ms)` steps that always run to their
+/// end, so it returns up to 100 ms after the last acknowledgement: at the end of every job, for
+/// its telemetry, and with transactions at every commit (once a second), when the sink stands
+/// still. A shorter `poll` does not help: it asks librdkafka for whole milliseconds and spins
+/// through the last one. So this looks at the reports every [`FLUSH_STEP`] and sleeps between.
+pub fn flush<C: ProducerContext>(producer: &BaseProducer<C>, timeout: Duration) -> KafkaResult<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        // Wakes the broker threads to send what lingers, and serves no report itself.
+        match producer.flush(Duration::ZERO) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
+            Err(e) => return Err(e),
+        }
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        std::thread::sleep(FLUSH_STEP);
+    }
 }
 
 /// Creates `topic` unless it exists, then waits until its partitions have leaders; returns

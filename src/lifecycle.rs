@@ -17,7 +17,7 @@ use crate::error::{LoaderError, Result, Signal};
 use crate::job::{self, JobReport, Upstream};
 use crate::metrics;
 use crate::registry::RecordKind;
-use crate::resume::{self, Resume};
+use crate::resume::{self, Resume, TailReader};
 use crate::status::{JobStatus, Phase, StopReason};
 use crate::telemetry::{EventStatus, JobIdentity, TelemetryPublisher};
 use crate::time_range::fmt_ms;
@@ -183,14 +183,22 @@ async fn run_protocol(
     let listener = tokio::task::spawn_blocking(move || {
         ControlListener::start(&control_kafka, &topic, &queue_id, cmd_tx, ready_within)
     });
-    // Binance and Kafka at once. The data producer connects first: with transactions its
+    // The consumer that looks for an earlier attempt's records connects now; it reads once the
+    // data producer has connected.
+    let wanted = cfg.resume && cfg.resumable;
+    let tail_reader = {
+        let k = cfg.kafka.clone();
+        tokio::task::spawn_blocking(move || wanted.then(|| TailReader::connect(&k)).transpose())
+    };
+    // The venue and Kafka at once. The data producer connects first: with transactions its
     // `init_transactions` fences an older instance of this job, without them it waits for the
-    // job's lease, so the tail read next is final.
+    // job's lease, so the tail read next is final. The sink's connection is started first: the
+    // venue's client loads the system's CA certificates before its first await.
     let connected = tokio::select! {
-        both = futures::future::try_join(Upstream::connect(cfg, stop), job::connect_sink(cfg, stop)) => both,
+        both = futures::future::try_join(job::connect_sink(cfg, stop), Upstream::connect(cfg, stop)) => both,
         _ = stop.cancelled() => Err(LoaderError::Cancelled),
     };
-    let (upstream, mut sink) = match connected {
+    let (mut sink, upstream) = match connected {
         Ok(both) => both,
         Err(LoaderError::Cancelled) => {
             return Ok(JobReport {
@@ -203,29 +211,30 @@ async fn run_protocol(
     // What an earlier attempt of this job already published (a restarted pod): continue after
     // it. A topic that does not exist yet holds nothing to resume from.
     let resume = {
-        let k = cfg.kafka.clone();
         let job = cfg.clone();
-        let wanted = cfg.resume && cfg.resumable;
         if cfg.resume && !cfg.resumable {
             tracing::info!("a live job without TIME_RANGE resumes only within its own Kubernetes Job (JOB_UID), and none is set: starting from now");
         }
-        tokio::task::spawn_blocking(move || {
-            if wanted {
-                resume::find(
-                    &k,
-                    &resume::Search {
-                        topic: &job.topic,
-                        symbols: &job.symbols,
-                        venue: job.venue,
-                        market: job.rest.market,
-                        kind: job.data_type.record_kind(),
-                        range: job.range,
-                        job: &job.job_id,
-                    },
-                )
-            } else {
-                Ok(Resume::default())
-            }
+        tokio::spawn(async move {
+            let Some(reader) = tail_reader
+                .await
+                .map_err(|e| LoaderError::Other(e.to_string()))??
+            else {
+                return Ok(Resume::default());
+            };
+            tokio::task::spawn_blocking(move || {
+                reader.find(&resume::Search {
+                    topic: &job.topic,
+                    symbols: &job.symbols,
+                    venue: job.venue,
+                    market: job.rest.market,
+                    kind: job.data_type.record_kind(),
+                    range: job.range,
+                    job: &job.job_id,
+                })
+            })
+            .await
+            .map_err(|e| LoaderError::Other(e.to_string()))?
         })
     };
     let listener = listener

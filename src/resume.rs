@@ -129,22 +129,52 @@ impl Search<'_> {
     }
 }
 
-/// Finds, for each symbol of `search`, the last record this job published (if any) in
-/// `search.topic`. Blocking.
-pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
+/// The consumer that reads what an earlier attempt of the job published. It connects while the
+/// data producer does ([`TailReader::connect`]) and reads only after ([`TailReader::find`]), so
+/// the read is final (the producer has fenced or outwaited any other instance by then) and the
+/// job's start does not wait for a second connection.
+pub struct TailReader {
+    consumer: BaseConsumer<CapturingContext>,
+    timeout: Duration,
+}
+
+impl TailReader {
+    /// Creates the consumer and opens its connection to the cluster. Blocking. A cluster that
+    /// does not answer is not an error here: [`find`](Self::find) says so.
+    pub fn connect(k: &KafkaConfig) -> Result<TailReader> {
+        let mut cfg = kafka::base_config(k);
+        cfg.set("group.id", "loader-producer-resume")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("client.id", "loader-producer-resume");
+        kafka::apply_consumer_overrides(&mut cfg, k);
+        let consumer: BaseConsumer<CapturingContext> = cfg
+            .create_with_context(CapturingContext::default())
+            .map_err(|e| LoaderError::config(format!("invalid Kafka settings: {e}")))?;
+        let timeout = k.connect_timeout.max(Duration::from_secs(5));
+        // Any broker's answer will do: it only opens the connection.
+        let _ = consumer.fetch_metadata(None, k.connect_timeout);
+        Ok(TailReader { consumer, timeout })
+    }
+
+    /// Finds, for each symbol of `search`, the last record this job published (if any) in
+    /// `search.topic`. Blocking.
+    pub fn find(self, search: &Search<'_>) -> Result<Resume> {
+        let found = search_tails(&self.consumer, self.timeout, search);
+        // Closing a consumer takes about 100 ms, and nothing waits for it.
+        std::thread::spawn(move || drop(self));
+        found
+    }
+}
+
+fn search_tails(
+    consumer: &BaseConsumer<CapturingContext>,
+    timeout: Duration,
+    search: &Search<'_>,
+) -> Result<Resume> {
     let started = Instant::now();
     let topic = search.topic;
-    let mut cfg = kafka::base_config(k);
-    cfg.set("group.id", "loader-producer-resume")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("client.id", "loader-producer-resume");
-    kafka::apply_consumer_overrides(&mut cfg, k);
-    let consumer: BaseConsumer<CapturingContext> = cfg
-        .create_with_context(CapturingContext::default())
-        .map_err(|e| LoaderError::config(format!("invalid Kafka settings: {e}")))?;
-    let timeout = k.connect_timeout.max(Duration::from_secs(5));
     let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
         LoaderError::kafka(format!(
             "cannot read the metadata of topic {topic} to resume: {e}"
@@ -185,10 +215,9 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
     for (&p, (low, end)) in tails.iter_mut() {
         if *end > *low {
             let start = (*end - CHUNK).max(*low);
-            out.messages_read +=
-                read_window(&consumer, topic, p, start, *end, timeout, &mut |m| {
-                    note(&mut out, m)
-                })?;
+            out.messages_read += read_window(consumer, topic, p, start, *end, timeout, &mut |m| {
+                note(&mut out, m)
+            })?;
             *end = start;
         }
     }
@@ -203,10 +232,9 @@ pub fn find(k: &KafkaConfig, search: &Search<'_>) -> Result<Resume> {
             .collect();
         while *end > *low && !missing.is_empty() {
             let start = (*end - CHUNK).max(*low);
-            out.messages_read +=
-                read_window(&consumer, topic, p, start, *end, timeout, &mut |m| {
-                    note(&mut out, m)
-                })?;
+            out.messages_read += read_window(consumer, topic, p, start, *end, timeout, &mut |m| {
+                note(&mut out, m)
+            })?;
             missing.retain(|s| !out.points.contains_key(*s));
             *end = start;
         }

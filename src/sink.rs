@@ -550,7 +550,7 @@ impl KafkaSink {
     /// Waits until every queued record is acknowledged (checking as it waits).
     fn drain(&mut self) -> Result<()> {
         loop {
-            if self.producer.flush(Duration::from_millis(200)).is_ok() {
+            if kafka::flush(&self.producer, Duration::from_millis(200)).is_ok() {
                 return self.check();
             }
             self.check()?;

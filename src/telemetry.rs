@@ -10,7 +10,7 @@ use std::time::Duration;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use serde_json::{json, Map, Value};
 
 use crate::kafka;
@@ -236,7 +236,7 @@ impl TelemetryPublisher {
     /// Waits up to `timeout` for queued events to be delivered (before exit).
     pub fn flush(&self, timeout: Duration) {
         if let Some(p) = &self.producer {
-            if let Err(e) = p.flush(timeout) {
+            if let Err(e) = kafka::flush(p, timeout) {
                 tracing::warn!(error = %e, topic = %self.topic, "telemetry events not delivered before exit");
             }
         }
