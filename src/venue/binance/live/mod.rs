@@ -204,7 +204,10 @@ impl Frame<'_> {
 /// Whether a combined stream's event is Binance's `serverShutdown` notice. Parsed only where
 /// the name occurs at all, so an ordinary event is not read twice here.
 fn is_shutdown_notice(data: &str) -> bool {
-    memchr::memmem::find(data.as_bytes(), b"serverShutdown").is_some()
+    // Built once: building a finder costs more than searching one event with it.
+    static NAME: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"serverShutdown"));
+    NAME.find(data.as_bytes()).is_some()
         && serde_json::from_str::<EventType>(data)
             .ok()
             .and_then(|e| e.e)
