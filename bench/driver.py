@@ -667,7 +667,7 @@ class Bench:
             "",
             "- **Ceiling**: `examples/ceiling.rs`, a minimal rdkafka producer with the loader's own "
             "`sink::producer_config` (idempotent, acks=all, lz4, 20 ms linger) and the sink's sending pattern "
-            "(a `BaseProducer`; `poll(5 ms)` while the queue is full, `poll(0)` after every page), publishing the very bytes the loader would (the simulator's generator, serialised by the "
+            "(a `BaseProducer`; `poll(5 ms)` while the queue is full, `poll(0)` after every page; the sink's flush, `kafka::flush`), publishing the very bytes the loader would (the simulator's generator, serialised by the "
             "loader's `RecordBatch`, keyed by symbol), generated before the clock starts; timed from the "
             "first send to the end of the flush; *with Kafka connection* also counts creating the producer, "
             "waiting for the cluster and creating the topic before the first send.",
@@ -1525,7 +1525,9 @@ class Bench:
         """CPU per streamed message (a busy stream) and per minute (a quiet one), beside the ceiling."""
         s = Section("9. Live streams: CPU per message")
         seconds = 5 if self.quick else 20
-        symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT"]
+        # Tens of thousands of messages a second: 24 symbols of one aggregate trade a millisecond each.
+        symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "LTCUSDT",
+                   *(f"{''.join(t)}USDT" for t in itertools.islice(itertools.product("ABCDEFGHJK", repeat=3), 16))]
         cases = [("busy", 1), ("quiet", 1000)]  # simulator spacing: 1 ms, 1 s a symbol
         rows = []
         busy_cpu = busy_records = None
