@@ -426,6 +426,20 @@ impl RecordBatch {
         self.seal(start, timestamp, key)
     }
 
+    /// Starts a record written by [`ObjectWriter`]: `_key`, `exchange` (where the record has
+    /// one and the venue is not Binance), `market`, `symbol`. Returns where the record starts.
+    fn begin(&mut self, key: &str, exchange: bool) -> (usize, ObjectWriter<'_>) {
+        let start = self.buf.len();
+        let mut o = ObjectWriter::new(&mut self.buf);
+        o.str("_key", key);
+        if let Some(name) = self.venue.record_field().filter(|_| exchange) {
+            o.str("exchange", name);
+        }
+        o.str("market", self.venue.market_name(self.market));
+        o.str("symbol", &self.symbol);
+        (start, o)
+    }
+
     /// Ends the record written from `start` on: checks its `_key` and notes where it lies.
     fn seal(&mut self, start: usize, timestamp: i64, key: &str) -> Result<()> {
         // The message key (KAFKA_MESSAGE_KEY=record) is sliced out of the payload: `_key` must be
@@ -494,14 +508,7 @@ impl RecordBatch {
     /// Appends a candle: a [`KlineRecord`] with every field, written by [`ObjectWriter`].
     pub fn push_kline(&mut self, interval: &str, k: &RawKline<'_>) -> Result<()> {
         let key = self.key(interval, k.0);
-        let start = self.buf.len();
-        let mut o = ObjectWriter::new(&mut self.buf);
-        o.str("_key", &key);
-        if let Some(exchange) = self.venue.record_field() {
-            o.str("exchange", exchange);
-        }
-        o.str("market", self.venue.market_name(self.market));
-        o.str("symbol", &self.symbol);
+        let (start, mut o) = self.begin(&key, true);
         o.str("interval", interval);
         o.int("timestamp", k.0);
         o.int("open_time", k.0);
@@ -603,11 +610,8 @@ impl RecordBatch {
     /// Appends an aggregate trade: an [`AggTradeRecord`], written by [`ObjectWriter`].
     pub fn push_agg_trade(&mut self, t: &RawAggTrade<'_>) -> Result<()> {
         let key = self.key(tag::AGG_TRADE, t.a);
-        let start = self.buf.len();
-        let mut o = ObjectWriter::new(&mut self.buf);
-        o.str("_key", &key);
-        o.str("market", self.venue.market_name(self.market));
-        o.str("symbol", &self.symbol);
+        // Only Binance has aggregate trades, and its records name no exchange.
+        let (start, mut o) = self.begin(&key, false);
         o.uint("trade_id", t.a);
         o.str("price", t.p);
         o.str("quantity", t.q);
@@ -648,14 +652,7 @@ impl RecordBatch {
     /// A [`TradeRecord`], written by [`ObjectWriter`].
     fn push_trade_keyed(&mut self, t: &RankedTrade<'_>, is_best_match: Option<bool>) -> Result<()> {
         let key = self.key(tag::TRADE, t.ordinal);
-        let start = self.buf.len();
-        let mut o = ObjectWriter::new(&mut self.buf);
-        o.str("_key", &key);
-        if let Some(exchange) = self.venue.record_field() {
-            o.str("exchange", exchange);
-        }
-        o.str("market", self.venue.market_name(self.market));
-        o.str("symbol", &self.symbol);
+        let (start, mut o) = self.begin(&key, true);
         match t.id {
             TradeId::Number(id) => o.uint("trade_id", id),
             TradeId::Text(id) => o.str("trade_id", id),
