@@ -130,7 +130,8 @@ impl LiveSource {
         drop(tx);
         // A stream may be shared by several symbols (a venue that subscribes a channel for a
         // whole market, OKX's liquidations): its events go to each, which takes its own part.
-        let mut by_stream: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_stream: HashMap<&str, Vec<usize>, foldhash::fast::RandomState> =
+            HashMap::default();
         for (i, s) in streams.iter().enumerate() {
             by_stream.entry(s.as_str()).or_default().push(i);
         }
