@@ -29,6 +29,7 @@ mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+mod flat_json;
 pub mod identity;
 mod job;
 pub mod kafka;

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "backoff",
             "time_range",
             "market",
+            "flat_json",
             "record",
             "registry",
             "schema",
