@@ -36,6 +36,12 @@ enum Located {
 pub trait RowKind {
     type Row<'a>: Deserialize<'a> + Send;
     const WHAT: &'static str;
+
+    /// The rows of a page the flat way (`flat_json`), where the kind has one: `None` leaves the
+    /// page to serde_json.
+    fn flat_rows(_text: &str) -> Option<Vec<Self::Row<'_>>> {
+        None
+    }
 }
 
 /// Kline rows (`/api/v3/klines`).
@@ -50,6 +56,10 @@ pub struct AggTrades;
 impl RowKind for AggTrades {
     type Row<'a> = RawAggTrade<'a>;
     const WHAT: &'static str = "aggregate trades";
+
+    fn flat_rows(text: &str) -> Option<Vec<RawAggTrade<'_>>> {
+        crate::flat_json::array(text, |at| RawAggTrade::from_flat_at(text, at))
+    }
 }
 
 /// Raw-trade rows (`/api/v3/historicalTrades`).
@@ -132,6 +142,12 @@ impl<K: RowKind> Page<K> {
 
     /// The rows, borrowing their strings from the body.
     pub fn rows(&self) -> Result<Vec<K::Row<'_>>> {
+        if let Some(rows) = std::str::from_utf8(&self.body)
+            .ok()
+            .and_then(|text| K::flat_rows(text))
+        {
+            return Ok(rows);
+        }
         serde_json::from_slice(&self.body).map_err(|e| {
             LoaderError::Exchange(format!("Binance sent {} that do not parse: {e}", K::WHAT))
         })
