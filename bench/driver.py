@@ -1562,43 +1562,56 @@ class Bench:
         n_ms = len(symbols) * seconds * 1000
         t0 = ms_of("2024-01-01")
         rate = (busy_records or n_ms) / seconds
-        for paced in (False, True):
-            broker = None
-            name = self.name("s9-ceiling-paced" if paced else "s9-ceiling")
+        for mode in ("fast", "paced", "pipe"):
+            broker = sim = None
+            name = self.name(f"s9-ceiling-{mode}")
             try:
-                broker = Broker(self.logs)
+                if mode == "pipe":
+                    # The bare pipe reads the simulator's own stream of the busy run's symbols.
+                    broker, sim = self.fresh("--agg-trade-spacing-ms", "1")
+                    streams = "/".join(f"{sym.lower()}@aggTrade" for sym in symbols)
+                    extra = ["--ws-url", f"{sim.url.replace('http://', 'ws://', 1)}/stream?streams={streams}"]
+                else:
+                    broker = Broker(self.logs)
+                    extra = ["--rate", f"{rate:.0f}"] if mode == "paced" else []
                 run = run_timed(name, [str(CEILING), "--kafka-bootstrap-servers", broker.bootstrap, "--kafka-topic",
                                        f"bench-{name}", "--type", "api_trades", "--symbol", "BTCUSDT",
-                                       "--agg-trade-spacing-ms", "1", "--time-range", f"{t0}:{t0 + n_ms}",
-                                       *(["--rate", f"{rate:.0f}"] if paced else [])],
+                                       "--agg-trade-spacing-ms", "1", "--time-range", f"{t0}:{t0 + n_ms}", *extra],
                                 base_env(), self.logs, 900)
                 out = json.loads(run.stdout.strip().splitlines()[-1])
                 c = cpu_per_m(out["cpu_seconds_with_connect"], out["records"])
-                what = f"paced to {fmt_n(rate)} records/s" if paced else "as fast as it can"
+                what = {"fast": "as fast as it can", "paced": f"paced to {fmt_n(rate)} records/s",
+                        "pipe": f"the pipe: reads the stream of the {len(symbols)} symbols, publishes a record a frame"}[mode]
                 rows.append([f"ceiling `api_trades`, {what}", fmt_n(out["records"]),
-                             fmt_n(rate) if paced else "", f"{out['cpu_seconds_with_connect']:.2f}", "",
+                             "" if mode == "fast" else fmt_n(rate), f"{out['cpu_seconds_with_connect']:.2f}", "",
                              f"{c:,.2f}"])
-                if paced and "busy" in runs and "quiet" in runs:
+                if mode != "fast" and "busy" in runs and "quiet" in runs:
                     # Startup and the idle job's own cost (timers, the control listener) are in both
                     # loader runs: their difference is what the further messages cost.
                     b, q = runs["busy"], runs["quiet"]
                     marginal = cpu_per_m(b.cpu - q.cpu, b.records - q.records)
                     cm = cpu_per_m(out["cpu_seconds"], out["records"])
-                    ceiling_lines.append(
-                        f"A further message (busy run minus quiet run: startup and the idle job's timers cancel): "
-                        f"{marginal:,.2f} CPU s / 10⁶ against the paced ceiling's {cm:,.2f} once connected: "
-                        f"**{marginal / cm:.2f}×**.")
-                if busy_cpu is not None and paced:
+                    if mode == "paced":
+                        ceiling_lines.append(
+                            f"A further message (busy run minus quiet run: startup and the idle job's timers cancel): "
+                            f"{marginal:,.2f} CPU s / 10⁶ against the paced ceiling's {cm:,.2f} once connected: "
+                            f"**{marginal / cm:.2f}×**.")
+                    else:
+                        ceiling_lines.append(
+                            f"The same further message against the pipe's {cm:,.2f} once connected (it receives the "
+                            f"same frames and publishes as many records, and parses nothing): **{marginal / cm:.2f}×** "
+                            f"(target ≤ 1.3×): {verdict(marginal / cm <= 1.3)}.")
+                if busy_cpu is not None and mode == "paced":
                     ceiling_lines.append(
                         f"A busy stream's message costs the loader **{busy_cpu / c:.2f}×** the CPU the ceiling paced to "
                         f"the same rate spends to publish a record (target ≤ 1.3×): {verdict(busy_cpu / c <= 1.3)}. "
                         "The loader also reads and parses the WebSocket frames.")
-                elif busy_cpu is not None:
+                elif busy_cpu is not None and mode == "fast":
                     ceiling_lines.append(f"Against the ceiling publishing as fast as it can: {busy_cpu / c:.1f}×.")
             except BenchError as e:
                 s.failures.append(str(e))
             finally:
-                self.close(broker, None)
+                self.close(broker, sim)
         s.text += [
             f"`ws_aggtrades` of {len(symbols)} symbols on one connection for {seconds} s of TIME_RANGE (starting 3 s "
             "after launch, so the job also waits connected), from the simulator's stream (aggregate trades every "
@@ -1607,7 +1620,10 @@ class Bench:
             "startup included; *CPU s a minute*: the same over its wall time. The ceiling as in scenario 1, publishing "
             "as many aggregate trades as the busy stream delivered, once as fast as it can and once paced to the "
             "busy stream's rate (`--rate`: a tick's records every 100 ms, as the loader hands a stream's records to "
-            "its producer), which is the fair bar for a stream: at a stream's rate librdkafka sends smaller batches.",
+            "its producer), which is the fair bar for a stream: at a stream's rate librdkafka sends smaller batches. "
+            "And the pipe (`--ws-url`): the ceiling reading the simulator's stream of the same symbols over one "
+            "WebSocket connection and publishing one of its records for every frame, parsing nothing: what receiving "
+            "and publishing a stream costs at the least.",
             "",
             table(["contestant", "messages", "messages/s", "CPU s", "CPU s a minute", "CPU s / 10⁶ messages"], rows),
             "",

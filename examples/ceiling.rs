@@ -17,6 +17,11 @@
 //!     --time-range 2020-01-01:2024-01-01
 //! ```
 //!
+//! With `--ws-url` it is the ceiling of a live stream, the bare pipe: it reads the stream's
+//! text frames (a WebSocket connection, nothing parsed) and publishes one of the generated
+//! records for each frame as it arrives, until every record is sent. The clock starts once the
+//! connection is open.
+//!
 //! Prints one JSON line: records, payload bytes, generation seconds, publishing seconds (first send
 //! to flush complete), the same with the producer's creation, cluster connection and topic creation
 //! before it (`seconds_with_connect`), and records/s (of publishing); and the process's CPU
@@ -75,8 +80,81 @@ struct Args {
     /// 100 ms the records of that tick, as a live job hands its stream's records to its producer
     #[arg(long)]
     rate: Option<f64>,
+    /// Publish one record for every text frame of this WebSocket stream as it arrives (the
+    /// simulator's combined stream the loader reads), instead of as fast as librdkafka takes them
+    #[arg(long, conflicts_with = "rate")]
+    ws_url: Option<String>,
     #[command(flatten)]
     kafka: KafkaArgs,
+}
+
+/// Records waiting in a list, published one a frame by [`pipe`].
+type Queued<'p> = std::iter::Peekable<Box<dyn Iterator<Item = (&'p [u8], &'p [u8])> + 'p>>;
+
+/// The live pipe: reads `url`'s frames and sends one record of `records` for each text frame,
+/// with the sink's pattern (`poll(5 ms)` while the queue is full, `poll(0)` now and then).
+/// Returns once every record is sent; the clock (`started`, and the CPU then) starts once the
+/// connection is open.
+fn pipe(
+    url: &str,
+    producer: &BaseProducer<DeliveryContext>,
+    topic: &str,
+    mut records: Queued<'_>,
+) -> Result<(Instant, f64), Box<dyn std::error::Error>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let started = (Instant::now(), cpu_seconds());
+        let mut frames = 0u64;
+        while records.peek().is_some() {
+            let frame = match ws.next().await {
+                Some(frame) => frame?,
+                None => return Err("the stream closed before every record was sent".into()),
+            };
+            match frame {
+                Message::Text(_) => {}
+                Message::Ping(p) => {
+                    use futures_util::SinkExt;
+                    ws.send(Message::Pong(p)).await?;
+                    continue;
+                }
+                _ => continue,
+            }
+            let (payload, key) = records.next().expect("peeked");
+            send(producer, topic, payload, key)?;
+            frames += 1;
+            if frames % 256 == 0 {
+                producer.poll(Duration::ZERO);
+            }
+        }
+        Ok(started)
+    })
+}
+
+/// Queues one record, serving delivery reports while librdkafka's queue is full (the sink's
+/// pattern).
+fn send(
+    producer: &BaseProducer<DeliveryContext>,
+    topic: &str,
+    payload: &[u8],
+    key: &[u8],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut record = BaseRecord::to(topic).payload(payload).key(key);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                // Serving delivery reports is what drains the queue.
+                producer.poll(Duration::from_millis(5));
+            }
+            Err((e, _)) => return Err(format!("cannot queue a record: {e}").into()),
+        }
+    }
 }
 
 /// `rows` (in time order) with the ordinal each is keyed by: its millisecond and its place
@@ -339,40 +417,39 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Duration::from_secs(10),
     )?;
 
-    let started = Instant::now();
-    let cpu_started = cpu_seconds();
-    let mut sent = 0u64;
-    for page in &pages {
-        let key = page.symbol.as_bytes();
-        for payload in page.iter() {
-            if let Some(rate) = args.rate {
-                // The records due by the end of this 100 ms tick go now; then wait for the next.
-                let tick = (sent as f64 / rate / PACE_TICK).floor() * PACE_TICK;
-                let due = Duration::from_secs_f64(tick);
-                if started.elapsed() < due {
-                    producer.poll(Duration::ZERO);
-                    std::thread::sleep(due - started.elapsed().min(due));
-                }
-                sent += 1;
-            }
-            let mut record = BaseRecord::to(&args.kafka_topic).payload(payload).key(key);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        record = r;
-                        // Serving delivery reports is what drains the queue.
-                        producer.poll(Duration::from_millis(5));
+    let (started, cpu_started) = if let Some(url) = &args.ws_url {
+        let records: Box<dyn Iterator<Item = (&[u8], &[u8])>> = Box::new(
+            pages
+                .iter()
+                .flat_map(|page| page.iter().map(|payload| (payload, page.symbol.as_bytes()))),
+        );
+        pipe(url, &producer, &args.kafka_topic, records.peekable())?
+    } else {
+        let started = Instant::now();
+        let cpu_started = cpu_seconds();
+        let mut sent = 0u64;
+        for page in &pages {
+            let key = page.symbol.as_bytes();
+            for payload in page.iter() {
+                if let Some(rate) = args.rate {
+                    // The records due by the end of this 100 ms tick go now; then wait for the next.
+                    let tick = (sent as f64 / rate / PACE_TICK).floor() * PACE_TICK;
+                    let due = Duration::from_secs_f64(tick);
+                    if started.elapsed() < due {
+                        producer.poll(Duration::ZERO);
+                        std::thread::sleep(due - started.elapsed().min(due));
                     }
-                    Err((e, _)) => return Err(format!("cannot queue a record: {e}").into()),
+                    sent += 1;
                 }
+                send(&producer, &args.kafka_topic, payload, key)?;
+            }
+            producer.poll(Duration::ZERO);
+            if producer.context().failed.load(Ordering::Relaxed) > 0 {
+                break;
             }
         }
-        producer.poll(Duration::ZERO);
-        if producer.context().failed.load(Ordering::Relaxed) > 0 {
-            break;
-        }
-    }
+        (started, cpu_started)
+    };
     // The sink's flush: done as soon as the last acknowledgement is served.
     kafka::flush(&producer, Duration::from_secs(300))?;
     let seconds = started.elapsed().as_secs_f64();
