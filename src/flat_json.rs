@@ -11,8 +11,11 @@
 pub enum Value<'a> {
     /// A string's contents (no escapes, no control characters).
     Str(&'a str),
-    /// An integer's digits, with its sign.
-    Int(&'a str),
+    /// An integer, read as it was scanned: its sign and magnitude (`None` past `u64::MAX`).
+    Int {
+        negative: bool,
+        magnitude: Option<u64>,
+    },
     Bool(bool),
     Null,
 }
@@ -42,36 +45,68 @@ impl<'a> Value<'a> {
     }
 
     pub fn u64(self) -> Option<u64> {
-        let Value::Int(digits) = self else {
-            return None;
-        };
-        // A sign (`-0` included) is left to serde_json.
-        if !digits.bytes().all(|d| d.is_ascii_digit()) {
-            return None;
-        }
-        // 19 digits cannot overflow; only a 20th is checked.
-        let (head, tail) = digits.as_bytes().split_at(digits.len().min(19));
-        let n = head.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-        match tail {
-            [] => Some(n),
-            [d] => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        match self {
+            // A sign (`-0` included) is left to serde_json.
+            Value::Int {
+                negative: false,
+                magnitude,
+            } => magnitude,
             _ => None,
         }
     }
 
     pub fn i64(self) -> Option<i64> {
-        let Value::Int(digits) = self else {
-            return None;
-        };
-        match digits.strip_prefix('-') {
+        match self {
             // serde_json reads `-0` as a float, which no integer field takes.
-            Some(abs) => match Value::Int(abs).u64()? {
-                0 => None,
-                n => 0i64.checked_sub_unsigned(n),
-            },
-            None => i64::try_from(Value::Int(digits).u64()?).ok(),
+            Value::Int {
+                negative: true,
+                magnitude: Some(0),
+            } => None,
+            Value::Int {
+                negative: true,
+                magnitude,
+            } => 0i64.checked_sub_unsigned(magnitude?),
+            Value::Int {
+                negative: false,
+                magnitude,
+            } => i64::try_from(magnitude?).ok(),
+            _ => None,
         }
     }
+}
+
+/// The integer that starts at `b[at]` (a digit or `-`), read in one pass, and where it ends;
+/// `None` for what JSON does not allow (no digit, a leading zero).
+#[inline]
+fn integer<'a>(b: &[u8], at: usize) -> Option<(Value<'a>, usize)> {
+    let negative = b[at] == b'-';
+    let start = at + usize::from(negative);
+    let mut i = start;
+    let mut n = 0u64;
+    while let Some(d) = b.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    // JSON has no leading zeros; none at all is no number.
+    let digits = i - start;
+    if digits == 0 || (digits > 1 && b[start] == b'0') {
+        return None;
+    }
+    // 19 digits cannot overflow; longer ones are read again, checked.
+    let magnitude = if digits <= 19 {
+        Some(n)
+    } else {
+        b[start..i].iter().try_fold(0u64, |m, &c| {
+            m.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+        })
+    };
+    Some((
+        Value::Int {
+            negative,
+            magnitude,
+        },
+        i,
+    ))
 }
 
 /// Calls `member` with every name and value of `text`, a flat JSON object as described above,
@@ -104,7 +139,11 @@ pub fn object<'a>(
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let name_end = i + 1 + plain_len(&b[i + 1..])?;
+        // Exchanges' event members mostly have one-letter names.
+        let name_end = match b.get(i + 1..i + 3) {
+            Some(&[c, b'"']) if !SPECIAL[usize::from(c)] => i + 2,
+            _ => i + 1 + plain_len(&b[i + 1..])?,
+        };
         let name = &text[i + 1..name_end];
         i = name_end + 1;
         if b.get(i) != Some(&b':') {
@@ -130,16 +169,10 @@ pub fn object<'a>(
                 i += 4;
                 Value::Null
             }
-            c @ (b'-' | b'0'..=b'9') => {
-                let s = i;
-                i += usize::from(c == b'-');
-                let digits = b[i..].iter().take_while(|d| d.is_ascii_digit()).count();
-                // JSON has no leading zeros; none at all is no number.
-                if digits == 0 || (digits > 1 && b[i] == b'0') {
-                    return None;
-                }
-                i += digits;
-                Value::Int(&text[s..i])
+            b'-' | b'0'..=b'9' => {
+                let (value, end) = integer(b, i)?;
+                i = end;
+                value
             }
             _ => return None,
         };
@@ -347,8 +380,8 @@ mod tests {
             all(r#"{"e":"aggTrade","E":17,"a":-3,"m":true,"M":false,"x":null,"p":"0.1"}"#),
             Some(vec![
                 ("e", Value::Str("aggTrade")),
-                ("E", Value::Int("17")),
-                ("a", Value::Int("-3")),
+                ("E", int("17")),
+                ("a", int("-3")),
                 ("m", Value::Bool(true)),
                 ("M", Value::Bool(false)),
                 ("x", Value::Null),
@@ -423,18 +456,25 @@ mod tests {
         }
     }
 
+    /// The integer `digits` as the reader scans it.
+    fn int(digits: &str) -> Value<'_> {
+        let (value, end) = integer(digits.as_bytes(), 0).expect("an integer");
+        assert_eq!(end, digits.len(), "{digits}");
+        value
+    }
+
     #[test]
     fn integers_are_read_within_their_type() {
-        assert_eq!(Value::Int("18446744073709551615").u64(), Some(u64::MAX));
-        assert_eq!(Value::Int("18446744073709551616").u64(), None);
-        assert_eq!(Value::Int("-1").u64(), None);
-        assert_eq!(Value::Int("-9223372036854775808").i64(), Some(i64::MIN));
-        assert_eq!(Value::Int("9223372036854775808").i64(), None);
-        assert_eq!(Value::Int("-0").i64(), None);
-        assert_eq!(Value::Int("-7").i64(), Some(-7));
+        assert_eq!(int("18446744073709551615").u64(), Some(u64::MAX));
+        assert_eq!(int("18446744073709551616").u64(), None);
+        assert_eq!(int("-1").u64(), None);
+        assert_eq!(int("-9223372036854775808").i64(), Some(i64::MIN));
+        assert_eq!(int("9223372036854775808").i64(), None);
+        assert_eq!(int("-0").i64(), None);
+        assert_eq!(int("-7").i64(), Some(-7));
         assert_eq!(Value::Str("1").u64(), None);
         assert_eq!(Value::Null.opt_bool(), Some(None));
-        assert_eq!(Value::Int("1").opt_bool(), None);
+        assert_eq!(int("1").opt_bool(), None);
     }
 
     #[test]
