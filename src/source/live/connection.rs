@@ -3,12 +3,16 @@
 //! all, not even a ping, for `idle_timeout`) and the venue's shutdown notice, and forwards
 //! every event to the live source with its connection id. The venue's [`Grammar`] reads the
 //! frames; reconnecting, rotating and de-duplicating are the live source's business.
+//!
+//! Frames are handed on in bursts: after a wake-up the reader takes every frame already read
+//! (up to [`MAX_BURST`]) and sends them as one message, with one look at the clock, so that a
+//! busy stream costs one channel send and one clock read a burst rather than a frame.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -16,13 +20,19 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::venue::live::wire::{FramePart, Grammar, Read, StreamMessage, StreamPlan};
 
+/// The most messages one burst carries (a busy connection's frames read in one wake-up).
+pub const MAX_BURST: usize = 64;
+
+/// Messages of one connection, in the order it read them.
+pub type Burst = Vec<StreamMessage>;
+
 /// What a connection read and the live source has not taken yet. The reader keeps reading (and
 /// answering pings) while the source is busy with a backfill or a paced snapshot; once more
 /// than [`MAX_WS_BACKLOG`](crate::bounds::MAX_WS_BACKLOG) waits, the connection is given up
 /// like a dropped one (what it carried is backfilled where the venue allows), instead of the
 /// reader stopping until the venue closes it for pongs that never came.
 struct Outbox {
-    held: VecDeque<StreamMessage>,
+    held: VecDeque<Burst>,
     bytes: usize,
 }
 
@@ -40,37 +50,47 @@ impl Outbox {
         }
     }
 
-    fn size(msg: &StreamMessage) -> usize {
-        64 + match msg {
-            StreamMessage::Event { stream, data, .. } => stream.get().len() + data.get().len(),
-            _ => 0,
-        }
+    fn size(burst: &Burst) -> usize {
+        burst
+            .iter()
+            .map(|msg| {
+                64 + match msg {
+                    StreamMessage::Event { stream, data, .. } => {
+                        stream.get().len() + data.get().len()
+                    }
+                    _ => 0,
+                }
+            })
+            .sum()
     }
 
-    /// Hands `msg` on at once if the source has room and nothing waits before it; holds it
+    /// Hands `burst` on at once if the source has room and nothing waits before it; holds it
     /// otherwise.
-    fn push(&mut self, tx: &mpsc::Sender<StreamMessage>, msg: StreamMessage) -> Result<(), Stop> {
-        let msg = if self.held.is_empty() {
-            match tx.try_send(msg) {
+    fn push(&mut self, tx: &mpsc::Sender<Burst>, burst: Burst) -> Result<(), Stop> {
+        if burst.is_empty() {
+            return Ok(());
+        }
+        let burst = if self.held.is_empty() {
+            match tx.try_send(burst) {
                 Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(msg)) => msg,
+                Err(mpsc::error::TrySendError::Full(burst)) => burst,
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::SourceEnded),
             }
         } else {
-            msg
+            burst
         };
-        self.bytes += Self::size(&msg);
-        self.held.push_back(msg);
+        self.bytes += Self::size(&burst);
+        self.held.push_back(burst);
         if self.bytes > crate::bounds::MAX_WS_BACKLOG {
             return Err(Stop::Overrun(self.bytes));
         }
         Ok(())
     }
 
-    fn pop(&mut self) -> Option<StreamMessage> {
-        let msg = self.held.pop_front()?;
-        self.bytes -= Self::size(&msg);
-        Some(msg)
+    fn pop(&mut self) -> Option<Burst> {
+        let burst = self.held.pop_front()?;
+        self.bytes -= Self::size(&burst);
+        Some(burst)
     }
 }
 
@@ -93,7 +113,7 @@ pub async fn run_connection(
     grammar: Arc<dyn Grammar>,
     conn: u64,
     idle_timeout: Duration,
-    tx: mpsc::Sender<StreamMessage>,
+    tx: mpsc::Sender<Burst>,
 ) {
     let mut outbox = Outbox::new();
     let reason =
@@ -102,12 +122,12 @@ pub async fn run_connection(
             Err(e) => e,
         };
     // What the connection read before it ended is delivered before it is reported closed.
-    while let Some(msg) = outbox.pop() {
-        if tx.send(msg).await.is_err() {
+    while let Some(burst) = outbox.pop() {
+        if tx.send(burst).await.is_err() {
             return;
         }
     }
-    let _ = tx.send(StreamMessage::Closed { conn, reason }).await;
+    let _ = tx.send(vec![StreamMessage::Closed { conn, reason }]).await;
 }
 
 /// The message an event of `stream` becomes, its parts shared with `frame`.
@@ -119,12 +139,15 @@ fn event_message(conn: u64, frame: &Utf8Bytes, stream: &str, data: &str) -> Stre
     }
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 async fn connect_and_read(
     plan: &StreamPlan,
     grammar: &dyn Grammar,
     conn: u64,
     idle_timeout: Duration,
-    tx: &mpsc::Sender<StreamMessage>,
+    tx: &mpsc::Sender<Burst>,
     outbox: &mut Outbox,
 ) -> Result<String, String> {
     // wss:// with the process's shared connector (a new one per connection would parse the
@@ -160,13 +183,14 @@ async fn connect_and_read(
     let mut pending_subscribes = plan.subscribe.iter().peekable();
     let mut next_subscribe = Instant::now();
     if pending_subscribes.peek().is_none() {
-        if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
+        if let Err(stop) = outbox.push(tx, vec![StreamMessage::Connected { conn }]) {
             return stop.reason();
         }
     }
-    let mut unanswered = plan.subscribe.len();
-    // A venue may answer a request more than once (one answer per topic): connected once.
-    let mut connected = plan.subscribe.is_empty();
+    let mut subscriptions = Subscriptions {
+        unanswered: plan.subscribe.len(),
+        connected: plan.subscribe.is_empty(),
+    };
     // Liveness: any frame counts. A quiet stream (futures servers ping only every 3 minutes, an
     // illiquid symbol's liquidations may not come for longer) is probed with a ping of our own
     // halfway through the idle timeout; only a connection that answers nothing is dead.
@@ -203,7 +227,7 @@ async fn connect_and_read(
             biased;
             permit = tx.reserve(), if !outbox.held.is_empty() => {
                 match (permit, outbox.pop()) {
-                    (Ok(permit), Some(msg)) => permit.send(msg),
+                    (Ok(permit), Some(burst)) => permit.send(burst),
                     (Err(_), _) => return Ok("source ended".into()),
                     (Ok(_), None) => {}
                 }
@@ -246,38 +270,62 @@ async fn connect_and_read(
             }
             next = ws.next() => next,
         };
+        let mut burst = Burst::with_capacity(16);
+        let read = read_burst(next, &mut ws, grammar, conn, &mut subscriptions, &mut burst).await;
+        // What the burst read goes to the source even when the connection ended after it.
+        if let Err(stop) = outbox.push(tx, burst) {
+            return stop.reason();
+        }
+        read?;
+        last_frame = Instant::now();
+        probed = false;
+    }
+}
+
+/// The answers the plan's subscriptions are still waiting for.
+struct Subscriptions {
+    unanswered: usize,
+    /// A venue may answer a request more than once (one answer per topic): connected once.
+    connected: bool,
+}
+
+/// Reads `first` and every frame already read after it (up to [`MAX_BURST`]) into `burst`,
+/// answering pings on the way. `Err` is why the connection ended; what was read before that is
+/// in `burst` all the same.
+async fn read_burst(
+    first: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ws: &mut Ws,
+    grammar: &dyn Grammar,
+    conn: u64,
+    subscriptions: &mut Subscriptions,
+    burst: &mut Burst,
+) -> Result<(), String> {
+    let mut next = first;
+    let mut taken = 0;
+    loop {
         let frame = match next {
             None => return Err("connection closed".into()),
             Some(Err(e)) => return Err(format!("connection failed: {e}")),
             Some(Ok(f)) => f,
         };
-        last_frame = Instant::now();
-        probed = false;
         match frame {
-            Message::Text(text) => {
-                let msg = match grammar.read(text.as_str()) {
-                    Read::Event { stream, data } => event_message(conn, &text, &stream, data),
-                    Read::Answered => {
-                        unanswered = unanswered.saturating_sub(1);
-                        if unanswered == 0 && !connected {
-                            connected = true;
-                            if let Err(stop) = outbox.push(tx, StreamMessage::Connected { conn }) {
-                                return stop.reason();
-                            }
-                        }
-                        continue;
-                    }
-                    Read::Refused(e) => return Err(format!("subscription refused: {e}")),
-                    Read::Shutdown => StreamMessage::ServerShutdown { conn },
-                    Read::Other => {
-                        tracing::debug!(conn, message = %text.as_str(), "ignoring an unexpected WebSocket message");
-                        continue;
-                    }
-                };
-                if let Err(stop) = outbox.push(tx, msg) {
-                    return stop.reason();
+            Message::Text(text) => match grammar.read(text.as_str()) {
+                Read::Event { stream, data } => {
+                    burst.push(event_message(conn, &text, &stream, data))
                 }
-            }
+                Read::Answered => {
+                    subscriptions.unanswered = subscriptions.unanswered.saturating_sub(1);
+                    if subscriptions.unanswered == 0 && !subscriptions.connected {
+                        subscriptions.connected = true;
+                        burst.push(StreamMessage::Connected { conn });
+                    }
+                }
+                Read::Refused(e) => return Err(format!("subscription refused: {e}")),
+                Read::Shutdown => burst.push(StreamMessage::ServerShutdown { conn }),
+                Read::Other => {
+                    tracing::debug!(conn, message = %text.as_str(), "ignoring an unexpected WebSocket message");
+                }
+            },
             Message::Ping(payload) => {
                 // Answer at once with the same payload (Binance closes after a minute without).
                 if let Err(e) = ws.send(Message::Pong(payload)).await {
@@ -292,7 +340,18 @@ async fn connect_and_read(
             }
             _ => {}
         }
+        taken += 1;
+        if taken == MAX_BURST {
+            break;
+        }
+        // A frame already read is taken now; polling with no waker is fine, since the caller
+        // polls the stream with its own before it waits.
+        match ws.next().now_or_never() {
+            Some(n) => next = n,
+            None => break,
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -366,13 +425,15 @@ mod tests {
                 .expect("a pong while the source was busy")
                 .expect("the server runs");
         }
-        assert!(matches!(
-            rx.recv().await,
-            Some(StreamMessage::Connected { conn: 7 })
-        ));
-        for a in 0..events {
-            match rx.recv().await {
-                Some(StreamMessage::Event { data, .. }) => {
+        // However the reader grouped them into bursts: Connected, then every event in order.
+        let mut messages = Vec::new();
+        while messages.len() < 1 + events as usize {
+            messages.extend(rx.recv().await.expect("the reader runs"));
+        }
+        assert!(matches!(messages[0], StreamMessage::Connected { conn: 7 }));
+        for (a, msg) in messages[1..].iter().enumerate() {
+            match msg {
+                StreamMessage::Event { data, .. } => {
                     let v: serde_json::Value = serde_json::from_str(data.get()).unwrap();
                     assert_eq!(v["a"], a);
                 }

@@ -38,8 +38,11 @@ pub use crate::venue::live::LiveConfig;
 /// After the range end, how long late events may still arrive before the range is closed over
 /// REST (trades and candles are settled a second after they happen, as for history).
 const END_GRACE_MS: i64 = 1_500;
-/// Connection messages taken at once by the live source.
-const INBOX: usize = 256;
+/// Bursts of connection messages taken at once by the live source.
+const INBOX: usize = 32;
+/// Bursts waiting for the live source before a connection holds them itself (its outbox,
+/// bounded in bytes): with full bursts, as many messages as a channel of 8,192.
+const CHANNEL_BURSTS: usize = 8192 / connection::MAX_BURST;
 
 /// Everything a live source needs: the venue's feed of the job's type, and the symbols of
 /// one connection.
@@ -56,7 +59,7 @@ struct WsConnector {
     plan: StreamPlan,
     grammar: Arc<dyn Grammar>,
     idle_timeout: Duration,
-    tx: mpsc::Sender<StreamMessage>,
+    tx: mpsc::Sender<connection::Burst>,
 }
 
 impl Connector for WsConnector {
@@ -151,7 +154,7 @@ impl LiveSource {
             }
         }
 
-        let (msg_tx, mut msg_rx) = mpsc::channel::<StreamMessage>(8192);
+        let (msg_tx, mut msg_rx) = mpsc::channel::<connection::Burst>(CHANNEL_BURSTS);
         let connector = WsConnector {
             plan,
             grammar: self.feed.grammar(),
@@ -170,8 +173,8 @@ impl LiveSource {
         let mut subscribed = false;
         // A connection switch in progress.
         let mut handover: Option<Handover> = None;
-        // Messages are taken as many at a time as have arrived: one wake-up of this task for a
-        // burst of events, not one each.
+        // Bursts are taken as many at a time as have arrived: one wake-up of this task for all
+        // of them.
         let mut inbox = Vec::with_capacity(INBOX);
         let outcome: Result<Ending> = 'events: loop {
             tokio::select! {
@@ -180,7 +183,7 @@ impl LiveSource {
                     if n == 0 {
                         break Ok(Ending::Stopped);
                     }
-                    for msg in inbox.drain(..) {
+                    for msg in inbox.drain(..).flatten() {
                         match msg {
                             StreamMessage::Connected { conn } => {
                                 subscribed = true;
