@@ -306,7 +306,7 @@ impl LiveSource {
     /// A stream event, counted and turned into records.
     async fn deliver(&self, st: &mut SymbolState, data: &str) -> Result<()> {
         st.received += 1;
-        if st.done {
+        if st.done || self.feed.on_event_now(st, data)? {
             return Ok(());
         }
         self.feed.on_event(st, data).await

@@ -433,6 +433,14 @@ pub trait LiveFeed: Send + Sync + 'static {
     /// a feed boxes its rare backfills inside it, so that it stays small.
     fn on_event<'a>(&'a self, st: &'a mut SymbolState, data: &'a str) -> BoxFuture<'a, Result<()>>;
 
+    /// [`on_event`](Self::on_event) done at once, where the event needs nothing awaited (the
+    /// next record of a busy stream: nearly every event), sparing it the boxed future: `true`
+    /// when it was taken, `false` when it needs `on_event` (a gap to fetch first; nothing was
+    /// changed). A feed without such a path takes every event through `on_event`.
+    fn on_event_now(&self, _st: &mut SymbolState, _data: &str) -> Result<bool> {
+        Ok(false)
+    }
+
     /// At the range's end: what the stream did not deliver, fetched where the venue serves
     /// it, so the range is complete.
     fn close_range<'a>(

@@ -218,14 +218,85 @@ pub(super) fn ordinal(live_type: LiveType, data: &str) -> Option<i64> {
     }
 }
 
+/// A live trade as the records know it.
+fn raw_trade<'a>(w: &WsTrade<'a>) -> RawTrade<'a> {
+    RawTrade {
+        id: w.t,
+        price: w.p,
+        qty: w.q,
+        time: w.time,
+        is_buyer_maker: w.m,
+        is_best_match: w.best_match,
+    }
+}
+
+fn unexpected(data: &str) -> impl Fn(serde_json::Error) -> LoaderError + '_ {
+    move |e| LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"))
+}
+
 impl BinanceFeed {
+    /// [`event`](Self::event) without awaiting, for the kinds a busy stream sends (trades), where
+    /// the event needs nothing fetched before it: `Ok(false)` leaves it to `event` as it was.
+    pub(super) fn event_now(&self, st: &mut SymbolState, data: &str) -> Result<bool> {
+        if st.done {
+            return Ok(true);
+        }
+        match self.scope.live_type {
+            LiveType::AggTrades => {
+                let t = RawAggTrade::from_json(data).map_err(unexpected(data))?;
+                self.scope.note_event(t.time);
+                match self.trade_now(st, t.time, t.a) {
+                    None => return Ok(false),
+                    Some(false) => {}
+                    Some(true) => {
+                        if st.cursor.admit(t.time, t.a as i64) {
+                            st.batch.push_agg_trade(&t)?;
+                        }
+                    }
+                }
+            }
+            LiveType::Trades => {
+                let w = WsTrade::from_json(data).map_err(unexpected(data))?;
+                self.scope.note_event(w.event_time);
+                let t = raw_trade(&w);
+                match self.trade_now(st, t.time, t.id) {
+                    None => return Ok(false),
+                    Some(false) => {}
+                    Some(true) => {
+                        if st.cursor.admit(t.time, t.id as i64) {
+                            st.batch.push_trade(&t)?;
+                        }
+                    }
+                }
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// [`before_trade`](Self::before_trade) where it needs nothing fetched: whether the trade is
+    /// to be offered to the cursor; `None` when a backfill must come first (nothing changed).
+    fn trade_now(&self, st: &mut SymbolState, time: i64, id: u64) -> Option<bool> {
+        if !self.scope.gate(st, time) {
+            return Some(false);
+        }
+        (!self.may_miss(st, time, id)).then_some(true)
+    }
+
+    /// Whether trades before `id` (at `time`) may be missing: what was published does not lead
+    /// up to it.
+    fn may_miss(&self, st: &SymbolState, time: i64, id: u64) -> bool {
+        match st.cursor.next_id() {
+            Some(next) => id > next,
+            None => self.scope.range.is_some_and(|r| r.start_ms < time),
+        }
+    }
+
     pub(super) async fn event(&self, st: &mut SymbolState, data: &str) -> Result<()> {
         if st.done {
             return Ok(());
         }
-        let bad = |e: serde_json::Error| {
-            LoaderError::Exchange(format!("unexpected live event ({e}): {data:.200}"))
-        };
+        let bad = unexpected(data);
         match self.scope.live_type {
             LiveType::AggTrades => {
                 let t = RawAggTrade::from_json(data).map_err(bad)?;
@@ -238,14 +309,7 @@ impl BinanceFeed {
             LiveType::Trades => {
                 let w = WsTrade::from_json(data).map_err(bad)?;
                 self.scope.note_event(w.event_time);
-                let t = RawTrade {
-                    id: w.t,
-                    price: w.p,
-                    qty: w.q,
-                    time: w.time,
-                    is_buyer_maker: w.m,
-                    is_best_match: w.best_match,
-                };
+                let t = raw_trade(&w);
                 if self.before_trade(st, t.time, t.id).await?
                     && st.cursor.admit(t.time, t.id as i64)
                 {
@@ -424,11 +488,7 @@ impl BinanceFeed {
         if !self.scope.gate(st, time) {
             return Ok(false);
         }
-        let may_miss = match st.cursor.next_id() {
-            Some(next) => id > next,
-            None => self.scope.range.is_some_and(|r| r.start_ms < time),
-        };
-        if may_miss {
+        if self.may_miss(st, time, id) {
             // Boxed: the future of every event stays small (the seam boxes one per event), and
             // only a gap pays for the backfill's.
             Box::pin(self.fill_before(st, time, id)).await?;

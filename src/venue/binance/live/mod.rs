@@ -95,6 +95,10 @@ impl LiveFeed for BinanceFeed {
         Box::pin(self.event(st, data))
     }
 
+    fn on_event_now(&self, st: &mut SymbolState, data: &str) -> Result<bool> {
+        self.event_now(st, data)
+    }
+
     fn close_range<'a>(
         &'a self,
         st: &'a mut SymbolState,
