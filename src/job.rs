@@ -32,6 +32,39 @@ use crate::venue::Session;
 
 /// How often an idle sink serves delivery reports (and so notices a failure or a stall).
 const SINK_IDLE_TICK: Duration = Duration::from_millis(10);
+/// The most batches a live job's sources may have waiting for the sink (one a symbol).
+const MAX_LIVE_SLACK: usize = 1024;
+
+/// The next batch (`Some(None)`: every source is done), or `None` once `wait` has passed, for
+/// the sink's own thread. It sleeps in the thread itself, woken by the channel: the runtime's
+/// timer, armed from outside the runtime, would wake one of its workers at every tick.
+fn recv_timeout(
+    rx: &mut mpsc::Receiver<RecordBatch>,
+    wait: Duration,
+) -> Option<Option<RecordBatch>> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let std::task::Poll::Ready(next) = rx.poll_recv(&mut cx) {
+            return Some(next);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
 
 /// Where the job's records come from: the REST API and/or the archive, as `SOURCE` and `TYPE`
 /// need them.
@@ -240,8 +273,15 @@ pub async fn load(
         "loading"
     );
 
-    // A few pages of slack between fetching and publishing; more only costs memory.
-    let (tx, mut rx) = mpsc::channel::<RecordBatch>(8);
+    // A few pages of slack between fetching and publishing; more only costs memory. A live job
+    // hands every symbol's records to the sink at once every flush tick (small batches): room
+    // for all of them, so that the sink takes them in one wake-up rather than the source and
+    // the sink waking each other for every batch.
+    let live_symbols = match cfg.data_type {
+        DataType::Live(_) => cfg.symbols.len(),
+        _ => 0,
+    };
+    let (tx, mut rx) = mpsc::channel::<RecordBatch>(live_symbols.clamp(8, MAX_LIVE_SLACK));
     let sink_status = status.clone();
     // After a signal the sink waits for Kafka at most SHUTDOWN_TIMEOUT more.
     let (grace_status, grace) = (status.clone(), cfg.shutdown_timeout);
@@ -249,8 +289,7 @@ pub async fn load(
         Some((StopReason::Signal(_), at)) => Some(*at + grace),
         _ => None,
     }));
-    // The sink thread sleeps on the channel (through the runtime's timer), not in librdkafka.
-    let runtime = tokio::runtime::Handle::current();
+    // The sink thread sleeps on the channel, not in librdkafka.
     let sink_thread = std::thread::Builder::new()
         .name("kafka-sink".into())
         .spawn(move || -> Result<(u64, u64)> {
@@ -262,13 +301,9 @@ pub async fn load(
                     // wait for the next batch, waking every SINK_IDLE_TICK to serve them again.
                     Err(mpsc::error::TryRecvError::Empty) => {
                         sink.idle()?;
-                        // The timer is made inside the block: only there is the runtime entered.
-                        let waited = runtime.block_on(async {
-                            tokio::time::timeout(SINK_IDLE_TICK, rx.recv()).await
-                        });
-                        match waited {
-                            Ok(next) => next,
-                            Err(_) => continue,
+                        match recv_timeout(&mut rx, SINK_IDLE_TICK) {
+                            Some(next) => next,
+                            None => continue,
                         }
                     }
                 };

@@ -441,9 +441,16 @@ impl LiveSource {
     }
 }
 
+/// Every symbol's records to the sink. The batches are taken first and sent back to back, so
+/// that the sink takes them in one wake-up instead of one each.
 async fn flush_all(states: &mut [SymbolState]) -> Result<()> {
-    for st in states.iter_mut() {
-        st.flush().await?;
+    let batches: Vec<(usize, RecordBatch)> = states
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, st)| st.take_batch().map(|b| (i, b)))
+        .collect();
+    for (i, batch) in batches {
+        states[i].send_batch(batch).await?;
     }
     Ok(())
 }

@@ -321,16 +321,32 @@ pub struct SymbolState {
 impl SymbolState {
     /// Hands the stream records received so far to the sink.
     pub async fn flush(&mut self) -> Result<()> {
-        if self.batch.is_empty() {
-            return Ok(());
+        match self.take_batch() {
+            Some(batch) => self.out.send(batch, Origin::WebSocket).await,
+            None => Ok(()),
         }
+    }
+
+    /// The stream records received so far, if any, for [`send_batch`](Self::send_batch); the
+    /// symbol starts a fresh batch.
+    pub fn take_batch(&mut self) -> Option<RecordBatch> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        // Sized by what the last tick brought (a steady stream fits it without growing): a
+        // quiet symbol's batch does not reserve a busy one's room.
+        let last = self.batch.len();
         let fresh = RecordBatch::new(
             self.batch.venue,
             self.batch.market,
             self.symbol.clone(),
-            256,
+            (last + last / 4).clamp(16, 256),
         );
-        let batch = std::mem::replace(&mut self.batch, fresh);
+        Some(std::mem::replace(&mut self.batch, fresh))
+    }
+
+    /// Hands a batch [`take_batch`](Self::take_batch) took to the sink.
+    pub async fn send_batch(&mut self, batch: RecordBatch) -> Result<()> {
         self.out.send(batch, Origin::WebSocket).await
     }
 }
