@@ -245,28 +245,22 @@ impl BinanceFeed {
             LiveType::AggTrades => {
                 let t = RawAggTrade::from_json(data).map_err(unexpected(data))?;
                 self.scope.note_event(t.time);
-                match self.trade_now(st, t.time, t.a) {
-                    None => return Ok(false),
-                    Some(false) => {}
-                    Some(true) => {
-                        if st.cursor.admit(t.time, t.a as i64) {
-                            st.batch.push_agg_trade(&t)?;
-                        }
-                    }
+                let Some(admitted) = self.trade_now(st, t.time, t.a) else {
+                    return Ok(false);
+                };
+                if admitted {
+                    st.batch.push_agg_trade(&t)?;
                 }
             }
             LiveType::Trades => {
                 let w = WsTrade::from_json(data).map_err(unexpected(data))?;
                 self.scope.note_event(w.event_time);
                 let t = raw_trade(&w);
-                match self.trade_now(st, t.time, t.id) {
-                    None => return Ok(false),
-                    Some(false) => {}
-                    Some(true) => {
-                        if st.cursor.admit(t.time, t.id as i64) {
-                            st.batch.push_trade(&t)?;
-                        }
-                    }
+                let Some(admitted) = self.trade_now(st, t.time, t.id) else {
+                    return Ok(false);
+                };
+                if admitted {
+                    st.batch.push_trade(&t)?;
                 }
             }
             _ => return Ok(false),
@@ -274,13 +268,17 @@ impl BinanceFeed {
         Ok(true)
     }
 
-    /// [`before_trade`](Self::before_trade) where it needs nothing fetched: whether the trade is
-    /// to be offered to the cursor; `None` when a backfill must come first (nothing changed).
+    /// [`before_trade`](Self::before_trade) and the cursor, where no backfill is needed:
+    /// whether the trade is to be published; `None` when a backfill must come first (nothing
+    /// changed).
     fn trade_now(&self, st: &mut SymbolState, time: i64, id: u64) -> Option<bool> {
         if !self.scope.gate(st, time) {
             return Some(false);
         }
-        (!self.may_miss(st, time, id)).then_some(true)
+        if self.may_miss(st, time, id) {
+            return None;
+        }
+        Some(st.cursor.admit(time, id as i64))
     }
 
     /// Whether trades before `id` (at `time`) may be missing: what was published does not lead
