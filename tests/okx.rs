@@ -765,8 +765,35 @@ async fn old_okx_trades_come_from_the_archive_in_utc8_days_and_verify() {
     assert_eq!(fmt(start), "2025-11-14T10:00:00Z");
     sim.corrupt_okx_file(&first, 1);
     let topic = fresh_topic("okx-trades-archive");
-    let run = run_loader_async(archive_env(&sim, i, &topic, &range), vec![]).await;
+    let mut env = archive_env(&sim, i, &topic, &range);
+    // The reader's account of each file it published (rows read).
+    env.push((
+        "RUST_LOG",
+        "info,loader_producer::source::history=debug".into(),
+    ));
+    let run = run_loader_async(env, vec![]).await;
     run.assert_ok();
+    // The last file (UTC+8: from 11-15 16:00 UTC) is read up to the first row past the range,
+    // not to its end.
+    let last = format!("{}-trades-2025-11-16.zip", i.inst_id);
+    let read = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "archive file published" && v["file"] == last.as_str())
+        .and_then(|v| v["rows"].as_u64())
+        .unwrap_or_else(|| panic!("no account of {last}: {}", run.stderr));
+    let file_start = end - 11 * 3_600_000;
+    let in_range = okx::trades(&sim.data(), i.inst_id, file_start, end)
+        .unwrap()
+        .len() as u64;
+    let in_file = okx::trades(&sim.data(), i.inst_id, file_start, file_start + DAY)
+        .unwrap()
+        .len() as u64;
+    assert!(
+        read <= in_range + 2 && in_file > in_range + 2,
+        "{read} rows read of {last}: {in_range} in the range, {in_file} in the file"
+    );
     assert!(
         run.stderr.contains("downloading it again"),
         "{}",

@@ -431,7 +431,7 @@ where
                     return Ok(true);
                 }
                 found.extend(ordinal_of(row, &mut running)?);
-                Ok(true)
+                Ok(!running.past_range())
             });
             (found, running, rows)
         })
@@ -665,6 +665,16 @@ impl Cursor {
         Some(rank)
     }
 
+    /// Whether every row still to come lies past the range: a row at or after its end was
+    /// offered to [`rank`](Self::rank), and ranked rows come in time order (`rank` refuses one
+    /// that does not), so the rest of a file need not be read. Always `false` for other
+    /// sequences, whose rows the cursor does not hold to time order. An archive file's
+    /// integrity does not depend on reading it to the end: its hash was matched on download, or
+    /// its CRCs were read through before its first row ([`crate::archive`]).
+    pub fn past_range(&self) -> bool {
+        self.ranked.is_some_and(|(t, _)| t >= self.range.end_ms)
+    }
+
     /// Takes the hole found, if any.
     pub fn take_hole(&mut self) -> Option<Hole> {
         self.hole.take()
@@ -872,5 +882,33 @@ mod tests {
         );
         assert!(c.gaps.is_empty(), "ranked kinds have no id gaps");
         assert_eq!(c.rank(29), None, "a row out of time order");
+    }
+
+    #[test]
+    fn only_a_ranked_row_at_or_after_the_end_makes_the_rest_of_a_file_unneeded() {
+        let range = TimeRange {
+            start_ms: 10,
+            end_ms: 100,
+        };
+        let mut c = Cursor::for_sequence(crate::registry::Sequence::Ranked, range);
+        assert!(!c.past_range(), "nothing offered yet");
+        for t in [5, 50, 99] {
+            c.rank(t).unwrap();
+            assert!(!c.past_range(), "{t} is before the end");
+        }
+        c.rank(100).unwrap();
+        assert!(
+            c.past_range(),
+            "the end is exclusive: a row at it is past the range"
+        );
+        // Ids and grids are not held to time order by the cursor: their files are read through.
+        for sequence in [
+            crate::registry::Sequence::Ids,
+            crate::registry::Sequence::TimeGrid(Interval::M1),
+        ] {
+            let mut c = Cursor::for_sequence(sequence, range);
+            assert!(!c.admit(500, 500));
+            assert!(!c.past_range());
+        }
     }
 }
