@@ -1612,9 +1612,9 @@ class Bench:
             # messages received before and after the range (parsed, not published).
             per_msg, per_rec = [], []
             for (b, bm), (q, qm), c in zip(loader["busy"], loader["quiet"], cm):
-                per_msg.append(cpu_per_m(b.cpu - q.cpu, bm - qm) / c)
+                msg.append(cpu_per_m(b.cpu - q.cpu, bm - qm))
+                per_msg.append(msg[-1] / c)
                 per_rec.append(cpu_per_m(b.cpu - q.cpu, b.records - q.records) / c)
-            msg = [cpu_per_m(b.cpu - q.cpu, bm - qm) for (b, bm), (q, qm) in zip(loader["busy"], loader["quiet"])]
             self.against_ceiling.append(("live `ws_aggtrades`, a further message against the pipe", None,
                                          med(per_msg)))
             lines.append(
@@ -1625,6 +1625,7 @@ class Bench:
                 f"round(s), the median of each round's ratio) (target ≤ 1.3×): {verdict(med(per_msg) <= 1.3)}. "
                 f"Per record published instead (the messages before and after the range are parsed too, not "
                 f"published): {med(per_rec):.2f}× ({fmt_range(per_rec, fmt_s)}).")
+        busy_cpu = med([cpu_per_m(lr.cpu, lr.records) for lr, _ in loader["busy"]]) if loader["busy"] else None
         for mode in ("fast", "paced"):
             try:
                 out = ceiling(mode, rate)
@@ -1636,8 +1637,7 @@ class Bench:
             rows.append([f"ceiling `api_trades`, {what}", fmt_n(out["records"]), "",
                          "" if mode == "fast" else fmt_n(rate), f"{out['cpu_seconds_with_connect']:.2f}", "",
                          f"{c:,.2f}"])
-            if loader["busy"]:
-                busy_cpu = med([cpu_per_m(lr.cpu, lr.records) for lr, _ in loader["busy"]])
+            if busy_cpu is not None:
                 if mode == "paced":
                     further = ""
                     if msg:
@@ -1670,7 +1670,6 @@ class Bench:
             *lines,
         ]
         return s
-
 
     def summary(self) -> Section | None:
         """Every path measured against its ceiling in this run, judged as one target."""
